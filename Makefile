@@ -1,0 +1,64 @@
+# vsda_ros developer entry points. The two that matter: `make demo` and `make test`.
+#
+# The venv lives in a cache outside the clone, keyed by the hash of requirements.lock, and
+# `.venv` is a symlink to it: a fresh clone reuses an existing venv in seconds, and a changed
+# lock builds a new one. `.venv/bin/python` is always the project's interpreter.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+LOCK := requirements.lock
+LOCK_HASH := $(shell sha256sum $(LOCK) | cut -c1-16)
+VSDA_VENV_CACHE ?= $(HOME)/.cache/vsda_ros/venvs
+VENV_DIR := $(VSDA_VENV_CACHE)/$(LOCK_HASH)
+VENV := .venv
+PY := $(VENV)/bin/python
+
+# ---- Network rule: every ROS process started from here stays on loopback. ----------------
+# DDS discovers over multicast on every interface by default; ROS_LOCALHOST_ONLY is ignored on
+# Kilted. Every process that make starts inherits these; the test suite additionally picks a
+# ROS_DOMAIN_ID of its own per run (test/conftest.py), and so do the tools that start nodes.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= $(shell echo $$(( ($$$$ % 100) + 100 )))
+export VSDA_DATA_DIR ?= $(abspath ../shared/data)
+# Two CPU threads for torch by default (the CI and dev machines have 2 cores).
+export OMP_NUM_THREADS ?= 2
+
+DEMO_OUT ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test bench accuracy clean help
+
+help:
+	@echo "make demo      set up the venv, then segment the real CamVid clip over ROS 2 and print where the results are"
+	@echo "make test      set up the venv, then run the test suite"
+	@echo "make venv      create or refresh the venv ($(VENV) -> $(VENV_DIR))"
+	@echo "make accuracy  mIoU of the published models on the real CamVid val clip"
+	@echo "make clean     remove outputs (the cached venv is kept)"
+
+# The venv: built once per lock hash (a .complete marker guards half-built venvs), then the
+# package is (re)installed in editable mode so `vsda` and `segmentation_node` point at this clone.
+$(VENV_DIR)/.complete: $(LOCK)
+	@echo ">> building venv $(VENV_DIR) from $(LOCK) (first time only; ~2 minutes, ~6 GB)"
+	rm -rf $(VENV_DIR)
+	mkdir -p $(VSDA_VENV_CACHE)
+	$(PYTHON) -m venv $(VENV_DIR)
+	$(VENV_DIR)/bin/pip install --quiet --disable-pip-version-check -r $(LOCK)
+	touch $@
+
+venv: $(VENV_DIR)/.complete
+	@if [ "$$(readlink $(VENV))" != "$(VENV_DIR)" ]; then rm -rf $(VENV) && ln -s $(VENV_DIR) $(VENV); fi
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . >/dev/null
+	@echo ">> venv ready: $(VENV) -> $(VENV_DIR)"
+
+demo: venv
+	$(VENV)/bin/vsda demo --out $(DEMO_OUT)
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+accuracy: venv
+	$(VENV)/bin/vsda segment --model espnet-camvid --input $(VSDA_DATA_DIR)/camvid/val --labels $(VSDA_DATA_DIR)/camvid/valannot --out out/acc_espnet_camvid --json out/acc_espnet_camvid.json --no-overlay
+	$(VENV)/bin/vsda segment --model espnetv2-cityscapes --size 480x360 --map cityscapes-camvid --input $(VSDA_DATA_DIR)/camvid/val --labels $(VSDA_DATA_DIR)/camvid/valannot --out out/acc_espnetv2_city --json out/acc_espnetv2_city.json --no-overlay
+
+clean:
+	rm -rf $(DEMO_OUT) out build *.egg-info .pytest_cache

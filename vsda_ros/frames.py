@@ -1,0 +1,51 @@
+"""Plain data passed between the readers, the temporal strategies and the outputs.
+
+No torch and no ROS here: numpy arrays and floats only, so every layer can use them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    """One camera image.
+
+    Attributes:
+        image: H×W×3 ``uint8`` RGB.
+        stamp: capture time in seconds (ROS header stamp, video time, or frame index / fps).
+        frame_id: the camera's TF frame (copied to every output).
+        name: a file-like name for offline outputs (``0016E5_07959.png``); may be empty.
+        camera: which camera stream the frame belongs to (one strategy state per camera).
+    """
+
+    image: np.ndarray
+    stamp: float = 0.0
+    frame_id: str = ''
+    name: str = ''
+    camera: str = ''
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the image."""
+        return int(self.image.shape[1]), int(self.image.shape[0])
+
+
+@dataclass
+class Segmentation:
+    """The result for one frame, at the frame's own resolution.
+
+    Attributes:
+        labels: H×W ``uint8`` class ids (0..num_classes-1).
+        confidence: H×W ``uint8`` = round(max softmax × 255).
+        timings_ms: stage name → milliseconds (``preprocess``, ``inference``, ``postprocess``,
+            and strategy-specific stages such as ``flow``).
+        keyframe: whether the full network ran on this frame (always true for ``per_frame``).
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    keyframe: bool = True

@@ -1,0 +1,189 @@
+"""The published networks vsda_ros knows by name, and how to build and load them.
+
+Each :class:`ZooEntry` says where the weights come from (public raw URL, sha256, file name in
+``VSDA_DATA_DIR/weights``) and what the network needs (:class:`ModelMeta`). Weights are found in
+this order: an explicit path → ``VSDA_DATA_DIR/weights`` → ``VSDA_CACHE_DIR`` → download.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vsda_ros.models.base import ModelMeta, SegmentationModel
+from vsda_ros.models.espnet import ESPNet
+from vsda_ros.models.espnetv2 import ESPNetv2
+from vsda_ros.paths import cache_dir, data_dir
+
+#: architecture key → constructor (keyword arguments come from ``ModelMeta.arch_args``).
+ARCHITECTURES: dict[str, type[nn.Module]] = {'espnetv2': ESPNetv2, 'espnet': ESPNet}
+
+CITYSCAPES_CLASSES = [
+    'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
+    'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train',
+    'motorcycle', 'bicycle',
+]
+CITYSCAPES_PALETTE = [
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+    (0, 80, 100), (0, 0, 230), (119, 11, 32),
+]
+CAMVID_CLASSES = [
+    'sky', 'building', 'pole', 'road', 'pavement', 'tree', 'sign', 'fence', 'car',
+    'pedestrian', 'bicyclist',
+]
+CAMVID_PALETTE = [
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+    (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+]
+#: CamVid label value meaning "void" (ignored by metrics).
+CAMVID_VOID = 11
+#: Cityscapes train id → CamVid-11 id (see ../shared/data/MODELS.md).
+CITYSCAPES_TO_CAMVID = [3, 4, 1, 1, 7, 2, 6, 6, 5, 5, 0, 9, 10, 8, 8, 8, 8, 10, 10]
+#: named label mappings for ``--map``.
+LABEL_MAPS: dict[str, list[int]] = {'cityscapes-camvid': CITYSCAPES_TO_CAMVID}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A published network: provenance + metadata."""
+
+    name: str
+    url: str
+    sha256: str
+    filename: str
+    meta: ModelMeta
+
+
+def _espnet_meta(name: str, mean_bgr, std_bgr, **kw) -> ModelMeta:
+    # ESPNet: (BGR·255 − mean) / std / 255  ==  (BGR − mean/255) / std  on input in [0, 1].
+    return ModelMeta(name=name, arch='espnet', mean=tuple(m / 255.0 for m in mean_bgr),
+                     std=tuple(std_bgr), bgr=True, **kw)
+
+
+ZOO: dict[str, ZooEntry] = {
+    e.name: e for e in [
+        ZooEntry(
+            name='espnetv2-cityscapes',
+            url='https://github.com/sacmehta/EdgeNets/raw/2b232d3f/model/segmentation/'
+                'model_zoo/espnetv2/espnetv2_s_2.0_city_1024x512.pth',
+            sha256='a72d59699801c7ce8e8b89a53af9097eaaa60dc12180ecde86fd700ba1222fe8',
+            filename='espnetv2_s_2.0_city_1024x512.pth',
+            meta=ModelMeta(name='espnetv2-cityscapes', arch='espnetv2',
+                           arch_args={'num_outputs': 20}, classes=CITYSCAPES_CLASSES,
+                           palette=CITYSCAPES_PALETTE, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                           bgr=False, native_size=(1024, 512)),
+        ),
+        ZooEntry(
+            name='espnet-cityscapes',
+            url='https://github.com/sacmehta/ESPNet/raw/afe71c38/pretrained/decoder/'
+                'espnet_p_2_q_8.pth',
+            sha256='343b0e77e8545d36113c4f3efbf1ee349256f25c97c9f9d5ddefe45f2f49763e',
+            filename='espnet_p2q8_cityscapes.pth',
+            meta=_espnet_meta('espnet-cityscapes', (72.39, 82.91, 73.16), (45.32, 46.15, 44.91),
+                              arch_args={'num_outputs': 20, 'b1_skip': False},
+                              classes=CITYSCAPES_CLASSES, palette=CITYSCAPES_PALETTE,
+                              native_size=(1024, 512)),
+        ),
+        ZooEntry(
+            name='espnet-camvid',
+            url='https://github.com/sacmehta/ESPNet/raw/afe71c38/pretrained/decoder/'
+                'espnet_p_2_q_8_camvid.pth',
+            sha256='7d354a257170322086dcd4c1e89a482454cf2c9d30b085e70883878dd59301af',
+            filename='espnet_p2q8_camvid.pth',
+            meta=_espnet_meta('espnet-camvid', (110.33, 108.41, 105.03), (72.13, 72.69, 69.90),
+                              arch_args={'num_outputs': 12, 'b1_skip': True},
+                              classes=CAMVID_CLASSES, palette=CAMVID_PALETTE,
+                              native_size=(480, 360)),
+        ),
+    ]
+}
+
+
+class ModelNotFoundError(ValueError):
+    """A model name that is neither in the zoo nor an existing checkpoint file."""
+
+
+def build(meta: ModelMeta) -> SegmentationModel:
+    """An untrained :class:`SegmentationModel` for ``meta`` (raises ``ModelNotFoundError``)."""
+    try:
+        arch = ARCHITECTURES[meta.arch]
+    except KeyError:
+        raise ModelNotFoundError(
+            f'unknown architecture {meta.arch!r}; known: {sorted(ARCHITECTURES)}') from None
+    meta = copy.deepcopy(meta)  # zoo entries are shared; each model owns its metadata
+    return SegmentationModel(arch(**meta.arch_args), meta)
+
+
+def find_weights(entry: ZooEntry, download: bool = True, progress: bool = True) -> Path:
+    """Local path of ``entry``'s weights: ``VSDA_DATA_DIR/weights`` → cache → download.
+
+    Raises:
+        FileNotFoundError: not found locally and ``download`` is false.
+        vsda_ros.fetch.FetchError: the download failed or its sha256 did not match.
+    """
+    from vsda_ros.fetch import fetch_file  # local import: fetch is only needed on a miss
+
+    ddir = data_dir()
+    if ddir is not None and (ddir / 'weights' / entry.filename).is_file():
+        return ddir / 'weights' / entry.filename
+    cached = cache_dir() / 'weights' / entry.filename
+    if cached.is_file():
+        return cached
+    if not download:
+        raise FileNotFoundError(
+            f'weights for {entry.name!r} not found in VSDA_DATA_DIR ({ddir}) or the cache '
+            f'({cached.parent}); run `vsda fetch {entry.name}`')
+    return fetch_file(entry.url, cached, entry.sha256, progress=progress)
+
+
+def load_state_dict(path: str | Path) -> dict:
+    """Read a plain state_dict (``weights_only`` — never unpickles code)."""
+    return torch.load(str(path), map_location='cpu', weights_only=True)
+
+
+def load_model(name_or_path: str, weights: str | Path | None = None, download: bool = True,
+               progress: bool = True) -> SegmentationModel:
+    """A ready model (eval mode, CPU) from a zoo name or a vsda checkpoint file.
+
+    Args:
+        name_or_path: ``espnetv2-cityscapes`` etc., or a path to a checkpoint written by
+            :func:`vsda_ros.models.checkpoint.save_checkpoint`.
+        weights: explicit weights file for a zoo model (skips the search).
+        download: allow downloading missing zoo weights.
+
+    Raises:
+        ModelNotFoundError: unknown name and no such file.
+        FileNotFoundError: weights missing and download disabled.
+        RuntimeError: weights do not fit the architecture (strict loading).
+    """
+    if name_or_path in ZOO:
+        entry = ZOO[name_or_path]
+        path = Path(weights) if weights else find_weights(entry, download, progress)
+        if not path.is_file():
+            raise FileNotFoundError(f'weights file {path} does not exist')
+        model = build(entry.meta)
+        state = load_state_dict(path)
+        _add_missing_bn_counters(model.net, state)
+        model.net.load_state_dict(state, strict=True)
+        model.meta.provenance.setdefault('weights_sha256', entry.sha256)
+        return model.eval()
+    if Path(name_or_path).is_file():
+        from vsda_ros.models.checkpoint import load_checkpoint
+        return load_checkpoint(name_or_path).eval()
+    raise ModelNotFoundError(
+        f'unknown model {name_or_path!r}: not a zoo name ({", ".join(ZOO)}) and no such file')
+
+
+def _add_missing_bn_counters(net: nn.Module, state: dict) -> None:
+    """Older files (ESPNet v1) lack ``num_batches_tracked``; add zeros so strict loading works."""
+    for key, buf in net.state_dict().items():
+        if key.endswith('num_batches_tracked') and key not in state:
+            state[key] = torch.zeros_like(buf)
