@@ -1,0 +1,115 @@
+"""The ``vsda`` command (also ``python -m vsda_ros``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = ('Real data and weights are looked up in VSDA_DATA_DIR (default ../shared/data), '
+          'downloads go to VSDA_CACHE_DIR (default ~/.cache/vsda_ros).')
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from vsda_ros.inference import parse_size
+    from vsda_ros.segment import SegmentConfig, run_segment
+
+    cfg = SegmentConfig(
+        model=args.model, input=Path(args.input), out=Path(args.out),
+        size=parse_size(args.size), device=args.device,
+        labels=Path(args.labels) if args.labels else None, label_map=args.map,
+        json_path=Path(args.json) if args.json else Path(args.out) / 'summary.json',
+        write_overlay=not args.no_overlay, alpha=args.alpha, max_frames=args.max_frames,
+        progress=not args.quiet)
+    s = run_segment(cfg)
+    lat = s['latency_ms']
+    print(f"segmented {s['frames']} frames with {s['model']} at {s['input_size'][0]}x"
+          f"{s['input_size'][1]} on {s['device']}: latency p50 {lat['p50']:.1f} ms, "
+          f"p95 {lat['p95']:.1f} ms")
+    if 'miou' in s:
+        print(f"mIoU {s['miou']:.2f} % over {len(s['per_class_iou'])} classes"
+              + (f" (mapped {s['label_map']})" if s['label_map'] else ''))
+        for name, v in s['per_class_iou'].items():
+            print(f'  {name:>14s} ' + ('   n/a' if v is None else f'{v:6.2f}'))
+    print(f"label masks: {cfg.out / 'labels'}\ncolour masks: {cfg.out / 'color'}")
+    if cfg.write_overlay:
+        print(f"overlay video: {cfg.out / 'overlay.mp4'}\n"
+              f"overlay strip: {cfg.out / 'overlay_strip.png'}")
+    print(f'summary: {cfg.json_path}')
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from vsda_ros.fetch import fetch_file
+    from vsda_ros.models.zoo import ZOO
+    from vsda_ros.paths import cache_dir
+
+    names = list(ZOO) if args.name == 'all' else [args.name]
+    for name in names:
+        entry = ZOO[name]
+        url = (args.base_url.rstrip('/') + '/weights/' + entry.filename) if args.base_url \
+            else entry.url
+        path = fetch_file(url, cache_dir() / 'weights' / entry.filename, entry.sha256,
+                          progress=not args.quiet)
+        print(f'{name}: {path} (sha256 ok)')
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vsda_ros.models.zoo import LABEL_MAPS, ZOO
+
+    parser = argparse.ArgumentParser(
+        prog='vsda', description='Domain-adaptive video semantic segmentation tools.',
+        epilog=EPILOG)
+    sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+
+    p = sub.add_parser(
+        'segment', help='segment a frame folder or a video offline',
+        description='Segment every frame of a folder of images or a video file; write label '
+                    'masks (OUT/labels/<frame>.png, class ids), colour masks (OUT/color/), an '
+                    'overlay video and strip, and a JSON summary. With --labels, also mIoU.',
+        epilog=EPILOG)
+    p.add_argument('--model', default='espnet-camvid',
+                   help=f'zoo name ({", ".join(ZOO)}) or a checkpoint file '
+                        '(default: %(default)s)')
+    p.add_argument('--input', required=True, help='folder of images, or a video file')
+    p.add_argument('--out', required=True, help='output folder')
+    p.add_argument('--size', default=None,
+                   help="network input WIDTHxHEIGHT, e.g. 480x360 (default: the model's native)")
+    p.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N or auto (default: cpu)')
+    p.add_argument('--labels', default=None,
+                   help='folder of label PNGs with the same file names (class ids, 11 = void)')
+    p.add_argument('--map', default=None, choices=sorted(LABEL_MAPS),
+                   help='map the model classes before scoring (e.g. Cityscapes → CamVid-11)')
+    p.add_argument('--json', default=None, help='summary JSON path (default: OUT/summary.json)')
+    p.add_argument('--alpha', type=float, default=0.5, help='overlay blend (default: 0.5)')
+    p.add_argument('--no-overlay', action='store_true', help='skip the overlay video and strip')
+    p.add_argument('--max-frames', type=int, default=None, help='stop after N frames')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser(
+        'fetch', help='download published weights (sha256-checked)',
+        description='Download published weights into VSDA_CACHE_DIR/weights with a progress '
+                    'bar; resumes partial downloads and refuses files whose sha256 differs.',
+        epilog=EPILOG)
+    p.add_argument('name', choices=[*ZOO, 'all'], help='model name, or all')
+    p.add_argument('--base-url', default=None,
+                   help='fetch from a mirror laid out like ../shared/data (BASE/weights/FILE)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=_cmd_fetch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 with a one-line error on bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f'vsda {args.command}: error: {e}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

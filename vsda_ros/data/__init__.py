@@ -1,0 +1,1 @@
+"""Frame sources: image folders (+ labels) and video files."""

@@ -1,0 +1,122 @@
+"""Image → segmentation with one model: the shared core of ``vsda segment`` and the node.
+
+:class:`Segmenter` does preprocessing (resize to the network input size), inference and
+postprocessing (logits resized to the input resolution, softmax, argmax, confidence), and
+times each stage. Everything runs on one device with the same code for live and offline use, so
+identical frames give identical masks.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vsda_ros.frames import Segmentation
+from vsda_ros.models.base import SegmentationModel
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``'480x360'`` → (480, 360); ``None``/``''``/``'native'`` → ``None``.
+
+    Raises ``ValueError`` with a clear message on anything else.
+    """
+    if text is None or text in ('', 'native'):
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise ValueError(f'size must look like WIDTHxHEIGHT (e.g. 480x360), got {text!r}') from None
+    if w < 32 or h < 32:
+        raise ValueError(f'size {text!r} is too small (each side must be ≥ 32)')
+    return w, h
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; raises ``ValueError`` if unavailable."""
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f'unknown device {name!r} (use cpu, cuda, cuda:N or auto)') from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'device {name!r} requested but CUDA is not available here')
+    if device.type not in ('cpu', 'cuda'):
+        raise ValueError(f'unsupported device {name!r} (use cpu, cuda, cuda:N or auto)')
+    return device
+
+
+@dataclass
+class SegmenterConfig:
+    """How to run a model.
+
+    Attributes:
+        input_size: (width, height) fed to the network; ``None`` = the model's native size.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+    """
+
+    input_size: tuple[int, int] | None = None
+    device: str = 'cpu'
+
+
+class Segmenter:
+    """Runs a :class:`SegmentationModel` on H×W×3 uint8 RGB images."""
+
+    def __init__(self, model: SegmentationModel, config: SegmenterConfig | None = None) -> None:
+        self.config = config or SegmenterConfig()
+        self.device = resolve_device(self.config.device)
+        self.model = model.to(self.device).eval()
+        self.input_size = self.config.input_size or tuple(model.meta.native_size)
+
+    @property
+    def meta(self):
+        return self.model.meta
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """H×W×3 uint8 RGB → 1×3×h×w float in [0, 1] at the network input size.
+
+        Raises ``ValueError`` for anything but a non-empty H×W×3 uint8 array.
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
+            raise ValueError(f'expected an H×W×3 uint8 RGB image, got {image.dtype} '
+                             f'{image.shape}')
+        w, h = self.input_size
+        if (image.shape[1], image.shape[0]) != (w, h):
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        return x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+    @torch.inference_mode()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """1×3×h×w → 1×C×h×w logits."""
+        return self.model(x)
+
+    @torch.inference_mode()
+    def postprocess(self, logits: torch.Tensor, out_hw: tuple[int, int]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """1×C×h×w logits → (labels, confidence), both H×W uint8 at ``out_hw``."""
+        if tuple(logits.shape[-2:]) != tuple(out_hw):
+            logits = F.interpolate(logits, size=out_hw, mode='bilinear', align_corners=False)
+        prob = torch.softmax(logits[0], dim=0)
+        conf, labels = prob.max(dim=0)
+        confidence = (conf * 255.0).round_().to(torch.uint8)
+        return labels.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy()
+
+    def segment(self, image: np.ndarray) -> Segmentation:
+        """One H×W×3 uint8 RGB image → :class:`Segmentation` at H×W, with stage timings."""
+        t0 = time.perf_counter()
+        x = self.preprocess(image)
+        t1 = time.perf_counter()
+        logits = self.logits(x)
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        labels, confidence = self.postprocess(logits, image.shape[:2])
+        t3 = time.perf_counter()
+        return Segmentation(labels, confidence, timings_ms={
+            'preprocess': (t1 - t0) * 1e3, 'inference': (t2 - t1) * 1e3,
+            'postprocess': (t3 - t2) * 1e3})
