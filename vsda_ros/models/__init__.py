@@ -1,0 +1,1 @@
+"""Networks, the model contract, the zoo of published weights and checkpoints."""
