@@ -37,7 +37,9 @@ help:
 
 # The venv: built once per lock hash (a .complete marker guards half-built venvs), then the
 # package is (re)installed in editable mode so `vsda` and `segmentation_node` point at this clone.
-$(VENV_DIR)/.complete: $(LOCK)
+# No file prerequisite on purpose: the lock's *hash* is in the path, and a fresh clone's newer
+# mtime must not trigger a rebuild.
+$(VENV_DIR)/.complete:
 	@echo ">> building venv $(VENV_DIR) from $(LOCK) (first time only; ~2 minutes, ~6 GB)"
 	rm -rf $(VENV_DIR)
 	mkdir -p $(VSDA_VENV_CACHE)

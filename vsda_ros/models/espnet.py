@@ -18,23 +18,16 @@ most one pixel larger, and cropping keeps the stride-2 pixel alignment of traini
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsda_ros.models import layers
+
 BN_EPS = 1e-3
-
-
-class BR(nn.Module):
-    """BN → PReLU (keys ``bn``, ``act``)."""
-
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.bn = nn.BatchNorm2d(ch, eps=BN_EPS)
-        self.act = nn.PReLU(ch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(x))
+BR = functools.partial(layers.BR, eps=BN_EPS)  # BN → PReLU with this network's eps
 
 
 class CBR(nn.Module):

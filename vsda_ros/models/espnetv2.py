@@ -16,11 +16,14 @@ its skip's exact size instead of a fixed ×2.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vsda_ros.models import layers
 
 BN_EPS = 1e-5
 
@@ -50,16 +53,7 @@ class CBR(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
-class BR(nn.Module):
-    """BN → PReLU (keys ``bn``, ``act``)."""
-
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.bn = nn.BatchNorm2d(ch, eps=BN_EPS)
-        self.act = nn.PReLU(ch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(x))
+BR = functools.partial(layers.BR, eps=BN_EPS)  # BN → PReLU with this network's eps
 
 
 class DWConv(nn.Module):
