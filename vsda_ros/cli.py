@@ -14,7 +14,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from vsda_ros.segment import SegmentConfig, run_segment
 
     cfg = SegmentConfig(
-        model=args.model, input=Path(args.input), out=Path(args.out),
+        model=args.model, input=Path(args.input), out=Path(args.out).resolve(),
         size=parse_size(args.size), device=args.device,
         labels=Path(args.labels) if args.labels else None, label_map=args.map,
         json_path=Path(args.json) if args.json else Path(args.out) / 'summary.json',
