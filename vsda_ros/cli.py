@@ -54,6 +54,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from vsda_ros.ros.bench_node import main_cli  # imports rclpy: only for this subcommand
+    return main_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vsda_ros.models.zoo import LABEL_MAPS, ZOO
 
@@ -97,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help='fetch from a mirror laid out like ../shared/data (BASE/weights/FILE)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser(
+        'bench', help='benchmark segmentation_node over real DDS (loopback only)',
+        description='Start segmentation_node, publish real frames at --rate for --duration s '
+                    'and report end-to-end and inference latency p50/p95, node overhead, '
+                    'drops and RSS. Runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST.',
+        epilog=EPILOG)
+    p.add_argument('target', choices=['node'], help='what to benchmark')
+    p.add_argument('--model', default='espnet-camvid', help='(default: %(default)s)')
+    p.add_argument('--frames', default=None,
+                   help='folder of frames to publish (default: VSDA_DATA_DIR/camvid/val)')
+    p.add_argument('--size', default='', help="network input WIDTHxHEIGHT ('' = native)")
+    p.add_argument('--rate', type=float, default=30.0, help='publish rate in Hz (default: 30)')
+    p.add_argument('--duration', type=float, default=60.0,
+                   help='measured seconds (default: 60)')
+    p.add_argument('--warmup', type=float, default=5.0, help='unmeasured seconds first')
+    p.add_argument('--json', default=None, help='write the report here')
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -1,0 +1,170 @@
+"""``vsda bench node``: latency, drops and memory of segmentation_node over real DDS.
+
+Starts the node as a subprocess (loopback-only discovery, a domain of its own), publishes real
+frames on ``image`` at a fixed rate with ``header.stamp = now``, subscribes to every output, and
+reads the node's own ``/diagnostics``. Reports end-to-end latency (receive time of ``mask`` −
+header stamp), the node's inference latency, node overhead, drops, and the node's RSS.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024.0
+    return float('nan')
+
+
+def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: str,
+              warmup: float = 5.0) -> dict:
+    """Run the benchmark; returns the report dict (see README for keys)."""
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'  # network rule: loopback only
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 199)))
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
+
+    from vsda_ros.data.sources import FrameSource
+    from vsda_ros.evaluation.metrics import percentiles_ms
+    from vsda_ros.ros.conversions import numpy_to_image
+
+    images = [f.image for f in FrameSource(frames_dir)]
+    params = {'segmentation_node': {'ros__parameters': {'model': model, 'input_size': size}}}
+    tmp = tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False)
+    yaml.safe_dump(params, tmp)
+    tmp.close()
+    proc = subprocess.Popen([sys.executable, '-m', 'vsda_ros.ros.segmentation_node',
+                             '--ros-args', '--params-file', tmp.name])
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('vsda_bench', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    pub = node.create_publisher(Image, 'image', QoSProfile(depth=10))
+    e2e: list[float] = []
+    diags: list[DiagnosticArray] = []
+    measuring = [False]
+
+    def on_mask(msg: Image) -> None:
+        if measuring[0]:
+            sent = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            e2e.append((node.get_clock().now().nanoseconds * 1e-9 - sent) * 1e3)
+
+    subs = [node.create_subscription(Image, 'mask', on_mask, QoSProfile(depth=10))]
+    subs += [node.create_subscription(Image, n, lambda m: None, QoSProfile(depth=10))
+             for n in ('color_mask', 'overlay', 'confidence')]
+    subs.append(node.create_subscription(DiagnosticArray, '/diagnostics', diags.append,
+                                         QoSProfile(depth=10)))
+    try:
+        deadline = time.monotonic() + 60
+        while pub.get_subscription_count() == 0:  # the node is up once it subscribed
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError('segmentation_node did not start')
+            executor.spin_once(timeout_sec=0.1)
+        period = 1.0 / rate
+        sent = 0
+        rss_start = None
+        t_start = time.monotonic()
+        t_measure = t_start + warmup
+        t_end = t_measure + duration
+        next_t = t_start
+        while True:
+            now = time.monotonic()
+            if now >= t_end:
+                break
+            if now >= t_measure and not measuring[0]:
+                measuring[0] = True
+                rss_start = _rss_mb(proc.pid)
+                diag_start = len(diags)
+            if now >= next_t:
+                msg = numpy_to_image(images[sent % len(images)], None, 'rgb8')
+                msg.header.stamp = node.get_clock().now().to_msg()
+                msg.header.frame_id = 'camera'
+                pub.publish(msg)
+                sent += 1
+                next_t += period
+            executor.spin_once(timeout_sec=max(0.0, min(next_t - time.monotonic(), 0.005)))
+        rss_end = _rss_mb(proc.pid)
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        os.unlink(tmp.name)
+
+    last = {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
+    first = ({kv.key: kv.value for kv in diags[diag_start - 1].status[0].values}
+             if diags and diag_start > 0 else {})
+
+    def num(d, k):
+        try:
+            return float(d[k])
+        except (KeyError, ValueError):
+            return float('nan')
+
+    e2e_p = percentiles_ms(e2e, (50, 95))
+    inf_p = {'p50': num(last, 'inference_p50_ms'), 'p95': num(last, 'inference_p95_ms')}
+    counters = {k: int(num(last, k) - (num(first, k) if first else 0))
+                for k in ('received', 'processed', 'dropped', 'bad_frames')}
+    return {
+        'model': model, 'input_size': size, 'rate_hz': rate, 'duration_s': duration,
+        'frame_size': [int(images[0].shape[1]), int(images[0].shape[0])],
+        'sent': sent, 'masks_received': len(e2e), **counters,
+        'end_to_end_ms': e2e_p,
+        'inference_ms': inf_p,
+        'overhead_ms': {q: e2e_p[q] - inf_p[q] for q in ('p50', 'p95')},
+        'node_stage_ms': {s: {q: num(last, f'{s}_{q}_ms') for q in ('p50', 'p95')}
+                          for s in ('decode', 'preprocess', 'inference', 'postprocess',
+                                    'publish')},
+        'output_hz': len(e2e) / duration,
+        'rss_mb': {'start': rss_start, 'end': rss_end},
+    }
+
+
+def print_report(r: dict) -> None:
+    """Human summary of :func:`run_bench`'s report."""
+    f = lambda d: f"p50 {d['p50']:7.1f}  p95 {d['p95']:7.1f}"  # noqa: E731
+    print(f"segmentation_node bench: {r['model']} on {r['frame_size'][0]}x{r['frame_size'][1]} "
+          f"frames at {r['rate_hz']:.0f} Hz for {r['duration_s']:.0f} s")
+    print(f"  end-to-end ms   {f(r['end_to_end_ms'])}")
+    print(f"  inference ms    {f(r['inference_ms'])}")
+    print(f"  overhead ms     {f(r['overhead_ms'])}   (end-to-end − inference, per percentile)")
+    for s, d in r['node_stage_ms'].items():
+        print(f"    {s:<11s} ms {f(d)}")
+    print(f"  received {r['received']}  processed {r['processed']}  dropped {r['dropped']}  "
+          f"bad {r['bad_frames']}  output {r['output_hz']:.1f} Hz")
+    print(f"  RSS MB start {r['rss_mb']['start']:.1f}  end {r['rss_mb']['end']:.1f}  "
+          f"growth {r['rss_mb']['end'] - r['rss_mb']['start']:+.1f}")
+
+
+def main_cli(args) -> int:
+    from vsda_ros.paths import data_dir
+    frames = Path(args.frames) if args.frames else (data_dir() or Path('.')) / 'camvid' / 'val'
+    r = run_bench(args.model, frames, args.rate, args.duration, args.size or '', args.warmup)
+    print_report(r)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(r, indent=2) + '\n')
+        print(f'report: {args.json}')
+    return 0
