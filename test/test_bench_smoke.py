@@ -1,0 +1,22 @@
+"""``vsda bench node`` runs end to end over real DDS and its report adds up (no timing asserts:
+speed targets are checked by running the benchmark, see README)."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip('rclpy')
+
+from vsda_ros.ros.bench_node import run_bench  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+def test_bench_report_accounts_for_every_frame(real_data):
+    r = run_bench('espnet-camvid', real_data / 'camvid' / 'val', rate=15.0, duration=3.0,
+                  size='', warmup=2.0)
+    assert r['masks_received'] > 0 and r['processed'] > 0
+    assert r['bad_frames'] == 0
+    # received = processed + dropped, up to the frames in flight at the window's edges
+    assert abs(r['received'] - r['processed'] - r['dropped']) <= 2
+    assert r['end_to_end_ms']['p95'] >= r['end_to_end_ms']['p50'] > 0
+    assert r['rss_mb']['start'] > 0 and r['rss_mb']['end'] > 0
