@@ -237,3 +237,29 @@ def test_startup_error_exits_nonzero(tmp_path):
         timeout=60)
     assert res.returncode != 0
     assert 'unknown model' in res.stdout + res.stderr
+
+
+def test_stream_break_resets_and_is_reported(running, frames):
+    """A resolution change and a stamp going backwards on one camera: masks still come, the
+    resets are counted, and /diagnostics goes WARN naming the reason."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    harness, proc = running
+    small = cv2.resize(frames[0], (320, 240), interpolation=cv2.INTER_AREA)
+    for (sec, nsec), rgb in [((3000, 0), frames[0]), ((3000, 100), small), ((2999, 0), small)]:
+        msg = numpy_to_image(rgb, None)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nsec
+        msg.header.frame_id = 'reset_cam'
+        assert harness.send_and_wait(msg, (sec, nsec), outputs=('mask',))
+    assert proc.poll() is None
+
+    def reported():
+        for arr in harness.diagnostics:
+            for st in arr.status:
+                values = {kv.key: kv.value for kv in st.values}
+                if int(values.get('stream_resets', 0)) >= 2:
+                    return True
+        return False
+    assert harness.spin_until(reported, 5.0), 'no /diagnostics with stream_resets ≥ 2'
+    messages = [s.message for a in harness.diagnostics for s in a.status
+                if s.level == DiagnosticStatus.WARN]
+    assert any('stream reset' in m and 'reset_cam' in m for m in messages), messages

@@ -28,6 +28,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from vsda_ros.ros.conversions import message_to_rgb, numpy_to_image
+from vsda_ros.temporal.stream import StreamGuard
 
 STATUS_NAME = 'vsda_ros: segmentation'
 STRATEGIES = ('per_frame',)
@@ -49,6 +50,9 @@ PARAMETERS: dict[str, tuple] = {
                         None),
     'publish_confidence': (True, 'Publish confidence (mono8, max softmax × 255).', False, None),
     'overlay_alpha': (0.5, 'Weight of the colour mask in the overlay, 0..1.', False, (0.0, 1.0)),
+    'max_stamp_gap_s': (1.0, 'A forward header-stamp jump above this (seconds) breaks the '
+                        'stream: temporal buffers are reset and a WARN diagnostic is raised.',
+                        False, (0.0, 3600.0)),
 }
 
 
@@ -82,8 +86,11 @@ class SegmentationNode(Node):
         self._slot = None
         self._stop = False
         self.received = self.processed = self.dropped = self.bad_frames = 0
+        self.stream_resets = 0
+        self._last_reset_reason = ''
+        self._stream_guards: dict[str, StreamGuard] = {}  # one per camera (header.frame_id)
         self._timings = {s: deque(maxlen=200) for s in STAGES}
-        self._last = (time.monotonic(), 0, 0, 0)  # (t, received, processed, bad) at last report
+        self._last = (time.monotonic(), 0, 0, 0, 0)  # (t, received, processed, bad, resets)
 
         self._worker = threading.Thread(target=self._run, name='segmentation_worker',
                                         daemon=True)
@@ -157,6 +164,20 @@ class SegmentationNode(Node):
                 self.get_logger().error(f'frame failed: {type(exc).__name__}: {exc}',
                                         throttle_duration_sec=5)
 
+    def _check_stream(self, header, rgb: np.ndarray) -> None:
+        """Reset the camera's temporal state when its stream breaks (size, stamp order/gap)."""
+        guard = self._stream_guards.setdefault(header.frame_id, StreamGuard())
+        guard.max_gap_s = float(self.get_parameter('max_stamp_gap_s').value)
+        reason = guard.check(_stamp_s(header), (rgb.shape[1], rgb.shape[0]))
+        if reason is None:
+            return
+        # per_frame keeps no buffer; temporal strategies reset theirs here.
+        with self._cond:
+            self.stream_resets += 1
+            self._last_reset_reason = f'camera {header.frame_id!r}: {reason}'
+        self.get_logger().warning(f'stream reset, camera {header.frame_id!r}: {reason}',
+                                  throttle_duration_sec=5)
+
     def _wanted(self, name: str) -> bool:
         return (self.get_parameter(f'publish_{name}').value
                 and self._pubs[name].get_subscription_count() > 0)
@@ -165,6 +186,7 @@ class SegmentationNode(Node):
         t0 = time.perf_counter()
         rgb = message_to_rgb(msg)
         t1 = time.perf_counter()
+        self._check_stream(msg.header, rgb)
         seg = self.segmenter.segment(rgb)
         t2 = time.perf_counter()
         header = msg.header
@@ -199,13 +221,14 @@ class SegmentationNode(Node):
         now = time.monotonic()
         with self._cond:
             counts = (self.received, self.processed, self.dropped, self.bad_frames)
+            resets, reset_reason = self.stream_resets, self._last_reset_reason
             timings = {k: list(v) for k, v in self._timings.items()}
-        t_prev, r_prev, p_prev, b_prev = self._last
-        self._last = (now, counts[0], counts[1], counts[3])
+        t_prev, r_prev, p_prev, b_prev, s_prev = self._last
+        self._last = (now, counts[0], counts[1], counts[3], resets)
         dt = max(now - t_prev, 1e-6)
         in_hz, out_hz = (counts[0] - r_prev) / dt, (counts[1] - p_prev) / dt
         values = {'received': counts[0], 'processed': counts[1], 'dropped': counts[2],
-                  'bad_frames': counts[3], 'input_hz': f'{in_hz:.2f}',
+                  'bad_frames': counts[3], 'stream_resets': resets, 'input_hz': f'{in_hz:.2f}',
                   'output_hz': f'{out_hz:.2f}'}
         for stage in STAGES:
             v = timings[stage]
@@ -218,6 +241,8 @@ class SegmentationNode(Node):
             problems.append(f'output rate {out_hz:.1f} Hz < 50% of input rate {in_hz:.1f} Hz')
         if counts[3] > b_prev:
             problems.append(f'{counts[3] - b_prev} bad frame(s) in the last period')
+        if resets > s_prev:
+            problems.append(f'stream reset ({reset_reason})')
         status = DiagnosticStatus(
             name=STATUS_NAME, hardware_id=self.get_name(),
             level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,

@@ -1,0 +1,1 @@
+"""Temporal strategies and the per-camera stream bookkeeping they rely on."""
