@@ -14,7 +14,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 # ---- Network rule: every ROS process started from here stays on loopback. ----------------
-# DDS discovers over multicast on every interface by default; ROS_LOCALHOST_ONLY is ignored on
+# DDS discovers over multicast on every interface by default; the older localhost-only switch is ignored on
 # Kilted. Every process that make starts inherits these; the test suite additionally picks a
 # ROS_DOMAIN_ID of its own per run (test/conftest.py), and so do the tools that start nodes.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
