@@ -29,7 +29,7 @@ PYTEST_ARGS ?=
 .PHONY: venv demo test bench accuracy clean help
 
 help:
-	@echo "make demo      set up the venv, then segment the real CamVid clip and print where the results are"
+	@echo "make demo      set up the venv, run segmentation_node on the real CamVid clip over ROS 2, print where the results are"
 	@echo "make test      set up the venv, then run the test suite"
 	@echo "make venv      create or refresh the venv ($(VENV) -> $(VENV_DIR))"
 	@echo "make accuracy  mIoU of the published models on the real CamVid val clip"
@@ -52,13 +52,13 @@ venv: $(VENV_DIR)/.complete
 	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . >/dev/null
 	@echo ">> venv ready: $(VENV) -> $(VENV_DIR)"
 
-# The demo: the real CamVid clip (61 frames, 15 Hz) segmented by the Cityscapes ESPNetv2, scored
-# against the real labels through the Cityscapes→CamVid mapping; prints where the results are.
+# The demo: segmentation_node started as a process, the real CamVid clip (61 frames, 15 Hz)
+# published to it over ROS 2 (loopback), and what it publishes recorded: colour masks, overlays,
+# label masks, its diagnostics, and the mIoU of its masks against the real labels (Cityscapes
+# ESPNetv2 mapped to CamVid-11). It prints where everything is.
 demo: venv
 	@test -d $(VSDA_DATA_DIR)/camvid/val || { echo "no real data at VSDA_DATA_DIR=$(VSDA_DATA_DIR) (expected ../shared/data)"; exit 2; }
-	$(VENV)/bin/vsda segment --model espnetv2-cityscapes --size 480x360 \
-	    --input $(VSDA_DATA_DIR)/camvid/val --labels $(VSDA_DATA_DIR)/camvid/valannot \
-	    --map cityscapes-camvid --out $(DEMO_OUT)
+	$(VENV)/bin/vsda demo --out $(DEMO_OUT)
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
