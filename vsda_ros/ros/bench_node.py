@@ -8,16 +8,10 @@ header stamp), the node's inference latency, node overhead, drops, and the node'
 from __future__ import annotations
 
 import json
-import os
-import random
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import yaml
+from vsda_ros.ros.launcher import client_node, confine_to_loopback, node_process
 
 
 def _rss_mb(pid: int) -> float:
@@ -30,11 +24,8 @@ def _rss_mb(pid: int) -> float:
 def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: str,
               warmup: float = 5.0) -> dict:
     """Run the benchmark; returns the report dict (see README for keys)."""
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'  # network rule: loopback only
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 199)))
-    import rclpy
+    confine_to_loopback()  # network rule, before rclpy starts
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image
 
@@ -43,33 +34,23 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
     from vsda_ros.ros.conversions import numpy_to_image
 
     images = [f.image for f in FrameSource(frames_dir)]
-    params = {'segmentation_node': {'ros__parameters': {'model': model, 'input_size': size}}}
-    tmp = tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False)
-    yaml.safe_dump(params, tmp)
-    tmp.close()
-    proc = subprocess.Popen([sys.executable, '-m', 'vsda_ros.ros.segmentation_node',
-                             '--ros-args', '--params-file', tmp.name])
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('vsda_bench', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    pub = node.create_publisher(Image, 'image', QoSProfile(depth=10))
-    e2e: list[float] = []
-    diags: list[DiagnosticArray] = []
-    measuring = [False]
+    with node_process({'model': model, 'input_size': size}) as proc, \
+            client_node('vsda_bench') as (node, executor):
+        pub = node.create_publisher(Image, 'image', QoSProfile(depth=10))
+        e2e: list[float] = []
+        diags: list[DiagnosticArray] = []
+        measuring = [False]
 
-    def on_mask(msg: Image) -> None:
-        if measuring[0]:
-            sent = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-            e2e.append((node.get_clock().now().nanoseconds * 1e-9 - sent) * 1e3)
+        def on_mask(msg: Image) -> None:
+            if measuring[0]:
+                sent = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                e2e.append((node.get_clock().now().nanoseconds * 1e-9 - sent) * 1e3)
 
-    subs = [node.create_subscription(Image, 'mask', on_mask, QoSProfile(depth=10))]
-    subs += [node.create_subscription(Image, n, lambda m: None, QoSProfile(depth=10))
-             for n in ('color_mask', 'overlay', 'confidence')]
-    subs.append(node.create_subscription(DiagnosticArray, '/diagnostics', diags.append,
-                                         QoSProfile(depth=10)))
-    try:
+        subs = [node.create_subscription(Image, 'mask', on_mask, QoSProfile(depth=10))]
+        subs += [node.create_subscription(Image, n, lambda m: None, QoSProfile(depth=10))
+                 for n in ('color_mask', 'overlay', 'confidence')]
+        subs.append(node.create_subscription(DiagnosticArray, '/diagnostics', diags.append,
+                                             QoSProfile(depth=10)))
         deadline = time.monotonic() + 60
         while pub.get_subscription_count() == 0:  # the node is up once it subscribed
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -102,16 +83,6 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         end = time.monotonic() + 2.0
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        os.unlink(tmp.name)
 
     last = {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
     first = ({kv.key: kv.value for kv in diags[diag_start - 1].status[0].values}

@@ -9,18 +9,14 @@ against ground truth when a label folder is given.
 from __future__ import annotations
 
 import json
-import os
-import random
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 from tqdm import tqdm
+
+from vsda_ros.ros.launcher import client_node, confine_to_loopback, node_process
 
 OUTPUTS = ('mask', 'color_mask', 'overlay')
 
@@ -28,11 +24,8 @@ OUTPUTS = ('mask', 'color_mask', 'overlay')
 def run_demo(model: str, frames_dir: Path, out: Path, labels_dir: Path | None = None,
              label_map: str | None = None, size: str = '') -> dict:
     """Replay ``frames_dir`` through the node; write outputs under ``out``; return the summary."""
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'  # network rule: loopback only
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 199)))
-    import rclpy
+    confine_to_loopback()  # network rule, before rclpy starts
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image
 
@@ -45,37 +38,25 @@ def run_demo(model: str, frames_dir: Path, out: Path, labels_dir: Path | None = 
     frames = list(FrameSource(frames_dir))
     for sub in ('labels', 'color', 'overlay'):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    params = {'segmentation_node': {'ros__parameters': {
-        'model': model, 'input_size': size, 'publish_confidence': False}}}
-    tmp = tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False)
-    yaml.safe_dump(params, tmp)
-    tmp.close()
-    log = open(out / 'node.log', 'w')
-    proc = subprocess.Popen([sys.executable, '-m', 'vsda_ros.ros.segmentation_node',
-                             '--ros-args', '--params-file', tmp.name], stdout=log,
-                            stderr=subprocess.STDOUT)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('vsda_demo', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    pub = node.create_publisher(Image, 'image', QoSProfile(depth=10))
-    got: dict[str, dict[int, Image]] = {k: {} for k in OUTPUTS}
-    diags: list[DiagnosticArray] = []
-    subs = [node.create_subscription(
-        Image, name, lambda m, n=name: got[n].__setitem__(m.header.stamp.sec, m),
-        QoSProfile(depth=10)) for name in OUTPUTS]
-    subs.append(node.create_subscription(DiagnosticArray, '/diagnostics', diags.append,
-                                         QoSProfile(depth=10)))
-
-    def spin_until(pred, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not pred():
-            executor.spin_once(timeout_sec=0.02)
-        return pred()
-
+    params = {'model': model, 'input_size': size, 'publish_confidence': False}
     tiles: list[np.ndarray] = []
-    try:
+    with open(out / 'node.log', 'w') as log, node_process(params, stdout=log) as proc, \
+            client_node('vsda_demo') as (node, executor):
+        pub = node.create_publisher(Image, 'image', QoSProfile(depth=10))
+        got: dict[str, dict[int, Image]] = {k: {} for k in OUTPUTS}
+        diags: list[DiagnosticArray] = []
+        subs = [node.create_subscription(
+            Image, name, lambda m, n=name: got[n].__setitem__(m.header.stamp.sec, m),
+            QoSProfile(depth=10)) for name in OUTPUTS]
+        subs.append(node.create_subscription(DiagnosticArray, '/diagnostics', diags.append,
+                                             QoSProfile(depth=10)))
+
+        def spin_until(pred, timeout: float) -> bool:
+            end = time.monotonic() + timeout
+            while time.monotonic() < end and not pred():
+                executor.spin_once(timeout_sec=0.02)
+            return pred()
+
         if not spin_until(lambda: pub.get_subscription_count() > 0 or proc.poll() is not None,
                           120) or proc.poll() is not None:
             raise RuntimeError(f'segmentation_node did not start; see {out / "node.log"}')
@@ -103,17 +84,6 @@ def run_demo(model: str, frames_dir: Path, out: Path, labels_dir: Path | None = 
             if i % max(1, len(frames) // 6) == 0 and len(tiles) < 6:
                 tiles.append(blended)
         spin_until(lambda: False, 1.2)  # one more diagnostics period
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        os.unlink(tmp.name)
 
     cv2.imwrite(str(out / 'overlay_strip.png'), cv2.cvtColor(strip(tiles), cv2.COLOR_RGB2BGR))
     last = diags[-1].status[0] if diags else None

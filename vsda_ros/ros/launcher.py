@@ -1,0 +1,63 @@
+"""Run segmentation_node as a child process and talk to it: shared by ``vsda demo`` and
+``vsda bench``.
+
+Both confine ROS to loopback (network rule) before rclpy starts, start the node with a
+temporary params file, and clean up the process, the file and the client context whatever
+happens.
+"""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+
+
+def confine_to_loopback() -> None:
+    """Loopback-only discovery and, unless one is set, a random domain of our own."""
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 199)))
+
+
+@contextmanager
+def node_process(params: dict, stdout=None) -> Iterator[subprocess.Popen]:
+    """``segmentation_node`` started with ``params`` (its ``ros__parameters``); stopped on exit."""
+    import yaml
+
+    tmp = tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False)
+    yaml.safe_dump({'segmentation_node': {'ros__parameters': params}}, tmp)
+    tmp.close()
+    proc = subprocess.Popen([sys.executable, '-m', 'vsda_ros.ros.segmentation_node',
+                             '--ros-args', '--params-file', tmp.name], stdout=stdout,
+                            stderr=subprocess.STDOUT if stdout is not None else None)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        os.unlink(tmp.name)
+
+
+@contextmanager
+def client_node(name: str):
+    """An rclpy node in a context of its own with a single-threaded executor: (node, executor)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(name, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        yield node, executor
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
