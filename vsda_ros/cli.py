@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 with a one-line error on bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from vsda_ros.runtime import tune_allocator
+    tune_allocator()
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError) as e:

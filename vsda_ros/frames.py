@@ -43,9 +43,14 @@ class Segmentation:
         timings_ms: stage name → milliseconds (``preprocess``, ``inference``, ``postprocess``,
             and strategy-specific stages such as ``flow``).
         keyframe: whether the full network ran on this frame (always true for ``per_frame``).
+        stream_reset: why the camera's temporal buffer was reset before this frame ('' = not).
+        distortion: mean predicted distortion of a propagated frame (``keyframe`` strategy with
+            DMNet), else ``None``.
     """
 
     labels: np.ndarray
     confidence: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
     keyframe: bool = True
+    stream_reset: str = ''
+    distortion: float | None = None

@@ -104,9 +104,17 @@ class SegmentationModel(nn.Module):
         """B×F×h×w features → B×C×H'×W' logits of the kept classes."""
         return self.net.forward_head(features)[:, : self.num_classes]
 
+    def logits_from_features(self, features: torch.Tensor, size: tuple[int, int]
+                             ) -> torch.Tensor:
+        """B×F×h×w features → B×C×H×W logits at ``size`` = (H, W), the network input size.
+
+        The same head + resize :meth:`forward` uses, so a keyframe equals a per-frame result.
+        """
+        logits = self.forward_head(features)
+        if tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits, size=tuple(size), mode='bilinear', align_corners=True)
+        return logits
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B×3×H×W RGB in [0, 1] → B×C×H×W logits."""
-        logits = self.forward_head(self.forward_features(x))
-        if logits.shape[-2:] != x.shape[-2:]:
-            logits = F.interpolate(logits, size=x.shape[-2:], mode='bilinear', align_corners=True)
-        return logits
+        return self.logits_from_features(self.forward_features(x), x.shape[-2:])

@@ -1,15 +1,19 @@
 """``segmentation_node``: camera images in, per-pixel class masks out.
 
 Topics (relative, so a namespace / remapping applies):
-    in:  ``image`` (sensor_msgs/Image), ``image/compressed`` (sensor_msgs/CompressedImage);
-         sensor-data QoS, depth 1.
+    in:  ``image`` (sensor_msgs/Image) and ``image/compressed`` (sensor_msgs/CompressedImage),
+         or every topic in the ``image_topics`` parameter (a name ending in ``/compressed`` is a
+         CompressedImage topic); sensor-data QoS, depth 1.
     out: ``mask`` (mono8 class ids), ``color_mask`` (rgb8), ``overlay`` (rgb8), ``confidence``
-         (mono8, max softmax × 255); reliable, depth 10; input resolution, input header.
-    ``/diagnostics`` (diagnostic_msgs/DiagnosticArray) at 1 Hz.
+         (mono8, max softmax × 255); reliable, depth 10; input resolution, input header. With
+         ``image_topics`` each camera publishes in its topic's parent namespace:
+         ``/cam_front/image_raw`` → ``/cam_front/mask`` etc.
+    ``/diagnostics`` (diagnostic_msgs/DiagnosticArray) at 1 Hz, one status per camera.
 
-The subscription callbacks never block: they put the message into a one-slot mailbox and a
-worker thread always processes the newest one; a message overwritten before it was processed
-counts as dropped, so ``received = processed + dropped + bad_frames`` (± the one in flight).
+The subscription callbacks never block: each camera has a one-slot mailbox and one worker thread
+takes the newest frame of each camera in turn; a frame overwritten before it was processed
+counts as dropped, so per camera ``received = processed + dropped + bad_frames`` (± the one in
+flight). Each camera has its own temporal strategy state (frame buffer); all share the network.
 """
 from __future__ import annotations
 
@@ -17,43 +21,76 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                ParameterType, SetParametersResult)
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from vsda_ros.ros.conversions import message_to_rgb, numpy_to_image
-from vsda_ros.temporal.stream import StreamGuard
+from vsda_ros.temporal.strategy import STRATEGY_NAMES
 
 STATUS_NAME = 'vsda_ros: segmentation'
-STRATEGIES = ('per_frame',)
-STAGES = ('decode', 'preprocess', 'inference', 'postprocess', 'publish', 'end_to_end')
+OUTPUTS = ('mask', 'color_mask', 'overlay', 'confidence')
+FIXED_STAGES = ('queue_wait', 'decode', 'preprocess', 'inference', 'postprocess', 'publish',
+                'end_to_end')
 
-# name → (default, description, read_only, floating-point range or None). The one place where
-# the node's parameters are defined; config/segment.yaml mirrors it.
-PARAMETERS: dict[str, tuple] = {
-    'model': ('espnet-camvid', 'Zoo model name (espnet-camvid, espnetv2-cityscapes, '
-              'espnet-cityscapes) or path to a vsda checkpoint file.', True, None),
-    'device': ('cpu', 'Torch device: cpu, cuda, cuda:N or auto.', True, None),
-    'input_size': ('', "Network input size WIDTHxHEIGHT (e.g. '480x360'); '' = the model's "
-                   'native size. Outputs are always at the input image resolution.', True, None),
-    'strategy': ('per_frame', 'Temporal strategy; only per_frame (full network on every '
-                 'processed frame) for now.', True, None),
-    'publish_mask': (True, 'Publish mask (mono8 class ids).', False, None),
-    'publish_color_mask': (True, 'Publish color_mask (rgb8 palette colours).', False, None),
-    'publish_overlay': (True, 'Publish overlay (rgb8 image blended with color_mask).', False,
-                        None),
-    'publish_confidence': (True, 'Publish confidence (mono8, max softmax × 255).', False, None),
-    'overlay_alpha': (0.5, 'Weight of the colour mask in the overlay, 0..1.', False, (0.0, 1.0)),
-    'max_stamp_gap_s': (1.0, 'A forward header-stamp jump above this (seconds) breaks the '
-                        'stream: temporal buffers are reset and a WARN diagnostic is raised.',
-                        False, (0.0, 3600.0)),
+
+@dataclass(frozen=True)
+class Param:
+    """One node parameter: default, description, whether it needs a restart, its range."""
+
+    default: object
+    description: str
+    read_only: bool = False
+    range: tuple | None = None  # (from, to) for int / float parameters
+    type: object = None  # rclpy Parameter.Type for a list parameter with an empty default
+
+
+# The one place where the node's parameters are defined; config/segment.yaml mirrors it.
+PARAMETERS: dict[str, Param] = {
+    'model': Param('espnet-camvid', 'Zoo model name (espnet-camvid, espnetv2-cityscapes, '
+                   'espnet-cityscapes) or path to a vsda checkpoint file.', True),
+    'device': Param('cpu', 'Torch device: cpu, cuda, cuda:N or auto.', True),
+    'input_size': Param('', "Network input size WIDTHxHEIGHT (e.g. '480x360'); '' = the "
+                        "model's native size. Outputs are always at the input image "
+                        'resolution.', True),
+    'strategy': Param('per_frame', 'Temporal strategy: per_frame (full network on every '
+                      'processed frame), fusion (adjacent-frame score fusion block) or keyframe '
+                      '(keyframe feature propagation with DMNet/CFNet correction).', True),
+    'temporal_weights': Param('', 'vsda checkpoint holding trained temporal modules (fusion '
+                              'block, DMNet, CFNet); \'\' = those inside the model checkpoint, '
+                              'if any. Untrained: fusion = per_frame, keyframe = plain '
+                              'warping.', True),
+    'image_topics': Param([], 'Camera topics, one strategy state per camera; a name ending in '
+                          '/compressed is a CompressedImage topic. Empty = the relative topics '
+                          'image and image/compressed. Outputs go to each topic\'s parent '
+                          'namespace.', True, type=Parameter.Type.STRING_ARRAY),
+    'keyframe_interval': Param(5, 'keyframe strategy: run the full network every N-th frame.',
+                               False, (1, 100)),
+    'distortion_threshold': Param(0.0, 'keyframe strategy: also start a keyframe when the mean '
+                                  'predicted distortion exceeds this (0 = off; needs DMNet).',
+                                  False, (0.0, 1.0)),
+    'publish_mask': Param(True, 'Publish mask (mono8 class ids).'),
+    'publish_color_mask': Param(True, 'Publish color_mask (rgb8 palette colours).'),
+    'publish_overlay': Param(True, 'Publish overlay (rgb8 image blended with color_mask).'),
+    'publish_confidence': Param(True, 'Publish confidence (mono8, max softmax × 255).'),
+    'overlay_alpha': Param(0.5, 'Weight of the colour mask in the overlay, 0..1.', False,
+                           (0.0, 1.0)),
+    'max_stamp_gap_s': Param(1.0, 'A forward header-stamp jump above this (seconds) breaks the '
+                             'stream: temporal buffers are reset and a WARN diagnostic is '
+                             'raised.', False, (0.001, 3600.0)),
 }
+#: parameters the temporal strategies read; applied to every camera when changed live.
+STRATEGY_PARAMS = {'keyframe_interval': int, 'distortion_threshold': float,
+                   'max_stamp_gap_s': float}
 
 
 class StartupError(RuntimeError):
@@ -64,178 +101,306 @@ def _stamp_s(header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
+def camera_layout(image_topics: list[str]) -> list[tuple[str, type, str]]:
+    """``image_topics`` → [(input topic, message type, output namespace)].
+
+    Empty → the relative ``image`` + ``image/compressed`` pair publishing relative outputs.
+    Raises ``ValueError`` on empty names, duplicates, or two cameras sharing an output
+    namespace.
+    """
+    if not image_topics:
+        return [('image', Image, ''), ('image/compressed', CompressedImage, '')]
+    layout, seen = [], {}
+    for topic in image_topics:
+        topic = topic.strip()
+        if not topic or topic.endswith('/'):
+            raise ValueError(f'image_topics: bad topic name {topic!r}')
+        compressed = topic.endswith('/compressed')
+        base = topic[: -len('/compressed')] if compressed else topic
+        ns = base.rsplit('/', 1)[0] if '/' in base else ''
+        if ns in seen:
+            raise ValueError(f'image_topics: {seen[ns]!r} and {topic!r} would publish on the '
+                             f'same outputs (namespace {ns or "<node>"!r}); give each camera '
+                             'its own namespace')
+        seen[ns] = topic
+        layout.append((topic, CompressedImage if compressed else Image, ns))
+    return layout
+
+
+def _out_topic(ns: str, name: str) -> str:
+    return f'{ns}/{name}' if ns else name
+
+
+@dataclass
+class _Camera:
+    """One output namespace: its publishers, strategy state, mailbox and counters."""
+
+    key: str
+    pubs: dict
+    strategy: object
+    slot: tuple | None = None  # (message, arrival perf_counter)
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0
+    bad_frames: int = 0
+    keyframes: int = 0
+    stream_resets: int = 0
+    last_reset_reason: str = ''
+    timings: dict = field(default_factory=dict)
+    last: tuple = (0.0, 0, 0, 0, 0, 0)  # (t, received, processed, bad, resets, keyframes)
+
+
 class SegmentationNode(Node):
-    """Segments every (newest) incoming image and publishes masks, overlays and diagnostics."""
+    """Segments the newest frame of every camera and publishes masks, overlays, diagnostics."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__('segmentation_node', **kwargs)
         self._declare_parameters()
+        self._cond = threading.Condition()
         try:
             self._setup_model()
+            topics = self.get_parameter_or(
+                'image_topics', Parameter('image_topics', Parameter.Type.STRING_ARRAY, []))
+            layout = camera_layout(list(topics.value or []))
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             self.get_logger().fatal(f'cannot start: {exc}')
             raise StartupError(str(exc)) from exc
 
         out_qos = QoSProfile(depth=10)
-        self._pubs = {name: self.create_publisher(Image, name, out_qos)
-                      for name in ('mask', 'color_mask', 'overlay', 'confidence')}
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', out_qos)
-
-        # Counters and timings (guarded by _cond's lock).
-        self._cond = threading.Condition()
-        self._slot = None
-        self._stop = False
-        self.received = self.processed = self.dropped = self.bad_frames = 0
-        self.stream_resets = 0
-        self._last_reset_reason = ''
-        self._stream_guards: dict[str, StreamGuard] = {}  # one per camera (header.frame_id)
-        self._timings = {s: deque(maxlen=200) for s in STAGES}
-        self._last = (time.monotonic(), 0, 0, 0, 0)  # (t, received, processed, bad, resets)
-
-        self._worker = threading.Thread(target=self._run, name='segmentation_worker',
-                                        daemon=True)
-        self._worker.start()
-
         in_qos = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability,
                             durability=qos_profile_sensor_data.durability,
                             history=qos_profile_sensor_data.history)
-        self.create_subscription(Image, 'image', self._on_image, in_qos)
-        self.create_subscription(CompressedImage, 'image/compressed', self._on_image, in_qos)
+        self._cameras: dict[str, _Camera] = {}
+        self._topics: dict[str, str] = {}
+        for topic, msg_type, ns in layout:
+            cam = self._cameras.get(ns)
+            if cam is None:
+                pubs = {n: self.create_publisher(Image, _out_topic(ns, n), out_qos)
+                        for n in OUTPUTS}
+                cam = _Camera(key=ns, pubs=pubs, strategy=self._new_strategy(),
+                              timings={s: deque(maxlen=200) for s in FIXED_STAGES},
+                              last=(time.monotonic(), 0, 0, 0, 0, 0))
+                self._cameras[ns] = cam
+            self._topics[ns] = topic if ns not in self._topics else self._topics[ns]
+            self.create_subscription(msg_type, topic,
+                                     lambda m, c=cam: self._on_image(c, m), in_qos)
+        self._order = list(self._cameras)  # round-robin order of the worker
+        self._next = 0
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', out_qos)
+        self._stop = False
+        self._worker = threading.Thread(target=self._run, name='segmentation_worker',
+                                        daemon=True)
+        self._worker.start()
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
             f'ready: model={self.model_name} device={self.segmenter.device} '
-            f'input_size={self.segmenter.input_size} strategy={self.strategy}')
+            f'input_size={self.segmenter.input_size} strategy={self.strategy} '
+            f'cameras={[self._topics[k] for k in self._order]} '
+            f'temporal modules={self.modules.loaded() or "none"}')
 
     # ---- setup -------------------------------------------------------------------------------
     def _declare_parameters(self) -> None:
-        for name, (default, text, read_only, fp_range) in PARAMETERS.items():
-            desc = ParameterDescriptor(description=text, read_only=read_only)
-            if fp_range is not None:
+        for name, p in PARAMETERS.items():
+            desc = ParameterDescriptor(description=p.description, read_only=p.read_only)
+            if isinstance(p.range, tuple) and isinstance(p.default, float):
                 desc.type = ParameterType.PARAMETER_DOUBLE
                 desc.floating_point_range = [FloatingPointRange(
-                    from_value=fp_range[0], to_value=fp_range[1], step=0.0)]
-            self.declare_parameter(name, default, desc)
+                    from_value=p.range[0], to_value=p.range[1], step=0.0)]
+            elif isinstance(p.range, tuple) and isinstance(p.default, int):
+                desc.type = ParameterType.PARAMETER_INTEGER
+                desc.integer_range = [IntegerRange(from_value=p.range[0], to_value=p.range[1],
+                                                   step=1)]
+            if p.type is not None:  # statically typed, no value unless one is given
+                self.declare_parameter(name, p.type, desc)
+            else:
+                self.declare_parameter(name, p.default, desc)
 
     def _setup_model(self) -> None:
-        # Imported here so that `--help`-like failures stay cheap and torch loads only once.
+        # Imported here so that torch loads once, after the parameters are declared.
         from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size, resolve_device
         from vsda_ros.models.zoo import load_model
+        from vsda_ros.temporal.modules import load_temporal_modules
         from vsda_ros.visualize import palette_array
 
         p = self.get_parameter
         self.model_name = p('model').value
         self.strategy = p('strategy').value
-        if self.strategy not in STRATEGIES:
+        if self.strategy not in STRATEGY_NAMES:
             raise ValueError(f'unknown strategy {self.strategy!r}; available: '
-                             f'{", ".join(STRATEGIES)}')
+                             f'{", ".join(STRATEGY_NAMES)}')
         size = parse_size(p('input_size').value)
         device = p('device').value
         resolve_device(device)  # fail before loading weights
         model = load_model(self.model_name, download=False, progress=False)
         self.segmenter = Segmenter(model, SegmenterConfig(input_size=size, device=device))
+        self.modules = load_temporal_modules(self.model_name, p('temporal_weights').value)
         self._lut = palette_array(model.meta.palette)
+        self._live = {name: p(name).value for name, spec in PARAMETERS.items()
+                      if not spec.read_only}
+        self._new_strategy()  # validates the strategy's settings once, at start
+        if self.strategy == 'fusion' and self.modules.fusion is None:
+            self.get_logger().warning('strategy fusion without a trained fusion block: results '
+                                      'equal per_frame (train one with vsda adapt --recipe '
+                                      'fusion)')
+        if self.strategy == 'keyframe' and self.modules.dmnet is None:
+            self.get_logger().warning('strategy keyframe without trained DMNet/CFNet: plain '
+                                      'flow warping between keyframes (train them with vsda '
+                                      'adapt --recipe davss)')
+
+    def _strategy_config(self):
+        from vsda_ros.temporal.strategy import StrategyConfig
+        return StrategyConfig(**{k: cast(self._live[k]) for k, cast in STRATEGY_PARAMS.items()
+                                 if k != 'max_stamp_gap_s'},
+                              max_gap_s=float(self._live['max_stamp_gap_s']))
+
+    def _new_strategy(self):
+        from vsda_ros.temporal.strategy import build_strategy
+        return build_strategy(self.strategy, self.segmenter, self._strategy_config(),
+                              self.modules)
+
+    # ---- live parameters ---------------------------------------------------------------------
+    def _validate_parameters(self, params) -> SetParametersResult:
+        """Reject changes the descriptors cannot express (types, unknown names)."""
+        for prm in params:
+            spec = PARAMETERS.get(prm.name)
+            if spec is None or spec.read_only:
+                continue
+            if isinstance(spec.default, bool) and not isinstance(prm.value, bool):
+                return SetParametersResult(successful=False,
+                                           reason=f'{prm.name} must be a bool')
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        """Apply accepted live changes: publish switches, overlay alpha, strategy settings."""
+        changed = []
+        with self._cond:
+            for prm in params:
+                if prm.name in self._live:
+                    self._live[prm.name] = prm.value
+                    changed.append(f'{prm.name}={prm.value}')
+            config = self._strategy_config()
+            for cam in self._cameras.values():
+                for k in ('keyframe_interval', 'distortion_threshold'):
+                    setattr(cam.strategy.config, k, getattr(config, k))
+                cam.strategy.config.max_gap_s = config.max_gap_s
+        if changed:
+            self.get_logger().info(f'parameters changed: {", ".join(changed)}')
 
     # ---- input -------------------------------------------------------------------------------
-    def _on_image(self, msg) -> None:
+    def _on_image(self, cam: _Camera, msg) -> None:
+        arrival = time.perf_counter()
         with self._cond:
-            self.received += 1
-            if self._slot is not None:
-                self.dropped += 1
-            self._slot = msg
+            cam.received += 1
+            if cam.slot is not None:
+                cam.dropped += 1
+            cam.slot = (msg, arrival)
             self._cond.notify()
+
+    def _take(self) -> tuple[_Camera, object, float] | None:
+        """The next camera (round robin) with a pending frame; call with the lock held."""
+        for i in range(len(self._order)):
+            cam = self._cameras[self._order[(self._next + i) % len(self._order)]]
+            if cam.slot is not None:
+                self._next = (self._next + i + 1) % len(self._order)
+                (msg, arrival), cam.slot = cam.slot, None
+                return cam, msg, arrival
+        return None
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._slot is None and not self._stop:
+                job = self._take()
+                while job is None and not self._stop:
                     self._cond.wait()
+                    job = self._take()
                 if self._stop:
                     return
-                msg, self._slot = self._slot, None
+            cam, msg, arrival = job
             try:
-                self._process(msg)
+                self._process(cam, msg, arrival)
             except ValueError as exc:
                 with self._cond:
-                    self.bad_frames += 1
+                    cam.bad_frames += 1
                 self.get_logger().warning(f'skipping bad frame: {exc}', throttle_duration_sec=5)
             except Exception as exc:  # keep the node alive whatever one frame does
                 with self._cond:
-                    self.bad_frames += 1
+                    cam.bad_frames += 1
                 self.get_logger().error(f'frame failed: {type(exc).__name__}: {exc}',
                                         throttle_duration_sec=5)
 
-    def _check_stream(self, header, rgb: np.ndarray) -> None:
-        """Reset the camera's temporal state when its stream breaks (size, stamp order/gap)."""
-        guard = self._stream_guards.setdefault(header.frame_id, StreamGuard())
-        guard.max_gap_s = float(self.get_parameter('max_stamp_gap_s').value)
-        reason = guard.check(_stamp_s(header), (rgb.shape[1], rgb.shape[0]))
-        if reason is None:
-            return
-        # per_frame keeps no buffer; temporal strategies reset theirs here.
-        with self._cond:
-            self.stream_resets += 1
-            self._last_reset_reason = f'camera {header.frame_id!r}: {reason}'
-        self.get_logger().warning(f'stream reset, camera {header.frame_id!r}: {reason}',
-                                  throttle_duration_sec=5)
+    def _wanted(self, cam: _Camera, name: str) -> bool:
+        return bool(self._live[f'publish_{name}']) and cam.pubs[name].get_subscription_count() > 0
 
-    def _wanted(self, name: str) -> bool:
-        return (self.get_parameter(f'publish_{name}').value
-                and self._pubs[name].get_subscription_count() > 0)
-
-    def _process(self, msg) -> None:
+    def _process(self, cam: _Camera, msg, arrival: float) -> None:
         t0 = time.perf_counter()
         rgb = message_to_rgb(msg)
         t1 = time.perf_counter()
-        self._check_stream(msg.header, rgb)
-        seg = self.segmenter.segment(rgb)
-        t2 = time.perf_counter()
         header = msg.header
-        if self._wanted('mask'):
-            self._pubs['mask'].publish(numpy_to_image(seg.labels, header))
-        want_color, want_overlay = self._wanted('color_mask'), self._wanted('overlay')
+        seg = cam.strategy.step(rgb, _stamp_s(header))
+        if seg.stream_reset:
+            with self._cond:
+                cam.stream_resets += 1
+                cam.last_reset_reason = (f'camera {self._topics[cam.key]!r} (frame_id '
+                                         f'{header.frame_id!r}): {seg.stream_reset}')
+            self.get_logger().warning(f'stream reset, {cam.last_reset_reason}',
+                                      throttle_duration_sec=5)
+        t2 = time.perf_counter()
+        if self._wanted(cam, 'mask'):
+            cam.pubs['mask'].publish(numpy_to_image(seg.labels, header))
+        want_color, want_overlay = self._wanted(cam, 'color_mask'), self._wanted(cam, 'overlay')
         if want_color or want_overlay:
             from vsda_ros.visualize import colorize, overlay
             color = colorize(seg.labels, self._lut)
             if want_color:
-                self._pubs['color_mask'].publish(numpy_to_image(color, header))
+                cam.pubs['color_mask'].publish(numpy_to_image(color, header))
             if want_overlay:
-                alpha = float(self.get_parameter('overlay_alpha').value)
-                self._pubs['overlay'].publish(numpy_to_image(overlay(rgb, color, alpha), header))
-        if self._wanted('confidence'):
-            self._pubs['confidence'].publish(numpy_to_image(seg.confidence, header))
+                alpha = float(self._live['overlay_alpha'])
+                cam.pubs['overlay'].publish(numpy_to_image(overlay(rgb, color, alpha), header))
+        if self._wanted(cam, 'confidence'):
+            cam.pubs['confidence'].publish(numpy_to_image(seg.confidence, header))
         t3 = time.perf_counter()
         stamp = _stamp_s(header)
         e2e = (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3 if stamp > 0 else None
         with self._cond:
-            self.processed += 1
-            self._timings['decode'].append((t1 - t0) * 1e3)
-            for k in ('preprocess', 'inference', 'postprocess'):
-                self._timings[k].append(seg.timings_ms[k])
-            # publish = everything after the segmenter returned (colouring, encoding, sending).
-            self._timings['publish'].append((t3 - t2) * 1e3)
+            cam.processed += 1
+            cam.keyframes += int(seg.keyframe)
+            tm = cam.timings
+            tm['queue_wait'].append((t0 - arrival) * 1e3)
+            tm['decode'].append((t1 - t0) * 1e3)
+            for k, v in seg.timings_ms.items():
+                tm.setdefault(k, deque(maxlen=200)).append(v)
+            # publish = everything after the strategy returned (colouring, encoding, sending).
+            tm['publish'].append((t3 - t2) * 1e3)
             if e2e is not None:
-                self._timings['end_to_end'].append(e2e)
+                tm['end_to_end'].append(e2e)
 
     # ---- diagnostics -------------------------------------------------------------------------
-    def diagnostic_status(self) -> DiagnosticStatus:
+    def diagnostic_status(self, cam: _Camera) -> DiagnosticStatus:
+        """This camera's status for the last period (counters are totals since start)."""
         now = time.monotonic()
         with self._cond:
-            counts = (self.received, self.processed, self.dropped, self.bad_frames)
-            resets, reset_reason = self.stream_resets, self._last_reset_reason
-            timings = {k: list(v) for k, v in self._timings.items()}
-        t_prev, r_prev, p_prev, b_prev, s_prev = self._last
-        self._last = (now, counts[0], counts[1], counts[3], resets)
+            counts = (cam.received, cam.processed, cam.dropped, cam.bad_frames)
+            resets, reset_reason, keys = cam.stream_resets, cam.last_reset_reason, cam.keyframes
+            timings = {k: list(v) for k, v in cam.timings.items()}
+        t_prev, r_prev, p_prev, b_prev, s_prev, k_prev = cam.last
+        cam.last = (now, counts[0], counts[1], counts[3], resets, keys)
         dt = max(now - t_prev, 1e-6)
         in_hz, out_hz = (counts[0] - r_prev) / dt, (counts[1] - p_prev) / dt
-        values = {'received': counts[0], 'processed': counts[1], 'dropped': counts[2],
-                  'bad_frames': counts[3], 'stream_resets': resets, 'input_hz': f'{in_hz:.2f}',
-                  'output_hz': f'{out_hz:.2f}'}
-        for stage in STAGES:
-            v = timings[stage]
+        period_processed = counts[1] - p_prev
+        values = {'topic': self._topics[cam.key], 'received': counts[0],
+                  'processed': counts[1], 'dropped': counts[2], 'bad_frames': counts[3],
+                  'stream_resets': resets, 'keyframes': keys,
+                  'keyframe_ratio': (f'{(keys - k_prev) / period_processed:.3f}'
+                                     if period_processed else 'n/a'),
+                  'input_hz': f'{in_hz:.2f}', 'output_hz': f'{out_hz:.2f}'}
+        for stage, v in timings.items():
             for q in (50, 95):
                 values[f'{stage}_p{q}_ms'] = f'{np.percentile(v, q):.2f}' if v else 'n/a'
         values.update(model=self.model_name, strategy=self.strategy,
-                      device=str(self.segmenter.device))
+                      device=str(self.segmenter.device),
+                      temporal_modules=','.join(self.modules.loaded()) or 'none')
         problems = []
         if in_hz > 0 and out_hz < 0.5 * in_hz:
             problems.append(f'output rate {out_hz:.1f} Hz < 50% of input rate {in_hz:.1f} Hz')
@@ -243,17 +408,18 @@ class SegmentationNode(Node):
             problems.append(f'{counts[3] - b_prev} bad frame(s) in the last period')
         if resets > s_prev:
             problems.append(f'stream reset ({reset_reason})')
-        status = DiagnosticStatus(
-            name=STATUS_NAME, hardware_id=self.get_name(),
+        name = STATUS_NAME if len(self._cameras) == 1 else (
+            f'{STATUS_NAME} ({self._topics[cam.key]})')
+        return DiagnosticStatus(
+            name=name, hardware_id=self.get_name(),
             level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
             message='; '.join(problems) if problems else 'OK',
             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-        return status
 
     def _publish_diagnostics(self) -> None:
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [self.diagnostic_status()]
+        msg.status = [self.diagnostic_status(c) for c in self._cameras.values()]
         self._diag_pub.publish(msg)
 
     def stop(self) -> None:
@@ -266,6 +432,8 @@ class SegmentationNode(Node):
 
 def main(args=None) -> int:
     """Console entry point; returns the exit status (non-zero when the node cannot start)."""
+    from vsda_ros.runtime import tune_allocator
+    tune_allocator()
     rclpy.init(args=args)
     node = None
     status = 0

@@ -1,0 +1,127 @@
+"""The deformable fusion block: shapes, exact pass-through when untrained, trainability, FLOPs.
+
+CPU only, random inputs, no data needed.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from vsda_ros.temporal.fusion_block import FusionBlock, fusion_flops
+
+C = 11
+
+
+def _pair(b: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, C, h, w, generator=g), torch.randn(b, C, h, w, generator=g)
+
+
+def _perturb_fusion(block: FusionBlock) -> None:
+    """Give the aligned channels of the fusion conv a non-zero weight (as training would)."""
+    with torch.no_grad():
+        block.fuse.weight[:, C:] += 0.1 * torch.randn_like(block.fuse.weight[:, C:])
+
+
+@pytest.mark.parametrize('b,h,w', [(2, 45, 61), (1, 64, 48), (2, 9, 7), (1, 1, 3)])
+@pytest.mark.parametrize('scale', [0.25, 0.5, 1.0])
+def test_untrained_block_returns_cur_exactly(b: int, h: int, w: int, scale: float) -> None:
+    torch.manual_seed(0)
+    block = FusionBlock(C, scale=scale).eval()
+    cur, prev = _pair(b, h, w)
+    out = block(cur, prev)
+    assert out.shape == (b, C, h, w)
+    assert torch.equal(out, cur)
+
+
+def test_output_shape_and_block_size() -> None:
+    block = FusionBlock(C, hidden=16, num_deform=2)
+    cur, prev = _pair(2, 45, 61)
+    _perturb_fusion(block)
+    assert block(cur, prev).shape == (2, C, 45, 61)
+    assert block.block_size(45, 61) == (11, 15)
+    assert block.block_size(2, 2) == (1, 1)
+
+
+def test_fusion_conv_is_identity_on_init() -> None:
+    block = FusionBlock(C)
+    w = block.fuse.weight[:, :, 0, 0]
+    assert torch.equal(w[:, :C], torch.eye(C))
+    assert torch.equal(w[:, C:], torch.zeros(C, C))
+    assert torch.equal(block.fuse.bias, torch.zeros(C))
+    for conv in block.offsets:
+        assert not conv.weight.any() and not conv.bias.any()
+    assert '_pass_through' not in block.state_dict()
+
+
+def test_prev_changes_output_once_fusion_uses_it() -> None:
+    torch.manual_seed(0)
+    block = FusionBlock(C).eval()
+    cur, prev = _pair(1, 40, 52)
+    assert torch.equal(block(cur, prev), block(cur, prev + 1.0))  # untrained: prev is ignored
+    _perturb_fusion(block)
+    assert not torch.allclose(block(cur, prev), block(cur, prev + 1.0))
+
+
+def test_gradients_reach_deform_and_offset_convs() -> None:
+    torch.manual_seed(0)
+    block = FusionBlock(C, num_deform=2)
+    _perturb_fusion(block)
+    cur, prev = _pair(2, 32, 40)
+    block(cur, prev).square().mean().backward()
+    trainable = [n for n, _ in block.named_parameters() if not n.startswith('context.')]
+    assert any(n.startswith('offsets.') for n in trainable)
+    assert any(n.startswith('deforms.') for n in trainable)
+    for name, p in block.named_parameters():
+        assert p.grad is not None, name
+        if name in trainable:
+            assert p.grad.abs().sum() > 0, name
+        else:  # the context only reaches the output through the zero-initialised offset convs
+            assert not p.grad.any(), name
+
+
+def test_context_conv_trains_after_one_step() -> None:
+    torch.manual_seed(0)
+    block = FusionBlock(C, num_deform=2)
+    _perturb_fusion(block)
+    cur, prev = _pair(2, 32, 40)
+    opt = torch.optim.SGD(block.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        block(cur, prev).square().mean().backward()
+        opt.step()
+    assert block.offsets[0].weight.any()
+    assert block.context[0].weight.grad.abs().sum() > 0
+
+
+def test_bad_inputs_raise() -> None:
+    block = FusionBlock(C)
+    cur, prev = _pair(1, 8, 8)
+    with pytest.raises(ValueError):
+        block(cur, prev[:, :, :4])
+    with pytest.raises(ValueError):
+        block(cur[:, :5], prev[:, :5])
+    with pytest.raises(ValueError):
+        FusionBlock(C, scale=0)
+    with pytest.raises(ValueError):
+        fusion_flops(block, C + 1, 8, 8)
+
+
+def test_extra_repr() -> None:
+    text = repr(FusionBlock(C, scale=0.5))
+    assert 'num_classes=11' in text and 'scale=0.5' in text
+
+
+def test_fusion_flops_positive_and_small() -> None:
+    block = FusionBlock(C, scale=0.25)
+    gflops = fusion_flops(block, C, 360, 480)
+    assert gflops > 0
+    # reference: a single 3×3 conv 32→32 at full 360×480
+    conv = torch.nn.Conv2d(32, 32, 3, padding=1)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        conv(torch.zeros(1, 32, 360, 480))
+    reference = counter.get_total_flops() / 1e9
+    assert gflops < reference / 4
+    # the deformable convs are included analytically: 4 × 2·11·11·9·90·120
+    assert gflops * 1e9 >= 4 * 2 * C * C * 9 * 90 * 120

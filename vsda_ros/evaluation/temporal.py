@@ -1,0 +1,162 @@
+"""Temporal evaluation on a labelled clip: strategy runs, the PDA curve, cost and consistency.
+
+- :func:`evaluate_strategy` runs one strategy over the clip in order (as the node would) and
+  scores every frame: mIoU, per-class IoU, temporal consistency (TC), latency, keyframe ratio.
+- :func:`pda_curve` is DAVSS's propagation-distance analysis: for every start frame s the
+  keyframe is s and features are propagated frame by frame to s+1 … s+D; the prediction at
+  distance d is scored against the label of frame s+d, giving mIoU(d).
+- :func:`temporal_consistency` is ETC-style TC: the mean over consecutive pairs of the mean IoU
+  between the prediction at t and the prediction at t+1 warped back onto t with optical flow
+  (OpenCV DIS, ``medium``), computed over all pixels (no labels needed).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from vsda_ros.evaluation.metrics import ConfusionMatrix, percentiles_ms
+from vsda_ros.temporal.flow import DISFlow
+from vsda_ros.temporal.strategy import Strategy
+
+
+@dataclass
+class Clip:
+    """A labelled clip in time order: images H×W×3 uint8 RGB, labels H×W uint8 (or ``None``).
+
+    Attributes:
+        fps: frame rate, used for the stamps handed to the strategies.
+        ignore_index: label value to skip (CamVid void = 11).
+        num_classes: number of label classes.
+        class_names: names of the label classes.
+        mapping: optional LUT from model class ids to label class ids.
+    """
+
+    images: list[np.ndarray]
+    labels: list[np.ndarray | None]
+    fps: float
+    num_classes: int
+    class_names: list[str]
+    ignore_index: int = 255
+    mapping: np.ndarray | None = None
+
+    def to_label_space(self, pred: np.ndarray) -> np.ndarray:
+        return self.mapping[pred] if self.mapping is not None else pred
+
+
+def temporal_consistency(preds: list[np.ndarray], images: list[np.ndarray], num_classes: int,
+                         flow: DISFlow | None = None) -> float:
+    """TC in percent: mean IoU of pred[t] and flow-warped pred[t+1] over consecutive pairs.
+
+    Pixels that flow out of the image are left out. NaN for fewer than two frames.
+    """
+    flow = flow or DISFlow('medium')
+    scores = []
+    for t in range(len(preds) - 1):
+        f = flow(images[t + 1], images[t])  # images[t](p) ≈ images[t+1](p + f(p))
+        h, w = f.shape[:2]
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        mx, my = gx + f[..., 0], gy + f[..., 1]
+        warped = cv2.remap(preds[t + 1], mx, my, cv2.INTER_NEAREST,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+        valid = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+        cm = ConfusionMatrix(num_classes, ignore_index=255)
+        cm.update(preds[t], np.where(valid, warped, 255))
+        scores.append(cm.miou())
+    return float(np.mean(scores) * 100) if scores else float('nan')
+
+
+def _score(cm: ConfusionMatrix, names: list[str]) -> dict:
+    iou = cm.iou() * 100
+    return {'miou': cm.miou() * 100, 'pixel_accuracy': cm.pixel_accuracy() * 100,
+            'per_class_iou': {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, iou)}}
+
+
+def evaluate_strategy(strategy: Strategy, clip: Clip, progress: bool = True,
+                      desc: str = '') -> dict:
+    """Run ``strategy`` over the clip in order and score it.
+
+    Returns ``miou``, ``per_class_iou``, ``pixel_accuracy`` (when labels exist), ``tc``,
+    ``latency_ms`` {p50, p95, p99} (whole ``step``), ``stage_ms``, ``fps``, ``frames``,
+    ``keyframe_ratio``, and ``predictions`` (label-space masks, for the caller's plots).
+    """
+    strategy.reset()
+    cm = ConfusionMatrix(clip.num_classes, clip.ignore_index)
+    preds, latency, stages, keys = [], [], {}, 0
+    t_start = time.perf_counter()
+    for i, img in enumerate(tqdm(clip.images, desc=desc or strategy.name, unit='frame',
+                                 disable=not progress, leave=False)):
+        t0 = time.perf_counter()
+        seg = strategy.step(img, stamp=i / clip.fps)
+        latency.append((time.perf_counter() - t0) * 1e3)
+        for k, v in seg.timings_ms.items():
+            stages.setdefault(k, []).append(v)
+        keys += int(seg.keyframe)
+        pred = clip.to_label_space(seg.labels)
+        preds.append(pred)
+        if clip.labels[i] is not None:
+            cm.update(pred, clip.labels[i])
+    wall = time.perf_counter() - t_start
+    out = {'strategy': strategy.name, 'frames': len(preds),
+           'latency_ms': percentiles_ms(latency, (50, 95, 99)),
+           'stage_ms': {k: percentiles_ms(v, (50, 95)) for k, v in stages.items()},
+           'fps': len(preds) / wall if wall > 0 else None,
+           'keyframe_ratio': keys / max(1, len(preds)),
+           'tc': temporal_consistency(preds, clip.images, clip.num_classes)}
+    if cm.matrix.sum():
+        out.update(_score(cm, clip.class_names))
+    out['predictions'] = preds
+    return out
+
+
+def pda_curve(strategy: Strategy, clip: Clip, max_distance: int = 9, progress: bool = True,
+              desc: str = 'pda') -> dict:
+    """mIoU at propagation distance d = 0 … ``max_distance`` (d = 0: the keyframes themselves).
+
+    Needs a strategy with keyframes (``keyframe``); every start frame s < N−1 is a keyframe and
+    the clip is propagated from it. Also returns the step times of keyframes and propagated
+    frames: ``{'miou': {d: …}, 'frames': {d: n}, 'key_ms': [...], 'nonkey_ms': [...],
+    'distortion': {d: mean D or None}}``.
+    """
+    n = len(clip.images)
+    cms = {d: ConfusionMatrix(clip.num_classes, clip.ignore_index)
+           for d in range(max_distance + 1)}
+    dist: dict[int, list[float]] = {d: [] for d in range(max_distance + 1)}
+    key_ms, nonkey_ms = [], []
+    saved = strategy.config.keyframe_interval
+    strategy.config.keyframe_interval = max_distance + 1
+    try:
+        for s in tqdm(range(n - 1), desc=desc, unit='start', disable=not progress, leave=False):
+            strategy.reset()
+            for d in range(0, min(max_distance, n - 1 - s) + 1):
+                t0 = time.perf_counter()
+                seg = strategy.step(clip.images[s + d], stamp=(s + d) / clip.fps)
+                (key_ms if seg.keyframe else nonkey_ms).append((time.perf_counter() - t0) * 1e3)
+                if seg.keyframe != (d == 0):
+                    raise RuntimeError(f'unexpected keyframe decision at s={s}, d={d}')
+                if seg.distortion is not None:
+                    dist[d].append(seg.distortion)
+                if clip.labels[s + d] is not None:
+                    cms[d].update(clip.to_label_space(seg.labels), clip.labels[s + d])
+    finally:
+        strategy.config.keyframe_interval = saved
+    return {'miou': {d: cms[d].miou() * 100 for d in cms},
+            'frames': {d: int(min(n - 1, n - d)) for d in cms},
+            'key_ms': key_ms, 'nonkey_ms': nonkey_ms,
+            'distortion': {d: (float(np.mean(v)) if v else None) for d, v in dist.items()}}
+
+
+def per_frame_at_distance(preds: list[np.ndarray], clip: Clip, max_distance: int = 9) -> dict:
+    """Per-frame mIoU on exactly the frames the PDA curve scores at each distance d."""
+    n = len(clip.images)
+    out = {}
+    for d in range(max_distance + 1):
+        cm = ConfusionMatrix(clip.num_classes, clip.ignore_index)
+        for s in range(n - 1):
+            if s + d < n and clip.labels[s + d] is not None:
+                cm.update(preds[s + d], clip.labels[s + d])
+        out[d] = cm.miou() * 100
+    return out

@@ -1,0 +1,210 @@
+"""Distortion-aware feature correction (DAVSS, Zhuang et al.): DMNet, CFNet and FCM.
+
+On a propagated (non-key) frame the warped decoder features ``F_warp`` are wrong wherever the
+flow was (occlusions, new content, thin objects). DAVSS repairs them with
+
+* **DMNet** — a tiny siamese network comparing the *warped previous image* with the *current
+  image*; where they disagree the warped features are likely distorted: ``D`` ∈ [0, 1];
+* **CFNet** — a light encoder–decoder on the current image producing correction features
+  ``F_cf`` with the same channels/resolution as the decoder features;
+* **FCM** — ``F = F_warp·(1 − D) + F_cf·D``.
+
+All images are B×3×H×W RGB in [0, 1]; both networks normalise internally with the fixed
+mean 0.5 / std 0.25.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+MEAN = 0.5
+STD = 0.25
+
+
+def _normalise(x: Tensor, in_ch: int, name: str = 'x') -> Tensor:
+    """Check B×in_ch×H×W and map [0, 1] to roughly [-2, 2]."""
+    if x.dim() != 4 or x.shape[1] != in_ch:
+        raise ValueError(f'{name} must be B×{in_ch}×H×W, got shape {tuple(x.shape)}')
+    return (x - MEAN) / STD
+
+
+def _resize(x: Tensor, size: tuple[int, int] | None) -> Tensor:
+    """Bilinear resize of B×C×h×w to ``size`` = (H, W); no-op if ``None`` or already there."""
+    if size is None or tuple(x.shape[-2:]) == (int(size[0]), int(size[1])):
+        return x
+    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode='bilinear',
+                         align_corners=False)
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1
+                 ) -> nn.Sequential:
+    """k×k conv (same padding, no bias) + BatchNorm + ReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def ds_conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """Depthwise-separable conv: depthwise 3×3 (stride) → BN/ReLU → pointwise 1×1 → BN/ReLU."""
+    return nn.Sequential(conv_bn_relu(cin, cin, 3, stride, groups=cin),
+                         conv_bn_relu(cin, cout, 1))
+
+
+class DMNet(nn.Module):
+    """Distortion map network.
+
+    A siamese extractor (shared weights) of four depthwise-separable convs — the first with
+    stride 2, the rest stride 1, so **output stride 2**: feature maps B×width×⌈H/2⌉×⌈W/2⌉ —
+    embeds both images; per pixel the cosine similarity ``cos`` of the two embeddings gives
+
+        logit = a·(1 − cos) + b,        D = sigmoid(logit) ∈ [0, 1]
+
+    with learnable scalars ``a`` (init 10) and ``b`` (init −5): identical inputs give
+    ``cos = 1`` and the minimum ``D = sigmoid(b)`` ≈ 0.007 at init; the embeddings are ReLU
+    outputs (non-negative), so ``cos`` ∈ [0, 1] and D ≤ sigmoid(a + b) ≈ 0.993 at init.
+    Train with ``BCEWithLogitsLoss`` on ``forward(..., return_logit=True)`` against a binary
+    "distorted" target (e.g. warped-prediction ≠ keyframe-prediction).
+
+    In training both images go through the extractor as one batch (shared BatchNorm batch
+    statistics); in eval as two passes (identical result, half the peak activation memory,
+    measurably faster on CPU).
+
+    The cosine is stabilised as ``(u·v + ε) / sqrt((|u|² + ε)(|v|² + ε))`` so that two
+    all-zero embeddings (possible after ReLU) count as identical (cos = 1) rather than 0.
+    """
+
+    def __init__(self, in_ch: int = 3, width: int = 32) -> None:
+        super().__init__()
+        self.in_ch = in_ch
+        self.features = nn.Sequential(ds_conv(in_ch, width, stride=2), ds_conv(width, width),
+                                      ds_conv(width, width), ds_conv(width, width))
+        self.a = nn.Parameter(torch.tensor(10.0))
+        self.b = nn.Parameter(torch.tensor(-5.0))
+        self.eps = 1e-6
+
+    def cosine(self, warped: Tensor, current: Tensor) -> Tensor:
+        """Per-pixel cosine similarity of the two embeddings, B×1×⌈H/2⌉×⌈W/2⌉ in [0, 1].
+
+        Raises ``ValueError`` if the inputs are not both B×in_ch×H×W of the same shape.
+        """
+        if warped.shape != current.shape:
+            raise ValueError(f'warped {tuple(warped.shape)} and current '
+                             f'{tuple(current.shape)} differ in shape')
+        a = _normalise(warped, self.in_ch, 'warped')
+        b = _normalise(current, self.in_ch, 'current')
+        if self.training:   # one pass: both branches share the BatchNorm batch statistics
+            u, v = self.features(torch.cat((a, b), dim=0)).chunk(2, dim=0)
+        else:               # same result with running stats; half the peak activation memory
+            u, v = self.features(a), self.features(b)
+        dot = (u * v).sum(1, keepdim=True)
+        norms = ((u * u).sum(1, keepdim=True) + self.eps) * ((v * v).sum(1, keepdim=True)
+                                                             + self.eps)
+        return ((dot + self.eps) * torch.rsqrt(norms)).clamp(-1.0, 1.0)
+
+    def forward(self, warped: Tensor, current: Tensor, out_size: tuple[int, int] | None = None,
+                return_logit: bool = False) -> Tensor:
+        """Distortion map of ``warped`` (previous image warped onto this frame) vs ``current``.
+
+        Args:
+            warped, current: B×3×H×W RGB in [0, 1], equal shapes (``ValueError`` otherwise).
+            out_size: optional (h, w); the logit is resized bilinearly to it (D stays in [0, 1]).
+            return_logit: return the pre-sigmoid logit (for ``BCEWithLogitsLoss``) instead of D.
+
+        Returns:
+            B×1×⌈H/2⌉×⌈W/2⌉ (or B×1×h×w with ``out_size``): D ∈ [0, 1], or the logit.
+        """
+        logit = _resize(self.a * (1.0 - self.cosine(warped, current)) + self.b, out_size)
+        return logit if return_logit else torch.sigmoid(logit)
+
+
+class CFNet(nn.Module):
+    """Correction feature network: a light encoder–decoder on the current frame.
+
+    Encoder: 3×3 conv/BN/ReLU stages with stride 2 each — stride 2 (``width`` ch), stride 4
+    (``2·width``), stride 8 (``2·width``) followed by one more 3×3 conv at stride 8 for context.
+    Decoder: bilinear upsampling back to ``out_stride``, at each step concatenating the encoder
+    stage of the same stride and fusing with a 3×3 conv/BN/ReLU; a final 1×1 conv (with bias,
+    no activation: decoder features may be signed) gives ``out_ch`` channels.
+
+    Spatial sizes follow the stride-2 convs: stride 2 → ⌈H/2⌉×⌈W/2⌉, stride 4 → ⌈⌈H/2⌉/2⌉…,
+    which matches a backbone whose first layer is a padded 3×3 stride-2 conv (ESPNet family).
+    Odd sizes are fine: upsampling targets the skip tensor's exact size.
+
+    Args:
+        out_ch: channels of the decoder features to correct.
+        width: base width.
+        out_stride: 2, 4 or 8 (``ValueError`` otherwise).
+    """
+
+    def __init__(self, out_ch: int, width: int = 32, out_stride: int = 2) -> None:
+        super().__init__()
+        if out_stride not in (2, 4, 8):
+            raise ValueError(f'out_stride must be 2, 4 or 8, got {out_stride}')
+        if out_ch < 1 or width < 1:
+            raise ValueError(f'out_ch and width must be positive, got {out_ch}, {width}')
+        self.out_ch, self.out_stride = out_ch, out_stride
+        w2 = 2 * width
+        self.enc2 = conv_bn_relu(3, width, stride=2)
+        self.enc4 = conv_bn_relu(width, w2, stride=2)
+        self.enc8 = nn.Sequential(conv_bn_relu(w2, w2, stride=2), conv_bn_relu(w2, w2))
+        self.dec4 = conv_bn_relu(w2 + w2, w2) if out_stride <= 4 else None
+        self.dec2 = conv_bn_relu(w2 + width, width) if out_stride <= 2 else None
+        last = {8: w2, 4: w2, 2: width}[out_stride]
+        self.head = nn.Conv2d(last, out_ch, 1)
+
+    @staticmethod
+    def _up_cat(x: Tensor, skip: Tensor) -> Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode='bilinear', align_corners=False)
+        return torch.cat((x, skip), dim=1)
+
+    def forward(self, x: Tensor, out_size: tuple[int, int] | None = None) -> Tensor:
+        """Correction features of the current image.
+
+        Args:
+            x: B×3×H×W RGB in [0, 1] (``ValueError`` on another layout).
+            out_size: optional (h, w) to resize the output to (bilinear).
+
+        Returns:
+            B×out_ch×h×w, h×w the size at ``out_stride`` (⌈H/2⌉×⌈W/2⌉ by default) or
+            ``out_size``.
+        """
+        s2 = self.enc2(_normalise(x, 3))
+        s4 = self.enc4(s2)
+        y = self.enc8(s4)
+        if self.dec4 is not None:
+            y = self.dec4(self._up_cat(y, s4))
+        if self.dec2 is not None:
+            y = self.dec2(self._up_cat(y, s2))
+        return _resize(self.head(y), out_size)
+
+
+def fcm(warped_feat: Tensor, correction_feat: Tensor, distortion: Tensor) -> Tensor:
+    """Feature correction module: ``F = F_warp·(1 − D) + F_cf·D``.
+
+    Args:
+        warped_feat: B×C×h×w warped features.
+        correction_feat: B×C×h×w CFNet features (same shape, ``ValueError`` otherwise).
+        distortion: B×1×h'×w' (or B×h'×w') map in [0, 1]; resized bilinearly to h×w if needed.
+
+    Returns:
+        B×C×h×w corrected features.
+    """
+    if warped_feat.shape != correction_feat.shape:
+        raise ValueError(f'warped features {tuple(warped_feat.shape)} and correction '
+                         f'features {tuple(correction_feat.shape)} differ in shape')
+    if warped_feat.dim() != 4:
+        raise ValueError(f'features must be B×C×h×w, got shape {tuple(warped_feat.shape)}')
+    d = distortion.unsqueeze(1) if distortion.dim() == 3 else distortion
+    if d.dim() != 4 or d.shape[1] != 1 or d.shape[0] not in (1, warped_feat.shape[0]):
+        raise ValueError(f'distortion must be B×1×h×w, got shape {tuple(distortion.shape)}')
+    d = _resize(d.to(warped_feat.dtype), tuple(warped_feat.shape[-2:]))
+    return torch.lerp(warped_feat, correction_feat, d)
+
+
+def gflops(module: nn.Module, *inputs: Tensor) -> float:
+    """GFLOPs (multiply–add = 2 FLOPs) of one ``module(*inputs)`` call, counted without grad."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        module(*inputs)
+    return counter.get_total_flops() / 1e9

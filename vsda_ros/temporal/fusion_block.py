@@ -1,0 +1,185 @@
+"""Flow-free adjacent-frame fusion of class scores with a stack of deformable convolutions.
+
+The block follows the "fusion block of deformable convolutions" used for video segmentation
+in adverse weather: the previous frame's class scores are aligned to the current frame by a few
+modulated deformable convolutions whose offsets are predicted from both frames (no optical
+flow), and a 1×1 convolution fuses the aligned scores with the current ones.
+
+The previous frame's *unfused* logits are cached by the caller (the ``fusion`` strategy in
+:mod:`vsda_ros.temporal.fusion`), so the only extra cost per frame is this block, which runs at
+a reduced resolution (``scale``, 0.25 by default).
+
+The untrained block equals the per-frame prediction *exactly*, at full resolution: the fusion
+conv starts as a pass-through of the current scores and the block only adds an upsampled
+residual, which is then exactly zero (see :meth:`FusionBlock.forward`).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision.ops import DeformConv2d
+
+_K = 3  # kernel size of the context, offset and deformable convs
+_TAPS = _K * _K
+
+
+class FusionBlock(nn.Module):
+    """Fuse the current frame's logits with the previous frame's (deformably aligned) logits.
+
+    Args:
+        num_classes: C, the channels of both score maps.
+        hidden: channels of the context ``h`` computed from both frames; default C.
+        num_deform: how many (offset conv, deformable conv) steps align the previous scores;
+            0 fuses the unaligned previous scores.
+        scale: the block works at ``round(H*scale)×round(W*scale)`` (at least 1 px).
+
+    Raises ``ValueError`` for a non-positive ``num_classes``/``hidden``/``scale`` or a
+    negative ``num_deform``.
+
+    Initialisation: the offset convs are zero (offsets 0, modulation masks 0.5); each deformable
+    conv starts as the identity (centre tap 2·I, bias 0, cancelling the 0.5 mask), so the
+    aligned scores start equal to the previous scores; the 1×1 fusion conv starts as the
+    identity on the current scores and zero on the aligned ones.
+    """
+
+    def __init__(self, num_classes: int, hidden: int | None = None, num_deform: int = 4,
+                 scale: float = 0.25) -> None:
+        super().__init__()
+        hidden = num_classes if hidden is None else hidden
+        if num_classes < 1 or hidden < 1:
+            raise ValueError(f'num_classes and hidden must be >= 1, got {num_classes}, {hidden}')
+        if num_deform < 0:
+            raise ValueError(f'num_deform must be >= 0, got {num_deform}')
+        if not scale > 0:
+            raise ValueError(f'scale must be > 0, got {scale}')
+        c = num_classes
+        self.num_classes, self.hidden, self.num_deform, self.scale = c, hidden, num_deform, scale
+        self.context = nn.Sequential(nn.Conv2d(2 * c, hidden, _K, padding=1), nn.ReLU(inplace=True))
+        # 3 * 9 outputs: 18 (dy, dx) offsets then 9 modulation-mask logits
+        self.offsets = nn.ModuleList(nn.Conv2d(hidden + c, 3 * _TAPS, _K, padding=1)
+                                     for _ in range(num_deform))
+        self.deforms = nn.ModuleList(DeformConv2d(c, c, _K, padding=1) for _ in range(num_deform))
+        self.fuse = nn.Conv2d(2 * c, c, 1)
+        eye = torch.zeros(c, 2 * c, 1, 1)
+        eye[:, :c, 0, 0] = torch.eye(c)
+        self.register_buffer('_pass_through', eye, persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Re-apply the initialisation described in the class docstring (context conv: default)."""
+        for conv in self.offsets:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        for conv in self.deforms:
+            nn.init.zeros_(conv.weight)
+            conv.weight[:, :, _K // 2, _K // 2] = 2.0 * torch.eye(self.num_classes)
+            nn.init.zeros_(conv.bias)
+        self.fuse.weight.copy_(self._pass_through)
+        nn.init.zeros_(self.fuse.bias)
+
+    def block_size(self, h: int, w: int) -> tuple[int, int]:
+        """The working size for an ``h×w`` input: ``round(h*scale)×round(w*scale)``, >= 1 px."""
+        return max(1, round(h * self.scale)), max(1, round(w * self.scale))
+
+    def align(self, h: Tensor, prev_s: Tensor) -> Tensor:
+        """Align the previous scores with the deformable steps.
+
+        Args:
+            h: B×hidden×h×w context from both frames.
+            prev_s: B×C×h×w previous-frame scores at the block size.
+        Returns:
+            B×C×h×w aligned previous scores (``prev_s`` itself when ``num_deform`` is 0).
+        """
+        aligned = prev_s
+        for offset_conv, deform in zip(self.offsets, self.deforms):
+            om = offset_conv(torch.cat([h, aligned], dim=1))
+            offset, mask = om[:, :2 * _TAPS], om[:, 2 * _TAPS:].sigmoid()
+            aligned = deform(aligned, offset, mask)
+        return aligned
+
+    def forward(self, cur: Tensor, prev: Tensor) -> Tensor:
+        """Fuse the current logits with the previous frame's.
+
+        Args:
+            cur: B×C×H×W logits of the current frame.
+            prev: B×C×H×W logits of the previous frame (same shape, dtype and device).
+        Returns:
+            B×C×H×W fused logits ``cur + up(fuse(cur_s, aligned) - cur_s)``, ``up`` being a
+            bilinear resize (align_corners=False) to H×W. The residual is computed with the
+            weight ``fuse.weight - pass_through`` (the same function), which is exactly zero
+            at init on every backend (also with TF32 convs), so the untrained block returns
+            ``cur`` bit for bit (as long as ``prev`` is finite: 0·NaN is NaN).
+
+        Raises ``ValueError`` when the inputs are not 4-D, differ in shape, or do not have C
+        channels.
+        """
+        if cur.dim() != 4 or cur.shape != prev.shape or cur.shape[1] != self.num_classes:
+            raise ValueError(f'expected cur and prev of the same shape B×{self.num_classes}×H×W, '
+                             f'got {tuple(cur.shape)} and {tuple(prev.shape)}')
+        size = cur.shape[-2:]
+        small = self.block_size(*size)
+        cur_s, prev_s = (x if x.shape[-2:] == small else
+                         F.interpolate(x, size=small, mode='bilinear', align_corners=False)
+                         for x in (cur, prev))
+        h = self.context(torch.cat([cur_s, prev_s], dim=1))
+        aligned = self.align(h, prev_s)
+        # == self.fuse(cat) - cur_s, but exactly 0 while fuse.weight is the pass-through
+        delta = F.conv2d(torch.cat([cur_s, aligned], dim=1),
+                         self.fuse.weight - self._pass_through, self.fuse.bias)
+        if delta.shape[-2:] != size:
+            delta = F.interpolate(delta, size=size, mode='bilinear', align_corners=False)
+        return cur + delta
+
+    def extra_repr(self) -> str:
+        return (f'num_classes={self.num_classes}, hidden={self.hidden}, '
+                f'num_deform={self.num_deform}, scale={self.scale}')
+
+
+def fusion_flops(block: FusionBlock, c: int, h: int, w: int) -> float:
+    """GFLOPs of one forward of ``block`` for B=1 inputs of C×h×w (full resolution).
+
+    Counted with ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add = 2 FLOPs).
+    FlopCounterMode does not count ``torchvision::deform_conv2d`` (torch 2.14 / torchvision
+    0.29), so for each deformable conv that it did not count this adds the analytical
+    ``2 * Cin * Cout * 9 * Hs * Ws`` (Hs×Ws the block size); the bilinear sampling and the
+    mask modulation inside it are ignored, as are the resizes, ReLU, sigmoid and additions.
+
+    Raises ``ValueError`` when ``c`` differs from the block's ``num_classes``.
+    """
+    if c != block.num_classes:
+        raise ValueError(f'the block is for {block.num_classes} classes, not {c}')
+    p = next(block.parameters())
+    cur = torch.zeros(1, c, h, w, dtype=p.dtype, device=p.device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        block(cur, cur.clone())
+    total = counter.get_total_flops()
+    counted = any('deform_conv2d' in str(op) for op in counter.get_flop_counts()['Global'])
+    if not counted:
+        hs, ws = block.block_size(h, w)
+        total += block.num_deform * 2 * c * c * _TAPS * hs * ws
+    return total / 1e9
+
+
+if __name__ == '__main__':
+    import time
+
+    torch.set_num_threads(2)
+    C, H, W = 11, 360, 480
+    for s in (0.25, 0.5):
+        blk = FusionBlock(C, scale=s).eval()
+        a, b = torch.randn(1, C, H, W), torch.randn(1, C, H, W)
+        with torch.inference_mode():
+            for _ in range(3):
+                blk(a, b)
+            times = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                blk(a, b)
+                times.append((time.perf_counter() - t0) * 1e3)
+        times.sort()
+        print(f'C={C} {H}x{W} scale={s}: block {blk.block_size(H, W)}, '
+              f'median {times[len(times) // 2]:.2f} ms (min {times[0]:.2f}), '
+              f'{fusion_flops(blk, C, H, W):.4f} GFLOPs')
