@@ -83,6 +83,54 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from vsda_ros.adaptation.config import AdaptConfig
+    from vsda_ros.adaptation.train import train
+
+    overrides = {'recipe': args.recipe, 'model': args.model, 'target': args.target or None,
+                 'out': args.out, 'iterations': args.iterations, 'batch': args.batch,
+                 'lr': args.lr, 'seed': args.seed, 'threads': args.threads,
+                 'device': args.device, 'val': args.val, 'val_labels': args.val_labels,
+                 'label_map': args.map, 'eval_every': args.eval_every}
+    if args.config:
+        cfg = AdaptConfig.from_yaml(args.config, **overrides)
+    else:
+        cfg = AdaptConfig(**{k: v for k, v in overrides.items() if v is not None})
+    s = train(cfg, progress=not args.quiet)
+    print(f"{s['recipe']}: {s['iterations']} iterations in {s['train_seconds']:.0f} s; "
+          f"checkpoint {s['out']} (summary {s['out']}.json)")
+    for e in s['evaluations']:
+        print('  eval', {k: (round(v, 2) if isinstance(v, float) else v) for k, v in e.items()})
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from vsda_ros.evaluation.report import EvalConfig, run_eval
+
+    cfg = EvalConfig(model=args.model, source=args.source, labels=args.labels,
+                     label_map=args.map, strategies=args.strategy.split(','),
+                     interval=args.interval, temporal_weights=args.temporal_weights,
+                     size=args.size, device=args.device, fps=args.fps,
+                     max_frames=args.max_frames, out=Path(args.out),
+                     pda=args.pda, progress=not args.quiet)
+    report = run_eval(cfg)
+    for run in report['runs']:
+        lat = run['latency_ms']
+        miou = f"mIoU {run['miou']:.2f}  " if run.get('miou') is not None else ''
+        print(f"{run['strategy']:>10s}: {miou}TC {run['tc']:.2f}  latency p50 {lat['p50']:.1f}"
+              f" p95 {lat['p95']:.1f} ms  keyframes {run['keyframe_ratio']:.2f}")
+    if 'pda' in report:
+        print('PDA mIoU by distance: ' + '  '.join(
+            f"{name} " + ' '.join(f'{v:.1f}' for v in curve.values())
+            for name, curve in report['pda'].items()))
+        c = report['cost']
+        print(f"cost: key {c['key_ms_p50']:.1f} ms / {c['key_gflops']:.2f} GFLOPs, non-key "
+              f"{c['nonkey_ms_p50']:.1f} ms / {c['nonkey_gflops']:.2f} GFLOPs "
+              f"(time ratio {c['time_ratio']:.3f})")
+    print(f'report: {cfg.out / "report.json"}, {cfg.out / "report.md"}; plots in {cfg.out}')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vsda_ros.models.zoo import LABEL_MAPS, ZOO
 
@@ -159,6 +207,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--warmup', type=float, default=5.0, help='unmeasured seconds first')
     p.add_argument('--json', default=None, help='write the report here')
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        'adapt', help='train temporal modules / adapt a model on unlabelled target video',
+        description='Train on unlabelled target video (frame folders, video files). Recipes: '
+                    'davss (DMNet + CFNet for the keyframe strategy), fusion (the adjacent-'
+                    'frame fusion block, teacher-student under degradations). Writes a vsda '
+                    'checkpoint that segmentation_node and vsda eval load, a resumable state '
+                    '(OUT.state.pt) and a JSON summary (OUT.json).',
+        epilog=EPILOG)
+    p.add_argument('--config', default=None,
+                   help='recipe YAML (config/experiments/*.yaml); flags override it')
+    p.add_argument('--recipe', default=None, choices=['davss', 'fusion'])
+    p.add_argument('--model', default=None, help='base model (zoo name or checkpoint)')
+    p.add_argument('--target', action='append', default=[],
+                   help='unlabelled target frames folder or video (repeatable)')
+    p.add_argument('--out', default=None, help='checkpoint to write')
+    p.add_argument('--iterations', type=int, default=None)
+    p.add_argument('--batch', type=int, default=None)
+    p.add_argument('--lr', type=float, default=None)
+    p.add_argument('--seed', type=int, default=None)
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--device', default=None)
+    p.add_argument('--val', default=None, help='labelled frame folder to evaluate on')
+    p.add_argument('--val-labels', default=None, help='its label folder')
+    p.add_argument('--map', default=None, help='label map for --val (e.g. cityscapes-camvid)')
+    p.add_argument('--eval-every', type=int, default=None, help='evaluate every N iterations')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=_cmd_adapt)
+
+    p = sub.add_parser(
+        'eval', help='evaluate strategies on a clip: mIoU, TC, latency, PDA curve, cost',
+        description='Run each --strategy over a frame folder in time order and report mIoU '
+                    '(with --labels), temporal consistency, latency and keyframe ratio; with '
+                    'keyframe also the propagation-distance curve (PDA, --interval 1..9) for '
+                    'corrected and plain warping, and the key/non-key cost. Writes '
+                    'OUT/report.json, OUT/report.md and PNG plots.',
+        epilog=EPILOG)
+    p.add_argument('--model', default='espnet-camvid', help='(default: %(default)s)')
+    p.add_argument('--source', required=True, help='frame folder (time order by file name)')
+    p.add_argument('--labels', default=None, help='label folder (same file names)')
+    p.add_argument('--map', default=None, choices=sorted(LABEL_MAPS),
+                   help='map model classes to the label classes')
+    p.add_argument('--strategy', default='per_frame,fusion,keyframe',
+                   help='comma-separated strategies (default: %(default)s)')
+    p.add_argument('--interval', default='5',
+                   help="keyframe interval N, or a range 'A..B' for the PDA curve (default 5)")
+    p.add_argument('--temporal-weights', default='',
+                   help='checkpoint(s) with trained temporal modules, comma-separated')
+    p.add_argument('--pda', action='store_true', help='also compute the PDA curve')
+    p.add_argument('--size', default=None, help='network input WIDTHxHEIGHT')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--fps', type=float, default=15.0, help='frame rate of the folder')
+    p.add_argument('--max-frames', type=int, default=None)
+    p.add_argument('--out', default='eval_out', help='output folder (default: eval_out)')
+    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 

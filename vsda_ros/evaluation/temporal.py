@@ -124,6 +124,7 @@ def pda_curve(strategy: Strategy, clip: Clip, max_distance: int = 9, progress: b
     n = len(clip.images)
     cms = {d: ConfusionMatrix(clip.num_classes, clip.ignore_index)
            for d in range(max_distance + 1)}
+    counts = {d: 0 for d in cms}
     dist: dict[int, list[float]] = {d: [] for d in range(max_distance + 1)}
     key_ms, nonkey_ms = [], []
     saved = strategy.config.keyframe_interval
@@ -137,6 +138,7 @@ def pda_curve(strategy: Strategy, clip: Clip, max_distance: int = 9, progress: b
                 (key_ms if seg.keyframe else nonkey_ms).append((time.perf_counter() - t0) * 1e3)
                 if seg.keyframe != (d == 0):
                     raise RuntimeError(f'unexpected keyframe decision at s={s}, d={d}')
+                counts[d] += 1
                 if seg.distortion is not None:
                     dist[d].append(seg.distortion)
                 if clip.labels[s + d] is not None:
@@ -144,7 +146,7 @@ def pda_curve(strategy: Strategy, clip: Clip, max_distance: int = 9, progress: b
     finally:
         strategy.config.keyframe_interval = saved
     return {'miou': {d: cms[d].miou() * 100 for d in cms},
-            'frames': {d: int(min(n - 1, n - d)) for d in cms},
+            'frames': counts,
             'key_ms': key_ms, 'nonkey_ms': nonkey_ms,
             'distortion': {d: (float(np.mean(v)) if v else None) for d, v in dist.items()}}
 
@@ -160,3 +162,46 @@ def per_frame_at_distance(preds: list[np.ndarray], clip: Clip, max_distance: int
                 cm.update(preds[s + d], clip.labels[s + d])
         out[d] = cm.miou() * 100
     return out
+
+
+def load_clip(frames: str, labels: str | None, meta, label_map: str | None = None,
+              fps: float = 15.0, max_frames: int | None = None) -> Clip:
+    """A frame folder (+ a label folder with the same file names) as a :class:`Clip`.
+
+    ``label_map`` (e.g. ``cityscapes-camvid``) maps the model's classes to the labels'; without
+    it the labels use the model's class ids. Label values ≥ the number of classes (CamVid's
+    void = 11) are ignored.
+
+    Raises ``FileNotFoundError`` for a missing folder or label file, ``ValueError`` for an
+    unknown map or one that does not fit the model.
+    """
+    from pathlib import Path
+
+    from vsda_ros.data.sources import FrameSource, read_label
+    from vsda_ros.models.zoo import CAMVID_CLASSES, LABEL_MAPS
+
+    src = FrameSource(Path(frames), fps=fps)
+    mapping, names = None, list(meta.classes)
+    if label_map:
+        if label_map not in LABEL_MAPS:
+            raise ValueError(f'unknown label map {label_map!r}; known: {sorted(LABEL_MAPS)}')
+        mapping = np.asarray(LABEL_MAPS[label_map], dtype=np.uint8)
+        if len(mapping) != meta.num_classes:
+            raise ValueError(f'label map {label_map} is for {len(mapping)} classes, model '
+                             f'{meta.name} has {meta.num_classes}')
+        names = list(CAMVID_CLASSES)
+    if labels and not Path(labels).is_dir():
+        raise FileNotFoundError(f'labels folder {labels} does not exist')
+    images, labs = [], []
+    for frame in src:
+        if max_frames is not None and len(images) >= max_frames:
+            break
+        images.append(frame.image)
+        if labels:
+            path = Path(labels) / frame.name
+            if not path.is_file():
+                raise FileNotFoundError(f'no label {path} for frame {frame.name}')
+            labs.append(read_label(path))
+        else:
+            labs.append(None)
+    return Clip(images, labs, fps, len(names), names, ignore_index=len(names), mapping=mapping)

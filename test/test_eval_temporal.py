@@ -1,0 +1,49 @@
+"""``vsda eval`` on the first frames of the real CamVid clip: report keys, PDA, cost, plots."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vsda_ros.cli import main
+from vsda_ros.evaluation.temporal import temporal_consistency
+
+
+def test_eval_writes_report_with_pda_and_cost(real_data, tmp_path):
+    out = tmp_path / 'ev'
+    rc = main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--labels',
+               str(real_data / 'camvid' / 'valannot'), '--max-frames', '8', '--interval',
+               '1..3', '--out', str(out), '--quiet'])
+    assert rc == 0
+    r = json.loads((out / 'report.json').read_text())
+    assert [run['strategy'] for run in r['runs']] == ['per_frame', 'fusion', 'keyframe']
+    for run in r['runs']:
+        assert {'miou', 'per_class_iou', 'tc', 'latency_ms', 'fps', 'frames', 'dropped',
+                'keyframe_ratio', 'weather'} <= set(run)
+        assert 40 < run['miou'] < 100 and 0 < run['tc'] <= 100
+    assert r['runs'][0]['miou'] == r['runs'][1]['miou']  # untrained fusion == per-frame
+    assert set(r['pda']) == {'keyframe', 'warp', 'per_frame'}
+    assert list(r['pda']['keyframe']) == ['0', '1', '2', '3']
+    assert r['pda']['keyframe']['0'] == pytest.approx(r['pda']['per_frame']['0'])
+    c = r['cost']
+    assert c['nonkey_gflops'] < c['key_gflops'] and c['key_ms_p50'] > 0
+    for name in ('report.md', 'pda.png', 'strategies.png'):
+        assert (out / name).stat().st_size > 0
+
+
+def test_eval_bad_strategy_exits_2(real_data, tmp_path, capsys):
+    rc = main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--strategy', 'magic',
+               '--out', str(tmp_path), '--quiet'])
+    assert rc == 2 and 'unknown strategy' in capsys.readouterr().err
+
+
+def test_temporal_consistency_is_100_for_a_static_scene_and_drops_with_flicker():
+    rng = np.random.default_rng(0)
+    img = (rng.random((60, 80, 3)) * 255).astype(np.uint8)
+    pred = np.zeros((60, 80), np.uint8)
+    pred[:, 40:] = 1
+    assert temporal_consistency([pred, pred], [img, img], 2) == pytest.approx(100.0)
+    flicker = pred.copy()
+    flicker[:30] = 1 - flicker[:30]
+    assert temporal_consistency([pred, flicker], [img, img], 2) < 60

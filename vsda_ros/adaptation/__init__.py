@@ -1,0 +1,1 @@
+"""Adaptation to a vehicle's own unlabelled video (``vsda adapt``)."""

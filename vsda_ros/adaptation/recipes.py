@@ -1,0 +1,169 @@
+"""The two temporal-module recipes. Each is a class with ``modules()`` (what is trained),
+``loss(batch_frames)`` (one step's loss and logged values) and ``export()`` (what is saved).
+
+The base network is frozen (eval mode, no gradients) in both, so training is CPU-feasible.
+
+``davss`` — DMNet and CFNet for keyframe propagation (DAVSS, Zhuang et al.):
+    for a short clip f_0, f_1, …, f_S (1..max_distance frames apart), the keyframe features of
+    f_0 are propagated step by step with DIS flow; at step k,
+    - DMNet's target is the XOR of argmax(head(warped features)) and the per-frame argmax on
+      f_k (where warping changed the answer = distorted), as the fraction of such pixels per
+      feature cell; loss: BCE;
+    - CFNet is trained through the FCM output ``F = F_warp·(1−D) + F_cf·D`` (and its own head
+      output) with a distortion-weighted cross-entropy against the per-frame labels of f_k;
+    - the corrected features become the next step's previous features, so later steps learn
+      from their own propagated input (dual deep supervision for S = 2).
+
+``fusion`` — the adjacent-frame fusion block, teacher–student:
+    an EMA teacher block on the *clean* (previous, current) class scores gives pseudo-labels;
+    the student block sees the scores of the same two frames under drifting degradations
+    (exposure loss, haze, blur, noise) and learns to reproduce the clean answer, which it can
+    only do by using the previous frame. A clean-pair term keeps clean accuracy.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vsda_ros.adaptation.degrade import degrade_sequence
+from vsda_ros.models.base import SegmentationModel
+from vsda_ros.temporal.correction import fcm
+from vsda_ros.temporal.flow import DISFlow, warp
+from vsda_ros.temporal.modules import TemporalModules, make_module
+
+
+def to_tensor(frames: list[np.ndarray], device) -> torch.Tensor:
+    """list of H×W×3 uint8 RGB → B×3×H×W float in [0, 1]."""
+    x = torch.from_numpy(np.stack(frames)).to(device)
+    return x.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class DavssRecipe:
+    """DMNet + CFNet training; see the module docstring."""
+
+    def __init__(self, model: SegmentationModel, cfg) -> None:
+        self.model, self.cfg = model, cfg
+        with torch.no_grad():
+            probe = model.forward_features(torch.zeros(1, 3, 64, 64, device=_dev(model)))
+        self.feat_ch = int(probe.shape[1])
+        self.dmnet = make_module('dmnet', width=cfg.dmnet_width).to(_dev(model))
+        self.cfnet = make_module('cfnet', out_ch=self.feat_ch,
+                                 width=cfg.cfnet_width).to(_dev(model))
+        self.flow = DISFlow('ultrafast')
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {'dmnet': self.dmnet, 'cfnet': self.cfnet}
+
+    def clip_length(self) -> int:
+        return self.cfg.steps + 1
+
+    def loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
+        model, dev = self.model, _dev(self.model)
+        xs = [to_tensor([c[k] for c in clips], dev) for k in range(len(clips[0]))]
+        h, w = xs[0].shape[-2:]
+        with torch.no_grad():
+            feat = model.forward_features(xs[0])                       # keyframe features
+        fh, fw = feat.shape[-2:]
+        small = [F.interpolate(x, size=(fh, fw), mode='area') for x in xs]
+        total, logs = 0.0, {}
+        for k in range(1, len(xs)):
+            with torch.no_grad():
+                y = model(xs[k]).argmax(1)                              # per-frame labels B×h×w
+                flow = torch.cat([torch.from_numpy(self.flow(_u8(small[k - 1][b]),
+                                                             _u8(small[k][b])))
+                                  .permute(2, 0, 1)[None] for b in range(len(clips))]).to(dev)
+            f_warp = warp(feat, flow)
+            with torch.no_grad():
+                y_warp = model.logits_from_features(f_warp, (h, w)).argmax(1)
+                distorted = (y_warp != y).float()[:, None]             # XOR of the two argmaxes
+                target = F.adaptive_avg_pool2d(distorted, (fh, fw))   # fraction per cell
+                img_warp = warp(small[k - 1], flow)
+            d_logit = self.dmnet(img_warp, small[k], out_size=(fh, fw), return_logit=True)
+            pos = target.mean().clamp(1e-3, 0.5)
+            loss_dm = F.binary_cross_entropy_with_logits(
+                d_logit, target, pos_weight=((1 - pos) / pos).clamp(max=20.0).detach())
+            dmap = torch.sigmoid(d_logit).detach()
+            f_cf = self.cfnet(small[k], out_size=(fh, fw))
+            fused = fcm(f_warp, f_cf, dmap)
+            weight = 1.0 + 4.0 * distorted[:, 0]                       # distortion-weighted CE
+            ce_fused = F.cross_entropy(model.logits_from_features(fused, (h, w)), y,
+                                       reduction='none')
+            ce_cf = F.cross_entropy(model.logits_from_features(f_cf, (h, w)), y,
+                                    reduction='none')
+            loss_cf = (weight * ce_fused).mean() + 0.5 * (weight * ce_cf).mean()
+            total = total + loss_dm + loss_cf
+            logs[f'dm{k}'] = float(loss_dm.detach())
+            logs[f'cf{k}'] = float(loss_cf.detach())
+            logs[f'distorted{k}'] = float(distorted.mean())
+            feat = fused.detach()                                      # propagate onward
+        return total / (len(xs) - 1), logs
+
+    def after_step(self) -> None:
+        pass
+
+    def export(self) -> TemporalModules:
+        return TemporalModules(dmnet=self.dmnet.eval(), cfnet=self.cfnet.eval())
+
+
+class FusionRecipe:
+    """Fusion-block teacher–student training; see the module docstring."""
+
+    def __init__(self, model: SegmentationModel, cfg) -> None:
+        self.model, self.cfg = model, cfg
+        self.rng = np.random.default_rng(cfg.seed + 1)
+        self.student = make_module('fusion', num_classes=model.num_classes,
+                                   scale=cfg.fusion_scale).to(_dev(model))
+        self.teacher = copy.deepcopy(self.student).eval()
+        self.teacher.vsda_args = dict(self.student.vsda_args)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {'fusion': self.student, 'fusion_teacher': self.teacher}
+
+    def clip_length(self) -> int:
+        return 2
+
+    def loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
+        model, dev = self.model, _dev(self.model)
+        prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
+        degraded = [degrade_sequence(c, self.rng, self.cfg.degrade_strength) for c in clips]
+        dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
+        with torch.no_grad():
+            s_prev, s_cur = model(prev), model(cur)                    # clean scores
+            d_prev, d_cur = model(dprev), model(dcur)                  # degraded scores
+            prob = torch.softmax(self.teacher(s_cur, s_prev), 1)
+            conf, pseudo = prob.max(1)                                 # teacher pseudo-labels
+        loss_deg = (conf * F.cross_entropy(self.student(d_cur, d_prev), pseudo,
+                                           reduction='none')).mean()
+        loss_clean = (conf * F.cross_entropy(self.student(s_cur, s_prev), pseudo,
+                                             reduction='none')).mean()
+        with torch.no_grad():
+            base = (d_cur.argmax(1) == pseudo).float().mean()
+        logs = {'deg': float(loss_deg.detach()), 'clean': float(loss_clean.detach()),
+                'deg_agree_per_frame': float(base)}
+        return loss_deg + 0.5 * loss_clean, logs
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        for t, s in zip(self.teacher.parameters(), self.student.parameters()):
+            t.mul_(self.cfg.ema).add_(s.detach(), alpha=1 - self.cfg.ema)
+
+    def export(self) -> TemporalModules:
+        return TemporalModules(fusion=self.teacher.eval())
+
+
+def _dev(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    """3×h×w float [0, 1] → h×w×3 uint8."""
+    return (x.permute(1, 2, 0).mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy())
+
+
+RECIPE_CLASSES = {'davss': DavssRecipe, 'fusion': FusionRecipe}

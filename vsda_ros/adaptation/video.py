@@ -1,0 +1,83 @@
+"""Unlabelled target video for training: frame pairs (and triples) at small time distances.
+
+Sources are image folders (split into sequences by the file-name prefix before the last ``_``,
+as in CamVid's ``0016E5_08079.png``) and video files. Frames are loaded once, resized so the
+short side matches ``height`` (keeping the aspect), and kept in memory as uint8.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vsda_ros.data.sources import FrameSource
+
+
+def _sequence_key(name: str) -> str:
+    stem = Path(name).stem
+    return stem.rsplit('_', 1)[0] if '_' in stem else ''
+
+
+@dataclass
+class TargetVideo:
+    """In-memory target sequences (lists of H×W×3 uint8 RGB frames, time order).
+
+    Attributes:
+        sequences: name → frames.
+        step: frame-number step between stored frames (1 for videos; for folders that keep
+            every n-th frame, like CamVid train at 1 fps, ``step`` is informational).
+    """
+
+    sequences: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, paths: list[str | Path], height: int = 360, stride: int = 1,
+             max_frames: int | None = None) -> 'TargetVideo':
+        """Load folders/videos; ``stride`` keeps every n-th frame of a video.
+
+        Raises ``FileNotFoundError``/``ValueError`` for missing or unreadable inputs, and
+        ``ValueError`` if no sequence has at least two frames.
+        """
+        seqs: dict[str, list[np.ndarray]] = {}
+        for path in paths:
+            src = FrameSource(Path(path))
+            for i, frame in enumerate(src):
+                if src.is_video and i % stride:
+                    continue
+                key = f'{Path(path).name}:' + (_sequence_key(frame.name) if not src.is_video
+                                               else '')
+                img = frame.image
+                if img.shape[0] != height:
+                    w = int(round(img.shape[1] * height / img.shape[0]))
+                    img = cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA)
+                seqs.setdefault(key, []).append(img)
+                if max_frames and sum(len(v) for v in seqs.values()) >= max_frames:
+                    break
+        seqs = {k: v for k, v in seqs.items() if len(v) >= 2}
+        if not seqs:
+            raise ValueError(f'no sequence with at least two frames in {paths}')
+        return cls(seqs)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.sequences.values())
+
+    def sample(self, rng: np.random.Generator, length: int, max_distance: int,
+               crop: tuple[int, int] | None) -> list[np.ndarray]:
+        """``length`` frames of one sequence, in time order, consecutive ones 1..max_distance
+        apart, all cropped at the same random window ``crop`` = (w, h) (None = full frame)."""
+        keys = [k for k, v in self.sequences.items() if len(v) > length - 1]
+        seq = self.sequences[keys[rng.integers(len(keys))]]
+        dists = rng.integers(1, max_distance + 1, size=length - 1)
+        while dists.sum() > len(seq) - 1:
+            dists = np.maximum(1, dists - 1)
+        start = int(rng.integers(0, len(seq) - int(dists.sum())))
+        idx = [start, *(start + np.cumsum(dists)).tolist()]
+        frames = [seq[i] for i in idx]
+        if crop is None:
+            return frames
+        h, w = frames[0].shape[:2]
+        cw, ch = min(crop[0], w), min(crop[1], h)
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        return [np.ascontiguousarray(f[y0:y0 + ch, x0:x0 + cw]) for f in frames]
