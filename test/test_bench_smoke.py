@@ -20,3 +20,8 @@ def test_bench_report_accounts_for_every_frame(real_data):
     assert abs(r['received'] - r['processed'] - r['dropped']) <= 2
     assert r['end_to_end_ms']['p95'] >= r['end_to_end_ms']['p50'] > 0
     assert r['rss_mb']['start'] > 0 and r['rss_mb']['end'] > 0
+    # the per-frame decomposition matched masks to the node's timing records
+    assert r['frames_matched'] > 0
+    assert r['overhead_ms']['p50'] >= r['overhead_excl_queue_wait_ms']['p50'] - 1e-6
+    assert set(r['targets_met']) == {'overhead_p95_le_10ms', 'e2e_p95_le_1.5x_inference_p95',
+                                     'rss_growth_le_20mb'}

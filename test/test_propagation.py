@@ -164,3 +164,17 @@ def test_gflops_positive() -> None:
     x = torch.rand(1, 3, 64, 80)
     assert gflops(CFNet(11).eval(), x) > 0
     assert gflops(DMNet().eval(), x, x) > 0
+
+
+def test_guided_cfnet_starts_as_the_warped_features_and_learns_a_residual():
+    import torch
+
+    from vsda_ros.temporal.correction import CFNet
+    net = CFNet(out_ch=5, width=8, guide_ch=5)
+    x = torch.rand(2, 3, 45, 61)
+    guide = torch.randn(2, 5, 45, 61)
+    assert torch.allclose(net(x, guide=guide), guide)
+    with pytest.raises(ValueError, match='guided'):
+        net(x)
+    net(x, guide=guide).pow(2).sum().backward()
+    assert net.head.weight.grad is not None and net.head.weight.grad.abs().sum() > 0

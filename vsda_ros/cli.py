@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--duration', type=float, default=60.0,
                    help='measured seconds (default: 60)')
     p.add_argument('--warmup', type=float, default=5.0, help='unmeasured seconds first')
+    p.add_argument('--max-queue-wait-ms', type=float, default=0.0,
+                   help="the node's latency mode (max_queue_wait_ms parameter; 0 = off)")
     p.add_argument('--json', default=None, help='write the report here')
     p.set_defaults(func=_cmd_bench)
 

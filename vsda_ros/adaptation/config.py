@@ -27,6 +27,11 @@ class AdaptConfig:
         steps: davss: propagation steps per sample (2 = DAVSS's dual deep supervision).
         fusion_scale: fusion: working scale of the fusion block.
         dmnet_width, cfnet_width: davss: widths of the two small networks.
+        cfnet_guided: davss: CFNet also sees the warped features and refines them (see
+            :class:`~vsda_ros.temporal.correction.CFNet`); ``False`` = DAVSS's plain CFNet.
+        max_pair_dt: davss: only sequences whose consecutive stored frames are at most this
+            many seconds apart give propagation clips (CamVid train, labelled at 1 fps, is
+            skipped: 1 s is far beyond the 15 Hz propagation the strategy does).
         ema: fusion: EMA decay of the teacher block.
         degrade_strength: fusion: maximum strength of the student's degradations.
         val, val_labels, label_map: optional labelled clip evaluated every ``eval_every``
@@ -51,6 +56,8 @@ class AdaptConfig:
     fusion_scale: float = 0.125
     dmnet_width: int = 16
     cfnet_width: int = 24
+    cfnet_guided: bool = True
+    max_pair_dt: float = 0.5
     ema: float = 0.99
     degrade_strength: float = 1.0
     val: str | None = None

@@ -51,8 +51,9 @@ class DavssRecipe:
             probe = model.forward_features(torch.zeros(1, 3, 64, 64, device=_dev(model)))
         self.feat_ch = int(probe.shape[1])
         self.dmnet = make_module('dmnet', width=cfg.dmnet_width).to(_dev(model))
-        self.cfnet = make_module('cfnet', out_ch=self.feat_ch,
-                                 width=cfg.cfnet_width).to(_dev(model))
+        self.cfnet = make_module('cfnet', out_ch=self.feat_ch, width=cfg.cfnet_width,
+                                 guide_ch=self.feat_ch if cfg.cfnet_guided else 0
+                                 ).to(_dev(model))
         self.flow = DISFlow('ultrafast')
 
     def modules(self) -> dict[str, nn.Module]:
@@ -60,6 +61,9 @@ class DavssRecipe:
 
     def clip_length(self) -> int:
         return self.cfg.steps + 1
+
+    def max_dt(self) -> float | None:
+        return self.cfg.max_pair_dt
 
     def loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
         model, dev = self.model, _dev(self.model)
@@ -83,11 +87,12 @@ class DavssRecipe:
                 target = F.adaptive_avg_pool2d(distorted, (fh, fw))   # fraction per cell
                 img_warp = warp(small[k - 1], flow)
             d_logit = self.dmnet(img_warp, small[k], out_size=(fh, fw), return_logit=True)
-            pos = target.mean().clamp(1e-3, 0.5)
-            loss_dm = F.binary_cross_entropy_with_logits(
-                d_logit, target, pos_weight=((1 - pos) / pos).clamp(max=20.0).detach())
+            # calibrated BCE (no class re-weighting): D is used as a mixing weight in FCM, so
+            # it should estimate the probability that the warped answer is wrong
+            loss_dm = F.binary_cross_entropy_with_logits(d_logit, target)
             dmap = torch.sigmoid(d_logit).detach()
-            f_cf = self.cfnet(small[k], out_size=(fh, fw))
+            f_cf = self.cfnet(small[k], out_size=(fh, fw),
+                              guide=f_warp.detach() if self.cfnet.guide_ch else None)
             fused = fcm(f_warp, f_cf, dmap)
             weight = 1.0 + 4.0 * distorted[:, 0]                       # distortion-weighted CE
             ce_fused = F.cross_entropy(model.logits_from_features(fused, (h, w)), y,
@@ -127,6 +132,9 @@ class FusionRecipe:
 
     def clip_length(self) -> int:
         return 2
+
+    def max_dt(self) -> float | None:
+        return None  # pseudo-labels come from the teacher on the same pair: any spacing
 
     def loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
         model, dev = self.model, _dev(self.model)

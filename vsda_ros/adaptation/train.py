@@ -43,6 +43,8 @@ def train(cfg: AdaptConfig, progress: bool = True) -> dict:
 
     # 3. The unlabelled target video, in memory.
     video = TargetVideo.load(cfg.target, height=cfg.height, stride=cfg.video_stride)
+    print('target sequences: ' + ', '.join(f'{k} ({len(v)} frames, {video.dt[k]:.3f} s apart)'
+                                           for k, v in video.sequences.items()))
 
     # 4. The recipe decides what is trained and how the loss is computed.
     recipe = RECIPE_CLASSES[cfg.recipe](model, cfg)
@@ -82,7 +84,8 @@ def train(cfg: AdaptConfig, progress: bool = True) -> dict:
     for i in bar:
         for m in recipe.modules().values():
             m.train()
-        clips = [video.sample(rng, recipe.clip_length(), cfg.max_distance, tuple(cfg.crop))
+        clips = [video.sample(rng, recipe.clip_length(), cfg.max_distance, tuple(cfg.crop),
+                              max_dt=recipe.max_dt())
                  for _ in range(cfg.batch)]
         loss, logs = recipe.loss(clips)
         optim.zero_grad(set_to_none=True)

@@ -15,6 +15,18 @@ import numpy as np
 from vsda_ros.data.sources import FrameSource
 
 
+def _frame_number(name: str) -> int:
+    digits = ''.join(ch if ch.isdigit() else ' ' for ch in Path(name).stem).split()
+    return int(digits[-1]) if digits else 0
+
+
+def _video_fps(path: Path) -> float:
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    cap.release()
+    return float(fps)
+
+
 def _sequence_key(name: str) -> str:
     stem = Path(name).stem
     return stem.rsplit('_', 1)[0] if '_' in stem else ''
@@ -26,21 +38,24 @@ class TargetVideo:
 
     Attributes:
         sequences: name → frames.
-        step: frame-number step between stored frames (1 for videos; for folders that keep
-            every n-th frame, like CamVid train at 1 fps, ``step`` is informational).
+        dt: name → seconds between consecutive stored frames (videos: stride / fps; folders:
+            the median step of the frame numbers in the file names / ``folder_fps``).
     """
 
     sequences: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    dt: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(cls, paths: list[str | Path], height: int = 360, stride: int = 1,
-             max_frames: int | None = None) -> 'TargetVideo':
+             max_frames: int | None = None, folder_fps: float = 30.0) -> 'TargetVideo':
         """Load folders/videos; ``stride`` keeps every n-th frame of a video.
 
         Raises ``FileNotFoundError``/``ValueError`` for missing or unreadable inputs, and
         ``ValueError`` if no sequence has at least two frames.
         """
         seqs: dict[str, list[np.ndarray]] = {}
+        numbers: dict[str, list[int]] = {}
+        dt: dict[str, float] = {}
         for path in paths:
             src = FrameSource(Path(path))
             for i, frame in enumerate(src):
@@ -48,6 +63,10 @@ class TargetVideo:
                     continue
                 key = f'{Path(path).name}:' + (_sequence_key(frame.name) if not src.is_video
                                                else '')
+                if src.is_video:
+                    dt[key] = stride / _video_fps(src.path)
+                else:
+                    numbers.setdefault(key, []).append(_frame_number(frame.name))
                 img = frame.image
                 if img.shape[0] != height:
                     w = int(round(img.shape[1] * height / img.shape[0]))
@@ -58,17 +77,30 @@ class TargetVideo:
         seqs = {k: v for k, v in seqs.items() if len(v) >= 2}
         if not seqs:
             raise ValueError(f'no sequence with at least two frames in {paths}')
-        return cls(seqs)
+        for key, nums in numbers.items():
+            steps = np.diff(nums)
+            dt[key] = float(np.median(steps)) / folder_fps if len(steps) else 1.0 / folder_fps
+        return cls(seqs, {k: dt.get(k, 1.0 / folder_fps) for k in seqs})
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.sequences.values())
 
     def sample(self, rng: np.random.Generator, length: int, max_distance: int,
-               crop: tuple[int, int] | None) -> list[np.ndarray]:
+               crop: tuple[int, int] | None, max_dt: float | None = None) -> list[np.ndarray]:
         """``length`` frames of one sequence, in time order, consecutive ones 1..max_distance
-        apart, all cropped at the same random window ``crop`` = (w, h) (None = full frame)."""
-        keys = [k for k, v in self.sequences.items() if len(v) > length - 1]
-        seq = self.sequences[keys[rng.integers(len(keys))]]
+        apart, all cropped at the same random window ``crop`` = (w, h) (None = full frame).
+
+        The sequence is drawn with probability proportional to its length, among those with
+        enough frames and (with ``max_dt``) stored frames at most ``max_dt`` s apart.
+        Raises ``ValueError`` when no sequence qualifies.
+        """
+        keys = [k for k, v in self.sequences.items() if len(v) > length - 1
+                and (max_dt is None or self.dt[k] <= max_dt)]
+        if not keys:
+            raise ValueError(f'no target sequence has {length} frames at most {max_dt} s '
+                             f'apart (frame spacing: {self.dt})')
+        sizes = np.array([len(self.sequences[k]) for k in keys], dtype=np.float64)
+        seq = self.sequences[keys[rng.choice(len(keys), p=sizes / sizes.sum())]]
         dists = rng.integers(1, max_distance + 1, size=length - 1)
         while dists.sum() > len(seq) - 1:
             dists = np.maximum(1, dists - 1)

@@ -22,7 +22,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: str,
-              warmup: float = 5.0) -> dict:
+              warmup: float = 5.0, max_queue_wait_ms: float = 0.0) -> dict:
     """Run the benchmark; returns the report dict (see README for keys)."""
     confine_to_loopback()  # network rule, before rclpy starts
     from diagnostic_msgs.msg import DiagnosticArray
@@ -34,22 +34,33 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
     from vsda_ros.ros.conversions import numpy_to_image
 
     images = [f.image for f in FrameSource(frames_dir)]
-    with node_process({'model': model, 'input_size': size}) as proc, \
+    params = {'model': model, 'input_size': size, 'publish_timing': True,
+              'max_queue_wait_ms': float(max_queue_wait_ms)}
+    with node_process(params) as proc, \
             client_node('vsda_bench') as (node, executor):
         pub = node.create_publisher(Image, 'image', QoSProfile(depth=10))
-        e2e: list[float] = []
+        e2e: dict[tuple, float] = {}      # stamp → end-to-end ms (mask received − stamp)
+        stages: dict[tuple, dict] = {}    # stamp → the node's stage times for that frame
         diags: list[DiagnosticArray] = []
         measuring = [False]
 
         def on_mask(msg: Image) -> None:
             if measuring[0]:
                 sent = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-                e2e.append((node.get_clock().now().nanoseconds * 1e-9 - sent) * 1e3)
+                key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+                e2e[key] = (node.get_clock().now().nanoseconds * 1e-9 - sent) * 1e3
+
+        def on_timing(msg: DiagnosticArray) -> None:
+            if measuring[0] and msg.status:
+                key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+                stages[key] = {kv.key: float(kv.value) for kv in msg.status[0].values}
 
         subs = [node.create_subscription(Image, 'mask', on_mask, QoSProfile(depth=10))]
         subs += [node.create_subscription(Image, n, lambda m: None, QoSProfile(depth=10))
                  for n in ('color_mask', 'overlay', 'confidence')]
         subs.append(node.create_subscription(DiagnosticArray, '/diagnostics', diags.append,
+                                             QoSProfile(depth=10)))
+        subs.append(node.create_subscription(DiagnosticArray, 'timing', on_timing,
                                              QoSProfile(depth=10)))
         deadline = time.monotonic() + 60
         while pub.get_subscription_count() == 0:  # the node is up once it subscribed
@@ -94,22 +105,40 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         except (KeyError, ValueError):
             return float('nan')
 
-    e2e_p = percentiles_ms(e2e, (50, 95))
-    inf_p = {'p50': num(last, 'inference_p50_ms'), 'p95': num(last, 'inference_p95_ms')}
+    # Per-frame decomposition: for every frame with both a mask and its timing record,
+    # overhead = end-to-end − inference; "node work" excludes the mailbox wait; "transport" is
+    # what no node stage accounts for (DDS both ways, executor scheduling).
+    keys = [k for k in e2e if k in stages]
+    per = {'end_to_end': [e2e[k] for k in keys],
+           'inference': [stages[k].get('inference', stages[k].get('head', 0.0)) for k in keys]}
+    per['overhead'] = [a - b for a, b in zip(per['end_to_end'], per['inference'])]
+    per['overhead_excl_queue_wait'] = [o - stages[k]['queue_wait']
+                                       for o, k in zip(per['overhead'], keys)]
+    for stage in ('queue_wait', 'decode', 'preprocess', 'postprocess', 'publish'):
+        per[stage] = [stages[k].get(stage, 0.0) for k in keys]
+    node_sum = [sum(v for n, v in stages[k].items() if n != 'keyframe') for k in keys]
+    per['transport'] = [a - b for a, b in zip(per['end_to_end'], node_sum)]
     counters = {k: int(num(last, k) - (num(first, k) if first else 0))
                 for k in ('received', 'processed', 'dropped', 'bad_frames')}
+    ms = {k: percentiles_ms(v, (50, 95)) for k, v in per.items()}
+    rss = {'start': rss_start, 'end': rss_end}
+    targets = {
+        'overhead_p95_le_10ms': ms['overhead']['p95'] <= 10.0,
+        'e2e_p95_le_1.5x_inference_p95': ms['end_to_end']['p95']
+        <= 1.5 * ms['inference']['p95'],
+        'rss_growth_le_20mb': (rss_end - rss_start) <= 20.0,
+    }
     return {
         'model': model, 'input_size': size, 'rate_hz': rate, 'duration_s': duration,
+        'max_queue_wait_ms': max_queue_wait_ms,
         'frame_size': [int(images[0].shape[1]), int(images[0].shape[0])],
-        'sent': sent, 'masks_received': len(e2e), **counters,
-        'end_to_end_ms': e2e_p,
-        'inference_ms': inf_p,
-        'overhead_ms': {q: e2e_p[q] - inf_p[q] for q in ('p50', 'p95')},
-        'node_stage_ms': {s: {q: num(last, f'{s}_{q}_ms') for q in ('p50', 'p95')}
-                          for s in ('decode', 'preprocess', 'inference', 'postprocess',
-                                    'publish')},
-        'output_hz': len(e2e) / duration,
-        'rss_mb': {'start': rss_start, 'end': rss_end},
+        'sent': sent, 'masks_received': len(e2e), 'frames_matched': len(keys), **counters,
+        'end_to_end_ms': ms['end_to_end'], 'inference_ms': ms['inference'],
+        'overhead_ms': ms['overhead'],
+        'overhead_excl_queue_wait_ms': ms['overhead_excl_queue_wait'],
+        'node_stage_ms': {s: ms[s] for s in ('queue_wait', 'decode', 'preprocess',
+                                             'postprocess', 'publish', 'transport')},
+        'output_hz': len(e2e) / duration, 'rss_mb': rss, 'targets_met': targets,
     }
 
 
@@ -120,19 +149,24 @@ def print_report(r: dict) -> None:
           f"frames at {r['rate_hz']:.0f} Hz for {r['duration_s']:.0f} s")
     print(f"  end-to-end ms   {f(r['end_to_end_ms'])}")
     print(f"  inference ms    {f(r['inference_ms'])}")
-    print(f"  overhead ms     {f(r['overhead_ms'])}   (end-to-end − inference, per percentile)")
+    print(f"  overhead ms     {f(r['overhead_ms'])}   (end-to-end − inference, per frame)")
+    print(f"   excl. wait ms  {f(r['overhead_excl_queue_wait_ms'])}   (the same without the "
+          "mailbox wait)")
     for s, d in r['node_stage_ms'].items():
         print(f"    {s:<11s} ms {f(d)}")
     print(f"  received {r['received']}  processed {r['processed']}  dropped {r['dropped']}  "
           f"bad {r['bad_frames']}  output {r['output_hz']:.1f} Hz")
     print(f"  RSS MB start {r['rss_mb']['start']:.1f}  end {r['rss_mb']['end']:.1f}  "
           f"growth {r['rss_mb']['end'] - r['rss_mb']['start']:+.1f}")
+    print('  targets: ' + ', '.join(f"{k} {'MET' if v else 'NOT met'}"
+                                    for k, v in r['targets_met'].items()))
 
 
 def main_cli(args) -> int:
     from vsda_ros.paths import data_dir
     frames = Path(args.frames) if args.frames else (data_dir() or Path('.')) / 'camvid' / 'val'
-    r = run_bench(args.model, frames, args.rate, args.duration, args.size or '', args.warmup)
+    r = run_bench(args.model, frames, args.rate, args.duration, args.size or '', args.warmup,
+                  args.max_queue_wait_ms)
     print_report(r)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

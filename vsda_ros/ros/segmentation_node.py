@@ -82,6 +82,14 @@ PARAMETERS: dict[str, Param] = {
     'publish_color_mask': Param(True, 'Publish color_mask (rgb8 palette colours).'),
     'publish_overlay': Param(True, 'Publish overlay (rgb8 image blended with color_mask).'),
     'publish_confidence': Param(True, 'Publish confidence (mono8, max softmax × 255).'),
+    'publish_timing': Param(False, 'Publish timing (diagnostic_msgs/DiagnosticArray, input '
+                            'header) with every processed frame\'s stage times in ms, for '
+                            'profiling and vsda bench.'),
+    'max_queue_wait_ms': Param(0.0, 'Latency mode: a frame that waited longer than this in '
+                               'the mailbox when the worker gets to it is dropped in favour of '
+                               'the next one (0 = off: always process the newest frame). Lowers '
+                               'end-to-end latency at the cost of output rate when the camera '
+                               'outpaces the model.', False, (0.0, 10000.0)),
     'overlay_alpha': Param(0.5, 'Weight of the colour mask in the overlay, 0..1.', False,
                            (0.0, 1.0)),
     'max_stamp_gap_s': Param(1.0, 'A forward header-stamp jump above this (seconds) breaks the '
@@ -187,6 +195,9 @@ class SegmentationNode(Node):
         self._order = list(self._cameras)  # round-robin order of the worker
         self._next = 0
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', out_qos)
+        self._timing_pubs = {k: self.create_publisher(DiagnosticArray,
+                                                      _out_topic(k, 'timing'), out_qos)
+                             for k in self._cameras}
         self._stop = False
         self._worker = threading.Thread(target=self._run, name='segmentation_worker',
                                         daemon=True)
@@ -299,9 +310,19 @@ class SegmentationNode(Node):
             self._cond.notify()
 
     def _take(self) -> tuple[_Camera, object, float] | None:
-        """The next camera (round robin) with a pending frame; call with the lock held."""
+        """The next camera (round robin) with a pending frame; call with the lock held.
+
+        In latency mode (``max_queue_wait_ms`` > 0) a frame that has waited longer is dropped
+        here (counted in ``dropped``) and the worker waits for that camera's next frame.
+        """
+        limit_s = float(self._live['max_queue_wait_ms']) * 1e-3
+        now = time.perf_counter()
         for i in range(len(self._order)):
             cam = self._cameras[self._order[(self._next + i) % len(self._order)]]
+            if cam.slot is not None and limit_s > 0 and now - cam.slot[1] > limit_s:
+                cam.slot = None
+                cam.dropped += 1
+                continue
             if cam.slot is not None:
                 self._next = (self._next + i + 1) % len(self._order)
                 (msg, arrival), cam.slot = cam.slot, None
@@ -361,6 +382,14 @@ class SegmentationNode(Node):
         if self._wanted(cam, 'confidence'):
             cam.pubs['confidence'].publish(numpy_to_image(seg.confidence, header))
         t3 = time.perf_counter()
+        if self._live['publish_timing']:
+            stages = {'queue_wait': (t0 - arrival) * 1e3, 'decode': (t1 - t0) * 1e3,
+                      **seg.timings_ms, 'publish': (t3 - t2) * 1e3,
+                      'keyframe': float(seg.keyframe)}
+            self._timing_pubs[cam.key].publish(DiagnosticArray(header=header, status=[
+                DiagnosticStatus(name=f'{STATUS_NAME} timing', hardware_id=self.get_name(),
+                                 values=[KeyValue(key=k, value=f'{v:.3f}')
+                                         for k, v in stages.items()])]))
         stamp = _stamp_s(header)
         e2e = (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3 if stamp > 0 else None
         with self._cond:

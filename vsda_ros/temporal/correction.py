@@ -135,48 +135,75 @@ class CFNet(nn.Module):
         out_ch: channels of the decoder features to correct.
         width: base width.
         out_stride: 2, 4 or 8 (``ValueError`` otherwise).
+        guide_ch: 0 = the DAVSS CFNet (current frame only). > 0: the warped features
+            (``guide_ch`` = ``out_ch`` channels) are a second input, concatenated to the image,
+            and the output is ``guide + residual`` with the residual's last conv initialised to
+            zero — a refinement network that starts as "keep the warped features" and learns to
+            fix them from the current image. Used by ``vsda adapt --recipe davss``
+            (``cfnet_guided``) because a from-scratch CFNet this small is too weak to replace
+            the warped features anywhere (measured, see README).
     """
 
-    def __init__(self, out_ch: int, width: int = 32, out_stride: int = 2) -> None:
+    def __init__(self, out_ch: int, width: int = 32, out_stride: int = 2,
+                 guide_ch: int = 0) -> None:
         super().__init__()
         if out_stride not in (2, 4, 8):
             raise ValueError(f'out_stride must be 2, 4 or 8, got {out_stride}')
         if out_ch < 1 or width < 1:
             raise ValueError(f'out_ch and width must be positive, got {out_ch}, {width}')
-        self.out_ch, self.out_stride = out_ch, out_stride
+        if guide_ch not in (0, out_ch):
+            raise ValueError(f'guide_ch must be 0 or out_ch ({out_ch}), got {guide_ch}')
+        self.out_ch, self.out_stride, self.guide_ch = out_ch, out_stride, guide_ch
         w2 = 2 * width
-        self.enc2 = conv_bn_relu(3, width, stride=2)
+        self.enc2 = conv_bn_relu(3 + guide_ch, width, stride=2)
         self.enc4 = conv_bn_relu(width, w2, stride=2)
         self.enc8 = nn.Sequential(conv_bn_relu(w2, w2, stride=2), conv_bn_relu(w2, w2))
         self.dec4 = conv_bn_relu(w2 + w2, w2) if out_stride <= 4 else None
         self.dec2 = conv_bn_relu(w2 + width, width) if out_stride <= 2 else None
         last = {8: w2, 4: w2, 2: width}[out_stride]
         self.head = nn.Conv2d(last, out_ch, 1)
+        if guide_ch:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     @staticmethod
     def _up_cat(x: Tensor, skip: Tensor) -> Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode='bilinear', align_corners=False)
         return torch.cat((x, skip), dim=1)
 
-    def forward(self, x: Tensor, out_size: tuple[int, int] | None = None) -> Tensor:
+    def forward(self, x: Tensor, out_size: tuple[int, int] | None = None,
+                guide: Tensor | None = None) -> Tensor:
         """Correction features of the current image.
 
         Args:
             x: B×3×H×W RGB in [0, 1] (``ValueError`` on another layout).
             out_size: optional (h, w) to resize the output to (bilinear).
+            guide: B×out_ch×h×w warped features; required iff ``guide_ch`` > 0 (then the
+                output defaults to the guide's size).
 
         Returns:
             B×out_ch×h×w, h×w the size at ``out_stride`` (⌈H/2⌉×⌈W/2⌉ by default) or
             ``out_size``.
         """
-        s2 = self.enc2(_normalise(x, 3))
+        inp = _normalise(x, 3)
+        if self.guide_ch:
+            if guide is None:
+                raise ValueError('this CFNet is guided: pass the warped features as guide')
+            out_size = out_size or tuple(guide.shape[-2:])
+            g = F.interpolate(guide, size=x.shape[-2:], mode='bilinear', align_corners=False)
+            inp = torch.cat((inp, g), dim=1)
+        s2 = self.enc2(inp)
         s4 = self.enc4(s2)
         y = self.enc8(s4)
         if self.dec4 is not None:
             y = self.dec4(self._up_cat(y, s4))
         if self.dec2 is not None:
             y = self.dec2(self._up_cat(y, s2))
-        return _resize(self.head(y), out_size)
+        out = _resize(self.head(y), out_size)
+        if self.guide_ch:
+            out = out + F.interpolate(guide, size=out.shape[-2:], mode='bilinear',
+                                      align_corners=False)
+        return out
 
 
 def fcm(warped_feat: Tensor, correction_feat: Tensor, distortion: Tensor) -> Tensor:

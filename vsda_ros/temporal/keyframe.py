@@ -136,7 +136,8 @@ class Keyframe(Strategy):
             prev_t = self._small_tensor(self._small, x)
             cur_t = self._small_tensor(cur_small, x)
             dmap = self.dmnet(warp(prev_t, flow), cur_t, out_size=(h, w))
-            correction = self.cfnet(cur_t, out_size=(h, w))
+            correction = self.cfnet(cur_t, out_size=(h, w),
+                                    guide=feat if getattr(self.cfnet, 'guide_ch', 0) else None)
             feat = fcm(feat, correction, dmap)
         timings['warp_correct'] = (time.perf_counter() - t1) * 1e3
         return feat, dmap, timings
