@@ -33,7 +33,11 @@ class AdaptConfig:
             many seconds apart give propagation clips (CamVid train, labelled at 1 fps, is
             skipped: 1 s is far beyond the 15 Hz propagation the strategy does).
         ema: fusion: EMA decay of the teacher block.
-        degrade_strength: fusion: maximum strength of the student's degradations.
+        degrade_strength: fusion: maximum strength of the student's degradations (1.0 leaves
+            the frozen network agreeing with its clean answer on ~1/3 of the pixels: too
+            strong to learn from, measured).
+        degrade_drift: fusion: relative change of the degradation between the two frames.
+        clean_weight: fusion: weight of the clean-pair term that protects clean accuracy.
         val, val_labels, label_map: optional labelled clip evaluated every ``eval_every``
             iterations (and at the end).
         seed: seeds numpy and torch; the run is deterministic on one CPU thread setting.
@@ -59,7 +63,9 @@ class AdaptConfig:
     cfnet_guided: bool = True
     max_pair_dt: float = 0.5
     ema: float = 0.99
-    degrade_strength: float = 1.0
+    degrade_strength: float = 0.5
+    degrade_drift: float = 0.5
+    clean_weight: float = 1.0
     val: str | None = None
     val_labels: str | None = None
     label_map: str | None = None

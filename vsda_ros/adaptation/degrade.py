@@ -37,11 +37,12 @@ def drift(p: dict, rng: np.random.Generator, amount: float = 0.15) -> dict:
 
 
 def degrade_sequence(frames: list[np.ndarray], rng: np.random.Generator,
-                     strength: float = 1.0) -> list[np.ndarray]:
-    """Degrade frames in time order with smoothly drifting parameters."""
+                     strength: float = 1.0, drift_amount: float = 0.15) -> list[np.ndarray]:
+    """Degrade frames in time order with parameters drifting by up to ``drift_amount``
+    (relative) from frame to frame."""
     p = random_params(rng, strength)
     out = []
     for f in frames:
         out.append(_apply(f, p, rng))
-        p = drift(p, rng)
+        p = drift(p, rng, drift_amount)
     return out

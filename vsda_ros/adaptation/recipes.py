@@ -139,7 +139,8 @@ class FusionRecipe:
     def loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
         model, dev = self.model, _dev(self.model)
         prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
-        degraded = [degrade_sequence(c, self.rng, self.cfg.degrade_strength) for c in clips]
+        degraded = [degrade_sequence(c, self.rng, self.cfg.degrade_strength,
+                                     self.cfg.degrade_drift) for c in clips]
         dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
         with torch.no_grad():
             s_prev, s_cur = model(prev), model(cur)                    # clean scores
@@ -154,7 +155,7 @@ class FusionRecipe:
             base = (d_cur.argmax(1) == pseudo).float().mean()
         logs = {'deg': float(loss_deg.detach()), 'clean': float(loss_clean.detach()),
                 'deg_agree_per_frame': float(base)}
-        return loss_deg + 0.5 * loss_clean, logs
+        return loss_deg + self.cfg.clean_weight * loss_clean, logs
 
     @torch.no_grad()
     def after_step(self) -> None:

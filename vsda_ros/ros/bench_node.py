@@ -106,8 +106,9 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
             return float('nan')
 
     # Per-frame decomposition: for every frame with both a mask and its timing record,
-    # overhead = end-to-end − inference; "node work" excludes the mailbox wait; "transport" is
-    # what no node stage accounts for (DDS both ways, executor scheduling).
+    # overhead = end-to-end − inference, also without the mailbox wait. (The rest of the
+    # overhead, DDS both ways and executor scheduling, is not split out: the node's publish
+    # stage also covers the outputs sent after the mask, so a difference would mislead.)
     keys = [k for k in e2e if k in stages]
     per = {'end_to_end': [e2e[k] for k in keys],
            'inference': [stages[k].get('inference', stages[k].get('head', 0.0)) for k in keys]}
@@ -116,8 +117,6 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
                                        for o, k in zip(per['overhead'], keys)]
     for stage in ('queue_wait', 'decode', 'preprocess', 'postprocess', 'publish'):
         per[stage] = [stages[k].get(stage, 0.0) for k in keys]
-    node_sum = [sum(v for n, v in stages[k].items() if n != 'keyframe') for k in keys]
-    per['transport'] = [a - b for a, b in zip(per['end_to_end'], node_sum)]
     counters = {k: int(num(last, k) - (num(first, k) if first else 0))
                 for k in ('received', 'processed', 'dropped', 'bad_frames')}
     ms = {k: percentiles_ms(v, (50, 95)) for k, v in per.items()}
@@ -137,7 +136,7 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         'overhead_ms': ms['overhead'],
         'overhead_excl_queue_wait_ms': ms['overhead_excl_queue_wait'],
         'node_stage_ms': {s: ms[s] for s in ('queue_wait', 'decode', 'preprocess',
-                                             'postprocess', 'publish', 'transport')},
+                                             'postprocess', 'publish')},
         'output_hz': len(e2e) / duration, 'rss_mb': rss, 'targets_met': targets,
     }
 
