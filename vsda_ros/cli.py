@@ -112,7 +112,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      interval=args.interval, temporal_weights=args.temporal_weights,
                      size=args.size, device=args.device, fps=args.fps,
                      max_frames=args.max_frames, out=Path(args.out),
-                     pda=args.pda, progress=not args.quiet)
+                     pda=args.pda, flow_preset=args.flow_preset, progress=not args.quiet)
     report = run_eval(cfg)
     for run in report['runs']:
         lat = run['latency_ms']
@@ -258,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--temporal-weights', default='',
                    help='checkpoint(s) with trained temporal modules, comma-separated')
     p.add_argument('--pda', action='store_true', help='also compute the PDA curve')
+    p.add_argument('--flow-preset', default='ultrafast', choices=['ultrafast', 'fast', 'medium'],
+                   help='OpenCV DIS preset of the keyframe strategy (default: %(default)s)')
     p.add_argument('--size', default=None, help='network input WIDTHxHEIGHT')
     p.add_argument('--device', default='cpu')
     p.add_argument('--fps', type=float, default=15.0, help='frame rate of the folder')

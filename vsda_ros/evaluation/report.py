@@ -42,6 +42,7 @@ class EvalConfig:
     fps: float = 15.0
     max_frames: int | None = None
     pda: bool = False
+    flow_preset: str = 'ultrafast'
     progress: bool = True
 
     def intervals(self) -> tuple[int, int | None]:
@@ -100,7 +101,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
 
     def strategy(name: str, **kw):
-        return build_strategy(name, seg, StrategyConfig(keyframe_interval=interval, **kw),
+        return build_strategy(name, seg, StrategyConfig(keyframe_interval=interval,
+                                                        flow_preset=cfg.flow_preset, **kw),
                               modules)
 
     runs, predictions = [], {}
@@ -110,7 +112,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         runs.append({'weather': None, 'dropped': 0, **res})
     report = {'model': model.meta.name, 'source': str(cfg.source), 'frames': len(clip.images),
               'label_map': cfg.label_map, 'temporal_modules': modules.loaded(),
-              'keyframe_interval': interval, 'runs': runs}
+              'keyframe_interval': interval, 'flow_preset': cfg.flow_preset, 'runs': runs}
     for key in ('miou', 'per_class_iou', 'tc', 'latency_ms', 'fps'):
         if key in runs[0]:
             report[key] = runs[0][key]
