@@ -30,6 +30,9 @@ def _segmentation_node(context):
         if value:
             overrides[name] = value
     image_topic = LaunchConfiguration('image_topic').perform(context)
+    # The package's Fast DDS profile (16 MB shared-memory segment) unless the user has one.
+    env = {} if os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') else {
+        'FASTDDS_DEFAULT_PROFILES_FILE': os.path.join(share, 'config', 'fastdds_profile.xml')}
     return [Node(
         package='vsda_ros',
         executable='segmentation_node',
@@ -37,6 +40,7 @@ def _segmentation_node(context):
         namespace=LaunchConfiguration('namespace').perform(context),
         parameters=[params_file, overrides],  # later entries win
         remappings=[('image', image_topic), ('image/compressed', image_topic + '/compressed')],
+        additional_env=env,
         output='screen',
     )]
 

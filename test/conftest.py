@@ -14,6 +14,8 @@ import pytest
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['ROS_DOMAIN_ID'] = str(100 + os.getpid() % 100)
 os.environ.setdefault('OMP_NUM_THREADS', '2')
+os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE',
+                      str(Path(__file__).resolve().parents[1] / 'config' / 'fastdds_profile.xml'))
 
 
 def _data_dir() -> Path | None:

@@ -260,8 +260,9 @@ def test_stream_break_resets_and_is_reported(running, frames):
                     return True
         return False
     assert harness.spin_until(reported, 5.0), 'no /diagnostics with stream_resets ≥ 2'
-    messages = [s.message for a in harness.diagnostics for s in a.status
-                if s.level == DiagnosticStatus.WARN]
-    resets = [m for m in messages if 'stream reset' in m]
-    assert any('resolution changed' in m for m in resets), messages
-    assert any('backwards' in m for m in resets), messages
+    def warned(text):
+        return any(s.level == DiagnosticStatus.WARN and 'stream reset' in s.message
+                   and 'reset_cam' in s.message and text in s.message
+                   for a in harness.diagnostics for s in a.status)
+    assert harness.spin_until(lambda: warned('resolution changed') and warned('backwards'),
+                              5.0), [s.message for a in harness.diagnostics for s in a.status]

@@ -16,10 +16,26 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
+def fastdds_profile() -> str | None:
+    """The package's Fast DDS profile (``config/fastdds_profile.xml``), or ``None``."""
+    from pathlib import Path
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2] / 'config' / 'fastdds_profile.xml',     # source tree
+                      Path(sys.prefix) / 'share' / 'vsda_ros' / 'config' / 'fastdds_profile.xml'):
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
 def confine_to_loopback() -> None:
-    """Loopback-only discovery and, unless one is set, a random domain of our own."""
+    """Loopback-only discovery, a random domain of our own unless one is set, and the
+    package's Fast DDS profile (large shared-memory segment, UDP on 127.0.0.1) unless the user
+    set their own."""
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(100, 199)))
+    profile = fastdds_profile()
+    if profile:
+        os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', profile)
 
 
 @contextmanager

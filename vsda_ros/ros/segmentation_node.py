@@ -153,7 +153,7 @@ class _Camera:
     bad_frames: int = 0
     keyframes: int = 0
     stream_resets: int = 0
-    last_reset_reason: str = ''
+    reset_reasons: list = field(default_factory=list)  # since the last diagnostics period
     timings: dict = field(default_factory=dict)
     last: tuple = (0.0, 0, 0, 0, 0, 0)  # (t, received, processed, bad, resets, keyframes)
 
@@ -361,12 +361,12 @@ class SegmentationNode(Node):
         header = msg.header
         seg = cam.strategy.step(rgb, _stamp_s(header))
         if seg.stream_reset:
+            reason = (f'camera {self._topics[cam.key]!r} (frame_id {header.frame_id!r}): '
+                      f'{seg.stream_reset}')
             with self._cond:
                 cam.stream_resets += 1
-                cam.last_reset_reason = (f'camera {self._topics[cam.key]!r} (frame_id '
-                                         f'{header.frame_id!r}): {seg.stream_reset}')
-            self.get_logger().warning(f'stream reset, {cam.last_reset_reason}',
-                                      throttle_duration_sec=5)
+                cam.reset_reasons.append(reason)
+            self.get_logger().warning(f'stream reset, {reason}', throttle_duration_sec=5)
         t2 = time.perf_counter()
         if self._wanted(cam, 'mask'):
             cam.pubs['mask'].publish(numpy_to_image(seg.labels, header))
@@ -411,7 +411,8 @@ class SegmentationNode(Node):
         now = time.monotonic()
         with self._cond:
             counts = (cam.received, cam.processed, cam.dropped, cam.bad_frames)
-            resets, reset_reason, keys = cam.stream_resets, cam.last_reset_reason, cam.keyframes
+            resets, keys = cam.stream_resets, cam.keyframes
+            reasons, cam.reset_reasons = cam.reset_reasons, []
             timings = {k: list(v) for k, v in cam.timings.items()}
         t_prev, r_prev, p_prev, b_prev, s_prev, k_prev = cam.last
         cam.last = (now, counts[0], counts[1], counts[3], resets, keys)
@@ -435,8 +436,9 @@ class SegmentationNode(Node):
             problems.append(f'output rate {out_hz:.1f} Hz < 50% of input rate {in_hz:.1f} Hz')
         if counts[3] > b_prev:
             problems.append(f'{counts[3] - b_prev} bad frame(s) in the last period')
-        if resets > s_prev:
-            problems.append(f'stream reset ({reset_reason})')
+        if reasons:
+            more = f' (+{len(reasons) - 3} more)' if len(reasons) > 3 else ''
+            problems.append(f'stream reset ×{len(reasons)}: ' + '; '.join(reasons[:3]) + more)
         name = STATUS_NAME if len(self._cameras) == 1 else (
             f'{STATUS_NAME} ({self._topics[cam.key]})')
         return DiagnosticStatus(
