@@ -74,9 +74,9 @@ class Keyframe(Strategy):
         timings['preprocess'] = (time.perf_counter() - t0) * 1e3
         distortion = None
         key = self._is_key()
-        feat = None
+        feat = small = None
         if not key:
-            feat, dmap, t = self._propagate(x)
+            feat, dmap, small, t = self._propagate(x)
             timings.update(t)
             if dmap is not None:
                 distortion = float(dmap.mean())
@@ -93,7 +93,9 @@ class Keyframe(Strategy):
             torch.cuda.synchronize(seg.device)
         timings['inference' if key else 'head'] = (time.perf_counter() - t1) * 1e3
         self._feat = feat
-        self._small = self._small_of(x, feat)
+        # a propagated frame already made its small copy (same feature size on a keyframe
+        # decided by the distortion threshold: the stream's resolution did not change)
+        self._small = small if small is not None else self._small_of(x, feat)
         t2 = time.perf_counter()
         labels, confidence = seg.postprocess(logits, image.shape[:2])
         timings['postprocess'] = (time.perf_counter() - t2) * 1e3
@@ -117,10 +119,11 @@ class Keyframe(Strategy):
         return t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
     def _propagate(self, x: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
+                   ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray, dict[str, float]]:
         """Warp (and correct) the previous features onto this frame.
 
-        Returns (features 1×F×h×w, distortion map 1×1×h×w or ``None``, stage timings).
+        Returns (features 1×F×h×w, distortion map 1×1×h×w or ``None``, this frame at the
+        feature resolution h×w×3 uint8, stage timings).
         """
         t0 = time.perf_counter()
         h, w = self._feat.shape[-2:]
@@ -140,4 +143,4 @@ class Keyframe(Strategy):
                                     guide=feat if getattr(self.cfnet, 'guide_ch', 0) else None)
             feat = fcm(feat, correction, dmap)
         timings['warp_correct'] = (time.perf_counter() - t1) * 1e3
-        return feat, dmap, timings
+        return feat, dmap, cur_small, timings
