@@ -96,11 +96,6 @@ PARAMETERS: dict[str, Param] = {
                              'stream: temporal buffers are reset and a WARN diagnostic is '
                              'raised.', False, (0.001, 3600.0)),
 }
-#: parameters the temporal strategies read; applied to every camera when changed live.
-STRATEGY_PARAMS = {'keyframe_interval': int, 'distortion_threshold': float,
-                   'max_stamp_gap_s': float}
-
-
 class StartupError(RuntimeError):
     """The node cannot start (bad parameter, unknown model, missing weights, bad device)."""
 
@@ -261,9 +256,10 @@ class SegmentationNode(Node):
                                       'adapt --recipe davss)')
 
     def _strategy_config(self):
+        """The strategies' settings from the current (live) parameter values."""
         from vsda_ros.temporal.strategy import StrategyConfig
-        return StrategyConfig(**{k: cast(self._live[k]) for k, cast in STRATEGY_PARAMS.items()
-                                 if k != 'max_stamp_gap_s'},
+        return StrategyConfig(keyframe_interval=int(self._live['keyframe_interval']),
+                              distortion_threshold=float(self._live['distortion_threshold']),
                               max_gap_s=float(self._live['max_stamp_gap_s']))
 
     def _new_strategy(self):
@@ -293,8 +289,9 @@ class SegmentationNode(Node):
                     changed.append(f'{prm.name}={prm.value}')
             config = self._strategy_config()
             for cam in self._cameras.values():
-                for k in ('keyframe_interval', 'distortion_threshold'):
-                    setattr(cam.strategy.config, k, getattr(config, k))
+                # the rest of each camera's config (flow preset, correction) is fixed at start
+                cam.strategy.config.keyframe_interval = config.keyframe_interval
+                cam.strategy.config.distortion_threshold = config.distortion_threshold
                 cam.strategy.config.max_gap_s = config.max_gap_s
         if changed:
             self.get_logger().info(f'parameters changed: {", ".join(changed)}')
