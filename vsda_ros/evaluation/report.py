@@ -23,6 +23,7 @@ import torch
 
 from vsda_ros.evaluation.temporal import (evaluate_strategy, load_clip, pda_curve,
                                           per_frame_at_distance)
+from vsda_ros.temporal.modules import load_temporal_modules
 
 
 @dataclass
@@ -59,20 +60,6 @@ class EvalConfig:
         return n, (9 if self.pda else None)
 
 
-def _modules(cfg: EvalConfig):
-    """Temporal modules from ``--temporal-weights`` (first wins), then the model checkpoint."""
-    from vsda_ros.temporal.modules import TemporalModules
-
-    found = TemporalModules()
-    for path in filter(None, (p.strip() for p in cfg.temporal_weights.split(','))):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f'temporal weights {path} not found')
-        found = found.merged(TemporalModules.from_checkpoint(path))
-    if Path(cfg.model).is_file():
-        found = found.merged(TemporalModules.from_checkpoint(cfg.model))
-    return found
-
-
 def _gflops(fn) -> float:
     from torch.utils.flop_counter import FlopCounterMode
     with FlopCounterMode(display=False) as counter:
@@ -96,7 +83,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     interval, max_d = cfg.intervals()
     model = load_model(cfg.model, progress=cfg.progress)
     seg = Segmenter(model, SegmenterConfig(input_size=parse_size(cfg.size), device=cfg.device))
-    modules = _modules(cfg)
+    modules = load_temporal_modules(cfg.model, cfg.temporal_weights)
     clip = load_clip(cfg.source, cfg.labels, model.meta, cfg.label_map, cfg.fps, cfg.max_frames)
     cfg.out.mkdir(parents=True, exist_ok=True)
 

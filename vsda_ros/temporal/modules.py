@@ -83,15 +83,17 @@ class TemporalModules:
 
 
 def load_temporal_modules(model: str, temporal_weights: str = '') -> TemporalModules:
-    """Modules from ``temporal_weights`` (if given), else from the ``model`` checkpoint file.
+    """Modules from ``temporal_weights`` (one path, or several separated by commas: the first
+    that has a module wins), gaps filled from the ``model`` checkpoint file.
 
-    A zoo model name with no ``temporal_weights`` gives no modules.
+    A zoo model name with no ``temporal_weights`` gives no modules. Raises
+    ``FileNotFoundError`` for a missing ``temporal_weights`` file.
     """
     found = TemporalModules()
-    if temporal_weights:
-        if not Path(temporal_weights).is_file():
-            raise FileNotFoundError(f'temporal_weights file {temporal_weights} does not exist')
-        found = TemporalModules.from_checkpoint(temporal_weights)
+    for path in filter(None, (p.strip() for p in temporal_weights.split(','))):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f'temporal_weights file {path} does not exist')
+        found = found.merged(TemporalModules.from_checkpoint(path))
     if Path(model).is_file():
         found = found.merged(TemporalModules.from_checkpoint(model))
     return found
