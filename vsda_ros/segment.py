@@ -13,7 +13,7 @@ from tqdm import tqdm
 from vsda_ros.data.sources import FrameSource, read_label
 from vsda_ros.evaluation.metrics import ConfusionMatrix, percentiles_ms
 from vsda_ros.inference import Segmenter, SegmenterConfig
-from vsda_ros.models.zoo import CAMVID_CLASSES, CAMVID_VOID, LABEL_MAPS, load_model
+from vsda_ros.models.zoo import CAMVID_VOID, label_mapping, load_model
 from vsda_ros.visualize import colorize, overlay, palette_array, strip
 
 
@@ -52,16 +52,7 @@ def run_segment(cfg: SegmentConfig) -> dict:
     meta = segmenter.meta
     lut = palette_array(meta.palette)
 
-    mapping = None
-    class_names = meta.classes
-    if cfg.label_map:
-        if cfg.label_map not in LABEL_MAPS:
-            raise ValueError(f'unknown --map {cfg.label_map!r}; known: {sorted(LABEL_MAPS)}')
-        mapping = np.asarray(LABEL_MAPS[cfg.label_map], dtype=np.uint8)
-        if len(mapping) != meta.num_classes:
-            raise ValueError(f'--map {cfg.label_map} maps {len(mapping)} classes but model '
-                             f'{meta.name} has {meta.num_classes}')
-        class_names = CAMVID_CLASSES
+    mapping, class_names = label_mapping(cfg.label_map, meta)
     confusion = ConfusionMatrix(len(class_names), ignore_index=CAMVID_VOID) if cfg.labels else None
     if cfg.labels and not Path(cfg.labels).is_dir():
         raise FileNotFoundError(f'labels folder {cfg.labels} does not exist')

@@ -178,18 +178,10 @@ def load_clip(frames: str, labels: str | None, meta, label_map: str | None = Non
     from pathlib import Path
 
     from vsda_ros.data.sources import FrameSource, read_label
-    from vsda_ros.models.zoo import CAMVID_CLASSES, LABEL_MAPS
+    from vsda_ros.models.zoo import label_mapping
 
     src = FrameSource(Path(frames), fps=fps)
-    mapping, names = None, list(meta.classes)
-    if label_map:
-        if label_map not in LABEL_MAPS:
-            raise ValueError(f'unknown label map {label_map!r}; known: {sorted(LABEL_MAPS)}')
-        mapping = np.asarray(LABEL_MAPS[label_map], dtype=np.uint8)
-        if len(mapping) != meta.num_classes:
-            raise ValueError(f'label map {label_map} is for {len(mapping)} classes, model '
-                             f'{meta.name} has {meta.num_classes}')
-        names = list(CAMVID_CLASSES)
+    mapping, names = label_mapping(label_map, meta)
     if labels and not Path(labels).is_dir():
         raise FileNotFoundError(f'labels folder {labels} does not exist')
     images, labs = [], []

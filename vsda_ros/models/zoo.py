@@ -10,6 +10,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,6 +47,23 @@ CAMVID_VOID = 11
 CITYSCAPES_TO_CAMVID = [3, 4, 1, 1, 7, 2, 6, 6, 5, 5, 0, 9, 10, 8, 8, 8, 8, 10, 10]
 #: named label mappings for ``--map``.
 LABEL_MAPS: dict[str, list[int]] = {'cityscapes-camvid': CITYSCAPES_TO_CAMVID}
+
+
+def label_mapping(name: str | None, meta: ModelMeta) -> tuple[np.ndarray | None, list[str]]:
+    """(LUT from model class ids to label class ids, label class names) for ``LABEL_MAPS``
+    entry ``name``; ``None`` → (``None``, the model's own classes).
+
+    Raises ``ValueError`` for an unknown map or one made for another number of classes.
+    """
+    if not name:
+        return None, list(meta.classes)
+    if name not in LABEL_MAPS:
+        raise ValueError(f'unknown label map {name!r}; known: {sorted(LABEL_MAPS)}')
+    mapping = np.asarray(LABEL_MAPS[name], dtype=np.uint8)
+    if len(mapping) != meta.num_classes:
+        raise ValueError(f'label map {name} maps {len(mapping)} classes but model '
+                         f'{meta.name} has {meta.num_classes}')
+    return mapping, list(CAMVID_CLASSES)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
