@@ -8,11 +8,7 @@ strategy run per camera on the same frame order, bit for bit. Then ``keyframe_in
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,7 +24,6 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vsda_ros.ros.conversions import numpy_to_image  # noqa: E402
 
 pytestmark = pytest.mark.ros
-REPO = Path(__file__).resolve().parents[1]
 SIZE = (240, 180)
 
 
@@ -41,17 +36,12 @@ def frames(real_data):
 
 @pytest.fixture(scope='module')
 def system(real_data, tmp_path_factory):
-    params = tmp_path_factory.mktemp('mc') / 'p.yaml'
-    params.write_text(
-        'segmentation_node:\n  ros__parameters:\n    model: espnet-camvid\n'
-        "    input_size: '240x180'\n    strategy: keyframe\n    keyframe_interval: 3\n"
-        "    image_topics: ['/cam_a/image_raw', '/cam_b/image_raw/compressed']\n")
-    env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONUNBUFFERED='1')
-    assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
-    log = open(params.parent / 'node.log', 'w+')
-    proc = subprocess.Popen([sys.executable, '-m', 'vsda_ros.ros.segmentation_node',
-                             '--ros-args', '--params-file', str(params)], env=env, cwd=REPO,
-                            stdout=log, stderr=subprocess.STDOUT)
+    from vsda_ros.ros.launcher import node_process
+    assert os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+    params = {'model': 'espnet-camvid', 'input_size': '240x180', 'strategy': 'keyframe',
+              'keyframe_interval': 3,
+              'image_topics': ['/cam_a/image_raw', '/cam_b/image_raw/compressed']}
+    log = open(tmp_path_factory.mktemp('mc') / 'node.log', 'w+')
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node('vsda_multicam_test', context=ctx)
@@ -73,24 +63,19 @@ def system(real_data, tmp_path_factory):
         return pred()
 
     try:
-        up = spin_until(lambda: proc.poll() is not None or (
-            all(p.get_subscription_count() > 0 for p in pubs.values())
-            and all(s.get_publisher_count() > 0 for s in subs)), 40.0)
-        if proc.poll() is not None or not up:
-            log.seek(0)
-            pytest.fail(f'node did not come up:\n{log.read()}')
-        spin_until(lambda: False, 0.5)
-        yield node, pubs, got, spin_until, proc
+        with node_process(params, stdout=log) as proc:
+            up = spin_until(lambda: proc.poll() is not None or (
+                all(p.get_subscription_count() > 0 for p in pubs.values())
+                and all(s.get_publisher_count() > 0 for s in subs)), 40.0)
+            if proc.poll() is not None or not up:
+                log.seek(0)
+                pytest.fail(f'node did not come up:\n{log.read()}')
+            spin_until(lambda: False, 0.5)
+            yield node, pubs, got, spin_until, proc
     finally:
         ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         log.close()
 
 
