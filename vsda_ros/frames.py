@@ -5,6 +5,7 @@ No torch and no ROS here: numpy arrays and floats only, so every layer can use t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -39,7 +40,10 @@ class Segmentation:
 
     Attributes:
         labels: H×W ``uint8`` class ids (0..num_classes-1).
-        confidence: H×W ``uint8`` = round(max softmax × 255).
+        confidence_source: the H×W ``uint8`` confidence (round(max softmax × 255)), or a
+            zero-argument function computing it. Read it through :attr:`confidence`: a function
+            runs once, on first access, so a node whose ``confidence`` topic has no subscriber
+            never pays for the softmax, and one that has pays for it after the mask is out.
         timings_ms: stage name → milliseconds (``preprocess``, ``inference``, ``postprocess``,
             and strategy-specific stages such as ``flow``).
         keyframe: whether the full network ran on this frame (always true for ``per_frame``).
@@ -49,8 +53,15 @@ class Segmentation:
     """
 
     labels: np.ndarray
-    confidence: np.ndarray
+    confidence_source: np.ndarray | Callable[[], np.ndarray]
     timings_ms: dict[str, float] = field(default_factory=dict)
     keyframe: bool = True
     stream_reset: str = ''
     distortion: float | None = None
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """H×W ``uint8`` = round(max softmax × 255), computed on first access."""
+        if callable(self.confidence_source):
+            self.confidence_source = self.confidence_source()
+        return self.confidence_source

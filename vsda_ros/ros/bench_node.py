@@ -121,8 +121,12 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
                 for k in ('received', 'processed', 'dropped', 'bad_frames')}
     ms = {k: percentiles_ms(v, (50, 95)) for k, v in per.items()}
     rss = {'start': rss_start, 'end': rss_end}
+    # Two readings of the overhead target: all of it, and without the mailbox wait. When the
+    # camera outpaces the model a frame waits for the frame in progress (up to one inference
+    # time); that wait is what the end-to-end ≤ 1.5 × inference target bounds.
     targets = {
         'overhead_p95_le_10ms': ms['overhead']['p95'] <= 10.0,
+        'overhead_excl_queue_wait_p95_le_10ms': ms['overhead_excl_queue_wait']['p95'] <= 10.0,
         'e2e_p95_le_1.5x_inference_p95': ms['end_to_end']['p95']
         <= 1.5 * ms['inference']['p95'],
         'rss_growth_le_20mb': (rss_end - rss_start) <= 20.0,
