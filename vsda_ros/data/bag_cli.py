@@ -1,0 +1,188 @@
+"""``vsda bag make`` and ``vsda bag info``: frame folders / videos → rosbag2; what a bag holds.
+
+No ROS needed: bags are written and read with ``rosbags`` (see :mod:`vsda_ros.data.bags`).
+``vsda_ros.cli`` registers the command with :func:`add_parser`; ``python -m
+vsda_ros.data.bag_cli`` runs it on its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from vsda_ros.frames import Frame
+
+MAKE_EPILOG = """\
+examples:
+  vsda bag make $VSDA_DATA_DIR/camvid/val --labels $VSDA_DATA_DIR/camvid/valannot --out camvid_val
+  vsda bag make drive.mp4 --out drive_bag --compression jpeg --storage sqlite3
+  vsda bag info camvid_val
+
+Images go on --topic as sensor_msgs/Image rgb8 (bit-exact), or with --compression jpeg|png as
+sensor_msgs/CompressedImage on TOPIC/compressed. Labels go on --label-topic as mono8 Images
+with the same header as their frame. Header stamps (and log times) are --start-time + the frame
+time: index / --fps for a folder, the video's own frame times for a video.
+"""
+
+
+def _size_on_disk(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob('*') if p.is_file())
+
+
+def _shifted(pairs: Iterator[tuple[Frame, np.ndarray | None]], offset: float
+             ) -> Iterator[tuple[Frame, np.ndarray | None]]:
+    for frame, label in pairs:
+        if offset:
+            frame.stamp += offset
+        yield frame, label
+
+
+def cmd_make(args: argparse.Namespace) -> int:
+    """``vsda bag make``: returns the exit status (raises on bad input; cli.py reports it)."""
+    from tqdm import tqdm
+
+    from vsda_ros.data.bags import is_bag, write_bag
+    from vsda_ros.data.labelled import open_labelled
+    from vsda_ros.data.sources import FrameSource
+
+    source = Path(args.source)
+    if Path(args.out).exists() and not args.overwrite:  # before any work or progress bar
+        print(f'vsda bag make: error: {args.out} exists; pass --overwrite to replace it',
+              file=sys.stderr)
+        return 2
+    pairs = open_labelled(source, labels=args.labels, fps=args.fps, max_frames=args.max_frames)
+    total = None
+    if not is_bag(source):
+        total = len(FrameSource(source, fps=args.fps))
+        if args.max_frames is not None:
+            total = min(total, args.max_frames)
+    bar = tqdm(_shifted(pairs, args.start_time), total=total, unit='frame',
+               desc=f'bag make → {args.out}', disable=args.quiet)
+    t0 = time.perf_counter()
+    try:
+        summary = write_bag(Path(args.out), bar, topic=args.topic,
+                            label_topic=args.label_topic, storage=args.storage,
+                            compression=args.compression, frame_id=args.frame_id,
+                            overwrite=args.overwrite, jpeg_quality=args.jpeg_quality)
+    except FileExistsError as e:  # not an error type the vsda entry point reports itself
+        print(f'vsda bag make: error: {e}', file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    if summary['frames'] == 0:
+        shutil.rmtree(args.out, ignore_errors=True)
+        raise ValueError(f'{source} gave no frames; nothing written')
+    summary['seconds'] = seconds
+    summary['bytes'] = _size_on_disk(Path(args.out))
+    print(f'wrote {summary["path"]} ({summary["storage"]}, '
+          f'{summary["bytes"] / 1e6:.1f} MB) in {seconds:.1f} s '
+          f'({summary["frames"] / max(seconds, 1e-9):.0f} frames/s)')
+    for topic, info in summary['topics'].items():
+        print(f'  {topic:<32} {info["type"]:<32} {info["count"]:>6} msgs')
+    print(f'  frames {summary["frames"]}, labels {summary["labels"]}, '
+          f'duration {summary["duration"]:.3f} s')
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2) + '\n')
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``vsda bag info``: print (or with --json, dump) topics, types, counts, duration, rate."""
+    from vsda_ros.data.bags import bag_info
+
+    info = bag_info(args.bag)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f'bag:       {info["path"]}')
+    print(f'storage:   {info["storage"]}')
+    print(f'messages:  {info["messages"]}')
+    print(f'duration:  {info["duration"]:.3f} s')
+    if info['messages']:
+        print(f'start:     {info["start"]:.9f} s')
+        print(f'end:       {info["end"]:.9f} s')
+    print('topics:')
+    width = max((len(t) for t in info['topics']), default=0)
+    for topic, t in info['topics'].items():
+        rate = f'{t["rate"]:.2f} Hz' if t['rate'] is not None else '-'
+        print(f'  {topic:<{width}}  {t["type"]:<32} {t["count"]:>7} msgs  {rate}')
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``bag`` (with ``make`` and ``info``) on an argparse ``subparsers`` object; each
+    subcommand sets ``func`` to its handler (``args.func(args)`` → exit status)."""
+    p = subparsers.add_parser(
+        'bag', help='make rosbag2 bags from frame folders / videos; show what a bag holds',
+        description='rosbag2 tools (mcap and sqlite3, no ROS installation needed).')
+    bag_sub = p.add_subparsers(dest='bag_command', required=True, metavar='ACTION')
+
+    m = bag_sub.add_parser(
+        'make', help='convert a frame folder or a video (+ labels) into a bag',
+        description='Convert a folder of frames or a video file (and optionally a folder of\n'
+                    'label PNGs, CamVid or Cityscapes layout) into a rosbag2 bag that vsda\n'
+                    'replay, vsda eval and ros2 bag play can use.',
+        epilog=MAKE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument('source', help='folder of images (time order by the numbers in the file '
+                                  'names) or a video file')
+    m.add_argument('--out', required=True, help='the bag folder to create')
+    m.add_argument('--labels', default=None,
+                   help='label folder: CamVid layout (same file names, class ids) or Cityscapes '
+                        '(*_gtFine_labelIds.png, converted to the 19 train ids, 255 = ignore)')
+    m.add_argument('--topic', default='/camera/image_raw',
+                   help='image topic (default: %(default)s; /compressed is appended with '
+                        '--compression jpeg|png)')
+    m.add_argument('--label-topic', default='/camera/labels',
+                   help='label topic, mono8 class ids (default: %(default)s)')
+    m.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'],
+                   help='rosbag2 storage plugin (default: %(default)s)')
+    m.add_argument('--compression', default='none', choices=['none', 'jpeg', 'png'],
+                   help='none = sensor_msgs/Image rgb8 (lossless, bit-exact); jpeg/png = '
+                        'sensor_msgs/CompressedImage (default: %(default)s)')
+    m.add_argument('--jpeg-quality', type=int, default=95, help='1..100 (default: %(default)s)')
+    m.add_argument('--fps', type=float, default=15.0,
+                   help='frame rate of a folder: frame i is stamped START + i / FPS '
+                        '(default: %(default)s; a video uses its own rate)')
+    m.add_argument('--start-time', type=float, default=0.0,
+                   help='stamp of the first frame in seconds since the epoch (default: 0)')
+    m.add_argument('--frame-id', default='camera',
+                   help='header.frame_id of every message (default: %(default)s)')
+    m.add_argument('--max-frames', type=int, default=None, help='stop after N frames')
+    m.add_argument('--overwrite', action='store_true', help='replace an existing bag at --out')
+    m.add_argument('--json', default=None, help='also write the summary as JSON here')
+    m.add_argument('--quiet', action='store_true', help='no progress bar')
+    m.set_defaults(func=cmd_make)
+
+    i = bag_sub.add_parser(
+        'info', help='topics, message types, counts, duration and rate of a bag',
+        description='Show what a rosbag2 bag (folder, .mcap or .db3) holds: storage, duration, '
+                    'and per topic the message type, count and mean rate.')
+    i.add_argument('bag', help='bag folder, .mcap or .db3 file')
+    i.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vsda_ros.data.bag_cli make|info …`` (the same as ``vsda bag …``)."""
+    parser = argparse.ArgumentParser(prog='vsda')
+    add_parser(parser.add_subparsers(dest='command', required=True, metavar='COMMAND'))
+    args = parser.parse_args(['bag', *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f'vsda bag {args.bag_command}: error: {e}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,522 @@
+"""rosbag2 bags of camera images (and label masks): read them as frames, write them from frames.
+
+Pure Python through ``rosbags`` (mcap and sqlite3 storage, the CDR bytes rclpy writes and reads)
+and ``rosbags-image`` for decoding; no rclpy, so the offline tools and tests need no ROS.
+
+A bag as this module writes it (:func:`write_bag`)::
+
+    /camera/image_raw              sensor_msgs/msg/Image, rgb8        (compression='none')
+    /camera/image_raw/compressed   sensor_msgs/msg/CompressedImage    (compression='jpeg'/'png')
+    /camera/labels                 sensor_msgs/msg/Image, mono8 class ids, the image's header
+
+with each message logged at its header stamp. :class:`BagSource` reads any bag whose images are
+``sensor_msgs/msg/Image`` (every encoding rosbags-image converts: rgb8, bgr8, mono8/16, bayer,
+yuv422, …) or ``sensor_msgs/msg/CompressedImage`` (jpeg, png).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from vsda_ros.frames import Frame
+
+log = logging.getLogger(__name__)
+
+IMAGE = 'sensor_msgs/msg/Image'
+COMPRESSED = 'sensor_msgs/msg/CompressedImage'
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+BAG_SUFFIXES = ('.mcap', '.db3')
+STORAGES = ('mcap', 'sqlite3')
+COMPRESSIONS = ('none', 'jpeg', 'png')
+#: raw encoding → bytes per pixel (the encodings rosbags-image turns into rgb8).
+_BPP = {
+    'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1,
+    'rgb16': 6, 'bgr16': 6, 'rgba16': 8, 'bgra16': 8, 'mono16': 2,
+    'bayer_rggb8': 1, 'bayer_bggr8': 1, 'bayer_gbrg8': 1, 'bayer_grbg8': 1,
+    'bayer_rggb16': 2, 'bayer_bggr16': 2, 'bayer_gbrg16': 2, 'bayer_grbg16': 2,
+    'yuv422': 2, 'uyvy': 2, 'yuv422_yuy2': 2, 'yuyv': 2,
+}
+#: how many warnings about undecodable messages one iteration logs before it only counts.
+_MAX_WARNINGS = 5
+
+
+def typestore():
+    """The rosbags typestore used for every bag here (ROS 2 Kilted message definitions;
+    ``sensor_msgs/Image`` and ``CompressedImage`` are identical from Humble on)."""
+    from rosbags.typesys import Stores, get_typestore
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def is_bag(path: str | Path) -> bool:
+    """Whether ``path`` is a rosbag2: a ``.mcap``/``.db3`` file, or a folder holding
+    ``metadata.yaml`` or exactly one such file."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix in BAG_SUFFIXES
+    if path.is_dir():
+        return (path / 'metadata.yaml').is_file() or len(_storage_files(path)) == 1
+    return False
+
+
+def _storage_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in BAG_SUFFIXES and p.is_file())
+
+
+def open_reader(path: str | Path):
+    """An opened ``rosbags.rosbag2.Reader`` for a bag folder or a single ``.mcap``/``.db3``.
+
+    A folder without ``metadata.yaml`` is read through its one storage file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: ``path`` is not a rosbag2 bag, or it cannot be opened.
+    """
+    from rosbags.rosbag2 import Reader, ReaderError
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f'bag {path} does not exist')
+    target = path
+    if path.is_dir() and not (path / 'metadata.yaml').is_file():
+        files = _storage_files(path)
+        if len(files) != 1:
+            raise ValueError(f'{path} is not a rosbag2 bag (no metadata.yaml, and '
+                             f'{len(files)} .mcap/.db3 files instead of one)')
+        target = files[0]
+    elif path.is_file() and path.suffix not in BAG_SUFFIXES:
+        raise ValueError(f'{path} is not a rosbag2 bag (expected a folder, .mcap or .db3)')
+    try:
+        reader = Reader(target)
+        reader.open()
+    except ReaderError as exc:
+        raise ValueError(f'cannot open bag {path}: {exc}') from None
+    return reader
+
+
+def image_topics(path: str | Path) -> dict[str, str]:
+    """Topic → message type for the ``sensor_msgs/msg/Image`` and ``CompressedImage`` topics."""
+    reader = open_reader(path)
+    try:
+        return {c.topic: c.msgtype for c in reader.connections if c.msgtype in IMAGE_TYPES}
+    finally:
+        reader.close()
+
+
+def is_label_topic(topic: str) -> bool:
+    """Label topics are named ``…labels`` (``/camera/labels``, ``/camera/gt_labels``)."""
+    return topic.rstrip('/').endswith('labels')
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding
+
+
+def _stamp(msg: Any) -> float:
+    return int(msg.header.stamp.sec) + int(msg.header.stamp.nanosec) * 1e-9
+
+
+def _stamp_key(msg: Any) -> tuple[int, int]:
+    return int(msg.header.stamp.sec), int(msg.header.stamp.nanosec)
+
+
+def _packed(msg: Any) -> np.ndarray:
+    """The rows of a raw Image without padding, validated: H × (W·bpp) uint8."""
+    enc = msg.encoding
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
+    if h == 0 or w == 0 or data.size == 0:
+        raise ValueError(f'empty image ({w}x{h}, {data.size} data bytes)')
+    if enc not in _BPP:
+        raise ValueError(f'unsupported encoding {enc!r}')
+    bpp = _BPP[enc]
+    if step < w * bpp or step * h != data.size:
+        raise ValueError(f'{enc} {w}x{h}: step {step} and {data.size} data bytes do not fit')
+    if enc in ('yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv') and w % 2:
+        raise ValueError(f'{enc} image has odd width {w}')
+    return np.ascontiguousarray(data.reshape(h, step)[:, : w * bpp])
+
+
+def decode_rgb(msg: Any) -> np.ndarray:
+    """A deserialized Image or CompressedImage → H×W×3 uint8 RGB (a fresh array).
+
+    Raises:
+        ValueError: the message cannot be decoded.
+    """
+    from rosbags.image import ImageError, compressed_image_to_cvimage, image_to_cvimage
+
+    if hasattr(msg, 'format'):  # CompressedImage
+        if len(msg.data) == 0:
+            raise ValueError(f'empty compressed image (format {msg.format!r})')
+        try:
+            img = compressed_image_to_cvimage(msg, 'rgb8')
+        except (AssertionError, ImageError, cv2.error):
+            # rosbags decodes with IMREAD_ANYCOLOR, so a grey jpeg/png cannot go bgr8 → rgb8
+            bgr = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError(f'cannot decode compressed image (format {msg.format!r}, '
+                                 f'{len(msg.data)} bytes)') from None
+            img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    else:
+        rows = _packed(msg)
+        packed = _Raw(msg.encoding, int(msg.height), int(msg.width), msg.is_bigendian, rows)
+        try:
+            img = image_to_cvimage(packed, 'rgb8')
+        except (ImageError, cv2.error, ValueError, TypeError) as exc:
+            raise ValueError(f'cannot convert {msg.encoding} to rgb8: {exc}') from None
+        if np.shares_memory(img, rows):
+            img = img.copy()
+    if img is None or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError('decoding did not give an H×W×3 uint8 image')
+    return np.ascontiguousarray(img)
+
+
+def decode_label(msg: Any) -> np.ndarray:
+    """A mono8 / mono16 (or 8UC1 / 16UC1) Image of class ids → H×W uint8 / uint16 array.
+
+    Raises:
+        ValueError: another encoding, or malformed data.
+    """
+    enc = {'8UC1': 'mono8', '16UC1': 'mono16'}.get(msg.encoding, msg.encoding)
+    if enc not in ('mono8', 'mono16'):
+        raise ValueError(f'label image has encoding {msg.encoding!r}; expected mono8 or mono16')
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    bpp = 1 if enc == 'mono8' else 2
+    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
+    if h == 0 or w == 0 or step < w * bpp or step * h != data.size:
+        raise ValueError(f'label {enc} {w}x{h}: step {step} and {data.size} bytes do not fit')
+    rows = np.ascontiguousarray(data.reshape(h, step)[:, : w * bpp])
+    if bpp == 1:
+        return rows
+    return rows.view('>u2' if msg.is_bigendian else '<u2').astype(np.uint16)
+
+
+@dataclass
+class _Raw:
+    """A tightly packed stand-in for an Image, as rosbags-image expects."""
+
+    encoding: str
+    height: int
+    width: int
+    is_bigendian: int
+    data: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+@dataclass
+class BagSource:
+    """Camera frames from a rosbag2 bag (folder, ``.mcap`` or ``.db3``), in log-time order.
+
+    Args:
+        path: the bag.
+        topic: the image topic; ``None`` picks the only image topic that is not a label topic
+            (see :func:`is_label_topic`) and raises ``ValueError`` naming them if there are more.
+        label_topic: a mono8/mono16 Image topic of class ids for :meth:`labelled`; a label
+            belongs to the image with exactly the same header stamp.
+
+    Frames carry the header stamp in seconds, the header's ``frame_id``, ``camera`` = the topic
+    and ``name`` = ``f'{index:06d}.png'`` (index of the message on the topic). Messages that
+    cannot be decoded are skipped with a warning and counted in :attr:`skipped` (reset at the
+    start of every iteration); they still use up their index.
+
+    Raises (on construction):
+        FileNotFoundError: the bag does not exist.
+        ValueError: not a bag, no / ambiguous / unknown image topic, unknown label topic.
+    """
+
+    path: Path
+    topic: str | None = None
+    label_topic: str | None = None
+    skipped: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        reader = open_reader(self.path)
+        try:
+            self._types = {c.topic: c.msgtype for c in reader.connections}
+            self._counts: dict[str, int] = {}
+            for c in reader.connections:
+                self._counts[c.topic] = self._counts.get(c.topic, 0) + c.msgcount
+        finally:
+            reader.close()
+        images = {t: m for t, m in self._types.items() if m in IMAGE_TYPES}
+        listing = ', '.join(f'{t} ({m.rsplit("/", 1)[-1]})' for t, m in sorted(images.items()))
+        listing = listing or 'none'
+        if self.topic is None:
+            candidates = [t for t in images if t != self.label_topic and not is_label_topic(t)]
+            if len(candidates) != 1:
+                raise ValueError(f'bag {self.path}: {"no" if not candidates else "more than one"}'
+                                 f' image topic; choose one with topic=… (image topics: '
+                                 f'{listing})')
+            self.topic = candidates[0]
+        elif self.topic not in images:
+            raise ValueError(f'bag {self.path} has no image topic {self.topic!r} '
+                             f'(image topics: {listing})')
+        if self.label_topic is not None and self._types.get(self.label_topic) != IMAGE:
+            raise ValueError(f'bag {self.path} has no label topic {self.label_topic!r} of type '
+                             f'{IMAGE} (image topics: {listing})')
+        self.msgtype = images[self.topic]
+
+    def __len__(self) -> int:
+        """Number of messages on the image topic (including any that fail to decode)."""
+        return self._counts.get(self.topic, 0)
+
+    def _messages(self, topics: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
+        """(topic, message) in log-time order; a message that does not deserialize → None."""
+        store = typestore()
+        reader = open_reader(self.path)
+        try:
+            conns = [c for c in reader.connections if c.topic in topics]
+            for conn, _, raw in reader.messages(connections=conns):
+                try:
+                    msg = store.deserialize_cdr(raw, conn.msgtype)
+                except Exception as exc:  # noqa: BLE001 - any corrupt CDR is skipped
+                    self._warn(f'{conn.topic}: cannot deserialize {conn.msgtype}: {exc}')
+                    msg = None
+                yield conn.topic, msg
+        finally:
+            reader.close()
+
+    def _warn(self, text: str) -> None:
+        self.skipped += 1
+        if self.skipped <= _MAX_WARNINGS:
+            log.warning('bag %s: skipped message: %s', self.path, text)
+        elif self.skipped == _MAX_WARNINGS + 1:
+            log.warning('bag %s: more undecodable messages; only counting them now', self.path)
+
+    def _frame(self, msg: Any, index: int) -> Frame | None:
+        if msg is None:
+            return None
+        try:
+            image = decode_rgb(msg)
+        except ValueError as exc:
+            self._warn(f'{self.topic} #{index}: {exc}')
+            return None
+        return Frame(image, stamp=_stamp(msg), frame_id=str(msg.header.frame_id),
+                     name=f'{index:06d}.png', camera=self.topic)
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.skipped = 0
+        index = 0
+        for _, msg in self._messages((self.topic,)):
+            frame = self._frame(msg, index)
+            index += 1
+            if frame is not None:
+                yield frame
+        self._summary()
+
+    def _summary(self) -> None:
+        if self.skipped:
+            log.warning('bag %s: %d undecodable message(s) skipped', self.path, self.skipped)
+
+    def labelled(self, window: int = 64) -> Iterator[tuple[Frame, np.ndarray | None]]:
+        """(frame, label or ``None``) in log-time order; labels come from :attr:`label_topic`
+        (all ``None`` without one), matched to images by identical header stamp.
+
+        Both topics are read in one pass; an image waits for its label until a label with a
+        later stamp was read, ``window`` more images arrived, or the bag ended.
+        """
+        if self.label_topic is None:
+            for frame in self:
+                yield frame, None
+            return
+        self.skipped = 0
+        pending: deque[tuple[tuple[int, int], Frame]] = deque()
+        labels: dict[tuple[int, int], np.ndarray] = {}
+        newest_label: tuple[int, int] | None = None
+        index = 0
+
+        def ready(key: tuple[int, int]) -> bool:
+            return key in labels or (newest_label is not None and newest_label > key)
+
+        for topic, msg in self._messages((self.topic, self.label_topic)):
+            if topic == self.topic:
+                frame = self._frame(msg, index)
+                index += 1
+                if frame is not None:
+                    pending.append((_stamp_key(msg), frame))
+            elif msg is not None:
+                try:
+                    labels[_stamp_key(msg)] = decode_label(msg)
+                    newest_label = max(newest_label or (0, 0), _stamp_key(msg))
+                except ValueError as exc:
+                    self._warn(f'{self.label_topic}: {exc}')
+            while pending and (ready(pending[0][0]) or len(pending) > window):
+                key, frame = pending.popleft()
+                yield frame, labels.pop(key, None)
+            if len(labels) > 4 * window:  # labels whose image never came (or was skipped)
+                for key in sorted(labels)[: len(labels) - 4 * window]:
+                    del labels[key]
+        for key, frame in pending:
+            yield frame, labels.pop(key, None)
+        self._summary()
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def _remove_bag(out: Path) -> None:
+    """Delete an existing bag at ``out``, refusing anything that does not look like one."""
+    if out.is_file() or out.is_symlink():
+        if out.suffix not in BAG_SUFFIXES:
+            raise FileExistsError(f'{out} exists and is not a bag; not overwriting it')
+        out.unlink()
+        return
+    allowed = {'metadata.yaml'}
+    strangers = [p.name for p in out.iterdir()
+                 if p.name not in allowed and not (p.is_file() and p.suffix in BAG_SUFFIXES)]
+    if strangers:
+        raise FileExistsError(f'{out} exists and holds more than a bag ({", ".join(strangers[:3])}'
+                              f'…); not deleting it')
+    shutil.rmtree(out)
+
+
+def _to_header(store: Any, stamp: float, frame_id: str) -> tuple[Any, int]:
+    """A std_msgs/Header for ``stamp`` seconds, and the stamp in nanoseconds."""
+    Header = store.types['std_msgs/msg/Header']
+    Time = store.types['builtin_interfaces/msg/Time']
+    ns = int(round(stamp * 1e9))
+    if ns < 0:
+        raise ValueError(f'negative stamp {stamp}')
+    return Header(stamp=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000),
+                  frame_id=frame_id), ns
+
+
+def write_bag(out: str | Path, frames: Iterable[tuple[Frame, np.ndarray | None]],
+              topic: str = '/camera/image_raw', label_topic: str = '/camera/labels',
+              storage: str = 'mcap', compression: str = 'none', frame_id: str = 'camera',
+              overwrite: bool = False, jpeg_quality: int = 95) -> dict:
+    """Write ``(frame, label or None)`` pairs as a rosbag2 bag of real ROS 2 CDR messages.
+
+    Images go on ``topic`` as ``sensor_msgs/msg/Image`` rgb8 (``compression='none'``; bit-exact)
+    or as ``sensor_msgs/msg/CompressedImage`` (``'jpeg'``, ``'png'``) on ``topic + '/compressed'``
+    (unless ``topic`` already ends with ``/compressed``). A label (H×W class ids ≤ 255, the
+    frame's size) goes on ``label_topic`` as a mono8 Image with the image's header. Headers carry
+    ``frame.stamp`` and ``frame.frame_id`` (or ``frame_id`` when the frame has none); every
+    message is logged at its header stamp.
+
+    Returns:
+        ``{'path', 'storage', 'compression', 'frames', 'labels', 'topics': {topic: {'type',
+        'count'}}, 'start', 'end', 'duration'}`` (times in seconds).
+
+    Raises:
+        FileExistsError: ``out`` exists and ``overwrite`` is false (or it is not a bag).
+        ValueError: bad storage/compression, a non-RGB frame, a label that does not fit; the
+            partly written bag is removed.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    out = Path(out)
+    if storage not in STORAGES:
+        raise ValueError(f'storage must be one of {", ".join(STORAGES)}, not {storage!r}')
+    if compression not in COMPRESSIONS:
+        raise ValueError(f'compression must be one of {", ".join(COMPRESSIONS)}, '
+                         f'not {compression!r}')
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise FileExistsError(f'{out} exists; pass overwrite=True (--overwrite) to replace it')
+        _remove_bag(out)
+    if compression != 'none' and not topic.rstrip('/').endswith('/compressed'):
+        topic = topic.rstrip('/') + '/compressed'
+    if label_topic == topic:
+        raise ValueError(f'label topic and image topic are both {topic}')
+
+    store = typestore()
+    Image = store.types[IMAGE]
+    Compressed = store.types[COMPRESSED]
+    plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
+    writer = Writer(out, version=Writer.VERSION_LATEST, storage_plugin=plugin)
+    counts = {topic: 0, label_topic: 0}
+    first = last = None
+    writer.open()
+    try:
+        img_conn = writer.add_connection(topic, COMPRESSED if compression != 'none' else IMAGE,
+                                         typestore=store)
+        label_conn = None
+        for frame, label in frames:
+            image = frame.image
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f'frame {frame.name or counts[topic]}: expected H×W×3 uint8 '
+                                 f'RGB, got {image.dtype} {image.shape}')
+            header, ns = _to_header(store, frame.stamp, frame.frame_id or frame_id)
+            h, w = image.shape[:2]
+            if compression == 'none':
+                msg = Image(header=header, height=h, width=w, encoding='rgb8', is_bigendian=0,
+                            step=3 * w, data=np.ascontiguousarray(image).reshape(-1))
+                writer.write(img_conn, ns, store.serialize_cdr(msg, IMAGE))
+            else:
+                ext, params = ('.jpg', [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]) \
+                    if compression == 'jpeg' else ('.png', [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                ok, buf = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+                if not ok:
+                    raise ValueError(f'cannot encode frame {frame.name} as {compression}')
+                msg = Compressed(header=header, format=f'rgb8; {compression} compressed bgr8',
+                                 data=buf.reshape(-1))
+                writer.write(img_conn, ns, store.serialize_cdr(msg, COMPRESSED))
+            counts[topic] += 1
+            if label is not None:
+                label = np.asarray(label)
+                if label.shape != (h, w) or label.dtype.kind not in 'ui':
+                    raise ValueError(f'label of frame {frame.name or counts[topic] - 1}: expected '
+                                     f'{h}×{w} integer class ids, got {label.dtype} '
+                                     f'{label.shape}')
+                if label.size and (label.min() < 0 or label.max() > 255):
+                    raise ValueError(f'label of frame {frame.name}: class ids outside 0..255')
+                if label_conn is None:
+                    label_conn = writer.add_connection(label_topic, IMAGE, typestore=store)
+                lmsg = Image(header=header, height=h, width=w, encoding='mono8',
+                             is_bigendian=0, step=w,
+                             data=np.ascontiguousarray(label, dtype=np.uint8).reshape(-1))
+                writer.write(label_conn, ns, store.serialize_cdr(lmsg, IMAGE))
+                counts[label_topic] += 1
+            first = ns if first is None else min(first, ns)
+            last = ns if last is None else max(last, ns)
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    writer.close()
+    types = {topic: img_conn.msgtype, label_topic: IMAGE}
+    topics = {t: {'type': types[t], 'count': n} for t, n in counts.items() if n}
+    start = (first or 0) * 1e-9
+    end = (last or 0) * 1e-9
+    return {'path': str(out), 'storage': storage, 'compression': compression,
+            'frames': counts[topic], 'labels': counts[label_topic], 'topics': topics,
+            'start': start, 'end': end, 'duration': end - start}
+
+
+def bag_info(path: str | Path) -> dict:
+    """What a bag holds: ``{'path', 'storage', 'messages', 'start', 'end', 'duration',
+    'topics': {topic: {'type', 'count', 'rate'}}}`` (seconds; rate in messages/s over the bag's
+    duration, ``None`` with fewer than two messages)."""
+    path = Path(path)
+    reader = open_reader(path)
+    try:
+        counts: dict[str, int] = {}
+        types: dict[str, str] = {}
+        for c in reader.connections:
+            counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
+            types[c.topic] = c.msgtype
+        total = reader.message_count
+        start = reader.start_time * 1e-9 if total else 0.0
+        end = reader.end_time * 1e-9 if total else 0.0
+    finally:
+        reader.close()
+    files = [path] if path.is_file() else _storage_files(path)
+    storage = {'.mcap': 'mcap', '.db3': 'sqlite3'}.get(files[0].suffix if files else '', '?')
+    duration = end - start
+    topics = {t: {'type': types[t], 'count': n,
+                  'rate': (n - 1) / duration if n > 1 and duration > 0 else None}
+              for t, n in sorted(counts.items())}
+    return {'path': str(path), 'storage': storage, 'messages': total, 'start': start,
+            'end': end, 'duration': duration, 'topics': topics}

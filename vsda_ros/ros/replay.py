@@ -1,0 +1,387 @@
+"""``vsda replay``: publish a bag's camera (and label) topics over ROS 2, timed as recorded.
+
+Each message is published as the bag's own serialized CDR bytes (``Publisher.publish(bytes)``
+→ ``publish_raw``), so subscribers receive exactly what was recorded, bit for bit, without a
+deserialize/serialize round trip. Header stamps therefore stay as recorded — a node that measures
+latency from the header stamp (``segmentation_node``'s end-to-end diagnostic) sees the age of
+the recording; with ``restamp=True`` (``--restamp``) every header stamp is rewritten to the time
+of publishing instead (an image and the label with the same recorded stamp get the same new
+stamp, so they still match), at the cost of one deserialize/serialize per message.
+
+Timing: message *i* goes out at ``start + (t_i - t_0) / rate`` on the monotonic clock, where
+``t_i`` is its log time in the bag; a slow publisher never skips messages, it publishes late (the
+summary reports how late). Publishers are reliable with depth ``qos_depth`` (compatible with
+best-effort subscribers such as ``segmentation_node``'s).
+
+Network rule: :func:`main_cli` and :func:`replay_bag` (when it creates its own node) call
+:func:`~vsda_ros.ros.launcher.confine_to_loopback` before rclpy starts.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from vsda_ros.data.bags import IMAGE_TYPES, is_label_topic, open_reader
+from vsda_ros.ros.launcher import confine_to_loopback
+
+EPILOG = """\
+examples:
+  vsda replay camvid_val                       # all image topics at recorded speed
+  vsda replay camvid_val --rate 0.5 --loop     # half speed, forever (Ctrl-C stops)
+  vsda replay camvid_val --remap /camera/image_raw:=/segmentation_node/image \\
+      --wait-subscribers 1                     # into a running segmentation_node
+
+Messages are the bag's CDR bytes, published unchanged: header stamps are the recorded ones
+unless --restamp. --wait-subscribers waits for subscribers on every replayed topic that is not
+a label topic (a name ending in 'labels').
+"""
+
+
+def message_class(msgtype: str) -> type:
+    """``'sensor_msgs/msg/Image'`` → the rclpy message class ``sensor_msgs.msg.Image``.
+
+    Raises:
+        ValueError: the package is not installed or has no such message.
+    """
+    pkg, kind, name = (msgtype.split('/') + ['', ''])[:3]
+    try:
+        return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ValueError(f'message type {msgtype} is not available to rclpy here '
+                         f'(install the {pkg} package)') from None
+
+
+def parse_remaps(remaps: Iterable[str] | dict[str, str] | None) -> dict[str, str]:
+    """``['OLD:=NEW', …]`` (or a dict) → ``{OLD: NEW}``."""
+    if remaps is None:
+        return {}
+    if isinstance(remaps, dict):
+        return dict(remaps)
+    out = {}
+    for item in remaps:
+        old, sep, new = item.partition(':=')
+        if not sep or not old or not new:
+            raise ValueError(f'remap {item!r} is not OLD:=NEW')
+        out[old] = new
+    return out
+
+
+class _Restamper:
+    """Rewrites header.stamp to now; images and labels with the same recorded stamp get the
+    same new stamp."""
+
+    def __init__(self, node: Any) -> None:
+        from rclpy.serialization import deserialize_message, serialize_message
+        self._de, self._ser = deserialize_message, serialize_message
+        self._clock = node.get_clock()
+        self._map: dict[tuple[int, int], Any] = {}
+
+    def clear(self) -> None:
+        self._map.clear()
+
+    def __call__(self, raw: bytes, cls: type) -> bytes:
+        msg = self._de(raw, cls)
+        header = getattr(msg, 'header', None)
+        if header is None:
+            return raw
+        key = (header.stamp.sec, header.stamp.nanosec)
+        stamp = self._map.get(key)
+        if stamp is None:
+            stamp = self._clock.now().to_msg()
+            self._map[key] = stamp
+            if len(self._map) > 256:
+                self._map.pop(next(iter(self._map)))
+        header.stamp = stamp
+        return self._ser(msg)
+
+
+@contextmanager
+def _own_node() -> Iterator[Any]:
+    """A node in a context of its own. Unlike ``launcher.client_node`` it does not hand
+    ``sys.argv`` to rclpy, whose ``OLD:=NEW`` parsing would apply ``--remap`` a second time."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(args=[], context=context)
+    try:
+        node = rclpy.create_node('vsda_replay', context=context)
+        try:
+            yield node
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def replay_bag(path: str | Path, rate: float = 1.0, topics: Iterable[str] | None = None,
+               loop: bool = False, remap: Iterable[str] | dict[str, str] | None = None,
+               start_delay: float = 1.0, wait_subscribers: int = 0, wait_timeout: float = 30.0,
+               restamp: bool = False, qos_depth: int = 10, node: Any = None,
+               stop: threading.Event | None = None, max_loops: int | None = None,
+               on_message: Callable[[str, int], None] | None = None,
+               progress: bool = False) -> dict:
+    """Publish the bag's topics over ROS 2 at the recorded timing scaled by ``rate``.
+
+    Args:
+        path: bag folder, ``.mcap`` or ``.db3``.
+        rate: speed factor (2.0 = twice as fast); must be > 0.
+        topics: bag topics to publish (default: every Image / CompressedImage topic, labels
+            included); any type importable by rclpy works.
+        loop: start over at the end (until Ctrl-C, ``stop`` is set, or ``max_loops`` passes);
+            the gap between passes is one mean message period.
+        remap: ``OLD:=NEW`` strings or a ``{OLD: NEW}`` dict renaming bag topics.
+        start_delay: seconds between creating the publishers (after waiting for subscribers)
+            and the first message, so that subscribers can match.
+        wait_subscribers: before starting, wait until every replayed non-label topic has at
+            least this many subscribers (``RuntimeError`` after ``wait_timeout`` s).
+        restamp: rewrite header stamps to the publish time (see the module docstring).
+        qos_depth: depth of the reliable publishers.
+        node: publish from this rclpy node (the caller spins it, if it needs to); default: a
+            node of our own in a context of our own, after :func:`confine_to_loopback`.
+        stop: set it from another thread to end the replay early.
+        max_loops: with ``loop``, stop after this many passes.
+        on_message: called as ``on_message(out_topic, index)`` after each publish.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        ``{'bag', 'rate', 'loops', 'published', 'seconds', 'recorded_duration',
+        'achieved_rate', 'late_ms_p50', 'late_ms_p95', 'restamped', 'interrupted',
+        'topics': {out_topic: {'bag_topic', 'type', 'published', 'rate'}}}``; ``achieved_rate``
+        is messages/s over the whole replay, per-topic ``rate`` the same for that topic.
+
+    Raises:
+        FileNotFoundError: no bag at ``path``.
+        ValueError: bad rate, unknown topic or remap, a type rclpy cannot import.
+        RuntimeError: subscribers did not appear within ``wait_timeout``.
+    """
+    if not rate > 0:
+        raise ValueError(f'rate must be > 0, not {rate}')
+    path = Path(path)
+    reader = open_reader(path)
+    try:
+        types = {c.topic: c.msgtype for c in reader.connections}
+    finally:
+        reader.close()
+    listing = ', '.join(f'{t} ({m})' for t, m in sorted(types.items())) or 'none'
+    chosen = list(topics) if topics else [t for t, m in types.items() if m in IMAGE_TYPES]
+    if not chosen:
+        raise ValueError(f'bag {path} has no image topics to replay (topics: {listing})')
+    unknown = [t for t in chosen if t not in types]
+    if unknown:
+        raise ValueError(f'bag {path} has no topic {", ".join(unknown)} (topics: {listing})')
+    renames = parse_remaps(remap)
+    bad = [t for t in renames if t not in chosen]
+    if bad:
+        raise ValueError(f'remap of {", ".join(bad)}: not a replayed topic '
+                         f'({", ".join(chosen)})')
+    classes = {t: message_class(types[t]) for t in chosen}
+
+    if node is not None:
+        return _replay(path, node, chosen, types, classes, renames, rate, loop, start_delay,
+                       wait_subscribers, wait_timeout, restamp, qos_depth, stop, max_loops,
+                       on_message, progress)
+    confine_to_loopback()  # network rule, before rclpy starts
+    with _own_node() as own:
+        return _replay(path, own, chosen, types, classes, renames, rate, loop, start_delay,
+                       wait_subscribers, wait_timeout, restamp, qos_depth, stop, max_loops,
+                       on_message, progress)
+
+
+def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
+            classes: dict[str, type],
+            renames: dict[str, str], rate: float, loop: bool, start_delay: float,
+            wait_subscribers: int, wait_timeout: float, restamp: bool, qos_depth: int,
+            stop: threading.Event | None, max_loops: int | None,
+            on_message: Callable[[str, int], None] | None, progress: bool) -> dict:
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from tqdm import tqdm
+
+    stop = stop or threading.Event()
+    qos = QoSProfile(depth=qos_depth, reliability=ReliabilityPolicy.RELIABLE)
+    out_name = {t: renames.get(t, t) for t in chosen}
+    pubs = {t: node.create_publisher(classes[t], out_name[t], qos) for t in chosen}
+    counts = {t: 0 for t in chosen}
+    late: list[float] = []
+    restamper = _Restamper(node) if restamp else None
+    interrupted = False
+    loops = 0
+    t_start = t_end = time.monotonic()
+    recorded_ns = 0
+    bar = None
+    reader = None
+    try:
+        if wait_subscribers > 0:
+            watched = [t for t in chosen if not is_label_topic(out_name[t])] or chosen
+            deadline = time.monotonic() + wait_timeout
+            while not all(pubs[t].get_subscription_count() >= wait_subscribers
+                          for t in watched):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f'no {wait_subscribers} subscriber(s) on '
+                        f'{", ".join(out_name[t] for t in watched)} after {wait_timeout:.0f} s')
+                if stop.wait(0.05):
+                    break
+        stop.wait(start_delay)
+
+        reader = open_reader(path)
+        conns = [c for c in reader.connections if c.topic in pubs]
+        total = sum(c.msgcount for c in conns)
+        bar = tqdm(total=None if loop else total, unit='msg', desc=f'replay {path.name}',
+                   disable=not progress)
+        t_start = time.monotonic()
+        offset_ns = 0  # where the current pass starts on the replay's time line (bag time)
+        first_ns = last_ns = None
+        while not stop.is_set():
+            first_ns = last_ns = None
+            in_pass = 0
+            if restamper is not None:
+                restamper.clear()  # a new pass gets new stamps for the same recorded ones
+            for conn, ts, raw in reader.messages(connections=conns):
+                if first_ns is None:
+                    first_ns = ts
+                last_ns = ts
+                target = t_start + (offset_ns + ts - first_ns) * 1e-9 / rate
+                wait = target - time.monotonic()
+                if wait > 0 and stop.wait(wait):
+                    break
+                if stop.is_set():
+                    break
+                data = raw if isinstance(raw, bytes) else bytes(raw)
+                if restamper is not None:
+                    data = restamper(data, classes[conn.topic])
+                pubs[conn.topic].publish(data)
+                late.append(max(0.0, time.monotonic() - target))
+                counts[conn.topic] += 1
+                in_pass += 1
+                bar.update()
+                if on_message is not None:
+                    on_message(out_name[conn.topic], counts[conn.topic] - 1)
+            loops += 1
+            if first_ns is None or not loop or (max_loops is not None and loops >= max_loops):
+                break
+            span = last_ns - first_ns
+            recorded_ns = max(recorded_ns, span)
+            gap = span // (in_pass - 1) if in_pass > 1 else 100_000_000
+            offset_ns += span + gap
+        if first_ns is not None:
+            recorded_ns = max(recorded_ns, last_ns - first_ns)
+    except KeyboardInterrupt:
+        interrupted = True
+    except Exception as exc:  # rclpy's SIGINT handler may shut the context down first
+        if type(exc).__name__ not in ('ExternalShutdownException', 'RCLError'):
+            raise
+        interrupted = True
+    finally:
+        t_end = time.monotonic()
+        if bar is not None:
+            bar.close()
+        if reader is not None:
+            reader.close()
+        for pub in pubs.values():
+            try:
+                node.destroy_publisher(pub)
+            except Exception:  # noqa: BLE001 - the context may already be shut down
+                pass
+    seconds = max(t_end - t_start, 1e-9)
+    published = sum(counts.values())
+    lat = np.asarray(late) * 1e3 if late else np.zeros(1)
+    return {
+        'bag': str(path), 'rate': rate, 'loops': loops, 'published': published,
+        'seconds': seconds, 'recorded_duration': recorded_ns * 1e-9,
+        'achieved_rate': published / seconds,
+        'late_ms_p50': float(np.percentile(lat, 50)), 'late_ms_p95': float(np.percentile(lat, 95)),
+        'restamped': restamp, 'interrupted': interrupted or stop.is_set(),
+        'topics': {out_name[t]: {'bag_topic': t, 'type': msgtypes[t], 'published': counts[t],
+                                 'rate': counts[t] / seconds}
+                   for t in chosen},
+    }
+
+
+def print_summary(summary: dict) -> None:
+    """The human summary of :func:`replay_bag`'s result."""
+    state = ' (interrupted)' if summary['interrupted'] else ''
+    print(f'replayed {summary["bag"]}{state}: {summary["published"]} messages in '
+          f'{summary["seconds"]:.2f} s ({summary["achieved_rate"]:.1f} msg/s; recorded '
+          f'{summary["recorded_duration"]:.2f} s, rate ×{summary["rate"]:g}, '
+          f'{summary["loops"]} pass(es)); late p50 {summary["late_ms_p50"]:.1f} ms, '
+          f'p95 {summary["late_ms_p95"]:.1f} ms')
+    width = max((len(t) for t in summary['topics']), default=0)
+    for topic, t in summary['topics'].items():
+        src = f'  (from {t["bag_topic"]})' if t['bag_topic'] != topic else ''
+        print(f'  {topic:<{width}}  {t["type"]:<32} {t["published"]:>7} msgs  '
+              f'{t["rate"]:.2f} Hz{src}')
+
+
+def main_cli(args: argparse.Namespace) -> int:
+    """``vsda replay``: returns the exit status."""
+    import json
+
+    confine_to_loopback()  # network rule, before rclpy starts
+    summary = replay_bag(args.bag, rate=args.rate, topics=args.topics or None, loop=args.loop,
+                         remap=args.remap, start_delay=args.start_delay,
+                         wait_subscribers=args.wait_subscribers,
+                         wait_timeout=args.wait_timeout, restamp=args.restamp,
+                         qos_depth=args.qos_depth, progress=not args.quiet)
+    print_summary(summary)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2) + '\n')
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``replay`` on an argparse ``subparsers`` object (``func`` = :func:`main_cli`)."""
+    p = subparsers.add_parser(
+        'replay', help='publish a rosbag2 bag on ROS 2 topics at the recorded rate',
+        description='Publish the image (and label) topics of a rosbag2 bag (folder, .mcap or\n'
+                    '.db3) over ROS 2 at the recorded timing scaled by --rate. Messages are the\n'
+                    "bag's serialized bytes, unchanged (bit-identical). Runs with\n"
+                    'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and ROS_DOMAIN_ID (random 100-199\n'
+                    'unless set).',
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('bag', help='bag folder, .mcap or .db3 file')
+    p.add_argument('--rate', type=float, default=1.0,
+                   help='speed factor: 2 = twice as fast (default: %(default)s)')
+    p.add_argument('--loop', action='store_true', help='start over at the end (Ctrl-C stops)')
+    p.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
+                   help='bag topics to publish (default: every Image/CompressedImage topic)')
+    p.add_argument('--remap', nargs='+', default=[], metavar='OLD:=NEW',
+                   help='publish bag topic OLD as NEW')
+    p.add_argument('--start-delay', type=float, default=1.0,
+                   help='seconds to wait after creating publishers, so subscribers can match '
+                        '(default: %(default)s)')
+    p.add_argument('--wait-subscribers', type=int, default=0, metavar='N',
+                   help='first wait until every non-label topic has N subscribers (default: 0)')
+    p.add_argument('--wait-timeout', type=float, default=30.0,
+                   help='give up waiting for subscribers after this many seconds (default: 30)')
+    p.add_argument('--restamp', action='store_true',
+                   help='rewrite header stamps to the publish time (default: keep recorded)')
+    p.add_argument('--qos-depth', type=int, default=10,
+                   help='depth of the reliable publishers (default: %(default)s)')
+    p.add_argument('--json', default=None, help='write the summary as JSON here')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=main_cli)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vsda_ros.ros.replay BAG …`` (the same as ``vsda replay``)."""
+    parser = argparse.ArgumentParser(prog='vsda')
+    add_parser(parser.add_subparsers(dest='command', required=True, metavar='COMMAND'))
+    args = parser.parse_args(['replay', *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f'vsda replay: error: {e}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
