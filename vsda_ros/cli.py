@@ -112,13 +112,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      interval=args.interval, temporal_weights=args.temporal_weights,
                      size=args.size, device=args.device, fps=args.fps,
                      max_frames=args.max_frames, out=Path(args.out),
-                     pda=args.pda, flow_preset=args.flow_preset, progress=not args.quiet)
+                     pda=args.pda, flow_preset=args.flow_preset, progress=not args.quiet,
+                     topic=args.topic, weathers=args.weather, weather_sweep=args.weather_sweep,
+                     weather_temporal=not args.iid_weather, seed=args.seed,
+                     live=args.live or bool(args.attach), rate=args.rate, attach=args.attach)
     report = run_eval(cfg)
     for run in report['runs']:
         lat = run['latency_ms']
-        miou = f"mIoU {run['miou']:.2f}  " if run.get('miou') is not None else ''
-        print(f"{run['strategy']:>10s}: {miou}TC {run['tc']:.2f}  latency p50 {lat['p50']:.1f}"
-              f" p95 {lat['p95']:.1f} ms  keyframes {run['keyframe_ratio']:.2f}")
+        miou = f"mIoU {run['miou']:6.2f}  " if run.get('miou') is not None else ''
+        print(f"{run['weather'] or 'clean':>10s} {run['strategy']:>10s}: {miou}agreement "
+              f"{run['agreement']:6.2f}  TC {run['tc']:6.2f}  latency p50 {lat['p50']:6.1f} "
+              f"p95 {lat['p95']:6.1f} ms  keyframes {run['keyframe_ratio']:.2f}"
+              + (f"  dropped {run['dropped']}" if run['dropped'] else ''))
     if 'pda' in report:
         print('PDA mIoU by distance: ' + '  '.join(
             f"{name} " + ' '.join(f'{v:.1f}' for v in curve.values())
@@ -239,20 +244,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_adapt)
 
     p = sub.add_parser(
-        'eval', help='evaluate strategies on a clip: mIoU, TC, latency, PDA curve, cost',
-        description='Run each --strategy over a frame folder in time order and report mIoU '
-                    '(with --labels), temporal consistency, latency and keyframe ratio; with '
-                    'keyframe also the propagation-distance curve (PDA, --interval 1..9) for '
-                    'corrected and plain warping, and the key/non-key cost. Writes '
+        'eval', help='evaluate models and strategies on a clip or bag, clean and in weather',
+        description='Run each --strategy over a frame source in time order (an image folder, '
+                    'a video, or a rosbag2 in mcap or sqlite3), on the clean frames and under '
+                    'each --weather, and report mIoU and per-class IoU (with labels), agreement '
+                    'with the same model on the clean frames (always), temporal consistency, '
+                    'latency p50/p95/p99, throughput, keyframe ratio and frame accounting; with '
+                    'keyframe and --pda (or --interval A..B) also the propagation-distance curve '
+                    'and the key/non-key cost. --live sends the frames through a '
+                    'segmentation_node process over ROS 2 (loopback) instead. Writes '
                     'OUT/report.json, OUT/report.md and PNG plots.',
-        epilog=EPILOG)
+        epilog='Examples:\n'
+               '  vsda eval --source drive.mcap --topic /cam/image_raw --weather fog:0.6 '
+               '--weather night:0.9\n'
+               '  vsda eval --source frames/ --labels labels/ --weather-sweep '
+               '--strategy per_frame,keyframe\n\n' + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', default='espnet-camvid', help='(default: %(default)s)')
-    p.add_argument('--source', required=True, help='frame folder (time order by file name)')
-    p.add_argument('--labels', default=None, help='label folder (same file names)')
+    p.add_argument('--source', required=True,
+                   help='frame folder (time order by file name), video file, or rosbag2')
+    p.add_argument('--topic', default=None,
+                   help='image topic of a bag source (default: its only image topic)')
+    p.add_argument('--labels', default=None,
+                   help='label folder (CamVid: same file names; Cityscapes: *_gtFine_labelIds'
+                        '.png), or a label topic of a bag source')
     p.add_argument('--map', default=None, choices=sorted(LABEL_MAPS),
                    help='map model classes to the label classes')
     p.add_argument('--strategy', default='per_frame,fusion,keyframe',
                    help='comma-separated strategies (default: %(default)s)')
+    p.add_argument('--weather', action='append', default=[], metavar='KIND:INTENSITY',
+                   help='also evaluate under this synthetic weather (fog, rain, snow, night, '
+                        'glare, noise; intensity 0..1, e.g. fog:0.6); repeatable')
+    p.add_argument('--weather-sweep', action='store_true',
+                   help='every weather kind at intensities 0.3, 0.6 and 0.9')
+    p.add_argument('--iid-weather', action='store_true',
+                   help='draw the weather independently per frame instead of letting it '
+                        'evolve smoothly over the clip')
+    p.add_argument('--seed', type=int, default=0, help='weather seed (default 0)')
     p.add_argument('--interval', default='5',
                    help="keyframe interval N, or a range 'A..B' for the PDA curve (default 5)")
     p.add_argument('--temporal-weights', default='',
@@ -262,11 +290,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help='OpenCV DIS preset of the keyframe strategy (default: %(default)s)')
     p.add_argument('--size', default=None, help='network input WIDTHxHEIGHT')
     p.add_argument('--device', default='cpu')
-    p.add_argument('--fps', type=float, default=15.0, help='frame rate of the folder')
+    p.add_argument('--fps', type=float, default=15.0,
+                   help='frame rate of a folder source (videos and bags carry their own)')
     p.add_argument('--max-frames', type=int, default=None)
+    p.add_argument('--live', action='store_true',
+                   help='evaluate through a segmentation_node process over ROS 2: frames are '
+                        'published at --rate and the masks it publishes are scored')
+    p.add_argument('--attach', default=None, metavar='NAMESPACE',
+                   help="with --live: use the segmentation_node already running under this "
+                        "namespace ('/' for none; same ROS_DOMAIN_ID, loopback) instead of "
+                        "starting one; its own strategy is used, so give one --strategy")
+    p.add_argument('--rate', type=float, default=None,
+                   help='--live publishing rate in Hz (default: the source frame rate)')
     p.add_argument('--out', default='eval_out', help='output folder (default: eval_out)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     p.set_defaults(func=_cmd_eval)
+
+    from vsda_ros.data import bag_cli
+    from vsda_ros.ros import replay  # rclpy is imported only when it runs
+    from vsda_ros.weather import preview
+    bag_cli.add_parser(sub)
+    replay.add_parser(sub)
+    preview.add_parser(sub)
     return parser
 
 

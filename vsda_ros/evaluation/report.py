@@ -1,13 +1,17 @@
-"""``vsda eval``: strategies on a clip → ``report.json``, ``report.md`` and PNG plots.
+"""``vsda eval``: strategies × weathers on a clip → ``report.json``, ``report.md``, PNG plots.
 
 Report keys (stable, documented in README):
-    ``model``, ``source``, ``frames``, ``label_map``, ``temporal_modules``,
-    ``runs``: one object per strategy with ``strategy``, ``weather`` (``null`` = clean),
-    ``miou``, ``per_class_iou``, ``pixel_accuracy`` (with labels), ``tc``, ``latency_ms``
-    {``p50``, ``p95``, ``p99``}, ``fps``, ``frames``, ``dropped`` (0 offline), ``keyframe_ratio``,
-    ``stage_ms``;
-    the first run's ``miou``, ``per_class_iou``, ``tc``, ``latency_ms``, ``fps`` repeated at the
-    top level;
+    ``model``, ``source``, ``topic``, ``mode`` (``offline``|``live``), ``frames``,
+    ``labelled_frames``, ``label_map``, ``temporal_modules``, ``keyframe_interval``,
+    ``weather_temporal``, ``seed``;
+    ``runs``: one object per (weather, strategy) with ``strategy``, ``weather`` (``null`` =
+    clean, else ``'fog:0.6'``), ``weather_kind``, ``intensity`` (0 = clean), ``miou``,
+    ``per_class_iou``, ``pixel_accuracy`` (with labels), ``agreement`` and ``agreement_miou``
+    (against ``per_frame`` on the clean frames; always present), ``tc``, ``latency_ms``
+    {``p50``, ``p95``, ``p99``}, ``fps``, ``frames``, ``dropped`` (frames without an output;
+    0 offline), ``keyframe_ratio``, ``stage_ms``;
+    the first run's ``miou``, ``per_class_iou``, ``tc``, ``agreement``, ``latency_ms``,
+    ``fps``, ``dropped`` repeated at the top level;
     with keyframe PDA: ``pda`` {``keyframe``|``warp``|``per_frame``: {d: mIoU}},
     ``pda_distortion`` {d: mean D}, ``cost`` {``key_ms_p50``, ``nonkey_ms_p50``,
     ``key_gflops``, ``nonkey_gflops``, ``time_ratio``, ``flops_ratio``, ``warp_nonkey_ms_p50``}.
@@ -15,15 +19,19 @@ Report keys (stable, documented in README):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vsda_ros.evaluation.metrics import ConfusionMatrix
 from vsda_ros.evaluation.temporal import (evaluate_strategy, load_clip, pda_curve,
                                           per_frame_at_distance)
 from vsda_ros.temporal.modules import load_temporal_modules
+
+
+SWEEP_INTENSITIES = (0.3, 0.6, 0.9)
 
 
 @dataclass
@@ -45,6 +53,14 @@ class EvalConfig:
     pda: bool = False
     flow_preset: str = 'ultrafast'
     progress: bool = True
+    topic: str | None = None
+    weathers: list[str] = field(default_factory=list)
+    weather_sweep: bool = False
+    weather_temporal: bool = True
+    seed: int = 0
+    live: bool = False
+    rate: float | None = None
+    attach: str | None = None
 
     def intervals(self) -> tuple[int, int | None]:
         """(keyframe interval of the strategy run, PDA max distance or ``None``)."""
@@ -59,6 +75,22 @@ class EvalConfig:
             raise ValueError(f'--interval must be ≥ 1, got {n}')
         return n, (9 if self.pda else None)
 
+    def weather_specs(self) -> list:
+        """``[None (clean), WeatherSpec, …]`` in run order; raises ``ValueError`` on bad text."""
+        from vsda_ros.weather import WEATHER_KINDS, WeatherSpec, parse_weather
+        specs: list = [None]
+        for text in self.weathers:
+            spec = parse_weather(text)
+            if spec not in specs:
+                specs.append(spec)
+        if self.weather_sweep:
+            for kind in WEATHER_KINDS:
+                for x in SWEEP_INTENSITIES:
+                    spec = WeatherSpec(kind, x)
+                    if spec not in specs:
+                        specs.append(spec)
+        return specs
+
 
 def _gflops(fn) -> float:
     from torch.utils.flop_counter import FlopCounterMode
@@ -67,11 +99,39 @@ def _gflops(fn) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def run_eval(cfg: EvalConfig) -> dict:
-    """Evaluate and write the report; returns the report dict.
+def degrade(images: list[np.ndarray], spec, seed: int, temporal: bool) -> list[np.ndarray]:
+    """The clip's frames under ``spec`` (a :class:`~vsda_ros.weather.WeatherSpec`), in order.
 
-    Raises ``ValueError``/``FileNotFoundError`` for bad inputs (unknown strategy, missing
-    folders, a label map that does not fit the model).
+    With ``temporal`` the weather's parameters evolve smoothly from frame to frame (one
+    :class:`~vsda_ros.weather.WeatherSequence`); otherwise every frame is drawn independently.
+    """
+    from vsda_ros.weather import WeatherSequence
+    seq = WeatherSequence(spec, seed=seed, temporal=temporal)
+    return [seq(img) for img in images]
+
+
+def agreement(preds: list[np.ndarray], reference: list[np.ndarray], num_classes: int) -> dict:
+    """How far ``preds`` agree with ``reference`` (the model on the clean frames), in percent.
+
+    ``agreement``: pixels with the same class; ``agreement_miou``: mIoU of ``preds`` scored
+    against ``reference`` as if it were the label. Needs no ground truth.
+    """
+    cm = ConfusionMatrix(num_classes, ignore_index=255)
+    for p, r in zip(preds, reference):
+        cm.update(p, r)
+    return {'agreement': cm.pixel_accuracy() * 100, 'agreement_miou': cm.miou() * 100}
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    """Evaluate every (weather, strategy) pair and write the report; returns the report dict.
+
+    Runs are ordered clean first, then each weather; within a weather, each strategy. The
+    reference of :func:`agreement` is always ``per_frame`` on the clean frames (run offline
+    once if it is not among the strategies). With ``live`` every run goes through a
+    segmentation_node process over ROS 2 instead of the in-process strategy.
+
+    Raises ``ValueError``/``FileNotFoundError`` for bad inputs (unknown strategy or weather,
+    missing source, a label map that does not fit the model).
     """
     from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size
     from vsda_ros.models.zoo import load_model
@@ -80,11 +140,16 @@ def run_eval(cfg: EvalConfig) -> dict:
     for s in cfg.strategies:
         if s not in STRATEGY_NAMES:
             raise ValueError(f'unknown strategy {s!r}; available: {", ".join(STRATEGY_NAMES)}')
+    if cfg.attach is not None and len(cfg.strategies) != 1:
+        raise ValueError('--attach evaluates the running node with its own strategy: give '
+                         'exactly one --strategy (the one it runs, for the report)')
+    specs = cfg.weather_specs()
     interval, max_d = cfg.intervals()
     model = load_model(cfg.model, progress=cfg.progress)
     seg = Segmenter(model, SegmenterConfig(input_size=parse_size(cfg.size), device=cfg.device))
     modules = load_temporal_modules(cfg.model, cfg.temporal_weights)
-    clip = load_clip(cfg.source, cfg.labels, model.meta, cfg.label_map, cfg.fps, cfg.max_frames)
+    clip = load_clip(cfg.source, cfg.labels, model.meta, cfg.label_map, cfg.fps, cfg.max_frames,
+                     topic=cfg.topic)
     cfg.out.mkdir(parents=True, exist_ok=True)
 
     def strategy(name: str, **kw):
@@ -92,47 +157,90 @@ def run_eval(cfg: EvalConfig) -> dict:
                                                         flow_preset=cfg.flow_preset, **kw),
                               modules)
 
-    runs, predictions = [], {}
-    for name in cfg.strategies:
-        res = evaluate_strategy(strategy(name), clip, progress=cfg.progress)
-        predictions[name] = res.pop('predictions')
-        runs.append({'weather': None, 'dropped': 0, **res})
-    report = {'model': model.meta.name, 'source': str(cfg.source), 'frames': len(clip.images),
-              'label_map': cfg.label_map, 'temporal_modules': modules.loaded(),
-              'keyframe_interval': interval, 'flow_preset': cfg.flow_preset, 'runs': runs}
-    for key in ('miou', 'per_class_iou', 'tc', 'latency_ms', 'fps'):
+    if cfg.live:
+        from vsda_ros.ros.live_eval import LiveRunner  # imports rclpy: only for --live
+        live = LiveRunner(cfg, interval, attach=cfg.attach)
+
+    def run(name: str, wclip, label: str) -> dict:
+        if cfg.live:
+            return live.run(name, wclip, clean_images=clip.images, progress=cfg.progress,
+                            desc=label)
+        return evaluate_strategy(strategy(name), wclip, progress=cfg.progress, desc=label,
+                                 flow_images=clip.images)
+
+    n = len(clip.images)
+    mid = n // 2  # the sample frame of samples.png
+    samples = {'index': mid, 'clean': clip.images[mid], 'label': clip.labels[mid], 'rows': []}
+    reference = None
+    if 'per_frame' not in cfg.strategies:
+        reference = evaluate_strategy(strategy('per_frame'), clip, False)['predictions']
+    runs, clean_predictions, latencies = [], {}, {}
+    for spec in specs:
+        wclip = clip if spec is None else replace(
+            clip, images=degrade(clip.images, spec, cfg.seed, cfg.weather_temporal))
+        for k, name in enumerate(cfg.strategies):
+            res = run(name, wclip, f"{name} {spec or 'clean'}")
+            preds = res.pop('predictions')
+            latencies[(str(spec or 'clean'), name)] = res.pop('latency_samples')
+            if spec is None:
+                clean_predictions[name] = preds
+                if name == 'per_frame':
+                    reference = preds
+            res.update(agreement(preds, reference, clip.num_classes))
+            runs.append({'weather': None if spec is None else str(spec),
+                         'weather_kind': None if spec is None else spec.kind,
+                         'intensity': 0.0 if spec is None else spec.intensity,
+                         'dropped': res.pop('dropped', 0), **res})
+            if k == 0:
+                samples['rows'].append({'weather': str(spec or 'clean'), 'strategy': name,
+                                        'image': wclip.images[mid], 'prediction': preds[mid]})
+    report = {'model': model.meta.name, 'source': str(cfg.source), 'topic': cfg.topic,
+              'mode': 'live' if cfg.live else 'offline', 'frames': n,
+              'label_map': cfg.label_map, 'labelled_frames': sum(x is not None
+                                                                 for x in clip.labels),
+              'temporal_modules': modules.loaded(), 'keyframe_interval': interval,
+              'flow_preset': cfg.flow_preset, 'weather_temporal': cfg.weather_temporal,
+              'seed': cfg.seed, 'runs': runs}
+    for key in ('miou', 'per_class_iou', 'tc', 'agreement', 'latency_ms', 'fps', 'dropped'):
         if key in runs[0]:
             report[key] = runs[0][key]
 
     if max_d is not None and 'keyframe' in cfg.strategies:
-        corrected = strategy('keyframe')
-        pda = pda_curve(corrected, clip, max_d, cfg.progress, 'pda keyframe')
-        plain = pda_curve(strategy('keyframe', correction=False), clip, max_d, cfg.progress,
-                          'pda warp')
-        pf_preds = predictions.get('per_frame')
-        if pf_preds is None:
-            pf_preds = evaluate_strategy(strategy('per_frame'), clip, False)['predictions']
-        report['pda'] = {'keyframe': pda['miou'], 'warp': plain['miou'],
-                         'per_frame': per_frame_at_distance(pf_preds, clip, max_d)}
-        report['pda_frames'] = pda['frames']
-        report['pda_distortion'] = pda['distortion']
-        # FLOPs of one keyframe and one propagated frame, counted by torch (DIS flow runs in
-        # OpenCV and is not counted; nor are grid_sample and the final softmax/argmax).
-        corrected.reset()
-        key_gf = _gflops(lambda: corrected.step(clip.images[0], 0.0))
-        nonkey_gf = _gflops(lambda: corrected.step(clip.images[1], 1 / clip.fps))
-        key_ms = float(np.median(pda['key_ms']))
-        nonkey_ms = float(np.median(pda['nonkey_ms']))
-        report['cost'] = {'key_ms_p50': key_ms, 'nonkey_ms_p50': nonkey_ms,
-                          'warp_nonkey_ms_p50': float(np.median(plain['nonkey_ms'])),
-                          'key_gflops': key_gf, 'nonkey_gflops': nonkey_gf,
-                          'time_ratio': nonkey_ms / key_ms,
-                          'flops_ratio': nonkey_gf / key_gf if key_gf else None,
-                          'corrected': corrected.corrects}
+        report.update(_pda(strategy, clip, max_d, clean_predictions.get('per_frame'), cfg))
     (cfg.out / 'report.json').write_text(json.dumps(report, indent=2, default=_json) + '\n')
     (cfg.out / 'report.md').write_text(markdown(report))
-    plot(report, cfg.out)
+    from vsda_ros.evaluation.plots import plot_latency, plot_report, plot_samples
+    plot_report(report, cfg.out)
+    plot_latency(latencies, cfg.out / 'latency_hist.png')
+    plot_samples(samples, clip.palette, cfg.out / 'samples.png')
     return report
+
+
+def _pda(strategy, clip, max_d: int, pf_preds, cfg: EvalConfig) -> dict:
+    """The PDA curve (corrected, plain warping, per-frame on the same frames) and the cost."""
+    corrected = strategy('keyframe')
+    pda = pda_curve(corrected, clip, max_d, cfg.progress, 'pda keyframe')
+    plain = pda_curve(strategy('keyframe', correction=False), clip, max_d, cfg.progress,
+                      'pda warp')
+    if pf_preds is None:
+        pf_preds = evaluate_strategy(strategy('per_frame'), clip, False)['predictions']
+    out = {'pda': {'keyframe': pda['miou'], 'warp': plain['miou'],
+                   'per_frame': per_frame_at_distance(pf_preds, clip, max_d)},
+           'pda_frames': pda['frames'], 'pda_distortion': pda['distortion']}
+    # FLOPs of one keyframe and one propagated frame, counted by torch (DIS flow runs in
+    # OpenCV and is not counted; nor are grid_sample and the final argmax).
+    corrected.reset()
+    key_gf = _gflops(lambda: corrected.step(clip.images[0], 0.0))
+    nonkey_gf = _gflops(lambda: corrected.step(clip.images[1], 1 / clip.fps))
+    key_ms = float(np.median(pda['key_ms']))
+    nonkey_ms = float(np.median(pda['nonkey_ms']))
+    out['cost'] = {'key_ms_p50': key_ms, 'nonkey_ms_p50': nonkey_ms,
+                   'warp_nonkey_ms_p50': float(np.median(plain['nonkey_ms'])),
+                   'key_gflops': key_gf, 'nonkey_gflops': nonkey_gf,
+                   'time_ratio': nonkey_ms / key_ms,
+                   'flops_ratio': nonkey_gf / key_gf if key_gf else None,
+                   'corrected': corrected.corrects}
+    return out
 
 
 def _json(v):
@@ -149,16 +257,23 @@ def _f(v, nd=2) -> str:
 
 def markdown(r: dict) -> str:
     """The report as Markdown tables."""
-    lines = [f"# vsda eval: {r['model']} on {r['source']} ({r['frames']} frames)", '',
+    lines = [f"# vsda eval: {r['model']} on {r['source']} ({r['frames']} frames, "
+             f"{r['labelled_frames']} labelled, {r['mode']})", '',
              f"Temporal modules: {', '.join(r['temporal_modules']) or 'none (untrained)'}; "
-             f"keyframe interval {r['keyframe_interval']}.", '',
-             '| strategy | mIoU | TC | latency p50 / p95 / p99 ms | fps | keyframes |',
-             '|---|---|---|---|---|---|']
+             f"keyframe interval {r['keyframe_interval']}; weather "
+             f"{'temporal' if r['weather_temporal'] else 'i.i.d. per frame'}, seed {r['seed']}.",
+             '', '| weather | strategy | mIoU | agreement | TC | latency p50 / p95 / p99 ms | '
+             'fps | keyframes | dropped |', '|---|---|---|---|---|---|---|---|---|']
     for run in r['runs']:
         lat = run['latency_ms']
-        lines.append(f"| {run['strategy']} | {_f(run.get('miou'))} | {_f(run['tc'])} | "
+        lines.append(f"| {run['weather'] or 'clean'} | {run['strategy']} | "
+                     f"{_f(run.get('miou'))} | {_f(run.get('agreement'))} | {_f(run['tc'])} | "
                      f"{_f(lat['p50'], 1)} / {_f(lat['p95'], 1)} / {_f(lat['p99'], 1)} | "
-                     f"{_f(run['fps'], 1)} | {_f(run['keyframe_ratio'])} |")
+                     f"{_f(run['fps'], 1)} | {_f(run['keyframe_ratio'])} | {run['dropped']} |")
+    table = robustness_table(r)
+    if table:
+        lines += ['', '## Robustness (mIoU, or agreement with clean per-frame without labels)',
+                  ''] + table
     if 'pda' in r:
         ds = list(r['pda']['keyframe'])
         lines += ['', '## Propagation distance (mIoU at distance d from the keyframe)', '',
@@ -177,39 +292,16 @@ def markdown(r: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def plot(r: dict, out: Path) -> None:
-    """PDA curve, mIoU/TC per strategy, latency histogram."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    names = [run['strategy'] for run in r['runs']]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    x = np.arange(len(names))
-    ax[0].bar(x, [run.get('miou') or 0 for run in r['runs']], color='tab:blue')
-    ax[0].set_title('mIoU (%)')
-    ax[1].bar(x, [run['tc'] for run in r['runs']], color='tab:green')
-    ax[1].set_title('temporal consistency (%)')
-    for a in ax:
-        a.set_xticks(x, names)
-        a.grid(axis='y', alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / 'strategies.png', dpi=110)
-    plt.close(fig)
-    if 'pda' in r:
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        styles = {'per_frame': ('--', 'k', 'per-frame'),
-                  'warp': ('-o', 'tab:red', 'plain warping'),
-                  'keyframe': ('-o', 'tab:blue', 'keyframe + DMNet/CFNet')}
-        for name, curve in r['pda'].items():
-            keys = [d for d in curve if int(d) > 0]
-            ls, color, label = styles[name]
-            ax.plot([int(d) for d in keys], [curve[d] for d in keys], ls, color=color,
-                    label=label)
-        ax.set_xlabel('propagation distance d (frames at 15 Hz)')
-        ax.set_ylabel('mIoU (%)')
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / 'pda.png', dpi=110)
-        plt.close(fig)
+def robustness_table(r: dict) -> list[str]:
+    """Rows 'kind intensity' × columns strategy (Markdown lines); [] with no weather runs."""
+    if all(run['weather'] is None for run in r['runs']):
+        return []
+    key = 'miou' if r['runs'][0].get('miou') is not None else 'agreement'
+    strategies = list(dict.fromkeys(run['strategy'] for run in r['runs']))
+    cell = {(run['weather'] or 'clean', run['strategy']): run.get(key) for run in r['runs']}
+    weathers = list(dict.fromkeys(run['weather'] or 'clean' for run in r['runs']))
+    lines = ['| weather | ' + ' | '.join(strategies) + ' |',
+             '|---|' + '---|' * len(strategies)]
+    for w in weathers:
+        lines.append(f'| {w} | ' + ' | '.join(_f(cell.get((w, s))) for s in strategies) + ' |')
+    return lines

@@ -33,6 +33,7 @@ class Clip:
         num_classes: number of label classes.
         class_names: names of the label classes.
         mapping: optional LUT from model class ids to label class ids.
+        palette: RGB colour of each label class (for plots).
     """
 
     images: list[np.ndarray]
@@ -42,6 +43,7 @@ class Clip:
     class_names: list[str]
     ignore_index: int = 255
     mapping: np.ndarray | None = None
+    palette: list[tuple[int, int, int]] | None = None
 
     def to_label_space(self, pred: np.ndarray) -> np.ndarray:
         return self.mapping[pred] if self.mapping is not None else pred
@@ -76,12 +78,17 @@ def _score(cm: ConfusionMatrix, names: list[str]) -> dict:
 
 
 def evaluate_strategy(strategy: Strategy, clip: Clip, progress: bool = True,
-                      desc: str = '') -> dict:
+                      desc: str = '', flow_images: list[np.ndarray] | None = None) -> dict:
     """Run ``strategy`` over the clip in order and score it.
+
+    ``flow_images`` are the frames TC's optical flow is computed on (default: the clip's own);
+    a weather run passes the clean frames, so TC measures the predictions, not the flow's
+    trouble with fog.
 
     Returns ``miou``, ``per_class_iou``, ``pixel_accuracy`` (when labels exist), ``tc``,
     ``latency_ms`` {p50, p95, p99} (whole ``step``), ``stage_ms``, ``fps``, ``frames``,
-    ``keyframe_ratio``, and ``predictions`` (label-space masks, for the caller's plots).
+    ``keyframe_ratio``, ``latency_samples`` (ms per frame) and ``predictions`` (label-space
+    masks), the last two for the caller's plots.
     """
     strategy.reset()
     cm = ConfusionMatrix(clip.num_classes, clip.ignore_index)
@@ -104,8 +111,8 @@ def evaluate_strategy(strategy: Strategy, clip: Clip, progress: bool = True,
            'latency_ms': percentiles_ms(latency, (50, 95, 99)),
            'stage_ms': {k: percentiles_ms(v, (50, 95)) for k, v in stages.items()},
            'fps': len(preds) / wall if wall > 0 else None,
-           'keyframe_ratio': keys / max(1, len(preds)),
-           'tc': temporal_consistency(preds, clip.images, clip.num_classes)}
+           'keyframe_ratio': keys / max(1, len(preds)), 'latency_samples': latency,
+           'tc': temporal_consistency(preds, flow_images or clip.images, clip.num_classes)}
     if cm.matrix.sum():
         out.update(_score(cm, clip.class_names))
     out['predictions'] = preds
@@ -164,36 +171,33 @@ def per_frame_at_distance(preds: list[np.ndarray], clip: Clip, max_distance: int
     return out
 
 
-def load_clip(frames: str, labels: str | None, meta, label_map: str | None = None,
-              fps: float = 15.0, max_frames: int | None = None) -> Clip:
-    """A frame folder (+ a label folder with the same file names) as a :class:`Clip`.
+def load_clip(source: str, labels: str | None, meta, label_map: str | None = None,
+              fps: float = 15.0, max_frames: int | None = None,
+              topic: str | None = None) -> Clip:
+    """Any frame source (+ labels) as a :class:`Clip`, in time order.
 
-    ``label_map`` (e.g. ``cityscapes-camvid``) maps the model's classes to the labels'; without
-    it the labels use the model's class ids. Label values ≥ the number of classes (CamVid's
-    void = 11) are ignored.
+    ``source`` is an image folder (``labels`` = a label folder, CamVid or Cityscapes layout), a
+    video file, or a rosbag2 (``topic`` = its image topic; ``labels`` = a label topic). See
+    :func:`vsda_ros.data.labelled.open_labelled`. ``label_map`` (e.g. ``cityscapes-camvid``)
+    maps the model's classes to the labels'; without it the labels use the model's class ids.
+    Label values ≥ the number of classes (CamVid's void = 11) are ignored.
 
-    Raises ``FileNotFoundError`` for a missing folder or label file, ``ValueError`` for an
-    unknown map or one that does not fit the model.
+    Raises ``FileNotFoundError`` for a missing source or label file, ``ValueError`` for an
+    unknown map or one that does not fit the model, an empty source, or an unknown topic.
     """
-    from pathlib import Path
+    from vsda_ros.data.labelled import open_labelled
+    from vsda_ros.models.zoo import label_mapping, label_palette
 
-    from vsda_ros.data.sources import FrameSource, read_label
-    from vsda_ros.models.zoo import label_mapping
-
-    src = FrameSource(Path(frames), fps=fps)
     mapping, names = label_mapping(label_map, meta)
-    if labels and not Path(labels).is_dir():
-        raise FileNotFoundError(f'labels folder {labels} does not exist')
-    images, labs = [], []
-    for frame in src:
-        if max_frames is not None and len(images) >= max_frames:
-            break
+    images, labs, stamps = [], [], []
+    for frame, label in open_labelled(source, topic=topic, labels=labels, fps=fps,
+                                      max_frames=max_frames):
         images.append(frame.image)
-        if labels:
-            path = Path(labels) / frame.name
-            if not path.is_file():
-                raise FileNotFoundError(f'no label {path} for frame {frame.name}')
-            labs.append(read_label(path))
-        else:
-            labs.append(None)
-    return Clip(images, labs, fps, len(names), names, ignore_index=len(names), mapping=mapping)
+        labs.append(label)
+        stamps.append(frame.stamp)
+    if not images:
+        raise ValueError(f'no frames in {source}')
+    if len(stamps) > 1 and stamps[-1] > stamps[0]:  # a bag or video knows its own rate
+        fps = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    return Clip(images, labs, fps, len(names), names, ignore_index=len(names), mapping=mapping,
+                palette=label_palette(label_map, meta))

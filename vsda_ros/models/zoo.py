@@ -65,6 +65,12 @@ def label_mapping(name: str | None, meta: ModelMeta) -> tuple[np.ndarray | None,
                          f'{meta.name} has {meta.num_classes}')
     return mapping, list(CAMVID_CLASSES)
 
+
+def label_palette(name: str | None, meta: ModelMeta) -> list[tuple[int, int, int]]:
+    """Colours of the label classes of :func:`label_mapping` (same arguments)."""
+    return list(meta.palette) if not name else list(CAMVID_PALETTE)
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -118,3 +118,16 @@ def numpy_to_image(array: np.ndarray, header=None, encoding: str | None = None) 
     msg.step = msg.width * channels
     msg.data = array.tobytes()
     return msg
+
+
+def mono8_to_array(msg: Image) -> np.ndarray:
+    """A mono8 ``sensor_msgs/Image`` (e.g. the node's ``mask``) → H×W uint8 (a copy).
+
+    Raises ``ValueError`` for another encoding or a size that does not match.
+    """
+    if msg.encoding != 'mono8':
+        raise ValueError(f'expected a mono8 image, got {msg.encoding!r}')
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if step < w or step * h != len(msg.data):
+        raise ValueError(f'mono8 data size {len(msg.data)} does not fit {w}x{h} (step {step})')
+    return np.frombuffer(msg.data, np.uint8).reshape(h, step)[:, :w].copy()
