@@ -241,6 +241,11 @@ class SegmentationNode(Node):
         resolve_device(device)  # fail before loading weights
         model = load_model(self.model_name, download=False, progress=False)
         self.segmenter = Segmenter(model, SegmenterConfig(input_size=size, device=device))
+        # Warm-up: the first passes allocate and tune; without this the first camera frames
+        # take seconds, pile up drops and look like a stream break to the temporal strategy.
+        w, h = self.segmenter.input_size
+        for _ in range(2):
+            self.segmenter.segment(np.zeros((h, w, 3), np.uint8))
         self.modules = load_temporal_modules(self.model_name, p('temporal_weights').value)
         self._lut = palette_array(model.meta.palette)
         self._live = {name: p(name).value for name, spec in PARAMETERS.items()
