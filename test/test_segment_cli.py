@@ -69,3 +69,19 @@ def test_accuracy_floor_on_camvid_val(tmp_path, real_data, model, extra, floor):
     assert summary['miou'] >= floor
     names = {p.name for p in (out / 'labels').glob('*.png')}
     assert names == {p.name for p in (real_data / 'camvid' / 'val').glob('*.png')}
+
+
+def test_segment_reads_a_bag_like_the_folder_it_came_from(real_data, tmp_path):
+    from vsda_ros.data.bags import write_bag
+    from vsda_ros.data.sources import FrameSource
+
+    frames = list(FrameSource(real_data / 'camvid' / 'val'))[:2]
+    write_bag(tmp_path / 'bag', ((f, None) for f in frames), storage='sqlite3')
+    assert main(['segment', '--input', str(tmp_path / 'bag'), '--out', str(tmp_path / 'b'),
+                 '--no-overlay', '--quiet']) == 0
+    assert main(['segment', '--input', str(real_data / 'camvid' / 'val'), '--max-frames', '2',
+                 '--out', str(tmp_path / 'f'), '--no-overlay', '--quiet']) == 0
+    for i, f in enumerate(frames):
+        from_bag = cv2.imread(str(tmp_path / 'b' / 'labels' / f'{i:06d}.png'), 0)
+        from_folder = cv2.imread(str(tmp_path / 'f' / 'labels' / f.name), 0)
+        assert from_bag is not None and np.array_equal(from_bag, from_folder)

@@ -19,7 +19,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         labels=Path(args.labels) if args.labels else None, label_map=args.map,
         json_path=Path(args.json) if args.json else Path(args.out) / 'summary.json',
         write_overlay=not args.no_overlay, alpha=args.alpha, max_frames=args.max_frames,
-        progress=not args.quiet)
+        progress=not args.quiet, topic=args.topic)
     s = run_segment(cfg)
     lat = s['latency_ms']
     print(f"segmented {s['frames']} frames with {s['model']} at {s['input_size'][0]}x"
@@ -153,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--model', default='espnet-camvid',
                    help=f'zoo name ({", ".join(ZOO)}) or a checkpoint file '
                         '(default: %(default)s)')
-    p.add_argument('--input', required=True, help='folder of images, or a video file')
+    p.add_argument('--input', required=True,
+                   help='folder of images, a video file, or a rosbag2 (mcap or sqlite3)')
+    p.add_argument('--topic', default=None,
+                   help='image topic of a bag input (default: its only image topic)')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--size', default=None,
                    help="network input WIDTHxHEIGHT, e.g. 480x360 (default: the model's native)")

@@ -33,6 +33,7 @@ class SegmentConfig:
     alpha: float = 0.5
     max_frames: int | None = None
     progress: bool = True
+    topic: str | None = None
 
 
 def run_segment(cfg: SegmentConfig) -> dict:
@@ -46,7 +47,8 @@ def run_segment(cfg: SegmentConfig) -> dict:
     Raises:
         FileNotFoundError / ValueError: bad input, a missing label file, an unknown map.
     """
-    source = FrameSource(cfg.input)
+    from vsda_ros.data.bags import BagSource, is_bag
+    source = BagSource(cfg.input, cfg.topic) if is_bag(cfg.input) else FrameSource(cfg.input)
     model = load_model(cfg.model, progress=cfg.progress)
     segmenter = Segmenter(model, SegmenterConfig(input_size=cfg.size, device=cfg.device))
     meta = segmenter.meta
