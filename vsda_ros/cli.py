@@ -88,6 +88,9 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
     from vsda_ros.adaptation.train import train
 
     overrides = {'recipe': args.recipe, 'model': args.model, 'target': args.target or None,
+                 'source': args.source, 'source_labels': args.source_labels,
+                 'source_map': args.source_map, 'train_base': args.train_base,
+                 'freeze': args.freeze or None,
                  'out': args.out, 'iterations': args.iterations, 'batch': args.batch,
                  'lr': args.lr, 'seed': args.seed, 'threads': args.threads,
                  'device': args.device, 'val': args.val, 'val_labels': args.val_labels,
@@ -97,6 +100,8 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
     else:
         cfg = AdaptConfig(**{k: v for k, v in overrides.items() if v is not None})
     s = train(cfg, progress=not args.quiet)
+    if s.get('rank', 0) != 0:  # under torchrun only rank 0 reports
+        return 0
     print(f"{s['recipe']}: {s['iterations']} iterations in {s['train_seconds']:.0f} s; "
           f"checkpoint {s['out']} (summary {s['out']}.json)")
     for e in s['evaluations']:
@@ -219,16 +224,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(
-        'adapt', help='train temporal modules / adapt a model on unlabelled target video',
-        description='Train on unlabelled target video (frame folders, video files). Recipes: '
-                    'davss (DMNet + CFNet for the keyframe strategy), fusion (the adjacent-'
-                    'frame fusion block, teacher-student under degradations). Writes a vsda '
-                    'checkpoint that segmentation_node and vsda eval load, a resumable state '
-                    '(OUT.state.pt) and a JSON summary (OUT.json).',
+        'adapt', help='adapt a model / train temporal modules on unlabelled target video',
+        description='Train on unlabelled target video (frame folders, video files) and, for '
+                    'some recipes, labelled source frames. Recipes: davss (DMNet + CFNet for '
+                    'the keyframe strategy, frozen network), fusion (the fusion block, teacher-'
+                    'student under degradations, frozen network), source (supervised on '
+                    'labelled source frames), tps (cross-frame pseudo-labels through optical '
+                    'flow), i2vda (temporal augmentation + proxy network + output-level LSGAN), '
+                    'vat_vst (clip-level adversarial alignment, then video self-training), tsl '
+                    '(temporal-spatial teacher-student under temporal weather; trains the '
+                    'network and the fusion block). Writes a vsda checkpoint that '
+                    'segmentation_node and vsda eval load, a resumable state (OUT.state.pt) and a '
+                    'JSON summary (OUT.json). Under torchrun it trains with DDP (gloo on CPU).',
         epilog=EPILOG)
     p.add_argument('--config', default=None,
                    help='recipe YAML (config/experiments/*.yaml); flags override it')
-    p.add_argument('--recipe', default=None, choices=['davss', 'fusion'])
+    from vsda_ros.adaptation.config import RECIPES
+    from vsda_ros.adaptation.source_data import SOURCE_MAPS
+    p.add_argument('--recipe', default=None, choices=RECIPES)
+    p.add_argument('--source', default=None, help='labelled source frame folder')
+    p.add_argument('--source-labels', default=None, help='its label folder')
+    p.add_argument('--source-map', default=None, choices=sorted(SOURCE_MAPS),
+                   help='map the source labels to the model classes')
+    p.add_argument('--train-base', default=None, action=argparse.BooleanOptionalAction,
+                   help='train the network itself (default: the recipe decides)')
+    p.add_argument('--freeze', action='append', default=[], metavar='PREFIX',
+                   help='keep parameters whose names start with PREFIX fixed (repeatable)')
     p.add_argument('--model', default=None, help='base model (zoo name or checkpoint)')
     p.add_argument('--target', action='append', default=[],
                    help='unlabelled target frames folder or video (repeatable)')

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import yaml
 
-RECIPES = ('davss', 'fusion')
+#: ``davss``/``fusion`` train temporal modules on a frozen network; the others adapt the whole
+#: network (see :mod:`vsda_ros.adaptation.uda`).
+RECIPES = ('davss', 'fusion', 'source', 'tps', 'i2vda', 'vat_vst', 'tsl')
+#: recipes that cannot work without a labelled source set.
+NEEDS_SOURCE = ('source',)
+#: recipes that train the base network by default (``train_base`` = ``None``).
+TRAINS_BASE = ('source', 'tps', 'i2vda', 'vat_vst', 'tsl')
+#: learning rate when ``lr`` is not given: temporal modules from scratch vs fine-tuning.
+DEFAULT_LR = {'davss': 2e-3, 'fusion': 2e-3}
+DEFAULT_NETWORK_LR = 5e-5
 
 
 @dataclass
@@ -15,11 +24,18 @@ class AdaptConfig:
 
     Attributes:
         recipe: ``davss`` (DMNet + CFNet for keyframe propagation) or ``fusion`` (the
-            adjacent-frame fusion block, teacher–student under degradations).
-        model: the base network (zoo name or checkpoint); frozen by these recipes.
-        target: unlabelled target video: frame folders and/or video files.
-        out: checkpoint to write (base model + trained temporal modules).
-        iterations, batch, lr: optimisation (AdamW).
+            adjacent-frame fusion block, teacher–student under degradations), both on a frozen
+            network; or a whole-network recipe (:mod:`vsda_ros.adaptation.uda`): ``source``
+            (supervised on labelled source frames), ``tps`` (cross-frame pseudo-labels),
+            ``i2vda`` (image-to-video: temporal augmentation, proxy pseudo-labels, output GAN),
+            ``vat_vst`` (clip adversarial alignment, then video self-training), ``tsl``
+            (temporal + spatial teacher–student with weather, trains the fusion block too).
+        model: the base network (zoo name or checkpoint).
+        target: unlabelled target video: frame folders and/or video files (not needed by
+            ``source``).
+        out: checkpoint to write (the network — adapted or not — + trained temporal modules).
+        iterations, batch, lr: optimisation (AdamW, poly decay). ``lr`` ``None`` = the
+            recipe's default (2e-3 for temporal modules, 5e-5 for fine-tuning the network).
         crop: (width, height) random crop of each training sample.
         height: frames are resized to this height first (keeps the aspect).
         max_distance: consecutive training frames are 1..max_distance stored frames apart.
@@ -43,6 +59,54 @@ class AdaptConfig:
         seed: seeds numpy and torch; the run is deterministic on one CPU thread setting.
         threads: torch CPU threads.
         save_every: write a resumable state every N iterations (``<out>.state.pt``).
+
+    Whole-network recipes (ignored by ``davss``/``fusion``):
+        source, source_labels: a labelled source frame folder and its label folder (CamVid
+            layout: same file names; Cityscapes layout: ``*_leftImg8bit.png`` ↔
+            ``*_gtFine_labelIds.png``, converted to train ids). Optional except for ``source``.
+        source_map: maps source label ids to the model's class ids: ``camvid-cityscapes``
+            (CamVid labels, Cityscapes model) or ``cityscapes-camvid``; ``None`` = the labels
+            are the model's class ids already (values ≥ the number of classes are ignored).
+        source_weight: weight of the supervised source term.
+        train_base: train the network (``None`` = the recipe's default: yes for the
+            whole-network recipes, no for ``davss``/``fusion``; ``tsl`` with ``False`` trains
+            only its fusion block). BatchNorm statistics always stay frozen.
+        freeze: prefixes of network parameter names kept frozen (e.g. ``[base_net]`` trains
+            only the ESPNetv2 decoder).
+        frame_size: (width, height): resize target/source frames to exactly this size (as the
+            node and ``vsda eval`` resize their input), instead of to ``height``.
+        clip_max_dt: only target sequences whose stored frames are at most this many seconds
+            apart give clips (0 = any spacing).
+        confidence: pseudo-labels below this softmax confidence are ignored.
+        class_balance: ``tps``/``vat_vst``/``tsl``: each predicted class also keeps its most
+            confident fraction of pixels (class-balanced pseudo-labels; 0 = off).
+        aug_scale, aug_jitter, aug_blur: strong augmentation of the student's input: crop
+            between ``aug_scale`` and 1 of each side, rescaled back (+ flip); colour jitter
+            ±``aug_jitter``; Gaussian blur up to sigma ``aug_blur`` (half of the samples).
+        proxy_launch, proxy_interval: ``i2vda``: the proxy network (a frozen copy of the
+            network that gives pseudo-labels) is first made at iteration L = ``proxy_launch``
+            and refreshed every K = ``proxy_interval`` iterations (L, L+K, …).
+        entropy_threshold: ``i2vda``: pseudo-labels whose normalised entropy (H / log C) is
+            above this are ignored.
+        disc_lr, disc_width, adv_weight: the discriminators' lr and width, and the weight of
+            the adversarial term in the network's loss (``i2vda``, ``vat_vst``).
+        clip_frames: ``vat_vst``: frames per clip (2–3) for the clip discriminator and for the
+            aggregated pseudo-labels (the middle frame is the labelled one).
+        vst_start: ``vat_vst``: iteration at which adversarial training (VAT) switches to video
+            self-training (VST); its pseudo-label network is the network frozen at that point.
+        ema: also the EMA decay of the ``tps``/``tsl`` teachers (0 = the teacher is the
+            current network).
+        tsl_crop: ``tsl``: the student's crop (w, h) inside each sampled ``crop``
+            (default ``(0, 0)`` = half of ``crop``).
+        tsl_zoom: ``tsl``: the spatial teacher sees the student's crop upsampled by this factor,
+            or by (x, y) factors: ``[2.133, 1.422]`` shows a 480×360 frame's crop at the scale
+            of a 1024×512 input, where the Cityscapes ESPNetv2 is at its best on CamVid.
+        spatial_weight: ``tsl``: weight of the spatial-teacher consistency term.
+        weather_kinds, weather_intensity: ``tsl``: the student's synthetic weather (kinds of
+            :mod:`vsda_ros.weather`, one drawn per sample, intensity drawn in the range).
+        export_teacher: export the EMA teacher (``tps``/``tsl``) instead of the student.
+        val_size: (w, h) network input size for the evaluations (``None`` = native size).
+        val_frames: evaluate on the first N frames of ``val`` only (0 = all).
     """
 
     recipe: str = 'davss'
@@ -51,7 +115,7 @@ class AdaptConfig:
     out: str = 'runs/adapted.pt'
     iterations: int = 600
     batch: int = 4
-    lr: float = 2e-3
+    lr: float | None = None
     crop: tuple[int, int] = (320, 240)
     height: int = 360
     max_distance: int = 4
@@ -74,22 +138,116 @@ class AdaptConfig:
     threads: int = 2
     device: str = 'cpu'
     save_every: int = 100
+    # --- whole-network recipes ---
+    source: str | None = None
+    source_labels: str | None = None
+    source_map: str | None = None
+    source_weight: float = 1.0
+    train_base: bool | None = None
+    freeze: list[str] = field(default_factory=list)
+    frame_size: tuple[int, int] | None = None
+    clip_max_dt: float = 0.0
+    confidence: float = 0.9
+    class_balance: float = 0.0
+    aug_scale: float = 0.6
+    aug_jitter: float = 0.3
+    aug_blur: float = 1.5
+    proxy_launch: int = 100
+    proxy_interval: int = 100
+    entropy_threshold: float = 0.5
+    disc_lr: float = 1e-4
+    disc_width: int = 32
+    adv_weight: float = 1e-3
+    clip_frames: int = 3
+    vst_start: int = 200
+    tsl_crop: tuple[int, int] = (0, 0)
+    tsl_zoom: float | tuple[float, float] = 2.0
+    spatial_weight: float = 1.0
+    weather_kinds: list[str] = field(
+        default_factory=lambda: ['fog', 'rain', 'snow', 'night', 'glare', 'noise'])
+    weather_intensity: tuple[float, float] = (0.3, 0.8)
+    export_teacher: bool = False
+    val_size: tuple[int, int] | None = None
+    val_frames: int = 0
+
+    @property
+    def trains_base(self) -> bool:
+        """Whether the network itself is trained (``train_base`` or the recipe's default)."""
+        return self.recipe in TRAINS_BASE if self.train_base is None else bool(self.train_base)
+
+    @property
+    def zoom_xy(self) -> tuple[float, float]:
+        """``tsl_zoom`` as (x, y) factors."""
+        z = self.tsl_zoom
+        return (float(z), float(z)) if isinstance(z, (int, float)) else (float(z[0]), float(z[1]))
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or the recipe's default when it is ``None``."""
+        if self.lr is not None:
+            return float(self.lr)
+        return DEFAULT_LR.get(self.recipe, DEFAULT_NETWORK_LR)
 
     def validate(self) -> None:
         """Raise ``ValueError`` with the offending key."""
         if self.recipe not in RECIPES:
             raise ValueError(f'unknown recipe {self.recipe!r}; available: {", ".join(RECIPES)}')
-        if not self.target:
+        if not self.target and self.recipe != 'source':
             raise ValueError('no target video given (--target FOLDER_OR_VIDEO, repeatable)')
-        for key in ('iterations', 'batch', 'max_distance', 'steps', 'threads'):
+        if self.recipe in NEEDS_SOURCE and not (self.source and self.source_labels):
+            raise ValueError(f'recipe {self.recipe} needs labelled source frames '
+                             '(--source FOLDER --source-labels FOLDER)')
+        if bool(self.source) != bool(self.source_labels):
+            raise ValueError('source and source_labels go together (a frame folder and its '
+                             'label folder)')
+        if self.recipe in ('davss', 'fusion') and self.train_base:
+            raise ValueError(f'recipe {self.recipe} trains temporal modules on a frozen '
+                             'network; train_base must be false')
+        if self.recipe in ('source', 'tps', 'i2vda', 'vat_vst') and self.train_base is False:
+            raise ValueError(f'recipe {self.recipe} trains the network; train_base cannot be '
+                             'false (tsl can: then only its fusion block is trained)')
+        for key in ('iterations', 'batch', 'max_distance', 'steps', 'threads', 'proxy_interval',
+                    'disc_width'):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f'{key} must be ≥ 1, got {getattr(self, key)}')
+        for key in ('proxy_launch', 'vst_start', 'val_frames', 'eval_every', 'save_every'):
+            if int(getattr(self, key)) < 0:
+                raise ValueError(f'{key} must be ≥ 0, got {getattr(self, key)}')
         if not 0 < self.fusion_scale <= 1:
             raise ValueError(f'fusion_scale must be in (0, 1], got {self.fusion_scale}')
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f'lr must be > 0, got {self.lr}')
+        if not 0 <= self.class_balance <= 1:
+            raise ValueError(f'class_balance must be in [0, 1], got {self.class_balance}')
+        if not 0 <= self.confidence < 1:
+            raise ValueError(f'confidence must be in [0, 1), got {self.confidence}')
+        if not 0 < self.aug_scale <= 1:
+            raise ValueError(f'aug_scale must be in (0, 1], got {self.aug_scale}')
+        if not 0 <= self.ema < 1:
+            raise ValueError(f'ema must be in [0, 1), got {self.ema}')
+        if not 2 <= int(self.clip_frames) <= 5:
+            raise ValueError(f'clip_frames must be 2..5, got {self.clip_frames}')
+        if not min(self.zoom_xy) >= 1:
+            raise ValueError(f'tsl_zoom must be ≥ 1 (or a pair of such), got {self.tsl_zoom}')
+        lo, hi = self.weather_intensity
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f'weather_intensity must be 0 ≤ lo ≤ hi ≤ 1, got '
+                             f'{self.weather_intensity}')
+        if self.recipe == 'tsl' and not self.weather_kinds:
+            raise ValueError('weather_kinds is empty')
+        if self.source_map is not None:
+            from vsda_ros.adaptation.source_data import SOURCE_MAPS
+            if self.source_map not in SOURCE_MAPS:
+                raise ValueError(f'unknown source_map {self.source_map!r}; known: '
+                                 f'{", ".join(SOURCE_MAPS)}')
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d['crop'] = list(self.crop)
+        if isinstance(d['tsl_zoom'], tuple):
+            d['tsl_zoom'] = list(d['tsl_zoom'])
+        for key in _PAIRS:
+            if d[key] is not None:
+                d[key] = list(d[key])
         return d
 
     @classmethod
@@ -103,7 +261,27 @@ class AdaptConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f'{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}')
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        if 'crop' in data:
-            data['crop'] = tuple(int(v) for v in data['crop'])
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if set(overrides) - known:
+            raise ValueError(f'unknown settings {sorted(set(overrides) - known)}; known: '
+                             f'{sorted(known)}')
+        data.update(overrides)
         return cls(**data)
+
+    def __post_init__(self) -> None:
+        # YAML gives lists; the pairs are tuples (ints, except the intensity range)
+        for key in _PAIRS:
+            value = getattr(self, key)
+            if value is not None:
+                cast = float if key == 'weather_intensity' else int
+                setattr(self, key, tuple(cast(v) for v in value))
+        self.source_map = self.source_map or None      # '' (a CLI flag) = no map
+        if not isinstance(self.tsl_zoom, (int, float)):
+            self.tsl_zoom = tuple(float(v) for v in self.tsl_zoom)
+            if len(self.tsl_zoom) != 2:
+                raise ValueError(f'tsl_zoom must be a factor or (x, y), got {self.tsl_zoom}')
+        self.freeze = list(self.freeze or [])
+        self.weather_kinds = list(self.weather_kinds or [])
+
+
+_PAIRS = ('crop', 'frame_size', 'tsl_crop', 'weather_intensity', 'val_size')

@@ -1,5 +1,6 @@
-"""The two temporal-module recipes. Each is a class with ``modules()`` (what is trained),
-``loss(batch_frames)`` (one step's loss and logged values) and ``export()`` (what is saved).
+"""The two temporal-module recipes (the whole-network ones are in :mod:`.uda`). Each is a class
+with ``modules()`` (what is trained), ``loss(batch_frames)`` (one step's loss and logged values)
+and ``export()`` (what is saved).
 
 The base network is frozen (eval mode, no gradients) in both, so training is CPU-feasible.
 
@@ -176,3 +177,8 @@ def _u8(x: torch.Tensor) -> np.ndarray:
 
 
 RECIPE_CLASSES = {'davss': DavssRecipe, 'fusion': FusionRecipe}
+
+# the whole-network recipes (vsda_ros/adaptation/uda/) share the same registry
+from vsda_ros.adaptation.uda import UDA_RECIPES  # noqa: E402
+
+RECIPE_CLASSES.update(UDA_RECIPES)
