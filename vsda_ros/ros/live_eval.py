@@ -92,7 +92,7 @@ class LiveRunner:
             subs = [node.create_subscription(Image, f'{ns}/mask', on_mask, QoSProfile(depth=50)),
                     node.create_subscription(DiagnosticArray, f'{ns}/timing', on_timing,
                                              QoSProfile(depth=50))]
-            deadline = time.monotonic() + (10 if self.attach is not None else 60)
+            deadline = time.monotonic() + (30 if self.attach is not None else 60)
             while pub.get_subscription_count() == 0 or subs[0].get_publisher_count() == 0:
                 if (proc is not None and proc.poll() is not None) \
                         or time.monotonic() > deadline:
