@@ -101,6 +101,11 @@ class LiveRunner:
                         f'in this ROS_DOMAIN_ID?)' if self.attach is not None else
                         f'segmentation_node ({strategy}) did not start')
                 executor.spin_once(timeout_sec=0.1)
+            # Matching is seen from our side first; give the node's side a moment too, or the
+            # first (best-effort) frame can be lost.
+            settle = time.monotonic() + 1.0
+            while time.monotonic() < settle:
+                executor.spin_once(timeout_sec=0.05)
             sent: list[tuple[tuple, float]] = []
             t0 = time.monotonic()
             for i, img in enumerate(tqdm(clip.images, desc=desc or strategy, unit='frame',
