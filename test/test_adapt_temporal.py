@@ -72,3 +72,19 @@ def test_experiment_recipes_parse():
     for path in root.glob('*.yaml'):
         cfg = AdaptConfig.from_yaml(path, target=['x'])
         cfg.validate()
+
+
+def test_target_video_reads_a_bag(tmp_path):
+    """A recorded drive as a rosbag2 is a target sequence at its recorded frame spacing."""
+    from vsda_ros.adaptation.video import TargetVideo
+    from vsda_ros.data.bags import write_bag
+    from vsda_ros.frames import Frame
+
+    rng = np.random.default_rng(0)
+    frames = [Frame((rng.random((48, 64, 3)) * 255).astype(np.uint8), stamp=i / 10)
+              for i in range(6)]
+    write_bag(tmp_path / 'drive', ((f, None) for f in frames), storage='sqlite3')
+    video = TargetVideo.load([tmp_path / 'drive'], height=48, stride=2)
+    (key, seq), = video.sequences.items()
+    assert len(seq) == 3 and np.array_equal(seq[0], frames[0].image)
+    assert abs(video.dt[key] - 0.2) < 1e-6

@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         'adapt', help='adapt a model / train temporal modules on unlabelled target video',
-        description='Train on unlabelled target video (frame folders, video files) and, for '
+        description='Train on unlabelled target video (frame folders, video files, rosbag2 '
+                    'bags) and, for '
                     'some recipes, labelled source frames. Recipes: davss (DMNet + CFNet for '
                     'the keyframe strategy, frozen network), fusion (the fusion block, teacher-'
                     'student under degradations, frozen network), source (supervised on '
@@ -252,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='keep parameters whose names start with PREFIX fixed (repeatable)')
     p.add_argument('--model', default=None, help='base model (zoo name or checkpoint)')
     p.add_argument('--target', action='append', default=[],
-                   help='unlabelled target frames folder or video (repeatable)')
+                   help='unlabelled target: frame folder, video or rosbag2 (repeatable)')
     p.add_argument('--out', default=None, help='checkpoint to write')
     p.add_argument('--iterations', type=int, default=None)
     p.add_argument('--batch', type=int, default=None)

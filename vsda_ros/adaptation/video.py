@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vsda_ros.data.bags import is_bag
 from vsda_ros.data.sources import FrameSource
 
 
@@ -48,7 +49,8 @@ class TargetVideo:
     @classmethod
     def load(cls, paths: list[str | Path], height: int = 360, stride: int = 1,
              max_frames: int | None = None, folder_fps: float = 30.0) -> 'TargetVideo':
-        """Load folders/videos; ``stride`` keeps every n-th frame of a video.
+        """Load folders/videos/rosbag2 bags; ``stride`` keeps every n-th frame of a video or
+        bag.
 
         Raises ``FileNotFoundError``/``ValueError`` for missing or unreadable inputs, and
         ``ValueError`` if no sequence has at least two frames.
@@ -57,6 +59,9 @@ class TargetVideo:
         numbers: dict[str, list[int]] = {}
         dt: dict[str, float] = {}
         for path in paths:
+            if is_bag(path):  # a rosbag2: its (only) image topic, at its recorded rate
+                _load_bag(Path(path), height, stride, seqs, dt)
+                continue
             src = FrameSource(Path(path))
             for i, frame in enumerate(src):
                 if src.is_video and i % stride:
@@ -113,3 +118,21 @@ class TargetVideo:
         cw, ch = min(crop[0], w), min(crop[1], h)
         x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
         return [np.ascontiguousarray(f[y0:y0 + ch, x0:x0 + cw]) for f in frames]
+
+
+def _load_bag(path: Path, height: int, stride: int, seqs: dict, dt: dict) -> None:
+    """Append a bag's image topic as one sequence (``stride``: every n-th message)."""
+    from vsda_ros.data.bags import BagSource
+    key = f'{path.name}:bag'
+    stamps = []
+    for i, frame in enumerate(BagSource(path)):
+        if i % stride:
+            continue
+        img = frame.image
+        if img.shape[0] != height:
+            w = int(round(img.shape[1] * height / img.shape[0]))
+            img = cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA)
+        seqs.setdefault(key, []).append(img)
+        stamps.append(frame.stamp)
+    if len(stamps) >= 2:
+        dt[key] = float(np.median(np.diff(stamps)))
