@@ -35,14 +35,6 @@ IMAGE_TYPES = (IMAGE, COMPRESSED)
 BAG_SUFFIXES = ('.mcap', '.db3')
 STORAGES = ('mcap', 'sqlite3')
 COMPRESSIONS = ('none', 'jpeg', 'png')
-#: raw encoding → bytes per pixel (the encodings rosbags-image turns into rgb8).
-_BPP = {
-    'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1,
-    'rgb16': 6, 'bgr16': 6, 'rgba16': 8, 'bgra16': 8, 'mono16': 2,
-    'bayer_rggb8': 1, 'bayer_bggr8': 1, 'bayer_gbrg8': 1, 'bayer_grbg8': 1,
-    'bayer_rggb16': 2, 'bayer_bggr16': 2, 'bayer_gbrg16': 2, 'bayer_grbg16': 2,
-    'yuv422': 2, 'uyvy': 2, 'yuv422_yuy2': 2, 'yuyv': 2,
-}
 #: how many warnings about undecodable messages one iteration logs before it only counts.
 _MAX_WARNINGS = 5
 
@@ -126,55 +118,19 @@ def _stamp_key(msg: Any) -> tuple[int, int]:
     return int(msg.header.stamp.sec), int(msg.header.stamp.nanosec)
 
 
-def _packed(msg: Any) -> np.ndarray:
-    """The rows of a raw Image without padding, validated: H × (W·bpp) uint8."""
-    enc = msg.encoding
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if h == 0 or w == 0 or data.size == 0:
-        raise ValueError(f'empty image ({w}x{h}, {data.size} data bytes)')
-    if enc not in _BPP:
-        raise ValueError(f'unsupported encoding {enc!r}')
-    bpp = _BPP[enc]
-    if step < w * bpp or step * h != data.size:
-        raise ValueError(f'{enc} {w}x{h}: step {step} and {data.size} data bytes do not fit')
-    if enc in ('yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv') and w % 2:
-        raise ValueError(f'{enc} image has odd width {w}')
-    return np.ascontiguousarray(data.reshape(h, step)[:, : w * bpp])
-
-
 def decode_rgb(msg: Any) -> np.ndarray:
-    """A deserialized Image or CompressedImage → H×W×3 uint8 RGB (a fresh array).
+    """A deserialized Image or CompressedImage → H×W×3 uint8 RGB (a fresh array), through the
+    node's own decoder (:mod:`vsda_ros.data.decode`).
 
     Raises:
         ValueError: the message cannot be decoded.
     """
-    from rosbags.image import ImageError, compressed_image_to_cvimage, image_to_cvimage
+    from vsda_ros.data.decode import compressed_to_rgb, image_to_rgb
 
-    if hasattr(msg, 'format'):  # CompressedImage
-        if len(msg.data) == 0:
-            raise ValueError(f'empty compressed image (format {msg.format!r})')
-        try:
-            img = compressed_image_to_cvimage(msg, 'rgb8')
-        except (AssertionError, ImageError, cv2.error):
-            # rosbags decodes with IMREAD_ANYCOLOR, so a grey jpeg/png cannot go bgr8 → rgb8
-            bgr = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ValueError(f'cannot decode compressed image (format {msg.format!r}, '
-                                 f'{len(msg.data)} bytes)') from None
-            img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    else:
-        rows = _packed(msg)
-        packed = _Raw(msg.encoding, int(msg.height), int(msg.width), msg.is_bigendian, rows)
-        try:
-            img = image_to_cvimage(packed, 'rgb8')
-        except (ImageError, cv2.error, ValueError, TypeError) as exc:
-            raise ValueError(f'cannot convert {msg.encoding} to rgb8: {exc}') from None
-        if np.shares_memory(img, rows):
-            img = img.copy()
-    if img is None or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        raise ValueError('decoding did not give an H×W×3 uint8 image')
-    return np.ascontiguousarray(img)
+    try:
+        return compressed_to_rgb(msg) if hasattr(msg, 'format') else image_to_rgb(msg)
+    except TypeError as exc:  # rosbags-image on a message it cannot handle at all
+        raise ValueError(f'cannot convert {getattr(msg, "encoding", "image")} to rgb8: {exc}') from None
 
 
 def decode_label(msg: Any) -> np.ndarray:
@@ -195,17 +151,6 @@ def decode_label(msg: Any) -> np.ndarray:
     if bpp == 1:
         return rows
     return rows.view('>u2' if msg.is_bigendian else '<u2').astype(np.uint16)
-
-
-@dataclass
-class _Raw:
-    """A tightly packed stand-in for an Image, as rosbags-image expects."""
-
-    encoding: str
-    height: int
-    width: int
-    is_bigendian: int
-    data: np.ndarray
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,90 +1,14 @@
 """sensor_msgs images ⇄ numpy, with validation.
 
-Decoding goes through ``rosbags.image`` (which accepts rclpy messages as well as rosbags ones);
-before that, every raw ``Image`` is checked so that a malformed message raises a ``ValueError``
-with a clear message instead of a numpy/OpenCV error or a silently wrong picture.
+Decoding is :mod:`vsda_ros.data.decode` (shared with the bag reader); this module adds the
+rclpy side: dispatch on the message type and numpy → ``sensor_msgs/Image``.
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-import cv2
 import numpy as np
-from rosbags.image import ImageError, compressed_image_to_cvimage, image_to_cvimage
 from sensor_msgs.msg import CompressedImage, Image
 
-#: encoding → bytes per pixel, for every raw encoding we can turn into rgb8.
-BYTES_PER_PIXEL: dict[str, int] = {
-    'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1,
-    'rgb16': 6, 'bgr16': 6, 'rgba16': 8, 'bgra16': 8, 'mono16': 2,
-    'bayer_rggb8': 1, 'bayer_bggr8': 1, 'bayer_gbrg8': 1, 'bayer_grbg8': 1,
-    'bayer_rggb16': 2, 'bayer_bggr16': 2, 'bayer_gbrg16': 2, 'bayer_grbg16': 2,
-    'yuv422': 2, 'uyvy': 2, 'yuv422_yuy2': 2, 'yuyv': 2,
-}
-_YUV422 = {'yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv'}
-
-
-def _check_rgb(img: np.ndarray, what: str) -> np.ndarray:
-    if img is None or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        raise ValueError(f'{what}: decoding did not give an H×W×3 uint8 image '
-                         f'(got {None if img is None else (img.dtype, img.shape)})')
-    return np.ascontiguousarray(img)
-
-
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image → H×W×3 uint8 RGB (a copy that does not alias ``msg``).
-
-    Raises:
-        ValueError: empty image, unknown encoding, ``step``/size mismatch, odd width for YUV 4:2:2.
-    """
-    enc = msg.encoding
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    n = len(msg.data)
-    if h == 0 or w == 0 or n == 0:
-        raise ValueError(f'empty image ({w}x{h}, {n} data bytes)')
-    if enc not in BYTES_PER_PIXEL:
-        raise ValueError(f'unsupported image encoding {enc!r}; supported: '
-                         f'{", ".join(sorted(BYTES_PER_PIXEL))}')
-    bpp = BYTES_PER_PIXEL[enc]
-    if enc in _YUV422 and w % 2:
-        raise ValueError(f'{enc} image has odd width {w} (4:2:2 needs an even width)')
-    if step < w * bpp:
-        raise ValueError(f'step {step} is smaller than width×bytes-per-pixel = {w}×{bpp} '
-                         f'for {enc}')
-    if step * h != n:
-        raise ValueError(f'data size {n} != step×height = {step}×{h} = {step * h}')
-    buf = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)
-    if step != w * bpp:  # drop row padding: rosbags assumes tightly packed rows
-        buf = buf[:, : w * bpp]
-    packed = SimpleNamespace(encoding=enc, height=h, width=w, is_bigendian=msg.is_bigendian,
-                             data=np.ascontiguousarray(buf).data)
-    try:
-        img = image_to_cvimage(packed, 'rgb8')
-    except (ImageError, cv2.error) as exc:
-        raise ValueError(f'cannot convert {enc} to rgb8: {exc}') from None
-    if np.shares_memory(img, buf):  # rgb8 → rgb8 is a no-op view of the message's buffer
-        img = img.copy()
-    return _check_rgb(img, enc)
-
-
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png, colour or grey) → H×W×3 uint8 RGB.
-
-    Raises:
-        ValueError: empty data or data that OpenCV cannot decode.
-    """
-    if len(msg.data) == 0:
-        raise ValueError(f'empty compressed image (format {msg.format!r})')
-    try:
-        img = compressed_image_to_cvimage(msg, 'rgb8')
-    except (AssertionError, ImageError, cv2.error):
-        # rosbags decodes with IMREAD_ANYCOLOR; a grey JPEG then cannot go bgr8→rgb8.
-        bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f'cannot decode compressed image (format {msg.format!r}, '
-                             f'{len(msg.data)} bytes)') from None
-        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return _check_rgb(img, f'compressed ({msg.format})')
+from vsda_ros.data.decode import BYTES_PER_PIXEL, compressed_to_rgb, image_to_rgb  # noqa: F401
 
 
 def message_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
