@@ -201,6 +201,7 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
             wait_subscribers: int, wait_timeout: float, restamp: bool, qos_depth: int,
             stop: threading.Event | None, max_loops: int | None,
             on_message: Callable[[str, int], None] | None, progress: bool) -> dict:
+    from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from tqdm import tqdm
 
@@ -287,6 +288,8 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
             reader.close()
         for pub in pubs.values():
             try:
+                if not interrupted:  # reliable QoS: let the last samples be delivered first
+                    pub.wait_for_all_acked(Duration(seconds=2.0))
                 node.destroy_publisher(pub)
             except Exception:  # noqa: BLE001 - the context may already be shut down
                 pass
