@@ -72,11 +72,7 @@ class TargetVideo:
                     dt[key] = stride / _video_fps(src.path)
                 else:
                     numbers.setdefault(key, []).append(_frame_number(frame.name))
-                img = frame.image
-                if img.shape[0] != height:
-                    w = int(round(img.shape[1] * height / img.shape[0]))
-                    img = cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA)
-                seqs.setdefault(key, []).append(img)
+                seqs.setdefault(key, []).append(_fit_height(frame.image, height))
                 if max_frames and sum(len(v) for v in seqs.values()) >= max_frames:
                     break
         seqs = {k: v for k, v in seqs.items() if len(v) >= 2}
@@ -128,11 +124,15 @@ def _load_bag(path: Path, height: int, stride: int, seqs: dict, dt: dict) -> Non
     for i, frame in enumerate(BagSource(path)):
         if i % stride:
             continue
-        img = frame.image
-        if img.shape[0] != height:
-            w = int(round(img.shape[1] * height / img.shape[0]))
-            img = cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA)
-        seqs.setdefault(key, []).append(img)
+        seqs.setdefault(key, []).append(_fit_height(frame.image, height))
         stamps.append(frame.stamp)
     if len(stamps) >= 2:
         dt[key] = float(np.median(np.diff(stamps)))
+
+
+def _fit_height(img: np.ndarray, height: int) -> np.ndarray:
+    """H×W×3 → height×(W·height/H)×3 (area interpolation); unchanged if already that tall."""
+    if img.shape[0] == height:
+        return img
+    w = int(round(img.shape[1] * height / img.shape[0]))
+    return cv2.resize(img, (w, height), interpolation=cv2.INTER_AREA)
