@@ -386,3 +386,23 @@ class NetworkRecipe:
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state['rng']
+
+
+class AdversarialRecipe(NetworkRecipe):
+    """A :class:`NetworkRecipe` with an output-level discriminator (``i2vda``, ``vat_vst``).
+
+    The discriminator is trained, and wrapped for DDP, only when a labelled source set exists;
+    without one the recipe is pure self-training and the discriminator stays untouched.
+    """
+
+    def _add_discriminator(self, in_channels: int) -> None:
+        self.disc = Discriminator(in_channels, self.cfg.disc_width).to(self.device)
+        self.disc_net = self.disc
+
+    def trainable(self) -> dict[str, nn.Module]:
+        return {'network': self.model, 'disc': self.disc} if self.has_source else \
+            {'network': self.model}
+
+    def wrap(self, fn) -> None:
+        super().wrap(fn)
+        self.disc_net = fn(self.disc) if self.has_source else self.disc

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from vsda_ros.adaptation.uda.common import (Discriminator, NetworkRecipe, batch_flow, ce_loss,
+from vsda_ros.adaptation.uda.common import (AdversarialRecipe, batch_flow, ce_loss,
                                             confident_labels, copy_weights, fb_consistent,
                                             frozen_call, frozen_copy, inside, labels_tensor,
                                             lsgan_d_loss, lsgan_g_loss, normalised_entropy,
@@ -63,7 +63,7 @@ def interpolate(x0: torch.Tensor, x1: torch.Tensor, ft0: torch.Tensor, ft1: torc
     return alpha * warp(x0, ft0) + (1.0 - alpha) * warp(x1, ft1)
 
 
-class I2vdaRecipe(NetworkRecipe):
+class I2vdaRecipe(AdversarialRecipe):
     """See the module docstring."""
 
     name = 'i2vda'
@@ -71,20 +71,11 @@ class I2vdaRecipe(NetworkRecipe):
     def __init__(self, model, cfg, rank: int = 0) -> None:
         super().__init__(model, cfg, rank)
         self.proxy = frozen_copy(model)
-        self.disc = Discriminator(model.num_classes, cfg.disc_width).to(self.device)
-        self.disc_net = self.disc
+        self._add_discriminator(model.num_classes)
         self.refreshed_at: list[int] = []
 
     def modules(self):
         return {'network': self.model, 'proxy': self.proxy, 'disc': self.disc}
-
-    def trainable(self):
-        return {'network': self.model, 'disc': self.disc} if self.has_source else \
-            {'network': self.model}
-
-    def wrap(self, fn) -> None:
-        super().wrap(fn)
-        self.disc_net = fn(self.disc) if self.has_source else self.disc
 
     @property
     def launch(self) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsda_ros.adaptation.uda.common import (Discriminator, NetworkRecipe, batch_flow, ce_loss,
+from vsda_ros.adaptation.uda.common import (AdversarialRecipe, batch_flow, ce_loss,
                                             confident_labels, copy_weights, frozen_call,
                                             frozen_copy, inside, labels_tensor, lsgan_d_loss,
                                             lsgan_g_loss, to_tensor)
@@ -78,7 +78,7 @@ def _stack_clip(probs: torch.Tensor, frames: int) -> torch.Tensor:
     return probs.view(frames, tb // frames, c, h, w).transpose(0, 1).reshape(-1, frames * c, h, w)
 
 
-class VatVstRecipe(NetworkRecipe):
+class VatVstRecipe(AdversarialRecipe):
     """See the module docstring."""
 
     name = 'vat_vst'
@@ -86,21 +86,12 @@ class VatVstRecipe(NetworkRecipe):
     def __init__(self, model, cfg, rank: int = 0) -> None:
         super().__init__(model, cfg, rank)
         self.frames = int(cfg.clip_frames)
-        self.disc = Discriminator(model.num_classes * self.frames, cfg.disc_width).to(self.device)
-        self.disc_net = self.disc
+        self._add_discriminator(model.num_classes * self.frames)
         self.labeller = frozen_copy(model)   # the VST pseudo-label network (set at the switch)
         self.switched_at: int | None = None
 
     def modules(self):
         return {'network': self.model, 'disc': self.disc, 'labeller': self.labeller}
-
-    def trainable(self):
-        return {'network': self.model, 'disc': self.disc} if self.has_source else \
-            {'network': self.model}
-
-    def wrap(self, fn) -> None:
-        super().wrap(fn)
-        self.disc_net = fn(self.disc) if self.has_source else self.disc
 
     def clip_length(self) -> int:
         return self.frames
