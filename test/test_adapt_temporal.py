@@ -51,6 +51,56 @@ def test_davss_changes_the_modules_and_resumes(target, tmp_path):
     assert summary['iterations'] == 2
 
 
+def test_fusion_recipe_trains_the_alignment_from_the_start(real_data):
+    """At initialisation the fused output ignores the aligned scores (pass-through), so only the
+    alignment term can move the offset convs; the anchor term starts at exactly 0."""
+    import cv2
+
+    from vsda_ros.adaptation.recipes import FusionRecipe
+    from vsda_ros.models.zoo import load_model
+
+    frames = sorted((real_data / 'camvid' / 'val').iterdir())[:2]
+    clip = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120))
+            for f in frames]
+    model = load_model('espnet-camvid')
+    cfg = AdaptConfig(recipe='fusion', target=['x'], weather_intensity=(0.2, 0.2))
+    recipe = FusionRecipe(model, cfg)
+    loss, logs = recipe.loss([clip])
+    assert logs['anchor'] == 0.0 and logs['align'] > 0
+    loss.backward()
+    offsets = recipe.student.offsets[0]
+    assert offsets.weight.grad is not None and float(offsets.weight.grad.abs().sum()) > 0
+    cfg.align_weight = 0.0
+    recipe.student.zero_grad()
+    recipe.loss([clip])[0].backward()
+    assert float(offsets.weight.grad.abs().sum()) == 0.0     # no signal without the term
+
+
+
+def test_class_prior_penalty_allows_blends_only():
+    """Any class-agnostic blend a·current + b·aligned costs nothing; per-class gains, cross-class
+    weights and biases (class priors learned from the training video) cost their square."""
+    from vsda_ros.adaptation.recipes import class_prior_penalty
+    from vsda_ros.temporal.fusion_block import FusionBlock
+
+    block = FusionBlock(5)
+    anchors = {n: p.detach().clone() for n, p in block.named_parameters()
+               if n.startswith('deforms.')}
+    assert float(class_prior_penalty(block, anchors)) == 0.0
+    with torch.no_grad():
+        block.fuse.weight[:, :5, 0, 0] = 0.6 * torch.eye(5)
+        block.fuse.weight[:, 5:, 0, 0] = 0.4 * torch.eye(5)
+    assert float(class_prior_penalty(block, anchors)) < 1e-12
+    with torch.no_grad():
+        block.fuse.bias[2] = -0.5                      # "never predict class 2"
+    assert abs(float(class_prior_penalty(block, anchors)) - 0.25) < 1e-6
+    with torch.no_grad():
+        block.fuse.bias.zero_()
+        block.fuse.weight[1, 5 + 3, 0, 0] = 0.5        # class 3's score feeds class 1
+        block.deforms[0].weight[0, 0, 0, 0] += 1.0
+    assert abs(float(class_prior_penalty(block, anchors)) - 1.25) < 1e-6
+
+
 def summary_history(out):
     return torch.load(str(out) + '.state.pt', weights_only=False)['history']
 

@@ -47,3 +47,39 @@ def test_temporal_consistency_is_100_for_a_static_scene_and_drops_with_flicker()
     flicker = pred.copy()
     flicker[:30] = 1 - flicker[:30]
     assert temporal_consistency([pred, flicker], [img, img], 2) < 60
+
+
+def test_eval_reports_adaptive_keyframes_next_to_fixed_ones(real_data, tmp_path):
+    """``--distortion-threshold``: the adaptive run is reported with the fixed-interval run and
+    a fixed run at the matched keyframe ratio; a threshold DMNet always exceeds makes every
+    frame a keyframe (so the adaptive run equals per-frame), and no DMNet is an error."""
+    from vsda_ros.models.checkpoint import save_checkpoint
+    from vsda_ros.models.zoo import load_model
+    from vsda_ros.temporal.modules import TemporalModules, make_module
+
+    model = load_model('espnet-camvid')
+    dmnet = make_module('dmnet', width=8)
+    with __import__('torch').no_grad():
+        dmnet.b.fill_(10.0)                       # D ≈ 1 everywhere: always "distorted"
+    mods = TemporalModules(dmnet=dmnet, cfnet=make_module('cfnet', out_ch=12, width=8,
+                                                          out_stride=4, guide_ch=12))
+    weights = save_checkpoint(model, tmp_path / 'tm.pt', extra=mods.to_extra())
+    args = ['eval', '--source', str(real_data / 'camvid' / 'val'), '--labels',
+            str(real_data / 'camvid' / 'valannot'), '--max-frames', '6', '--strategy',
+            'per_frame,keyframe', '--interval', '3', '--quiet']
+    out = tmp_path / 'ev'
+    assert main(args + ['--out', str(out), '--temporal-weights', str(weights),
+                        '--distortion-threshold', '0.5']) == 0
+    r = json.loads((out / 'report.json').read_text())
+    a = r['adaptive']
+    assert a['threshold'] == 0.5 and a['fixed']['interval'] == 3
+    assert a['adaptive']['keyframe_ratio'] == 1.0 and a['fixed']['keyframe_ratio'] == 2 / 6
+    assert a['fixed_matched']['interval'] == 1
+    assert a['adaptive']['miou'] == pytest.approx(r['runs'][0]['miou'])
+    assert 'Adaptive keyframes' in (out / 'report.md').read_text()
+
+def test_eval_adaptive_keyframes_need_dmnet(real_data, tmp_path, capsys):
+    rc = main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--max-frames', '3',
+               '--strategy', 'keyframe', '--distortion-threshold', '0.5', '--quiet', '--out',
+               str(tmp_path)])
+    assert rc == 2 and 'trained DMNet' in capsys.readouterr().err

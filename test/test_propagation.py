@@ -32,9 +32,10 @@ def pair() -> tuple[np.ndarray, np.ndarray]:
     return src, dst
 
 
-def test_dis_flow_recovers_shift_and_matches_warp(pair) -> None:
+@pytest.mark.parametrize('preset', ['ultrafast', 'balanced'])
+def test_dis_flow_recovers_shift_and_matches_warp(pair, preset) -> None:
     src, dst = pair
-    flow = DISFlow('ultrafast')(src, dst)
+    flow = DISFlow(preset)(src, dst)
     assert flow.shape == (*src.shape[:2], 2) and flow.dtype == np.float32
     inner = flow[10:-10, 10:-10]
     # dst(p) = src(p − shift) ⇒ backward flow = −shift

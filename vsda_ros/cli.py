@@ -117,7 +117,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      interval=args.interval, temporal_weights=args.temporal_weights,
                      size=args.size, device=args.device, fps=args.fps,
                      max_frames=args.max_frames, out=Path(args.out),
-                     pda=args.pda, flow_preset=args.flow_preset, progress=not args.quiet,
+                     pda=args.pda, flow_preset=args.flow_preset,
+                     distortion_threshold=args.distortion_threshold, progress=not args.quiet,
                      topic=args.topic, weathers=args.weather, weather_sweep=args.weather_sweep,
                      weather_temporal=not args.iid_weather, seed=args.seed,
                      live=args.live or bool(args.attach), rate=args.rate, attach=args.attach)
@@ -311,8 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--temporal-weights', default='',
                    help='checkpoint(s) with trained temporal modules, comma-separated')
     p.add_argument('--pda', action='store_true', help='also compute the PDA curve')
-    p.add_argument('--flow-preset', default='ultrafast', choices=['ultrafast', 'fast', 'medium'],
-                   help='OpenCV DIS preset of the keyframe strategy (default: %(default)s)')
+    p.add_argument('--flow-preset', default='balanced',
+                   choices=['ultrafast', 'balanced', 'fast', 'medium'],
+                   help='OpenCV DIS preset of the keyframe strategy (balanced = ultrafast down to '
+                        'pyramid scale 1; default: %(default)s)')
+    p.add_argument('--distortion-threshold', type=float, default=0.0, metavar='T',
+                   help='with keyframe: also run adaptive keyframes (a new keyframe when '
+                        "DMNet's mean distortion exceeds T; needs trained DMNet) and compare "
+                        'them with fixed intervals (report key "adaptive")')
     p.add_argument('--size', default=None, help='network input WIDTHxHEIGHT')
     p.add_argument('--device', default='cpu')
     p.add_argument('--fps', type=float, default=15.0,

@@ -43,17 +43,20 @@ class AdaptConfig:
         steps: davss: propagation steps per sample (2 = DAVSS's dual deep supervision).
         fusion_scale: fusion: working scale of the fusion block.
         dmnet_width, cfnet_width: davss: widths of the two small networks.
+        cfnet_stride: davss: output stride of CFNet on its input (2, 4 or 8); 4 skips the last
+            decoder stage, which was half of CFNet's cost.
         cfnet_guided: davss: CFNet also sees the warped features and refines them (see
             :class:`~vsda_ros.temporal.correction.CFNet`); ``False`` = DAVSS's plain CFNet.
-        max_pair_dt: davss: only sequences whose consecutive stored frames are at most this
-            many seconds apart give propagation clips (CamVid train, labelled at 1 fps, is
-            skipped: 1 s is far beyond the 15 Hz propagation the strategy does).
+        max_pair_dt: davss, fusion: only sequences whose consecutive stored frames are at most
+            this many seconds apart give training clips (CamVid train, labelled at 1 fps, is
+            skipped: 1 s is far beyond the 15 Hz the strategies run at).
         ema: fusion: EMA decay of the teacher block.
-        degrade_strength: fusion: maximum strength of the student's degradations (1.0 leaves
-            the frozen network agreeing with its clean answer on ~1/3 of the pixels: too
-            strong to learn from, measured).
-        degrade_drift: fusion: relative change of the degradation between the two frames.
         clean_weight: fusion: weight of the clean-pair term that protects clean accuracy.
+        temporal_target: fusion: weight λ of the flow-warped previous prediction in the
+            target (0 = the EMA teacher alone).
+        align_weight: fusion: weight of the term training the deformable alignment directly.
+        anchor_weight: fusion: weight of the L2 pull of the class-mixing weights to their
+            identity initialisation.
         val, val_labels, label_map: optional labelled clip evaluated every ``eval_every``
             iterations (and at the end).
         seed: seeds numpy and torch; the run is deterministic on one CPU thread setting.
@@ -102,7 +105,7 @@ class AdaptConfig:
             or by (x, y) factors: ``[2.133, 1.422]`` shows a 480×360 frame's crop at the scale
             of a 1024×512 input, where the Cityscapes ESPNetv2 is at its best on CamVid.
         spatial_weight: ``tsl``: weight of the spatial-teacher consistency term.
-        weather_kinds, weather_intensity: ``tsl``: the student's synthetic weather (kinds of
+        weather_kinds, weather_intensity: ``tsl``, ``fusion``: the student's synthetic weather (kinds of
             :mod:`vsda_ros.weather`, one drawn per sample, intensity drawn in the range).
         export_teacher: export the EMA teacher (``tps``/``tsl``) instead of the student.
         val_size: (w, h) network input size for the evaluations (``None`` = native size).
@@ -124,12 +127,14 @@ class AdaptConfig:
     fusion_scale: float = 0.125
     dmnet_width: int = 16
     cfnet_width: int = 24
+    cfnet_stride: int = 4
     cfnet_guided: bool = True
     max_pair_dt: float = 0.5
     ema: float = 0.99
-    degrade_strength: float = 0.5
-    degrade_drift: float = 0.5
     clean_weight: float = 1.0
+    temporal_target: float = 0.5
+    align_weight: float = 0.5
+    anchor_weight: float = 1.0
     val: str | None = None
     val_labels: str | None = None
     label_map: str | None = None
@@ -213,6 +218,8 @@ class AdaptConfig:
         for key in ('proxy_launch', 'vst_start', 'val_frames', 'eval_every', 'save_every'):
             if int(getattr(self, key)) < 0:
                 raise ValueError(f'{key} must be ≥ 0, got {getattr(self, key)}')
+        if self.cfnet_stride not in (2, 4, 8):
+            raise ValueError(f'cfnet_stride must be 2, 4 or 8, got {self.cfnet_stride}')
         if not 0 < self.fusion_scale <= 1:
             raise ValueError(f'fusion_scale must be in (0, 1], got {self.fusion_scale}')
         if self.lr is not None and not self.lr > 0:
@@ -233,7 +240,12 @@ class AdaptConfig:
         if not 0 <= lo <= hi <= 1:
             raise ValueError(f'weather_intensity must be 0 ≤ lo ≤ hi ≤ 1, got '
                              f'{self.weather_intensity}')
-        if self.recipe == 'tsl' and not self.weather_kinds:
+        if not 0 <= self.temporal_target <= 1:
+            raise ValueError(f'temporal_target must be in [0, 1], got {self.temporal_target}')
+        for key in ('clean_weight', 'align_weight', 'anchor_weight'):
+            if getattr(self, key) < 0:
+                raise ValueError(f'{key} must be ≥ 0, got {getattr(self, key)}')
+        if self.recipe in ('tsl', 'fusion') and not self.weather_kinds:
             raise ValueError('weather_kinds is empty')
         if self.source_map is not None:
             from vsda_ros.adaptation.source_data import SOURCE_MAPS

@@ -15,11 +15,26 @@ The base network is frozen (eval mode, no gradients) in both, so training is CPU
     - the corrected features become the next step's previous features, so later steps learn
       from their own propagated input (dual deep supervision for S = 2).
 
-``fusion`` — the adjacent-frame fusion block, teacher–student:
-    an EMA teacher block on the *clean* (previous, current) class scores gives pseudo-labels;
-    the student block sees the scores of the same two frames under drifting degradations
-    (exposure loss, haze, blur, noise) and learns to reproduce the clean answer, which it can
-    only do by using the previous frame. A clean-pair term keeps clean accuracy.
+``fusion`` — the adjacent-frame fusion block, teacher–student under temporal weather:
+    for a pair (previous, current) of closely spaced frames (``max_pair_dt``),
+    - the **target** mixes the EMA teacher block on the *clean* (current, previous) scores with
+      the clean previous scores warped onto the current frame by optical flow (DIS medium):
+      ``P = (1 − λ)·softmax(teacher) + λ·warp(softmax(prev))``, λ = ``temporal_target``;
+      its argmax is the pseudo-label, its max the pixel weight. The flow-warped term is what
+      makes the block temporally consistent (λ = 0 is a pure EMA teacher, which only teaches
+      the block to repeat the per-frame answer on clean frames);
+    - the **student** block sees the scores of the same two frames under one temporally
+      correlated synthetic weather (:mod:`vsda_ros.weather`, ``weather_kinds``,
+      ``weather_intensity``) and, with ``clean_weight``, the clean pair; both learn the
+      pseudo-labels (confidence-weighted cross-entropy);
+    - an **alignment** term (``align_weight``) trains the deformable steps directly: the
+      aligned previous scores (block size) must predict the target (soft cross-entropy);
+    - an **anchor** term (``anchor_weight``, :func:`class_prior_penalty`) keeps the block
+      class-agnostic: the 1×1 fusion conv may learn one blend of current and aligned scores
+      shared by all classes, but no per-class gains, cross-class weights or biases, and the
+      deformable convs stay near their identity initialisation. Without it the block learns
+      the training video's class priors (measured: a highway dashcam has no pedestrians, poles
+      or bicyclists, and the block learned negative biases for exactly those, −0.6 mIoU).
 """
 from __future__ import annotations
 
@@ -30,7 +45,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsda_ros.adaptation.degrade import degrade_sequence
 from vsda_ros.models.base import SegmentationModel
 from vsda_ros.temporal.correction import fcm
 from vsda_ros.temporal.flow import DISFlow, warp
@@ -53,9 +67,10 @@ class DavssRecipe:
         self.feat_ch = int(probe.shape[1])
         self.dmnet = make_module('dmnet', width=cfg.dmnet_width).to(_dev(model))
         self.cfnet = make_module('cfnet', out_ch=self.feat_ch, width=cfg.cfnet_width,
+                                 out_stride=cfg.cfnet_stride,
                                  guide_ch=self.feat_ch if cfg.cfnet_guided else 0
                                  ).to(_dev(model))
-        self.flow = DISFlow('ultrafast')
+        self.flow = DISFlow('balanced')   # the keyframe strategy's default
 
     def modules(self) -> dict[str, nn.Module]:
         return {'dmnet': self.dmnet, 'cfnet': self.cfnet}
@@ -118,7 +133,9 @@ class DavssRecipe:
 class FusionRecipe:
     """Fusion-block teacher–student training; see the module docstring."""
 
-    def __init__(self, model: SegmentationModel, cfg) -> None:
+    def __init__(self, model: SegmentationModel, cfg, degrade=None) -> None:
+        from vsda_ros.adaptation.uda.tsl import weather_degrade
+
         self.model, self.cfg = model, cfg
         self.rng = np.random.default_rng(cfg.seed + 1)
         self.student = make_module('fusion', num_classes=model.num_classes,
@@ -127,6 +144,11 @@ class FusionRecipe:
         self.teacher.vsda_args = dict(self.student.vsda_args)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
+        self.anchors = {n: p.detach().clone() for n, p in self.student.named_parameters()
+                        if n.startswith('deforms.')}
+        self.degrade = degrade or weather_degrade(list(cfg.weather_kinds),
+                                                  tuple(cfg.weather_intensity))
+        self.flow = DISFlow('medium')
 
     def modules(self) -> dict[str, nn.Module]:
         return {'fusion': self.student, 'fusion_teacher': self.teacher}
@@ -135,28 +157,44 @@ class FusionRecipe:
         return 2
 
     def max_dt(self) -> float | None:
-        return None  # pseudo-labels come from the teacher on the same pair: any spacing
+        return self.cfg.max_pair_dt
+
+    def _warp_prev(self, prev: torch.Tensor, cur: torch.Tensor, p_prev: torch.Tensor
+                   ) -> torch.Tensor:
+        """B×C×h×w probabilities of the previous frames warped onto the current ones."""
+        flow = torch.cat([torch.from_numpy(self.flow(_u8(prev[b]), _u8(cur[b])))
+                          .permute(2, 0, 1)[None] for b in range(prev.shape[0])])
+        return warp(p_prev, flow.to(p_prev.device))
 
     def loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
-        model, dev = self.model, _dev(self.model)
+        model, dev, cfg = self.model, _dev(self.model), self.cfg
         prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
-        degraded = [degrade_sequence(c, self.rng, self.cfg.degrade_strength,
-                                     self.cfg.degrade_drift) for c in clips]
+        degraded = [self.degrade(c, self.rng) for c in clips]
         dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
         with torch.no_grad():
             s_prev, s_cur = model(prev), model(cur)                    # clean scores
-            d_prev, d_cur = model(dprev), model(dcur)                  # degraded scores
-            prob = torch.softmax(self.teacher(s_cur, s_prev), 1)
-            conf, pseudo = prob.max(1)                                 # teacher pseudo-labels
-        loss_deg = (conf * F.cross_entropy(self.student(d_cur, d_prev), pseudo,
-                                           reduction='none')).mean()
-        loss_clean = (conf * F.cross_entropy(self.student(s_cur, s_prev), pseudo,
-                                             reduction='none')).mean()
+            d_prev, d_cur = model(dprev), model(dcur)                  # weather scores
+            target = torch.softmax(self.teacher(s_cur, s_prev), 1)     # EMA teacher
+            lam = float(cfg.temporal_target)
+            if lam > 0:                                                # + flow-warped previous
+                target = (1 - lam) * target + lam * self._warp_prev(prev, cur,
+                                                                    torch.softmax(s_prev, 1))
+            conf, pseudo = target.max(1)
+        out_deg = self.student(d_cur, d_prev)
+        out_clean, aligned = self.student(s_cur, s_prev, return_aligned=True)
+        loss_deg = (conf * F.cross_entropy(out_deg, pseudo, reduction='none')).mean()
+        loss_clean = (conf * F.cross_entropy(out_clean, pseudo, reduction='none')).mean()
+        small = F.adaptive_avg_pool2d(target, aligned.shape[-2:])
+        loss_align = -(small * F.log_softmax(aligned, 1)).sum(1).mean()
+        loss_anchor = class_prior_penalty(self.student, self.anchors)
         with torch.no_grad():
             base = (d_cur.argmax(1) == pseudo).float().mean()
         logs = {'deg': float(loss_deg.detach()), 'clean': float(loss_clean.detach()),
+                'align': float(loss_align.detach()), 'anchor': float(loss_anchor.detach()),
                 'deg_agree_per_frame': float(base)}
-        return loss_deg + self.cfg.clean_weight * loss_clean, logs
+        total = (loss_deg + cfg.clean_weight * loss_clean + cfg.align_weight * loss_align
+                 + cfg.anchor_weight * loss_anchor)
+        return total, logs
 
     @torch.no_grad()
     def after_step(self) -> None:
@@ -165,6 +203,27 @@ class FusionRecipe:
 
     def export(self) -> TemporalModules:
         return TemporalModules(fusion=self.teacher.eval())
+
+
+def class_prior_penalty(block: nn.Module, anchors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Squared distance of a fusion block from the class-agnostic blends.
+
+    For the 1×1 fusion conv (weights C×2C over [current, aligned]): each half's deviation
+    from its mean diagonal times the identity (per-class gains and cross-class weights),
+    plus the bias; for every parameter named in ``anchors`` (the deformable convs): its
+    deviation from the anchored value. 0 at initialisation and for any ``a·current +
+    b·aligned`` blend.
+    """
+    c = block.num_classes
+    w = block.fuse.weight[:, :, 0, 0]
+    eye = torch.eye(c, dtype=w.dtype, device=w.device)
+    total = (block.fuse.bias ** 2).sum()
+    for half in (w[:, :c], w[:, c:]):
+        total = total + ((half - half.diagonal().mean() * eye) ** 2).sum()
+    for name, p in block.named_parameters():
+        if name in anchors:
+            total = total + ((p - anchors[name]) ** 2).sum()
+    return total
 
 
 def _dev(model: nn.Module) -> torch.device:

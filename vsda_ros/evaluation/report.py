@@ -51,7 +51,8 @@ class EvalConfig:
     fps: float = 15.0
     max_frames: int | None = None
     pda: bool = False
-    flow_preset: str = 'ultrafast'
+    flow_preset: str = 'balanced'
+    distortion_threshold: float = 0.0
     progress: bool = True
     topic: str | None = None
     weathers: list[str] = field(default_factory=list)
@@ -153,9 +154,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
 
     def strategy(name: str, **kw):
-        return build_strategy(name, seg, StrategyConfig(keyframe_interval=interval,
-                                                        flow_preset=cfg.flow_preset, **kw),
-                              modules)
+        kw = {'keyframe_interval': interval, 'flow_preset': cfg.flow_preset, **kw}
+        return build_strategy(name, seg, StrategyConfig(**kw), modules)
 
     if cfg.live:
         from vsda_ros.ros.live_eval import LiveRunner  # imports rclpy: only for --live
@@ -205,6 +205,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         if key in runs[0]:
             report[key] = runs[0][key]
 
+    if cfg.distortion_threshold > 0 and 'keyframe' in cfg.strategies:
+        report['adaptive'] = _adaptive(strategy, clip, cfg, runs)
     if max_d is not None and 'keyframe' in cfg.strategies:
         report.update(_pda(strategy, clip, max_d, clean_predictions.get('per_frame'), cfg))
     (cfg.out / 'report.json').write_text(json.dumps(report, indent=2, default=_json) + '\n')
@@ -214,6 +216,29 @@ def run_eval(cfg: EvalConfig) -> dict:
     plot_latency(latencies, cfg.out / 'latency_hist.png')
     plot_samples(samples, clip.palette, cfg.out / 'samples.png')
     return report
+
+
+def _adaptive(strategy, clip, cfg: EvalConfig, runs: list[dict]) -> dict:
+    """Adaptive keyframes on the clean clip next to the fixed-interval keyframe run.
+
+    The adaptive run keeps the interval as an upper bound and also makes a keyframe whenever
+    DMNet's mean distortion of a propagated frame exceeds ``distortion_threshold``. To compare
+    at equal cost, the fixed interval closest to the adaptive run's keyframe ratio is run too.
+    """
+    adaptive = strategy('keyframe', distortion_threshold=cfg.distortion_threshold)
+    if not adaptive.corrects:
+        raise ValueError('--distortion-threshold needs a trained DMNet (--temporal-weights)')
+    res = evaluate_strategy(adaptive, clip, cfg.progress, 'keyframe adaptive')
+    keep = ('miou', 'tc', 'keyframe_ratio', 'latency_ms')
+    fixed = next(r for r in runs if r['weather'] is None and r['strategy'] == 'keyframe')
+    matched_n = max(1, round(1 / max(res['keyframe_ratio'], 1e-9)))
+    matched = evaluate_strategy(strategy('keyframe', keyframe_interval=matched_n), clip,
+                                cfg.progress, f'keyframe every {matched_n}')
+    return {'threshold': cfg.distortion_threshold,
+            'adaptive': {k: res.get(k) for k in keep},
+            'fixed': {'interval': strategy('keyframe').config.keyframe_interval,
+                      **{k: fixed.get(k) for k in keep}},
+            'fixed_matched': {'interval': matched_n, **{k: matched.get(k) for k in keep}}}
 
 
 def _pda(strategy, clip, max_d: int, pf_preds, cfg: EvalConfig) -> dict:
@@ -274,6 +299,18 @@ def markdown(r: dict) -> str:
     if table:
         lines += ['', '## Robustness (mIoU, or agreement with clean per-frame without labels)',
                   ''] + table
+    if 'adaptive' in r:
+        a = r['adaptive']
+        lines += ['', f"## Adaptive keyframes (distortion threshold {a['threshold']})", '',
+                  '| keyframes | mIoU | TC | keyframe ratio | latency p50 ms |', '|---|---|---|---|---|']
+        for name, row in (('adaptive (interval ≤ ' + str(a['fixed']['interval']) + ')',
+                           a['adaptive']),
+                          (f"every {a['fixed']['interval']}", a['fixed']),
+                          (f"every {a['fixed_matched']['interval']} (matched ratio)",
+                           a['fixed_matched'])):
+            lines.append(f"| {name} | {_f(row.get('miou'))} | {_f(row.get('tc'))} | "
+                         f"{_f(row.get('keyframe_ratio'))} | "
+                         f"{_f((row.get('latency_ms') or {}).get('p50'), 1)} |")
     if 'pda' in r:
         ds = list(r['pda']['keyframe'])
         lines += ['', '## Propagation distance (mIoU at distance d from the keyframe)', '',

@@ -16,10 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-PRESETS: dict[str, int] = {
-    'ultrafast': cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    'fast': cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    'medium': cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+#: name → (OpenCV DIS preset, finest pyramid scale or ``None`` for the preset's own).
+#: ``balanced`` is ``ultrafast`` searched down to pyramid scale 1 instead of 2 (flow on a grid
+#: 2× finer): on the CamVid val clip at the feature resolution (240×180) it keeps +2.1 mIoU at
+#: propagation distance 5 over ``ultrafast`` for about 1 ms more per frame (README).
+PRESETS: dict[str, tuple[int, int | None]] = {
+    'ultrafast': (cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, None),
+    'balanced': (cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, 1),
+    'fast': (cv2.DISOPTICAL_FLOW_PRESET_FAST, None),
+    'medium': (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, None),
 }
 
 
@@ -37,7 +42,8 @@ class DISFlow:
     """Backward optical flow ``src → dst`` with OpenCV's Dense Inverse Search.
 
     Args:
-        preset: ``'ultrafast'``, ``'fast'`` or ``'medium'`` (``ValueError`` otherwise).
+        preset: a name of :data:`PRESETS` — ``'ultrafast'``, ``'balanced'``, ``'fast'`` or
+            ``'medium'`` (``ValueError`` otherwise).
         size: optional ``(w, h)``; both frames are resized (``INTER_AREA``) to it first and the
             flow is returned **at that size**, in pixels of that size (callers usually want the
             flow at the feature resolution). ``None`` = the input size.
@@ -46,14 +52,17 @@ class DISFlow:
     stream/thread.
     """
 
-    def __init__(self, preset: str = 'ultrafast', size: tuple[int, int] | None = None) -> None:
+    def __init__(self, preset: str = 'balanced', size: tuple[int, int] | None = None) -> None:
         if preset not in PRESETS:
             raise ValueError(f'unknown DIS preset {preset!r}; known: {", ".join(PRESETS)}')
         if size is not None and (len(size) != 2 or min(int(size[0]), int(size[1])) < 1):
             raise ValueError(f'size must be (w, h) with positive entries, got {size!r}')
         self.preset = preset
         self.size = None if size is None else (int(size[0]), int(size[1]))
-        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        cv_preset, finest = PRESETS[preset]
+        self._dis = cv2.DISOpticalFlow_create(cv_preset)
+        if finest is not None:
+            self._dis.setFinestScale(finest)
 
     def __call__(self, src_rgb: np.ndarray, dst_rgb: np.ndarray) -> np.ndarray:
         """Flow such that ``dst(p) ≈ src(p + flow(p))``.

@@ -1,7 +1,8 @@
 """``fusion``: the current frame's class scores fused with the previous frame's.
 
 Each frame runs the full network once (B×C×h×w logits at the network input size); the
-previous frame's *unfused* logits are cached, so the extra cost per frame is only the
+previous frame's *unfused* logits are cached (already shrunk to the block's working size), so
+the extra cost per frame is only the
 :class:`~vsda_ros.temporal.fusion_block.FusionBlock`. The first frame of a stream (and the one
 after a reset) is plain per-frame. An untrained block passes the current scores through, so the
 strategy then equals ``per_frame`` exactly.
@@ -28,7 +29,7 @@ class Fusion(Strategy):
                  block: nn.Module) -> None:
         super().__init__(segmenter, config)
         self.block = block.to(segmenter.device).eval()
-        self._prev: torch.Tensor | None = None  # 1×C×h×w logits of the previous frame
+        self._prev: torch.Tensor | None = None  # previous frame's logits at the block size
 
     def _reset(self) -> None:
         self._prev = None
@@ -41,8 +42,10 @@ class Fusion(Strategy):
         t1 = time.perf_counter()
         logits = seg.logits(x)
         t2 = time.perf_counter()
-        fused = logits if self._prev is None else self.block(logits, self._prev)
-        self._prev = logits
+        small = self.block.shrink(logits)
+        fused = logits if self._prev is None else self.block(logits, self._prev,
+                                                              cur_small=small)
+        self._prev = small
         if seg.device.type == 'cuda':
             torch.cuda.synchronize(seg.device)
         t3 = time.perf_counter()

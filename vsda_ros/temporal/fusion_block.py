@@ -100,30 +100,46 @@ class FusionBlock(nn.Module):
             aligned = deform(aligned, offset, mask)
         return aligned
 
-    def forward(self, cur: Tensor, prev: Tensor) -> Tensor:
+    def shrink(self, x: Tensor) -> Tensor:
+        """B×C×H×W scores → B×C×h×w at the block size (bilinear, align_corners=False)."""
+        small = self.block_size(*x.shape[-2:])
+        if x.shape[-2:] == small:
+            return x
+        return F.interpolate(x, size=small, mode='bilinear', align_corners=False)
+
+    def forward(self, cur: Tensor, prev: Tensor, return_aligned: bool = False,
+                cur_small: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """Fuse the current logits with the previous frame's.
 
         Args:
             cur: B×C×H×W logits of the current frame.
-            prev: B×C×H×W logits of the previous frame (same shape, dtype and device).
+            prev: B×C×H×W logits of the previous frame (same dtype and device), or already
+                at the block size, B×C×h×w = ``shrink(prev)`` (the fusion strategy caches
+                that, saving a resize per frame; identical result).
+            return_aligned: also return the aligned previous scores (B×C×h×w at the block
+                size), for training the alignment directly.
+            cur_small: ``shrink(cur)`` if the caller already has it.
         Returns:
             B×C×H×W fused logits ``cur + up(fuse(cur_s, aligned) - cur_s)``, ``up`` being a
             bilinear resize (align_corners=False) to H×W. The residual is computed with the
             weight ``fuse.weight - pass_through`` (the same function), which is exactly zero
             at init on every backend (also with TF32 convs), so the untrained block returns
-            ``cur`` bit for bit (as long as ``prev`` is finite: 0·NaN is NaN).
+            ``cur`` bit for bit (as long as ``prev`` is finite: 0·NaN is NaN). With
+            ``return_aligned``: (fused, aligned).
 
-        Raises ``ValueError`` when the inputs are not 4-D, differ in shape, or do not have C
-        channels.
+        Raises ``ValueError`` when the inputs are not 4-D, do not have C channels, or ``prev``
+        is neither ``cur``'s shape nor the block size.
         """
-        if cur.dim() != 4 or cur.shape != prev.shape or cur.shape[1] != self.num_classes:
-            raise ValueError(f'expected cur and prev of the same shape B×{self.num_classes}×H×W, '
-                             f'got {tuple(cur.shape)} and {tuple(prev.shape)}')
         size = cur.shape[-2:]
-        small = self.block_size(*size)
-        cur_s, prev_s = (x if x.shape[-2:] == small else
-                         F.interpolate(x, size=small, mode='bilinear', align_corners=False)
-                         for x in (cur, prev))
+        small = self.block_size(*size) if cur.dim() == 4 else None
+        if (cur.dim() != 4 or prev.dim() != 4 or cur.shape[1] != self.num_classes
+                or prev.shape[:2] != cur.shape[:2]
+                or prev.shape[-2:] not in (size, torch.Size(small))):
+            raise ValueError(f'expected cur B×{self.num_classes}×H×W and prev of the same shape '
+                             f'(or at the block size), got {tuple(cur.shape)} and '
+                             f'{tuple(prev.shape)}')
+        cur_s = self.shrink(cur) if cur_small is None else cur_small
+        prev_s = prev if prev.shape[-2:] == small else self.shrink(prev)
         h = self.context(torch.cat([cur_s, prev_s], dim=1))
         aligned = self.align(h, prev_s)
         # == self.fuse(cat) - cur_s, but exactly 0 while fuse.weight is the pass-through
@@ -131,7 +147,7 @@ class FusionBlock(nn.Module):
                          self.fuse.weight - self._pass_through, self.fuse.bias)
         if delta.shape[-2:] != size:
             delta = F.interpolate(delta, size=size, mode='bilinear', align_corners=False)
-        return cur + delta
+        return (cur + delta, aligned) if return_aligned else cur + delta
 
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, hidden={self.hidden}, '

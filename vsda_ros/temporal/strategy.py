@@ -31,14 +31,15 @@ class StrategyConfig:
             distortion of a propagated frame exceeds this (0 = fixed interval only; needs DMNet).
         correction: ``keyframe``: correct warped features with DMNet + CFNet + FCM when they
             are loaded (``False`` = plain flow warping, for ablations).
-        flow_preset: OpenCV DIS preset for ``keyframe`` (ultrafast, fast, medium).
+        flow_preset: OpenCV DIS preset for ``keyframe`` (ultrafast, balanced, fast, medium;
+            see :data:`vsda_ros.temporal.flow.PRESETS`).
         max_gap_s: a forward stamp jump above this resets the buffer.
     """
 
     keyframe_interval: int = 5
     distortion_threshold: float = 0.0
     correction: bool = True
-    flow_preset: str = 'ultrafast'
+    flow_preset: str = 'balanced'
     max_gap_s: float = 1.0
 
     def validate(self) -> None:
