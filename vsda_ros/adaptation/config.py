@@ -55,8 +55,8 @@ class AdaptConfig:
         temporal_target: fusion: weight λ of the flow-warped previous prediction in the
             target (0 = the EMA teacher alone).
         align_weight: fusion: weight of the term training the deformable alignment directly.
-        anchor_weight: fusion: weight of the L2 pull of the class-mixing weights to their
-            identity initialisation.
+        anchor_weight: fusion: weight of the class-prior penalty (see
+            :func:`vsda_ros.adaptation.recipes.class_prior_penalty`).
         val, val_labels, label_map: optional labelled clip evaluated every ``eval_every``
             iterations (and at the end).
         seed: seeds numpy and torch; the run is deterministic on one CPU thread setting.
@@ -105,8 +105,9 @@ class AdaptConfig:
             or by (x, y) factors: ``[2.133, 1.422]`` shows a 480×360 frame's crop at the scale
             of a 1024×512 input, where the Cityscapes ESPNetv2 is at its best on CamVid.
         spatial_weight: ``tsl``: weight of the spatial-teacher consistency term.
-        weather_kinds, weather_intensity: ``tsl``, ``fusion``: the student's synthetic weather (kinds of
-            :mod:`vsda_ros.weather`, one drawn per sample, intensity drawn in the range).
+        weather_kinds, weather_intensity: ``tsl``, ``fusion``: the student's synthetic weather
+            (kinds of :mod:`vsda_ros.weather`, one drawn per sample, intensity drawn in the
+            range).
         export_teacher: export the EMA teacher (``tps``/``tsl``) instead of the student.
         val_size: (w, h) network input size for the evaluations (``None`` = native size).
         val_frames: evaluate on the first N frames of ``val`` only (0 = all).

@@ -33,8 +33,9 @@ The base network is frozen (eval mode, no gradients) in both, so training is CPU
       class-agnostic: the 1×1 fusion conv may learn one blend of current and aligned scores
       shared by all classes, but no per-class gains, cross-class weights or biases, and the
       deformable convs stay near their identity initialisation. Without it the block learns
-      the training video's class priors (measured: a highway dashcam has no pedestrians, poles
-      or bicyclists, and the block learned negative biases for exactly those, −0.6 mIoU).
+      the training video's class priors (seen in a run whose anchor left the bias free: a
+      highway dashcam has no pedestrians, poles, signs or bicyclists, and the block learned
+      negative biases for exactly those).
 """
 from __future__ import annotations
 
@@ -131,7 +132,11 @@ class DavssRecipe:
 
 
 class FusionRecipe:
-    """Fusion-block teacher–student training; see the module docstring."""
+    """Fusion-block teacher–student training; see the module docstring.
+
+    ``degrade(frames, rng) -> frames`` replaces the synthetic weather (tests, other
+    corruptions).
+    """
 
     def __init__(self, model: SegmentationModel, cfg, degrade=None) -> None:
         from vsda_ros.adaptation.uda.tsl import weather_degrade

@@ -302,7 +302,8 @@ def markdown(r: dict) -> str:
     if 'adaptive' in r:
         a = r['adaptive']
         lines += ['', f"## Adaptive keyframes (distortion threshold {a['threshold']})", '',
-                  '| keyframes | mIoU | TC | keyframe ratio | latency p50 ms |', '|---|---|---|---|---|']
+                  '| keyframes | mIoU | TC | keyframe ratio | latency p50 ms |',
+                  '|---|---|---|---|---|']
         for name, row in (('adaptive (interval ≤ ' + str(a['fixed']['interval']) + ')',
                            a['adaptive']),
                           (f"every {a['fixed']['interval']}", a['fixed']),
