@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         print(f'vsda {args.command}: error: {e}', file=sys.stderr)
         return 2
 

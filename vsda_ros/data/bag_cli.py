@@ -72,9 +72,6 @@ def cmd_make(args: argparse.Namespace) -> int:
                             label_topic=args.label_topic, storage=args.storage,
                             compression=args.compression, frame_id=args.frame_id,
                             overwrite=args.overwrite, jpeg_quality=args.jpeg_quality)
-    except FileExistsError as e:  # not an error type the vsda entry point reports itself
-        print(f'vsda bag make: error: {e}', file=sys.stderr)
-        return 2
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -173,15 +170,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vsda_ros.data.bag_cli make|info …`` (the same as ``vsda bag …``)."""
-    parser = argparse.ArgumentParser(prog='vsda')
-    add_parser(parser.add_subparsers(dest='command', required=True, metavar='COMMAND'))
-    args = parser.parse_args(['bag', *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f'vsda bag {args.bag_command}: error: {e}', file=sys.stderr)
-        return 2
+    """``python -m vsda_ros.data.bag_cli make|info …``: exactly ``vsda bag …``."""
+    from vsda_ros.cli import main as vsda_main
+    return vsda_main(['bag', *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == '__main__':

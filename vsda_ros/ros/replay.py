@@ -375,15 +375,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vsda_ros.ros.replay BAG …`` (the same as ``vsda replay``)."""
-    parser = argparse.ArgumentParser(prog='vsda')
-    add_parser(parser.add_subparsers(dest='command', required=True, metavar='COMMAND'))
-    args = parser.parse_args(['replay', *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f'vsda replay: error: {e}', file=sys.stderr)
-        return 2
+    """``python -m vsda_ros.ros.replay BAG …``: exactly ``vsda replay``."""
+    from vsda_ros.cli import main as vsda_main
+    return vsda_main(['replay', *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == '__main__':
