@@ -286,13 +286,18 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     assert cv2.imwrite(str(path), np.ascontiguousarray(img))
 
 
+def _write_labelled_folder(root: Path, pairs, names: list[str]) -> None:
+    """CamVid layout: ``root/img/NAME`` frames and ``root/ann/NAME`` labels."""
+    (root / 'img').mkdir()
+    (root / 'ann').mkdir()
+    for name, (frame, label) in zip(names, pairs):
+        _write_png(root / 'img' / name, frame.image)
+        _write_png(root / 'ann' / name, label)
+
+
 def test_open_labelled_camvid_layout(tmp_path: Path) -> None:
     pairs = synthetic(4)
-    (tmp_path / 'img').mkdir()
-    (tmp_path / 'ann').mkdir()
-    for i, (frame, label) in enumerate(pairs):
-        _write_png(tmp_path / 'img' / f'seq_{i * 2 + 8:05d}.png', frame.image)
-        _write_png(tmp_path / 'ann' / f'seq_{i * 2 + 8:05d}.png', label)
+    _write_labelled_folder(tmp_path, pairs, [f'seq_{i * 2 + 8:05d}.png' for i in range(4)])
     got = list(open_labelled(tmp_path / 'img', labels=tmp_path / 'ann', fps=10))
     assert [f.name for f, _ in got] == ['seq_00008.png', 'seq_00010.png', 'seq_00012.png',
                                         'seq_00014.png']
@@ -372,11 +377,7 @@ def test_open_labelled_bag(tmp_path: Path) -> None:
 
 def test_bag_cli_make_and_info(tmp_path: Path, capsys) -> None:
     pairs = synthetic(3)
-    (tmp_path / 'img').mkdir()
-    (tmp_path / 'ann').mkdir()
-    for i, (frame, label) in enumerate(pairs):
-        _write_png(tmp_path / 'img' / f'{i:04d}.png', frame.image)
-        _write_png(tmp_path / 'ann' / f'{i:04d}.png', label)
+    _write_labelled_folder(tmp_path, pairs, [f'{i:04d}.png' for i in range(3)])
     out = tmp_path / 'bag'
     argv = ['make', str(tmp_path / 'img'), '--labels', str(tmp_path / 'ann'), '--out', str(out),
             '--storage', 'sqlite3', '--fps', '5', '--start-time', '100', '--quiet',
