@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsda_ros.adaptation.uda.common import batch_flow
 from vsda_ros.models.base import SegmentationModel
 from vsda_ros.temporal.correction import fcm
 from vsda_ros.temporal.flow import DISFlow, warp
@@ -94,9 +95,7 @@ class DavssRecipe:
         for k in range(1, len(xs)):
             with torch.no_grad():
                 y = model(xs[k]).argmax(1)                              # per-frame labels B×h×w
-                flow = torch.cat([torch.from_numpy(self.flow(_u8(small[k - 1][b]),
-                                                             _u8(small[k][b])))
-                                  .permute(2, 0, 1)[None] for b in range(len(clips))]).to(dev)
+                flow = batch_flow(self.flow, small[k], small[k - 1])
             f_warp = warp(feat, flow)
             with torch.no_grad():
                 y_warp = model.logits_from_features(f_warp, (h, w)).argmax(1)
@@ -164,13 +163,6 @@ class FusionRecipe:
     def max_dt(self) -> float | None:
         return self.cfg.max_pair_dt
 
-    def _warp_prev(self, prev: torch.Tensor, cur: torch.Tensor, p_prev: torch.Tensor
-                   ) -> torch.Tensor:
-        """B×C×h×w probabilities of the previous frames warped onto the current ones."""
-        flow = torch.cat([torch.from_numpy(self.flow(_u8(prev[b]), _u8(cur[b])))
-                          .permute(2, 0, 1)[None] for b in range(prev.shape[0])])
-        return warp(p_prev, flow.to(p_prev.device))
-
     def loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
         model, dev, cfg = self.model, _dev(self.model), self.cfg
         prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
@@ -182,8 +174,8 @@ class FusionRecipe:
             target = torch.softmax(self.teacher(s_cur, s_prev), 1)     # EMA teacher
             lam = float(cfg.temporal_target)
             if lam > 0:                                                # + flow-warped previous
-                target = (1 - lam) * target + lam * self._warp_prev(prev, cur,
-                                                                    torch.softmax(s_prev, 1))
+                warped = warp(torch.softmax(s_prev, 1), batch_flow(self.flow, cur, prev))
+                target = (1 - lam) * target + lam * warped
             conf, pseudo = target.max(1)
         out_deg = self.student(d_cur, d_prev)
         out_clean, aligned = self.student(s_cur, s_prev, return_aligned=True)
@@ -233,11 +225,6 @@ def class_prior_penalty(block: nn.Module, anchors: dict[str, torch.Tensor]) -> t
 
 def _dev(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def _u8(x: torch.Tensor) -> np.ndarray:
-    """3×h×w float [0, 1] → h×w×3 uint8."""
-    return (x.permute(1, 2, 0).mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy())
 
 
 RECIPE_CLASSES = {'davss': DavssRecipe, 'fusion': FusionRecipe}

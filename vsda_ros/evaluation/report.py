@@ -236,7 +236,7 @@ def _adaptive(strategy, clip, cfg: EvalConfig, runs: list[dict]) -> dict:
                                 cfg.progress, f'keyframe every {matched_n}')
     return {'threshold': cfg.distortion_threshold,
             'adaptive': {k: res.get(k) for k in keep},
-            'fixed': {'interval': strategy('keyframe').config.keyframe_interval,
+            'fixed': {'interval': cfg.intervals()[0],
                       **{k: fixed.get(k) for k in keep}},
             'fixed_matched': {'interval': matched_n, **{k: matched.get(k) for k in keep}}}
 
