@@ -179,3 +179,74 @@ def test_guided_cfnet_starts_as_the_warped_features_and_learns_a_residual():
         net(x)
     net(x, guide=guide).pow(2).sum().backward()
     assert net.head.weight.grad is not None and net.head.weight.grad.abs().sum() > 0
+
+
+def _randomise_batchnorm(net: torch.nn.Module, seed: int = 0) -> None:
+    """Give every BatchNorm non-trivial running statistics and affine parameters."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
+
+
+@pytest.mark.parametrize('downscale', [2, 4])
+def test_downscaled_modules_work_at_the_pooled_resolution(downscale: int) -> None:
+    x, y = _to_tensor(_textured(45, 61, seed=1)), _to_tensor(_textured(45, 61, seed=2))
+    dm = DMNet(width=8, downscale=downscale).eval()
+    cf = CFNet(5, width=8, out_stride=2, guide_ch=5, downscale=downscale).eval()
+    guide = torch.randn(1, 5, 45, 61)
+    with torch.no_grad():
+        pooled = -(-45 // downscale), -(-61 // downscale)          # ceil_mode pooling
+        assert dm(x, y).shape == (1, 1, -(-pooled[0] // 2), -(-pooled[1] // 2))
+        assert dm(x, y, out_size=(45, 61)).shape == (1, 1, 45, 61)
+        # identical images still give the floor: pooling is applied to both sides alike
+        assert torch.allclose(dm(x, x), torch.sigmoid(dm.b).expand(1, 1, *dm(x, x).shape[-2:]),
+                              atol=1e-5)
+        # guided output lives on the guide's grid and starts as the guide
+        assert torch.allclose(cf(x, guide=guide), guide)
+    with pytest.raises(ValueError, match='downscale'):
+        DMNet(downscale=3)
+    with pytest.raises(ValueError, match='downscale'):
+        CFNet(5, downscale=0)
+
+
+def test_fold_batchnorm_is_the_same_function_and_leaves_the_original_alone() -> None:
+    from vsda_ros.temporal.correction import fold_batchnorm
+    from vsda_ros.temporal.modules import make_module
+    torch.manual_seed(0)
+    dm = make_module('dmnet', width=8, downscale=2)
+    cf = make_module('cfnet', out_ch=5, width=8, out_stride=4, guide_ch=5, downscale=2)
+    for i, net in enumerate((dm, cf)):
+        _randomise_batchnorm(net, seed=i)
+        torch.nn.init.normal_(net.head.weight, std=0.1) if net is cf else None
+        net.eval()
+    x, y = _to_tensor(_textured(45, 61, seed=1)), _to_tensor(_textured(45, 61, seed=2))
+    guide = torch.randn(1, 5, 45, 61)
+    fdm, fcf = fold_batchnorm(dm), fold_batchnorm(cf)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fdm.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fcf.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in dm.modules())   # original intact
+    assert fdm.vsda_args == dm.vsda_args and fcf.guide_ch == 5 and fcf.downscale == 2
+    with torch.no_grad():
+        assert torch.allclose(fdm(x, y, return_logit=True), dm(x, y, return_logit=True),
+                              atol=1e-4)
+        ref = cf(x, guide=guide)
+        assert not torch.allclose(ref, guide)                      # the residual is not zero
+        assert torch.allclose(fcf(x, guide=guide), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize('guided', [False, True])
+def test_cfnet_correct_is_the_fcm(guided: bool) -> None:
+    torch.manual_seed(0)
+    cf = CFNet(5, width=8, out_stride=4, guide_ch=5 if guided else 0, downscale=2).eval()
+    torch.nn.init.normal_(cf.head.weight, std=0.3)
+    x, fw = torch.rand(2, 3, 45, 61), torch.randn(2, 5, 45, 61)
+    d = torch.rand(2, 1, 12, 16)
+    with torch.no_grad():
+        ref = fcm(fw, cf(x, out_size=(45, 61), guide=fw if guided else None), d)
+        assert torch.allclose(cf.correct(x, fw, d), ref, atol=1e-5)
+        assert torch.allclose(cf.correct(x, fw, torch.zeros(2, 1, 45, 61)), fw)

@@ -120,3 +120,53 @@ def test_modules_round_trip_through_a_checkpoint(tmp_path, segmenter):
     for k in back.loaded():
         a, b = getattr(mods, k).state_dict(), getattr(back, k).state_dict()
         assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_corrected_propagation_is_warp_dmnet_cfnet_fcm_then_the_head(segmenter, clip):
+    """A non-key frame is exactly FCM(warp(F_prev), CFNet, DMNet) → head (with the modules as
+    trained, before the strategy folds their BatchNorms)."""
+    import cv2
+
+    from vsda_ros.temporal.correction import fcm
+    from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        c = segmenter.model.forward_features(torch.zeros(1, 3, 32, 32)).shape[1]
+    dm = make_module('dmnet', width=8, downscale=2)
+    cf = make_module('cfnet', out_ch=c, width=8, out_stride=4, guide_ch=c, downscale=2)
+    for net in (dm, cf):
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.3)
+                m.running_var.uniform_(0.5, 1.5)
+    torch.nn.init.normal_(cf.head.weight, std=0.5)
+    dm.b.data.fill_(0.0)                      # D ≥ 0.5: the correction carries real weight
+    dm.eval(), cf.eval()
+    strategy = build_strategy('keyframe', segmenter, StrategyConfig(keyframe_interval=5),
+                              TemporalModules(dmnet=dm, cfnet=cf))
+    key = strategy.step(clip[0], stamp=0.0)
+    seg = strategy.step(clip[1], stamp=1 / 15)
+    assert key.keyframe and not seg.keyframe and seg.distortion is not None
+
+    model = segmenter.model
+    with torch.inference_mode():
+        x0, x1 = segmenter.preprocess(clip[0]), segmenter.preprocess(clip[1])
+        f0 = model.forward_features(x0)
+        h, w = f0.shape[-2:]
+
+        def small(x):
+            im = x[0].permute(1, 2, 0).mul(255).round().clamp(0, 255).byte().numpy()
+            return cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
+        s0, s1 = small(x0), small(x1)
+        flow = flow_to_tensor(DISFlow(strategy.config.flow_preset)(s0, s1))
+        t0, t1 = (torch.from_numpy(s).permute(2, 0, 1)[None].float() / 255 for s in (s0, s1))
+        f_warp = warp(f0, flow)
+        d = dm(warp(t0, flow), t1, out_size=(h, w))
+        feat = fcm(f_warp, cf(t1, out_size=(h, w), guide=f_warp), d)
+        labels = model.logits_from_features(feat, x1.shape[-2:])
+        plain = model.logits_from_features(f_warp, x1.shape[-2:])
+    ref_labels, _ = segmenter.postprocess(labels, clip[1].shape[:2])
+    plain_labels, _ = segmenter.postprocess(plain, clip[1].shape[:2])
+    assert abs(seg.distortion - float(d.mean())) < 1e-5
+    assert (seg.labels == ref_labels).mean() > 0.999          # float rounding of the folded BN
+    assert (seg.labels != plain_labels).mean() > 0.001        # and the correction did something

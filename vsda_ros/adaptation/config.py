@@ -47,6 +47,8 @@ class AdaptConfig:
             decoder stage, which was half of CFNet's cost.
         cfnet_guided: davss: CFNet also sees the warped features and refines them (see
             :class:`~vsda_ros.temporal.correction.CFNet`); ``False`` = DAVSS's plain CFNet.
+        correction_downscale: davss: DMNet and CFNet pool their input frames (given at the
+            feature resolution) by this factor first (1, 2 or 4); 2 cuts their cost about 4×.
         max_pair_dt: davss, fusion: only sequences whose consecutive stored frames are at most
             this many seconds apart give training clips (CamVid train, labelled at 1 fps, is
             skipped: 1 s is far beyond the 15 Hz the strategies run at).
@@ -130,6 +132,7 @@ class AdaptConfig:
     cfnet_width: int = 24
     cfnet_stride: int = 4
     cfnet_guided: bool = True
+    correction_downscale: int = 2
     max_pair_dt: float = 0.5
     ema: float = 0.99
     clean_weight: float = 1.0
@@ -221,6 +224,9 @@ class AdaptConfig:
                 raise ValueError(f'{key} must be ≥ 0, got {getattr(self, key)}')
         if self.cfnet_stride not in (2, 4, 8):
             raise ValueError(f'cfnet_stride must be 2, 4 or 8, got {self.cfnet_stride}')
+        if self.correction_downscale not in (1, 2, 4):
+            raise ValueError('correction_downscale must be 1, 2 or 4, got '
+                             f'{self.correction_downscale}')
         if not 0 < self.fusion_scale <= 1:
             raise ValueError(f'fusion_scale must be in (0, 1], got {self.fusion_scale}')
         if self.lr is not None and not self.lr > 0:

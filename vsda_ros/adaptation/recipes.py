@@ -67,11 +67,12 @@ class DavssRecipe:
         with torch.no_grad():
             probe = model.forward_features(torch.zeros(1, 3, 64, 64, device=_dev(model)))
         self.feat_ch = int(probe.shape[1])
-        self.dmnet = make_module('dmnet', width=cfg.dmnet_width).to(_dev(model))
+        self.dmnet = make_module('dmnet', width=cfg.dmnet_width,
+                                 downscale=cfg.correction_downscale).to(_dev(model))
         self.cfnet = make_module('cfnet', out_ch=self.feat_ch, width=cfg.cfnet_width,
                                  out_stride=cfg.cfnet_stride,
-                                 guide_ch=self.feat_ch if cfg.cfnet_guided else 0
-                                 ).to(_dev(model))
+                                 guide_ch=self.feat_ch if cfg.cfnet_guided else 0,
+                                 downscale=cfg.correction_downscale).to(_dev(model))
         self.flow = DISFlow('balanced')   # the keyframe strategy's default
 
     def modules(self) -> dict[str, nn.Module]:

@@ -14,6 +14,8 @@ mean 0.5 / std 0.25.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,6 +38,17 @@ def _resize(x: Tensor, size: tuple[int, int] | None) -> Tensor:
         return x
     return F.interpolate(x, size=(int(size[0]), int(size[1])), mode='bilinear',
                          align_corners=False)
+
+
+def _check_downscale(k: int) -> int:
+    if int(k) not in (1, 2, 4):
+        raise ValueError(f'downscale must be 1, 2 or 4, got {k}')
+    return int(k)
+
+
+def _shrink(x: Tensor, k: int) -> Tensor:
+    """k×k average pooling (``ceil_mode``: odd sizes keep their last row/column); k = 1: x."""
+    return x if k == 1 else F.avg_pool2d(x, k, ceil_mode=True)
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1
@@ -66,17 +79,25 @@ class DMNet(nn.Module):
     Train with ``BCEWithLogitsLoss`` on ``forward(..., return_logit=True)`` against a binary
     "distorted" target (e.g. warped-prediction ≠ keyframe-prediction).
 
-    In training both images go through the extractor as one batch (shared BatchNorm batch
-    statistics); in eval as two passes (identical result, half the peak activation memory,
-    measurably faster on CPU).
+    Both images go through the extractor as one batch (in training they share the BatchNorm
+    batch statistics).
+
+    Args:
+        in_ch: image channels.
+        width: embedding width.
+        downscale: 1, 2 or 4 (``ValueError`` otherwise): the images are average-pooled by this
+            factor first, so the embeddings live at ``2·downscale`` of the input (the keyframe
+            strategy feeds frames at the feature resolution; ``downscale=2`` cuts DMNet's cost
+            about 4× there).
 
     The cosine is stabilised as ``(u·v + ε) / sqrt((|u|² + ε)(|v|² + ε))`` so that two
     all-zero embeddings (possible after ReLU) count as identical (cos = 1) rather than 0.
     """
 
-    def __init__(self, in_ch: int = 3, width: int = 32) -> None:
+    def __init__(self, in_ch: int = 3, width: int = 32, downscale: int = 1) -> None:
         super().__init__()
         self.in_ch = in_ch
+        self.downscale = _check_downscale(downscale)
         self.features = nn.Sequential(ds_conv(in_ch, width, stride=2), ds_conv(width, width),
                                       ds_conv(width, width), ds_conv(width, width))
         self.a = nn.Parameter(torch.tensor(10.0))
@@ -84,19 +105,19 @@ class DMNet(nn.Module):
         self.eps = 1e-6
 
     def cosine(self, warped: Tensor, current: Tensor) -> Tensor:
-        """Per-pixel cosine similarity of the two embeddings, B×1×⌈H/2⌉×⌈W/2⌉ in [0, 1].
+        """Per-pixel cosine similarity of the two embeddings, B×1×h×w in [0, 1] (h×w: the
+        input size over ``2·downscale``, rounded up).
 
         Raises ``ValueError`` if the inputs are not both B×in_ch×H×W of the same shape.
         """
         if warped.shape != current.shape:
             raise ValueError(f'warped {tuple(warped.shape)} and current '
                              f'{tuple(current.shape)} differ in shape')
-        a = _normalise(warped, self.in_ch, 'warped')
-        b = _normalise(current, self.in_ch, 'current')
-        if self.training:   # one pass: both branches share the BatchNorm batch statistics
-            u, v = self.features(torch.cat((a, b), dim=0)).chunk(2, dim=0)
-        else:               # same result with running stats; half the peak activation memory
-            u, v = self.features(a), self.features(b)
+        a = _shrink(_normalise(warped, self.in_ch, 'warped'), self.downscale)
+        b = _shrink(_normalise(current, self.in_ch, 'current'), self.downscale)
+        # one batched pass: in training both branches share the BatchNorm batch statistics; in
+        # eval (running statistics) it equals two passes and is faster on CPU (fewer ops)
+        u, v = self.features(torch.cat((a, b), dim=0)).chunk(2, dim=0)
         dot = (u * v).sum(1, keepdim=True)
         norms = ((u * u).sum(1, keepdim=True) + self.eps) * ((v * v).sum(1, keepdim=True)
                                                              + self.eps)
@@ -112,7 +133,8 @@ class DMNet(nn.Module):
             return_logit: return the pre-sigmoid logit (for ``BCEWithLogitsLoss``) instead of D.
 
         Returns:
-            B×1×⌈H/2⌉×⌈W/2⌉ (or B×1×h×w with ``out_size``): D ∈ [0, 1], or the logit.
+            B×1×h×w (the input size over ``2·downscale``, or ``out_size``): D ∈ [0, 1], or
+            the logit.
         """
         logit = _resize(self.a * (1.0 - self.cosine(warped, current)) + self.b, out_size)
         return logit if return_logit else torch.sigmoid(logit)
@@ -142,11 +164,15 @@ class CFNet(nn.Module):
             fix them from the current image. Used by ``vsda adapt --recipe davss``
             (``cfnet_guided``) because a from-scratch CFNet this small is too weak to replace
             the warped features anywhere (measured, see README).
+        downscale: 1, 2 or 4 (``ValueError`` otherwise): the image (and the guide) are
+            average-pooled/resized by this factor first, so ``out_stride`` counts from the
+            pooled image; the guide is added back at its own resolution.
     """
 
     def __init__(self, out_ch: int, width: int = 32, out_stride: int = 2,
-                 guide_ch: int = 0) -> None:
+                 guide_ch: int = 0, downscale: int = 1) -> None:
         super().__init__()
+        self.downscale = _check_downscale(downscale)
         if out_stride not in (2, 4, 8):
             raise ValueError(f'out_stride must be 2, 4 or 8, got {out_stride}')
         if out_ch < 1 or width < 1:
@@ -171,6 +197,24 @@ class CFNet(nn.Module):
         x = F.interpolate(x, size=skip.shape[-2:], mode='bilinear', align_corners=False)
         return torch.cat((x, skip), dim=1)
 
+    def _output(self, x: Tensor, out_size: tuple[int, int] | None,
+                guide: Tensor | None) -> tuple[Tensor, tuple[int, int] | None]:
+        """The last conv's output at ``out_size`` (the residual for a guided CFNet)."""
+        inp = _shrink(_normalise(x, 3), self.downscale)
+        if self.guide_ch:
+            if guide is None:
+                raise ValueError('this CFNet is guided: pass the warped features as guide')
+            out_size = out_size or tuple(guide.shape[-2:])
+            inp = torch.cat((inp, _resize(guide, tuple(inp.shape[-2:]))), dim=1)
+        s2 = self.enc2(inp)
+        s4 = self.enc4(s2)
+        y = self.enc8(s4)
+        if self.dec4 is not None:
+            y = self.dec4(self._up_cat(y, s4))
+        if self.dec2 is not None:
+            y = self.dec2(self._up_cat(y, s2))
+        return _resize(self.head(y), out_size), out_size
+
     def forward(self, x: Tensor, out_size: tuple[int, int] | None = None,
                 guide: Tensor | None = None) -> Tensor:
         """Correction features of the current image.
@@ -185,25 +229,31 @@ class CFNet(nn.Module):
             B×out_ch×h×w, h×w the size at ``out_stride`` (⌈H/2⌉×⌈W/2⌉ by default) or
             ``out_size``.
         """
-        inp = _normalise(x, 3)
+        out, _ = self._output(x, out_size, guide)
         if self.guide_ch:
-            if guide is None:
-                raise ValueError('this CFNet is guided: pass the warped features as guide')
-            out_size = out_size or tuple(guide.shape[-2:])
-            g = F.interpolate(guide, size=x.shape[-2:], mode='bilinear', align_corners=False)
-            inp = torch.cat((inp, g), dim=1)
-        s2 = self.enc2(inp)
-        s4 = self.enc4(s2)
-        y = self.enc8(s4)
-        if self.dec4 is not None:
-            y = self.dec4(self._up_cat(y, s4))
-        if self.dec2 is not None:
-            y = self.dec2(self._up_cat(y, s2))
-        out = _resize(self.head(y), out_size)
-        if self.guide_ch:
-            out = out + F.interpolate(guide, size=out.shape[-2:], mode='bilinear',
-                                      align_corners=False)
+            out = out + _resize(guide, tuple(out.shape[-2:]))
         return out
+
+    def correct(self, x: Tensor, warped_feat: Tensor, distortion: Tensor) -> Tensor:
+        """FCM with this CFNet: ``fcm(warped_feat, self(x, guide=warped_feat), distortion)``.
+
+        For a guided CFNet ``F_cf = F_warp + R``, so the FCM is ``F_warp + D·R``: computed
+        that way (one fused multiply–add instead of an add and a lerp over the full feature
+        map; equal up to float rounding).
+
+        Args:
+            x: B×3×H×W current image in [0, 1].
+            warped_feat: B×C×h×w warped features (C = ``out_ch``).
+            distortion: B×1×h'×w' map in [0, 1] (resized to h×w if needed).
+
+        Returns:
+            B×C×h×w corrected features.
+        """
+        if not self.guide_ch:
+            return fcm(warped_feat, self(x, out_size=tuple(warped_feat.shape[-2:])), distortion)
+        residual, _ = self._output(x, tuple(warped_feat.shape[-2:]), warped_feat)
+        d = _resize(distortion.to(warped_feat.dtype), tuple(warped_feat.shape[-2:]))
+        return torch.addcmul(warped_feat, d, residual)
 
 
 def fcm(warped_feat: Tensor, correction_feat: Tensor, distortion: Tensor) -> Tensor:
@@ -227,6 +277,34 @@ def fcm(warped_feat: Tensor, correction_feat: Tensor, distortion: Tensor) -> Ten
         raise ValueError(f'distortion must be B×1×h×w, got shape {tuple(distortion.shape)}')
     d = _resize(d.to(warped_feat.dtype), tuple(warped_feat.shape[-2:]))
     return torch.lerp(warped_feat, correction_feat, d)
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """An inference copy of ``module`` with every ``Conv2d`` → ``BatchNorm2d`` pair folded.
+
+    Walks the module tree and, in every ``nn.Sequential`` whose first two layers are a conv
+    and a BatchNorm, replaces the pair by one conv with the BatchNorm's running statistics and
+    affine parameters folded in (``torch.nn.utils.fusion.fuse_conv_bn_eval``). The copy is in
+    eval mode and computes the same function as ``module.eval()`` up to float rounding (about
+    1e-6 relative); ``module`` itself is not changed. Fewer ops per call: DMNet and CFNet are
+    small enough on a CPU that per-op overhead is a large part of their time. Other
+    attributes (``vsda_args``, ``guide_ch``, ``downscale`` …) are kept.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(module).eval()
+
+    def visit(parent: nn.Module) -> None:
+        for name, child in parent.named_children():
+            if (isinstance(child, nn.Sequential) and len(child) >= 2
+                    and isinstance(child[0], nn.Conv2d) and isinstance(child[1], nn.BatchNorm2d)):
+                setattr(parent, name, nn.Sequential(fuse_conv_bn_eval(child[0], child[1]),
+                                                    *list(child)[2:]))
+            else:
+                visit(child)
+
+    visit(folded)
+    return folded
 
 
 def gflops(module: nn.Module, *inputs: Tensor) -> float:

@@ -28,7 +28,7 @@ from torch import nn
 
 from vsda_ros.frames import Segmentation
 from vsda_ros.inference import Segmenter
-from vsda_ros.temporal.correction import fcm
+from vsda_ros.temporal.correction import fold_batchnorm
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
 from vsda_ros.temporal.strategy import Strategy, StrategyConfig
 
@@ -42,8 +42,9 @@ class Keyframe(Strategy):
                  dmnet: nn.Module | None = None, cfnet: nn.Module | None = None) -> None:
         super().__init__(segmenter, config)
         dev = segmenter.device
-        self.dmnet = dmnet.to(dev).eval() if dmnet is not None else None
-        self.cfnet = cfnet.to(dev).eval() if cfnet is not None else None
+        # inference copies with BatchNorm folded into the convs (same function, fewer ops)
+        self.dmnet = fold_batchnorm(dmnet).to(dev) if dmnet is not None else None
+        self.cfnet = fold_batchnorm(cfnet).to(dev) if cfnet is not None else None
         self.flow = DISFlow(self.config.flow_preset)
         self._feat: torch.Tensor | None = None   # 1×F×h×w features of the previous frame
         self._small: np.ndarray | None = None    # previous frame at feature resolution (flow)
@@ -130,17 +131,20 @@ class Keyframe(Strategy):
         cur_small = self._small_of(x, self._feat)
         flow = flow_to_tensor(self.flow(self._small, cur_small)).to(x.device)
         t1 = time.perf_counter()
-        feat = warp(self._feat, flow)
         timings = {'flow': (t1 - t0) * 1e3}
         dmap = None
-        if self.corrects:
+        if not self.corrects:
+            feat = warp(self._feat, flow)
+        else:
             # DMNet and CFNet see the frames at the feature resolution (cheap; their outputs
-            # are smooth maps, upsampled to the feature grid).
+            # are smooth maps, upsampled to the feature grid). Features and previous image are
+            # warped in one grid_sample (it samples every channel independently).
             prev_t = self._small_tensor(self._small, x)
             cur_t = self._small_tensor(cur_small, x)
-            dmap = self.dmnet(warp(prev_t, flow), cur_t, out_size=(h, w))
-            correction = self.cfnet(cur_t, out_size=(h, w),
-                                    guide=feat if getattr(self.cfnet, 'guide_ch', 0) else None)
-            feat = fcm(feat, correction, dmap)
+            c = self._feat.shape[1]
+            feat, prev_warped = warp(torch.cat((self._feat, prev_t), dim=1), flow).split(
+                (c, 3), dim=1)
+            dmap = self.dmnet(prev_warped, cur_t, out_size=(h, w))
+            feat = self.cfnet.correct(cur_t, feat, dmap)    # FCM
         timings['warp_correct'] = (time.perf_counter() - t1) * 1e3
         return feat, dmap, cur_small, timings
