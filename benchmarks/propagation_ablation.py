@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Where keyframe propagation loses accuracy: an ablation on a labelled clip (no ROS).
+
+For every start frame s and distance d = 1 … D, the keyframe features of frame s are carried to
+frame s + d in three ways and scored against the labels, next to the per-frame prediction:
+
+* ``chain``   — warp frame by frame with DIS flow, as the ``keyframe`` strategy does (no
+  correction);
+* ``compose`` — compose the per-step flows and warp the keyframe features once (is the loss
+  blurring from repeated resampling?);
+* ``skip``    — (ESPNet family only) chain-warp the decoder's deep branch but re-run its last
+  3×3 conv on the *current* frame's own high-resolution skip features (how much do fine
+  details of the current frame recover?).
+
+Prints mIoU per distance and per-class IoU at the largest distance, and writes them as JSON
+(``--out``). Example (the README figures)::
+
+    python benchmarks/propagation_ablation.py --source ../shared/data/camvid/val \\
+        --labels ../shared/data/camvid/valannot --max-distance 5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vsda_ros.evaluation.metrics import ConfusionMatrix
+from vsda_ros.evaluation.temporal import load_clip
+from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size
+from vsda_ros.models.zoo import load_model
+from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
+
+
+def espnet_split(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(deep branch, skip) just before ESPNet's last decoder conv, or ``None`` for other nets.
+
+    ``model.net.conv(cat(deep, skip))`` equals ``model.forward_features(x)``.
+    """
+    from vsda_ros.models.espnet import ESPNet, _fit
+    net = model.net
+    if not isinstance(net, ESPNet):
+        return None
+    o0, b1, b2, logits8 = net.encoder(model.normalize(x))
+    up3 = _fit(net.up_l3(net.br(logits8)), b2)
+    y = net.combine_l2_l3(torch.cat([net.level3_C(b2), up3], 1))
+    skip = b1 if net.b1_skip else o0
+    return _fit(net.up_l2(y), skip), skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--model', default='espnet-camvid')
+    ap.add_argument('--source', required=True, help='labelled frame folder in time order')
+    ap.add_argument('--labels', required=True, help='label folder (CamVid layout)')
+    ap.add_argument('--size', default='480x360', help='network input WIDTHxHEIGHT')
+    ap.add_argument('--max-distance', type=int, default=5)
+    ap.add_argument('--flow-preset', default='balanced')
+    ap.add_argument('--max-frames', type=int, default=None)
+    ap.add_argument('--out', default=None, help='write the results as JSON here')
+    args = ap.parse_args(argv)
+    if args.max_distance < 1:
+        ap.error('--max-distance must be >= 1')
+
+    model = load_model(args.model).eval()
+    seg = Segmenter(model, SegmenterConfig(input_size=parse_size(args.size)))
+    clip = load_clip(args.source, args.labels, model.meta, max_frames=args.max_frames)
+    n = len(clip.images)
+    if n < 2:
+        ap.error('need at least two frames')
+    flow_of = DISFlow(args.flow_preset)
+    with torch.inference_mode():
+        xs = [seg.preprocess(im) for im in clip.images]
+        split = [espnet_split(model, x) for x in xs]
+        feats = [model.forward_features(x) for x in xs]
+        h, w = feats[0].shape[-2:]
+
+        def small(x: torch.Tensor) -> np.ndarray:
+            im = x[0].permute(1, 2, 0).mul(255).round().clamp(0, 255).byte().numpy()
+            return cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
+        smalls = [small(x) for x in xs]
+        flows = [None] + [flow_to_tensor(flow_of(smalls[i - 1], smalls[i])) for i in range(1, n)]
+        names = ['per_frame', 'chain', 'compose'] + (['skip'] if split[0] is not None else [])
+        cms = {k: {d: ConfusionMatrix(clip.num_classes, clip.ignore_index)
+                   for d in range(1, args.max_distance + 1)} for k in names}
+
+        def score(name: str, d: int, t: int, feat: torch.Tensor) -> None:
+            if clip.labels[t] is None:
+                return
+            logits = model.logits_from_features(feat, xs[t].shape[-2:])
+            labels, _ = seg.postprocess(logits, clip.images[t].shape[:2])
+            cms[name][d].update(clip.to_label_space(labels), clip.labels[t])
+
+        for s in tqdm(range(n - 1), desc='starts', unit='start'):
+            chain, acc = feats[s], torch.zeros_like(flows[1])
+            deep = split[s][0] if split[s] is not None else None
+            for d in range(1, min(args.max_distance, n - 1 - s) + 1):
+                t = s + d
+                step = flows[t]
+                acc = step + warp(acc, step)          # key → t, composed frame by frame
+                chain = warp(chain, step)
+                score('per_frame', d, t, feats[t])
+                score('chain', d, t, chain)
+                score('compose', d, t, warp(feats[s], acc))
+                if deep is not None:
+                    deep = warp(deep, step)
+                    score('skip', d, t, model.net.conv(torch.cat([deep, split[t][1]], 1)))
+    result = {'miou': {k: {d: cms[k][d].miou() * 100 for d in cms[k]} for k in names},
+              'per_class_iou_at_max_distance': {
+                  k: dict(zip(clip.class_names, (cms[k][args.max_distance].iou() * 100).tolist()))
+                  for k in names}}
+    print('mIoU by distance d = 1 …', args.max_distance)
+    for k in names:
+        print(f'  {k:>9}: ' + ' '.join(f'{v:5.1f}' for v in result['miou'][k].values()))
+    print(f'per-class IoU at d = {args.max_distance}: ' + ', '.join(clip.class_names))
+    for k in names:
+        vals = result['per_class_iou_at_max_distance'][k].values()
+        print(f'  {k:>9}: ' + ' '.join(f'{v:5.1f}' for v in vals))
+    if args.out:
+        with open(args.out, 'w') as fh:
+            json.dump(result, fh, indent=2)
+        print(f'wrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The propagation ablation script runs end to end on a few real CamVid frames."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / 'benchmarks' / 'propagation_ablation.py'
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location('propagation_ablation', SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_propagation_ablation_on_real_frames(real_data, tmp_path, capsys):
+    out = tmp_path / 'abl.json'
+    assert _load().main(['--source', str(real_data / 'camvid' / 'val'),
+                         '--labels', str(real_data / 'camvid' / 'valannot'),
+                         '--size', '240x180', '--max-frames', '5', '--max-distance', '2',
+                         '--out', str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res['miou']) == {'per_frame', 'chain', 'compose', 'skip'}
+    for curve in res['miou'].values():
+        assert set(curve) == {'1', '2'} and all(0 < v <= 100 for v in curve.values())
+    # one warping step of the same features: chain and compose are the same computation at d=1
+    assert res['miou']['chain']['1'] == pytest.approx(res['miou']['compose']['1'], abs=1e-6)
+    assert 'car' in res['per_class_iou_at_max_distance']['chain']
+    assert 'mIoU by distance' in capsys.readouterr().out
+
+
+def test_propagation_ablation_refuses_bad_arguments(real_data):
+    with pytest.raises(SystemExit):
+        _load().main(['--source', str(real_data / 'camvid' / 'val'),
+                      '--labels', str(real_data / 'camvid' / 'valannot'),
+                      '--max-distance', '0'])
