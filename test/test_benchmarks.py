@@ -1,4 +1,4 @@
-"""The propagation ablation script runs end to end on a few real CamVid frames."""
+"""The benchmark scripts run end to end on a few real CamVid frames."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / 'benchmarks' / 'propagation_ablation.py'
+BENCH = Path(__file__).resolve().parents[1] / 'benchmarks'
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location('propagation_ablation', SCRIPT)
+def _load(name: str = 'propagation_ablation'):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f'{name}.py')
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -38,3 +38,20 @@ def test_propagation_ablation_refuses_bad_arguments(real_data):
         _load().main(['--source', str(real_data / 'camvid' / 'val'),
                       '--labels', str(real_data / 'camvid' / 'valannot'),
                       '--max-distance', '0'])
+
+
+def test_fusion_upper_bound_on_real_frames(real_data, tmp_path):
+    out = tmp_path / 'fub.json'
+    assert _load('fusion_upper_bound').main([
+        '--source', str(real_data / 'camvid' / 'val'),
+        '--labels', str(real_data / 'camvid' / 'valannot'), '--size', '240x180',
+        '--max-frames', '4', '--scales', '0.25', '--blends', '0,0.5', '--out', str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert len(res['runs']) == 2 * 3
+    for r in res['runs']:
+        assert r['block_ms_p50'] > 0 and 0 < r['miou'] <= 100 and 0 < r['tc'] <= 100
+        if r['blend'] == 0:        # no blending is exactly per_frame, whatever the alignment
+            assert r['miou'] == pytest.approx(res['per_frame']['miou'], abs=1e-9)
+            assert r['tc'] == pytest.approx(res['per_frame']['tc'], abs=1e-9)
+    with pytest.raises(SystemExit):
+        _load('fusion_upper_bound').main(['--source', 'x', '--labels', 'y', '--scales', 'a'])

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""How much temporal consistency can adjacent-frame score fusion buy, at each working scale?
+
+An upper bound for the ``fusion`` strategy on a labelled clip (no ROS, no training): the fusion
+block adds ``up(b · (aligned_prev − cur_s))`` to the current logits, computed at a working
+scale s (the block's ``scale``). Here the previous scores are aligned either not at all
+(``none``) or with DIS optical flow on the full frames (``flow``, which the flow-free block can at
+best imitate), or the previous *fused* scores are used (``flow_rec``, recurrent). For each scale
+and blend weight b it prints mIoU and TC (the ``vsda eval`` definition), and the median time of a
+:class:`~vsda_ros.temporal.fusion_block.FusionBlock` of that scale on this machine.
+
+Example (the README figures)::
+
+    python benchmarks/fusion_upper_bound.py --source ../shared/data/camvid/val \\
+        --labels ../shared/data/camvid/valannot
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vsda_ros.evaluation.metrics import ConfusionMatrix
+from vsda_ros.evaluation.temporal import load_clip, temporal_consistency
+from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size
+from vsda_ros.models.zoo import load_model
+from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
+from vsda_ros.temporal.modules import make_module
+
+MODES = ('none', 'flow', 'flow_rec')
+
+
+def block_ms(num_classes: int, scale: float, hw: tuple[int, int], repeats: int = 30) -> float:
+    """Median ms of one FusionBlock forward (random weights) at ``scale`` on H×W logits."""
+    block = make_module('fusion', num_classes=num_classes, scale=scale).eval()
+    cur = torch.randn(1, num_classes, *hw)
+    with torch.inference_mode():
+        for p in block.parameters():
+            p.normal_(0, 0.05)
+        prev = block.shrink(torch.randn(1, num_classes, *hw))
+        times = []
+        for _ in range(repeats + 5):
+            t0 = time.perf_counter()
+            block(cur, prev, cur_small=block.shrink(cur))
+            times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times[5:]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--model', default='espnet-camvid')
+    ap.add_argument('--source', required=True, help='labelled frame folder in time order')
+    ap.add_argument('--labels', required=True, help='label folder (CamVid layout)')
+    ap.add_argument('--size', default='480x360', help='network input WIDTHxHEIGHT')
+    ap.add_argument('--scales', default='0.0833,0.25', help='comma-separated working scales')
+    ap.add_argument('--blends', default='0.3,0.5', help='comma-separated blend weights b')
+    ap.add_argument('--max-frames', type=int, default=None)
+    ap.add_argument('--out', default=None, help='write the results as JSON here')
+    args = ap.parse_args(argv)
+    try:
+        scales = [float(v) for v in args.scales.split(',')]
+        blends = [float(v) for v in args.blends.split(',')]
+    except ValueError:
+        ap.error('--scales and --blends take comma-separated numbers')
+    if not all(0 < s <= 1 for s in scales) or not all(0 <= b <= 1 for b in blends):
+        ap.error('scales must be in (0, 1] and blend weights in [0, 1]')
+
+    model = load_model(args.model).eval()
+    seg = Segmenter(model, SegmenterConfig(input_size=parse_size(args.size)))
+    clip = load_clip(args.source, args.labels, model.meta, max_frames=args.max_frames)
+    n = len(clip.images)
+    if n < 2:
+        ap.error('need at least two frames')
+    with torch.inference_mode():
+        logits = [seg.logits(seg.preprocess(im)) for im in clip.images]
+    hw = tuple(logits[0].shape[-2:])
+    dis = DISFlow('medium')
+    flows = [None] + [flow_to_tensor(dis(clip.images[t - 1], clip.images[t]))
+                      for t in range(1, n)]
+
+    def score(preds: list[np.ndarray]) -> tuple[float, float]:
+        cm = ConfusionMatrix(clip.num_classes, clip.ignore_index)
+        for t, p in enumerate(preds):
+            if clip.labels[t] is not None:
+                cm.update(clip.to_label_space(p), clip.labels[t])
+        return cm.miou() * 100, temporal_consistency(preds, clip.images, clip.num_classes)
+
+    per_frame = score([seg.postprocess(lg, im.shape[:2])[0]
+                       for lg, im in zip(logits, clip.images)])
+    print(f'per_frame: mIoU {per_frame[0]:.2f}  TC {per_frame[1]:.2f}')
+    rows = []
+    for s in scales:
+        small = (max(1, round(hw[0] * s)), max(1, round(hw[1] * s)))
+        ms = block_ms(len(clip.class_names), s, hw)
+        print(f'scale {s:.4f} ({small[1]}×{small[0]}): FusionBlock {ms:.1f} ms p50')
+        for b in blends:
+            for mode in MODES:
+                preds, prev = [], None
+                with torch.inference_mode():
+                    for t, cur in enumerate(logits):
+                        cur_s = F.interpolate(cur, size=small, mode='bilinear',
+                                              align_corners=False)
+                        out = cur
+                        if prev is not None:
+                            p = prev if mode == 'none' else warp(prev, flows[t])
+                            out = cur + F.interpolate(b * (p - cur_s), size=hw, mode='bilinear',
+                                                      align_corners=False)
+                        prev = (F.interpolate(out, size=small, mode='bilinear',
+                                              align_corners=False)
+                                if mode == 'flow_rec' else cur_s)
+                        preds.append(seg.postprocess(out, clip.images[t].shape[:2])[0])
+                miou, tc = score(preds)
+                rows.append({'scale': s, 'blend': b, 'align': mode, 'miou': miou, 'tc': tc,
+                             'block_ms_p50': ms})
+                print(f'  b {b:.2f} {mode:>8}: mIoU {miou:6.2f} ({miou - per_frame[0]:+.2f})  '
+                      f'TC {tc:6.2f} ({tc - per_frame[1]:+.2f})')
+    if args.out:
+        with open(args.out, 'w') as fh:
+            json.dump({'per_frame': {'miou': per_frame[0], 'tc': per_frame[1]}, 'runs': rows},
+                      fh, indent=2)
+        print(f'wrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
