@@ -29,6 +29,7 @@ from vsda_ros.evaluation.metrics import ConfusionMatrix
 from vsda_ros.evaluation.temporal import load_clip, temporal_consistency
 from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size
 from vsda_ros.models.zoo import load_model
+from vsda_ros.runtime import tune_allocator
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
 from vsda_ros.temporal.modules import make_module
 
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--max-frames', type=int, default=None)
     ap.add_argument('--out', default=None, help='write the results as JSON here')
     args = ap.parse_args(argv)
+    tune_allocator()   # as the vsda CLI and the node do (see vsda_ros/runtime.py)
     try:
         scales = [float(v) for v in args.scales.split(',')]
         blends = [float(v) for v in args.blends.split(',')]

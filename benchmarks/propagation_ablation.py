@@ -34,6 +34,7 @@ from vsda_ros.evaluation.metrics import ConfusionMatrix
 from vsda_ros.evaluation.temporal import load_clip
 from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size
 from vsda_ros.models.zoo import load_model
+from vsda_ros.runtime import tune_allocator
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
 
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--max-frames', type=int, default=None)
     ap.add_argument('--out', default=None, help='write the results as JSON here')
     args = ap.parse_args(argv)
+    tune_allocator()   # as the vsda CLI and the node do (see vsda_ros/runtime.py)
     if args.max_distance < 1:
         ap.error('--max-distance must be >= 1')
 
