@@ -198,8 +198,9 @@ class CFNet(nn.Module):
         return torch.cat((x, skip), dim=1)
 
     def _output(self, x: Tensor, out_size: tuple[int, int] | None,
-                guide: Tensor | None) -> tuple[Tensor, tuple[int, int] | None]:
-        """The last conv's output at ``out_size`` (the residual for a guided CFNet)."""
+                guide: Tensor | None) -> Tensor:
+        """The last conv's output at ``out_size`` (default: the guide's size, else its own):
+        the correction features, or the residual for a guided CFNet."""
         inp = _shrink(_normalise(x, 3), self.downscale)
         if self.guide_ch:
             if guide is None:
@@ -213,7 +214,7 @@ class CFNet(nn.Module):
             y = self.dec4(self._up_cat(y, s4))
         if self.dec2 is not None:
             y = self.dec2(self._up_cat(y, s2))
-        return _resize(self.head(y), out_size), out_size
+        return _resize(self.head(y), out_size)
 
     def forward(self, x: Tensor, out_size: tuple[int, int] | None = None,
                 guide: Tensor | None = None) -> Tensor:
@@ -229,7 +230,7 @@ class CFNet(nn.Module):
             B×out_ch×h×w, h×w the size at ``out_stride`` (⌈H/2⌉×⌈W/2⌉ by default) or
             ``out_size``.
         """
-        out, _ = self._output(x, out_size, guide)
+        out = self._output(x, out_size, guide)
         if self.guide_ch:
             out = out + _resize(guide, tuple(out.shape[-2:]))
         return out
@@ -251,7 +252,7 @@ class CFNet(nn.Module):
         """
         if not self.guide_ch:
             return fcm(warped_feat, self(x, out_size=tuple(warped_feat.shape[-2:])), distortion)
-        residual, _ = self._output(x, tuple(warped_feat.shape[-2:]), warped_feat)
+        residual = self._output(x, tuple(warped_feat.shape[-2:]), warped_feat)
         d = _resize(distortion.to(warped_feat.dtype), tuple(warped_feat.shape[-2:]))
         return torch.addcmul(warped_feat, d, residual)
 
