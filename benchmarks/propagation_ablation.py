@@ -10,13 +10,17 @@ frame s + d in three ways and scored against the labels, next to the per-frame p
   blurring from repeated resampling?);
 * ``skip``    — (ESPNet family only) chain-warp the decoder's deep branch but re-run its last
   3×3 conv on the *current* frame's own high-resolution skip features (how much do fine
-  details of the current frame recover?).
+  details of the current frame recover?);
+* ``oracle_sK`` (with ``--oracle``) — an upper bound for any CFNet whose output grid is the
+  feature grid pooled by K: the FCM with the current frame's own per-frame features as
+  correction and the true error map (warped argmax ≠ per-frame argmax) as D, both average-pooled
+  by K and upsampled back, then propagated onward like the strategy does.
 
 Prints mIoU per distance and per-class IoU at the largest distance, and writes them as JSON
 (``--out``). Example (the README figures)::
 
     python benchmarks/propagation_ablation.py --source ../shared/data/camvid/val \\
-        --labels ../shared/data/camvid/valannot --max-distance 5
+        --labels ../shared/data/camvid/valannot --max-distance 5 --oracle
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from vsda_ros.evaluation.temporal import load_clip
 from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size
 from vsda_ros.models.zoo import load_model
 from vsda_ros.runtime import tune_allocator
+from vsda_ros.temporal.correction import fcm
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
 
 
@@ -54,6 +59,13 @@ def espnet_split(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | 
     return _fit(net.up_l2(y), skip), skip
 
 
+def pool_up(x: torch.Tensor, k: int) -> torch.Tensor:
+    """B×C×h×w → average-pooled to ⌊h/k⌋×⌊w/k⌋ and bilinearly upsampled back to h×w."""
+    h, w = x.shape[-2:]
+    small = F.adaptive_avg_pool2d(x, (max(1, h // k), max(1, w // k)))
+    return F.interpolate(small, size=(h, w), mode='bilinear', align_corners=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--max-distance', type=int, default=5)
     ap.add_argument('--flow-preset', default='balanced')
     ap.add_argument('--max-frames', type=int, default=None)
+    ap.add_argument('--oracle', action='store_true',
+                    help='also the oracle CFNet bounds at output strides 4 and 8 (oracle_s4/s8)')
     ap.add_argument('--out', default=None, help='write the results as JSON here')
     args = ap.parse_args(argv)
     tune_allocator()   # as the vsda CLI and the node do (see vsda_ros/runtime.py)
@@ -89,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         smalls = [small(x) for x in xs]
         flows = [None] + [flow_to_tensor(flow_of(smalls[i - 1], smalls[i])) for i in range(1, n)]
         names = ['per_frame', 'chain', 'compose'] + (['skip'] if split[0] is not None else [])
+        oracles = {f'oracle_s{k}': k for k in (4, 8)} if args.oracle else {}
+        names += list(oracles)
         cms = {k: {d: ConfusionMatrix(clip.num_classes, clip.ignore_index)
                    for d in range(1, args.max_distance + 1)} for k in names}
 
@@ -102,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in tqdm(range(n - 1), desc='starts', unit='start'):
             chain, acc = feats[s], torch.zeros_like(flows[1])
             deep = split[s][0] if split[s] is not None else None
+            carried = {name: feats[s] for name in oracles}
             for d in range(1, min(args.max_distance, n - 1 - s) + 1):
                 t = s + d
                 step = flows[t]
@@ -113,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
                 if deep is not None:
                     deep = warp(deep, step)
                     score('skip', d, t, model.net.conv(torch.cat([deep, split[t][1]], 1)))
+                for name, k in oracles.items():
+                    warped = warp(carried[name], step)
+                    wrong = (warped.argmax(1) != feats[t].argmax(1)).float()[:, None]
+                    carried[name] = fcm(warped, pool_up(feats[t], k), pool_up(wrong, k))
+                    score(name, d, t, carried[name])
     result = {'miou': {k: {d: cms[k][d].miou() * 100 for d in cms[k]} for k in names},
               'per_class_iou_at_max_distance': {
                   k: dict(zip(clip.class_names, (cms[k][args.max_distance].iou() * 100).tolist()))

@@ -22,9 +22,10 @@ def test_propagation_ablation_on_real_frames(real_data, tmp_path, capsys):
     assert _load().main(['--source', str(real_data / 'camvid' / 'val'),
                          '--labels', str(real_data / 'camvid' / 'valannot'),
                          '--size', '240x180', '--max-frames', '5', '--max-distance', '2',
-                         '--out', str(out)]) == 0
+                         '--oracle', '--out', str(out)]) == 0
     res = json.loads(out.read_text())
-    assert set(res['miou']) == {'per_frame', 'chain', 'compose', 'skip'}
+    assert set(res['miou']) == {'per_frame', 'chain', 'compose', 'skip', 'oracle_s4',
+                                'oracle_s8'}
     for curve in res['miou'].values():
         assert set(curve) == {'1', '2'} and all(0 < v <= 100 for v in curve.values())
     # one warping step of the same features: chain and compose are the same computation at d=1
