@@ -16,22 +16,22 @@ Example (the README figures)::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vsda_ros.evaluation.metrics import ConfusionMatrix
-from vsda_ros.evaluation.temporal import load_clip, temporal_consistency
-from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size
-from vsda_ros.models.zoo import load_model
-from vsda_ros.runtime import tune_allocator
+from vsda_ros.evaluation.temporal import temporal_consistency
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
 from vsda_ros.temporal.modules import make_module
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common.py
+from _common import open_clip, parser  # noqa: E402
 
 MODES = ('none', 'flow', 'flow_rec')
 
@@ -53,18 +53,10 @@ def block_ms(num_classes: int, scale: float, hw: tuple[int, int], repeats: int =
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--model', default='espnet-camvid')
-    ap.add_argument('--source', required=True, help='labelled frame folder in time order')
-    ap.add_argument('--labels', required=True, help='label folder (CamVid layout)')
-    ap.add_argument('--size', default='480x360', help='network input WIDTHxHEIGHT')
+    ap = parser(__doc__)
     ap.add_argument('--scales', default='0.0833,0.25', help='comma-separated working scales')
     ap.add_argument('--blends', default='0.3,0.5', help='comma-separated blend weights b')
-    ap.add_argument('--max-frames', type=int, default=None)
-    ap.add_argument('--out', default=None, help='write the results as JSON here')
     args = ap.parse_args(argv)
-    tune_allocator()   # as the vsda CLI and the node do (see vsda_ros/runtime.py)
     try:
         scales = [float(v) for v in args.scales.split(',')]
         blends = [float(v) for v in args.blends.split(',')]
@@ -73,12 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if not all(0 < s <= 1 for s in scales) or not all(0 <= b <= 1 for b in blends):
         ap.error('scales must be in (0, 1] and blend weights in [0, 1]')
 
-    model = load_model(args.model).eval()
-    seg = Segmenter(model, SegmenterConfig(input_size=parse_size(args.size)))
-    clip = load_clip(args.source, args.labels, model.meta, max_frames=args.max_frames)
+    model, seg, clip = open_clip(args, ap)
     n = len(clip.images)
-    if n < 2:
-        ap.error('need at least two frames')
     with torch.inference_mode():
         logits = [seg.logits(seg.preprocess(im)) for im in clip.images]
     hw = tuple(logits[0].shape[-2:])

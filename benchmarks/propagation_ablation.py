@@ -24,23 +24,21 @@ Prints mIoU per distance and per-class IoU at the largest distance, and writes t
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from vsda_ros.evaluation.metrics import ConfusionMatrix
-from vsda_ros.evaluation.temporal import load_clip
-from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size
-from vsda_ros.models.zoo import load_model
-from vsda_ros.runtime import tune_allocator
 from vsda_ros.temporal.correction import fcm
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
+from vsda_ros.temporal.keyframe import Keyframe
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common.py
+from _common import open_clip, parser  # noqa: E402
 
 
 def espnet_split(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -67,40 +65,24 @@ def pool_up(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--model', default='espnet-camvid')
-    ap.add_argument('--source', required=True, help='labelled frame folder in time order')
-    ap.add_argument('--labels', required=True, help='label folder (CamVid layout)')
-    ap.add_argument('--size', default='480x360', help='network input WIDTHxHEIGHT')
+    ap = parser(__doc__)
     ap.add_argument('--max-distance', type=int, default=5)
     ap.add_argument('--flow-preset', default='balanced')
-    ap.add_argument('--max-frames', type=int, default=None)
     ap.add_argument('--oracle', action='store_true',
                     help='also the oracle CFNet bounds at output strides 4 and 8 (oracle_s4/s8)')
-    ap.add_argument('--out', default=None, help='write the results as JSON here')
     args = ap.parse_args(argv)
-    tune_allocator()   # as the vsda CLI and the node do (see vsda_ros/runtime.py)
     if args.max_distance < 1:
         ap.error('--max-distance must be >= 1')
 
-    model = load_model(args.model).eval()
-    seg = Segmenter(model, SegmenterConfig(input_size=parse_size(args.size)))
-    clip = load_clip(args.source, args.labels, model.meta, max_frames=args.max_frames)
+    model, seg, clip = open_clip(args, ap)
     n = len(clip.images)
-    if n < 2:
-        ap.error('need at least two frames')
     flow_of = DISFlow(args.flow_preset)
     with torch.inference_mode():
         xs = [seg.preprocess(im) for im in clip.images]
         split = [espnet_split(model, x) for x in xs]
         feats = [model.forward_features(x) for x in xs]
-        h, w = feats[0].shape[-2:]
-
-        def small(x: torch.Tensor) -> np.ndarray:
-            im = x[0].permute(1, 2, 0).mul(255).round().clamp(0, 255).byte().numpy()
-            return cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
-        smalls = [small(x) for x in xs]
+        # the frames at the feature resolution, converted as the keyframe strategy does
+        smalls = [Keyframe._small_of(x, f) for x, f in zip(xs, feats)]
         flows = [None] + [flow_to_tensor(flow_of(smalls[i - 1], smalls[i])) for i in range(1, n)]
         names = ['per_frame', 'chain', 'compose'] + (['skip'] if split[0] is not None else [])
         oracles = {f'oracle_s{k}': k for k in (4, 8)} if args.oracle else {}
