@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vsda_ros.temporal.fusion_block import FusionBlock, fusion_flops
+from torchvision.ops import deform_conv2d
+
+from vsda_ros.temporal.fusion_block import FusionBlock, deform_conv_sampled, fusion_flops
 
 C = 11
 
@@ -125,3 +127,76 @@ def test_fusion_flops_positive_and_small() -> None:
     assert gflops < reference / 4
     # the deformable convs are included analytically: 4 × 2·11·11·9·90·120
     assert gflops * 1e9 >= 4 * 2 * C * C * 9 * 90 * 120
+    # ... once each: one (offset conv, deformable conv) step adds exactly their two counts
+    one = fusion_flops(FusionBlock(C, num_deform=1, scale=0.25), C, 360, 480)
+    none = fusion_flops(FusionBlock(C, num_deform=0, scale=0.25), C, 360, 480)
+    step = 2 * (2 * C) * 27 * 9 * 90 * 120 + 2 * C * C * 9 * 90 * 120
+    assert (one - none) * 1e9 == pytest.approx(step, rel=1e-9)
+
+
+@pytest.mark.parametrize('b,h,w', [(1, 45, 60), (2, 7, 5), (1, 2, 2)])
+def test_sampled_deform_conv_equals_torchvision(b: int, h: int, w: int) -> None:
+    """The CPU path is torchvision's modulated deformable conv: values and all gradients,
+    with offsets large enough to sample outside the map (zero padding) and at fractions."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(b, C, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    off = (4 * torch.randn(b, 18, h, w, generator=g, dtype=torch.float64)).requires_grad_()
+    mask = torch.rand(b, 9, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(C, C, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(C, generator=g, dtype=torch.float64, requires_grad=True)
+    ref = deform_conv2d(x, off, weight, bias, padding=1, mask=mask)
+    got = deform_conv_sampled(x, off, mask, weight, bias)
+    torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-9)
+    up = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    grads_ref = torch.autograd.grad((ref * up).sum(), (x, mask, weight, bias))
+    grads_got = torch.autograd.grad((got * up).sum(), (x, mask, weight, bias))
+    for a, r in zip(grads_got, grads_ref):
+        torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-9)
+
+
+def test_sampled_deform_conv_offset_gradient_matches_away_from_integers() -> None:
+    """Bilinear sampling is not differentiable at integer positions, where the two kernels
+    pick different one-sided derivatives; with fractional positions they agree."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(1, C, 12, 10, generator=g, dtype=torch.float64)
+    off = (0.25 + 0.5 * torch.rand(1, 18, 12, 10, generator=g, dtype=torch.float64))
+    off.requires_grad_()
+    mask = torch.rand(1, 9, 12, 10, generator=g, dtype=torch.float64)
+    weight = torch.randn(C, C, 3, 3, generator=g, dtype=torch.float64)
+    ref = torch.autograd.grad(deform_conv2d(x, off, weight, None, padding=1, mask=mask).sum(),
+                              off)[0]
+    got = torch.autograd.grad(deform_conv_sampled(x, off, mask, weight, None).sum(), off)[0]
+    torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_sampled_deform_conv_rejects_unsupported_shapes() -> None:
+    x = torch.randn(1, C, 1, 5)
+    with pytest.raises(ValueError, match='H, W >= 2'):
+        deform_conv_sampled(x, torch.zeros(1, 18, 1, 5), torch.ones(1, 9, 1, 5),
+                            torch.randn(C, C, 3, 3), None)
+    with pytest.raises(ValueError, match='unsupported shapes'):
+        deform_conv_sampled(torch.randn(1, C, 4, 4), torch.zeros(1, 18, 4, 4),
+                            torch.ones(1, 9, 4, 4), torch.randn(C, C, 2, 2), None)
+
+
+def test_block_on_cpu_matches_torchvision_kernel() -> None:
+    """The block's CPU path and torchvision's kernel give the same fused output."""
+    torch.manual_seed(1)
+    block = FusionBlock(C, scale=0.5).eval()
+    _perturb_fusion(block)
+    with torch.no_grad():
+        for conv in block.offsets:
+            conv.weight.normal_(0, 0.3)
+    cur, prev = _pair(1, 40, 36)
+    got = block(cur, prev)
+    cur_s, prev_s = block.shrink(cur), block.shrink(prev)
+    h = block.context(torch.cat([cur_s, prev_s], 1))
+    aligned = prev_s
+    for offset_conv, deform in zip(block.offsets, block.deforms):
+        om = offset_conv(torch.cat([h, aligned], 1))
+        aligned = deform(aligned, om[:, :18], om[:, 18:].sigmoid())   # torchvision's kernel
+    fused = block.fuse(torch.cat([cur_s, aligned], 1))
+    ref = cur + torch.nn.functional.interpolate(fused - cur_s, size=cur.shape[-2:],
+                                                mode='bilinear', align_corners=False)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got, cur, atol=1e-3)

@@ -25,6 +25,57 @@ _K = 3  # kernel size of the context, offset and deformable convs
 _TAPS = _K * _K
 
 
+def deform_conv_sampled(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor,
+                        bias: Tensor | None) -> Tensor:
+    """``torchvision.ops.deform_conv2d`` for a k×k kernel, stride 1, padding k//2, dilation 1,
+    one group and one offset group, computed with one ``grid_sample`` and one matmul.
+
+    torchvision's CPU kernel is 2–4× slower than this at the fusion block's sizes
+    (C = 11, 45×60 … 90×120, 2 threads), so :class:`FusionBlock` uses this on the CPU; the
+    result is the same function (tested against torchvision to float rounding, values and
+    gradients).
+
+    Sampling follows torchvision exactly: tap ``k = i*kw + j`` of output pixel (y, x) reads
+    ``x`` bilinearly at ``(y + i - k//2 + offset[:, 2k], x + j - k//2 + offset[:, 2k+1])``,
+    with zeros outside the image (``grid_sample`` with ``align_corners=True`` and zero
+    padding treats out-of-range corners the same way), and is scaled by ``mask[:, k]``.
+
+    Args:
+        x: B×Cin×H×W input (H, W >= 2).
+        offset: B×2k²×H×W (dy, dx) per tap.
+        mask: B×k²×H×W modulation.
+        weight: Cout×Cin×k×k, k odd.
+        bias: Cout or None.
+    Returns:
+        B×Cout×H×W.
+
+    Raises ``ValueError`` for H or W below 2, an even kernel or mismatched shapes.
+    """
+    b, c, h, w = x.shape
+    o, ci, kh, kw = weight.shape
+    taps = kh * kw
+    if (h < 2 or w < 2 or kh != kw or kh % 2 == 0 or ci != c
+            or offset.shape != (b, 2 * taps, h, w) or mask.shape != (b, taps, h, w)):
+        raise ValueError(f'deform_conv_sampled: unsupported shapes x {tuple(x.shape)}, offset '
+                         f'{tuple(offset.shape)}, mask {tuple(mask.shape)}, weight '
+                         f'{tuple(weight.shape)} (needs H, W >= 2 and an odd square kernel)')
+    r = torch.arange(kh, dtype=x.dtype, device=x.device) - kh // 2
+    tap_y = r.repeat_interleave(kw).view(1, taps, 1, 1)
+    tap_x = r.repeat(kh).view(1, taps, 1, 1)
+    gy = torch.arange(h, dtype=x.dtype, device=x.device).view(1, 1, h, 1)
+    gx = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, 1, w)
+    off = offset.view(b, taps, 2, h, w)
+    py = (gy + tap_y + off[:, :, 0]) * (2.0 / (h - 1)) - 1.0
+    px = (gx + tap_x + off[:, :, 1]) * (2.0 / (w - 1)) - 1.0
+    grid = torch.stack([px, py], dim=-1).view(b, taps * h, w, 2)
+    cols = F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
+    cols = (cols.view(b, c, taps, h, w) * mask.view(b, 1, taps, h, w)).view(b, c * taps, h * w)
+    # bmm, not matmul: matmul(2-D weight that requires grad, 3-D cols) folds cols into one
+    # transposed 2-D mm, about 7× slower here
+    out = torch.bmm(weight.reshape(1, o, c * taps).expand(b, -1, -1), cols).view(b, o, h, w)
+    return out if bias is None else out + bias.view(1, o, 1, 1)
+
+
 class FusionBlock(nn.Module):
     """Fuse the current frame's logits with the previous frame's (deformably aligned) logits.
 
@@ -84,12 +135,15 @@ class FusionBlock(nn.Module):
         """The working size for an ``h×w`` input: ``round(h*scale)×round(w*scale)``, >= 1 px."""
         return max(1, round(h * self.scale)), max(1, round(w * self.scale))
 
-    def align(self, h: Tensor, prev_s: Tensor) -> Tensor:
-        """Align the previous scores with the deformable steps.
+    def align(self, h: Tensor, prev_s: Tensor, offsets: list[Tensor] | None = None) -> Tensor:
+        """Align the previous scores with the deformable steps (the ``DeformConv2d`` modules'
+        parameters; on the CPU computed by :func:`deform_conv_sampled`, the same function).
 
         Args:
             h: B×hidden×h×w context from both frames.
             prev_s: B×C×h×w previous-frame scores at the block size.
+            offsets: if a list, each step's B×18×h×w (dy, dx) offsets are appended to it
+                (for supervising them in training).
         Returns:
             B×C×h×w aligned previous scores (``prev_s`` itself when ``num_deform`` is 0).
         """
@@ -97,7 +151,12 @@ class FusionBlock(nn.Module):
         for offset_conv, deform in zip(self.offsets, self.deforms):
             om = offset_conv(torch.cat([h, aligned], dim=1))
             offset, mask = om[:, :2 * _TAPS], om[:, 2 * _TAPS:].sigmoid()
-            aligned = deform(aligned, offset, mask)
+            if offsets is not None:
+                offsets.append(offset)
+            if aligned.device.type == 'cpu' and min(aligned.shape[-2:]) >= 2:
+                aligned = deform_conv_sampled(aligned, offset, mask, deform.weight, deform.bias)
+            else:
+                aligned = deform(aligned, offset, mask)
         return aligned
 
     def shrink(self, x: Tensor) -> Tensor:
@@ -108,7 +167,8 @@ class FusionBlock(nn.Module):
         return F.interpolate(x, size=small, mode='bilinear', align_corners=False)
 
     def forward(self, cur: Tensor, prev: Tensor, return_aligned: bool = False,
-                cur_small: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+                cur_small: Tensor | None = None,
+                offsets: list[Tensor] | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """Fuse the current logits with the previous frame's.
 
         Args:
@@ -119,6 +179,7 @@ class FusionBlock(nn.Module):
             return_aligned: also return the aligned previous scores (B×C×h×w at the block
                 size), for training the alignment directly.
             cur_small: ``shrink(cur)`` if the caller already has it.
+            offsets: passed to :meth:`align` (collects each step's offsets).
         Returns:
             B×C×H×W fused logits ``cur + up(fuse(cur_s, aligned) - cur_s)``, ``up`` being a
             bilinear resize (align_corners=False) to H×W. The residual is computed with the
@@ -141,7 +202,7 @@ class FusionBlock(nn.Module):
         cur_s = self.shrink(cur) if cur_small is None else cur_small
         prev_s = prev if prev.shape[-2:] == small else self.shrink(prev)
         h = self.context(torch.cat([cur_s, prev_s], dim=1))
-        aligned = self.align(h, prev_s)
+        aligned = self.align(h, prev_s, offsets)
         # == self.fuse(cat) - cur_s, but exactly 0 while fuse.weight is the pass-through
         delta = F.conv2d(torch.cat([cur_s, aligned], dim=1),
                          self.fuse.weight - self._pass_through, self.fuse.bias)
@@ -158,10 +219,12 @@ def fusion_flops(block: FusionBlock, c: int, h: int, w: int) -> float:
     """GFLOPs of one forward of ``block`` for B=1 inputs of C×h×w (full resolution).
 
     Counted with ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add = 2 FLOPs).
-    FlopCounterMode does not count ``torchvision::deform_conv2d`` (torch 2.14 / torchvision
-    0.29), so for each deformable conv that it did not count this adds the analytical
-    ``2 * Cin * Cout * 9 * Hs * Ws`` (Hs×Ws the block size); the bilinear sampling and the
-    mask modulation inside it are ignored, as are the resizes, ReLU, sigmoid and additions.
+    On the CPU the deformable convs run as :func:`deform_conv_sampled`, whose matmul is
+    counted (``2 * Cin * Cout * 9 * Hs * Ws``, Hs×Ws the block size). FlopCounterMode does not
+    count ``torchvision::deform_conv2d`` (torch 2.14 / torchvision 0.29), so where that kernel
+    runs instead this adds the same analytical figure per deformable conv. The bilinear
+    sampling and the mask modulation are ignored, as are the resizes, ReLU, sigmoid and
+    additions.
 
     Raises ``ValueError`` when ``c`` differs from the block's ``num_classes``.
     """
@@ -172,9 +235,10 @@ def fusion_flops(block: FusionBlock, c: int, h: int, w: int) -> float:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         block(cur, cur.clone())
     total = counter.get_total_flops()
+    hs, ws = block.block_size(h, w)
+    sampled = p.device.type == 'cpu' and min(hs, ws) >= 2
     counted = any('deform_conv2d' in str(op) for op in counter.get_flop_counts()['Global'])
-    if not counted:
-        hs, ws = block.block_size(h, w)
+    if not (sampled or counted):
         total += block.num_deform * 2 * c * c * _TAPS * hs * ws
     return total / 1e9
 
