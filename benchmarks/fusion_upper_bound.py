@@ -5,7 +5,11 @@ An upper bound for the ``fusion`` strategy on a labelled clip (no ROS, no traini
 block adds ``up(b · (aligned_prev − cur_s))`` to the current logits, computed at a working
 scale s (the block's ``scale``). Here the previous scores are aligned either not at all
 (``none``) or with DIS optical flow on the full frames (``flow``, which the flow-free block can at
-best imitate), or the previous *fused* scores are used (``flow_rec``, recurrent). For each scale
+best imitate), or the previous *fused* scores are used (``flow_rec``, recurrent). With
+``--temporal-weights`` (a trained fusion block) the previous scores are also aligned by that
+block's deformable steps (``learned``, at the block's own scale), and the trained block itself
+runs unchanged (``block``), so a learned alignment can be compared with flow at equal blend. For
+each scale
 and blend weight b it prints mIoU and TC (the ``vsda eval`` definition), and the median time of a
 :class:`~vsda_ros.temporal.fusion_block.FusionBlock` of that scale on this machine.
 
@@ -28,7 +32,7 @@ import torch.nn.functional as F
 from vsda_ros.evaluation.metrics import ConfusionMatrix
 from vsda_ros.evaluation.temporal import temporal_consistency
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
-from vsda_ros.temporal.modules import make_module
+from vsda_ros.temporal.modules import load_temporal_modules, make_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common.py
 from _common import open_clip, parser  # noqa: E402
@@ -56,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__)
     ap.add_argument('--scales', default='0.0833,0.25', help='comma-separated working scales')
     ap.add_argument('--blends', default='0.3,0.5', help='comma-separated blend weights b')
+    ap.add_argument('--temporal-weights', default='',
+                    help='checkpoint with a trained fusion block: adds the learned alignment '
+                         "('learned', at the block's scale) and the block as trained ('block')")
     args = ap.parse_args(argv)
     try:
         scales = [float(v) for v in args.scales.split(',')]
@@ -66,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error('scales must be in (0, 1] and blend weights in [0, 1]')
 
     model, seg, clip = open_clip(args, ap)
+    trained = None
+    if args.temporal_weights:
+        trained = load_temporal_modules(args.model, args.temporal_weights).fusion
+        if trained is None:
+            ap.error(f'{args.temporal_weights} has no trained fusion block')
+        trained = trained.eval()
     n = len(clip.images)
     with torch.inference_mode():
         logits = [seg.logits(seg.preprocess(im)) for im in clip.images]
@@ -110,6 +123,30 @@ def main(argv: list[str] | None = None) -> int:
                              'block_ms_p50': ms})
                 print(f'  b {b:.2f} {mode:>8}: mIoU {miou:6.2f} ({miou - per_frame[0]:+.2f})  '
                       f'TC {tc:6.2f} ({tc - per_frame[1]:+.2f})')
+    if trained is not None:
+        s = trained.scale
+        with torch.inference_mode():
+            aligned = [None] + [trained.align(trained.context(torch.cat(
+                [trained.shrink(logits[t]), trained.shrink(logits[t - 1])], 1)),
+                trained.shrink(logits[t - 1])) for t in range(1, n)]
+            as_trained = [logits[0]] + [trained(logits[t], logits[t - 1]) for t in range(1, n)]
+        print(f'trained block {args.temporal_weights} (scale {s:.4f})')
+        miou, tc = score([seg.postprocess(out, im.shape[:2])[0]
+                          for out, im in zip(as_trained, clip.images)])
+        rows.append({'scale': s, 'blend': None, 'align': 'block', 'miou': miou, 'tc': tc})
+        print(f'  as trained    : mIoU {miou:6.2f} ({miou - per_frame[0]:+.2f})  '
+              f'TC {tc:6.2f} ({tc - per_frame[1]:+.2f})')
+        for b in blends:
+            preds = [seg.postprocess(logits[0], clip.images[0].shape[:2])[0]]
+            for t in range(1, n):
+                cur_s = trained.shrink(logits[t])
+                out = logits[t] + F.interpolate(b * (aligned[t] - cur_s), size=hw,
+                                                mode='bilinear', align_corners=False)
+                preds.append(seg.postprocess(out, clip.images[t].shape[:2])[0])
+            miou, tc = score(preds)
+            rows.append({'scale': s, 'blend': b, 'align': 'learned', 'miou': miou, 'tc': tc})
+            print(f'  b {b:.2f}  learned: mIoU {miou:6.2f} ({miou - per_frame[0]:+.2f})  '
+                  f'TC {tc:6.2f} ({tc - per_frame[1]:+.2f})')
     if args.out:
         with open(args.out, 'w') as fh:
             json.dump({'per_frame': {'miou': per_frame[0], 'tc': per_frame[1]}, 'runs': rows},

@@ -76,6 +76,50 @@ def test_fusion_recipe_trains_the_alignment_from_the_start(real_data):
     assert float(offsets.weight.grad.abs().sum()) == 0.0     # no signal without the term
 
 
+def test_fusion_recipe_flow_alignment_and_soft_target(real_data):
+    """``align_to: flow`` adds the offset regression to the alignment term and
+    ``soft_target`` changes the fused-output terms; both still train the block."""
+    import cv2
+
+    from vsda_ros.adaptation.recipes import FusionRecipe
+    from vsda_ros.models.zoo import load_model
+
+    frames = sorted((real_data / 'camvid' / 'val').iterdir())[:2]
+    clip = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120))
+            for f in frames]
+    model = load_model('espnet-camvid')
+    logs = {}
+    for align_to, soft in (('target', False), ('flow', False), ('target', True)):
+        torch.manual_seed(0)
+        cfg = AdaptConfig(recipe='fusion', target=['x'], weather_intensity=(0.2, 0.2),
+                          align_to=align_to, soft_target=soft, fusion_scale=0.25)
+        recipe = FusionRecipe(model, cfg)
+        loss, logs[align_to, soft] = recipe.loss([clip])
+        loss.backward()
+        assert float(recipe.student.offsets[0].weight.grad.abs().sum()) > 0
+    # the flow term is added to the soft cross-entropy (which differs too: the flow-warped
+    # previous scores instead of the target); a soft target changes the fused-output terms
+    assert logs['flow', False]['align'] != logs['target', False]['align']
+    assert logs['target', True]['clean'] != logs['target', False]['clean']
+
+
+def test_offset_flow_loss_is_zero_exactly_when_every_tap_follows_the_flow():
+    from vsda_ros.adaptation.recipes import offset_flow_loss
+
+    flow = torch.zeros(1, 2, 8, 12)
+    flow[:, 0] = 4.0                       # Δx = 4 px on the 8×12 grid
+    flow[:, 1] = -2.0                      # Δy = −2 px
+    # at the block size 4×6 that is Δx = 2, Δy = −1; offsets are (dy, dx) per tap
+    step = torch.zeros(1, 18, 4, 6)
+    step[:, 0::2] = -0.5
+    step[:, 1::2] = 1.0
+    assert float(offset_flow_loss([step, step], flow)) == 0.0
+    assert float(offset_flow_loss([step], flow)) > 0.1           # only half the way
+    swapped = step.clone()
+    swapped[:, 0::2], swapped[:, 1::2] = 1.0, -0.5               # (dx, dy) order: wrong
+    assert float(offset_flow_loss([swapped, swapped], flow)) > 0.1
+
+
 
 def test_class_prior_penalty_allows_blends_only():
     """Any class-agnostic blend a·current + b·aligned costs nothing; per-class gains, cross-class
@@ -110,6 +154,8 @@ def test_config_errors(tmp_path):
         AdaptConfig(recipe='nope', target=['x']).validate()
     with pytest.raises(ValueError, match='no target'):
         AdaptConfig(recipe='davss').validate()
+    with pytest.raises(ValueError, match='align_to'):
+        AdaptConfig(recipe='fusion', target=['x'], align_to='image').validate()
     bad = tmp_path / 'r.yaml'
     bad.write_text('recipe: davss\nbogus: 1\n')
     with pytest.raises(ValueError, match='unknown keys'):

@@ -56,3 +56,38 @@ def test_fusion_upper_bound_on_real_frames(real_data, tmp_path):
             assert r['tc'] == pytest.approx(res['per_frame']['tc'], abs=1e-9)
     with pytest.raises(SystemExit):
         _load('fusion_upper_bound').main(['--source', 'x', '--labels', 'y', '--scales', 'a'])
+
+
+def test_fusion_upper_bound_with_a_trained_block(real_data, tmp_path):
+    """--temporal-weights adds the block as trained and its learned alignment at each blend;
+    a pass-through block (as trained) is per_frame exactly."""
+    import torch
+
+    from vsda_ros.models.checkpoint import save_checkpoint
+    from vsda_ros.models.zoo import load_model
+    from vsda_ros.temporal.modules import TemporalModules, make_module
+
+    block = make_module('fusion', num_classes=11, scale=0.25)
+    with torch.no_grad():
+        block.offsets[0].weight.normal_(0, 0.1)        # a non-trivial alignment
+    weights = save_checkpoint(load_model('espnet-camvid'), tmp_path / 'fb.pt',
+                              extra=TemporalModules(fusion=block).to_extra())
+    out = tmp_path / 'fub.json'
+    assert _load('fusion_upper_bound').main([
+        '--source', str(real_data / 'camvid' / 'val'),
+        '--labels', str(real_data / 'camvid' / 'valannot'), '--size', '240x180',
+        '--max-frames', '4', '--scales', '0.25', '--blends', '0,0.5',
+        '--temporal-weights', str(weights), '--out', str(out)]) == 0
+    res = json.loads(out.read_text())
+    trained = [r for r in res['runs'] if r['align'] in ('block', 'learned')]
+    assert [(r['align'], r['blend']) for r in trained] == [('block', None), ('learned', 0.0),
+                                                           ('learned', 0.5)]
+    for r in trained[:2]:
+        assert r['miou'] == pytest.approx(res['per_frame']['miou'], abs=1e-9)
+        assert r['tc'] == pytest.approx(res['per_frame']['tc'], abs=1e-9)
+    with pytest.raises(SystemExit):                    # a checkpoint without a fusion block
+        _load('fusion_upper_bound').main([
+            '--source', str(real_data / 'camvid' / 'val'),
+            '--labels', str(real_data / 'camvid' / 'valannot'), '--max-frames', '2',
+            '--temporal-weights', str(save_checkpoint(load_model('espnet-camvid'),
+                                                      tmp_path / 'plain.pt'))])

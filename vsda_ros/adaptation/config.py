@@ -59,6 +59,14 @@ class AdaptConfig:
         temporal_target: fusion: weight λ of the flow-warped previous prediction in the
             target (0 = the EMA teacher alone).
         align_weight: fusion: weight of the term training the deformable alignment directly.
+        align_to: fusion: what the aligned previous scores must predict in that term:
+            ``'target'`` (the pseudo-label distribution) or ``'flow'`` (the previous scores
+            warped onto the current frame by optical flow: the flow distilled into the
+            deformable offsets; the block itself stays flow-free).
+        soft_target: fusion: the fused output learns the target distribution itself (soft
+            cross-entropy) instead of its confidence-weighted argmax. A hard label only
+            rewards blending where the current and the warped previous frame disagree, so
+            the learned blend stays near pass-through.
         anchor_weight: fusion: weight of the class-prior penalty (see
             :func:`vsda_ros.adaptation.recipes.class_prior_penalty`).
         val, val_labels, label_map: optional labelled clip evaluated every ``eval_every``
@@ -140,6 +148,8 @@ class AdaptConfig:
     clean_weight: float = 1.0
     temporal_target: float = 0.5
     align_weight: float = 0.5
+    align_to: str = 'target'
+    soft_target: bool = False
     anchor_weight: float = 1.0
     val: str | None = None
     val_labels: str | None = None
@@ -229,6 +239,8 @@ class AdaptConfig:
         if self.correction_downscale not in (1, 2, 4):
             raise ValueError('correction_downscale must be 1, 2 or 4, got '
                              f'{self.correction_downscale}')
+        if self.align_to not in ('target', 'flow'):
+            raise ValueError(f"align_to must be 'target' or 'flow', got {self.align_to!r}")
         if not 0 < self.fusion_scale <= 1:
             raise ValueError(f'fusion_scale must be in (0, 1], got {self.fusion_scale}')
         if self.lr is not None and not self.lr > 0:

@@ -28,7 +28,12 @@ The base network is frozen (eval mode, no gradients) in both, so training is CPU
       ``weather_intensity``) and, with ``clean_weight``, the clean pair; both learn the
       pseudo-labels (confidence-weighted cross-entropy);
     - an **alignment** term (``align_weight``) trains the deformable steps directly: the
-      aligned previous scores (block size) must predict the target (soft cross-entropy);
+      aligned previous scores (block size) must predict the target (soft cross-entropy), or,
+      with ``align_to: flow``, the flow-warped previous scores, plus a smooth-L1 term pulling
+      every tap's summed offset onto the flow (:func:`offset_flow_loss`): optical flow is
+      distilled into the offsets and the block stays flow-free at run time;
+    - ``soft_target`` makes the fused outputs learn the target distribution itself instead of
+      its confidence-weighted argmax;
     - an **anchor** term (``anchor_weight``, :func:`class_prior_penalty`) keeps the block
       class-agnostic: the 1×1 fusion conv may learn one blend of current and aligned scores
       shared by all classes, but no per-class gains, cross-class weights or biases, and the
@@ -49,7 +54,7 @@ from torch import nn
 from vsda_ros.adaptation.uda.common import batch_flow
 from vsda_ros.models.base import SegmentationModel
 from vsda_ros.temporal.correction import fcm
-from vsda_ros.temporal.flow import DISFlow, warp
+from vsda_ros.temporal.flow import DISFlow, resize_flow, warp
 from vsda_ros.temporal.modules import TemporalModules, make_module
 
 
@@ -174,16 +179,26 @@ class FusionRecipe:
             d_prev, d_cur = model(dprev), model(dcur)                  # weather scores
             target = torch.softmax(self.teacher(s_cur, s_prev), 1)     # EMA teacher
             lam = float(cfg.temporal_target)
-            if lam > 0:                                                # + flow-warped previous
-                warped = warp(torch.softmax(s_prev, 1), batch_flow(self.flow, cur, prev))
+            warped = flow = None
+            if lam > 0 or cfg.align_to == 'flow':                      # flow-warped previous
+                flow = batch_flow(self.flow, cur, prev)
+                warped = warp(torch.softmax(s_prev, 1), flow)
+            if lam > 0:
                 target = (1 - lam) * target + lam * warped
             conf, pseudo = target.max(1)
         out_deg = self.student(d_cur, d_prev)
-        out_clean, aligned = self.student(s_cur, s_prev, return_aligned=True)
-        loss_deg = (conf * F.cross_entropy(out_deg, pseudo, reduction='none')).mean()
-        loss_clean = (conf * F.cross_entropy(out_clean, pseudo, reduction='none')).mean()
-        small = F.adaptive_avg_pool2d(target, aligned.shape[-2:])
-        loss_align = -(small * F.log_softmax(aligned, 1)).sum(1).mean()
+        offsets: list[torch.Tensor] = []
+        out_clean, aligned = self.student(s_cur, s_prev, return_aligned=True, offsets=offsets)
+        if cfg.soft_target:
+            loss_deg = _soft_ce(out_deg, target)
+            loss_clean = _soft_ce(out_clean, target)
+        else:
+            loss_deg = (conf * F.cross_entropy(out_deg, pseudo, reduction='none')).mean()
+            loss_clean = (conf * F.cross_entropy(out_clean, pseudo, reduction='none')).mean()
+        align_target = warped if cfg.align_to == 'flow' else target
+        loss_align = _soft_ce(aligned, F.adaptive_avg_pool2d(align_target, aligned.shape[-2:]))
+        if cfg.align_to == 'flow' and offsets:
+            loss_align = loss_align + offset_flow_loss(offsets, flow)
         loss_anchor = class_prior_penalty(self.student, self.anchors)
         with torch.no_grad():
             base = (d_cur.argmax(1) == pseudo).float().mean()
@@ -222,6 +237,30 @@ def class_prior_penalty(block: nn.Module, anchors: dict[str, torch.Tensor]) -> t
         if name in anchors:
             total = total + ((p - anchors[name]) ** 2).sum()
     return total
+
+
+def offset_flow_loss(offsets: list[torch.Tensor], flow: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 between the fusion block's total displacement and optical flow.
+
+    Args:
+        offsets: the deformable steps' B×2k²×h×w (dy, dx) offsets at the block size (as
+            collected by ``FusionBlock.forward(..., offsets=[])``).
+        flow: B×2×H×W (Δx, Δy) flow on the current frame's grid into the previous frame
+            (``warp``'s convention), at any size; it is resized to h×w, rescaling the vectors.
+    Returns:
+        scalar: every tap's summed offset over the steps must equal the flow (in block
+        pixels), i.e. the steps together sample the previous scores where the flow says the
+        content came from.
+    """
+    b, _, h, w = offsets[0].shape
+    total = torch.stack(offsets).sum(0).view(b, -1, 2, h, w)          # B×k²×(dy, dx)×h×w
+    target = resize_flow(flow, (h, w)).flip(1).unsqueeze(1)           # B×1×(dy, dx)×h×w
+    return F.smooth_l1_loss(total, target.expand_as(total))
+
+
+def _soft_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over pixels of −Σ_c target·log_softmax(logits), both B×C×H×W."""
+    return -(target * F.log_softmax(logits, 1)).sum(1).mean()
 
 
 def _dev(model: nn.Module) -> torch.device:
