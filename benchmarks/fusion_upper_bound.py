@@ -11,7 +11,8 @@ block's deformable steps (``learned``, at the block's own scale), and the traine
 runs unchanged (``block``), so a learned alignment can be compared with flow at equal blend. For
 each scale
 and blend weight b it prints mIoU and TC (the ``vsda eval`` definition), and the median time of a
-:class:`~vsda_ros.temporal.fusion_block.FusionBlock` of that scale on this machine.
+:class:`~vsda_ros.temporal.fusion_block.FusionBlock` of that scale on this machine next to the
+network's own median time on the clip (measured in the same run: compare within a run).
 
 Example (the README figures)::
 
@@ -80,8 +81,14 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f'{args.temporal_weights} has no trained fusion block')
         trained = trained.eval()
     n = len(clip.images)
+    logits, net_ms = [], []
     with torch.inference_mode():
-        logits = [seg.logits(seg.preprocess(im)) for im in clip.images]
+        for im in clip.images:
+            x = seg.preprocess(im)
+            t0 = time.perf_counter()
+            logits.append(seg.logits(x))
+            net_ms.append((time.perf_counter() - t0) * 1e3)
+    net_p50 = float(np.median(net_ms[1:] if len(net_ms) > 1 else net_ms))
     hw = tuple(logits[0].shape[-2:])
     dis = DISFlow('medium')
     flows = [None] + [flow_to_tensor(dis(clip.images[t - 1], clip.images[t]))
@@ -96,12 +103,14 @@ def main(argv: list[str] | None = None) -> int:
 
     per_frame = score([seg.postprocess(lg, im.shape[:2])[0]
                        for lg, im in zip(logits, clip.images)])
-    print(f'per_frame: mIoU {per_frame[0]:.2f}  TC {per_frame[1]:.2f}')
+    print(f'per_frame: mIoU {per_frame[0]:.2f}  TC {per_frame[1]:.2f}  '
+          f'network {net_p50:.1f} ms p50')
     rows = []
     for s in scales:
         small = (max(1, round(hw[0] * s)), max(1, round(hw[1] * s)))
         ms = block_ms(len(clip.class_names), s, hw)
-        print(f'scale {s:.4f} ({small[1]}×{small[0]}): FusionBlock {ms:.1f} ms p50')
+        print(f'scale {s:.4f} ({small[1]}×{small[0]}): FusionBlock {ms:.1f} ms p50 '
+              f'(network + block = {1 + ms / net_p50:.2f}× the network)')
         for b in blends:
             for mode in MODES:
                 preds, prev = [], None
@@ -149,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                   f'TC {tc:6.2f} ({tc - per_frame[1]:+.2f})')
     if args.out:
         with open(args.out, 'w') as fh:
-            json.dump({'per_frame': {'miou': per_frame[0], 'tc': per_frame[1]}, 'runs': rows},
+            json.dump({'per_frame': {'miou': per_frame[0], 'tc': per_frame[1],
+                                     'network_ms_p50': net_p50}, 'runs': rows},
                       fh, indent=2)
         print(f'wrote {args.out}')
     return 0

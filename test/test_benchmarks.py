@@ -48,7 +48,7 @@ def test_fusion_upper_bound_on_real_frames(real_data, tmp_path):
         '--labels', str(real_data / 'camvid' / 'valannot'), '--size', '240x180',
         '--max-frames', '4', '--scales', '0.25', '--blends', '0,0.5', '--out', str(out)]) == 0
     res = json.loads(out.read_text())
-    assert len(res['runs']) == 2 * 3
+    assert len(res['runs']) == 2 * 3 and res['per_frame']['network_ms_p50'] > 0
     for r in res['runs']:
         assert r['block_ms_p50'] > 0 and 0 < r['miou'] <= 100 and 0 < r['tc'] <= 100
         if r['blend'] == 0:        # no blending is exactly per_frame, whatever the alignment
