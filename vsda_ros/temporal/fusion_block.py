@@ -27,7 +27,7 @@ _TAPS = _K * _K
 
 def deform_conv_sampled(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor,
                         bias: Tensor | None) -> Tensor:
-    """``torchvision.ops.deform_conv2d`` for a k×k kernel, stride 1, padding k//2, dilation 1,
+    """``torchvision.ops.deform_conv2d`` for a K×K kernel, stride 1, padding K//2, dilation 1,
     one group and one offset group, computed with one ``grid_sample`` and one matmul.
 
     torchvision's CPU kernel is 2–4× slower than this at the fusion block's sizes
@@ -35,16 +35,16 @@ def deform_conv_sampled(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor,
     result is the same function (tested against torchvision to float rounding, values and
     gradients).
 
-    Sampling follows torchvision exactly: tap ``k = i*kw + j`` of output pixel (y, x) reads
-    ``x`` bilinearly at ``(y + i - k//2 + offset[:, 2k], x + j - k//2 + offset[:, 2k+1])``,
+    Sampling follows torchvision exactly: tap ``t = i*K + j`` of output pixel (y, x) reads
+    ``x`` bilinearly at ``(y + i - K//2 + offset[:, 2t], x + j - K//2 + offset[:, 2t+1])``,
     with zeros outside the image (``grid_sample`` with ``align_corners=True`` and zero
-    padding treats out-of-range corners the same way), and is scaled by ``mask[:, k]``.
+    padding treats out-of-range corners the same way), and is scaled by ``mask[:, t]``.
 
     Args:
         x: B×Cin×H×W input (H, W >= 2).
-        offset: B×2k²×H×W (dy, dx) per tap.
-        mask: B×k²×H×W modulation.
-        weight: Cout×Cin×k×k, k odd.
+        offset: B×2K²×H×W (dy, dx) per tap.
+        mask: B×K²×H×W modulation.
+        weight: Cout×Cin×K×K, K odd.
         bias: Cout or None.
     Returns:
         B×Cout×H×W.
