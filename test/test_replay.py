@@ -179,17 +179,42 @@ def test_replay_errors(tmp_path: Path) -> None:
 def test_ctrl_c_exits_cleanly(tmp_path: Path) -> None:
     import signal
 
+    import re
+
     bag = make_bag(tmp_path / 'bag')
     proc = subprocess.Popen([sys.executable, '-m', 'vsda_ros.ros.replay', str(bag), '--loop',
-                             '--start-delay', '0', '--quiet'], cwd=REPO,
+                             '--start-delay', '0'], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stdout.read(1), '')),
+                              daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 20
-        time.sleep(2.0)  # rclpy up and publishing
+        # interrupt once it is publishing (the progress bar counts messages), not after a
+        # fixed sleep: on a loaded machine the imports alone can take longer than that
+        deadline = time.monotonic() + 60
+        while not re.search(r'[1-9]\d*msg', ''.join(seen)):
+            assert proc.poll() is None and time.monotonic() < deadline, ''.join(seen)
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        proc.wait(timeout=20)
+        reader.join(timeout=5)
     finally:
         if proc.poll() is None:
             proc.kill()
+    out = ''.join(seen)
     assert proc.returncode == 0, out
     assert '(interrupted)' in out and 'Traceback' not in out
+
+
+def test_ctrl_c_during_start_up_is_a_clean_exit(monkeypatch, capsys) -> None:
+    """A Ctrl-C before a command handles it (here: while the parser imports the model zoo)
+    exits 130 with one line, no traceback."""
+    from vsda_ros import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, 'build_parser', interrupted)
+    assert cli.main(['replay', 'x']) == 130
+    assert capsys.readouterr().err == 'vsda: interrupted\n'

@@ -348,16 +348,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (2 with a one-line error on bad input)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from vsda_ros.runtime import tune_allocator
-    tune_allocator()
+    """Entry point; returns the exit status (2 with a one-line error on bad input, 130 on a
+    Ctrl-C that the command itself does not handle, e.g. one during start-up imports)."""
     try:
-        return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
-        print(f'vsda {args.command}: error: {e}', file=sys.stderr)
-        return 2
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        from vsda_ros.runtime import tune_allocator
+        tune_allocator()
+        try:
+            return args.func(args)
+        except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
+            print(f'vsda {args.command}: error: {e}', file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:
+        print('vsda: interrupted', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':
