@@ -134,11 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                       f'TC {tc:6.2f} ({tc - per_frame[1]:+.2f})')
     if trained is not None:
         s = trained.scale
-        with torch.inference_mode():
-            aligned = [None] + [trained.align(trained.context(torch.cat(
-                [trained.shrink(logits[t]), trained.shrink(logits[t - 1])], 1)),
-                trained.shrink(logits[t - 1])) for t in range(1, n)]
-            as_trained = [logits[0]] + [trained(logits[t], logits[t - 1]) for t in range(1, n)]
+        with torch.inference_mode():   # one block forward per pair gives both
+            pairs = [trained(logits[t], logits[t - 1], return_aligned=True) for t in range(1, n)]
+        as_trained = [logits[0]] + [fused for fused, _ in pairs]
+        aligned = [None] + [al for _, al in pairs]
         print(f'trained block {args.temporal_weights} (scale {s:.4f})')
         miou, tc = score([seg.postprocess(out, im.shape[:2])[0]
                           for out, im in zip(as_trained, clip.images)])
