@@ -78,7 +78,8 @@ def test_fusion_recipe_trains_the_alignment_from_the_start(real_data):
 
 def test_fusion_recipe_flow_alignment_and_soft_target(real_data):
     """``align_to: flow`` adds the offset regression to the alignment term and
-    ``soft_target`` changes the fused-output terms; both still train the block."""
+    ``soft_target`` changes the fused-output terms; both still train the block, as does
+    the two-conv offset predictor (``fusion_offset_hidden``)."""
     import cv2
 
     from vsda_ros.adaptation.recipes import FusionRecipe
@@ -89,18 +90,23 @@ def test_fusion_recipe_flow_alignment_and_soft_target(real_data):
             for f in frames]
     model = load_model('espnet-camvid')
     logs = {}
-    for align_to, soft in (('target', False), ('flow', False), ('target', True)):
+    for align_to, soft, hidden in (('target', False, 0), ('flow', False, 0),
+                                   ('target', True, 0), ('flow', False, 8)):
         torch.manual_seed(0)
         cfg = AdaptConfig(recipe='fusion', target=['x'], weather_intensity=(0.2, 0.2),
-                          align_to=align_to, soft_target=soft, fusion_scale=0.25)
+                          align_to=align_to, soft_target=soft, fusion_scale=0.25,
+                          fusion_offset_hidden=hidden)
         recipe = FusionRecipe(model, cfg)
-        loss, logs[align_to, soft] = recipe.loss([clip])
+        loss, logs[align_to, soft, hidden] = recipe.loss([clip])
         loss.backward()
-        assert float(recipe.student.offsets[0].weight.grad.abs().sum()) > 0
+        last = recipe.student.offsets[0]
+        last = last[-1] if hidden else last
+        assert float(last.weight.grad.abs().sum()) > 0
+        assert recipe.student.vsda_args.get('offset_hidden', 0) == hidden
     # the flow term is added to the soft cross-entropy (which differs too: the flow-warped
     # previous scores instead of the target); a soft target changes the fused-output terms
-    assert logs['flow', False]['align'] != logs['target', False]['align']
-    assert logs['target', True]['clean'] != logs['target', False]['clean']
+    assert logs['flow', False, 0]['align'] != logs['target', False, 0]['align']
+    assert logs['target', True, 0]['clean'] != logs['target', False, 0]['clean']
 
 
 def test_offset_flow_loss_is_zero_exactly_when_every_tap_follows_the_flow():
@@ -156,6 +162,8 @@ def test_config_errors(tmp_path):
         AdaptConfig(recipe='davss').validate()
     with pytest.raises(ValueError, match='align_to'):
         AdaptConfig(recipe='fusion', target=['x'], align_to='image').validate()
+    with pytest.raises(ValueError, match='fusion_offset_hidden'):
+        AdaptConfig(recipe='fusion', target=['x'], fusion_offset_hidden=-2).validate()
     bad = tmp_path / 'r.yaml'
     bad.write_text('recipe: davss\nbogus: 1\n')
     with pytest.raises(ValueError, match='unknown keys'):

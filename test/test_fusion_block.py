@@ -97,6 +97,35 @@ def test_context_conv_trains_after_one_step() -> None:
     assert block.context[0].weight.grad.abs().sum() > 0
 
 
+def test_two_conv_offset_predictor() -> None:
+    """offset_hidden > 0: still exactly pass-through untrained, the offsets start at zero,
+    every offset-predictor conv trains, and a checkpoint round trip restores it."""
+    from vsda_ros.temporal.modules import TemporalModules, make_module
+
+    torch.manual_seed(0)
+    block = make_module('fusion', num_classes=C, num_deform=2, scale=0.5, offset_hidden=8)
+    cur, prev = _pair(2, 24, 32)
+    assert torch.equal(block.eval()(cur, prev), cur)
+    offsets: list[torch.Tensor] = []
+    block(cur, prev, offsets=offsets)
+    assert len(offsets) == 2 and not any(o.any() for o in offsets)
+    block.train()
+    _perturb_fusion(block)
+    opt = torch.optim.SGD(block.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        block(cur, prev).square().mean().backward()
+        opt.step()
+    for pred in block.offsets:
+        assert isinstance(pred, torch.nn.Sequential)
+        assert pred[0].weight.grad.abs().sum() > 0 and pred[2].weight.any()
+    back = TemporalModules.from_extra(TemporalModules(fusion=block).to_extra()).fusion
+    assert back.offset_hidden == 8
+    assert torch.equal(back(cur, prev), block.eval()(cur, prev))
+    with pytest.raises(ValueError):
+        FusionBlock(C, offset_hidden=-1)
+
+
 def test_bad_inputs_raise() -> None:
     block = FusionBlock(C)
     cur, prev = _pair(1, 8, 8)

@@ -42,6 +42,9 @@ class AdaptConfig:
         video_stride: keep every n-th frame of video files.
         steps: davss: propagation steps per sample (2 = DAVSS's dual deep supervision).
         fusion_scale: fusion: working scale of the fusion block.
+        fusion_offset_hidden: fusion: 0 = each deformable step's offsets from one 3×3 conv
+            (the block as specified); > 0 = from two 3×3 convs with this many channels and a
+            ReLU (see :class:`~vsda_ros.temporal.fusion_block.FusionBlock`).
         dmnet_width, cfnet_width: davss: widths of the two small networks.
         cfnet_stride: davss: output stride of CFNet on its input (2, 4 or 8); 4 skips the last
             decoder stage, which was half of CFNet's cost.
@@ -138,6 +141,7 @@ class AdaptConfig:
     video_stride: int = 1
     steps: int = 2
     fusion_scale: float = 0.125
+    fusion_offset_hidden: int = 0
     dmnet_width: int = 16
     cfnet_width: int = 24
     cfnet_stride: int = 4
@@ -241,6 +245,8 @@ class AdaptConfig:
                              f'{self.correction_downscale}')
         if self.align_to not in ('target', 'flow'):
             raise ValueError(f"align_to must be 'target' or 'flow', got {self.align_to!r}")
+        if self.fusion_offset_hidden < 0:
+            raise ValueError(f'fusion_offset_hidden must be >= 0, got {self.fusion_offset_hidden}')
         if not 0 < self.fusion_scale <= 1:
             raise ValueError(f'fusion_scale must be in (0, 1], got {self.fusion_scale}')
         if self.lr is not None and not self.lr > 0:

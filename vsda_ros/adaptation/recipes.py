@@ -148,8 +148,10 @@ class FusionRecipe:
 
         self.model, self.cfg = model, cfg
         self.rng = np.random.default_rng(cfg.seed + 1)
+        extra = ({'offset_hidden': cfg.fusion_offset_hidden} if cfg.fusion_offset_hidden
+                 else {})   # checkpoints of the plain block keep their old constructor args
         self.student = make_module('fusion', num_classes=model.num_classes,
-                                   scale=cfg.fusion_scale).to(_dev(model))
+                                   scale=cfg.fusion_scale, **extra).to(_dev(model))
         self.teacher = copy.deepcopy(self.student).eval()
         self.teacher.vsda_args = dict(self.student.vsda_args)
         for p in self.teacher.parameters():

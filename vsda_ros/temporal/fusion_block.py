@@ -85,31 +85,37 @@ class FusionBlock(nn.Module):
         num_deform: how many (offset conv, deformable conv) steps align the previous scores;
             0 fuses the unaligned previous scores.
         scale: the block works at ``round(H*scale)×round(W*scale)`` (at least 1 px).
+        offset_hidden: 0 (default) = each step's offsets come from one 3×3 conv over
+            [context, aligned scores], a linear function of them; > 0 = from two 3×3 convs
+            with ``offset_hidden`` channels and a ReLU between them (a non-linear motion
+            estimate, at extra cost).
 
     Raises ``ValueError`` for a non-positive ``num_classes``/``hidden``/``scale`` or a
-    negative ``num_deform``.
+    negative ``num_deform``/``offset_hidden``.
 
-    Initialisation: the offset convs are zero (offsets 0, modulation masks 0.5); each deformable
+    Initialisation: the (last) offset convs are zero (offsets 0, modulation masks 0.5); each deformable
     conv starts as the identity (centre tap 2·I, bias 0, cancelling the 0.5 mask), so the
     aligned scores start equal to the previous scores; the 1×1 fusion conv starts as the
     identity on the current scores and zero on the aligned ones.
     """
 
     def __init__(self, num_classes: int, hidden: int | None = None, num_deform: int = 4,
-                 scale: float = 0.25) -> None:
+                 scale: float = 0.25, offset_hidden: int = 0) -> None:
         super().__init__()
         hidden = num_classes if hidden is None else hidden
         if num_classes < 1 or hidden < 1:
             raise ValueError(f'num_classes and hidden must be >= 1, got {num_classes}, {hidden}')
-        if num_deform < 0:
-            raise ValueError(f'num_deform must be >= 0, got {num_deform}')
+        if num_deform < 0 or offset_hidden < 0:
+            raise ValueError(f'num_deform and offset_hidden must be >= 0, got {num_deform}, '
+                             f'{offset_hidden}')
         if not scale > 0:
             raise ValueError(f'scale must be > 0, got {scale}')
         c = num_classes
         self.num_classes, self.hidden, self.num_deform, self.scale = c, hidden, num_deform, scale
+        self.offset_hidden = offset_hidden
         self.context = nn.Sequential(nn.Conv2d(2 * c, hidden, _K, padding=1), nn.ReLU(inplace=True))
         # 3 * 9 outputs: 18 (dy, dx) offsets then 9 modulation-mask logits
-        self.offsets = nn.ModuleList(nn.Conv2d(hidden + c, 3 * _TAPS, _K, padding=1)
+        self.offsets = nn.ModuleList(self._offset_predictor(hidden + c, offset_hidden)
                                      for _ in range(num_deform))
         self.deforms = nn.ModuleList(DeformConv2d(c, c, _K, padding=1) for _ in range(num_deform))
         self.fuse = nn.Conv2d(2 * c, c, 1)
@@ -118,10 +124,20 @@ class FusionBlock(nn.Module):
         self.register_buffer('_pass_through', eye, persistent=False)
         self.reset_parameters()
 
+    @staticmethod
+    def _offset_predictor(cin: int, mid: int) -> nn.Module:
+        """cin → 27 channels (18 offsets, 9 mask logits): one 3×3 conv, or two with a ReLU."""
+        if mid == 0:
+            return nn.Conv2d(cin, 3 * _TAPS, _K, padding=1)
+        return nn.Sequential(nn.Conv2d(cin, mid, _K, padding=1), nn.ReLU(inplace=True),
+                             nn.Conv2d(mid, 3 * _TAPS, _K, padding=1))
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Re-apply the initialisation described in the class docstring (context conv: default)."""
-        for conv in self.offsets:
+        """Re-apply the initialisation described in the class docstring (context conv and a
+        two-conv offset predictor's first conv: PyTorch's default)."""
+        for pred in self.offsets:
+            conv = pred[-1] if isinstance(pred, nn.Sequential) else pred
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         for conv in self.deforms:
@@ -212,7 +228,8 @@ class FusionBlock(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, hidden={self.hidden}, '
-                f'num_deform={self.num_deform}, scale={self.scale}')
+                f'num_deform={self.num_deform}, scale={self.scale}, '
+                f'offset_hidden={self.offset_hidden}')
 
 
 def fusion_flops(block: FusionBlock, c: int, h: int, w: int) -> float:
