@@ -8,8 +8,10 @@ scale s (the block's ``scale``). Here the previous scores are aligned either not
 best imitate), or the previous *fused* scores are used (``flow_rec``, recurrent). With
 ``--temporal-weights`` (a trained fusion block) the previous scores are also aligned by that
 block's deformable steps (``learned``, at the block's own scale), and the trained block itself
-runs unchanged (``block``), so a learned alignment can be compared with flow at equal blend. For
-each scale
+runs unchanged (``block``), so a learned alignment can be compared with flow at equal blend;
+a last line compares the learned alignment with the DIS flow directly (end-point error of the
+centre tap's summed offsets, and how often its argmax agrees with the flow-warped previous
+scores), each next to the same figure for no alignment. For each scale
 and blend weight b it prints mIoU and TC (the ``vsda eval`` definition), and the median time of a
 :class:`~vsda_ros.temporal.fusion_block.FusionBlock` of that scale on this machine next to the
 network's own median time on the clip (measured in the same run: compare within a run).
@@ -32,7 +34,7 @@ import torch.nn.functional as F
 
 from vsda_ros.evaluation.metrics import ConfusionMatrix
 from vsda_ros.evaluation.temporal import temporal_consistency
-from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
+from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, resize_flow, warp
 from vsda_ros.temporal.modules import load_temporal_modules, make_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common.py
@@ -55,6 +57,38 @@ def block_ms(num_classes: int, scale: float, hw: tuple[int, int], repeats: int =
             block(cur, prev, cur_small=block.shrink(cur))
             times.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(times[5:]))
+
+
+def alignment_vs_flow(block, logits: list[torch.Tensor], aligned: list, offsets: list,
+                      flows: list) -> dict:
+    """How close a trained block's alignment is to DIS flow, at the block size, over the clip.
+
+    ``aligned[t]`` / ``offsets[t]``: the block's aligned previous scores (1×C×h×w) and its
+    steps' offsets (1×18×h×w each) for the pair (t−1, t); ``flows[t]``: 1×2×H×W flow (Δx, Δy)
+    into frame t−1. Returns the mean end-point error of the centre tap's offsets summed over
+    the steps (what :func:`~vsda_ros.adaptation.recipes.offset_flow_loss` pulls onto the flow)
+    and of zero offsets, and the % of pixels where ``argmax`` of the aligned scores and of the
+    unaligned ones agree with ``argmax`` of the flow-warped previous scores.
+    """
+    epe, epe0, agree, agree0 = [], [], [], []
+    with torch.inference_mode():
+        for t in range(1, len(logits)):
+            prev_s = block.shrink(logits[t - 1])
+            h, w = prev_s.shape[-2:]
+            flow = resize_flow(flows[t], (h, w))                       # 1×2×h×w (Δx, Δy)
+            ref = warp(prev_s, flow).argmax(1)
+            agree.append((aligned[t].argmax(1) == ref).float().mean().item())
+            agree0.append((prev_s.argmax(1) == ref).float().mean().item())
+            if offsets[t]:
+                centre = torch.stack(offsets[t]).sum(0).view(1, -1, 2, h, w)[:, _CENTRE_TAP]
+                epe.append((centre - flow.flip(1)).norm(dim=1).mean().item())  # (dy, dx)
+            epe0.append(flow.norm(dim=1).mean().item())
+    return {'scale': block.scale, 'blend': None, 'align': 'learned_vs_flow',
+            'epe': float(np.mean(epe)) if epe else float('nan'), 'epe_none': float(np.mean(epe0)),
+            'agree': 100 * float(np.mean(agree)), 'agree_none': 100 * float(np.mean(agree0))}
+
+
+_CENTRE_TAP = 4   # of the 3×3 deformable kernel, row-major
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
                       f'TC {tc:6.2f} ({tc - per_frame[1]:+.2f})')
     if trained is not None:
         s = trained.scale
-        with torch.inference_mode():   # one block forward per pair gives both
-            pairs = [trained(logits[t], logits[t - 1], return_aligned=True) for t in range(1, n)]
+        offsets: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        with torch.inference_mode():   # one block forward per pair gives both (and the offsets)
+            pairs = [trained(logits[t], logits[t - 1], return_aligned=True, offsets=offsets[t])
+                     for t in range(1, n)]
         as_trained = [logits[0]] + [fused for fused, _ in pairs]
         aligned = [None] + [al for _, al in pairs]
         print(f'trained block {args.temporal_weights} (scale {s:.4f})')
@@ -155,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({'scale': s, 'blend': b, 'align': 'learned', 'miou': miou, 'tc': tc})
             print(f'  b {b:.2f}  learned: mIoU {miou:6.2f} ({miou - per_frame[0]:+.2f})  '
                   f'TC {tc:6.2f} ({tc - per_frame[1]:+.2f})')
+        rows.append(alignment_vs_flow(trained, logits, aligned, offsets, flows))
+        r = rows[-1]
+        print(f'  learned alignment vs DIS flow: end-point error {r["epe"]:.3f} block px '
+              f'(no alignment {r["epe_none"]:.3f}); argmax agrees with the flow-warped previous '
+              f'scores on {r["agree"]:.2f} % of block pixels (no alignment {r["agree_none"]:.2f} %)')
     if args.out:
         with open(args.out, 'w') as fh:
             json.dump({'per_frame': {'miou': per_frame[0], 'tc': per_frame[1],

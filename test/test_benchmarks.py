@@ -5,6 +5,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / 'benchmarks'
@@ -58,6 +59,34 @@ def test_fusion_upper_bound_on_real_frames(real_data, tmp_path):
         _load('fusion_upper_bound').main(['--source', 'x', '--labels', 'y', '--scales', 'a'])
 
 
+def test_alignment_vs_flow_figures():
+    """Zero offsets score exactly as no alignment; offsets equal to the flow have error 0."""
+    import torch
+
+    from vsda_ros.temporal.modules import make_module
+
+    alignment_vs_flow = _load('fusion_upper_bound').alignment_vs_flow
+    g = torch.Generator().manual_seed(0)
+    logits = [torch.randn(1, 5, 32, 48, generator=g) for _ in range(3)]
+    flow = torch.zeros(1, 2, 32, 48)
+    flow[:, 0], flow[:, 1] = 4.0, -2.0       # Δx, Δy at full size = (1, −0.5) block px at 1/4
+    flows = [None, flow, flow]
+    block = make_module('fusion', num_classes=5, scale=0.25).eval()
+
+    def run():
+        offsets = [[] for _ in logits]
+        aligned = [None] + [block(logits[t], logits[t - 1], return_aligned=True,
+                                  offsets=offsets[t])[1] for t in (1, 2)]
+        return alignment_vs_flow(block, logits, aligned, offsets, flows)
+
+    r = run()
+    assert r['epe'] == r['epe_none'] == pytest.approx(float(np.hypot(1.0, 0.5)))
+    assert r['agree'] == r['agree_none']
+    with torch.no_grad():                    # centre tap (channels 8, 9 = dy, dx) follows it
+        block.offsets[0].bias[8], block.offsets[0].bias[9] = -0.5, 1.0
+    assert run()['epe'] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_fusion_upper_bound_with_a_trained_block(real_data, tmp_path):
     """--temporal-weights adds the block as trained and its learned alignment at each blend;
     a pass-through block (as trained) is per_frame exactly."""
@@ -85,6 +114,9 @@ def test_fusion_upper_bound_with_a_trained_block(real_data, tmp_path):
     for r in trained[:2]:
         assert r['miou'] == pytest.approx(res['per_frame']['miou'], abs=1e-9)
         assert r['tc'] == pytest.approx(res['per_frame']['tc'], abs=1e-9)
+    vs_flow = res['runs'][-1]
+    assert vs_flow['align'] == 'learned_vs_flow'
+    assert vs_flow['epe'] != vs_flow['epe_none'] and 0 <= vs_flow['agree'] <= 100
     with pytest.raises(SystemExit):                    # a checkpoint without a fusion block
         _load('fusion_upper_bound').main([
             '--source', str(real_data / 'camvid' / 'val'),
