@@ -59,6 +59,9 @@ def block_ms(num_classes: int, scale: float, hw: tuple[int, int], repeats: int =
     return float(np.median(times[5:]))
 
 
+_CENTRE_TAP = 4   # of the 3×3 deformable kernel's taps, row-major (offsets are (dy, dx) per tap)
+
+
 def alignment_vs_flow(block, logits: list[torch.Tensor], aligned: list, offsets: list,
                       flows: list) -> dict:
     """How close a trained block's alignment is to DIS flow, at the block size, over the clip.
@@ -86,9 +89,6 @@ def alignment_vs_flow(block, logits: list[torch.Tensor], aligned: list, offsets:
     return {'scale': block.scale, 'blend': None, 'align': 'learned_vs_flow',
             'epe': float(np.mean(epe)) if epe else float('nan'), 'epe_none': float(np.mean(epe0)),
             'agree': 100 * float(np.mean(agree)), 'agree_none': 100 * float(np.mean(agree0))}
-
-
-_CENTRE_TAP = 4   # of the 3×3 deformable kernel, row-major
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(alignment_vs_flow(trained, logits, aligned, offsets, flows))
         r = rows[-1]
         print(f'  learned alignment vs DIS flow: end-point error {r["epe"]:.3f} block px '
-              f'(no alignment {r["epe_none"]:.3f}); argmax agrees with the flow-warped previous '
-              f'scores on {r["agree"]:.2f} % of block pixels (no alignment {r["agree_none"]:.2f} %)')
+              f'(no alignment {r["epe_none"]:.3f}); argmax agrees with the flow-warped '
+              f'previous scores on {r["agree"]:.2f} % of block pixels '
+              f'(no alignment {r["agree_none"]:.2f} %)')
     if args.out:
         with open(args.out, 'w') as fh:
             json.dump({'per_frame': {'miou': per_frame[0], 'tc': per_frame[1],

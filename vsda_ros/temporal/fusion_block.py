@@ -93,10 +93,11 @@ class FusionBlock(nn.Module):
     Raises ``ValueError`` for a non-positive ``num_classes``/``hidden``/``scale`` or a
     negative ``num_deform``/``offset_hidden``.
 
-    Initialisation: the (last) offset convs are zero (offsets 0, modulation masks 0.5); each deformable
-    conv starts as the identity (centre tap 2·I, bias 0, cancelling the 0.5 mask), so the
-    aligned scores start equal to the previous scores; the 1×1 fusion conv starts as the
-    identity on the current scores and zero on the aligned ones.
+    Initialisation: the offset convs (with ``offset_hidden``, the second of each pair) are
+    zero (offsets 0, modulation masks 0.5); each deformable conv starts as the identity
+    (centre tap 2·I, bias 0, cancelling the 0.5 mask), so the aligned scores start equal to
+    the previous scores; the 1×1 fusion conv starts as the identity on the current scores and
+    zero on the aligned ones.
     """
 
     def __init__(self, num_classes: int, hidden: int | None = None, num_deform: int = 4,
