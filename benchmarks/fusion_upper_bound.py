@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from vsda_ros.evaluation.metrics import ConfusionMatrix
 from vsda_ros.evaluation.temporal import temporal_consistency
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, resize_flow, warp
+from vsda_ros.temporal.fusion_block import CENTRE_TAP, summed_offsets
 from vsda_ros.temporal.modules import load_temporal_modules, make_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common.py
@@ -59,9 +60,6 @@ def block_ms(num_classes: int, scale: float, hw: tuple[int, int], repeats: int =
     return float(np.median(times[5:]))
 
 
-_CENTRE_TAP = 4   # of the 3×3 deformable kernel's taps, row-major (offsets are (dy, dx) per tap)
-
-
 def alignment_vs_flow(block, logits: list[torch.Tensor], aligned: list, offsets: list,
                       flows: list) -> dict:
     """How close a trained block's alignment is to DIS flow, at the block size, over the clip.
@@ -83,7 +81,7 @@ def alignment_vs_flow(block, logits: list[torch.Tensor], aligned: list, offsets:
             agree.append((aligned[t].argmax(1) == ref).float().mean().item())
             agree0.append((prev_s.argmax(1) == ref).float().mean().item())
             if offsets[t]:
-                centre = torch.stack(offsets[t]).sum(0).view(1, -1, 2, h, w)[:, _CENTRE_TAP]
+                centre = summed_offsets(offsets[t])[:, CENTRE_TAP]            # 1×(dy, dx)×h×w
                 epe.append((centre - flow.flip(1)).norm(dim=1).mean().item())  # (dy, dx)
             epe0.append(flow.norm(dim=1).mean().item())
     return {'scale': block.scale, 'blend': None, 'align': 'learned_vs_flow',

@@ -55,6 +55,7 @@ from vsda_ros.adaptation.uda.common import batch_flow
 from vsda_ros.models.base import SegmentationModel
 from vsda_ros.temporal.correction import fcm
 from vsda_ros.temporal.flow import DISFlow, resize_flow, warp
+from vsda_ros.temporal.fusion_block import summed_offsets
 from vsda_ros.temporal.modules import TemporalModules, make_module
 
 
@@ -148,10 +149,9 @@ class FusionRecipe:
 
         self.model, self.cfg = model, cfg
         self.rng = np.random.default_rng(cfg.seed + 1)
-        extra = ({'offset_hidden': cfg.fusion_offset_hidden} if cfg.fusion_offset_hidden
-                 else {})   # checkpoints of the plain block keep their old constructor args
         self.student = make_module('fusion', num_classes=model.num_classes,
-                                   scale=cfg.fusion_scale, **extra).to(_dev(model))
+                                   scale=cfg.fusion_scale,
+                                   offset_hidden=cfg.fusion_offset_hidden).to(_dev(model))
         self.teacher = copy.deepcopy(self.student).eval()
         self.teacher.vsda_args = dict(self.student.vsda_args)
         for p in self.teacher.parameters():
@@ -254,9 +254,8 @@ def offset_flow_loss(offsets: list[torch.Tensor], flow: torch.Tensor) -> torch.T
         pixels), i.e. the steps together sample the previous scores where the flow says the
         content came from.
     """
-    b, _, h, w = offsets[0].shape
-    total = torch.stack(offsets).sum(0).view(b, -1, 2, h, w)          # B×k²×(dy, dx)×h×w
-    target = resize_flow(flow, (h, w)).flip(1).unsqueeze(1)           # B×1×(dy, dx)×h×w
+    total = summed_offsets(offsets)                                   # B×k²×(dy, dx)×h×w
+    target = resize_flow(flow, total.shape[-2:]).flip(1).unsqueeze(1)  # B×1×(dy, dx)×h×w
     return F.smooth_l1_loss(total, target.expand_as(total))
 
 

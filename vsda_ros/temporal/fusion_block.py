@@ -23,6 +23,21 @@ from torchvision.ops import DeformConv2d
 
 _K = 3  # kernel size of the context, offset and deformable convs
 _TAPS = _K * _K
+CENTRE_TAP = _TAPS // 2   # index of the kernel's centre tap (taps are row-major)
+
+
+def summed_offsets(offsets: list[Tensor]) -> Tensor:
+    """The deformable steps' offsets added up per tap: the total displacement each tap of
+    the stack samples the previous scores at (for smooth offsets).
+
+    Args:
+        offsets: each step's B×2K²×h×w (dy, dx) offsets, as collected by
+            ``FusionBlock.forward(..., offsets=[])`` (at least one).
+    Returns:
+        B×K²×2×h×w, (dy, dx) per tap.
+    """
+    b, _, h, w = offsets[0].shape
+    return torch.stack(offsets).sum(0).view(b, _TAPS, 2, h, w)
 
 
 def deform_conv_sampled(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor,
