@@ -47,15 +47,17 @@ def test_launch_overrides_only_declared_parameters_and_declares_their_arguments(
 
 def test_params_file_documents_every_parameter_with_its_default():
     text = (ROOT / 'config' / 'segment.yaml').read_text()
-    values = yaml.safe_load(text)['segmentation_node']['ros__parameters']
+    doc = yaml.safe_load(text)
+    assert list(doc) == ['/**']  # any node name / namespace (test_params_namespace.py)
+    values = doc['/**']['ros__parameters']
     for name, spec in PARAMETERS.items():
-        if spec.default == []:  # ROS params files cannot hold an empty list: documented only
-            assert f'# {name}:' in text, name
-            assert name not in values
-        else:
-            assert values[name] == spec.default, name
-            assert text.count(f'\n    {name}:') == 1, name
-    assert set(values) <= set(PARAMETERS)
+        assert values[name] == spec.default, name
+        assert text.count(f'\n    {name}:') == 1, name
+        assert text.split(f'\n    {name}:')[0].rstrip().rsplit('\n', 1)[-1].lstrip().startswith(
+            '#'), f'{name}: no comment above it'
+    assert set(values) == set(PARAMETERS)
+    # every list parameter has a value, so `ros2 param dump` works (no typed-but-unset ones)
+    assert values['image_topics'] == ['image', 'image/compressed']
 
 
 def test_every_parameter_has_a_description():

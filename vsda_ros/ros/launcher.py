@@ -44,7 +44,8 @@ def node_process(params: dict, stdout=None) -> Iterator[subprocess.Popen]:
     import yaml
 
     tmp = tempfile.NamedTemporaryFile('w', suffix='.yaml', delete=False)
-    yaml.safe_dump({'segmentation_node': {'ros__parameters': params}}, tmp)
+    # '/**' matches the node under any name and namespace ('segmentation_node' would not)
+    yaml.safe_dump({'/**': {'ros__parameters': params}}, tmp)
     tmp.close()
     proc = subprocess.Popen([sys.executable, '-m', 'vsda_ros.ros.segmentation_node',
                              '--ros-args', '--params-file', tmp.name], stdout=stdout,
