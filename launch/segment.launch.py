@@ -1,26 +1,56 @@
 """Start vsda_ros segmentation_node (and optionally RViz2).
 
     ros2 launch vsda_ros segment.launch.py image_topic:=/camera/image_raw rviz:=true
-    ros2 launch vsda_ros segment.launch.py params_file:=my.yaml strategy:=keyframe
+    ros2 launch vsda_ros segment.launch.py params_file:=my.yaml strategy:=keyframe namespace:=front
 
 The node reads ``image`` (and ``image/compressed``) and publishes ``mask``, ``color_mask``,
 ``overlay``, ``confidence`` in its namespace, plus ``/diagnostics``. ``model``, ``strategy`` and
-``device`` override the params file only when given on the command line.
+``device`` override the params file only when given on the command line. RViz shows the camera
+and the masks of this launch's ``image_topic`` and ``namespace`` (a layout generated at launch).
+
+The launch lives and dies with its processes: when segmentation_node or RViz exits, everything
+is shut down. ``ros2 launch`` returns ``LaunchService.run()``'s code, which is 0 unless an
+exception was raised inside launch (then 1; a Shutdown event's reason does not change it), so a
+process that exits with a non-zero code outside a shutdown raises here: the launch logs
+"Caught exception in launch ... exited with code N", shuts down and exits 1. ``rviz:=true``
+without rviz2 installed fails the same way before anything is started.
 """
 import os
+import tempfile
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import (PackageNotFoundError, get_package_prefix,
+                                         get_package_share_directory)
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from vsda_ros.ros.rviz_config import rviz_config
 
 #: launch arguments that, when non-empty, override the params file's value of the same name.
 OVERRIDES = ('model', 'strategy', 'device')
 
 
-def _segmentation_node(context):
+def _on_exit(event, context):
+    """segmentation_node or RViz exited: shut the whole launch down; fail it on a non-zero code.
+
+    Exits during a shutdown (Ctrl-C, or the other process exited first) are the shutdown itself
+    and change nothing.
+    """
+    if context.is_shutdown:
+        return None
+    if event.returncode != 0:
+        # the only way to make `ros2 launch` exit non-zero: LaunchService.run() returns 1 after
+        # an exception in launch and shuts everything down
+        raise RuntimeError(f'{event.process_name} exited with code {event.returncode}')
+    return [EmitEvent(event=Shutdown(reason=f'{event.process_name} exited'))]
+
+
+def _launch_setup(context):
+    """The node (and RViz) for the resolved launch arguments, each tied to the launch's end."""
     share = get_package_share_directory('vsda_ros')
     params_file = LaunchConfiguration('params_file').perform(context) or os.path.join(
         share, 'config', 'segment.yaml')
@@ -29,24 +59,41 @@ def _segmentation_node(context):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
+    namespace = LaunchConfiguration('namespace').perform(context)
     image_topic = LaunchConfiguration('image_topic').perform(context)
+    rviz = IfCondition(LaunchConfiguration('rviz')).evaluate(context)
+    if rviz:
+        try:  # before starting anything: nothing is left running when RViz is missing
+            get_package_prefix('rviz2')
+        except PackageNotFoundError:
+            raise RuntimeError('rviz:=true but rviz2 is not installed (apt install '
+                               'ros-$ROS_DISTRO-rviz2, or launch with rviz:=false)') from None
     # The package's Fast DDS profile (16 MB shared-memory segment) unless the user has one.
     env = {} if os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') else {
         'FASTDDS_DEFAULT_PROFILES_FILE': os.path.join(share, 'config', 'fastdds_profile.xml')}
-    return [Node(
+    node = Node(
         package='vsda_ros',
         executable='segmentation_node',
         name='segmentation_node',
-        namespace=LaunchConfiguration('namespace').perform(context),
+        namespace=namespace,
         parameters=[params_file, overrides],  # later entries win
         remappings=[('image', image_topic), ('image/compressed', image_topic + '/compressed')],
         additional_env=env,
         output='screen',
-    )]
+    )
+    actions = [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_exit))]
+    if rviz:
+        layout = tempfile.NamedTemporaryFile('w', prefix='vsda_', suffix='.rviz', delete=False)
+        with layout:
+            layout.write(rviz_config(image_topic, namespace))
+        viewer = Node(package='rviz2', executable='rviz2', name='rviz2', namespace=namespace,
+                      arguments=['-d', layout.name], output='screen')
+        actions += [viewer,
+                    RegisterEventHandler(OnProcessExit(target_action=viewer, on_exit=_on_exit))]
+    return actions
 
 
 def generate_launch_description():
-    share = get_package_share_directory('vsda_ros')
     return LaunchDescription([
         DeclareLaunchArgument('params_file', default_value='',
                               description='YAML file with the node parameters '
@@ -66,14 +113,7 @@ def generate_launch_description():
                               description='Input image topic (remapped to the node\'s "image"; '
                                           'its /compressed sibling to "image/compressed")'),
         DeclareLaunchArgument('rviz', default_value='false',
-                              description='Also start RViz2 with config/vsda.rviz'),
-        OpaqueFunction(function=_segmentation_node),
-        Node(
-            package='rviz2',
-            executable='rviz2',
-            name='rviz2',
-            arguments=['-d', os.path.join(share, 'config', 'vsda.rviz')],
-            condition=IfCondition(LaunchConfiguration('rviz')),
-            output='screen',
-        ),
+                              description='Also start RViz2 showing the camera, colour mask and '
+                                          'overlay of this namespace and image_topic'),
+        OpaqueFunction(function=_launch_setup),
     ])
