@@ -24,7 +24,7 @@ setup(
                 'in adverse weather.',
     license='MIT',
     python_requires='>=3.10',
-    tests_require=['pytest'],
+    extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
             'vsda = vsda_ros.cli:main',
