@@ -152,7 +152,7 @@ def test_class_prior_penalty_allows_blends_only():
 
 
 def summary_history(out):
-    return torch.load(str(out) + '.state.pt', weights_only=False)['history']
+    return torch.load(str(out) + '.state.pt', weights_only=True)['history']
 
 
 def test_config_errors(tmp_path):

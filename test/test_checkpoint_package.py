@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vsda_ros.models.checkpoint import load_checkpoint, save_checkpoint
+from vsda_ros.models.checkpoint import ModelLoadError, load_checkpoint, save_checkpoint
 from vsda_ros.models.zoo import ZOO, build, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def test_checkpoint_round_trip(tmp_path):
 def test_published_file_is_not_a_checkpoint(tmp_path):
     bogus = tmp_path / 'x.pt'
     torch.save({'a': torch.zeros(1)}, str(bogus))
-    with pytest.raises(ValueError, match='not a vsda_ros checkpoint'):
+    with pytest.raises(ModelLoadError, match='not a vsda_ros checkpoint'):
         load_checkpoint(bogus)
 
 

@@ -31,11 +31,51 @@ from vsda_ros.adaptation.recipes import RECIPE_CLASSES
 from vsda_ros.adaptation.uda.common import NetworkRecipe
 from vsda_ros.adaptation.video import TargetVideo
 from vsda_ros.models.checkpoint import save_checkpoint
+from vsda_ros.models.safe_load import ModelLoadError, safe_torch_load
 from vsda_ros.models.zoo import load_model
+
+#: what a resume state must hold (``history``, ``evaluations``, ``rank_rngs`` are optional).
+STATE_KEYS = ('recipe', 'iteration', 'modules', 'optim', 'sched', 'rng', 'torch_rng')
 
 
 def _state_path(out: Path) -> Path:
     return out.with_name(out.name + '.state.pt')
+
+
+def load_resume_state(path: Path) -> dict:
+    """Read a resume state (``<out>.state.pt``) with ``weights_only=True``: tensors, numbers,
+    strings and containers only — a file with pickled Python objects is refused unrun.
+
+    Raises:
+        ModelLoadError: unreadable, corrupt or unsafe file, or not a resume state (keys
+            missing); one line naming the file, with the fix (delete it to start over).
+    """
+    state = safe_torch_load(path, 'resume state')
+    if not isinstance(state, dict):
+        raise ModelLoadError(f'resume state {path} is not a dict (got {type(state).__name__}); '
+                             'delete it to start over')
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise ModelLoadError(f'resume state {path} lacks {", ".join(map(repr, missing))}; '
+                             'delete it to start over')
+    if not isinstance(state['iteration'], int) or not isinstance(state['modules'], dict):
+        raise ModelLoadError(f"resume state {path}: 'iteration' or 'modules' has the wrong "
+                             'type; delete it to start over')
+    return state
+
+
+def _plain(obj):
+    """``obj`` with numpy scalars and arrays turned into Python numbers and lists (containers
+    and tensors kept): what ``torch.load(weights_only=True)`` reads back."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -56,6 +96,8 @@ def train(cfg: AdaptConfig, progress: bool = True) -> dict:
 
     Raises:
         ValueError / FileNotFoundError: bad config or inputs.
+        ModelLoadError: the model, or an existing resume state, cannot be loaded (unreadable,
+            unsafe — pickled objects are never unpickled —, or not fitting this run).
     """
     cfg.validate()
     # 1. Distributed: join torchrun's process group when there is one (a no-op otherwise).
@@ -129,13 +171,19 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
     start, history, evaluations = 0, [], []
     state_file = _state_path(out)
     if state_file.is_file():
-        state = torch.load(str(state_file), map_location='cpu', weights_only=False)
+        state = load_resume_state(state_file)
         if state.get('recipe') == cfg.recipe and state.get('iteration', 0) < cfg.iterations:
-            for name, module in modules.items():
-                module.load_state_dict(state['modules'][name])
-            optim.load_state_dict(state['optim'])
-            sched.load_state_dict(state['sched'])
-            _restore_rngs(state, info, rng, recipe)
+            try:
+                for name, module in modules.items():
+                    module.load_state_dict(state['modules'][name])
+                optim.load_state_dict(state['optim'])
+                sched.load_state_dict(state['sched'])
+                _restore_rngs(state, info, rng, recipe)
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise ModelLoadError(
+                    f'resume state {state_file} does not fit this run ({cfg.recipe}): '
+                    f'{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ""}; '
+                    'delete it to start over') from None
             start, history = state['iteration'], state.get('history', [])
             evaluations = state.get('evaluations', [])
             if info.main:
@@ -147,12 +195,13 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
         if not info.main:
             return
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({'recipe': cfg.recipe, 'iteration': i, 'history': history,
-                    'evaluations': evaluations,
+        # plain tensors and containers only: the state loads with weights_only=True
+        torch.save({'recipe': cfg.recipe, 'iteration': i, 'history': _plain(history),
+                    'evaluations': _plain(evaluations),
                     'modules': {k: m.state_dict() for k, m in modules.items()},
                     'optim': optim.state_dict(), 'sched': sched.state_dict(),
                     'rng': rngs[0]['rng'], 'torch_rng': rngs[0]['torch_rng'],
-                    'rank_rngs': rngs, 'world': info.world}, str(state_file))
+                    'rank_rngs': _plain(rngs), 'world': info.world}, str(state_file))
 
     def run_eval(i: int) -> None:
         # rank 0 evaluates the current network; the others wait

@@ -3,6 +3,9 @@
 Each :class:`ZooEntry` says where the weights come from (public raw URL, sha256, file name in
 ``VSDA_DATA_DIR/weights``) and what the network needs (:class:`ModelMeta`). Weights are found in
 this order: an explicit path → ``VSDA_DATA_DIR/weights`` → ``VSDA_CACHE_DIR`` → download.
+Weights found in ``VSDA_DATA_DIR`` or the cache are checked against the entry's sha256 (once per
+file version: see :func:`vsda_ros.fetch.file_sha256`); every failure to load a model raises
+:class:`~vsda_ros.models.safe_load.ModelLoadError` with a one-line message naming the file.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from torch import nn
 from vsda_ros.models.base import ModelMeta, SegmentationModel
 from vsda_ros.models.espnet import ESPNet
 from vsda_ros.models.espnetv2 import ESPNetv2
+from vsda_ros.models.safe_load import ModelLoadError, safe_torch_load
 from vsda_ros.paths import cache_dir, data_dir
 
 #: architecture key → constructor (keyword arguments come from ``ModelMeta.arch_args``).
@@ -146,6 +150,23 @@ def build(meta: ModelMeta) -> SegmentationModel:
     return SegmentationModel(arch(**meta.arch_args), meta)
 
 
+def build_for(meta: ModelMeta, where: str) -> SegmentationModel:
+    """:func:`build` for a model described by a file: errors name the file.
+
+    Raises:
+        ModelLoadError: unknown architecture, or ``arch_args`` its constructor does not take.
+    """
+    if meta.arch not in ARCHITECTURES:
+        raise ModelLoadError(f'{where}: unknown architecture {meta.arch!r}; known: '
+                             f'{", ".join(sorted(ARCHITECTURES))}')
+    try:
+        return build(meta)
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f'{where}: meta arch_args {meta.arch_args} do not fit '
+                             f'architecture {meta.arch!r}: {str(e).splitlines()[0][:120]}'
+                             ) from None
+
+
 def find_weights(entry: ZooEntry, download: bool = True, progress: bool = True) -> Path:
     """Local path of ``entry``'s weights: ``VSDA_DATA_DIR/weights`` → cache → download.
 
@@ -169,8 +190,38 @@ def find_weights(entry: ZooEntry, download: bool = True, progress: bool = True) 
 
 
 def load_state_dict(path: str | Path) -> dict:
-    """Read a plain state_dict (``weights_only`` — never unpickles code)."""
-    return torch.load(str(path), map_location='cpu', weights_only=True)
+    """Read a plain state_dict (``weights_only`` — never unpickles code).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ModelLoadError: unreadable, corrupt or unsafe (pickled objects) file, or not a dict.
+    """
+    state = safe_torch_load(path, 'weights file')
+    if not isinstance(state, dict):
+        raise ModelLoadError(f'weights file {path}: not a state_dict (a dict of tensors), got '
+                             f'{type(state).__name__}')
+    return state
+
+
+def verify_weights(entry: ZooEntry, path: Path) -> None:
+    """Check a found weights file against ``entry.sha256`` (hashed once per file version).
+
+    Raises:
+        ModelLoadError: the digest differs; the message names the file, both digests and the
+            fix (replace the file / ``vsda fetch``).
+    """
+    from vsda_ros.fetch import file_sha256
+
+    actual = file_sha256(path)
+    if actual == entry.sha256:
+        return
+    ddir = data_dir()
+    in_data = ddir is not None and Path(path).resolve().parent == (ddir / 'weights').resolve()
+    fix = (f'replace it with a good copy, or delete it and run `vsda fetch {entry.name}` '
+           'to download one into the cache' if in_data else
+           f'run `vsda fetch {entry.name}` to download it again')
+    raise ModelLoadError(f'weights file {path} is corrupt or not the published {entry.name} '
+                         f'weights: sha256 {actual}, expected {entry.sha256}; {fix}')
 
 
 def load_model(name_or_path: str, weights: str | Path | None = None, download: bool = True,
@@ -186,16 +237,25 @@ def load_model(name_or_path: str, weights: str | Path | None = None, download: b
     Raises:
         ModelNotFoundError: unknown name and no such file.
         FileNotFoundError: weights missing and download disabled.
-        RuntimeError: weights do not fit the architecture (strict loading).
+        vsda_ros.fetch.FetchError: a download failed.
+        ModelLoadError: any file that cannot be used — found zoo weights whose sha256 differs
+            from the published one; an unreadable, corrupt, truncated or unsafe (pickled
+            objects) file; a checkpoint with missing/unknown/mistyped meta fields; weights that
+            do not fit the architecture (missing/unexpected keys, shapes). One-line message
+            naming the file.
     """
     if name_or_path in ZOO:
         entry = ZOO[name_or_path]
         path = Path(weights) if weights else find_weights(entry, download, progress)
         if not path.is_file():
             raise FileNotFoundError(f'weights file {path} does not exist')
+        if not weights:     # found in VSDA_DATA_DIR / the cache: must be the published file
+            verify_weights(entry, path)
         model = build(entry.meta)
         state = load_state_dict(path)
         _add_missing_bn_counters(model.net, state)
+        from vsda_ros.models.checkpoint import check_state_dict
+        check_state_dict(model.net, state, f'weights file {path}')
         model.net.load_state_dict(state, strict=True)
         model.meta.provenance.setdefault('weights_sha256', entry.sha256)
         return model.eval()

@@ -58,11 +58,32 @@ class TemporalModules:
                              for k in self.loaded()}}
 
     @classmethod
-    def from_extra(cls, extra: dict) -> 'TemporalModules':
-        """Inverse of :meth:`to_extra`; modules come back in eval mode on the CPU."""
+    def from_extra(cls, extra: dict, where: str = 'checkpoint') -> 'TemporalModules':
+        """Inverse of :meth:`to_extra`; modules come back in eval mode on the CPU.
+
+        Raises ``ModelLoadError`` (one line, naming ``where`` and the module) for an unknown
+        module kind, constructor arguments the module does not take, or weights that do not
+        fit it.
+        """
+        from vsda_ros.models.checkpoint import check_state_dict
+        from vsda_ros.models.safe_load import ModelLoadError
+
+        temporal = (extra or {}).get('temporal', {}) if isinstance(extra, dict) else None
+        if not isinstance(temporal, dict):
+            raise ModelLoadError(f"{where}: extra 'temporal' is not a dict")
         found = {}
-        for kind, entry in (extra or {}).get('temporal', {}).items():
-            module = make_module(kind, **entry['args'])
+        for kind, entry in temporal.items():
+            if kind not in KINDS:
+                raise ModelLoadError(f'{where}: unknown temporal module {kind!r}; known: '
+                                     f'{", ".join(KINDS)}')
+            if not isinstance(entry, dict) or not isinstance(entry.get('args'), dict):
+                raise ModelLoadError(f"{where}: temporal module {kind!r} has no 'args' dict")
+            try:
+                module = make_module(kind, **entry['args'])
+            except (TypeError, ValueError) as e:
+                raise ModelLoadError(f'{where}: temporal module {kind!r} args {entry["args"]} '
+                                     f'do not fit it: {str(e).splitlines()[0][:120]}') from None
+            check_state_dict(module, entry.get('state_dict'), f'{where}: temporal module {kind!r}')
             module.load_state_dict(entry['state_dict'], strict=True)
             found[kind] = module.eval()
         return cls(**found)
@@ -71,10 +92,11 @@ class TemporalModules:
     def from_checkpoint(cls, path: str | Path) -> 'TemporalModules':
         """The temporal modules of a vsda checkpoint (none for a zoo name or plain model).
 
-        Raises ``ValueError`` if ``path`` is not a vsda checkpoint.
+        Raises ``FileNotFoundError`` for a missing file and ``ModelLoadError`` (one line, naming
+        the file) if ``path`` is not a readable, safe vsda checkpoint or its modules do not load.
         """
         from vsda_ros.models.checkpoint import read_checkpoint
-        return cls.from_extra(read_checkpoint(path).get('extra', {}))
+        return cls.from_extra(read_checkpoint(path).get('extra', {}), f'checkpoint {path}')
 
     def merged(self, other: 'TemporalModules') -> 'TemporalModules':
         """These modules, with gaps filled from ``other``."""
@@ -87,7 +109,9 @@ def load_temporal_modules(model: str, temporal_weights: str = '') -> TemporalMod
     that has a module wins), gaps filled from the ``model`` checkpoint file.
 
     A zoo model name with no ``temporal_weights`` gives no modules. Raises
-    ``FileNotFoundError`` for a missing ``temporal_weights`` file.
+    ``FileNotFoundError`` for a missing ``temporal_weights`` file and ``ModelLoadError`` (a
+    ``RuntimeError``; one line naming the file) for one that is unreadable, unsafe (pickled
+    objects), not a vsda checkpoint, or holds modules that do not load.
     """
     found = TemporalModules()
     for path in filter(None, (p.strip() for p in temporal_weights.split(','))):
