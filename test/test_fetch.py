@@ -101,3 +101,18 @@ def test_weights_resolution_order(tmp_path, monkeypatch, real_data):
     (tmp_path / 'cache' / 'weights').mkdir(parents=True)
     (tmp_path / 'cache' / 'weights' / entry.filename).write_bytes(b'x')
     assert find_weights(entry, download=False) == tmp_path / 'cache' / 'weights' / entry.filename
+
+
+def test_fetched_weights_load_without_a_rehash(server, tmp_path, monkeypatch):
+    """A download records its (checked) digest: the first load from the cache trusts it."""
+    from vsda_ros import fetch
+    from vsda_ros.models.zoo import load_model
+
+    base, entry, _ = server
+    monkeypatch.setenv('VSDA_CACHE_DIR', str(tmp_path / 'cache'))
+    monkeypatch.setenv('VSDA_DATA_DIR', str(tmp_path / 'none'))
+    monkeypatch.setattr(fetch, '_DIGESTS', {})
+    assert main(['fetch', entry.name, '--base-url', base, '--quiet']) == 0
+    fetch._DIGESTS.clear()      # a new process: only the record under VSDA_CACHE_DIR is left
+    monkeypatch.setattr(fetch, 'sha256_of', lambda path: pytest.fail(f're-hashed {path}'))
+    assert load_model(entry.name, download=False, progress=False).meta.name == entry.name
