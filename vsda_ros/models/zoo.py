@@ -212,7 +212,10 @@ def verify_weights(entry: ZooEntry, path: Path) -> None:
     """
     from vsda_ros.fetch import file_sha256
 
-    actual = file_sha256(path)
+    try:
+        actual = file_sha256(path)
+    except OSError as e:
+        raise ModelLoadError(f'weights file {path}: cannot read it ({e.strerror or e})') from None
     if actual == entry.sha256:
         return
     ddir = data_dir()
