@@ -45,7 +45,7 @@ def test_package_xml_is_format3_ament_python():
     root = ET.parse(ROOT / 'package.xml').getroot()
     assert root.get('format') == '3' and root.findtext('name') == 'vsda_ros'
     deps = {e.text for e in root.iter('exec_depend')}
-    assert {'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs', 'launch_ros'} <= deps
+    assert {'rclpy', 'sensor_msgs', 'diagnostic_msgs', 'launch_ros'} <= deps
     assert root.find('export/build_type').text == 'ament_python'
     assert (ROOT / 'resource' / 'vsda_ros').is_file()
 
