@@ -19,7 +19,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         labels=Path(args.labels) if args.labels else None, label_map=args.map,
         json_path=Path(args.json) if args.json else Path(args.out) / 'summary.json',
         write_overlay=not args.no_overlay, alpha=args.alpha, max_frames=args.max_frames,
-        progress=not args.quiet, topic=args.topic)
+        progress=not args.quiet, topic=args.topic, allow_truncated=args.allow_truncated)
     s = run_segment(cfg)
     lat = s['latency_ms']
     print(f"segmented {s['frames']} frames with {s['model']} at {s['input_size'][0]}x"
@@ -121,7 +121,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      distortion_threshold=args.distortion_threshold, progress=not args.quiet,
                      topic=args.topic, weathers=args.weather, weather_sweep=args.weather_sweep,
                      weather_temporal=not args.iid_weather, seed=args.seed,
-                     live=args.live or bool(args.attach), rate=args.rate, attach=args.attach)
+                     live=args.live or bool(args.attach), rate=args.rate, attach=args.attach,
+                     allow_truncated=args.allow_truncated)
     report = run_eval(cfg)
     for run in report['runs']:
         lat = run['latency_ms']
@@ -175,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--alpha', type=float, default=0.5, help='overlay blend (default: 0.5)')
     p.add_argument('--no-overlay', action='store_true', help='skip the overlay video and strip')
     p.add_argument('--max-frames', type=int, default=None, help='stop after N frames')
+    p.add_argument('--allow-truncated', action='store_true',
+                   help='segment what can be read of a truncated video (fewer frames than its '
+                        'container announces) or a damaged bag, with a warning, and record '
+                        'frames_expected / frames_read in the summary (default: such input is '
+                        'an error, exit 2, and the partial outputs are removed)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_cmd_segment)
 
@@ -336,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help='--live publishing rate in Hz (default: the source frame rate)')
     p.add_argument('--out', default='eval_out', help='output folder (default: eval_out)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.add_argument('--allow-truncated', action='store_true',
+                   help='evaluate what can be read of a truncated video (fewer frames than its '
+                        'container announces) or a damaged bag, with a warning; the report '
+                        'records frames_expected / frames_read (default: such input is an '
+                        'error, exit 2)')
     p.set_defaults(func=_cmd_eval)
 
     from vsda_ros.data import bag_cli

@@ -1,4 +1,10 @@
-"""Frame sources for offline tools: a folder of images (+ optional labels) or a video file."""
+"""Frame sources for offline tools: a folder of images (+ optional labels) or a video file.
+
+A video that ends before the frame count its container announces (a truncated or damaged file)
+is reported through :func:`vsda_ros.data.integrity.report_read` at the end of a full pass: an
+:class:`~vsda_ros.data.integrity.IncompleteInputError` unless the caller allows incomplete
+inputs (``--allow-truncated``).
+"""
 from __future__ import annotations
 
 import re
@@ -9,6 +15,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from vsda_ros.data.integrity import ReadStats, report_read
 from vsda_ros.frames import Frame
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
@@ -43,6 +50,11 @@ class FrameSource:
 
     Image folders are sorted by the numbers in their file names (``0016E5_07959.png`` …);
     videos give frames named ``<stem>_<index:06d>.png`` stamped index / fps.
+
+    Raises (while iterating a video, at the end of a full pass):
+        IncompleteInputError: the video gave fewer frames than its container announces
+            (``cv2.CAP_PROP_FRAME_COUNT``, less 1 % for containers that estimate it), unless
+            the caller allows it (:func:`vsda_ros.data.integrity.reading`).
     """
 
     path: Path
@@ -67,6 +79,16 @@ class FrameSource:
         return sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
                       key=_natural_key)
 
+    def stem_collisions(self) -> dict[str, list[str]]:
+        """Image files of a folder source that share a stem (``f_1.png`` and ``f_1.jpg``):
+        ``{stem: [file names]}``, ``{}`` for none (and for a video)."""
+        if self.is_video:
+            return {}
+        by_stem: dict[str, list[str]] = {}
+        for f in self.files():
+            by_stem.setdefault(f.stem, []).append(f.name)
+        return {stem: names for stem, names in by_stem.items() if len(names) > 1}
+
     def __len__(self) -> int:
         if self.is_video:
             cap = cv2.VideoCapture(str(self.path))
@@ -84,6 +106,7 @@ class FrameSource:
         if not cap.isOpened():
             raise ValueError(f'cannot open video {self.path}')
         fps = cap.get(cv2.CAP_PROP_FPS) or self.fps
+        announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         try:
             i = 0
             while True:
@@ -95,3 +118,7 @@ class FrameSource:
                 i += 1
         finally:
             cap.release()
+        # only after a full pass: a caller that stopped early never gets here
+        expected = announced if announced > 0 else None
+        report_read(ReadStats(str(self.path), 'video', expected, i,
+                              tolerance=(expected or 0) // 100))

@@ -2,8 +2,10 @@
 
 Report keys (stable, documented in README):
     ``model``, ``source``, ``topic``, ``mode`` (``offline``|``live``), ``frames``,
-    ``labelled_frames``, ``label_map``, ``temporal_modules``, ``keyframe_interval``,
-    ``weather_temporal``, ``seed``;
+    ``frames_expected`` (what a video or bag announces; ``null`` when it does not say),
+    ``frames_read``, ``input_complete``, ``input_problems`` (damage found; see
+    ``--allow-truncated``), ``labelled_frames``, ``label_map``, ``temporal_modules``,
+    ``keyframe_interval``, ``weather_temporal``, ``seed``;
     ``runs``: one object per (weather, strategy) with ``strategy``, ``weather`` (``null`` =
     clean, else ``'fog:0.6'``), ``weather_kind``, ``intensity`` (0 = clean), ``miou``,
     ``per_class_iou``, ``pixel_accuracy`` (with labels), ``agreement`` and ``agreement_miou``
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vsda_ros.data.integrity import ReadStats, reading
 from vsda_ros.evaluation.metrics import ConfusionMatrix
 from vsda_ros.evaluation.temporal import (evaluate_strategy, load_clip, pda_curve,
                                           per_frame_at_distance)
@@ -62,6 +65,7 @@ class EvalConfig:
     live: bool = False
     rate: float | None = None
     attach: str | None = None
+    allow_truncated: bool = False
 
     def intervals(self) -> tuple[int, int | None]:
         """(keyframe interval of the strategy run, PDA max distance or ``None``)."""
@@ -91,6 +95,13 @@ class EvalConfig:
                     if spec not in specs:
                         specs.append(spec)
         return specs
+
+
+def _frames_expected(stats: ReadStats | None, read: int) -> int | None:
+    """What the source announced for the pass that was checked (``None``: a video or bag that
+    does not say); without a checked pass (a folder, or a pass stopped at ``max_frames``) the
+    frames that were read."""
+    return stats.frames_expected if stats is not None else read
 
 
 def _gflops(fn) -> float:
@@ -149,8 +160,10 @@ def run_eval(cfg: EvalConfig) -> dict:
     model = load_model(cfg.model, progress=cfg.progress)
     seg = Segmenter(model, SegmenterConfig(input_size=parse_size(cfg.size), device=cfg.device))
     modules = load_temporal_modules(cfg.model, cfg.temporal_weights)
-    clip = load_clip(cfg.source, cfg.labels, model.meta, cfg.label_map, cfg.fps, cfg.max_frames,
-                     topic=cfg.topic)
+    with reading(allow_incomplete=cfg.allow_truncated) as reads:
+        clip = load_clip(cfg.source, cfg.labels, model.meta, cfg.label_map, cfg.fps,
+                         cfg.max_frames, topic=cfg.topic)
+    read_stats = reads.last
     cfg.out.mkdir(parents=True, exist_ok=True)
 
     def strategy(name: str, **kw):
@@ -196,6 +209,9 @@ def run_eval(cfg: EvalConfig) -> dict:
                                         'image': wclip.images[mid], 'prediction': preds[mid]})
     report = {'model': model.meta.name, 'source': str(cfg.source), 'topic': cfg.topic,
               'mode': 'live' if cfg.live else 'offline', 'frames': n,
+              'frames_expected': _frames_expected(read_stats, n), 'frames_read': n,
+              'input_complete': read_stats.complete if read_stats else True,
+              'input_problems': list(read_stats.problems) if read_stats else [],
               'label_map': cfg.label_map, 'labelled_frames': sum(x is not None
                                                                  for x in clip.labels),
               'temporal_modules': modules.loaded(), 'keyframe_interval': interval,
@@ -287,7 +303,8 @@ def markdown(r: dict) -> str:
              f"Temporal modules: {', '.join(r['temporal_modules']) or 'none (untrained)'}; "
              f"keyframe interval {r['keyframe_interval']}; weather "
              f"{'temporal' if r['weather_temporal'] else 'i.i.d. per frame'}, seed {r['seed']}.",
-             '', '| weather | strategy | mIoU | agreement | TC | latency p50 / p95 / p99 ms | '
+             *_incomplete_note(r), '',
+             '| weather | strategy | mIoU | agreement | TC | latency p50 / p95 / p99 ms | '
              'fps | keyframes | dropped |', '|---|---|---|---|---|---|---|---|---|']
     for run in r['runs']:
         lat = run['latency_ms']
@@ -328,6 +345,15 @@ def markdown(r: dict) -> str:
                   f"Non-key/key time ratio {_f(c['time_ratio'], 3)}, FLOPs ratio "
                   f"{_f(c['flops_ratio'], 3)}."]
     return '\n'.join(lines) + '\n'
+
+
+def _incomplete_note(r: dict) -> list[str]:
+    """A Markdown line when the input was incomplete (``--allow-truncated``), else nothing."""
+    if r.get('input_complete', True):
+        return []
+    problems = '; '.join(r.get('input_problems') or [])
+    return ['', f"**Incomplete input:** {r.get('frames_read')} of {r.get('frames_expected')} "
+                f"frames read{': ' + problems if problems else ''}."]
 
 
 def robustness_table(r: dict) -> list[str]:
