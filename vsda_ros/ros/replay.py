@@ -13,13 +13,23 @@ Timing: message *i* goes out at ``start + (t_i - t_0) / rate`` on the monotonic 
 summary reports how late). Publishers are reliable with depth ``qos_depth`` (compatible with
 best-effort subscribers such as ``segmentation_node``'s).
 
-Network rule: :func:`main_cli` and :func:`replay_bag` (when it creates its own node) call
-:func:`~vsda_ros.ros.launcher.confine_to_loopback` before rclpy starts.
+Network rule and domain: :func:`main_cli` and :func:`replay_bag` (when it creates its own node)
+call :func:`use_environment_domain` before rclpy starts: discovery stays on loopback
+(``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and the domain is the environment's
+``ROS_DOMAIN_ID``, 0 when unset — like every ROS tool, so that the replay meets a node the user
+started by hand. (``vsda demo`` / ``vsda bench``, which start their own node, keep a private
+random domain through :func:`~vsda_ros.ros.launcher.confine_to_loopback`.)
+
+Damage: the bag's storage is checked before anything is published
+(:func:`~vsda_ros.data.bags.check_storage`), and a storage error or a pass that gives fewer
+messages than the bag announces ends the replay with one clear error
+(:class:`~vsda_ros.data.integrity.IncompleteInputError`).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import threading
 import time
@@ -29,8 +39,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from vsda_ros.data.bags import IMAGE_TYPES, is_label_topic, open_reader
-from vsda_ros.ros.launcher import confine_to_loopback
+from vsda_ros.data.bags import (IMAGE_TYPES, check_storage, is_label_topic, open_reader,
+                                read_messages)
+from vsda_ros.data.integrity import IncompleteInputError
+from vsda_ros.ros.launcher import fastdds_profile
 
 EPILOG = """\
 examples:
@@ -43,6 +55,76 @@ Messages are the bag's CDR bytes, published unchanged: header stamps are the rec
 unless --restamp. --wait-subscribers waits for subscribers on every replayed topic that is not
 a label topic (a name ending in 'labels').
 """
+
+
+#: the highest ROS_DOMAIN_ID Fast DDS's default port mapping allows.
+MAX_DOMAIN_ID = 232
+
+
+def use_environment_domain() -> tuple[int, str]:
+    """Loopback-only discovery in the environment's ROS domain, before rclpy starts.
+
+    Sets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (network rule: never leave loopback),
+    keeps ``ROS_DOMAIN_ID`` when it is set and sets it to 0 — the ROS default — when it is not,
+    and uses the package's Fast DDS profile unless the user set their own.
+
+    Returns:
+        ``(domain id, 'ROS_DOMAIN_ID' or 'default')``.
+
+    Raises:
+        ValueError: ``ROS_DOMAIN_ID`` is not an integer 0..232.
+    """
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    raw = os.environ.get('ROS_DOMAIN_ID', '').strip()
+    origin = 'ROS_DOMAIN_ID' if raw else 'default'
+    try:
+        domain = int(raw) if raw else 0
+    except ValueError:
+        domain = -1
+    if not 0 <= domain <= MAX_DOMAIN_ID:
+        raise ValueError(f'ROS_DOMAIN_ID={raw!r} is not a domain id (an integer 0..'
+                         f'{MAX_DOMAIN_ID})')
+    os.environ['ROS_DOMAIN_ID'] = str(domain)
+    profile = fastdds_profile()
+    if profile:
+        os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', profile)
+    return domain, origin
+
+
+def _suggest_topic(topic: str) -> str:
+    """A valid ROS 2 name close to ``topic``: other characters → ``_``, a token that starts
+    with a digit gets a leading ``_`` (``/2cam/image`` → ``/_2cam/image``)."""
+    tokens = []
+    for token in topic.strip('/').split('/'):
+        token = ''.join(c if c.isascii() and (c.isalnum() or c == '_') else '_' for c in token)
+        tokens.append('_' + token if token[:1].isdigit() else token or '_')
+    return '/' + '/'.join(tokens)
+
+
+def check_topic_names(chosen: list[str], renames: dict[str, str]) -> None:
+    """Every name the replay would publish on is a valid ROS 2 topic name.
+
+    Raises:
+        ValueError: one line naming the topic, why it is invalid, and the way out
+            (``--remap OLD:=NEW`` with a suggested name, or ``--topics`` to leave it out).
+    """
+    from rclpy.validate_topic_name import InvalidTopicNameException, validate_topic_name
+
+    for topic in chosen:
+        name = renames.get(topic, topic)
+        try:
+            validate_topic_name(name)
+        except InvalidTopicNameException as exc:
+            why = str(exc).splitlines()[0].replace('Invalid topic name: ', '')
+            if topic in renames:
+                raise ValueError(f'--remap {topic}:={name}: {name!r} is not a valid ROS 2 topic '
+                                 f'name ({why})') from None
+            others = [t for t in chosen if t != topic]
+            leave_out = (f', or replay only the others with --topics {" ".join(others)}'
+                         if others else '')
+            raise ValueError(f'bag topic {topic!r} is not a valid ROS 2 topic name ({why}); '
+                             f'publish it under a valid name with --remap '
+                             f'{topic}:={_suggest_topic(topic)}{leave_out}') from None
 
 
 def message_class(msgtype: str) -> type:
@@ -145,7 +227,7 @@ def replay_bag(path: str | Path, rate: float = 1.0, topics: Iterable[str] | None
         restamp: rewrite header stamps to the publish time (see the module docstring).
         qos_depth: depth of the reliable publishers.
         node: publish from this rclpy node (the caller spins it, if it needs to); default: a
-            node of our own in a context of our own, after :func:`confine_to_loopback`.
+            node of our own in a context of our own, after :func:`use_environment_domain`.
         stop: set it from another thread to end the replay early.
         max_loops: with ``loop``, stop after this many passes.
         on_message: called as ``on_message(out_topic, index)`` after each publish.
@@ -154,12 +236,16 @@ def replay_bag(path: str | Path, rate: float = 1.0, topics: Iterable[str] | None
     Returns:
         ``{'bag', 'rate', 'loops', 'published', 'seconds', 'recorded_duration',
         'achieved_rate', 'late_ms_p50', 'late_ms_p95', 'restamped', 'interrupted',
-        'topics': {out_topic: {'bag_topic', 'type', 'published', 'rate'}}}``; ``achieved_rate``
-        is messages/s over the whole replay, per-topic ``rate`` the same for that topic.
+        'domain_id', 'topics': {out_topic: {'bag_topic', 'type', 'published', 'rate'}}}``;
+        ``achieved_rate`` is messages/s over the whole replay, per-topic ``rate`` the same for
+        that topic; ``domain_id`` the ROS domain published in.
 
     Raises:
         FileNotFoundError: no bag at ``path``.
-        ValueError: bad rate, unknown topic or remap, a type rclpy cannot import.
+        ValueError: bad rate, unknown topic or remap, a topic name that is invalid in ROS 2
+            (the message names ``--remap``), a type rclpy cannot import.
+        IncompleteInputError (a ValueError): the bag is damaged (found before publishing, or
+            while reading: a storage error, or fewer messages than the bag announces).
         RuntimeError: subscribers did not appear within ``wait_timeout``.
     """
     if not rate > 0:
@@ -183,12 +269,18 @@ def replay_bag(path: str | Path, rate: float = 1.0, topics: Iterable[str] | None
         raise ValueError(f'remap of {", ".join(bad)}: not a replayed topic '
                          f'({", ".join(chosen)})')
     classes = {t: message_class(types[t]) for t in chosen}
+    check_topic_names(chosen, renames)
+    problems = check_storage(path)
+    if problems:
+        more = f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''
+        raise IncompleteInputError(f'bag {path} is damaged: {problems[0]}{more}; nothing was '
+                                   'published')
 
     if node is not None:
         return _replay(path, node, chosen, types, classes, renames, rate, loop, start_delay,
                        wait_subscribers, wait_timeout, restamp, qos_depth, stop, max_loops,
                        on_message, progress)
-    confine_to_loopback()  # network rule, before rclpy starts
+    use_environment_domain()  # network rule, before rclpy starts
     with _own_node() as own:
         return _replay(path, own, chosen, types, classes, renames, rate, loop, start_delay,
                        wait_subscribers, wait_timeout, restamp, qos_depth, stop, max_loops,
@@ -206,6 +298,7 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
     from tqdm import tqdm
 
     stop = stop or threading.Event()
+    domain_id = _domain_id(node)
     qos = QoSProfile(depth=qos_depth, reliability=ReliabilityPolicy.RELIABLE)
     out_name = {t: renames.get(t, t) for t in chosen}
     pubs = {t: node.create_publisher(classes[t], out_name[t], qos) for t in chosen}
@@ -235,6 +328,7 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
         reader = open_reader(path)
         conns = [c for c in reader.connections if c.topic in pubs]
         total = sum(c.msgcount for c in conns)
+        pass_total = total
         bar = tqdm(total=None if loop else total, unit='msg', desc=f'replay {path.name}',
                    disable=not progress)
         t_start = time.monotonic()
@@ -245,7 +339,7 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
             in_pass = 0
             if restamper is not None:
                 restamper.clear()  # a new pass gets new stamps for the same recorded ones
-            for conn, ts, raw in reader.messages(connections=conns):
+            for conn, ts, raw in read_messages(reader, conns, path):
                 if first_ns is None:
                     first_ns = ts
                 last_ns = ts
@@ -266,6 +360,9 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
                 if on_message is not None:
                     on_message(out_name[conn.topic], counts[conn.topic] - 1)
             loops += 1
+            if not stop.is_set() and in_pass < pass_total:
+                raise IncompleteInputError(f'bag {path} is damaged: its storage gave {in_pass} '
+                                           f'of the {pass_total} messages it announces')
             if first_ns is None or not loop or (max_loops is not None and loops >= max_loops):
                 break
             span = last_ns - first_ns
@@ -302,10 +399,19 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
         'achieved_rate': published / seconds,
         'late_ms_p50': float(np.percentile(lat, 50)), 'late_ms_p95': float(np.percentile(lat, 95)),
         'restamped': restamp, 'interrupted': interrupted or stop.is_set(),
+        'domain_id': domain_id,
         'topics': {out_name[t]: {'bag_topic': t, 'type': msgtypes[t], 'published': counts[t],
                                  'rate': counts[t] / seconds}
                    for t in chosen},
     }
+
+
+def _domain_id(node: Any) -> int | None:
+    """The ROS domain the node's context joined (``None`` if rclpy cannot say)."""
+    try:
+        return int(node.context.get_domain_id())
+    except Exception:  # noqa: BLE001 - an old rclpy, or a context already shut down
+        return None
 
 
 def print_summary(summary: dict) -> None:
@@ -327,7 +433,10 @@ def main_cli(args: argparse.Namespace) -> int:
     """``vsda replay``: returns the exit status."""
     import json
 
-    confine_to_loopback()  # network rule, before rclpy starts
+    domain, origin = use_environment_domain()  # network rule, before rclpy starts
+    print(f'vsda replay: ROS_DOMAIN_ID={domain} ('
+          f'{"from the environment" if origin == "ROS_DOMAIN_ID" else "default; unset"}), '
+          'discovery on localhost only', flush=True)
     summary = replay_bag(args.bag, rate=args.rate, topics=args.topics or None, loop=args.loop,
                          remap=args.remap, start_delay=args.start_delay,
                          wait_subscribers=args.wait_subscribers,
@@ -346,8 +455,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description='Publish the image (and label) topics of a rosbag2 bag (folder, .mcap or\n'
                     '.db3) over ROS 2 at the recorded timing scaled by --rate. Messages are the\n'
                     "bag's serialized bytes, unchanged (bit-identical). Runs with\n"
-                    'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and ROS_DOMAIN_ID (random 100-199\n'
-                    'unless set).',
+                    'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST in the ROS_DOMAIN_ID of the\n'
+                    'environment (0 when unset, like every ROS tool), and prints it.',
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('bag', help='bag folder, .mcap or .db3 file')
     p.add_argument('--rate', type=float, default=1.0,
@@ -356,7 +465,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
                    help='bag topics to publish (default: every Image/CompressedImage topic)')
     p.add_argument('--remap', nargs='+', default=[], metavar='OLD:=NEW',
-                   help='publish bag topic OLD as NEW')
+                   help='publish bag topic OLD as NEW (also the way to replay a topic whose '
+                        'name is invalid in ROS 2, e.g. /2cam/image:=/cam2/image)')
     p.add_argument('--start-delay', type=float, default=1.0,
                    help='seconds to wait after creating publishers, so subscribers can match '
                         '(default: %(default)s)')
