@@ -331,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--fps', type=float, default=15.0,
                    help='frame rate of a folder source (videos and bags carry their own)')
     p.add_argument('--max-frames', type=int, default=None)
+    p.add_argument('--allow-truncated', action='store_true',
+                   help='evaluate what can be read of a truncated video (fewer frames than its '
+                        'container announces) or a damaged bag, with a warning; the report '
+                        'records frames_expected / frames_read (default: such input is an '
+                        'error, exit 2)')
     p.add_argument('--live', action='store_true',
                    help='evaluate through a segmentation_node process over ROS 2: frames are '
                         'published at --rate and the masks it publishes are scored')
@@ -342,11 +347,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help='--live publishing rate in Hz (default: the source frame rate)')
     p.add_argument('--out', default='eval_out', help='output folder (default: eval_out)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
-    p.add_argument('--allow-truncated', action='store_true',
-                   help='evaluate what can be read of a truncated video (fewer frames than its '
-                        'container announces) or a damaged bag, with a warning; the report '
-                        'records frames_expected / frames_read (default: such input is an '
-                        'error, exit 2)')
     p.set_defaults(func=_cmd_eval)
 
     from vsda_ros.data import bag_cli
