@@ -21,6 +21,16 @@ from vsda_ros.frames import Segmentation
 from vsda_ros.models.base import SegmentationModel
 
 
+#: Largest network input accepted by :func:`parse_size` (a side, and pixels): 4096×4096 already
+#: needs several GB of activations; the camera resolution itself is not limited by this.
+MAX_INPUT_SIDE = 4096
+MAX_INPUT_PIXELS = 4096 * 4096
+#: Default for :attr:`SegmenterConfig.max_output_pixels`: 1920×1080 and smaller frames get the
+#: exact bilinear-upsampled argmax; larger ones are post-processed on a grid reduced by an
+#: integer factor and their labels / confidence upsampled by pixel repetition (nearest).
+MAX_OUTPUT_PIXELS = 1920 * 1088
+
+
 def parse_size(text: str | None) -> tuple[int, int] | None:
     """``'480x360'`` → (480, 360); ``None``/``''``/``'native'`` → ``None``.
 
@@ -34,6 +44,10 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
         raise ValueError(f'size must look like WIDTHxHEIGHT (e.g. 480x360), got {text!r}') from None
     if w < 32 or h < 32:
         raise ValueError(f'size {text!r} is too small (each side must be ≥ 32)')
+    if w > MAX_INPUT_SIDE or h > MAX_INPUT_SIDE or w * h > MAX_INPUT_PIXELS:
+        raise ValueError(f'size {text!r} is too large for a network input (at most '
+                         f'{MAX_INPUT_SIDE} a side and {MAX_INPUT_PIXELS / 1e6:.1f} Mpx; the '
+                         'outputs follow the camera resolution whatever the input size)')
     return w, h
 
 
@@ -59,10 +73,30 @@ class SegmenterConfig:
     Attributes:
         input_size: (width, height) fed to the network; ``None`` = the model's native size.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        max_output_pixels: memory bound of post-processing. Logits (C×H×W float32) are
+            upsampled to the frame's resolution only up to this many pixels; a larger frame is
+            post-processed at H/k×W/k (the smallest integer k that fits) and the labels and
+            confidence are repeated k×k to the frame's size. Without it an 8K frame needed
+            ~1.5 GB per copy of the logits.
     """
 
     input_size: tuple[int, int] | None = None
     device: str = 'cpu'
+    max_output_pixels: int = MAX_OUTPUT_PIXELS
+
+
+def output_factor(out_hw: tuple[int, int], max_pixels: int) -> int:
+    """The smallest integer k ≥ 1 with ⌈H/k⌉·⌈W/k⌉ ≤ ``max_pixels`` (1 when it already fits).
+
+    Raises ``ValueError`` for a non-positive ``max_pixels``.
+    """
+    if max_pixels <= 0:
+        raise ValueError(f'max_output_pixels must be positive, got {max_pixels}')
+    h, w = out_hw
+    k = 1
+    while (-(-h // k)) * (-(-w // k)) > max_pixels:
+        k += 1
+    return k
 
 
 class Segmenter:
@@ -107,18 +141,30 @@ class Segmenter:
 
         The labels (argmax over C) are computed now; the confidence (round(max softmax × 255))
         only when the returned function is called (see :attr:`Segmentation.confidence`).
+        Frames above ``config.max_output_pixels`` are post-processed on a grid reduced by
+        :func:`output_factor` and repeated back to ``out_hw`` (bounded memory; see
+        :class:`SegmenterConfig`).
         """
-        if tuple(logits.shape[-2:]) != tuple(out_hw):
-            logits = F.interpolate(logits, size=out_hw, mode='bilinear', align_corners=False)
+        out_hw = (int(out_hw[0]), int(out_hw[1]))
+        k = output_factor(out_hw, self.config.max_output_pixels)
+        work_hw = (-(-out_hw[0] // k), -(-out_hw[1] // k))  # ceil: repeat k×k, then crop
+        if tuple(logits.shape[-2:]) != work_hw:
+            logits = F.interpolate(logits, size=work_hw, mode='bilinear', align_corners=False)
         best, labels = logits[0].max(dim=0)
+
+        def full(small: torch.Tensor) -> np.ndarray:
+            arr = small.to(torch.uint8).cpu().numpy()
+            if k > 1:
+                arr = np.repeat(np.repeat(arr, k, axis=0), k, axis=1)[: out_hw[0], : out_hw[1]]
+            return np.ascontiguousarray(arr)
 
         @torch.inference_mode()
         def confidence() -> np.ndarray:
             # max softmax = 1 / Σ_c exp(l_c − max_c l_c): no C×H×W softmax to materialise.
             total = torch.exp(logits[0] - best).sum(dim=0)
-            return total.reciprocal_().mul_(255.0).round_().to(torch.uint8).cpu().numpy()
+            return full(total.reciprocal_().mul_(255.0).round_())
 
-        return labels.to(torch.uint8).cpu().numpy(), confidence
+        return full(labels), confidence
 
     def segment(self, image: np.ndarray) -> Segmentation:
         """One H×W×3 uint8 RGB image → :class:`Segmentation` at H×W, with stage timings."""
