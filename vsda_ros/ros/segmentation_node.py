@@ -17,10 +17,12 @@ flight). Each camera has its own temporal strategy state (frame buffer); all sha
 """
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,17 +30,22 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType, SetParametersResult)
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
+from vsda_ros.data.dims import message_pixels
 from vsda_ros.ros.conversions import message_to_rgb, numpy_to_image
 from vsda_ros.temporal.strategy import STRATEGY_NAMES
 
 STATUS_NAME = 'vsda_ros: segmentation'
 OUTPUTS = ('mask', 'color_mask', 'overlay', 'confidence')
+#: seconds with matched publishers and no frame before /diagnostics warns (see _Camera.silent_s)
+SILENT_WARN_S = 5.0
 FIXED_STAGES = ('queue_wait', 'decode', 'preprocess', 'inference', 'postprocess', 'publish',
                 'end_to_end')
 
@@ -51,7 +58,6 @@ class Param:
     description: str
     read_only: bool = False
     range: tuple | None = None  # (from, to) for int / float parameters
-    type: object = None  # rclpy Parameter.Type for a list parameter with an empty default
 
 
 # The one place where the node's parameters are defined; config/segment.yaml mirrors it.
@@ -69,10 +75,10 @@ PARAMETERS: dict[str, Param] = {
                               'block, DMNet, CFNet); \'\' = those inside the model checkpoint, '
                               'if any. Untrained: fusion = per_frame, keyframe = plain '
                               'warping.', True),
-    'image_topics': Param([], 'Camera topics, one strategy state per camera; a name ending in '
-                          '/compressed is a CompressedImage topic. Empty = the relative topics '
-                          'image and image/compressed. Outputs go to each topic\'s parent '
-                          'namespace.', True, type=Parameter.Type.STRING_ARRAY),
+    'image_topics': Param(['image', 'image/compressed'],
+                          'Camera topics, one strategy state per camera; a name ending in '
+                          '/compressed is a CompressedImage topic (X and X/compressed are one '
+                          'camera). Outputs go to each camera\'s parent namespace.', True),
     'keyframe_interval': Param(5, 'keyframe strategy: run the full network every N-th frame.',
                                False, (1, 100)),
     'distortion_threshold': Param(0.0, 'keyframe strategy: also start a keyframe when the mean '
@@ -92,10 +98,17 @@ PARAMETERS: dict[str, Param] = {
                                'outpaces the model.', False, (0.0, 10000.0)),
     'overlay_alpha': Param(0.5, 'Weight of the colour mask in the overlay, 0..1.', False,
                            (0.0, 1.0)),
+    'max_input_pixels': Param(9437184, 'Largest camera frame (width × height) the node '
+                              'decodes; a larger one is skipped before decoding, counted in '
+                              'bad_frames, with a WARN log and diagnostic. Default 4096×2304 '
+                              '(4K UHD and DCI 4K fit); memory grows ~40 MB per megapixel.',
+                              False, (1, 200000000)),
     'max_stamp_gap_s': Param(1.0, 'A forward header-stamp jump above this (seconds) breaks the '
                              'stream: temporal buffers are reset and a WARN diagnostic is '
                              'raised.', False, (0.001, 3600.0)),
 }
+
+
 class StartupError(RuntimeError):
     """The node cannot start (bad parameter, unknown model, missing weights, bad device)."""
 
@@ -107,13 +120,16 @@ def _stamp_s(header) -> float:
 def camera_layout(image_topics: list[str]) -> list[tuple[str, type, str]]:
     """``image_topics`` → [(input topic, message type, output namespace)].
 
-    Empty → the relative ``image`` + ``image/compressed`` pair publishing relative outputs.
-    Raises ``ValueError`` on empty names, duplicates, or two cameras sharing an output
-    namespace.
+    Raises ``ValueError`` on an empty list, empty names, duplicates, or two cameras sharing an
+    output namespace.
+    A topic ``X`` and its ``X/compressed`` sibling are one camera (one state, one set of
+    outputs). The default ``['image', 'image/compressed']`` is the relative pair publishing
+    relative outputs.
     """
     if not image_topics:
-        return [('image', Image, ''), ('image/compressed', CompressedImage, '')]
-    layout, seen = [], {}
+        raise ValueError('image_topics is empty: give at least one camera topic (default: '
+                         "['image', 'image/compressed'])")
+    layout, seen = [], {}  # seen: namespace → (base topic, first name)
     for topic in image_topics:
         topic = topic.strip()
         if not topic or topic.endswith('/'):
@@ -121,11 +137,13 @@ def camera_layout(image_topics: list[str]) -> list[tuple[str, type, str]]:
         compressed = topic.endswith('/compressed')
         base = topic[: -len('/compressed')] if compressed else topic
         ns = base.rsplit('/', 1)[0] if '/' in base else ''
-        if ns in seen:
-            raise ValueError(f'image_topics: {seen[ns]!r} and {topic!r} would publish on the '
+        if ns in seen and seen[ns][0] != base:
+            raise ValueError(f'image_topics: {seen[ns][1]!r} and {topic!r} would publish on the '
                              f'same outputs (namespace {ns or "<node>"!r}); give each camera '
                              'its own namespace')
-        seen[ns] = topic
+        if any(t == topic for t, _, _ in layout):
+            raise ValueError(f'image_topics: {topic!r} is listed twice')
+        seen.setdefault(ns, (base, topic))
         layout.append((topic, CompressedImage if compressed else Image, ns))
     return layout
 
@@ -151,6 +169,12 @@ class _Camera:
     reset_reasons: list = field(default_factory=list)  # since the last diagnostics period
     timings: dict = field(default_factory=dict)
     last: tuple = (0.0, 0, 0, 0, 0, 0)  # (t, received, processed, bad, resets, keyframes)
+    last_bad: str = ''     # why the latest bad frame was skipped
+    silent_s: float = 0.0  # how long publishers have been matched without a frame arriving
+
+
+class _Abandoned(Exception):
+    """The node is stopping: the worker drops its frame without publishing."""
 
 
 class SegmentationNode(Node):
@@ -158,23 +182,31 @@ class SegmentationNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('segmentation_node', **kwargs)
-        self._declare_parameters()
         self._cond = threading.Condition()
+        # Held while the worker talks to rcl (publishing); stop() takes it to set _stop, so
+        # after stop() returns nothing is published even if the worker is still computing.
+        self._pub_lock = threading.Lock()
+        self._stop = False
         try:
+            self._declare_parameters()
             self._setup_model()
-            topics = self.get_parameter_or(
-                'image_topics', Parameter('image_topics', Parameter.Type.STRING_ARRAY, []))
-            layout = camera_layout(list(topics.value or []))
+            layout = camera_layout(list(self.get_parameter('image_topics').value or []))
+        except ParameterException as exc:
+            self._fatal(f'bad parameter: {exc}')
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            self.get_logger().fatal(f'cannot start: {exc}')
-            raise StartupError(str(exc)) from exc
+            self._fatal(str(exc))
+        except MemoryError:
+            self._fatal('out of memory while loading the model (input_size too large?)')
+        except Exception as exc:  # noqa: BLE001 - one FATAL line, never a traceback
+            self._fatal(f'{type(exc).__name__}: {exc}')
 
         out_qos = QoSProfile(depth=10)
         in_qos = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability,
                             durability=qos_profile_sensor_data.durability,
                             history=qos_profile_sensor_data.history)
         self._cameras: dict[str, _Camera] = {}
-        self._topics: dict[str, str] = {}
+        self._topics: dict[str, str] = {}  # camera key → its first input, resolved
+        self._subs: dict[str, list] = {}
         for topic, msg_type, ns in layout:
             cam = self._cameras.get(ns)
             if cam is None:
@@ -184,27 +216,50 @@ class SegmentationNode(Node):
                               timings={s: deque(maxlen=200) for s in FIXED_STAGES},
                               last=(time.monotonic(), 0, 0, 0, 0, 0))
                 self._cameras[ns] = cam
-            self._topics[ns] = topic if ns not in self._topics else self._topics[ns]
-            self.create_subscription(msg_type, topic,
-                                     lambda m, c=cam: self._on_image(c, m), in_qos)
+            sub = self.create_subscription(msg_type, topic,
+                                           lambda m, c=cam: self._on_image(c, m), in_qos)
+            self._subs.setdefault(ns, []).append(sub)
+            self._topics.setdefault(ns, sub.topic_name)  # after remapping and namespace
         self._order = list(self._cameras)  # round-robin order of the worker
         self._next = 0
+        self._out_qos = out_qos
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', out_qos)
-        self._timing_pubs = {k: self.create_publisher(DiagnosticArray,
-                                                      _out_topic(k, 'timing'), out_qos)
-                             for k in self._cameras}
-        self._stop = False
+        # 'timing' is advertised only while publish_timing is on (see _set_timing).
+        self._timing_pubs: dict[str, object] = {}
+        self._set_timing(bool(self._live['publish_timing']))
         self._worker = threading.Thread(target=self._run, name='segmentation_worker',
                                         daemon=True)
         self._worker.start()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.create_timer(1.0, self._publish_diagnostics)
+        inputs = [s.topic_name for k in self._order for s in self._subs[k]]
         self.get_logger().info(
             f'ready: model={self.model_name} device={self.segmenter.device} '
             f'input_size={self.segmenter.input_size} strategy={self.strategy} '
-            f'cameras={[self._topics[k] for k in self._order]} '
+            f'cameras={inputs} outputs={[self._out_ns(k) for k in self._order]} '
             f'temporal modules={self.modules.loaded() or "none"}')
+
+    def _fatal(self, text: str) -> None:
+        """Log one FATAL line and raise :class:`StartupError` (main exits 1, no traceback)."""
+        self.get_logger().fatal(f'cannot start: {text}')
+        raise StartupError(text) from None
+
+    def _out_ns(self, key: str) -> str:
+        """The resolved namespace of a camera's outputs (e.g. ``/front`` or ``/cam_front``)."""
+        return self._cameras[key].pubs['mask'].topic_name.rsplit('/', 1)[0] or '/'
+
+    def _set_timing(self, on: bool) -> None:
+        """Create or destroy the per-camera ``timing`` publishers (publish_timing)."""
+        with self._pub_lock:
+            if on and not self._timing_pubs:
+                self._timing_pubs = {k: self.create_publisher(
+                    DiagnosticArray, _out_topic(k, 'timing'), self._out_qos)
+                    for k in self._cameras}
+            elif not on and self._timing_pubs:
+                for pub in self._timing_pubs.values():
+                    self.destroy_publisher(pub)
+                self._timing_pubs = {}
 
     # ---- setup -------------------------------------------------------------------------------
     def _declare_parameters(self) -> None:
@@ -218,10 +273,9 @@ class SegmentationNode(Node):
                 desc.type = ParameterType.PARAMETER_INTEGER
                 desc.integer_range = [IntegerRange(from_value=p.range[0], to_value=p.range[1],
                                                    step=1)]
-            if p.type is not None:  # statically typed, no value unless one is given
-                self.declare_parameter(name, p.type, desc)
-            else:
-                self.declare_parameter(name, p.default, desc)
+            # Every parameter has a value: one declared with a type and no value makes
+            # get_parameters (ros2 param dump) return nothing for the whole request.
+            self.declare_parameter(name, p.default, desc)
 
     def _setup_model(self) -> None:
         # Imported here so that torch loads once, after the parameters are declared.
@@ -298,6 +352,9 @@ class SegmentationNode(Node):
                 cam.strategy.config.keyframe_interval = config.keyframe_interval
                 cam.strategy.config.distortion_threshold = config.distortion_threshold
                 cam.strategy.config.max_gap_s = config.max_gap_s
+        for prm in params:
+            if prm.name == 'publish_timing':
+                self._set_timing(bool(prm.value))
         if changed:
             self.get_logger().info(f'parameters changed: {", ".join(changed)}')
 
@@ -343,11 +400,16 @@ class SegmentationNode(Node):
             cam, msg, arrival = job
             try:
                 self._process(cam, msg, arrival)
+            except _Abandoned:
+                return  # shutting down: the frame in progress is dropped, nothing published
             except ValueError as exc:
                 with self._cond:
                     cam.bad_frames += 1
+                    cam.last_bad = str(exc)
                 self.get_logger().warning(f'skipping bad frame: {exc}', throttle_duration_sec=5)
             except Exception as exc:  # keep the node alive whatever one frame does
+                if self._stop or not self.context.ok():
+                    return  # the context went away under the frame: shutdown, not a failure
                 with self._cond:
                     cam.bad_frames += 1
                 self.get_logger().error(f'frame failed: {type(exc).__name__}: {exc}',
@@ -356,8 +418,28 @@ class SegmentationNode(Node):
     def _wanted(self, cam: _Camera, name: str) -> bool:
         return bool(self._live[f'publish_{name}']) and cam.pubs[name].get_subscription_count() > 0
 
+    @contextmanager
+    def _rcl(self):
+        """Hold the publish lock for a block of rcl calls; :class:`_Abandoned` once stopping."""
+        with self._pub_lock:
+            if self._stop or not self.context.ok():
+                raise _Abandoned
+            yield
+
+    def _check_size(self, msg) -> None:
+        """Raise ``ValueError`` for a frame above ``max_input_pixels`` (before decoding it)."""
+        limit = int(self._live['max_input_pixels'])
+        pixels = message_pixels(msg)
+        if pixels is not None and pixels > limit:
+            what = (f'{msg.width}x{msg.height}' if isinstance(msg, Image)
+                    else f'compressed {msg.format or "image"}')
+            raise ValueError(f'frame too large: {what} = {pixels / 1e6:.1f} Mpx > '
+                             f'max_input_pixels {limit / 1e6:.1f} Mpx (raise the parameter if '
+                             'the memory is there: ~40 MB per Mpx)')
+
     def _process(self, cam: _Camera, msg, arrival: float) -> None:
         t0 = time.perf_counter()
+        self._check_size(msg)
         rgb = message_to_rgb(msg)
         t1 = time.perf_counter()
         header = msg.header
@@ -370,28 +452,40 @@ class SegmentationNode(Node):
                 cam.reset_reasons.append(reason)
             self.get_logger().warning(f'stream reset, {reason}', throttle_duration_sec=5)
         t2 = time.perf_counter()
-        if self._wanted(cam, 'mask'):
-            cam.pubs['mask'].publish(numpy_to_image(seg.labels, header))
-        want_color, want_overlay = self._wanted(cam, 'color_mask'), self._wanted(cam, 'overlay')
+        with self._rcl():
+            if self._wanted(cam, 'mask'):
+                cam.pubs['mask'].publish(numpy_to_image(seg.labels, header))
+            want_color = self._wanted(cam, 'color_mask')
+            want_overlay = self._wanted(cam, 'overlay')
         if want_color or want_overlay:
             from vsda_ros.visualize import colorize, overlay
             color = colorize(seg.labels, self._lut)
             if want_color:
-                cam.pubs['color_mask'].publish(numpy_to_image(color, header))
+                out = numpy_to_image(color, header)
+                with self._rcl():
+                    cam.pubs['color_mask'].publish(out)
             if want_overlay:
                 alpha = float(self._live['overlay_alpha'])
-                cam.pubs['overlay'].publish(numpy_to_image(overlay(rgb, color, alpha), header))
-        if self._wanted(cam, 'confidence'):
-            cam.pubs['confidence'].publish(numpy_to_image(seg.confidence, header))
+                out = numpy_to_image(overlay(rgb, color, alpha), header)
+                with self._rcl():
+                    cam.pubs['overlay'].publish(out)
+        with self._rcl():
+            want_conf = self._wanted(cam, 'confidence')
+        if want_conf:
+            out = numpy_to_image(seg.confidence, header)
+            with self._rcl():
+                cam.pubs['confidence'].publish(out)
         t3 = time.perf_counter()
-        if self._live['publish_timing']:
-            stages = {'queue_wait': (t0 - arrival) * 1e3, 'decode': (t1 - t0) * 1e3,
-                      **seg.timings_ms, 'publish': (t3 - t2) * 1e3,
-                      'keyframe': float(seg.keyframe)}
-            self._timing_pubs[cam.key].publish(DiagnosticArray(header=header, status=[
-                DiagnosticStatus(name=f'{STATUS_NAME} timing', hardware_id=self.get_name(),
-                                 values=[KeyValue(key=k, value=f'{v:.3f}')
-                                         for k, v in stages.items()])]))
+        with self._rcl():
+            timing_pub = self._timing_pubs.get(cam.key)
+            if timing_pub is not None:
+                stages = {'queue_wait': (t0 - arrival) * 1e3, 'decode': (t1 - t0) * 1e3,
+                          **seg.timings_ms, 'publish': (t3 - t2) * 1e3,
+                          'keyframe': float(seg.keyframe)}
+                timing_pub.publish(DiagnosticArray(header=header, status=[
+                    DiagnosticStatus(name=f'{STATUS_NAME} timing', hardware_id=self.get_name(),
+                                     values=[KeyValue(key=k, value=f'{v:.3f}')
+                                             for k, v in stages.items()])]))
         stamp = _stamp_s(header)
         e2e = (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3 if stamp > 0 else None
         with self._cond:
@@ -416,12 +510,16 @@ class SegmentationNode(Node):
             resets, keys = cam.stream_resets, cam.keyframes
             reasons, cam.reset_reasons = cam.reset_reasons, []
             timings = {k: list(v) for k, v in cam.timings.items()}
+            last_bad = cam.last_bad
         t_prev, r_prev, p_prev, b_prev, s_prev, k_prev = cam.last
         cam.last = (now, counts[0], counts[1], counts[3], resets, keys)
         dt = max(now - t_prev, 1e-6)
         in_hz, out_hz = (counts[0] - r_prev) / dt, (counts[1] - p_prev) / dt
         period_processed = counts[1] - p_prev
-        values = {'topic': self._topics[cam.key], 'received': counts[0],
+        publishers = sum(sub.get_publisher_count() for sub in self._subs[cam.key])
+        cam.silent_s = cam.silent_s + dt if publishers and counts[0] == r_prev else 0.0
+        values = {'topic': self._topics[cam.key], 'publishers': publishers,
+                  'received': counts[0],
                   'processed': counts[1], 'dropped': counts[2], 'bad_frames': counts[3],
                   'stream_resets': resets, 'keyframes': keys,
                   'keyframe_ratio': (f'{(keys - k_prev) / period_processed:.3f}'
@@ -437,7 +535,18 @@ class SegmentationNode(Node):
         if in_hz > 0 and out_hz < 0.5 * in_hz:
             problems.append(f'output rate {out_hz:.1f} Hz < 50% of input rate {in_hz:.1f} Hz')
         if counts[3] > b_prev:
-            problems.append(f'{counts[3] - b_prev} bad frame(s) in the last period')
+            problems.append(f'{counts[3] - b_prev} bad frame(s) in the last period '
+                            f'(last: {last_bad})')
+        if cam.silent_s >= SILENT_WARN_S:
+            text = (f'{publishers} publisher(s) matched on {self._topics[cam.key]} but no frame '
+                    f'arrived for {cam.silent_s:.0f} s: nothing is being sent, or the frames '
+                    'are larger than the DDS transport delivers (Fast DDS drops best-effort '
+                    'samples bigger than the sender\'s shared-memory segment silently; give '
+                    'the camera process this package\'s config/fastdds_profile.xml, or send '
+                    'image/compressed)')
+            problems.append(text)
+            if cam.silent_s < SILENT_WARN_S + dt:  # once per silent episode
+                self.get_logger().warning(text)
         if reasons:
             more = f' (+{len(reasons) - 3} more)' if len(reasons) > 3 else ''
             problems.append(f'stream reset ×{len(reasons)}: ' + '; '.join(reasons[:3]) + more)
@@ -455,33 +564,61 @@ class SegmentationNode(Node):
         msg.status = [self.diagnostic_status(c) for c in self._cameras.values()]
         self._diag_pub.publish(msg)
 
-    def stop(self) -> None:
-        """Stop the worker thread (waits for the frame in progress)."""
-        with self._cond:
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the worker: from return on, nothing is published; waits up to ``timeout`` s for
+        the frame in progress (abandoned, not published). Returns whether the worker ended."""
+        with self._pub_lock, self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._worker.join(timeout=5.0)
+        worker = getattr(self, '_worker', None)
+        if worker is None:
+            return True
+        worker.join(timeout=timeout)
+        return not worker.is_alive()
+
+
+class _Shutdown(BaseException):
+    """Raised in the main thread by the SIGINT/SIGTERM handler (a BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` on the way swallows it)."""
 
 
 def main(args=None) -> int:
-    """Console entry point; returns the exit status (non-zero when the node cannot start)."""
+    """Console entry point; returns the exit status (non-zero when the node cannot start).
+
+    Shutdown order, whatever the signal (SIGINT from Ctrl-C or ``ros2 launch``, SIGTERM from a
+    supervisor) and whenever it comes: stop the worker (nothing is published after that),
+    destroy the node, shut the context down. rclpy's own signal handlers are not installed, so
+    the context stays valid until the worker has stopped; further signals during shutdown are
+    ignored. Exit status 0 after a signal, 1 when the node could not start.
+    """
     from vsda_ros.runtime import tune_allocator
     tune_allocator()
-    rclpy.init(args=args)
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        raise _Shutdown(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     node = None
     status = 0
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = SegmentationNode()
         rclpy.spin(node)
     except StartupError:
         status = 1  # already logged by the node
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except (_Shutdown, KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        for s in previous:  # a second Ctrl-C must not interrupt the clean-up
+            signal.signal(s, signal.SIG_IGN)
         if node is not None:
-            node.stop()
+            if not node.stop():
+                node.get_logger().warning('worker still busy after 10 s; its frame is '
+                                          'abandoned')
             node.destroy_node()
         rclpy.try_shutdown()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return status
 
 
