@@ -213,13 +213,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         'bench', help='benchmark segmentation_node over real DDS (loopback only)',
         description='Start segmentation_node, publish real frames at --rate for --duration s '
-                    'and report end-to-end and inference latency p50/p95, node overhead, '
-                    'drops and RSS. Runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST.',
+                    '(or exactly --frames N: a soak test) and report end-to-end and inference '
+                    'latency p50/p95, node overhead, drops, RSS (start, end, peak), open file '
+                    'descriptors, threads, and whether the node\'s totals add up (received = '
+                    'processed + dropped + bad_frames; exit 1 if not). Runs with '
+                    'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a domain of its own.',
         epilog=EPILOG)
     p.add_argument('target', choices=['node'], help='what to benchmark')
     p.add_argument('--model', default='espnet-camvid', help='(default: %(default)s)')
-    p.add_argument('--frames', default=None,
+    p.add_argument('--source', default=None,
                    help='folder of frames to publish (default: VSDA_DATA_DIR/camvid/val)')
+    p.add_argument('--frames', type=int, default=None,
+                   help='publish exactly N frames after the warm-up (overrides --duration), '
+                        'e.g. --frames 10000 --rate 30 for a soak test')
+    p.add_argument('--frame-size', default=None,
+                   help='resize the published frames to WIDTHxHEIGHT (e.g. 3840x2160 for a '
+                        '4K camera; default: as read)')
     p.add_argument('--size', default='', help="network input WIDTHxHEIGHT ('' = native)")
     p.add_argument('--rate', type=float, default=30.0, help='publish rate in Hz (default: 30)')
     p.add_argument('--duration', type=float, default=60.0,
@@ -227,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--warmup', type=float, default=5.0, help='unmeasured seconds first')
     p.add_argument('--max-queue-wait-ms', type=float, default=0.0,
                    help="the node's latency mode (max_queue_wait_ms parameter; 0 = off)")
-    p.add_argument('--json', default=None, help='write the report here')
+    p.add_argument('--json', nargs='?', const='-', default=None, metavar='PATH',
+                   help='write the JSON report to PATH; --json alone prints it on stdout (the '
+                        'summary then goes to stderr)')
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(

@@ -3,7 +3,10 @@
 Starts the node as a subprocess (loopback-only discovery, a domain of its own), publishes real
 frames on ``image`` at a fixed rate with ``header.stamp = now``, subscribes to every output, and
 reads the node's own ``/diagnostics``. Reports end-to-end latency (receive time of ``mask`` −
-header stamp), the node's inference latency, node overhead, drops, and the node's RSS.
+header stamp), the node's inference latency, node overhead, drops, and the node's resources
+(RSS at the start and end of the measured window and its peak, open file descriptors, threads);
+with ``frames`` it is a soak test: that many frames, then the node's totals must add up
+(received = processed + dropped + bad_frames).
 """
 from __future__ import annotations
 
@@ -14,16 +17,35 @@ from pathlib import Path
 from vsda_ros.ros.launcher import client_node, confine_to_loopback, node_process
 
 
-def _rss_mb(pid: int) -> float:
+def _status(pid: int, key: str) -> float:
+    """A numeric field of ``/proc/PID/status`` (``VmRSS``, ``VmHWM`` in kB, ``Threads``)."""
     for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmRSS:'):
-            return int(line.split()[1]) / 1024.0
+        if line.startswith(key + ':'):
+            return float(line.split()[1])
     return float('nan')
 
 
+def _resources(pid: int) -> dict:
+    """RSS and peak RSS (MB), open file descriptors and threads of a process."""
+    return {'rss_mb': _status(pid, 'VmRSS') / 1024.0, 'peak_rss_mb': _status(pid, 'VmHWM') / 1024.0,
+            'fds': len(list(Path(f'/proc/{pid}/fd').iterdir())),
+            'threads': int(_status(pid, 'Threads'))}
+
+
 def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: str,
-              warmup: float = 5.0, max_queue_wait_ms: float = 0.0) -> dict:
-    """Run the benchmark; returns the report dict (see README for keys)."""
+              warmup: float = 5.0, max_queue_wait_ms: float = 0.0, frames: int | None = None,
+              frame_size: tuple[int, int] | None = None, progress: bool = False) -> dict:
+    """Run the benchmark; returns the report dict (see README for keys).
+
+    ``frames``: publish exactly this many frames in the measured window (a soak test;
+    ``duration`` is then ``frames / rate``). ``frame_size``: (width, height) to resize the
+    published frames to (e.g. 3840×2160 for a 4K camera's memory). Raises ``RuntimeError`` if
+    the node does not start or exits during the run.
+    """
+    if frames is not None:
+        if frames < 1:
+            raise ValueError(f'--frames must be ≥ 1, got {frames}')
+        duration = frames / rate
     confine_to_loopback()  # network rule, before rclpy starts
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile
@@ -34,6 +56,13 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
     from vsda_ros.ros.conversions import numpy_to_image
 
     images = [f.image for f in FrameSource(frames_dir)]
+    if not images:
+        raise ValueError(f'no frames in {frames_dir}')
+    if frame_size is not None:
+        import cv2
+        images = [cv2.resize(im, frame_size, interpolation=cv2.INTER_LINEAR) for im in images]
+    # Pre-build the messages once: converting a 4K frame per publish would slow the publisher.
+    messages = [numpy_to_image(im, None, 'rgb8') for im in images]
     params = {'model': model, 'input_size': size, 'publish_timing': True,
               'max_queue_wait_ms': float(max_queue_wait_ms)}
     with node_process(params) as proc, \
@@ -69,31 +98,51 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
             executor.spin_once(timeout_sec=0.1)
         period = 1.0 / rate
         sent = 0
+        measured_sent = 0
         rss_start = None
+        res_start: dict = {}
+        bar = None
         t_start = time.monotonic()
         t_measure = t_start + warmup
         t_end = t_measure + duration
         next_t = t_start
         while True:
             now = time.monotonic()
-            if now >= t_end:
+            if proc.poll() is not None:
+                raise RuntimeError(f'segmentation_node exited with code {proc.returncode} '
+                                   'during the run')
+            if (now >= t_end if frames is None else measured_sent >= frames):
                 break
             if now >= t_measure and not measuring[0]:
                 measuring[0] = True
-                rss_start = _rss_mb(proc.pid)
+                res_start = _resources(proc.pid)
+                rss_start = res_start['rss_mb']
                 diag_start = len(diags)
+                if progress:
+                    from tqdm import tqdm
+                    bar = tqdm(total=frames or round(duration * rate), unit='frame',
+                               desc='bench node', leave=False)
             if now >= next_t:
-                msg = numpy_to_image(images[sent % len(images)], None, 'rgb8')
+                msg = messages[sent % len(messages)]
                 msg.header.stamp = node.get_clock().now().to_msg()
                 msg.header.frame_id = 'camera'
                 pub.publish(msg)
                 sent += 1
+                if measuring[0]:
+                    measured_sent += 1
+                    if bar is not None:
+                        bar.update(1)
                 next_t += period
             executor.spin_once(timeout_sec=max(0.0, min(next_t - time.monotonic(), 0.005)))
-        rss_end = _rss_mb(proc.pid)
-        end = time.monotonic() + 2.0
+        if bar is not None:
+            bar.close()
+        res_end = _resources(proc.pid)
+        rss_end = res_end['rss_mb']
+        # Drain: the frame in flight finishes and two diagnostics periods report the totals.
+        end = time.monotonic() + 2.5
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
+        res_end['peak_rss_mb'] = _resources(proc.pid)['peak_rss_mb']
 
     last = {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
     first = ({kv.key: kv.value for kv in diags[diag_start - 1].status[0].values}
@@ -119,6 +168,10 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         per[stage] = [stages[k].get(stage, 0.0) for k in keys]
     counters = {k: int(num(last, k) - (num(first, k) if first else 0))
                 for k in ('received', 'processed', 'dropped', 'bad_frames')}
+    totals = {k: int(num(last, k)) for k in ('received', 'processed', 'dropped', 'bad_frames')}
+    accounting = {**totals, 'sent': sent,
+                  'adds_up': totals['received'] == (totals['processed'] + totals['dropped']
+                                                    + totals['bad_frames'])}
     ms = {k: percentiles_ms(v, (50, 95)) for k, v in per.items()}
     rss = {'start': rss_start, 'end': rss_end}
     # Two readings of the overhead target: all of it, and without the mailbox wait. When the
@@ -142,6 +195,8 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         'node_stage_ms': {s: ms[s] for s in ('queue_wait', 'decode', 'preprocess',
                                              'postprocess', 'publish')},
         'output_hz': len(e2e) / duration, 'rss_mb': rss, 'targets_met': targets,
+        'frames': frames, 'measured_sent': measured_sent,
+        'resources': {'start': res_start, 'end': res_end}, 'accounting': accounting,
     }
 
 
@@ -160,19 +215,51 @@ def print_report(r: dict) -> None:
     print(f"  received {r['received']}  processed {r['processed']}  dropped {r['dropped']}  "
           f"bad {r['bad_frames']}  output {r['output_hz']:.1f} Hz")
     print(f"  RSS MB start {r['rss_mb']['start']:.1f}  end {r['rss_mb']['end']:.1f}  "
-          f"growth {r['rss_mb']['end'] - r['rss_mb']['start']:+.1f}")
+          f"growth {r['rss_mb']['end'] - r['rss_mb']['start']:+.1f}  "
+          f"peak {r['resources']['end']['peak_rss_mb']:.1f}")
+    rs, re_ = r['resources']['start'], r['resources']['end']
+    print(f"  fds {rs['fds']} -> {re_['fds']}  threads {rs['threads']} -> {re_['threads']}")
+    a = r['accounting']
+    print(f"  totals: sent {a['sent']}  received {a['received']} = processed {a['processed']} "
+          f"+ dropped {a['dropped']} + bad {a['bad_frames']}: "
+          f"{'adds up' if a['adds_up'] else 'DOES NOT add up'}")
     print('  targets: ' + ', '.join(f"{k} {'MET' if v else 'NOT met'}"
                                     for k, v in r['targets_met'].items()))
 
 
 def main_cli(args) -> int:
+    """``vsda bench node``: run, print the summary (stderr when the JSON goes to stdout)."""
+    import contextlib
+    import sys
+
+    from vsda_ros.inference import parse_size
     from vsda_ros.paths import data_dir
-    frames = Path(args.frames) if args.frames else (data_dir() or Path('.')) / 'camvid' / 'val'
-    r = run_bench(args.model, frames, args.rate, args.duration, args.size or '', args.warmup,
-                  args.max_queue_wait_ms)
-    print_report(r)
-    if args.json:
+    source = Path(args.source) if args.source else (data_dir() or Path('.')) / 'camvid' / 'val'
+    if not source.is_dir():
+        raise FileNotFoundError(f'frame folder {source} not found (give --source DIR)')
+    frame_size = parse_frame_size(args.frame_size) if args.frame_size else None
+    parse_size(args.size or None)  # a bad --size fails here, not inside the node
+    r = run_bench(args.model, source, args.rate, args.duration, args.size or '', args.warmup,
+                  args.max_queue_wait_ms, frames=args.frames, frame_size=frame_size,
+                  progress=True)
+    to_stdout = args.json == '-'
+    with contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
+        print_report(r)
+    if to_stdout:
+        print(json.dumps(r, indent=2))
+    elif args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(r, indent=2) + '\n')
         print(f'report: {args.json}')
-    return 0
+    return 0 if r['accounting']['adds_up'] else 1
+
+
+def parse_frame_size(text: str) -> tuple[int, int]:
+    """``'3840x2160'`` → (3840, 2160) for the published frames; ``ValueError`` otherwise."""
+    try:
+        w, h = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise ValueError(f'--frame-size must look like WIDTHxHEIGHT, got {text!r}') from None
+    if not (16 <= w <= 16384 and 16 <= h <= 16384):
+        raise ValueError(f'--frame-size {text!r}: each side must be 16..16384')
+    return w, h
