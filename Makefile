@@ -22,7 +22,7 @@ export ROS_DOMAIN_ID ?= $(shell echo $$(( ($$$$ % 100) + 100 )))
 export VSDA_DATA_DIR ?= $(abspath ../shared/data)
 # Two CPU threads for torch by default (the CI and dev machines have 2 cores).
 export OMP_NUM_THREADS ?= 2
-# Fast DDS: 256 MB shared-memory segment (4K frames arrive) (images stay out of fragmented UDP), UDP on 127.0.0.1.
+# Fast DDS: 64 MB shared-memory segment (4K frames arrive) (images stay out of fragmented UDP), UDP on 127.0.0.1.
 export FASTDDS_DEFAULT_PROFILES_FILE ?= $(abspath config/fastdds_profile.xml)
 
 DEMO_OUT ?= demo_out
