@@ -68,7 +68,8 @@ def _launch_setup(context):
         except PackageNotFoundError:
             raise RuntimeError('rviz:=true but rviz2 is not installed (apt install '
                                'ros-$ROS_DISTRO-rviz2, or launch with rviz:=false)') from None
-    # The package's Fast DDS profile (64 MB shared-memory segment: 4K raw frames arrive) unless the user has one.
+    # The package's Fast DDS profile (64 MB shared-memory segment: 4K raw frames arrive)
+    # unless the user has one.
     env = {} if os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') else {
         'FASTDDS_DEFAULT_PROFILES_FILE': os.path.join(share, 'config', 'fastdds_profile.xml')}
     node = Node(
