@@ -1,8 +1,15 @@
-"""``vsda adapt`` settings: one dataclass, small YAML recipes under ``config/experiments/``."""
+"""``vsda adapt`` settings: one dataclass, small YAML recipes under ``config/experiments/``.
+
+Recipe values may refer to the real-data folder as ``${VSDA_DATA_DIR}`` (or
+``$VSDA_DATA_DIR``): it expands to :func:`vsda_ros.paths.data_dir` — the environment variable
+when set, else ``../shared/data`` when it exists — so a recipe works from any directory.
+"""
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -16,6 +23,10 @@ TRAINS_BASE = ('source', 'tps', 'i2vda', 'vat_vst', 'tsl')
 #: learning rate when ``lr`` is not given: temporal modules from scratch vs fine-tuning.
 DEFAULT_LR = {'davss': 2e-3, 'fusion': 2e-3}
 DEFAULT_NETWORK_LR = 5e-5
+#: ``${VSDA_DATA_DIR}`` or ``$VSDA_DATA_DIR`` in a recipe value.
+DATA_DIR_VAR = re.compile(r'\$(?:\{VSDA_DATA_DIR\}|VSDA_DATA_DIR\b)')
+#: recipe keys that name files to be written, which need not exist yet.
+OUTPUT_KEYS = ('out',)
 
 
 @dataclass
@@ -293,7 +304,11 @@ class AdaptConfig:
     def from_yaml(cls, path: str | Path, **overrides) -> 'AdaptConfig':
         """A recipe file, with ``overrides`` (non-``None`` values) applied on top.
 
-        Raises ``ValueError`` for unknown keys.
+        ``${VSDA_DATA_DIR}`` in the file's values is expanded (see :func:`expand_data_dir`);
+        values that ``overrides`` replace are not looked at.
+
+        Raises ``ValueError`` for unknown keys, and for a value that refers to the data folder
+        when there is none or whose expanded path does not exist (naming the key and the path).
         """
         data = yaml.safe_load(Path(path).read_text()) or {}
         known = {f.name for f in fields(cls)}
@@ -304,6 +319,7 @@ class AdaptConfig:
         if set(overrides) - known:
             raise ValueError(f'unknown settings {sorted(set(overrides) - known)}; known: '
                              f'{sorted(known)}')
+        data = {k: expand_data_dir(v, k, path) for k, v in data.items() if k not in overrides}
         data.update(overrides)
         return cls(**data)
 
@@ -321,6 +337,31 @@ class AdaptConfig:
                 raise ValueError(f'tsl_zoom must be a factor or (x, y), got {self.tsl_zoom}')
         self.freeze = list(self.freeze or [])
         self.weather_kinds = list(self.weather_kinds or [])
+
+
+def expand_data_dir(value: Any, key: str, source: str | Path = 'recipe') -> Any:
+    """``value`` with ``${VSDA_DATA_DIR}`` / ``$VSDA_DATA_DIR`` replaced by
+    :func:`vsda_ros.paths.data_dir` (strings, and strings in lists; anything else unchanged).
+
+    An expanded path must exist unless ``key`` is an output (:data:`OUTPUT_KEYS`). ``source``
+    (the recipe file) and ``key`` name the culprit in the ``ValueError`` raised when there is no
+    data folder or the expanded path is missing.
+    """
+    if isinstance(value, list):
+        return [expand_data_dir(v, f'{key}[{i}]', source) for i, v in enumerate(value)]
+    if not isinstance(value, str) or not DATA_DIR_VAR.search(value):
+        return value
+    from vsda_ros.paths import data_dir
+    ddir = data_dir()
+    if ddir is None:
+        raise ValueError(f'{source}: {key}: {value!r} refers to the data folder, but '
+                         'VSDA_DATA_DIR is not set and there is no ../shared/data; set '
+                         'VSDA_DATA_DIR')
+    expanded = DATA_DIR_VAR.sub(lambda _: str(ddir), value)
+    if key.split('[')[0] not in OUTPUT_KEYS and not Path(expanded).exists():
+        raise ValueError(f'{source}: {key}: {expanded} does not exist ({value!r} with '
+                         f'VSDA_DATA_DIR = {ddir})')
+    return expanded
 
 
 _PAIRS = ('crop', 'frame_size', 'tsl_crop', 'weather_intensity', 'val_size')
