@@ -189,6 +189,11 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
             if info.main:
                 print(f'resuming {cfg.recipe} from iteration {start} ({state_file})')
 
+    def eval_pass(i: int) -> dict:
+        kw = {'progress': progress, 'desc': f'eval it {i}'}
+        return (evaluate_network(recipe, model, cfg, **kw) if whole
+                else evaluate(recipe, model, cfg, **kw))
+
     def save_state(i: int) -> None:
         # every rank's RNG states are gathered (a collective), rank 0 writes
         rngs = distributed.all_gather(_rng_state(rng, recipe), info)
@@ -204,10 +209,9 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
                     'rank_rngs': _plain(rngs), 'world': info.world}, str(state_file))
 
     def run_eval(i: int) -> None:
-        # rank 0 evaluates the current network; the others wait
+        # rank 0 evaluates the current network (with a progress bar); the others wait
         if info.main:
-            res = evaluate_network(recipe, model, cfg) if whole else evaluate(recipe, model, cfg)
-            evaluations.append({'iteration': i, **res})
+            evaluations.append({'iteration': i, **eval_pass(i)})
             print(f'\n[eval @ {i}] {json.dumps(evaluations[-1])}')
         distributed.barrier(info)
 
@@ -272,8 +276,7 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
         save_checkpoint(net, Path(cfg.out), extra=extra)
     save_state(cfg.iterations)
     if cfg.val and info.main:
-        res = evaluate_network(recipe, model, cfg) if whole else evaluate(recipe, model, cfg)
-        evaluations.append({'iteration': cfg.iterations, **res})
+        evaluations.append({'iteration': cfg.iterations, **eval_pass(cfg.iterations)})
     distributed.barrier(info)
     summary = {'recipe': cfg.recipe, 'out': str(out), 'iterations': cfg.iterations,
                'train_seconds': seconds, 'final': history[-1] if history else {},
@@ -321,11 +324,12 @@ def _restore_rngs(state: dict, info: distributed.DistInfo, rng: np.random.Genera
         recipe.load_state_dict(mine['recipe'])
 
 
-def evaluate_network(recipe: NetworkRecipe, model, cfg: AdaptConfig) -> dict:
+def evaluate_network(recipe: NetworkRecipe, model, cfg: AdaptConfig, progress: bool = False,
+                     desc: str = 'eval') -> dict:
     """Per-frame mIoU (and TC) of the network being adapted on the labelled clip ``cfg.val``
     (``label_map`` maps model classes to label classes, e.g. ``cityscapes-camvid``); with a
     trained fusion block (``tsl``) also the ``fusion`` strategy's. What is evaluated is what
-    would be exported now."""
+    would be exported now. ``progress``: a progress bar per strategy, ``desc`` + its name."""
     from vsda_ros.evaluation.temporal import evaluate_strategy, load_clip
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.temporal.strategy import StrategyConfig, build_strategy
@@ -341,7 +345,7 @@ def evaluate_network(recipe: NetworkRecipe, model, cfg: AdaptConfig) -> dict:
     try:
         for name in names:
             res = evaluate_strategy(build_strategy(name, seg, StrategyConfig(), modules), clip,
-                                    progress=False)
+                                    progress=progress, desc=f'{desc} {name}')
             out[f'{name}_miou'] = res.get('miou')
             out[f'{name}_tc'] = res['tc']
             if 'per_class_iou' in res:
@@ -353,8 +357,10 @@ def evaluate_network(recipe: NetworkRecipe, model, cfg: AdaptConfig) -> dict:
     return out
 
 
-def evaluate(recipe, model, cfg: AdaptConfig) -> dict:
-    """Quick check on the labelled clip: the temporal recipe's strategy."""
+def evaluate(recipe, model, cfg: AdaptConfig, progress: bool = False,
+             desc: str = 'eval') -> dict:
+    """Quick check on the labelled clip: the temporal recipe's strategy (``progress``: with a
+    progress bar, ``desc`` + the strategy's name)."""
     from vsda_ros.evaluation.temporal import evaluate_strategy, load_clip
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.temporal.strategy import StrategyConfig, build_strategy
@@ -364,8 +370,8 @@ def evaluate(recipe, model, cfg: AdaptConfig) -> dict:
     seg = Segmenter(model, SegmenterConfig(input_size=cfg.val_size))
     modules = recipe.export()
     name = 'keyframe' if cfg.recipe == 'davss' else 'fusion'
-    res = evaluate_strategy(build_strategy(name, seg, StrategyConfig(keyframe_interval=5),
-                                           modules), clip, progress=False)
+    strategy = build_strategy(name, seg, StrategyConfig(keyframe_interval=5), modules)
+    res = evaluate_strategy(strategy, clip, progress=progress, desc=f'{desc} {name}')
     for m in recipe.modules().values():
         m.train()
     return {f'{name}_miou': res.get('miou'), f'{name}_tc': res['tc']}
