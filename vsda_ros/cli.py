@@ -123,21 +123,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      weather_temporal=not args.iid_weather, seed=args.seed,
                      live=args.live or bool(args.attach), rate=args.rate, attach=args.attach,
                      allow_truncated=args.allow_truncated)
-    report = run_eval(cfg)
+    runner = None
+    if cfg.live:  # the ROS layer is injected here: the evaluation core never imports it
+        from vsda_ros.ros.live_eval import LiveRunner  # imports rclpy when it runs
+        runner = LiveRunner(cfg, cfg.intervals()[0], attach=cfg.attach)
+    report = run_eval(cfg, runner)
     for run in report['runs']:
         lat = run['latency_ms']
         miou = f"mIoU {run['miou']:6.2f}  " if run.get('miou') is not None else ''
+        ratio = (f" ({run['time_vs_per_frame']:.2f}× per_frame)"
+                 if 'time_vs_per_frame' in run and run['strategy'] != 'per_frame' else '')
+        dropped = f"  dropped {run['dropped']}" if run['dropped'] else ''
         print(f"{run['weather'] or 'clean':>10s} {run['strategy']:>10s}: {miou}agreement "
-              f"{run['agreement']:6.2f}  TC {run['tc']:6.2f}  latency p50 {lat['p50']:6.1f} "
-              f"p95 {lat['p95']:6.1f} ms  keyframes {run['keyframe_ratio']:.2f}"
-              + (f"  dropped {run['dropped']}" if run['dropped'] else ''))
+              f"{run['agreement']:6.2f}  TC {run['tc']:6.2f}  mean {run['mean_ms']:6.1f} ms/frame"
+              f"{ratio}  latency p50 {lat['p50']:6.1f} p95 {lat['p95']:6.1f} ms  keyframes "
+              f"{run['keyframe_ratio']:.2f}{dropped}")
     if 'pda' in report:
         print('PDA mIoU by distance: ' + '  '.join(
             f"{name} " + ' '.join(f'{v:.1f}' for v in curve.values())
             for name, curve in report['pda'].items()))
         c = report['cost']
-        print(f"cost: key {c['key_ms_p50']:.1f} ms / {c['key_gflops']:.2f} GFLOPs, non-key "
-              f"{c['nonkey_ms_p50']:.1f} ms / {c['nonkey_gflops']:.2f} GFLOPs "
+        print(f"cost (mean): key {c['key_ms_mean']:.1f} ms / {c['key_gflops']:.2f} GFLOPs, "
+              f"non-key {c['nonkey_ms_mean']:.1f} ms / {c['nonkey_gflops']:.2f} GFLOPs "
               f"(time ratio {c['time_ratio']:.3f})")
     print(f'report: {cfg.out / "report.json"}, {cfg.out / "report.md"}; plots in {cfg.out}')
     return 0
@@ -294,8 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
                     'with the same model on the clean frames (always), temporal consistency, '
                     'latency p50/p95/p99, throughput, keyframe ratio and frame accounting; with '
                     'keyframe and --pda (or --interval A..B) also the propagation-distance curve '
-                    'and the key/non-key cost. --live sends the frames through a '
-                    'segmentation_node process over ROS 2 (loopback) instead. Writes '
+                    'and the key/non-key cost. Cost is compared by the mean time per frame '
+                    '(mean_ms; key frames included), not by p50. --live sends the frames '
+                    'through a segmentation_node process over ROS 2 (loopback) instead. Writes '
                     'OUT/report.json, OUT/report.md and PNG plots.',
         epilog='Examples:\n'
                '  vsda eval --source drive.mcap --topic /cam/image_raw --weather fog:0.6 '
@@ -324,11 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help='draw the weather independently per frame instead of letting it '
                         'evolve smoothly over the clip')
     p.add_argument('--seed', type=int, default=0, help='weather seed (default 0)')
-    p.add_argument('--interval', default='5',
-                   help="keyframe interval N, or a range 'A..B' for the PDA curve (default 5)")
+    p.add_argument('--interval', default='5', metavar='N|A..B',
+                   help="keyframe interval N (with --pda the curve covers distances 1..9); or "
+                        "a range A..B: the PDA curve at distances A..B (and 0, the keyframe "
+                        "itself) and the keyframe strategy at interval B, so every frame it "
+                        "propagates is on the curve (default 5)")
     p.add_argument('--temporal-weights', default='',
                    help='checkpoint(s) with trained temporal modules, comma-separated')
-    p.add_argument('--pda', action='store_true', help='also compute the PDA curve')
+    p.add_argument('--pda', action='store_true',
+                   help='also compute the PDA curve (distances 1..9; --interval A..B for others)')
     p.add_argument('--flow-preset', default='balanced',
                    choices=['ultrafast', 'balanced', 'fast', 'medium'],
                    help='OpenCV DIS preset of the keyframe strategy (balanced = ultrafast down to '

@@ -136,7 +136,8 @@ def plot_latency(latencies: dict[tuple[str, str], list[float]], path: Path) -> P
     hi = max((np.percentile(v, 99.5) for v in clean.values()), default=1.0)
     bins = np.linspace(0, hi * 1.05, 40)
     for s, v in clean.items():
-        ax.hist(v, bins=bins, alpha=0.55, label=f'{s} (p50 {np.median(v):.1f} ms)')
+        ax.hist(v, bins=bins, alpha=0.55,
+                label=f'{s} (mean {np.mean(v):.1f}, p50 {np.median(v):.1f} ms)')
     ax.set_xlabel('latency per frame (ms)')
     ax.set_ylabel('frames')
     ax.grid(alpha=0.3)

@@ -5,36 +5,57 @@ Report keys (stable, documented in README):
     ``frames_expected`` (what a video or bag announces; ``null`` when it does not say),
     ``frames_read``, ``input_complete``, ``input_problems`` (damage found; see
     ``--allow-truncated``), ``labelled_frames``, ``label_map``, ``temporal_modules``,
-    ``keyframe_interval``, ``weather_temporal``, ``seed``;
+    ``keyframe_interval`` (with ``--interval A..B``: B), ``weather_temporal``, ``seed``;
     ``runs``: one object per (weather, strategy) with ``strategy``, ``weather`` (``null`` =
     clean, else ``'fog:0.6'``), ``weather_kind``, ``intensity`` (0 = clean), ``miou``,
     ``per_class_iou``, ``pixel_accuracy`` (with labels), ``agreement`` and ``agreement_miou``
-    (against ``per_frame`` on the clean frames; always present), ``tc``, ``latency_ms``
-    {``p50``, ``p95``, ``p99``}, ``fps``, ``frames``, ``dropped`` (frames without an output;
-    0 offline), ``keyframe_ratio``, ``stage_ms``;
-    the first run's ``miou``, ``per_class_iou``, ``tc``, ``agreement``, ``latency_ms``,
-    ``fps``, ``dropped`` repeated at the top level;
-    with keyframe PDA: ``pda`` {``keyframe``|``warp``|``per_frame``: {d: mIoU}},
-    ``pda_distortion`` {d: mean D}, ``cost`` {``key_ms_p50``, ``nonkey_ms_p50``,
-    ``key_gflops``, ``nonkey_gflops``, ``time_ratio``, ``flops_ratio``, ``warp_nonkey_ms_p50``}.
+    (against ``per_frame`` on the clean frames; always present), ``tc``, ``mean_ms`` (mean
+    time per frame: what a frame costs on average, key frames included), ``time_vs_per_frame``
+    (``mean_ms`` / the same weather's ``per_frame`` ``mean_ms``; only when ``per_frame`` is
+    run), ``latency_ms`` {``p50``, ``p95``, ``p99``}, ``fps``, ``frames``, ``dropped`` (frames
+    without an output; 0 offline), ``keyframe_ratio``, ``stage_ms``;
+    the first run's ``miou``, ``per_class_iou``, ``tc``, ``agreement``, ``mean_ms``,
+    ``latency_ms``, ``fps``, ``dropped`` repeated at the top level;
+    with keyframe PDA: ``pda_range`` [A, B], ``pda`` {``keyframe``|``warp``|``per_frame``:
+    {d: mIoU}} for d = 0 (the keyframe itself) and A … B, ``pda_frames``, ``pda_distortion``
+    {d: mean D}, ``cost`` {``key_ms_mean``, ``nonkey_ms_mean``, ``warp_nonkey_ms_mean``,
+    ``key_ms_p50``, ``nonkey_ms_p50``, ``warp_nonkey_ms_p50``, ``key_gflops``,
+    ``nonkey_gflops``, ``time_ratio`` (non-key / key, of the means), ``flops_ratio``}.
+
+Cost is compared by ``mean_ms``, not by a percentile: a keyframe strategy's p50 is the time of
+a propagated frame and hides its key frames, which its mean includes.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from vsda_ros.data.integrity import ReadStats, reading
 from vsda_ros.evaluation.metrics import ConfusionMatrix
-from vsda_ros.evaluation.temporal import (evaluate_strategy, load_clip, pda_curve,
+from vsda_ros.evaluation.temporal import (Clip, evaluate_strategy, load_clip, pda_curve,
                                           per_frame_at_distance)
 from vsda_ros.temporal.modules import load_temporal_modules
 
 
 SWEEP_INTENSITIES = (0.3, 0.6, 0.9)
+#: the PDA distances of ``--pda`` with a single ``--interval N``.
+DEFAULT_PDA_RANGE = (1, 9)
+
+
+class ClipRunner(Protocol):
+    """Runs a strategy over a clip outside this process; ``vsda eval --live`` passes one to
+    :func:`run_eval` (:class:`vsda_ros.ros.live_eval.LiveRunner`: through a segmentation_node
+    over ROS 2). The core never imports the ROS layer: the caller injects it."""
+
+    def run(self, strategy: str, clip: Clip, clean_images: list[np.ndarray] | None = None,
+            progress: bool = True, desc: str = '') -> dict:
+        """The keys of :func:`~vsda_ros.evaluation.temporal.evaluate_strategy`, plus
+        ``dropped``."""
 
 
 @dataclass
@@ -67,18 +88,29 @@ class EvalConfig:
     attach: str | None = None
     allow_truncated: bool = False
 
-    def intervals(self) -> tuple[int, int | None]:
-        """(keyframe interval of the strategy run, PDA max distance or ``None``)."""
-        text = str(self.interval)
-        if '..' in text:
-            a, b = (int(v) for v in text.split('..'))
-            if not 1 <= a <= b:
-                raise ValueError(f'--interval range must be 1 ≤ A ≤ B, got {text}')
-            return 5, b
-        n = int(text)
+    def intervals(self) -> tuple[int, tuple[int, int] | None]:
+        """(keyframe interval of the strategy run, PDA distance range (A, B) or ``None``).
+
+        ``'N'``: the strategy runs at interval N; the PDA curve (only with ``pda``) covers
+        distances 1 … 9 (:data:`DEFAULT_PDA_RANGE`). ``'A..B'``: the PDA curve covers A … B and
+        the strategy runs at interval B, so every frame it propagates is at a distance the curve
+        covers. Raises ``ValueError`` on bad text.
+        """
+        text = str(self.interval).strip()
+        try:
+            if '..' in text:
+                a, b = (int(v) for v in text.split('..'))
+                if not 1 <= a <= b:
+                    raise ValueError(f'--interval range must be 1 ≤ A ≤ B, got {text}')
+                return b, (a, b)
+            n = int(text)
+        except ValueError as e:
+            if str(e).startswith('--interval'):
+                raise
+            raise ValueError(f"--interval must be N or A..B (integers), got {text!r}") from None
         if n < 1:
             raise ValueError(f'--interval must be ≥ 1, got {n}')
-        return n, (9 if self.pda else None)
+        return n, (DEFAULT_PDA_RANGE if self.pda else None)
 
     def weather_specs(self) -> list:
         """``[None (clean), WeatherSpec, …]`` in run order; raises ``ValueError`` on bad text."""
@@ -134,16 +166,42 @@ def agreement(preds: list[np.ndarray], reference: list[np.ndarray], num_classes:
     return {'agreement': cm.pixel_accuracy() * 100, 'agreement_miou': cm.miou() * 100}
 
 
-def run_eval(cfg: EvalConfig) -> dict:
+def mean_ms(samples: list[float]) -> float:
+    """Mean of per-frame times in ms (NaN when empty): what a frame costs on average."""
+    return float(np.mean(samples)) if len(samples) else float('nan')
+
+
+def run_row(res: dict, spec, latency_samples: list[float]) -> dict:
+    """One entry of the report's ``runs`` from a runner's result (``predictions`` and
+    ``latency_samples`` already taken out of it): the weather keys first, ``dropped``, and
+    ``mean_ms``, the mean of the per-frame total times ``latency_samples``."""
+    return {'weather': None if spec is None else str(spec),
+            'weather_kind': None if spec is None else spec.kind,
+            'intensity': 0.0 if spec is None else spec.intensity,
+            'dropped': res.pop('dropped', 0), 'mean_ms': mean_ms(latency_samples), **res}
+
+
+def compare_cost(runs: list[dict]) -> None:
+    """Add ``time_vs_per_frame`` to each run: its ``mean_ms`` over the ``mean_ms`` of
+    ``per_frame`` under the same weather (runs without such a reference are left as they are)."""
+    reference = {run['weather']: run['mean_ms'] for run in runs if run['strategy'] == 'per_frame'}
+    for run in runs:
+        ref = reference.get(run['weather'])
+        if ref:
+            run['time_vs_per_frame'] = run['mean_ms'] / ref
+
+
+def run_eval(cfg: EvalConfig, runner: ClipRunner | None = None) -> dict:
     """Evaluate every (weather, strategy) pair and write the report; returns the report dict.
 
     Runs are ordered clean first, then each weather; within a weather, each strategy. The
     reference of :func:`agreement` is always ``per_frame`` on the clean frames (run offline
-    once if it is not among the strategies). With ``live`` every run goes through a
-    segmentation_node process over ROS 2 instead of the in-process strategy.
+    once if it is not among the strategies). With a ``runner`` (``cfg.live``: ``vsda eval
+    --live`` injects :class:`vsda_ros.ros.live_eval.LiveRunner`) every run goes through it,
+    e.g. a segmentation_node process over ROS 2, instead of the in-process strategy.
 
     Raises ``ValueError``/``FileNotFoundError`` for bad inputs (unknown strategy or weather,
-    missing source, a label map that does not fit the model).
+    missing source, a label map that does not fit the model, ``cfg.live`` without a runner).
     """
     from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size
     from vsda_ros.models.zoo import load_model
@@ -152,11 +210,14 @@ def run_eval(cfg: EvalConfig) -> dict:
     for s in cfg.strategies:
         if s not in STRATEGY_NAMES:
             raise ValueError(f'unknown strategy {s!r}; available: {", ".join(STRATEGY_NAMES)}')
+    if cfg.live and runner is None:
+        raise ValueError('live evaluation needs a runner (vsda eval --live passes '
+                         'vsda_ros.ros.live_eval.LiveRunner)')
     if cfg.attach is not None and len(cfg.strategies) != 1:
         raise ValueError('--attach evaluates the running node with its own strategy: give '
                          'exactly one --strategy (the one it runs, for the report)')
     specs = cfg.weather_specs()
-    interval, max_d = cfg.intervals()
+    interval, pda_range = cfg.intervals()
     model = load_model(cfg.model, progress=cfg.progress)
     seg = Segmenter(model, SegmenterConfig(input_size=parse_size(cfg.size), device=cfg.device))
     modules = load_temporal_modules(cfg.model, cfg.temporal_weights)
@@ -170,14 +231,10 @@ def run_eval(cfg: EvalConfig) -> dict:
         kw = {'keyframe_interval': interval, 'flow_preset': cfg.flow_preset, **kw}
         return build_strategy(name, seg, StrategyConfig(**kw), modules)
 
-    if cfg.live:
-        from vsda_ros.ros.live_eval import LiveRunner  # imports rclpy: only for --live
-        live = LiveRunner(cfg, interval, attach=cfg.attach)
-
     def run(name: str, wclip, label: str) -> dict:
-        if cfg.live:
-            return live.run(name, wclip, clean_images=clip.images, progress=cfg.progress,
-                            desc=label)
+        if runner is not None:
+            return runner.run(name, wclip, clean_images=clip.images, progress=cfg.progress,
+                              desc=label)
         return evaluate_strategy(strategy(name), wclip, progress=cfg.progress, desc=label,
                                  flow_images=clip.images)
 
@@ -186,7 +243,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     samples = {'index': mid, 'clean': clip.images[mid], 'label': clip.labels[mid], 'rows': []}
     reference = None
     if 'per_frame' not in cfg.strategies:
-        reference = evaluate_strategy(strategy('per_frame'), clip, False)['predictions']
+        reference = evaluate_strategy(strategy('per_frame'), clip, cfg.progress,
+                                      'per_frame reference')['predictions']
     runs, clean_predictions, latencies = [], {}, {}
     for spec in specs:
         wclip = clip if spec is None else replace(
@@ -194,21 +252,19 @@ def run_eval(cfg: EvalConfig) -> dict:
         for k, name in enumerate(cfg.strategies):
             res = run(name, wclip, f"{name} {spec or 'clean'}")
             preds = res.pop('predictions')
-            latencies[(str(spec or 'clean'), name)] = res.pop('latency_samples')
+            samples_ms = latencies[(str(spec or 'clean'), name)] = res.pop('latency_samples')
             if spec is None:
                 clean_predictions[name] = preds
                 if name == 'per_frame':
                     reference = preds
             res.update(agreement(preds, reference, clip.num_classes))
-            runs.append({'weather': None if spec is None else str(spec),
-                         'weather_kind': None if spec is None else spec.kind,
-                         'intensity': 0.0 if spec is None else spec.intensity,
-                         'dropped': res.pop('dropped', 0), **res})
+            runs.append(run_row(res, spec, samples_ms))
             if k == 0:
                 samples['rows'].append({'weather': str(spec or 'clean'), 'strategy': name,
                                         'image': wclip.images[mid], 'prediction': preds[mid]})
+    compare_cost(runs)
     report = {'model': model.meta.name, 'source': str(cfg.source), 'topic': cfg.topic,
-              'mode': 'live' if cfg.live else 'offline', 'frames': n,
+              'mode': 'live' if runner is not None else 'offline', 'frames': n,
               'frames_expected': _frames_expected(read_stats, n), 'frames_read': n,
               'input_complete': read_stats.complete if read_stats else True,
               'input_problems': list(read_stats.problems) if read_stats else [],
@@ -217,14 +273,15 @@ def run_eval(cfg: EvalConfig) -> dict:
               'temporal_modules': modules.loaded(), 'keyframe_interval': interval,
               'flow_preset': cfg.flow_preset, 'weather_temporal': cfg.weather_temporal,
               'seed': cfg.seed, 'runs': runs}
-    for key in ('miou', 'per_class_iou', 'tc', 'agreement', 'latency_ms', 'fps', 'dropped'):
+    for key in ('miou', 'per_class_iou', 'tc', 'agreement', 'mean_ms', 'latency_ms', 'fps',
+                'dropped'):
         if key in runs[0]:
             report[key] = runs[0][key]
 
     if cfg.distortion_threshold > 0 and 'keyframe' in cfg.strategies:
         report['adaptive'] = _adaptive(strategy, clip, cfg, runs)
-    if max_d is not None and 'keyframe' in cfg.strategies:
-        report.update(_pda(strategy, clip, max_d, clean_predictions.get('per_frame'), cfg))
+    if pda_range is not None and 'keyframe' in cfg.strategies:
+        report.update(_pda(strategy, clip, pda_range, clean_predictions.get('per_frame'), cfg))
     (cfg.out / 'report.json').write_text(json.dumps(report, indent=2, default=_json) + '\n')
     (cfg.out / 'report.md').write_text(markdown(report))
     from vsda_ros.evaluation.plots import plot_latency, plot_report, plot_samples
@@ -245,11 +302,13 @@ def _adaptive(strategy, clip, cfg: EvalConfig, runs: list[dict]) -> dict:
     if not adaptive.corrects:
         raise ValueError('--distortion-threshold needs a trained DMNet (--temporal-weights)')
     res = evaluate_strategy(adaptive, clip, cfg.progress, 'keyframe adaptive')
-    keep = ('miou', 'tc', 'keyframe_ratio', 'latency_ms')
+    res['mean_ms'] = mean_ms(res['latency_samples'])
+    keep = ('miou', 'tc', 'keyframe_ratio', 'mean_ms', 'latency_ms')
     fixed = next(r for r in runs if r['weather'] is None and r['strategy'] == 'keyframe')
     matched_n = max(1, round(1 / max(res['keyframe_ratio'], 1e-9)))
     matched = evaluate_strategy(strategy('keyframe', keyframe_interval=matched_n), clip,
                                 cfg.progress, f'keyframe every {matched_n}')
+    matched['mean_ms'] = mean_ms(matched['latency_samples'])
     return {'threshold': cfg.distortion_threshold,
             'adaptive': {k: res.get(k) for k in keep},
             'fixed': {'interval': cfg.intervals()[0],
@@ -257,25 +316,39 @@ def _adaptive(strategy, clip, cfg: EvalConfig, runs: list[dict]) -> dict:
             'fixed_matched': {'interval': matched_n, **{k: matched.get(k) for k in keep}}}
 
 
-def _pda(strategy, clip, max_d: int, pf_preds, cfg: EvalConfig) -> dict:
-    """The PDA curve (corrected, plain warping, per-frame on the same frames) and the cost."""
+def _pda(strategy, clip, pda_range: tuple[int, int], pf_preds, cfg: EvalConfig) -> dict:
+    """The PDA curve (corrected, plain warping, per-frame on the same frames) at distances 0
+    (the keyframe itself, the reference) and A … B of ``pda_range``, and the cost.
+
+    Propagating to distance B passes through every distance below it, so the curves are
+    computed for 0 … B; the distances below A are left out of the report.
+    """
+    low, max_d = pda_range
+
+    def kept(curve: dict) -> dict:
+        return {d: v for d, v in curve.items() if d == 0 or low <= d <= max_d}
+
     corrected = strategy('keyframe')
     pda = pda_curve(corrected, clip, max_d, cfg.progress, 'pda keyframe')
     plain = pda_curve(strategy('keyframe', correction=False), clip, max_d, cfg.progress,
                       'pda warp')
     if pf_preds is None:
-        pf_preds = evaluate_strategy(strategy('per_frame'), clip, False)['predictions']
-    out = {'pda': {'keyframe': pda['miou'], 'warp': plain['miou'],
-                   'per_frame': per_frame_at_distance(pf_preds, clip, max_d)},
-           'pda_frames': pda['frames'], 'pda_distortion': pda['distortion']}
+        pf_preds = evaluate_strategy(strategy('per_frame'), clip, cfg.progress,
+                                     'pda per_frame')['predictions']
+    out = {'pda_range': [low, max_d],
+           'pda': {'keyframe': kept(pda['miou']), 'warp': kept(plain['miou']),
+                   'per_frame': kept(per_frame_at_distance(pf_preds, clip, max_d))},
+           'pda_frames': kept(pda['frames']), 'pda_distortion': kept(pda['distortion'])}
     # FLOPs of one keyframe and one propagated frame, counted by torch (DIS flow runs in
     # OpenCV and is not counted; nor are grid_sample and the final argmax).
     corrected.reset()
     key_gf = _gflops(lambda: corrected.step(clip.images[0], 0.0))
     nonkey_gf = _gflops(lambda: corrected.step(clip.images[1], 1 / clip.fps))
-    key_ms = float(np.median(pda['key_ms']))
-    nonkey_ms = float(np.median(pda['nonkey_ms']))
-    out['cost'] = {'key_ms_p50': key_ms, 'nonkey_ms_p50': nonkey_ms,
+    key_ms, nonkey_ms = mean_ms(pda['key_ms']), mean_ms(pda['nonkey_ms'])
+    out['cost'] = {'key_ms_mean': key_ms, 'nonkey_ms_mean': nonkey_ms,
+                   'warp_nonkey_ms_mean': mean_ms(plain['nonkey_ms']),
+                   'key_ms_p50': float(np.median(pda['key_ms'])),
+                   'nonkey_ms_p50': float(np.median(pda['nonkey_ms'])),
                    'warp_nonkey_ms_p50': float(np.median(plain['nonkey_ms'])),
                    'key_gflops': key_gf, 'nonkey_gflops': nonkey_gf,
                    'time_ratio': nonkey_ms / key_ms,
@@ -304,14 +377,18 @@ def markdown(r: dict) -> str:
              f"keyframe interval {r['keyframe_interval']}; weather "
              f"{'temporal' if r['weather_temporal'] else 'i.i.d. per frame'}, seed {r['seed']}.",
              *_incomplete_note(r), '',
-             '| weather | strategy | mIoU | agreement | TC | latency p50 / p95 / p99 ms | '
-             'fps | keyframes | dropped |', '|---|---|---|---|---|---|---|---|---|']
+             '| weather | strategy | mIoU | agreement | TC | mean ms/frame | × per_frame | '
+             'latency p50 / p95 / p99 ms | fps | keyframes | dropped |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     for run in r['runs']:
         lat = run['latency_ms']
         lines.append(f"| {run['weather'] or 'clean'} | {run['strategy']} | "
                      f"{_f(run.get('miou'))} | {_f(run.get('agreement'))} | {_f(run['tc'])} | "
+                     f"{_f(run.get('mean_ms'), 1)} | {_f(run.get('time_vs_per_frame'))} | "
                      f"{_f(lat['p50'], 1)} / {_f(lat['p95'], 1)} / {_f(lat['p99'], 1)} | "
                      f"{_f(run['fps'], 1)} | {_f(run['keyframe_ratio'])} | {run['dropped']} |")
+    lines += ['', 'Cost is compared by the mean time per frame (key frames included); the '
+                  "latency percentiles of a keyframe strategy are mostly its propagated frames'."]
     table = robustness_table(r)
     if table:
         lines += ['', '## Robustness (mIoU, or agreement with clean per-frame without labels)',
@@ -319,7 +396,7 @@ def markdown(r: dict) -> str:
     if 'adaptive' in r:
         a = r['adaptive']
         lines += ['', f"## Adaptive keyframes (distortion threshold {a['threshold']})", '',
-                  '| keyframes | mIoU | TC | keyframe ratio | latency p50 ms |',
+                  '| keyframes | mIoU | TC | keyframe ratio | mean ms/frame |',
                   '|---|---|---|---|---|']
         for name, row in (('adaptive (interval ≤ ' + str(a['fixed']['interval']) + ')',
                            a['adaptive']),
@@ -327,8 +404,7 @@ def markdown(r: dict) -> str:
                           (f"every {a['fixed_matched']['interval']} (matched ratio)",
                            a['fixed_matched'])):
             lines.append(f"| {name} | {_f(row.get('miou'))} | {_f(row.get('tc'))} | "
-                         f"{_f(row.get('keyframe_ratio'))} | "
-                         f"{_f((row.get('latency_ms') or {}).get('p50'), 1)} |")
+                         f"{_f(row.get('keyframe_ratio'))} | {_f(row.get('mean_ms'), 1)} |")
     if 'pda' in r:
         ds = list(r['pda']['keyframe'])
         lines += ['', '## Propagation distance (mIoU at distance d from the keyframe)', '',
@@ -337,12 +413,15 @@ def markdown(r: dict) -> str:
         for name, curve in r['pda'].items():
             lines.append(f'| {name} | ' + ' | '.join(_f(curve[d], 1) for d in ds) + ' |')
         c = r['cost']
-        lines += ['', '## Cost', '', '| frame | median ms | GFLOPs (torch-counted) |',
-                  '|---|---|---|',
-                  f"| key | {_f(c['key_ms_p50'], 1)} | {_f(c['key_gflops'])} |",
-                  f"| non-key | {_f(c['nonkey_ms_p50'], 1)} | {_f(c['nonkey_gflops'])} |",
-                  f"| non-key, plain warp | {_f(c['warp_nonkey_ms_p50'], 1)} | |", '',
-                  f"Non-key/key time ratio {_f(c['time_ratio'], 3)}, FLOPs ratio "
+        lines += ['', '## Cost', '', '| frame | mean ms | median ms | GFLOPs (torch-counted) |',
+                  '|---|---|---|---|',
+                  f"| key | {_f(c['key_ms_mean'], 1)} | {_f(c['key_ms_p50'], 1)} | "
+                  f"{_f(c['key_gflops'])} |",
+                  f"| non-key | {_f(c['nonkey_ms_mean'], 1)} | {_f(c['nonkey_ms_p50'], 1)} | "
+                  f"{_f(c['nonkey_gflops'])} |",
+                  f"| non-key, plain warp | {_f(c['warp_nonkey_ms_mean'], 1)} | "
+                  f"{_f(c['warp_nonkey_ms_p50'], 1)} | |", '',
+                  f"Non-key/key time ratio (means) {_f(c['time_ratio'], 3)}, FLOPs ratio "
                   f"{_f(c['flops_ratio'], 3)}."]
     return '\n'.join(lines) + '\n'
 
