@@ -231,6 +231,28 @@ def test_frame_above_max_input_pixels_is_skipped_and_reported(front, frame):
         _set(client, max_input_pixels=PARAMETERS['max_input_pixels'].default)
 
 
+def test_frames_too_large_for_the_transport_are_reported_not_silent(front):
+    """7680×4320 rgb8 (99.5 MB) from a best-effort publisher with the 64 MB profile never
+    arrives (DDS drops it); the node sees a matched publisher and no frames and says so."""
+    client, node = front
+    pub = client.node.create_publisher(Image, '/camera/image_raw', qos_profile_sensor_data)
+    huge = Image(width=7680, height=4320, encoding='rgb8', step=7680 * 3)
+    huge.data = bytes(7680 * 4320 * 3)
+    diag_start = len(client.diagnostics)
+
+    def warned():
+        return any(st.level == DiagnosticStatus.WARN and 'no frame arrived' in st.message
+                   and '/camera/image_raw' in st.message
+                   for a in client.diagnostics[diag_start:] for st in a.status)
+    end = time.monotonic() + 12.0
+    while time.monotonic() < end and not warned():
+        pub.publish(huge)
+        client.spin_until(warned, 1.0)
+    client.node.destroy_publisher(pub)
+    assert warned(), [st.message for a in client.diagnostics[diag_start:] for st in a.status]
+    assert 'no frame arrived' in node.text()
+
+
 @pytest.mark.parametrize('args, reason', [
     (['-p', 'keyframe_interval:=five'], 'keyframe_interval'),
     (['-p', 'input_size:=20000x20000'], 'too large'),
