@@ -97,17 +97,15 @@ class EvalConfig:
         covers. Raises ``ValueError`` on bad text.
         """
         text = str(self.interval).strip()
-        try:
-            if '..' in text:
-                a, b = (int(v) for v in text.split('..'))
-                if not 1 <= a <= b:
-                    raise ValueError(f'--interval range must be 1 ≤ A ≤ B, got {text}')
-                return b, (a, b)
-            n = int(text)
-        except ValueError as e:
-            if str(e).startswith('--interval'):
-                raise
-            raise ValueError(f"--interval must be N or A..B (integers), got {text!r}") from None
+        parts = text.split('..')
+        if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f'--interval must be N or A..B (integers), got {text!r}')
+        if len(parts) == 2:
+            a, b = int(parts[0]), int(parts[1])
+            if not 1 <= a <= b:
+                raise ValueError(f'--interval range must be 1 ≤ A ≤ B, got {text}')
+            return b, (a, b)
+        n = int(text)
         if n < 1:
             raise ValueError(f'--interval must be ≥ 1, got {n}')
         return n, (DEFAULT_PDA_RANGE if self.pda else None)

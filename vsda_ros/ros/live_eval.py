@@ -12,6 +12,10 @@ node that is already running (e.g. from ``ros2 launch vsda_ros segment.launch.py
 runs are then separated by a pause longer than the node's ``max_stamp_gap_s`` so its stream
 guard resets the strategy between them.
 
+The evaluation core never imports this module: ``vsda eval --live`` (:mod:`vsda_ros.cli`)
+builds a :class:`LiveRunner` and injects it into
+:func:`vsda_ros.evaluation.report.run_eval`, which calls :meth:`LiveRunner.run` for every run.
+
 A frame the node dropped (it was still busy when a newer frame arrived) counts in ``dropped``
 and is scored with the last mask received before it, which is what a consumer of the topic
 would have had; frames before the first mask are left out of the scores.
