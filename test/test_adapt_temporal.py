@@ -170,8 +170,12 @@ def test_config_errors(tmp_path):
         AdaptConfig.from_yaml(bad)
 
 
-def test_experiment_recipes_parse():
+def test_experiment_recipes_parse(tmp_path, monkeypatch):
     from pathlib import Path
+    # the recipes name data as ${VSDA_DATA_DIR}/...: a folder laid out like the real data
+    for sub in ('camvid/val', 'camvid/valannot', 'camvid/train', 'camvid/trainannot'):
+        (tmp_path / sub).mkdir(parents=True)
+    monkeypatch.setenv('VSDA_DATA_DIR', str(tmp_path))
     root = Path(__file__).resolve().parents[1] / 'config' / 'experiments'
     for path in root.glob('*.yaml'):
         cfg = AdaptConfig.from_yaml(path, target=['x'])
