@@ -28,13 +28,14 @@ export FASTDDS_DEFAULT_PROFILES_FILE ?= $(abspath config/fastdds_profile.xml)
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench accuracy clean help
+.PHONY: venv demo test bench accuracy models clean help
 
 help:
 	@echo "make demo      set up the venv, run segmentation_node on the real CamVid clip over ROS 2, print where the results are"
 	@echo "make test      set up the venv, then run the test suite"
 	@echo "make venv      create or refresh the venv ($(VENV) -> $(VENV_DIR))"
 	@echo "make accuracy  mIoU of the published models on the real CamVid val clip"
+	@echo "make models    retrain every checkpoint shipped in vsda_ros/zoo/ (~1-2 h on 2 CPU threads)"
 	@echo "make clean     remove outputs (the cached venv is kept)"
 
 # The venv: built once per lock hash (a .complete marker guards half-built venvs), then the
@@ -68,6 +69,12 @@ test: venv
 accuracy: venv
 	$(VENV)/bin/vsda segment --model espnet-camvid --input $(VSDA_DATA_DIR)/camvid/val --labels $(VSDA_DATA_DIR)/camvid/valannot --out out/acc_espnet_camvid --json out/acc_espnet_camvid.json --no-overlay
 	$(VENV)/bin/vsda segment --model espnetv2-cityscapes --size 480x360 --map cityscapes-camvid --input $(VSDA_DATA_DIR)/camvid/val --labels $(VSDA_DATA_DIR)/camvid/valannot --out out/acc_espnetv2_city --json out/acc_espnetv2_city.json --no-overlay
+
+# Retrain every shipped checkpoint (vsda_ros/zoo/) from the real data with fixed seeds, compare
+# the new files with the shipped ones on CamVid val, install them and update their sha256.
+models: venv
+	@test -d $(VSDA_DATA_DIR)/camvid/val || { echo "no real data at VSDA_DATA_DIR=$(VSDA_DATA_DIR) (expected ../shared/data)"; exit 2; }
+	$(VENV)/bin/vsda models build --install $(MODELS_ARGS)
 
 clean:
 	rm -rf $(DEMO_OUT) out build *.egg-info .pytest_cache

@@ -9,6 +9,8 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
+    # the trained checkpoints shipped with the package (vsda_ros/models/shipped.py)
+    package_data={'vsda_ros.zoo': ['*.pt']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),

@@ -59,24 +59,37 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return main_cli(args)
 
 
+def _print_demo_run(s: dict) -> None:
+    d = s['diagnostics'] or {}
+    keys = ''
+    if s.get('strategy') == 'keyframe' and d.get('processed') not in (None, '0'):
+        keys = f", keyframes {d.get('keyframes')} of {d.get('processed')}"
+    print(f"segmentation_node ({s['model']}, {s.get('strategy', 'per_frame')}): {s['frames']} "
+          'frames over ROS 2' + (f"; mIoU {s['miou']:.2f} %" if 'miou' in s else '')
+          + (f"; inference p50 {d.get('inference_p50_ms')} ms" if d else '') + keys
+          + f" -> {s['out']}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vsda_ros.paths import data_dir
-    from vsda_ros.ros.demo import run_demo  # imports rclpy: only for this subcommand
+    from vsda_ros.ros.demo import run_demo, run_demo_suite  # import rclpy: only for the demo
 
     ddir = data_dir()
     frames = Path(args.frames) if args.frames else (ddir or Path('.')) / 'camvid' / 'val'
     labels = Path(args.labels) if args.labels else (
         None if args.frames else (ddir or Path('.')) / 'camvid' / 'valannot')
+    labels = labels if labels and labels.is_dir() else None
     out = Path(args.out).resolve()
-    s = run_demo(args.model, frames, out, labels if labels and labels.is_dir() else None,
-                 args.map, args.size)
-    d = s['diagnostics'] or {}
-    print(f"segmentation_node ({s['model']}) segmented {s['frames']} frames published over ROS 2"
-          + (f"; mIoU {s['miou']:.2f} %" if 'miou' in s else ''))
-    if d:
-        print(f"node diagnostics: inference p50 {d.get('inference_p50_ms')} ms, "
-              f"received {d.get('received')}, processed {d.get('processed')}, "
-              f"dropped {d.get('dropped')}")
+    if args.model is None:  # the default demo: source vs adapted, and trained keyframes
+        suite = run_demo_suite(frames, labels, out, args.size)
+        for s in suite['runs'].values():
+            _print_demo_run(s)
+        print(f"source vs adapted, side by side: {suite['source_vs_adapted']}\n"
+              f"each run's colour masks, overlays, label masks, node log and summary: "
+              f"{out}/<run>/\nsummary: {out / 'summary.json'}")
+        return 0
+    s = run_demo(args.model, frames, out, labels, args.map, args.size, args.strategy)
+    _print_demo_run(s)
     print(f"colour masks: {out / 'color'}\noverlays: {out / 'overlay'}\n"
           f"overlay strip: {out / 'overlay_strip.png'}\nlabel masks: {out / 'labels'}\n"
           f"summary + diagnostics: {out / 'summary.json'}\nnode log: {out / 'node.log'}")
@@ -208,10 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
                     'val clip) over ROS 2 on loopback, and record what the node publishes: '
                     'colour masks, overlays, label masks, diagnostics (and mIoU with labels).',
         epilog=EPILOG)
-    p.add_argument('--model', default='espnetv2-cityscapes', help='(default: %(default)s)')
+    p.add_argument('--model', default=None,
+                   help='run only this model (default: the three-run demo: '
+                        'espnetv2-cityscapes vs the adapted espnetv2-camvid-tsl side by side, '
+                        'then espnet-camvid with keyframe propagation and its trained modules)')
+    p.add_argument('--strategy', default='per_frame', choices=['per_frame', 'fusion', 'keyframe'],
+                   help='with --model: the temporal strategy (default: %(default)s)')
     p.add_argument('--size', default='480x360', help="network input WIDTHxHEIGHT ('' = native)")
     p.add_argument('--map', default='cityscapes-camvid',
-                   help='label map for scoring (default: %(default)s; "" for none)')
+                   help='with --model: label map for scoring (default: %(default)s; "" for '
+                        'none)')
     p.add_argument('--frames', default=None, help='frame folder (default: CamVid val)')
     p.add_argument('--labels', default=None, help='label folder (default: CamVid valannot)')
     p.add_argument('--out', default='demo_out', help='output folder (default: demo_out)')
@@ -373,9 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_eval)
 
     from vsda_ros.data import bag_cli
+    from vsda_ros.models import models_cli
     from vsda_ros.ros import replay  # rclpy is imported only when it runs
     from vsda_ros.weather import preview
     bag_cli.add_parser(sub)
+    models_cli.add_parser(sub)
     replay.add_parser(sub)
     preview.add_parser(sub)
     return parser

@@ -232,14 +232,15 @@ def load_model(name_or_path: str, weights: str | Path | None = None, download: b
     """A ready model (eval mode, CPU) from a zoo name or a vsda checkpoint file.
 
     Args:
-        name_or_path: ``espnetv2-cityscapes`` etc., or a path to a checkpoint written by
-            :func:`vsda_ros.models.checkpoint.save_checkpoint`.
+        name_or_path: ``espnetv2-cityscapes`` etc., a shipped adapted model
+            (``espnetv2-camvid-tsl``, see :mod:`vsda_ros.models.shipped`), or a path to a
+            checkpoint written by :func:`vsda_ros.models.checkpoint.save_checkpoint`.
         weights: explicit weights file for a zoo model (skips the search).
         download: allow downloading missing zoo weights.
 
     Raises:
         ModelNotFoundError: unknown name and no such file.
-        FileNotFoundError: weights missing and download disabled.
+        FileNotFoundError: weights missing and download disabled; a shipped file missing.
         vsda_ros.fetch.FetchError: a download failed.
         ModelLoadError: any file that cannot be used — found zoo weights whose sha256 differs
             from the published one; an unreadable, corrupt, truncated or unsafe (pickled
@@ -262,11 +263,22 @@ def load_model(name_or_path: str, weights: str | Path | None = None, download: b
         model.net.load_state_dict(state, strict=True)
         model.meta.provenance.setdefault('weights_sha256', entry.sha256)
         return model.eval()
+    from vsda_ros.models.shipped import SHIPPED_MODELS, verified_path
+    if name_or_path in SHIPPED_MODELS:  # an adapted model shipped in vsda_ros/zoo/
+        from vsda_ros.models.checkpoint import load_checkpoint
+        return load_checkpoint(verified_path(SHIPPED_MODELS[name_or_path])).eval()
     if Path(name_or_path).is_file():
         from vsda_ros.models.checkpoint import load_checkpoint
         return load_checkpoint(name_or_path).eval()
     raise ModelNotFoundError(
-        f'unknown model {name_or_path!r}: not a zoo name ({", ".join(ZOO)}) and no such file')
+        f'unknown model {name_or_path!r}: not a zoo name ({", ".join(model_names())}) and no '
+        'such file')
+
+
+def model_names() -> list[str]:
+    """Every name :func:`load_model` knows: published models, then shipped adapted ones."""
+    from vsda_ros.models.shipped import SHIPPED_MODELS
+    return [*ZOO, *SHIPPED_MODELS]
 
 
 def _add_missing_bn_counters(net: nn.Module, state: dict) -> None:

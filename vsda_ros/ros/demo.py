@@ -22,8 +22,11 @@ OUTPUTS = ('mask', 'color_mask', 'overlay')
 
 
 def run_demo(model: str, frames_dir: Path, out: Path, labels_dir: Path | None = None,
-             label_map: str | None = None, size: str = '') -> dict:
-    """Replay ``frames_dir`` through the node; write outputs under ``out``; return the summary."""
+             label_map: str | None = None, size: str = '', strategy: str = 'per_frame') -> dict:
+    """Replay ``frames_dir`` through the node; write outputs under ``out``; return the summary.
+
+    Raises ``RuntimeError`` if the node does not start or a frame gets no outputs.
+    """
     confine_to_loopback()  # network rule, before rclpy starts
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile
@@ -38,7 +41,8 @@ def run_demo(model: str, frames_dir: Path, out: Path, labels_dir: Path | None = 
     frames = list(FrameSource(frames_dir))
     for sub in ('labels', 'color', 'overlay'):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    params = {'model': model, 'input_size': size, 'publish_confidence': False}
+    params = {'model': model, 'input_size': size, 'publish_confidence': False,
+              'strategy': strategy}
     tiles: list[np.ndarray] = []
     with open(out / 'node.log', 'w') as log, node_process(params, stdout=log) as proc, \
             client_node('vsda_demo') as (node, executor):
@@ -87,7 +91,7 @@ def run_demo(model: str, frames_dir: Path, out: Path, labels_dir: Path | None = 
 
     cv2.imwrite(str(out / 'overlay_strip.png'), cv2.cvtColor(strip(tiles), cv2.COLOR_RGB2BGR))
     last = diags[-1].status[0] if diags else None
-    summary = {'frames': len(frames), 'model': model, 'out': str(out),
+    summary = {'frames': len(frames), 'model': model, 'strategy': strategy, 'out': str(out),
                'diagnostics': ({'level': int.from_bytes(bytes(last.level), 'little')
                                 if isinstance(last.level, bytes) else int(last.level),
                                 'message': last.message,
@@ -101,5 +105,55 @@ def run_demo(model: str, frames_dir: Path, out: Path, labels_dir: Path | None = 
             cm.update(mapping[pred] if mapping is not None else pred,
                       read_label(Path(labels_dir) / frame.name))
         summary['miou'] = cm.miou() * 100
+    (out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
+    return summary
+
+
+#: the default demo: (folder name, model, strategy, label map for CamVid labels).
+DEMO_RUNS = (('source', 'espnetv2-cityscapes', 'per_frame', 'cityscapes-camvid'),
+             ('adapted', 'espnetv2-camvid-tsl', 'per_frame', 'cityscapes-camvid'),
+             ('keyframe', 'espnet-camvid', 'keyframe', None))
+
+
+def _titled(image: np.ndarray, title: str) -> np.ndarray:
+    """An RGB image with a black title bar above it."""
+    bar = np.zeros((28, image.shape[1], 3), np.uint8)
+    cv2.putText(bar, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    return np.concatenate([bar, image], axis=0)
+
+
+def side_by_side(out: Path, left: dict, right: dict, frames_dir: Path, n: int = 4) -> Path:
+    """``source_vs_adapted.png``: ``n`` frames, the two runs' overlays side by side, titled with
+    each model and its mIoU. Returns the path."""
+    from vsda_ros.data.sources import FrameSource
+    names = [Path(f.name).stem for f in FrameSource(frames_dir)]
+    picks = [names[round(i * (len(names) - 1) / max(1, n - 1))] for i in range(n)]
+    rows = []
+    for stem in picks:
+        tiles = []
+        for run in (left, right):
+            img = cv2.cvtColor(cv2.imread(str(Path(run['out']) / 'overlay' / f'{stem}.png')),
+                               cv2.COLOR_BGR2RGB)
+            miou = f", mIoU {run['miou']:.1f} % (clip)" if 'miou' in run else ''
+            tiles.append(_titled(img, f"{run['model']}{miou} - {stem}"))
+        rows.append(np.concatenate(tiles, axis=1))
+    path = out / 'source_vs_adapted.png'
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+    return path
+
+
+def run_demo_suite(frames_dir: Path, labels_dir: Path | None, out: Path,
+                   size: str = '480x360') -> dict:
+    """The default ``vsda demo``: the published Cityscapes model and the shipped adapted one on
+    the same clip (a side-by-side overlay picture, mIoU of each), then espnet-camvid with the
+    keyframe strategy and its shipped DMNet/CFNet — all through segmentation_node over ROS 2."""
+    runs = {}
+    for name, model, strategy, label_map in DEMO_RUNS:
+        print(f'== {name}: {model}, strategy {strategy}', flush=True)
+        runs[name] = run_demo(model, frames_dir, out / name, labels_dir, label_map, size,
+                              strategy)
+    picture = side_by_side(out, runs['source'], runs['adapted'], frames_dir)
+    summary = {'runs': runs, 'source_vs_adapted': str(picture)}
     (out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
     return summary

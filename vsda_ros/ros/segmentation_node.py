@@ -63,7 +63,8 @@ class Param:
 # The one place where the node's parameters are defined; config/segment.yaml mirrors it.
 PARAMETERS: dict[str, Param] = {
     'model': Param('espnet-camvid', 'Zoo model name (espnet-camvid, espnetv2-cityscapes, '
-                   'espnet-cityscapes) or path to a vsda checkpoint file.', True),
+                   'espnet-cityscapes, or the shipped adapted espnetv2-camvid-tsl; vsda models '
+                   'lists them) or path to a vsda checkpoint file.', True),
     'device': Param('cpu', 'Torch device: cpu, cuda, cuda:N or auto.', True),
     'input_size': Param('', "Network input size WIDTHxHEIGHT (e.g. '480x360'); '' = the "
                         "model's native size. Outputs are always at the input image "
@@ -71,10 +72,12 @@ PARAMETERS: dict[str, Param] = {
     'strategy': Param('per_frame', 'Temporal strategy: per_frame (full network on every '
                       'processed frame), fusion (adjacent-frame score fusion block) or keyframe '
                       '(keyframe feature propagation with DMNet/CFNet correction).', True),
-    'temporal_weights': Param('', 'vsda checkpoint holding trained temporal modules (fusion '
-                              'block, DMNet, CFNet); \'\' = those inside the model checkpoint, '
-                              'if any. Untrained: fusion = per_frame, keyframe = plain '
-                              'warping.', True),
+    'temporal_weights': Param('', 'vsda checkpoint(s) holding trained temporal modules '
+                              '(fusion block, DMNet, CFNet), comma-separated; \'\' = the '
+                              'model\'s own: shipped with the package for espnet-camvid, '
+                              'espnetv2-cityscapes and espnetv2-camvid-tsl, or inside a model '
+                              'checkpoint; \'none\' = no modules (fusion = per_frame, '
+                              'keyframe = plain flow warping).', True),
     'image_topics': Param(['image', 'image/compressed'],
                           'Camera topics, one strategy state per camera; a name ending in '
                           '/compressed is a CompressedImage topic (X and X/compressed are one '

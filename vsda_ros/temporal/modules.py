@@ -7,6 +7,7 @@ holds ``temporal``: ``{kind: {'args': constructor kwargs, 'state_dict': weights}
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,20 +105,38 @@ class TemporalModules:
                                   else getattr(other, k) for k in KINDS})
 
 
+#: ``temporal_weights`` value that turns every temporal module off (also the shipped ones).
+NO_MODULES = 'none'
+
+
 def load_temporal_modules(model: str, temporal_weights: str = '') -> TemporalModules:
     """Modules from ``temporal_weights`` (one path, or several separated by commas: the first
-    that has a module wins), gaps filled from the ``model`` checkpoint file.
+    that has a module wins), gaps filled from the ``model`` itself: its checkpoint file, or the
+    modules shipped for it in ``vsda_ros/zoo/`` (a shipped adapted model's own, or the trained
+    modules of a published model; see :mod:`vsda_ros.models.shipped`).
 
-    A zoo model name with no ``temporal_weights`` gives no modules. Raises
-    ``FileNotFoundError`` for a missing ``temporal_weights`` file and ``ModelLoadError`` (a
-    ``RuntimeError``; one line naming the file) for one that is unreadable, unsafe (pickled
-    objects), not a vsda checkpoint, or holds modules that do not load.
+    ``temporal_weights='none'`` gives no modules at all (fusion = per_frame, keyframe = plain
+    warping). Raises ``FileNotFoundError`` for a missing ``temporal_weights`` file and
+    ``ModelLoadError`` (a ``RuntimeError``; one line naming the file) for one that is
+    unreadable, unsafe (pickled objects), not a vsda checkpoint, holds modules that do not
+    load, or a shipped file whose sha256 differs.
     """
+    from vsda_ros.models.shipped import SHIPPED_MODELS, SHIPPED_TEMPORAL, verified_path
+
+    if temporal_weights.strip().lower() == NO_MODULES:
+        return TemporalModules()
     found = TemporalModules()
     for path in filter(None, (p.strip() for p in temporal_weights.split(','))):
         if not Path(path).is_file():
             raise FileNotFoundError(f'temporal_weights file {path} does not exist')
         found = found.merged(TemporalModules.from_checkpoint(path))
-    if Path(model).is_file():
+    shipped = SHIPPED_MODELS.get(model) or SHIPPED_TEMPORAL.get(model)
+    if shipped is not None and (shipped.kind == 'model' or shipped.path.is_file()):
+        found = found.merged(TemporalModules.from_checkpoint(verified_path(shipped)))
+    elif shipped is not None:  # a source tree before `make models`: run without them
+        warnings.warn(f'the temporal modules shipped for {model} ({shipped.path}) are not '
+                      'installed: running without them (rebuild with `make models`)',
+                      stacklevel=2)
+    elif Path(model).is_file():
         found = found.merged(TemporalModules.from_checkpoint(model))
     return found

@@ -1,0 +1,76 @@
+"""Does float16 storage change a shipped model? Full-precision checkpoint vs its packed file.
+
+Runs each strategy over the CamVid val clip at 480×360 with the float32 checkpoints a
+``vsda models build`` run wrote (``WORK/<step>.pt``) and with the packed shipped file
+(``vsda_ros/zoo/…``, float16 weights loaded as float32), and prints mIoU of both and the share
+of pixels whose label agrees.
+
+    .venv/bin/python benchmarks/fp16_storage_check.py --work runs/zoo_build
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CASES = {  # shipped file → (model for fp32, temporal weights for fp32, model for fp16, map)
+    'espnetv2-camvid-tsl.pt': ('{w}/espnetv2-camvid-tsl.pt', '{w}/espnetv2-camvid-tsl.davss.pt',
+                               'espnetv2-camvid-tsl', 'cityscapes-camvid'),
+    'espnet-camvid.temporal.pt': ('espnet-camvid',
+                                  '{w}/espnet-camvid.davss.pt,{w}/espnet-camvid.fusion.pt',
+                                  'espnet-camvid', None),
+    'espnetv2-cityscapes.temporal.pt': (
+        'espnetv2-cityscapes', '{w}/espnetv2-cityscapes.davss.pt,'
+        '{w}/espnetv2-cityscapes.fusion.pt', 'espnetv2-cityscapes', 'cityscapes-camvid'),
+}
+
+
+def run(model: str, temporal: str, strategy: str, images, labels, label_map):
+    from vsda_ros.evaluation.metrics import ConfusionMatrix
+    from vsda_ros.inference import Segmenter, SegmenterConfig
+    from vsda_ros.models.zoo import label_mapping, load_model
+    from vsda_ros.temporal.modules import load_temporal_modules
+    from vsda_ros.temporal.strategy import StrategyConfig, build_strategy
+    net = load_model(model, download=False, progress=False)
+    seg = Segmenter(net, SegmenterConfig(input_size=(480, 360)))
+    strat = build_strategy(strategy, seg, StrategyConfig(),
+                           load_temporal_modules(model, temporal))
+    mapping, classes = label_mapping(label_map, net.meta)
+    cm = ConfusionMatrix(len(classes), ignore_index=11)
+    preds = []
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        pred = strat.step(img, i / 15).labels
+        preds.append(pred)
+        cm.update(mapping[pred] if mapping is not None else pred, lab)
+    return cm.miou() * 100, preds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--work', default='runs/zoo_build')
+    args = ap.parse_args()
+    from vsda_ros.data.labelled import open_labelled
+    from vsda_ros.paths import data_dir
+    torch.set_num_threads(2)
+    data = data_dir()
+    frames = list(open_labelled(data / 'camvid' / 'val', labels=data / 'camvid' / 'valannot'))
+    images = [f.image for f, _ in frames]
+    labels = [lab for _, lab in frames]
+    print('| shipped file | strategy | mIoU float32 | mIoU float16 storage | labels agree |')
+    print('| --- | --- | --- | --- | --- |')
+    for name, (m32, t32, m16, label_map) in CASES.items():
+        for strategy in ('per_frame', 'fusion', 'keyframe'):
+            a, pa = run(m32.format(w=args.work), t32.format(w=args.work), strategy, images,
+                        labels, label_map)
+            b, pb = run(m16, '', strategy, images, labels, label_map)
+            agree = np.mean([np.mean(x == y) for x, y in zip(pa, pb)]) * 100
+            print(f'| {name} | {strategy} | {a:.2f} | {b:.2f} | {agree:.3f} % |', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
