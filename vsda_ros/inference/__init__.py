@@ -5,11 +5,19 @@ postprocessing (logits resized to the input resolution, argmax, and a lazily com
 confidence), and
 times each stage. Everything runs on one device with the same code for live and offline use, so
 identical frames give identical masks.
+
+Inference runs on one backend (:mod:`vsda_ros.inference.backends`): ``torch`` (the default,
+the reference), ``openvino`` or ``onnxruntime`` on graphs exported by
+:mod:`vsda_ros.inference.export`. Whatever the backend, :attr:`Segmenter.model` follows the
+model contract (``forward_features``, ``forward_head``, ``logits_from_features``, ``forward``)
+so every temporal strategy runs on it unchanged.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -20,6 +28,7 @@ import torch.nn.functional as F
 from vsda_ros.frames import Segmentation
 from vsda_ros.models.base import SegmentationModel
 
+log = logging.getLogger(__name__)
 
 #: Largest network input accepted by :func:`parse_size` (a side, and pixels): 4096×4096 already
 #: needs several GB of activations; the camera resolution itself is not limited by this.
@@ -78,11 +87,21 @@ class SegmenterConfig:
             post-processed at H/k×W/k (the smallest integer k that fits) and the labels and
             confidence are repeated k×k to the frame's size. Without it an 8K frame needed
             ~1.5 GB per copy of the logits.
+        backend: ``torch`` (reference), ``openvino``, ``onnxruntime`` or ``auto`` (the fastest
+            installed for the device; see :func:`~vsda_ros.inference.backends.resolve_backend`).
+        precision: ``fp32``, ``bf16`` (openvino), ``int8`` (needs an export with int8 graphs:
+            ``vsda export --precision int8 --calibrate ...``) or ``auto`` (fp32 unless the
+            export's accuracy record shows a lower precision within the limits).
+        export_dir: an export folder (``vsda export``) to take the graphs from; ``None`` = the
+            compiled-model cache (exported on first use, keyed by weights sha256 and size).
     """
 
     input_size: tuple[int, int] | None = None
     device: str = 'cpu'
     max_output_pixels: int = MAX_OUTPUT_PIXELS
+    backend: str = 'torch'
+    precision: str = 'fp32'
+    export_dir: Path | None = None
 
 
 def output_factor(out_hw: tuple[int, int], max_pixels: int) -> int:
@@ -100,13 +119,71 @@ def output_factor(out_hw: tuple[int, int], max_pixels: int) -> int:
 
 
 class Segmenter:
-    """Runs a :class:`SegmentationModel` on H×W×3 uint8 RGB images."""
+    """Runs a :class:`SegmentationModel` on H×W×3 uint8 RGB images, on one backend.
+
+    Attributes:
+        model: the model contract the strategies call: the torch model itself on ``torch``,
+            a :class:`~vsda_ros.inference.backends.CompiledModel` on the others.
+        torch_model: the torch model (weights, training, export source).
+        backend, precision: what runs (``auto`` resolved); ``backend_reason`` says why.
+
+    Raises (constructor): ``ValueError`` for an unknown device/backend/precision,
+    ``BackendUnavailable`` (a ``RuntimeError``) when the backend or precision cannot run
+    here, ``FileNotFoundError`` for an int8 request without int8 graphs.
+    """
 
     def __init__(self, model: SegmentationModel, config: SegmenterConfig | None = None) -> None:
+        from vsda_ros.inference.backends import resolve_backend
         self.config = config or SegmenterConfig()
         self.device = resolve_device(self.config.device)
-        self.model = model.to(self.device).eval()
-        self.input_size = self.config.input_size or tuple(model.meta.native_size)
+        self.torch_model = model
+        self.input_size = tuple(self.config.input_size or model.meta.native_size)
+        info = None
+        if self.config.export_dir is not None:
+            from vsda_ros.inference.export import ExportInfo
+            info = ExportInfo.load(self.config.export_dir)
+        self.backend, self.precision, self.backend_reason = resolve_backend(
+            self.config.backend, self.config.precision, self.device,
+            info.validation if info is not None else None)
+        if self.backend == 'torch':
+            self.model = model.to(self.device).eval()
+        else:
+            self.model = self._compiled(model, info)
+        if self.config.backend == 'auto' or self.config.precision == 'auto':
+            log.info('backend %s, precision %s (%s)', self.backend, self.precision,
+                     self.backend_reason)
+
+    def _compiled(self, model: SegmentationModel, info) -> 'CompiledModel':  # noqa: F821
+        """The compiled graphs at the input size: from ``info`` when it was exported at that
+        size, else from the cache (exported there on first use). Graphs are compiled on first
+        use, so a strategy that never splits features/head compiles only the fused graph."""
+        from vsda_ros.inference.backends import CompiledModel, CompileOptions, compile_graph
+        from vsda_ros.inference.export import cached_export, graph_for
+
+        if info is None or tuple(info.size) != self.input_size:
+            if info is not None:
+                log.warning('export %s is for %dx%d, not %dx%d: using the cache', info.path,
+                            *info.size, *self.input_size)
+            if self.precision == 'int8':
+                raise FileNotFoundError(
+                    f'int8 needs graphs calibrated at {self.input_size[0]}x{self.input_size[1]}'
+                    ': vsda export --precision int8 --calibrate FRAMES --out DIR, then '
+                    'model: DIR')
+            info = cached_export(model.cpu().eval(), self.input_size)
+        options = CompileOptions(cache_dir=info.path / 'ov_cache' / self.precision)
+        backend, precision, device = self.backend, self.precision, self.device
+        paths = {part: graph_for(info, backend, precision, part)
+                 for part in ('features', 'head', 'full')}
+
+        class Lazy(dict):
+            def __missing__(self, part: str):
+                self[part] = compile_graph(backend, precision, paths[part], device, options)
+                return self[part]
+
+        w, h = self.input_size
+        compiled = CompiledModel(model.meta, Lazy(), (h, w), backend, precision, self.device)
+        self.export_info = info
+        return compiled
 
     @property
     def meta(self):

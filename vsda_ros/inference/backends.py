@@ -1,0 +1,240 @@
+"""Inference backends behind :class:`~vsda_ros.inference.Segmenter`: one model contract.
+
+Every backend gives the :class:`~vsda_ros.models.base.SegmentationModel` contract the temporal
+strategies call — ``forward_features(x)`` (B×3×H×W RGB in [0, 1] → B×F×h×w),
+``forward_head(f)`` (B×F×h×w → B×C×h'×w'), ``logits_from_features(f, size)`` and
+``forward(x)`` (B×3×H×W → B×C×H×W, fused: one graph call) — on torch tensors, so ``per_frame``,
+``fusion`` and ``keyframe`` run unchanged on any of them:
+
+- ``torch``: the model itself (reference, training; cpu or cuda);
+- ``openvino``: OpenVINO on the CPU, precision fp32 (``INFERENCE_PRECISION_HINT=f32``), bf16
+  (the same graph compiled with the bf16 hint; AVX512-BF16/AMX CPUs) or int8 (a QDQ graph
+  quantized by :mod:`vsda_ros.inference.export`);
+- ``onnxruntime``: ONNX Runtime, CPU EP (fp32, int8), or the TensorRT/CUDA EPs on ``cuda``.
+
+Compiled backends run static-shape graphs exported at one input size (1×3×H×W); the graphs
+come from an export folder (:mod:`vsda_ros.inference.export`). ``openvino`` and
+``onnxruntime`` are imported only when used: the package imports without them.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vsda_ros.models.base import ModelMeta
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ('torch', 'openvino', 'onnxruntime')
+PRECISIONS = ('fp32', 'bf16', 'int8')
+#: The graphs of an export: features, head and the whole network (fused).
+PARTS = ('features', 'head', 'full')
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend/precision cannot run here (not installed, no such device, no
+    graph for that precision); the message says what to install or run."""
+
+
+def installed(backend: str) -> bool:
+    """Whether ``backend``'s Python package can be imported (without importing it)."""
+    if backend == 'torch':
+        return True
+    module = {'openvino': 'openvino', 'onnxruntime': 'onnxruntime'}.get(backend)
+    return module is not None and importlib.util.find_spec(module) is not None
+
+
+def ort_providers(device: torch.device) -> list[str]:
+    """ONNX Runtime execution providers for ``device``, best first (TensorRT, CUDA on cuda)."""
+    import onnxruntime as ort
+    have = set(ort.get_available_providers())
+    if device.type == 'cuda':
+        wanted = ['TensorrtExecutionProvider', 'CUDAExecutionProvider']
+        return [p for p in wanted if p in have] + ['CPUExecutionProvider']
+    return ['CPUExecutionProvider']
+
+
+def resolve_backend(backend: str, precision: str, device: torch.device,
+                    validated: dict | None = None) -> tuple[str, str, str]:
+    """``auto`` → the concrete (backend, precision) for ``device``, plus why.
+
+    ``backend='auto'``: on the CPU OpenVINO, else ONNX Runtime, else torch (fastest first,
+    measured: OpenVINO fp32 1.4–1.7× torch eager, ONNX Runtime 1.1×); on cuda ONNX Runtime when
+    it has the TensorRT or CUDA EP, else torch. ``precision='auto'``: fp32, unless
+    ``validated`` (an export's accuracy record, ``{'openvino/bf16': {'within_limits': True}}``)
+    shows a lower precision within the accuracy limits for the chosen backend — bf16/int8 are
+    never chosen without such a record.
+
+    Raises:
+        ValueError: an unknown name.
+        BackendUnavailable: an explicitly requested backend that is not installed, or a
+            precision the backend does not run on this device.
+    """
+    if backend not in ('auto', *BACKENDS):
+        raise ValueError(f'unknown backend {backend!r} (use auto, {", ".join(BACKENDS)})')
+    if precision not in ('auto', *PRECISIONS):
+        raise ValueError(f'unknown precision {precision!r} (use auto, {", ".join(PRECISIONS)})')
+    why = 'requested'
+    if backend == 'auto':
+        if device.type == 'cuda':
+            ok = installed('onnxruntime') and ort_providers(device)[0] != 'CPUExecutionProvider'
+            backend = 'onnxruntime' if ok else 'torch'
+        else:
+            backend = next(b for b in ('openvino', 'onnxruntime', 'torch') if installed(b))
+        why = f'auto: fastest installed for {device.type}'
+    if not installed(backend):
+        raise BackendUnavailable(f'backend {backend} is not installed (pip install {backend}, '
+                                 'see requirements.lock)')
+    if backend == 'openvino' and device.type != 'cpu':
+        raise BackendUnavailable('backend openvino runs on the CPU here (device cpu); use '
+                                 'onnxruntime or torch on cuda')
+    if precision == 'auto':
+        precision = 'fp32'
+        for p in ('int8', 'bf16'):
+            if (validated or {}).get(f'{backend}/{p}', {}).get('within_limits'):
+                precision = p
+                why += f'; {p} validated within the accuracy limits'
+                break
+    if backend == 'torch' and precision != 'fp32':
+        raise BackendUnavailable(f'backend torch runs fp32 only; {precision} needs openvino '
+                                 '(bf16, int8) or onnxruntime (int8)')
+    if backend == 'onnxruntime' and precision == 'bf16':
+        raise BackendUnavailable('onnxruntime has no bf16 on the CPU EP; use openvino for bf16')
+    return backend, precision, why
+
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def _ov_runner(compiled) -> Runner:
+    request = compiled.create_infer_request()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        request.infer({0: x})
+        return request.get_output_tensor(0).data.copy()  # the request reuses its buffer
+    return run
+
+
+def _ort_runner(session) -> Runner:
+    name = session.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: x})[0]
+    return run
+
+
+@dataclass
+class CompileOptions:
+    """How compiled graphs are built.
+
+    Attributes:
+        threads: CPU threads (default: ``torch.get_num_threads()``, i.e. OMP_NUM_THREADS).
+        cache_dir: OpenVINO compiled-blob cache (``CACHE_DIR``): a restart loads instead of
+            recompiling. ``None`` = no cache.
+    """
+
+    threads: int | None = None
+    cache_dir: Path | None = None
+
+
+def compile_graph(backend: str, precision: str, path: Path, device: torch.device,
+                  options: CompileOptions | None = None) -> Runner:
+    """One graph file (ONNX, or OpenVINO IR ``.xml``) → a runner ``np.ndarray → np.ndarray``.
+
+    Raises ``BackendUnavailable`` when the backend is not installed, ``RuntimeError`` from the
+    backend when the graph does not compile.
+    """
+    options = options or CompileOptions()
+    threads = int(options.threads or torch.get_num_threads())
+    if backend == 'openvino':
+        import openvino as ov
+        core = ov.Core()
+        config = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
+                  'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY',
+                  'NUM_STREAMS': 1}
+        if options.cache_dir is not None:
+            Path(options.cache_dir).mkdir(parents=True, exist_ok=True)
+            config['CACHE_DIR'] = str(options.cache_dir)
+        return _ov_runner(core.compile_model(str(path), 'CPU', config))
+    if backend == 'onnxruntime':
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        providers = ort_providers(device)
+        session = ort.InferenceSession(str(path), so, providers=providers)
+        return _ort_runner(session)
+    raise ValueError(f'no compiled graphs for backend {backend!r}')
+
+
+class CompiledModel:
+    """The :class:`~vsda_ros.models.base.SegmentationModel` contract on compiled graphs.
+
+    Inputs and outputs are torch tensors (on ``device``; computed on the backend's device),
+    shapes as in the torch model for the one exported input size: ``forward_features``
+    1×3×H×W → 1×F×h×w, ``forward_head`` 1×F×h×w → 1×C×h'×w', ``forward`` 1×3×H×W → 1×C×H×W
+    (the fused graph: one call). Another input size raises ``ValueError`` (static graphs).
+    """
+
+    def __init__(self, meta: ModelMeta, runners: dict[str, Runner], input_hw: tuple[int, int],
+                 backend: str, precision: str, device: torch.device) -> None:
+        self.meta = meta
+        self.runners = runners
+        self.input_hw = tuple(input_hw)
+        self.backend, self.precision = backend, precision
+        self.device = device
+        self.training = False
+
+    @property
+    def num_classes(self) -> int:
+        return self.meta.num_classes
+
+    def _run(self, part: str, x: torch.Tensor) -> torch.Tensor:
+        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.runners[part](arr)).to(self.device)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if tuple(x.shape[-2:]) != self.input_hw or x.shape[0] != 1:
+            raise ValueError(f'{self.backend} graphs are exported for 1×3×{self.input_hw[0]}×'
+                             f'{self.input_hw[1]} input, got {tuple(x.shape)}')
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """1×3×H×W RGB in [0, 1] → 1×F×h×w decoder features."""
+        self._check(x)
+        return self._run('features', x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """1×F×h×w features → 1×C×h'×w' logits of the kept classes."""
+        return self._run('head', features)
+
+    def logits_from_features(self, features: torch.Tensor, size: tuple[int, int]
+                             ) -> torch.Tensor:
+        """1×F×h×w → 1×C×H×W at ``size`` = (H, W): the head graph + the torch model's resize."""
+        logits = self.forward_head(features)
+        if tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits, size=tuple(size), mode='bilinear', align_corners=True)
+        return logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """1×3×H×W RGB in [0, 1] → 1×C×H×W logits (the fused graph)."""
+        self._check(x)
+        return self._run('full', x)
+
+    __call__ = forward
+
+    def to(self, device) -> 'CompiledModel':
+        """Outputs follow ``device`` (the graphs stay where they were compiled)."""
+        self.device = torch.device(device)
+        return self
+
+    def eval(self) -> 'CompiledModel':
+        return self

@@ -1,0 +1,299 @@
+"""Export a model to ONNX / OpenVINO graphs, quantize it to int8, cache and load exports.
+
+An **export folder** holds, for one model at one input size W×H:
+
+- ``features.onnx``, ``head.onnx``, ``full.onnx``: the model contract as static graphs
+  (1×3×H×W → 1×F×h×w; 1×F×h×w → 1×C×h'×w'; 1×3×H×W → 1×C×H×W), exported with
+  ``torch.onnx.export(dynamo=True)`` (the legacy exporter fails on ESPNetv2's adaptive pools);
+- ``openvino/<part>.xml|.bin``: the same graphs as OpenVINO IR (``--format openvino``);
+- ``<part>.int8.onnx``: post-training int8 (QDQ) graphs calibrated on the user's frames;
+  run by ONNX Runtime and by OpenVINO (which reads QDQ as int8);
+- ``model.pt``: the vsda checkpoint (torch weights + the model's temporal modules), so the
+  folder also runs on the torch backend and with every strategy;
+- ``vsda_export.json``: the sidecar: the model's meta (classes, palette, normalisation, native
+  size), the export size, ``weights_sha256`` (of the source weights file when known) and
+  ``state_sha256`` (of the loaded weights: the cache key), the graphs, and the accuracy checks
+  made against torch (``validation``).
+
+``model: DIR`` loads such a folder like a zoo name (:func:`resolve_model`). Folders made on
+demand by a compiled backend live in ``VSDA_CACHE_DIR/compiled/<state sha256[:16]>_<W>x<H>/``;
+OpenVINO's compiled blobs are cached inside, under ``ov_cache/<precision>/``, so the key is
+(weights sha256, size, backend, precision) and a node restart does not recompile.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vsda_ros.models.base import ModelMeta, SegmentationModel
+
+log = logging.getLogger(__name__)
+
+SIDECAR = 'vsda_export.json'
+FORMAT_VERSION = 1
+
+
+def state_sha256(model: nn.Module) -> str:
+    """sha256 over the model's state dict (sorted names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f'{name}:{t.dtype}:{tuple(t.shape)}'.encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else
+                 t.view(torch.int16).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class ExportInfo:
+    """The sidecar of an export folder (``vsda_export.json``)."""
+
+    path: Path
+    meta: ModelMeta
+    size: tuple[int, int]                      # (width, height) of the exported input
+    state_sha256: str
+    weights_sha256: str | None = None
+    feature_shape: list[int] = field(default_factory=list)
+    graphs: dict = field(default_factory=dict)       # {'onnx': {'fp32': {part: file}}, ...}
+    validation: dict = field(default_factory=dict)   # {'openvino/bf16': {...}, ...}
+
+    def save(self) -> None:
+        d = {'format_version': FORMAT_VERSION, 'meta': self.meta.to_dict(),
+             'size': list(self.size), 'state_sha256': self.state_sha256,
+             'weights_sha256': self.weights_sha256, 'feature_shape': self.feature_shape,
+             'graphs': self.graphs, 'validation': self.validation}
+        tmp = self.path / (SIDECAR + '.tmp')
+        tmp.write_text(json.dumps(d, indent=1))
+        os.replace(tmp, self.path / SIDECAR)
+
+    @classmethod
+    def load(cls, path: str | Path) -> 'ExportInfo':
+        """Read ``path/vsda_export.json``; ``ValueError`` (one line) if absent or malformed."""
+        path = Path(path)
+        try:
+            d = json.loads((path / SIDECAR).read_text())
+            return cls(path=path, meta=ModelMeta.from_dict(d['meta']),
+                       size=tuple(int(v) for v in d['size']), state_sha256=d['state_sha256'],
+                       weights_sha256=d.get('weights_sha256'),
+                       feature_shape=list(d.get('feature_shape', [])),
+                       graphs=d.get('graphs', {}), validation=d.get('validation', {}))
+        except (OSError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f'{path} is not a vsda export folder ({SIDECAR}: {e})') from None
+
+    def graph(self, fmt: str, precision: str, part: str) -> Path | None:
+        """The file of ``part`` in ``fmt`` (onnx, openvino) at ``precision``, or ``None``."""
+        name = self.graphs.get(fmt, {}).get(precision, {}).get(part)
+        return self.path / name if name and (self.path / name).is_file() else None
+
+
+def is_export_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding ``vsda_export.json``."""
+    return (Path(path) / SIDECAR).is_file()
+
+
+def resolve_model(name_or_path: str) -> tuple[str, Path | None]:
+    """``model`` as the loaders take it: an export folder → (its ``model.pt``, the folder);
+    anything else → (unchanged, ``None``). ``load_model`` and ``load_temporal_modules`` then
+    load the folder's checkpoint like any other."""
+    if is_export_dir(name_or_path):
+        ckpt = Path(name_or_path) / 'model.pt'
+        if not ckpt.is_file():
+            raise FileNotFoundError(f'export folder {name_or_path} has no model.pt')
+        return str(ckpt), Path(name_or_path)
+    return name_or_path, None
+
+
+class _Part(nn.Module):
+    """One part of the model contract as a module the exporter can trace."""
+
+    def __init__(self, model: SegmentationModel, part: str) -> None:
+        super().__init__()
+        self.model, self.part = model, part
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.part == 'features':
+            return self.model.forward_features(x)
+        if self.part == 'head':
+            return self.model.forward_head(x)
+        return self.model(x)
+
+
+def _onnx_export(module: nn.Module, x: torch.Tensor, path: Path) -> None:
+    """``torch.onnx.export(dynamo=True)`` quietly (it prints progress on stdout); then
+    ``onnx.checker``. Raises ``BackendUnavailable`` without onnx/onnxscript."""
+    try:
+        import onnx
+        import onnxscript  # noqa: F401 - the dynamo exporter's graph builder
+    except ImportError as e:
+        from vsda_ros.inference.backends import BackendUnavailable
+        raise BackendUnavailable(f'exporting needs onnx and onnxscript ({e}); see '
+                                 'requirements.lock') from None
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter('ignore')
+        torch.onnx.export(module.eval(), (x,), str(path), dynamo=True, external_data=False,
+                          input_names=['x'], output_names=['y'])
+    onnx.checker.check_model(str(path))
+
+
+def export_onnx(model: SegmentationModel, size: tuple[int, int], out: Path,
+                weights_sha256: str | None = None, temporal_extra: dict | None = None
+                ) -> ExportInfo:
+    """Write the fp32 ONNX graphs, ``model.pt`` and the sidecar of ``model`` at ``size``.
+
+    ``out`` is created; its previous graphs are replaced. Raises ``RuntimeError`` from the
+    exporter when the model does not export.
+    """
+    from vsda_ros.models.checkpoint import save_checkpoint
+
+    model = model.cpu().eval()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        feat = model.forward_features(x)
+    files = {}
+    for part, inp in (('features', x), ('head', feat), ('full', x)):
+        _onnx_export(_Part(model, part), inp, out / f'{part}.onnx')
+        files[part] = f'{part}.onnx'
+    save_checkpoint(model, out / 'model.pt', extra=temporal_extra)
+    info = ExportInfo(path=out, meta=model.meta, size=(w, h), state_sha256=state_sha256(model),
+                      weights_sha256=weights_sha256 or model.meta.provenance.get(
+                          'weights_sha256'),
+                      feature_shape=list(feat.shape), graphs={'onnx': {'fp32': files}})
+    info.save()
+    return info
+
+
+def export_openvino(info: ExportInfo, precision: str = 'fp32') -> ExportInfo:
+    """Convert the ONNX graphs at ``precision`` (fp32 or int8) to OpenVINO IR in
+    ``openvino/`` (weights kept fp32: no fp16 compression). Raises ``FileNotFoundError`` when
+    there is no ONNX graph at that precision."""
+    import openvino as ov
+
+    files = {}
+    (info.path / 'openvino').mkdir(exist_ok=True)
+    for part in ('features', 'head', 'full'):
+        src = info.graph('onnx', precision, part)
+        if src is None:
+            raise FileNotFoundError(f'{info.path}: no {precision} ONNX graph for {part}')
+        name = f'openvino/{part}' + ('' if precision == 'fp32' else f'.{precision}') + '.xml'
+        ov.save_model(ov.convert_model(str(src)), str(info.path / name), compress_to_fp16=False)
+        files[part] = name
+    info.graphs.setdefault('openvino', {})[precision] = files
+    info.save()
+    return info
+
+
+def cache_root() -> Path:
+    """``VSDA_CACHE_DIR/compiled`` (see :func:`vsda_ros.paths.cache_dir`)."""
+    from vsda_ros.paths import cache_dir
+    return cache_dir() / 'compiled'
+
+
+def cached_export(model: SegmentationModel, size: tuple[int, int]) -> ExportInfo:
+    """The export of ``model`` at ``size`` in the cache, made now (fp32 ONNX) if missing.
+
+    Keyed by the weights' sha256 and the size; written to a temporary folder and renamed, so
+    a crash never leaves a half export behind.
+    """
+    sha = state_sha256(model)
+    path = cache_root() / f'{sha[:16]}_{size[0]}x{size[1]}'
+    if is_export_dir(path):
+        info = ExportInfo.load(path)
+        if info.state_sha256 == sha and tuple(info.size) == tuple(size):
+            return info
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.warning('exporting %s at %dx%d to %s (once; later runs load it)', model.meta.name,
+                size[0], size[1], path)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + '.', dir=path.parent))
+    try:
+        export_onnx(model, size, tmp)
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ExportInfo.load(path)
+
+
+def graph_for(info: ExportInfo, backend: str, precision: str, part: str) -> Path:
+    """The graph file ``backend`` compiles for ``part`` at ``precision``.
+
+    OpenVINO uses IR when the folder has it (bf16 = the fp32 graph with the bf16 hint), else
+    the ONNX graph (it reads ONNX directly); ONNX Runtime the ONNX graph. Raises
+    ``FileNotFoundError`` naming the command that makes a missing int8 graph.
+    """
+    stored = 'fp32' if precision == 'bf16' else precision
+    if backend == 'openvino':
+        p = info.graph('openvino', stored, part) or info.graph('onnx', stored, part)
+    else:
+        p = info.graph('onnx', stored, part)
+    if p is None:
+        hint = (' (make one: vsda export --model ... --precision int8 --calibrate FRAMES)'
+                if stored == 'int8' else '')
+        raise FileNotFoundError(f'{info.path}: no {stored} graph for {part}{hint}')
+    return p
+
+
+# --------------------------------------------------------------------------------------- int8
+def quantize_int8(info: ExportInfo, frames: list[np.ndarray],
+                  preprocess) -> ExportInfo:
+    """Post-training static int8 quantization (ONNX Runtime tooling, QDQ, per-channel weights,
+    symmetric activations) of the three graphs, calibrated on ``frames`` (H×W×3 uint8 RGB,
+    unlabelled, the user's own data; 16–64 frames are plenty).
+
+    ``preprocess`` is :meth:`Segmenter.preprocess` (frame → 1×3×H×W float tensor at the
+    export size). Head calibration inputs are the torch model's features of the same frames.
+    Writes ``<part>.int8.onnx``. Raises ``ValueError`` for no frames.
+    """
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from vsda_ros.models.checkpoint import load_checkpoint
+
+    if not frames:
+        raise ValueError('int8 calibration needs at least one frame')
+    model = load_checkpoint(info.path / 'model.pt').eval()
+    xs = [preprocess(f).cpu() for f in frames]
+    with torch.no_grad():
+        fs = [model.forward_features(x) for x in xs]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, tensors: list[torch.Tensor]) -> None:
+            self.it = iter([{'x': t.numpy()} for t in tensors])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    files = {}
+    for part, data in (('features', xs), ('head', fs), ('full', xs)):
+        src = info.path / info.graphs['onnx']['fp32'][part]
+        pre = info.path / f'{part}.pre.onnx'
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), str(info.path / f'{part}.int8.onnx'), Reader(data),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={'ActivationSymmetric': True})
+        pre.unlink(missing_ok=True)
+        files[part] = f'{part}.int8.onnx'
+    info.graphs['onnx']['int8'] = files
+    info.save()
+    return info
