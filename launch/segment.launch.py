@@ -31,7 +31,7 @@ from launch_ros.actions import Node
 from vsda_ros.ros.rviz_config import rviz_config
 
 #: launch arguments that, when non-empty, override the params file's value of the same name.
-OVERRIDES = ('model', 'strategy', 'device')
+OVERRIDES = ('model', 'strategy', 'device', 'backend', 'precision')
 
 
 def _on_exit(event, context):
@@ -108,6 +108,12 @@ def generate_launch_description():
         DeclareLaunchArgument('device', default_value='',
                               description='cpu, cuda, cuda:N or auto (overrides the params '
                                           'file when set)'),
+        DeclareLaunchArgument('backend', default_value='',
+                              description='torch, openvino, onnxruntime or auto (overrides the '
+                                          'params file when set)'),
+        DeclareLaunchArgument('precision', default_value='',
+                              description='fp32, bf16, int8 or auto (overrides the params file '
+                                          'when set)'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the node and its topics'),
         DeclareLaunchArgument('image_topic', default_value='image',

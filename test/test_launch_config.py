@@ -37,7 +37,7 @@ def _declared_arguments(tree: ast.Module) -> set[str]:
 def test_launch_overrides_only_declared_parameters_and_declares_their_arguments():
     tree = ast.parse(LAUNCH.read_text())
     overrides = set(_module_constant(tree, 'OVERRIDES'))
-    assert overrides == {'model', 'strategy', 'device'}
+    assert overrides == {'model', 'strategy', 'device', 'backend', 'precision'}
     assert overrides <= set(PARAMETERS), f'undeclared: {overrides - set(PARAMETERS)}'
     args = _declared_arguments(tree)
     assert overrides | {'params_file', 'namespace', 'image_topic', 'rviz'} <= args
@@ -109,7 +109,8 @@ class _Context:
     def __init__(self, is_shutdown: bool = False, **arguments: str) -> None:
         self.is_shutdown = is_shutdown
         self.launch_configurations = {'params_file': '', 'model': '', 'strategy': '',
-                                      'device': '', 'namespace': '', 'image_topic': 'image',
+                                      'device': '', 'backend': '', 'precision': '',
+                                      'namespace': '', 'image_topic': 'image',
                                       'rviz': 'false', **arguments}
 
 

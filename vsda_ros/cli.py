@@ -19,11 +19,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         labels=Path(args.labels) if args.labels else None, label_map=args.map,
         json_path=Path(args.json) if args.json else Path(args.out) / 'summary.json',
         write_overlay=not args.no_overlay, alpha=args.alpha, max_frames=args.max_frames,
-        progress=not args.quiet, topic=args.topic, allow_truncated=args.allow_truncated)
+        progress=not args.quiet, topic=args.topic, allow_truncated=args.allow_truncated,
+        backend=args.backend, precision=args.precision)
     s = run_segment(cfg)
     lat = s['latency_ms']
     print(f"segmented {s['frames']} frames with {s['model']} at {s['input_size'][0]}x"
-          f"{s['input_size'][1]} on {s['device']}: latency p50 {lat['p50']:.1f} ms, "
+          f"{s['input_size'][1]} on {s['device']} ({s['backend']} {s['precision']}): "
+          f"latency p50 {lat['p50']:.1f} ms, "
           f"p95 {lat['p95']:.1f} ms")
     if 'miou' in s:
         print(f"mIoU {s['miou']:.2f} % over {len(s['per_class_iou'])} classes"
@@ -57,6 +59,21 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from vsda_ros.ros.bench_node import main_cli  # imports rclpy: only for this subcommand
     return main_cli(args)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from vsda_ros.inference import parse_size
+    from vsda_ros.inference.export import ExportConfig, run_export
+
+    fmt = ('onnx', 'openvino') if args.format == 'openvino' else ('onnx',)
+    cfg = ExportConfig(model=args.model, out=Path(args.out), size=parse_size(args.size),
+                       formats=fmt, precisions=tuple(args.precision.split(',')),
+                       calibrate=args.calibrate, calibrate_frames=args.calibrate_frames,
+                       topic=args.topic, validate=args.validate, labels=args.labels,
+                       label_map=args.map, validate_frames=args.validate_frames,
+                       progress=not args.quiet)
+    run_export(cfg)
+    return 0
 
 
 def _print_demo_run(s: dict) -> None:
@@ -135,7 +152,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      topic=args.topic, weathers=args.weather, weather_sweep=args.weather_sweep,
                      weather_temporal=not args.iid_weather, seed=args.seed,
                      live=args.live or bool(args.attach), rate=args.rate, attach=args.attach,
-                     allow_truncated=args.allow_truncated)
+                     allow_truncated=args.allow_truncated, backend=args.backend,
+                     precision=args.precision)
     runner = None
     if cfg.live:  # the ROS layer is injected here: the evaluation core never imports it
         from vsda_ros.ros.live_eval import LiveRunner  # imports rclpy when it runs
@@ -163,6 +181,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    """``--backend`` / ``--precision`` (see :class:`vsda_ros.inference.SegmenterConfig`)."""
+    p.add_argument('--backend', default='torch',
+                   choices=['auto', 'torch', 'openvino', 'onnxruntime'],
+                   help='inference backend: torch (reference), openvino, onnxruntime, or auto '
+                        '(the fastest installed for the device) (default: %(default)s)')
+    p.add_argument('--precision', default='fp32', choices=['auto', 'fp32', 'bf16', 'int8'],
+                   help='fp32; bf16 (openvino); int8 (a --model folder made by vsda export '
+                        '--precision int8 --calibrate); auto = fp32 unless the export records '
+                        'a lower precision within the accuracy limits (default: %(default)s)')
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vsda_ros.models.zoo import LABEL_MAPS, ZOO
 
@@ -188,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--size', default=None,
                    help="network input WIDTHxHEIGHT, e.g. 480x360 (default: the model's native)")
     p.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N or auto (default: cpu)')
+    _add_backend_args(p)
     p.add_argument('--labels', default=None,
                    help='folder of label PNGs with the same file names (class ids, 11 = void)')
     p.add_argument('--map', default=None, choices=sorted(LABEL_MAPS),
@@ -266,6 +297,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help='write the JSON report to PATH; --json alone prints it on stdout (the '
                         'summary then goes to stderr)')
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        'export', help='export a model to ONNX / OpenVINO (fp32, bf16, int8), checked vs torch',
+        description='Export the model contract (features, head and the whole network) as '
+                    'static graphs at --size with torch.onnx (dynamo), optionally as OpenVINO '
+                    'IR, quantize to int8 on your own unlabelled frames (--calibrate), and '
+                    'check every backend/precision against torch on real frames (max logit '
+                    'error, argmax agreement; mIoU and per-class IoU with --labels). OUT holds '
+                    'the graphs, model.pt and vsda_export.json (meta, size, weights sha256, '
+                    'the checks); use OUT as a model name: vsda segment --model OUT --backend '
+                    'openvino, or the node\'s model: OUT. precision auto picks bf16/int8 only '
+                    'when the recorded check is within the limits (fp32: 99.9 %% agreement, '
+                    '0.05 mIoU; bf16/int8: 1.0 mIoU).',
+        epilog=EPILOG)
+    p.add_argument('--model', required=True, help='zoo name, checkpoint file or export folder')
+    p.add_argument('--size', default=None,
+                   help="input WIDTHxHEIGHT of the graphs (default: the model's native)")
+    p.add_argument('--format', default='openvino', choices=['onnx', 'openvino'],
+                   help='onnx, or openvino (ONNX + OpenVINO IR) (default: %(default)s)')
+    p.add_argument('--precision', default='fp32,bf16',
+                   help='comma-separated: fp32 (always), bf16 (checked; a compile hint), int8 '
+                        '(needs --calibrate) (default: %(default)s)')
+    p.add_argument('--calibrate', default=None, metavar='FOLDER|VIDEO|BAG',
+                   help='unlabelled frames of your data for int8 calibration')
+    p.add_argument('--calibrate-frames', type=int, default=32,
+                   help='calibration frames, spread over the source (default: %(default)s)')
+    p.add_argument('--topic', default=None, help='image topic of a bag source')
+    p.add_argument('--validate', default=None, metavar='FRAMES',
+                   help='frames for the accuracy check (default: --calibrate, else '
+                        'VSDA_DATA_DIR/camvid/val)')
+    p.add_argument('--labels', default=None, help='labels of --validate (adds mIoU)')
+    p.add_argument('--map', default=None, choices=sorted(LABEL_MAPS),
+                   help='map the model classes to the labels (e.g. cityscapes-camvid)')
+    p.add_argument('--validate-frames', type=int, default=16,
+                   help='at most this many validation frames (default: %(default)s)')
+    p.add_argument('--out', required=True, help='export folder')
+    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
         'adapt', help='adapt a model / train temporal modules on unlabelled target video',
@@ -370,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'them with fixed intervals (report key "adaptive")')
     p.add_argument('--size', default=None, help='network input WIDTHxHEIGHT')
     p.add_argument('--device', default='cpu')
+    _add_backend_args(p)
     p.add_argument('--fps', type=float, default=15.0,
                    help='frame rate of a folder source (videos and bags carry their own)')
     p.add_argument('--max-frames', type=int, default=None)

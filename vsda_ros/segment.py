@@ -37,6 +37,8 @@ class SegmentConfig:
     progress: bool = True
     topic: str | None = None
     allow_truncated: bool = False
+    backend: str = 'torch'
+    precision: str = 'fp32'
 
 
 @dataclass
@@ -103,8 +105,12 @@ def run_segment(cfg: SegmentConfig) -> dict:
     source = BagSource(cfg.input, cfg.topic) if is_bag(cfg.input) else FrameSource(cfg.input)
     if isinstance(source, FrameSource):
         _refuse_collisions(source)
-    model = load_model(cfg.model, progress=cfg.progress)
-    segmenter = Segmenter(model, SegmenterConfig(input_size=cfg.size, device=cfg.device))
+    from vsda_ros.inference.export import resolve_model
+    source_model, export_dir = resolve_model(cfg.model)  # an export folder loads like a name
+    model = load_model(source_model, progress=cfg.progress)
+    segmenter = Segmenter(model, SegmenterConfig(
+        input_size=cfg.size, device=cfg.device, backend=cfg.backend, precision=cfg.precision,
+        export_dir=export_dir))
     meta = segmenter.meta
     lut = palette_array(meta.palette)
 
@@ -131,6 +137,8 @@ def run_segment(cfg: SegmentConfig) -> dict:
         'frames': frames,
         'model': meta.name,
         'device': str(segmenter.device),
+        'backend': segmenter.backend,
+        'precision': segmenter.precision,
         'input_size': list(segmenter.input_size),
         'frame_size': [int(shape[1]), int(shape[0])] if shape else None,
         'latency_ms': percentiles_ms(latency, (50, 95)),

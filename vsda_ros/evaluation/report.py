@@ -87,6 +87,8 @@ class EvalConfig:
     rate: float | None = None
     attach: str | None = None
     allow_truncated: bool = False
+    backend: str = 'torch'
+    precision: str = 'fp32'
 
     def intervals(self) -> tuple[int, tuple[int, int] | None]:
         """(keyframe interval of the strategy run, PDA distance range (A, B) or ``None``).
@@ -216,9 +218,13 @@ def run_eval(cfg: EvalConfig, runner: ClipRunner | None = None) -> dict:
                          'exactly one --strategy (the one it runs, for the report)')
     specs = cfg.weather_specs()
     interval, pda_range = cfg.intervals()
-    model = load_model(cfg.model, progress=cfg.progress)
-    seg = Segmenter(model, SegmenterConfig(input_size=parse_size(cfg.size), device=cfg.device))
-    modules = load_temporal_modules(cfg.model, cfg.temporal_weights)
+    from vsda_ros.inference.export import resolve_model
+    source_model, export_dir = resolve_model(cfg.model)  # an export folder loads like a name
+    model = load_model(source_model, progress=cfg.progress)
+    seg = Segmenter(model, SegmenterConfig(
+        input_size=parse_size(cfg.size), device=cfg.device, backend=cfg.backend,
+        precision=cfg.precision, export_dir=export_dir))
+    modules = load_temporal_modules(source_model, cfg.temporal_weights)
     with reading(allow_incomplete=cfg.allow_truncated) as reads:
         clip = load_clip(cfg.source, cfg.labels, model.meta, cfg.label_map, cfg.fps,
                          cfg.max_frames, topic=cfg.topic)

@@ -66,6 +66,15 @@ PARAMETERS: dict[str, Param] = {
                    'espnet-cityscapes, or the shipped adapted espnetv2-camvid-tsl; vsda models '
                    'lists them) or path to a vsda checkpoint file.', True),
     'device': Param('cpu', 'Torch device: cpu, cuda, cuda:N or auto.', True),
+    'backend': Param('torch', 'Inference backend: torch (the reference: masks identical to '
+                     'vsda segment), openvino (CPU; fp32 1.4-1.7x torch, bf16 2-3.5x), '
+                     'onnxruntime (CPU EP; CUDA/TensorRT EPs on cuda), or auto (the fastest '
+                     'installed for the device, logged at start). Compiled graphs are cached '
+                     'in VSDA_CACHE_DIR/compiled (the first start exports them).', True),
+    'precision': Param('fp32', 'Inference precision: fp32, bf16 (openvino), int8 (a model '
+                       'exported with vsda export --precision int8 --calibrate), or auto (fp32 '
+                       'unless the export records a lower precision within the accuracy '
+                       'limits).', True),
     'input_size': Param('', "Network input size WIDTHxHEIGHT (e.g. '480x360'); '' = the "
                         "model's native size. Outputs are always at the input image "
                         'resolution.', True),
@@ -297,14 +306,20 @@ class SegmentationNode(Node):
         size = parse_size(p('input_size').value)
         device = p('device').value
         resolve_device(device)  # fail before loading weights
-        model = load_model(self.model_name, download=False, progress=False)
-        self.segmenter = Segmenter(model, SegmenterConfig(input_size=size, device=device))
+        from vsda_ros.inference.export import resolve_model
+        source, export_dir = resolve_model(self.model_name)  # `model: DIR` = a vsda export
+        model = load_model(source, download=False, progress=False)
+        self.segmenter = Segmenter(model, SegmenterConfig(
+            input_size=size, device=device, backend=p('backend').value,
+            precision=p('precision').value, export_dir=export_dir))
+        self.get_logger().info(f'backend {self.segmenter.backend}, precision '
+                               f'{self.segmenter.precision} ({self.segmenter.backend_reason})')
         # Warm-up: the first passes allocate and tune; without this the first camera frames
         # take seconds, pile up drops and look like a stream break to the temporal strategy.
         w, h = self.segmenter.input_size
         for _ in range(2):
             self.segmenter.segment(np.zeros((h, w, 3), np.uint8))
-        self.modules = load_temporal_modules(self.model_name, p('temporal_weights').value)
+        self.modules = load_temporal_modules(source, p('temporal_weights').value)
         self._lut = palette_array(model.meta.palette)
         self._live = {name: p(name).value for name, spec in PARAMETERS.items()
                       if not spec.read_only}
@@ -533,7 +548,8 @@ class SegmentationNode(Node):
             for q in (50, 95):
                 values[f'{stage}_p{q}_ms'] = f'{np.percentile(v, q):.2f}' if v else 'n/a'
         values.update(model=self.model_name, strategy=self.strategy,
-                      device=str(self.segmenter.device),
+                      device=str(self.segmenter.device), backend=self.segmenter.backend,
+                      precision=self.segmenter.precision,
                       temporal_modules=','.join(self.modules.loaded()) or 'none')
         problems = []
         if in_hz > 0 and out_hz < 0.5 * in_hz:
