@@ -57,8 +57,34 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.target == 'model':
+        return _bench_model(args)
     from vsda_ros.ros.bench_node import main_cli  # imports rclpy: only for this subcommand
     return main_cli(args)
+
+
+def _bench_model(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from vsda_ros.evaluation.bench_model import (BenchModelConfig, format_table,
+                                                 run_bench_model, write_json)
+    from vsda_ros.inference import parse_size
+
+    cfg = BenchModelConfig(
+        model=args.model, size=parse_size(args.size or None),
+        backends=tuple((args.backend or 'torch,openvino,onnxruntime').split(',')),
+        precisions=tuple((args.precision or 'fp32,bf16,int8').split(',')),
+        rounds=args.rounds, warmup=max(1, int(args.warmup)), source=args.source,
+        labels=args.labels, label_map=args.map, max_frames=args.max_frames)
+    to_stdout = args.json == '-'
+    with contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
+        report = run_bench_model(cfg)
+        print(format_table(report))
+    if args.json:
+        write_json(report, args.json)
+        if not to_stdout:
+            print(f'report: {args.json}')
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -268,15 +294,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
-        'bench', help='benchmark segmentation_node over real DDS (loopback only)',
-        description='Start segmentation_node, publish real frames at --rate for --duration s '
+        'bench', help='benchmark segmentation_node over real DDS, or the network per backend',
+        description='node: start segmentation_node, publish real frames at --rate for --duration s '
                     '(or exactly --frames N: a soak test) and report end-to-end and inference '
                     'latency p50/p95, node overhead, drops, RSS (start, end, peak), open file '
                     'descriptors, threads, and whether the node\'s totals add up (received = '
                     'processed + dropped + bad_frames; exit 1 if not). Runs with '
-                    'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a domain of its own.',
+                    'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a domain of its own. '
+                    'model: the network alone in this process on each --backend x '
+                    '--precision, in interleaved rounds: latency p50/p95, GFLOP/s, speed-up '
+                    'over torch eager, fraction of the fp32 peak (a matmul measured in the '
+                    'same run); with --source (and --labels) argmax agreement (and mIoU). '
+                    'JSON: {"model", "size", "peak_gflops", "results": [{"backend", '
+                    '"precision", "ms_p50", "ms_p95", "gflops_per_s", "speedup_vs_torch", '
+                    '"miou", "argmax_agreement"}]}. int8 needs --model DIR from vsda export '
+                    '--precision int8 --calibrate.',
         epilog=EPILOG)
-    p.add_argument('target', choices=['node'], help='what to benchmark')
+    p.add_argument('target', choices=['node', 'model'], help='what to benchmark')
+    p.add_argument('--backend', default=None,
+                   help='node: the node\'s backend (default torch); model: comma-separated '
+                        '(default torch,openvino,onnxruntime)')
+    p.add_argument('--precision', default=None,
+                   help='node: the node\'s precision (default fp32); model: comma-separated '
+                        '(default fp32,bf16,int8; what cannot run here is listed as skipped)')
+    p.add_argument('--rounds', type=int, default=20,
+                   help='model: interleaved rounds (default: %(default)s)')
+    p.add_argument('--labels', default=None, help='model: labels of --source (adds mIoU)')
+    p.add_argument('--map', default=None, choices=sorted(LABEL_MAPS),
+                   help='model: map the model classes to the labels')
+    p.add_argument('--max-frames', type=int, default=None,
+                   help='model: at most N frames of --source for the accuracy columns')
     p.add_argument('--model', default='espnet-camvid', help='(default: %(default)s)')
     p.add_argument('--source', default=None,
                    help='folder of frames to publish (default: VSDA_DATA_DIR/camvid/val)')
@@ -290,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--rate', type=float, default=30.0, help='publish rate in Hz (default: 30)')
     p.add_argument('--duration', type=float, default=60.0,
                    help='measured seconds (default: 60)')
-    p.add_argument('--warmup', type=float, default=5.0, help='unmeasured seconds first')
+    p.add_argument('--warmup', type=float, default=5.0,
+                   help='node: unmeasured seconds first; model: warm-up calls per '
+                        'configuration (default: 5)')
     p.add_argument('--max-queue-wait-ms', type=float, default=0.0,
                    help="the node's latency mode (max_queue_wait_ms parameter; 0 = off)")
     p.add_argument('--json', nargs='?', const='-', default=None, metavar='PATH',

@@ -170,6 +170,9 @@ def compile_graph(backend: str, precision: str, path: Path, device: torch.device
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        # no spin-waiting between runs: on a small machine the spinning threads steal the
+        # cores from everything else in the process (torch, the flow, the ROS executor)
+        so.add_session_config_entry('session.intra_op.allow_spinning', '0')
         providers = ort_providers(device)
         session = ort.InferenceSession(str(path), so, providers=providers)
         return _ort_runner(session)

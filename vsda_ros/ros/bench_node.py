@@ -34,13 +34,15 @@ def _resources(pid: int) -> dict:
 
 def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: str,
               warmup: float = 5.0, max_queue_wait_ms: float = 0.0, frames: int | None = None,
-              frame_size: tuple[int, int] | None = None, progress: bool = False) -> dict:
+              frame_size: tuple[int, int] | None = None, progress: bool = False,
+              node_params: dict | None = None) -> dict:
     """Run the benchmark; returns the report dict (see README for keys).
 
     ``frames``: publish exactly this many frames in the measured window (a soak test;
     ``duration`` is then ``frames / rate``). ``frame_size``: (width, height) to resize the
     published frames to (e.g. 3840×2160 for a 4K camera's memory). Raises ``RuntimeError`` if
-    the node does not start or exits during the run.
+    the node does not start or exits during the run. ``node_params``: more node parameters
+    (e.g. ``backend``, ``precision``).
     """
     if frames is not None:
         if frames < 1:
@@ -64,7 +66,7 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
     # Pre-build the messages once: converting a 4K frame per publish would slow the publisher.
     messages = [numpy_to_image(im, None, 'rgb8') for im in images]
     params = {'model': model, 'input_size': size, 'publish_timing': True,
-              'max_queue_wait_ms': float(max_queue_wait_ms)}
+              'max_queue_wait_ms': float(max_queue_wait_ms), **(node_params or {})}
     with node_process(params) as proc, \
             client_node('vsda_bench') as (node, executor):
         pub = node.create_publisher(Image, 'image', QoSProfile(depth=10))
@@ -241,7 +243,8 @@ def main_cli(args) -> int:
     parse_size(args.size or None)  # a bad --size fails here, not inside the node
     r = run_bench(args.model, source, args.rate, args.duration, args.size or '', args.warmup,
                   args.max_queue_wait_ms, frames=args.frames, frame_size=frame_size,
-                  progress=True)
+                  progress=True, node_params={'backend': args.backend or 'torch',
+                                              'precision': args.precision or 'fp32'})
     to_stdout = args.json == '-'
     with contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
         print_report(r)
