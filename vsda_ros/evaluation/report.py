@@ -269,6 +269,7 @@ def run_eval(cfg: EvalConfig, runner: ClipRunner | None = None) -> dict:
     compare_cost(runs)
     report = {'model': model.meta.name, 'source': str(cfg.source), 'topic': cfg.topic,
               'mode': 'live' if runner is not None else 'offline', 'frames': n,
+              'backend': seg.backend, 'precision': seg.precision,
               'frames_expected': _frames_expected(read_stats, n), 'frames_read': n,
               'input_complete': read_stats.complete if read_stats else True,
               'input_problems': list(read_stats.problems) if read_stats else [],
