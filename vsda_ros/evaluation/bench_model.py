@@ -66,7 +66,7 @@ def run_bench_model(cfg: BenchModelConfig, echo=print) -> dict:
     with the reason. Raises ``ValueError`` for unknown names or ``rounds < 1``.
     """
     from vsda_ros.inference import Segmenter, SegmenterConfig
-    from vsda_ros.inference.accuracy import measure
+    from vsda_ros.inference.accuracy import Reference, measure
     from vsda_ros.inference.backends import BACKENDS, PRECISIONS
     from vsda_ros.inference.export import resolve_model
     from vsda_ros.models.zoo import load_model
@@ -133,6 +133,7 @@ def run_bench_model(cfg: BenchModelConfig, echo=print) -> dict:
     peak = max(peak, measure_peak_gflops())  # again after the rounds: the best seen
     torch_p50 = float(np.percentile(times[('torch', 'fp32')], 50))
     results = []
+    reference = Reference(ref, clip.images) if clip is not None else None
     for k in keys:
         p50, p95 = (float(np.percentile(times[k], q)) for q in (50, 95))
         row = {'backend': k[0], 'precision': k[1], 'ms_p50': p50, 'ms_p95': p95,
@@ -141,7 +142,7 @@ def run_bench_model(cfg: BenchModelConfig, echo=print) -> dict:
                'miou': None, 'argmax_agreement': None}
         if clip is not None:
             labs = clip.labels if cfg.labels else None
-            acc = measure(segs[k], ref, clip.images, labs, clip if labs else None)
+            acc = measure(segs[k], ref, clip.images, labs, clip if labs else None, reference)
             row['argmax_agreement'] = acc['argmax_agreement']
             row['miou'] = acc.get('miou')
         results.append(row)

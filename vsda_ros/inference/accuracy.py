@@ -25,15 +25,35 @@ class Limits:
     low_miou: float = 1.0
 
 
+class Reference:
+    """The torch reference's outputs on a set of frames, computed once and shared by every
+    backend checked: labels of every frame, logits of the first ``keep_logits`` (for the max
+    logit error; all logits of a long clip would take GBs)."""
+
+    def __init__(self, ref, images: list[np.ndarray], keep_logits: int = 8) -> None:
+        self.ref, self.images = ref, images
+        self.labels: list[np.ndarray] = []
+        self.logits: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for i, image in enumerate(images):
+                a = ref.logits(ref.preprocess(image))
+                self.labels.append(ref.postprocess(a, image.shape[:2])[0])
+                if i < keep_logits:
+                    self.logits.append(a)
+
+
 def measure(seg, ref, images: list[np.ndarray], labels: list[np.ndarray | None] | None = None,
-            clip=None) -> dict:
+            clip=None, reference: Reference | None = None) -> dict:
     """Run ``seg`` and the torch reference ``ref`` (both :class:`Segmenter`) on ``images``.
 
-    Returns ``max_logit_error`` (max |logit − torch logit| at the network size),
-    ``argmax_agreement`` (percent of output pixels with torch's label), and with labels
-    (``clip``: a :class:`~vsda_ros.evaluation.temporal.Clip` for the class mapping) ``miou``,
-    ``ref_miou`` and ``per_class_iou`` / ``ref_per_class_iou`` (percent, ``None`` = absent).
+    Returns ``max_logit_error`` (max |logit − torch logit| at the network size, over the
+    reference's kept frames), ``argmax_agreement`` (percent of output pixels with torch's
+    label), and with labels (``clip``: a :class:`~vsda_ros.evaluation.temporal.Clip` for the
+    class mapping) ``miou``, ``ref_miou`` and ``per_class_iou`` / ``ref_per_class_iou``
+    (percent, ``None`` = absent). ``reference``: torch's outputs on the same ``images``
+    (computed here when ``None``).
     """
+    reference = reference or Reference(ref, images)
     err, same, total = 0.0, 0, 0
     cms = None
     if clip is not None and labels is not None:
@@ -41,10 +61,11 @@ def measure(seg, ref, images: list[np.ndarray], labels: list[np.ndarray | None] 
                ConfusionMatrix(clip.num_classes, clip.ignore_index))
     with torch.inference_mode():
         for i, image in enumerate(images):
-            x = ref.preprocess(image)
-            a, b = ref.logits(x), seg.logits(x)
-            err = max(err, float((a - b.to(a.device)).abs().max()))
-            la, _ = ref.postprocess(a, image.shape[:2])
+            b = seg.logits(seg.preprocess(image))
+            if i < len(reference.logits):
+                a = reference.logits[i]
+                err = max(err, float((a - b.to(a.device)).abs().max()))
+            la = reference.labels[i]
             lb, _ = seg.postprocess(b, image.shape[:2])
             same += int((la == lb).sum())
             total += la.size

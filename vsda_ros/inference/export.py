@@ -365,7 +365,7 @@ def run_export(cfg: ExportConfig, echo=print) -> dict:
     """
     from vsda_ros.evaluation.temporal import load_clip
     from vsda_ros.inference import Segmenter, SegmenterConfig
-    from vsda_ros.inference.accuracy import measure, within_limits
+    from vsda_ros.inference.accuracy import Reference, measure, within_limits
     from vsda_ros.inference.backends import installed
     from vsda_ros.models.zoo import load_model
     from vsda_ros.paths import data_dir
@@ -415,10 +415,11 @@ def run_export(cfg: ExportConfig, echo=print) -> dict:
     combos = [(b, p) for b in ('openvino', 'onnxruntime') if installed(b)
               for p in ('fp32', 'bf16', 'int8') if p == 'fp32' or p in cfg.precisions]
     combos = [(b, p) for b, p in combos if not (b == 'onnxruntime' and p == 'bf16')]
+    reference = Reference(ref, images)
     for backend, precision in combos:
         seg = Segmenter(model, SegmenterConfig(input_size=size, backend=backend,
                                                precision=precision, export_dir=info.path))
-        r = measure(seg, ref, images, labs, clip if labs else None)
+        r = measure(seg, ref, images, labs, clip if labs else None, reference)
         ok, why = within_limits(precision, r)
         r.update(within_limits=ok, check=why, frames=len(images), source=str(vsource))
         info.validation[f'{backend}/{precision}'] = r
