@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 CASES = {  # shipped file → (model for fp32, temporal weights for fp32, model for fp16, map)
-    'espnetv2-camvid-tsl.pt': ('{w}/espnetv2-camvid-tsl.pt', '{w}/espnetv2-camvid-tsl.davss.pt',
+    'espnetv2-camvid-tsl.pt': ('{w}/espnetv2-camvid-tsl.pt', '{w}/espnetv2-cityscapes.davss.pt',
                                'espnetv2-camvid-tsl', 'cityscapes-camvid'),
     'espnet-camvid.temporal.pt': ('espnet-camvid',
                                   '{w}/espnet-camvid.davss.pt,{w}/espnet-camvid.fusion.pt',
