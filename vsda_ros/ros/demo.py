@@ -118,7 +118,7 @@ DEMO_RUNS = (('source', 'espnetv2-cityscapes', 'per_frame', 'cityscapes-camvid')
 def _titled(image: np.ndarray, title: str) -> np.ndarray:
     """An RGB image with a black title bar above it."""
     bar = np.zeros((28, image.shape[1], 3), np.uint8)
-    cv2.putText(bar, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1,
+    cv2.putText(bar, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
                 cv2.LINE_AA)
     return np.concatenate([bar, image], axis=0)
 
@@ -135,8 +135,8 @@ def side_by_side(out: Path, left: dict, right: dict, frames_dir: Path, n: int = 
         for run in (left, right):
             img = cv2.cvtColor(cv2.imread(str(Path(run['out']) / 'overlay' / f'{stem}.png')),
                                cv2.COLOR_BGR2RGB)
-            miou = f", mIoU {run['miou']:.1f} % (clip)" if 'miou' in run else ''
-            tiles.append(_titled(img, f"{run['model']}{miou} - {stem}"))
+            miou = f"  clip mIoU {run['miou']:.1f}" if 'miou' in run else ''
+            tiles.append(_titled(img, f"{run['model']}{miou}  {stem}"))
         rows.append(np.concatenate(tiles, axis=1))
     path = out / 'source_vs_adapted.png'
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
