@@ -14,9 +14,10 @@ def test_eval_writes_report_with_pda_and_cost(real_data, tmp_path):
     out = tmp_path / 'ev'
     rc = main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--labels',
                str(real_data / 'camvid' / 'valannot'), '--max-frames', '8', '--interval',
-               '1..3', '--out', str(out), '--quiet'])
+               '1..3', '--temporal-weights', 'none', '--out', str(out), '--quiet'])
     assert rc == 0
     r = json.loads((out / 'report.json').read_text())
+    assert r['temporal_modules'] == []  # 'none': not even the modules shipped for the model
     assert [run['strategy'] for run in r['runs']] == ['per_frame', 'fusion', 'keyframe']
     for run in r['runs']:
         assert {'miou', 'per_class_iou', 'tc', 'latency_ms', 'fps', 'frames', 'dropped',
