@@ -81,6 +81,6 @@ def test_eval_reports_adaptive_keyframes_next_to_fixed_ones(real_data, tmp_path)
 
 def test_eval_adaptive_keyframes_need_dmnet(real_data, tmp_path, capsys):
     rc = main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--max-frames', '3',
-               '--strategy', 'keyframe', '--distortion-threshold', '0.5', '--quiet', '--out',
-               str(tmp_path)])
+               '--strategy', 'keyframe', '--distortion-threshold', '0.5', '--quiet',
+               '--temporal-weights', 'none', '--out', str(tmp_path)])
     assert rc == 2 and 'trained DMNet' in capsys.readouterr().err

@@ -107,7 +107,10 @@ def test_two_cameras_keep_their_own_keyframe_state(system, frames):
     torch.set_num_threads(2)
     seg = Segmenter(load_model('espnet-camvid', download=False, progress=False),
                     SegmenterConfig(input_size=SIZE))
-    offline = {c: build_strategy('keyframe', seg, StrategyConfig(keyframe_interval=3))
+    from vsda_ros.temporal.modules import load_temporal_modules
+    modules = load_temporal_modules('espnet-camvid')  # the shipped DMNet/CFNet, as in the node
+    assert modules.dmnet is not None
+    offline = {c: build_strategy('keyframe', seg, StrategyConfig(keyframe_interval=3), modules)
                for c in 'ab'}
     order = [('a', 0), ('b', 5), ('a', 1), ('b', 4), ('a', 2), ('b', 3), ('a', 3)]
     for n, (cam, i) in enumerate(order):
