@@ -232,8 +232,9 @@ def test_frame_above_max_input_pixels_is_skipped_and_reported(front, frame):
 
 
 def test_frames_too_large_for_the_transport_are_reported_not_silent(front):
-    """7680×4320 rgb8 (99.5 MB) from a best-effort publisher with the 64 MB profile never
-    arrives (DDS drops it); the node sees a matched publisher and no frames and says so."""
+    """7680×4320 rgb8 (99.5 MB) from a best-effort publisher with the 64 MB profile: DDS drops
+    it (mostly: now and then one gets through fragmented), and the node says so either way —
+    matched publisher and no frames for 5 s, or a frame over max_input_pixels refused."""
     client, node = front
     pub = client.node.create_publisher(Image, '/camera/image_raw', qos_profile_sensor_data)
     huge = Image(width=7680, height=4320, encoding='rgb8', step=7680 * 3)
@@ -241,16 +242,17 @@ def test_frames_too_large_for_the_transport_are_reported_not_silent(front):
     diag_start = len(client.diagnostics)
 
     def warned():
-        return any(st.level == DiagnosticStatus.WARN and 'no frame arrived' in st.message
-                   and '/camera/image_raw' in st.message
-                   for a in client.diagnostics[diag_start:] for st in a.status)
+        return any(st.level == DiagnosticStatus.WARN and (
+            ('no frame arrived' in st.message and '/camera/image_raw' in st.message)
+            or 'frame too large: 7680x4320' in st.message)
+            for a in client.diagnostics[diag_start:] for st in a.status)
     end = time.monotonic() + 12.0
     while time.monotonic() < end and not warned():
         pub.publish(huge)
         client.spin_until(warned, 1.0)
     client.node.destroy_publisher(pub)
     assert warned(), [st.message for a in client.diagnostics[diag_start:] for st in a.status]
-    assert 'no frame arrived' in node.text()
+    assert 'no frame arrived' in node.text() or 'frame too large: 7680x4320' in node.text()
 
 
 @pytest.mark.parametrize('args, reason', [
