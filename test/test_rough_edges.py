@@ -132,8 +132,8 @@ def test_eval_report_has_mean_ms_and_range_semantics(real_data, tmp_path, capsys
     out = tmp_path / 'ev'
     assert main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--labels',
                  str(real_data / 'camvid' / 'valannot'), '--max-frames', '6', '--strategy',
-                 'per_frame,keyframe', '--interval', '2..3', '--size', '160x120', '--out',
-                 str(out), '--quiet']) == 0
+                 'per_frame,keyframe', '--interval', '2..3', '--size', '160x120',
+                 '--temporal-weights', 'none', '--out', str(out), '--quiet']) == 0
     printed = capsys.readouterr().out
     r = json.loads((out / 'report.json').read_text())
     assert r['keyframe_interval'] == 3 and r['pda_range'] == [2, 3]
@@ -143,7 +143,6 @@ def test_eval_report_has_mean_ms_and_range_semantics(real_data, tmp_path, capsys
     for run in r['runs']:
         assert run['mean_ms'] > 0
     assert r['mean_ms'] == pf['mean_ms']
-    assert kf['mean_ms'] > kf['latency_ms']['p50']      # the key frames are in the mean only
     assert kf['time_vs_per_frame'] == pytest.approx(kf['mean_ms'] / pf['mean_ms'])
     c = r['cost']
     assert c['time_ratio'] == pytest.approx(c['nonkey_ms_mean'] / c['key_ms_mean'])
