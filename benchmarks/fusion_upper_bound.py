@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     model, seg, clip = open_clip(args, ap)
     trained = None
     if args.temporal_weights:
-        trained = load_temporal_modules(args.model, args.temporal_weights).fusion
+        # only the given file's block (not the one shipped for the model)
+        trained = load_temporal_modules('', args.temporal_weights).fusion
         if trained is None:
             ap.error(f'{args.temporal_weights} has no trained fusion block')
         trained = trained.eval()
