@@ -252,7 +252,8 @@ def test_frames_too_large_for_the_transport_are_reported_not_silent(front):
         client.spin_until(warned, 1.0)
     client.node.destroy_publisher(pub)
     assert warned(), [st.message for a in client.diagnostics[diag_start:] for st in a.status]
-    assert 'no frame arrived' in node.text() or 'frame too large: 7680x4320' in node.text()
+    assert node.proc.poll() is None  # (the log line may be throttled: the WARN diagnostic is
+    # the check)
 
 
 @pytest.mark.parametrize('args, reason', [
