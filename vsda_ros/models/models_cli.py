@@ -11,6 +11,7 @@ from pathlib import Path
 def zoo_rows() -> list[dict]:
     """One row per model :func:`vsda_ros.models.zoo.load_model` knows by name."""
     from vsda_ros.models.shipped import SHIPPED_MODELS, SHIPPED_TEMPORAL, file_status
+    from vsda_ros.fetch import file_sha256
     from vsda_ros.models.zoo import ZOO, find_weights
     from vsda_ros.temporal.modules import TemporalModules
 
@@ -23,7 +24,6 @@ def zoo_rows() -> list[dict]:
     for name, entry in ZOO.items():
         try:
             path = find_weights(entry, download=False)
-            from vsda_ros.fetch import file_sha256
             status = 'ok' if file_sha256(path) == entry.sha256 else 'BAD sha256'
         except FileNotFoundError:
             path, status = None, 'missing (vsda fetch ' + name + ')'
@@ -110,7 +110,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     installed = {}
     if args.install:
         for f, path in packed.items():
-            installed[f] = zb.install(path, f)
+            installed[f] = zb.install(path)
     total = time.monotonic() - t0
     if rows:
         print('\nCamVid val (61 frames, 15 Hz) at 480x360: new vs shipped')

@@ -13,7 +13,6 @@ Needs a source checkout (the recipes live in ``config/experiments/``) and ``VSDA
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -73,14 +72,6 @@ PACKS: dict[str, tuple[str, ...]] = {
     # of the network it was adapted from (docs/models.md: measured against plain warping)
     'espnetv2-camvid-tsl.pt': ('espnetv2-camvid-tsl', 'espnetv2-cityscapes.davss'),
 }
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run_steps(keys: list[str], work: Path, data: Path, threads: int, force: bool) -> dict:
@@ -173,10 +164,11 @@ def evaluate(model: str, temporal_weights: str, out: Path, data: Path,
     return {run['strategy']: run for run in report['runs'] if run.get('weather') is None}
 
 
-def install(path: Path, entry_name: str) -> str:
+def install(path: Path) -> str:
     """Copy a packed file into ``vsda_ros/zoo/`` and write its sha256 into ``shipped.py``."""
     from vsda_ros.zoo import ZOO_DIR
-    digest = sha256_file(path)
+    from vsda_ros.fetch import sha256_of
+    digest = sha256_of(path)
     shutil.copyfile(path, ZOO_DIR / path.name)
     src = REPO / 'vsda_ros' / 'models' / 'shipped.py'
     text = src.read_text()
