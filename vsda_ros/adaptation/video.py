@@ -16,11 +16,6 @@ from vsda_ros.data.bags import is_bag
 from vsda_ros.data.sources import FrameSource
 
 
-def _frame_number(name: str) -> int:
-    digits = ''.join(ch if ch.isdigit() else ' ' for ch in Path(name).stem).split()
-    return int(digits[-1]) if digits else 0
-
-
 def _video_fps(path: Path) -> float:
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
@@ -28,9 +23,23 @@ def _video_fps(path: Path) -> float:
     return float(fps)
 
 
-def _sequence_key(name: str) -> str:
+def sequence_and_number(name: str) -> tuple[str, int]:
+    """(sequence key, frame number) of a frame file name in a folder of several clips.
+
+    The frame number is the last ``_``-separated part of the stem made only of digits, and the
+    key is everything before it: ``0001TP_006690`` → (``0001TP``, 6690) (CamVid),
+    ``aachen_000000_000017_leftImg8bit`` → (``aachen_000000``, 17) (Cityscapes sequences: the
+    suffix after the number is not part of it), ``000123`` → (``''``, 123). A stem without such
+    a part (``Seq05VD_f00030``) falls back to: key = the stem up to its last ``_``, number = its
+    last run of digits (30); no digits at all gives 0.
+    """
+    parts = Path(name).stem.split('_')
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i].isdigit():
+            return '_'.join(parts[:i]), int(parts[i])
     stem = Path(name).stem
-    return stem.rsplit('_', 1)[0] if '_' in stem else ''
+    digits = ''.join(ch if ch.isdigit() else ' ' for ch in stem).split()
+    return (stem.rsplit('_', 1)[0] if '_' in stem else ''), (int(digits[-1]) if digits else 0)
 
 
 @dataclass
@@ -66,12 +75,12 @@ class TargetVideo:
             for i, frame in enumerate(src):
                 if src.is_video and i % stride:
                     continue
-                key = f'{Path(path).name}:' + (_sequence_key(frame.name) if not src.is_video
-                                               else '')
+                seq, number = sequence_and_number(frame.name)
+                key = f'{Path(path).name}:' + ('' if src.is_video else seq)
                 if src.is_video:
                     dt[key] = stride / _video_fps(src.path)
                 else:
-                    numbers.setdefault(key, []).append(_frame_number(frame.name))
+                    numbers.setdefault(key, []).append(number)
                 seqs.setdefault(key, []).append(_fit_height(frame.image, height))
                 if max_frames and sum(len(v) for v in seqs.values()) >= max_frames:
                     break
