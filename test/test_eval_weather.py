@@ -100,6 +100,60 @@ def test_live_per_frame_masks_identical_to_offline(real_data):
                                                     offline['predictions']))
     assert live['miou'] == offline['miou'] and live['tc'] == offline['tc']
     assert live['latency_ms']['p50'] > 0
+    assert (live['backend'], live['precision']) == ('torch', 'fp32')  # as the node reports
+
+
+def test_live_node_gets_the_backend_and_precision(monkeypatch):
+    """--live --backend/--precision reach the node: the parameters the runner starts
+    segmentation_node with carry them (the node is not started here)."""
+    from contextlib import contextmanager
+
+    from vsda_ros.evaluation.report import EvalConfig
+    from vsda_ros.ros import live_eval
+
+    given: list[dict] = []
+
+    @contextmanager
+    def fake_node_process(params, stdout=None):  # noqa: ARG001
+        given.append(params)
+        raise RuntimeError('not started')
+        yield
+
+    monkeypatch.setattr(live_eval, 'node_process', fake_node_process)
+    cfg = EvalConfig(model='espnet-camvid', source='', out=None, rate=3.0, backend='openvino',
+                     precision='bf16')
+    with pytest.raises(RuntimeError, match='not started'):
+        live_eval.LiveRunner(cfg, 5).run('keyframe', clip=None, progress=False)
+    assert len(given) == 1
+    assert given[0]['backend'] == 'openvino' and given[0]['precision'] == 'bf16'
+    assert given[0]['strategy'] == 'keyframe' and given[0]['model'] == 'espnet-camvid'
+
+
+def test_live_node_runs_on_openvino(real_data, tmp_path, monkeypatch):
+    """Over real DDS, 4 frames: a node started for --backend openvino reports openvino and its
+    fp32 masks agree with the torch strategy's offline."""
+    from vsda_ros.evaluation.report import EvalConfig
+    from vsda_ros.evaluation.temporal import evaluate_strategy, load_clip
+    from vsda_ros.inference import Segmenter, SegmenterConfig
+    from vsda_ros.inference.backends import installed
+    from vsda_ros.models.zoo import load_model
+    from vsda_ros.ros.live_eval import LiveRunner
+    from vsda_ros.temporal.strategy import build_strategy
+
+    if not installed('openvino'):
+        pytest.skip('openvino not installed')
+    monkeypatch.setenv('VSDA_CACHE_DIR', str(tmp_path))  # the node exports its graph here
+    model = load_model('espnet-camvid')
+    clip = load_clip(str(real_data / 'camvid' / 'val'), None, model.meta, max_frames=4)
+    seg = Segmenter(model, SegmenterConfig(input_size=(240, 180)))
+    offline = evaluate_strategy(build_strategy('per_frame', seg), clip, False)
+    cfg = EvalConfig(model='espnet-camvid', source='', out=None, rate=3.0, size='240x180',
+                     backend='openvino', precision='fp32')
+    live = LiveRunner(cfg, 5).run('per_frame', clip, progress=False)
+    assert (live['backend'], live['precision']) == ('openvino', 'fp32')
+    assert live['dropped'] == 0 and len(live['predictions']) == 4
+    agree = [(a == b).mean() for a, b in zip(live['predictions'], offline['predictions'])]
+    assert min(agree) >= 0.999, agree
 
 
 def test_live_attach_to_a_running_node(real_data, tmp_path):
@@ -116,3 +170,4 @@ def test_live_attach_to_a_running_node(real_data, tmp_path):
     r = json.loads((tmp_path / 'report.json').read_text())
     assert r['mode'] == 'live' and [run['frames'] for run in r['runs']] == [4, 4]
     assert r['runs'][0]['dropped'] == 0 and r['runs'][0]['miou'] > 40
+    assert (r['backend'], r['precision']) == ('torch', 'fp32')  # what the node reports

@@ -5,7 +5,10 @@ Report keys (stable, documented in README):
     ``frames_expected`` (what a video or bag announces; ``null`` when it does not say),
     ``frames_read``, ``input_complete``, ``input_problems`` (damage found; see
     ``--allow-truncated``), ``labelled_frames``, ``label_map``, ``temporal_modules``,
-    ``keyframe_interval`` (with ``--interval A..B``: B), ``weather_temporal``, ``seed``;
+    ``keyframe_interval`` (with ``--interval A..B``: B), ``weather_temporal``, ``seed``,
+    ``backend`` and ``precision`` (the inference backend and precision actually used, ``auto``
+    resolved: offline this process's; live the node's, as it reports them on ``/diagnostics``,
+    also in each live run, ``null`` if it reported none);
     ``runs``: one object per (weather, strategy) with ``strategy``, ``weather`` (``null`` =
     clean, else ``'fog:0.6'``), ``weather_kind``, ``intensity`` (0 = clean), ``miou``,
     ``per_class_iou``, ``pixel_accuracy`` (with labels), ``agreement`` and ``agreement_miou``
@@ -269,7 +272,8 @@ def run_eval(cfg: EvalConfig, runner: ClipRunner | None = None) -> dict:
     compare_cost(runs)
     report = {'model': model.meta.name, 'source': str(cfg.source), 'topic': cfg.topic,
               'mode': 'live' if runner is not None else 'offline', 'frames': n,
-              'backend': seg.backend, 'precision': seg.precision,
+              **({k: runs[0].get(k) for k in ('backend', 'precision')} if runner is not None
+                 else {'backend': seg.backend, 'precision': seg.precision}),
               'frames_expected': _frames_expected(read_stats, n), 'frames_read': n,
               'input_complete': read_stats.complete if read_stats else True,
               'input_problems': list(read_stats.problems) if read_stats else [],

@@ -19,6 +19,11 @@ builds a :class:`LiveRunner` and injects it into
 A frame the node dropped (it was still busy when a newer frame arrived) counts in ``dropped``
 and is scored with the last mask received before it, which is what a consumer of the topic
 would have had; frames before the first mask are left out of the scores.
+
+The node is started with the evaluation's ``backend`` and ``precision`` (``vsda eval --live
+--backend openvino`` runs the node on OpenVINO). Each run also returns the ``backend`` and
+``precision`` the node reports it actually runs (its ``/diagnostics``; ``None`` if it reported
+none), which with ``--attach`` may differ from the options given.
 """
 from __future__ import annotations
 
@@ -31,6 +36,23 @@ from tqdm import tqdm
 from vsda_ros.evaluation.metrics import ConfusionMatrix, percentiles_ms
 from vsda_ros.evaluation.temporal import Clip, _score, temporal_consistency
 from vsda_ros.ros.launcher import client_node, confine_to_loopback, node_process
+
+
+#: seconds a run waits after its frames for the node's /diagnostics (published at 1 Hz) when
+#: none has arrived yet, for the backend and precision it reports.
+DIAGNOSTICS_WAIT_S = 2.5
+
+
+def node_reported(msg, ns: str) -> dict[str, str]:
+    """``backend`` and ``precision`` from a segmentation_node's ``/diagnostics`` message
+    (a ``diagnostic_msgs/DiagnosticArray``), for the camera whose input is ``{ns}/image`` (or
+    ``{ns}/image/compressed``); ``{}`` when the message has no such camera."""
+    topics = {f'{ns}/image', f'{ns}/image/compressed'}
+    for status in msg.status:
+        values = {kv.key: kv.value for kv in status.values}
+        if values.get('topic') in topics and 'backend' in values:
+            return {k: values[k] for k in ('backend', 'precision') if k in values}
+    return {}
 
 
 class LiveRunner:
@@ -51,8 +73,12 @@ class LiveRunner:
         self.attach_gap_s = attach_gap_s
         self._runs = 0
 
-    def _params(self, strategy: str) -> dict:
+    def node_params(self, strategy: str) -> dict:
+        """The ``ros__parameters`` a started node gets for a run of ``strategy``: the
+        evaluation's model, device, size, temporal weights, backend and precision, only the
+        outputs the runner records."""
         return {'model': self.cfg.model, 'strategy': strategy, 'device': self.cfg.device,
+                'backend': self.cfg.backend, 'precision': self.cfg.precision,
                 'input_size': self.cfg.size or '', 'temporal_weights': self.cfg.temporal_weights,
                 'keyframe_interval': int(self.interval), 'publish_color_mask': False,
                 'publish_overlay': False, 'publish_confidence': False, 'publish_timing': True}
@@ -60,7 +86,7 @@ class LiveRunner:
     def run(self, strategy: str, clip: Clip, clean_images: list[np.ndarray] | None = None,
             progress: bool = True, desc: str = '') -> dict:
         """Publish ``clip`` to a node running ``strategy``; same keys as ``evaluate_strategy``
-        plus ``dropped``.
+        plus ``dropped``, ``backend`` and ``precision`` (what the node reports it runs).
 
         Raises ``RuntimeError`` when the node does not come up within 60 s or exits.
         """
@@ -74,12 +100,13 @@ class LiveRunner:
         rate = float(self.cfg.rate or clip.fps)
         masks: dict[tuple, tuple[np.ndarray, float]] = {}
         stages: dict[tuple, dict] = {}
+        reported: dict[str, str] = {}  # the node's backend / precision, from /diagnostics
         if self.attach is not None and self._runs:
             time.sleep(self.attach_gap_s)  # a stamp gap: the node's stream guard resets
         self._runs += 1
         ns = self.attach or ''
         with (contextlib.nullcontext() if self.attach is not None
-              else node_process(self._params(strategy))) as proc, \
+              else node_process(self.node_params(strategy))) as proc, \
                 client_node('vsda_eval_live') as (node, executor):
             now_s = lambda: node.get_clock().now().nanoseconds * 1e-9  # noqa: E731
 
@@ -92,10 +119,15 @@ class LiveRunner:
                     key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
                     stages[key] = {kv.key: float(kv.value) for kv in msg.status[0].values}
 
+            def on_diagnostics(msg: DiagnosticArray) -> None:
+                reported.update(node_reported(msg, ns))
+
             pub = node.create_publisher(Image, f'{ns}/image', QoSProfile(depth=10))
             subs = [node.create_subscription(Image, f'{ns}/mask', on_mask, QoSProfile(depth=50)),
                     node.create_subscription(DiagnosticArray, f'{ns}/timing', on_timing,
-                                             QoSProfile(depth=50))]
+                                             QoSProfile(depth=50)),
+                    node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics,
+                                             QoSProfile(depth=10))]
             deadline = time.monotonic() + (30 if self.attach is not None else 60)
             while pub.get_subscription_count() == 0 or subs[0].get_publisher_count() == 0:
                 if (proc is not None and proc.poll() is not None) \
@@ -128,10 +160,15 @@ class LiveRunner:
                     self.attach is None and sent[-1][0] not in stages)):
                 executor.spin_once(timeout_sec=0.02)
             wall = time.monotonic() - t0
+            end = time.monotonic() + DIAGNOSTICS_WAIT_S  # the node reports once a second
+            while time.monotonic() < end and 'backend' not in reported:
+                executor.spin_once(timeout_sec=0.05)
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f'segmentation_node ({strategy}) exited with code '
                                    f'{proc.returncode}')
-        return self._score(strategy, clip, sent, masks, stages, wall, clean_images)
+        out = self._score(strategy, clip, sent, masks, stages, wall, clean_images)
+        out.update(backend=reported.get('backend'), precision=reported.get('precision'))
+        return out
 
     @staticmethod
     def _score(strategy: str, clip: Clip, sent, masks, stages, wall: float,
