@@ -10,6 +10,11 @@ H×W×3 uint8 frame and never modifies its inputs. Effects work in linear light
 
 Use :func:`render` (or :func:`vsda_ros.weather.apply_weather`) rather than the functions
 directly: it validates the frame and returns an exact copy at intensity 0.
+
+The transient-only effects at the end (:data:`TRANSIENT_EFFECTS`: ``wiper``, ``exposure``,
+``jpeg``) hit single frames rather than lasting; they take the intensity itself,
+``effect(image, intensity, rng)``, and are used through
+:func:`vsda_ros.weather.transient.apply_transient`.
 """
 from __future__ import annotations
 
@@ -237,3 +242,141 @@ def render(image: np.ndarray, params: Params, rng: np.random.Generator,
     if params['intensity'] <= 0.0:
         return image.copy()
     return EFFECTS[kind](image, params, rng, depth)
+
+
+# ----------------------------------------------------------------------------------------------
+# transient-only effects: ``effect(image, intensity, rng)``
+#
+# Events that hit single frames (see :mod:`vsda_ros.weather.transient`), not weather that
+# lasts: they take the intensity x in [0, 1] directly and draw their few parameters from
+# ``rng``. x = 0 leaves the frame as it is (an exact copy); x = 1 is the strongest version.
+
+TransientEffect = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
+
+
+def _lerp(a: float, b: float, x: float) -> float:
+    return a + (b - a) * x
+
+
+WIPER_STEPS = 12
+"""Blade positions averaged over the exposure: the motion blur of the sweep."""
+
+
+def wiper(image: np.ndarray, x: float, rng: np.random.Generator) -> np.ndarray:
+    """A wiper blade caught mid-sweep: a dark, motion-blurred, out-of-focus band with a smeared
+    water film around it.
+
+    The blade pivots just below the frame (x position drawn), points up at a drawn angle
+    (±46° from vertical) and moves during the exposure, so the band is averaged over
+    :data:`WIPER_STEPS` positions spanning the sweep angle. Intensity x sets the blade's width
+    (4 % → 16 % of H), the sweep during the exposure (0.03 → 0.25 rad: a wider smear), its
+    opacity (0.6 → 0.97) and the blur of the water film beside it. x = 0: an exact copy;
+    x = 1: a wide, nearly black band in a blurred streak. Returns a new H×W×3 uint8 frame.
+    """
+    if x <= 0.0:
+        return image.copy()
+    h, w = image.shape[:2]
+    pivot = np.array([rng.uniform(0.2, 0.8) * w, rng.uniform(1.0, 1.15) * h])
+    angle = rng.uniform(-0.8, 0.8)                       # radians from vertical
+    sweep = _lerp(0.03, 0.25, x) * (1 if rng.random() < 0.5 else -1)
+    thickness = max(1, int(round(_lerp(0.04, 0.16, x) * h)))
+    reach = 2.5 * max(h, w)                              # long enough to leave the frame
+    cover = np.zeros((h, w), np.float32)
+    step = np.zeros((h, w), np.uint8)
+    for a in angle + sweep * np.linspace(-0.5, 0.5, WIPER_STEPS):
+        tip = pivot + reach * np.array([np.sin(a), -np.cos(a)])
+        step[:] = 0
+        cv2.line(step, (int(pivot[0]), int(pivot[1])), (int(tip[0]), int(tip[1])), 255,
+                 thickness, cv2.LINE_AA)
+        cover += step
+    cover *= np.float32(1.0 / (255.0 * WIPER_STEPS))
+    cover = cv2.GaussianBlur(cover, (0, 0), 0.01 * h + 0.5)   # the blade is out of focus
+    film = cv2.GaussianBlur(cover, (0, 0), 0.05 * h)          # water the blade pushes along
+    film *= np.float32(x / max(float(film.max()), 1e-6))
+    lin = fields.to_linear(image)
+    lin += film[..., None] * (cv2.GaussianBlur(lin, (0, 0), 0.015 * h) - lin)
+    cover *= np.float32(_lerp(0.6, 0.97, x))
+    lin += cover[..., None] * (np.float32(0.004) - lin)       # towards near-black rubber
+    return fields.to_srgb8(lin)
+
+
+def exposure(image: np.ndarray, x: float, rng: np.random.Generator) -> np.ndarray:
+    """An auto-exposure jump: a global gain (and gamma) change with clipping, up or down.
+
+    Brighter or darker is drawn (even odds). The gain in linear light is 2^(±3·x·u), u ~
+    U(0.8, 1) (up to ±3 stops: highlights clip to white or shadows crush to black), the display
+    gamma moves with it (brighter: ×(1 − 0.3·x), washed out; darker: ×(1 + 0.4·x), crushed), and
+    the white balance jumps by a few percent per channel (σ = 0.05·x). One lookup table per
+    channel, so it costs well under a millisecond. x = 0: an exact copy.
+    Returns a new H×W×3 uint8 frame.
+    """
+    if x <= 0.0:
+        return image.copy()
+    brighter = rng.random() < 0.5
+    stops = 3.0 * x * rng.uniform(0.8, 1.0) * (1.0 if brighter else -1.0)
+    gamma = 1.0 - 0.3 * x if brighter else 1.0 + 0.4 * x
+    balance = np.clip(1.0 + rng.normal(0.0, 0.05 * x, 3), 0.8, 1.2)
+    v = np.arange(256, dtype=np.float64) / 255.0
+    lin = (v[:, None] ** fields.GAMMA) * (2.0 ** stops) * balance[None, :]
+    disp = np.clip(lin, 0.0, 1.0) ** (gamma / fields.GAMMA)
+    lut = np.round(disp * 255.0).astype(np.uint8).reshape(256, 1, 3)
+    return cv2.LUT(np.ascontiguousarray(image), lut)
+
+
+def jpeg_quality(x: float) -> int:
+    """JPEG quality of :func:`jpeg` at intensity x: 95 near 0, 48 at 0.3, 17 at 0.6, 2 at 1."""
+    return int(round(2 + 93 * (1.0 - x) ** 2))
+
+
+MACROBLOCK = 16
+"""Height and width of a JPEG/MPEG macroblock (px): the unit that gets damaged."""
+
+
+def _damage_rows(out: np.ndarray, x: float, rng: np.random.Generator) -> None:
+    """Damage 1 … round(1 + 6·(x − 0.5)) macroblock rows of ``out`` in place (x ≥ 0.5 only).
+
+    From a drawn macroblock to the end of its row, either the line above is smeared down (a
+    decoder's copy-from-above concealment) or each block keeps only its mean with a wrong
+    colour offset (lost AC coefficients, a bad DC prediction).
+    """
+    h, w = out.shape[:2]
+    rows, cols = -(-h // MACROBLOCK), -(-w // MACROBLOCK)
+    n = min(rows, int(rng.integers(1, int(round(1 + 6 * (x - 0.5))) + 1)))
+    for r in rng.choice(rows, n, replace=False):
+        y0, y1 = r * MACROBLOCK, min(h, (r + 1) * MACROBLOCK)
+        x0 = int(rng.integers(0, cols)) * MACROBLOCK
+        if rng.random() < 0.5:
+            out[y0:y1, x0:] = out[max(0, y0 - 1), x0:][None]
+            continue
+        for c in range(x0, w, MACROBLOCK):
+            block = out[y0:y1, c:c + MACROBLOCK]
+            shift = rng.normal(0.0, 40.0 * x, 3)
+            block[:] = np.clip(block.reshape(-1, 3).mean(0) + shift, 0, 255).astype(np.uint8)
+
+
+def jpeg(image: np.ndarray, x: float, rng: np.random.Generator) -> np.ndarray:
+    """A compression-damaged frame: re-encoded at JPEG quality :func:`jpeg_quality` (x) with
+    OpenCV (blocking, ringing, chroma bleeding), and from x = 0.5 on, a few macroblock rows
+    corrupted (:func:`_damage_rows`: smeared or reduced to wrongly coloured block means).
+    x = 0: an exact copy; x = 1: quality 2 and up to four damaged rows.
+    Returns a new H×W×3 uint8 frame.
+
+    Raises:
+        RuntimeError: OpenCV cannot encode or decode JPEG (a broken OpenCV build).
+    """
+    if x <= 0.0:
+        return image.copy()
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality(x)])
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:
+        raise RuntimeError('OpenCV could not re-encode the frame as JPEG')
+    out = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    if x >= 0.5:
+        _damage_rows(out, x, rng)
+    return out
+
+
+TRANSIENT_EFFECTS: dict[str, TransientEffect] = {'wiper': wiper, 'exposure': exposure,
+                                                 'jpeg': jpeg}
+"""Transient-only kind → effect function."""

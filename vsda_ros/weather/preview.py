@@ -9,6 +9,7 @@ Command line (wired into ``vsda`` by :func:`add_parser`; also ``python -m
 vsda_ros.weather.preview``)::
 
     vsda weather preview --image FRAME.png [--out docs/weather/weather_grid.png] [--seed 0]
+    vsda weather preview --image FRAME.png --kinds wiper,exposure,jpeg --out transient_grid.png
     vsda weather preview --sequence DIR --spec fog:0.6 [--out docs/weather/temporal_fog.png]
 """
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from vsda_ros.weather.apply import apply_weather
 from vsda_ros.weather.effects import check_image
 from vsda_ros.weather.sequence import WeatherSequence
 from vsda_ros.weather.spec import WEATHER_KINDS, WeatherSpec, parse_weather
+from vsda_ros.weather.transient import TRANSIENT_ONLY_KINDS, TransientSpec, apply_transient
 
 DEFAULT_GRID = Path('docs/weather/weather_grid.png')
 
@@ -78,21 +79,24 @@ def render_grid(image: np.ndarray, out_path: str | Path,
                 cell_width: int = 240) -> Path:
     """Write a PNG grid: one row per kind, columns clean + each intensity; returns the path.
 
-    ``image`` is H×W×3 uint8 RGB, degraded at its own resolution with :func:`apply_weather`
-    (``seed``), then each cell is resized to ``cell_width`` pixels wide.
+    ``kinds`` are any of :data:`~vsda_ros.weather.transient.TRANSIENT_KINDS` (the weather kinds
+    and the transient-only ``wiper``, ``exposure``, ``jpeg``). ``image`` is H×W×3 uint8 RGB,
+    degraded at its own resolution with :func:`~vsda_ros.weather.transient.apply_transient`
+    (``seed``; for a weather kind the same as :func:`~vsda_ros.weather.apply.apply_weather`),
+    then each cell is resized to ``cell_width`` pixels wide.
 
     Raises:
         ValueError: a bad image, kind or intensity.
     """
     check_image(image)
-    specs = [[WeatherSpec(k, float(x)) for x in intensities] for k in kinds]
+    specs = [[TransientSpec(k, float(x), 1.0) for x in intensities] for k in kinds]
     if not specs or not specs[0]:
         raise ValueError('render_grid needs at least one kind and one intensity')
     clean = _cell(image, cell_width)
     cells, titles = [], []
     for row in specs:
-        cells.append([clean] + [_cell(apply_weather(image, s, seed=seed), cell_width)
-                                for s in row])
+        cells.append([clean] + [_cell(apply_transient(image, s.kind, s.intensity, seed),
+                                      cell_width) for s in row])
         titles.append(['clean'] + [f'intensity {s.intensity:g}' for s in row])
     return _save_grid(cells, titles, list(kinds), out_path, None)
 
@@ -175,6 +179,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     'above the same frames with independent per-frame parameters.',
         epilog='examples:\n'
                '  vsda weather preview --image frame.png --out docs/weather/weather_grid.png\n'
+               '  vsda weather preview --image frame.png --kinds wiper,exposure,jpeg '
+               '--out docs/weather/transient_grid.png\n'
                '  vsda weather preview --sequence camvid/val --spec fog:0.6 --frames 6',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     src = q.add_mutually_exclusive_group(required=True)
@@ -194,7 +200,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     q.add_argument('--intensities', default='0.3,0.6,0.9',
                    help='grid columns (default: %(default)s)')
     q.add_argument('--kinds', default=','.join(WEATHER_KINDS),
-                   help='grid rows (default: all)')
+                   help='grid rows: weather kinds, or the transient-only '
+                        f'{", ".join(TRANSIENT_ONLY_KINDS)} of "vsda eval --transient" '
+                        '(default: the six weather kinds)')
     q.add_argument('--frames', type=int, default=6,
                    help='strip length in frames (default: %(default)s)')
     q.add_argument('--start', type=int, default=0, help='first frame of the strip (default: 0)')
@@ -227,7 +235,7 @@ def main_cli(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f'--image {path} does not exist')
         kinds = [k.strip() for k in args.kinds.split(',') if k.strip()]
         for k in kinds:
-            WeatherSpec(k, 0.0)                                     # validates the kind
+            TransientSpec(k, 0.0, 1.0)                              # validates the kind
         out = render_grid(_resize(read_rgb(path), size), args.out or DEFAULT_GRID,
                           _floats(args.intensities, '--intensities'), kinds, args.seed,
                           args.cell_width)
