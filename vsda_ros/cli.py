@@ -166,7 +166,7 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from vsda_ros.evaluation.report import EvalConfig, run_eval
+    from vsda_ros.evaluation.report import EvalConfig, run_eval, run_label
 
     cfg = EvalConfig(model=args.model, source=args.source, labels=args.labels,
                      label_map=args.map, strategies=args.strategy.split(','),
@@ -175,7 +175,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      max_frames=args.max_frames, out=Path(args.out),
                      pda=args.pda, flow_preset=args.flow_preset,
                      distortion_threshold=args.distortion_threshold, progress=not args.quiet,
-                     topic=args.topic, weathers=args.weather, weather_sweep=args.weather_sweep,
+                     topic=args.topic, weathers=args.weather, transients=args.transient,
+                     weather_sweep=args.weather_sweep,
                      weather_temporal=not args.iid_weather, seed=args.seed,
                      live=args.live or bool(args.attach), rate=args.rate, attach=args.attach,
                      allow_truncated=args.allow_truncated, backend=args.backend,
@@ -191,10 +192,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         ratio = (f" ({run['time_vs_per_frame']:.2f}× per_frame)"
                  if 'time_vs_per_frame' in run and run['strategy'] != 'per_frame' else '')
         dropped = f"  dropped {run['dropped']}" if run['dropped'] else ''
-        print(f"{run['weather'] or 'clean':>10s} {run['strategy']:>10s}: {miou}agreement "
+        print(f"{run_label(run):>10s} {run['strategy']:>10s}: {miou}agreement "
               f"{run['agreement']:6.2f}  TC {run['tc']:6.2f}  mean {run['mean_ms']:6.1f} ms/frame"
               f"{ratio}  latency p50 {lat['p50']:6.1f} p95 {lat['p95']:6.1f} ms  keyframes "
-              f"{run['keyframe_ratio']:.2f}{dropped}")
+              f"{run['keyframe_ratio']:.2f}{dropped}{_hit_summary(run)}")
     if 'pda' in report:
         print('PDA mIoU by distance: ' + '  '.join(
             f"{name} " + ' '.join(f'{v:.1f}' for v in curve.values())
@@ -205,6 +206,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
               f"(time ratio {c['time_ratio']:.3f})")
     print(f'report: {cfg.out / "report.json"}, {cfg.out / "report.md"}; plots in {cfg.out}')
     return 0
+
+
+def _hit_summary(run: dict) -> str:
+    """For a transient run: '  hit 9/30 (mIoU hit 41.20, not hit 55.03)'; else ''."""
+    if run.get('weather_mode') != 'transient':
+        return ''
+    scores = ''
+    if 'miou_hit' in run:
+        def f(v):
+            return 'n/a' if v is None else f'{v:.2f}'
+        scores = f" (mIoU hit {f(run['miou_hit'])}, not hit {f(run['miou_unhit'])})"
+    return f"  hit {run['hit_frames']}/{run['frames']}{scores}"
 
 
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -434,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
         'eval', help='evaluate models and strategies on a clip or bag, clean and in weather',
         description='Run each --strategy over a frame source in time order (an image folder, '
                     'a video, or a rosbag2 in mcap or sqlite3), on the clean frames and under '
-                    'each --weather, and report mIoU and per-class IoU (with labels), agreement '
+                    'each --weather and --transient, and report mIoU and per-class IoU (with '
+                    'labels; transient runs also on the hit and not-hit frames), agreement '
                     'with the same model on the clean frames (always), temporal consistency, '
                     'latency p50/p95/p99, throughput, keyframe ratio and frame accounting; with '
                     'keyframe and --pda (or --interval A..B) also the propagation-distance curve '
@@ -446,7 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
                '  vsda eval --source drive.mcap --topic /cam/image_raw --weather fog:0.6 '
                '--weather night:0.9\n'
                '  vsda eval --source frames/ --labels labels/ --weather-sweep '
-               '--strategy per_frame,keyframe\n\n' + EPILOG,
+               '--strategy per_frame,keyframe\n'
+               '  vsda eval --source frames/ --labels labels/ --transient all:0.6:0.3 '
+               '--transient wiper:0.8:0.2\n\n' + EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', default='espnet-camvid', help='(default: %(default)s)')
     p.add_argument('--source', required=True,
@@ -463,6 +479,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--weather', action='append', default=[], metavar='KIND:INTENSITY',
                    help='also evaluate under this synthetic weather (fog, rain, snow, night, '
                         'glare, noise; intensity 0..1, e.g. fog:0.6); repeatable')
+    p.add_argument('--transient', action='append', default=[], metavar='KIND:INTENSITY:PROB',
+                   help='also evaluate with transient degradations: each frame is hit with '
+                        'probability PROB (seeded by --seed), its neighbours stay clean; KIND '
+                        'is a weather kind or wiper, exposure, jpeg; all:INTENSITY:PROB = the '
+                        'six weather kinds (e.g. rain:0.6:0.3); repeatable. Rows report the '
+                        'frames hit and the mIoU on hit / not-hit frames')
     p.add_argument('--weather-sweep', action='store_true',
                    help='every weather kind at intensities 0.3, 0.6 and 0.9')
     p.add_argument('--iid-weather', action='store_true',

@@ -10,13 +10,19 @@ Report keys (stable, documented in README):
     resolved: offline this process's; live the node's, as it reports them on ``/diagnostics``,
     also in each live run, ``null`` if it reported none);
     ``runs``: one object per (weather, strategy) with ``strategy``, ``weather`` (``null`` =
-    clean, else ``'fog:0.6'``), ``weather_kind``, ``intensity`` (0 = clean), ``miou``,
+    clean, else ``'fog:0.6'``, or ``'transient:rain:0.6:0.3'`` for ``--transient``),
+    ``weather_kind``, ``intensity`` (0 = clean), ``weather_mode`` (``'clean'``, ``'temporal'``,
+    ``'iid'`` or ``'transient'``), ``miou``,
     ``per_class_iou``, ``pixel_accuracy`` (with labels), ``agreement`` and ``agreement_miou``
     (against ``per_frame`` on the clean frames; always present), ``tc``, ``mean_ms`` (mean
     time per frame: what a frame costs on average, key frames included), ``time_vs_per_frame``
     (``mean_ms`` / the same weather's ``per_frame`` ``mean_ms``; only when ``per_frame`` is
     run), ``latency_ms`` {``p50``, ``p95``, ``p99``}, ``fps``, ``frames``, ``dropped`` (frames
-    without an output; 0 offline), ``keyframe_ratio``, ``stage_ms``;
+    without an output; 0 offline), ``keyframe_ratio``, ``stage_ms``; transient rows also
+    have ``transient_prob`` (the probability that a frame is hit), ``hit_frames`` (how many of
+    the ``frames`` were hit) and ``hit_labelled_frames``, and with labels ``miou_hit`` /
+    ``miou_unhit`` (mIoU over the labelled frames that were / were not hit; ``null`` when there
+    are none), from the same predictions as ``miou``;
     the first run's ``miou``, ``per_class_iou``, ``tc``, ``agreement``, ``mean_ms``,
     ``latency_ms``, ``fps``, ``dropped`` repeated at the top level;
     with keyframe PDA: ``pda_range`` [A, B], ``pda`` {``keyframe``|``warp``|``per_frame``:
@@ -83,6 +89,7 @@ class EvalConfig:
     progress: bool = True
     topic: str | None = None
     weathers: list[str] = field(default_factory=list)
+    transients: list[str] = field(default_factory=list)
     weather_sweep: bool = False
     weather_temporal: bool = True
     seed: int = 0
@@ -116,8 +123,11 @@ class EvalConfig:
         return n, (DEFAULT_PDA_RANGE if self.pda else None)
 
     def weather_specs(self) -> list:
-        """``[None (clean), WeatherSpec, …]`` in run order; raises ``ValueError`` on bad text."""
-        from vsda_ros.weather import WEATHER_KINDS, WeatherSpec, parse_weather
+        """``[None (clean), WeatherSpec, …, TransientSpec, …]`` in run order (clean, the
+        ``--weather`` ones, the sweep, then the ``--transient`` ones, duplicates dropped);
+        raises ``ValueError`` on bad text."""
+        from vsda_ros.weather import (WEATHER_KINDS, WeatherSpec, parse_transient_list,
+                                      parse_weather)
         specs: list = [None]
         for text in self.weathers:
             spec = parse_weather(text)
@@ -129,6 +139,10 @@ class EvalConfig:
                     spec = WeatherSpec(kind, x)
                     if spec not in specs:
                         specs.append(spec)
+        for text in self.transients:
+            for spec in parse_transient_list(text):
+                if spec not in specs:
+                    specs.append(spec)
         return specs
 
 
@@ -146,15 +160,69 @@ def _gflops(fn) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def degrade(images: list[np.ndarray], spec, seed: int, temporal: bool) -> list[np.ndarray]:
-    """The clip's frames under ``spec`` (a :class:`~vsda_ros.weather.WeatherSpec`), in order.
+def degrade_clip(images: list[np.ndarray], spec, seed: int, temporal: bool
+                 ) -> tuple[list[np.ndarray], list[bool]]:
+    """The clip's frames under ``spec``, in order, and which of them were degraded ("hit").
 
-    With ``temporal`` the weather's parameters evolve smoothly from frame to frame (one
-    :class:`~vsda_ros.weather.WeatherSequence`); otherwise every frame is drawn independently.
+    ``spec`` is a :class:`~vsda_ros.weather.WeatherSpec`: with ``temporal`` its parameters
+    evolve smoothly from frame to frame (one :class:`~vsda_ros.weather.WeatherSequence`),
+    otherwise every frame is drawn independently; every frame is hit. Or a
+    :class:`~vsda_ros.weather.TransientSpec`: a seeded random subset of the frames is hit
+    (:class:`~vsda_ros.weather.TransientSequence`; ``temporal`` does not apply), the others
+    stay bit-identical.
     """
-    from vsda_ros.weather import WeatherSequence
-    seq = WeatherSequence(spec, seed=seed, temporal=temporal)
-    return [seq(img) for img in images]
+    from vsda_ros.weather import TransientSequence, TransientSpec, WeatherSequence
+    if isinstance(spec, TransientSpec):
+        seq = TransientSequence(spec, seed=seed)
+        out = [seq(img) for img in images]
+        return out, list(seq.hits)
+    wseq = WeatherSequence(spec, seed=seed, temporal=temporal)
+    return [wseq(img) for img in images], [True] * len(images)
+
+
+def degrade(images: list[np.ndarray], spec, seed: int, temporal: bool) -> list[np.ndarray]:
+    """The clip's frames under ``spec`` (see :func:`degrade_clip`), in order."""
+    return degrade_clip(images, spec, seed, temporal)[0]
+
+
+def weather_mode(spec, temporal: bool = True) -> str:
+    """``'clean'`` (``spec`` None), ``'transient'`` (a TransientSpec), else ``'temporal'`` or
+    ``'iid'`` by ``temporal``: the ``weather_mode`` of a report row."""
+    from vsda_ros.weather import TransientSpec
+    if spec is None:
+        return 'clean'
+    if isinstance(spec, TransientSpec):
+        return 'transient'
+    return 'temporal' if temporal else 'iid'
+
+
+def hit_split(preds: list[np.ndarray], clip: Clip, hits: list[bool]) -> dict:
+    """The transient keys of a row: ``hit_frames``, ``hit_labelled_frames`` and, when the clip
+    has labels, ``miou_hit`` / ``miou_unhit`` in percent (``None`` without labelled frames in
+    that group), scored on ``preds`` (label-space masks, one per frame, as the runners return
+    them) exactly like ``miou``. No predictions at all (a live run that got no mask) scores
+    ``None``.
+
+    Raises:
+        ValueError: ``hits``, or non-empty ``preds``, do not have one entry per frame.
+    """
+    n = len(clip.images)
+    if len(hits) != n or len(preds) not in (0, n):
+        raise ValueError(f'{len(preds)} predictions and {len(hits)} hits for {n} frames')
+    labelled = [i for i in range(n) if clip.labels[i] is not None and preds]
+    out = {'hit_frames': int(sum(hits)),
+           'hit_labelled_frames': sum(1 for i in range(n)
+                                      if clip.labels[i] is not None and hits[i])}
+    if all(label is None for label in clip.labels):
+        return out
+    for key, want in (('miou_hit', True), ('miou_unhit', False)):
+        cm = ConfusionMatrix(clip.num_classes, clip.ignore_index)
+        frames = [i for i in labelled if hits[i] == want]
+        for i in frames:
+            cm.update(preds[i], clip.labels[i])
+        score = cm.miou() * 100 if frames and cm.matrix.sum() else None
+        out[key] = None if score is None or np.isnan(score) else score
+    return out
 
 
 def agreement(preds: list[np.ndarray], reference: list[np.ndarray], num_classes: int) -> dict:
@@ -174,14 +242,31 @@ def mean_ms(samples: list[float]) -> float:
     return float(np.mean(samples)) if len(samples) else float('nan')
 
 
-def run_row(res: dict, spec, latency_samples: list[float]) -> dict:
+def run_row(res: dict, spec, latency_samples: list[float], temporal: bool = True,
+            transient: dict | None = None) -> dict:
     """One entry of the report's ``runs`` from a runner's result (``predictions`` and
-    ``latency_samples`` already taken out of it): the weather keys first, ``dropped``, and
-    ``mean_ms``, the mean of the per-frame total times ``latency_samples``."""
-    return {'weather': None if spec is None else str(spec),
-            'weather_kind': None if spec is None else spec.kind,
-            'intensity': 0.0 if spec is None else spec.intensity,
-            'dropped': res.pop('dropped', 0), 'mean_ms': mean_ms(latency_samples), **res}
+    ``latency_samples`` already taken out of it): the weather keys first (``weather_mode`` by
+    ``spec`` and ``temporal``; a transient spec adds ``transient_prob`` and the ``transient``
+    keys of :func:`hit_split`), ``dropped``, and ``mean_ms``, the mean of the per-frame total
+    times ``latency_samples``."""
+    row = {'weather': None if spec is None else str(spec),
+           'weather_kind': None if spec is None else spec.kind,
+           'intensity': 0.0 if spec is None else spec.intensity,
+           'weather_mode': weather_mode(spec, temporal)}
+    if row['weather_mode'] == 'transient':
+        row['transient_prob'] = spec.prob
+        row.update(transient or {})
+    return {**row, 'dropped': res.pop('dropped', 0), 'mean_ms': mean_ms(latency_samples),
+            **res}
+
+
+def run_label(run: dict) -> str:
+    """How tables and plots name a run's weather: ``'clean'``, ``'fog:0.6'``, or for a
+    transient run ``'rain:0.6 transient p0.3'``."""
+    if run.get('weather_mode') == 'transient':
+        return f"{run['weather_kind']}:{run['intensity']:g} transient p{run['transient_prob']:g}"
+    return run['weather'] or 'clean'
+
 
 
 def compare_cost(runs: list[dict]) -> None:
@@ -254,8 +339,12 @@ def run_eval(cfg: EvalConfig, runner: ClipRunner | None = None) -> dict:
                                       'per_frame reference')['predictions']
     runs, clean_predictions, latencies = [], {}, {}
     for spec in specs:
-        wclip = clip if spec is None else replace(
-            clip, images=degrade(clip.images, spec, cfg.seed, cfg.weather_temporal))
+        hits = [False] * n
+        wclip = clip
+        if spec is not None:
+            images, hits = degrade_clip(clip.images, spec, cfg.seed, cfg.weather_temporal)
+            wclip = replace(clip, images=images)
+        transient = weather_mode(spec) == 'transient'
         for k, name in enumerate(cfg.strategies):
             res = run(name, wclip, f"{name} {spec or 'clean'}")
             preds = res.pop('predictions')
@@ -265,10 +354,11 @@ def run_eval(cfg: EvalConfig, runner: ClipRunner | None = None) -> dict:
                 if name == 'per_frame':
                     reference = preds
             res.update(agreement(preds, reference, clip.num_classes))
-            runs.append(run_row(res, spec, samples_ms))
+            runs.append(run_row(res, spec, samples_ms, cfg.weather_temporal,
+                                hit_split(preds, clip, hits) if transient else None))
             if k == 0:
-                samples['rows'].append({'weather': str(spec or 'clean'), 'strategy': name,
-                                        'image': wclip.images[mid], 'prediction': preds[mid]})
+                samples['rows'].append(_sample_row(runs[-1], name, wclip, clip, preds, hits,
+                                                   mid, transient))
     compare_cost(runs)
     report = {'model': model.meta.name, 'source': str(cfg.source), 'topic': cfg.topic,
               'mode': 'live' if runner is not None else 'offline', 'frames': n,
@@ -298,6 +388,21 @@ def run_eval(cfg: EvalConfig, runner: ClipRunner | None = None) -> dict:
     plot_latency(latencies, cfg.out / 'latency_hist.png')
     plot_samples(samples, clip.palette, cfg.out / 'samples.png')
     return report
+
+
+def _sample_row(run: dict, strategy: str, wclip: Clip, clip: Clip, preds: list[np.ndarray],
+                hits: list[bool], mid: int, transient: bool) -> dict:
+    """A row of ``samples.png``: the middle frame, or for a transient run the hit frame
+    nearest to it (with its own clean input and label, and the frame index in the title)."""
+    row = {'weather': run_label(run), 'strategy': strategy}
+    i = mid
+    if transient and any(hits):
+        i = min((j for j, h in enumerate(hits) if h), key=lambda j: abs(j - mid))
+    if i != mid:
+        row.update(clean=clip.images[i], label=clip.labels[i])
+    if transient:
+        row['weather'] += f" (frame {i}, {'hit' if hits[i] else 'not hit'})"
+    return {**row, 'image': wclip.images[i], 'prediction': preds[i]}
 
 
 def _adaptive(strategy, clip, cfg: EvalConfig, runs: list[dict]) -> dict:
@@ -391,7 +496,7 @@ def markdown(r: dict) -> str:
              '|---|---|---|---|---|---|---|---|---|---|---|']
     for run in r['runs']:
         lat = run['latency_ms']
-        lines.append(f"| {run['weather'] or 'clean'} | {run['strategy']} | "
+        lines.append(f"| {run_label(run)} | {run['strategy']} | "
                      f"{_f(run.get('miou'))} | {_f(run.get('agreement'))} | {_f(run['tc'])} | "
                      f"{_f(run.get('mean_ms'), 1)} | {_f(run.get('time_vs_per_frame'))} | "
                      f"{_f(lat['p50'], 1)} / {_f(lat['p95'], 1)} / {_f(lat['p99'], 1)} | "
@@ -402,6 +507,9 @@ def markdown(r: dict) -> str:
     if table:
         lines += ['', '## Robustness (mIoU, or agreement with clean per-frame without labels)',
                   ''] + table
+    table = transient_table(r)
+    if table:
+        lines += ['', '## Transient degradations (a random subset of frames hit)', ''] + table
     if 'adaptive' in r:
         a = r['adaptive']
         lines += ['', f"## Adaptive keyframes (distortion threshold {a['threshold']})", '',
@@ -445,15 +553,42 @@ def _incomplete_note(r: dict) -> list[str]:
 
 
 def robustness_table(r: dict) -> list[str]:
-    """Rows 'kind intensity' × columns strategy (Markdown lines); [] with no weather runs."""
+    """Rows weather (:func:`run_label`: 'fog:0.6', 'rain:0.6 transient p0.3') × columns
+    strategy (Markdown lines); [] with no weather runs."""
     if all(run['weather'] is None for run in r['runs']):
         return []
     key = 'miou' if r['runs'][0].get('miou') is not None else 'agreement'
     strategies = list(dict.fromkeys(run['strategy'] for run in r['runs']))
-    cell = {(run['weather'] or 'clean', run['strategy']): run.get(key) for run in r['runs']}
-    weathers = list(dict.fromkeys(run['weather'] or 'clean' for run in r['runs']))
+    cell = {(run_label(run), run['strategy']): run.get(key) for run in r['runs']}
+    weathers = list(dict.fromkeys(run_label(run) for run in r['runs']))
     lines = ['| weather | ' + ' | '.join(strategies) + ' |',
              '|---|' + '---|' * len(strategies)]
     for w in weathers:
         lines.append(f'| {w} | ' + ' | '.join(_f(cell.get((w, s))) for s in strategies) + ' |')
+    return lines
+
+
+def transient_table(r: dict) -> list[str]:
+    """The transient runs (Markdown lines; [] without any): per run the frames hit and the
+    metric over all frames, over the hit and over the un-hit labelled frames, next to the
+    same strategy's clean run."""
+    rows = [run for run in r['runs'] if run.get('weather_mode') == 'transient']
+    if not rows:
+        return []
+    clean = {run['strategy']: run for run in r['runs'] if run['weather'] is None}
+    if rows[0].get('miou') is None:
+        lines = ['| weather | strategy | frames hit | agreement | clean agreement |',
+                 '|---|---|---|---|---|']
+        for run in rows:
+            lines.append(f"| {run_label(run)} | {run['strategy']} | "
+                         f"{run['hit_frames']}/{run['frames']} | {_f(run.get('agreement'))} | "
+                         f"{_f(clean.get(run['strategy'], {}).get('agreement'))} |")
+        return lines
+    lines = ['| weather | strategy | frames hit (labelled) | mIoU | mIoU hit | mIoU not hit | '
+             'clean mIoU |', '|---|---|---|---|---|---|---|']
+    for run in rows:
+        lines.append(f"| {run_label(run)} | {run['strategy']} | {run['hit_frames']}/"
+                     f"{run['frames']} ({run['hit_labelled_frames']}) | {_f(run.get('miou'))} | "
+                     f"{_f(run.get('miou_hit'))} | {_f(run.get('miou_unhit'))} | "
+                     f"{_f(clean.get(run['strategy'], {}).get('miou'))} |")
     return lines
