@@ -150,7 +150,8 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
                  'out': args.out, 'iterations': args.iterations, 'batch': args.batch,
                  'lr': args.lr, 'seed': args.seed, 'threads': args.threads,
                  'device': args.device, 'val': args.val, 'val_labels': args.val_labels,
-                 'label_map': args.map, 'eval_every': args.eval_every}
+                 'label_map': args.map, 'eval_every': args.eval_every,
+                 'fusion_init': args.fusion_init, 'fusion_num_deform': args.fusion_num_deform}
     if args.config:
         cfg = AdaptConfig.from_yaml(args.config, **overrides)
     else:
@@ -440,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--val-labels', default=None, help='its label folder')
     p.add_argument('--map', default=None, help='label map for --val (e.g. cityscapes-camvid)')
     p.add_argument('--eval-every', type=int, default=None, help='evaluate every N iterations')
+    p.add_argument('--fusion-init', default=None, metavar='CKPT',
+                   help='fusion, guided: start from the matching weights of this checkpoint\'s '
+                        'fusion block (a second training stage)')
+    p.add_argument('--fusion-num-deform', type=int, default=None, metavar='N',
+                   help='fusion, guided: deformable steps (0 = warp by the learned motion)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_cmd_adapt)
 

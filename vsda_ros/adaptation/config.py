@@ -56,6 +56,17 @@ class AdaptConfig:
         fusion_offset_hidden: fusion: 0 = each deformable step's offsets from one 3×3 conv
             (the block as specified); > 0 = from two 3×3 convs with this many channels and a
             ReLU (see :class:`~vsda_ros.temporal.fusion_block.FusionBlock`).
+        fusion_variant: fusion: ``scores`` (offsets from class scores, the reference block) or
+            ``guided`` (offsets from image features of both frames, DIS flow distilled into
+            them in training; :class:`~vsda_ros.temporal.guided_fusion.GuidedFusionBlock`).
+        fusion_blend: fusion, guided: the gate's initial weight on the aligned previous scores.
+        fusion_recurrent: fusion, guided: the strategy feeds the fused scores to the next frame.
+        fusion_num_deform: fusion, guided: deformable steps (0 = warp by the motion field).
+        fusion_init: fusion, guided: start from the matching weights of this checkpoint's
+            fusion block (e.g. an earlier guided block's encoder and motion head).
+        flow_weight: fusion, guided: weight of the flow-distillation term.
+        transient_prob: fusion, guided: probability that a training pair has only its current
+            frame degraded (a transient hit; half as often only its previous frame).
         dmnet_width, cfnet_width: davss: widths of the two small networks.
         cfnet_stride: davss: output stride of CFNet on its input (2, 4 or 8); 4 skips the last
             decoder stage, which was half of CFNet's cost.
@@ -153,6 +164,13 @@ class AdaptConfig:
     steps: int = 2
     fusion_scale: float = 0.125
     fusion_offset_hidden: int = 0
+    fusion_variant: str = 'scores'
+    fusion_blend: float = 0.4
+    fusion_recurrent: bool = True
+    fusion_num_deform: int = 1
+    fusion_init: str | None = None
+    flow_weight: float = 1.0
+    transient_prob: float = 0.0
     dmnet_width: int = 16
     cfnet_width: int = 24
     cfnet_stride: int = 4
@@ -256,6 +274,19 @@ class AdaptConfig:
                              f'{self.correction_downscale}')
         if self.align_to not in ('target', 'flow'):
             raise ValueError(f"align_to must be 'target' or 'flow', got {self.align_to!r}")
+        if self.fusion_variant not in ('scores', 'guided'):
+            raise ValueError(f"fusion_variant must be 'scores' or 'guided', got "
+                             f'{self.fusion_variant!r}')
+        if self.fusion_num_deform < 0:
+            raise ValueError(f'fusion_num_deform must be ≥ 0, got {self.fusion_num_deform}')
+        if self.fusion_init and not Path(self.fusion_init).is_file():
+            raise ValueError(f'fusion_init: {self.fusion_init} does not exist')
+        if not 0 < self.fusion_blend < 1:
+            raise ValueError(f'fusion_blend must be in (0, 1), got {self.fusion_blend}')
+        if not 0 <= self.transient_prob <= 0.6:
+            raise ValueError(f'transient_prob must be in [0, 0.6], got {self.transient_prob}')
+        if self.flow_weight < 0:
+            raise ValueError(f'flow_weight must be ≥ 0, got {self.flow_weight}')
         if self.fusion_offset_hidden < 0:
             raise ValueError(f'fusion_offset_hidden must be >= 0, got {self.fusion_offset_hidden}')
         if not 0 < self.fusion_scale <= 1:

@@ -149,9 +149,18 @@ class FusionRecipe:
 
         self.model, self.cfg = model, cfg
         self.rng = np.random.default_rng(cfg.seed + 1)
-        self.student = make_module('fusion', num_classes=model.num_classes,
-                                   scale=cfg.fusion_scale,
-                                   offset_hidden=cfg.fusion_offset_hidden).to(_dev(model))
+        self.guided = cfg.fusion_variant == 'guided'
+        if self.guided:
+            self.student = make_module('fusion', variant='guided', num_classes=model.num_classes,
+                                       scale=cfg.fusion_scale, blend=cfg.fusion_blend,
+                                       recurrent=cfg.fusion_recurrent,
+                                       num_deform=cfg.fusion_num_deform).to(_dev(model))
+            if cfg.fusion_init:
+                _warm_start(self.student, cfg.fusion_init)
+        else:
+            self.student = make_module('fusion', num_classes=model.num_classes,
+                                       scale=cfg.fusion_scale,
+                                       offset_hidden=cfg.fusion_offset_hidden).to(_dev(model))
         self.teacher = copy.deepcopy(self.student).eval()
         self.teacher.vsda_args = dict(self.student.vsda_args)
         for p in self.teacher.parameters():
@@ -172,6 +181,8 @@ class FusionRecipe:
         return self.cfg.max_pair_dt
 
     def loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
+        if self.guided:
+            return self._guided_loss(clips)
         model, dev, cfg = self.model, _dev(self.model), self.cfg
         prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
         degraded = [self.degrade(c, self.rng) for c in clips]
@@ -211,6 +222,83 @@ class FusionRecipe:
                  + cfg.anchor_weight * loss_anchor)
         return total, logs
 
+    def _degrade_pairs(self, clips: list[list[np.ndarray]]) -> tuple[list, list[str]]:
+        """Each (previous, current) pair under one temporal weather, or — with probability
+        ``transient_prob`` — only its current frame degraded (a transient hit), or with half
+        that probability only its previous frame."""
+        out, modes = [], []
+        p = float(self.cfg.transient_prob)
+        for c in clips:
+            d = self.degrade(c, self.rng)
+            u = self.rng.random()
+            if u < p:
+                d, mode = [c[0], d[1]], 'cur'
+            elif u < 1.5 * p:
+                d, mode = [d[0], c[1]], 'prev'
+            else:
+                mode = 'both'
+            out.append(d)
+            modes.append(mode)
+        return out, modes
+
+    def _guided_loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
+        """The image-guided block (``fusion_variant: guided``): no EMA target.
+
+        - target ``T = (1 − λ)·softmax(s_cur) + λ·warp(softmax(s_prev))`` on the *clean* pair
+          (DIS medium flow), λ = ``temporal_target``; the fused output on the degraded pair
+          (and, with ``clean_weight``, on the clean pair) learns it (soft cross-entropy): the
+          gate learns how much of the aligned previous scores to take, more where the current
+          frame was hit;
+        - ``flow_weight``: the block's motion field, on the clean and on the degraded pair,
+          must equal the clean pair's DIS flow at the block size (end-point error, block px):
+          flow is distilled, not computed at run time, and it is taught to hold under weather;
+        - ``align_weight``: the aligned previous scores must predict the flow-warped previous
+          scores (soft cross-entropy at the block size);
+        - ``anchor_weight``: the deformable convs stay near their identity initialisation
+          (squared distance), so the aligned scores keep the scale of the scores they align
+          (a recurrent block feeds them back).
+        """
+        model, dev, cfg = self.model, _dev(self.model), self.cfg
+        block = self.student
+        prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
+        degraded, modes = self._degrade_pairs(clips)
+        dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
+        with torch.no_grad():
+            s_prev, s_cur = model(prev), model(cur)
+            d_prev, d_cur = model(dprev), model(dcur)
+            flow = batch_flow(self.flow, cur, prev)                    # B×2×H×W into prev
+            warped = warp(torch.softmax(s_prev, 1), flow)
+            lam = float(cfg.temporal_target)
+            target = (1 - lam) * torch.softmax(s_cur, 1) + lam * warped
+        small = block.block_size(*cur.shape[-2:])
+        flow_s = resize_flow(flow, small)
+        aux_d: dict = {}
+        aux_c: dict = {}
+        out_deg = block(d_cur, d_prev, block.guide(dcur), block.guide(dprev), aux=aux_d)
+        out_clean = block(s_cur, s_prev, block.guide(cur), block.guide(prev), aux=aux_c)
+        loss_deg = _soft_ce(out_deg, target)
+        loss_clean = _soft_ce(out_clean, target)
+        loss_flow = ((aux_c['motion'] - flow_s).norm(dim=1).mean()
+                     + (aux_d['motion'] - flow_s).norm(dim=1).mean())
+        loss_align = _soft_ce(aux_c['aligned'], F.adaptive_avg_pool2d(warped, small))
+        loss_anchor = sum((((p - self.anchors[n]) ** 2).sum()
+                           for n, p in block.named_parameters() if n in self.anchors),
+                          torch.zeros((), device=dev))
+        with torch.no_grad():
+            epe = (aux_c['motion'] - flow_s).norm(dim=1).mean()
+            epe0 = flow_s.norm(dim=1).mean()
+            hit = torch.tensor([m == 'cur' for m in modes], device=dev)
+            gate = aux_d['gate'].mean((1, 2, 3))
+        logs = {'deg': float(loss_deg.detach()), 'clean': float(loss_clean.detach()),
+                'flow': float(loss_flow.detach()), 'align': float(loss_align.detach()),
+                'anchor': float(loss_anchor.detach()),
+                'epe': float(epe), 'epe_zero': float(epe0),
+                'gate_clean': float(aux_c['gate'].detach().mean()),
+                'gate_hit': float(gate[hit].mean()) if bool(hit.any()) else float('nan')}
+        total = (loss_deg + cfg.clean_weight * loss_clean + cfg.flow_weight * loss_flow
+                 + cfg.align_weight * loss_align + cfg.anchor_weight * loss_anchor)
+        return total, logs
+
     @torch.no_grad()
     def after_step(self) -> None:
         for t, s in zip(self.teacher.parameters(), self.student.parameters()):
@@ -218,6 +306,21 @@ class FusionRecipe:
 
     def export(self) -> TemporalModules:
         return TemporalModules(fusion=self.teacher.eval())
+
+
+def _warm_start(block: nn.Module, path: str) -> None:
+    """Copy into ``block`` every weight of the fusion block in checkpoint ``path`` whose name
+    and shape match (e.g. the encoder and motion head of an earlier guided block, whatever its
+    ``num_deform``); prints what was taken. Raises ``ValueError`` when nothing matches."""
+    from vsda_ros.temporal.modules import TemporalModules
+    src = TemporalModules.from_checkpoint(path).fusion
+    own = block.state_dict()
+    taken = {k: v for k, v in (src.state_dict() if src is not None else {}).items()
+             if k in own and own[k].shape == v.shape}
+    if not taken:
+        raise ValueError(f'fusion_init {path}: no fusion-block weight fits this block')
+    block.load_state_dict(taken, strict=False)
+    print(f'fusion_init: {len(taken)} of {len(own)} tensors from {path}')
 
 
 def class_prior_penalty(block: nn.Module, anchors: dict[str, torch.Tensor]) -> torch.Tensor:

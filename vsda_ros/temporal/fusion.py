@@ -4,8 +4,12 @@ Each frame runs the full network once (B×C×h×w logits at the network input si
 previous frame's *unfused* logits are cached (already shrunk to the block's working size), so
 the extra cost per frame is only the
 :class:`~vsda_ros.temporal.fusion_block.FusionBlock`. The first frame of a stream (and the one
-after a reset) is plain per-frame. An untrained block passes the current scores through, so the
-strategy then equals ``per_frame`` exactly.
+after a reset) is plain per-frame. An untrained score-only block passes the current scores
+through, so the strategy then equals ``per_frame`` exactly.
+
+An image-guided block (:class:`~vsda_ros.temporal.guided_fusion.GuidedFusionBlock`,
+``uses_images``) also gets the frames' guide features (computed once per frame from the network
+input, the previous frame's cached); a ``recurrent`` one is fed the previous *fused* scores.
 """
 from __future__ import annotations
 
@@ -30,9 +34,12 @@ class Fusion(Strategy):
         super().__init__(segmenter, config)
         self.block = block.to(segmenter.device).eval()
         self._prev: torch.Tensor | None = None  # previous frame's logits at the block size
+        self._prev_guide: torch.Tensor | None = None
+        self._guided = bool(getattr(self.block, 'uses_images', False))
+        self._recurrent = bool(getattr(self.block, 'recurrent', False))
 
     def _reset(self) -> None:
-        self._prev = None
+        self._prev = self._prev_guide = None
 
     @torch.inference_mode()
     def _step(self, image: np.ndarray) -> Segmentation:
@@ -43,9 +50,15 @@ class Fusion(Strategy):
         logits = seg.logits(x)
         t2 = time.perf_counter()
         small = self.block.shrink(logits)
-        fused = logits if self._prev is None else self.block(logits, self._prev,
-                                                              cur_small=small)
-        self._prev = small
+        if self._guided:
+            guide = self.block.guide(x)
+            fused = logits if self._prev is None else self.block(
+                logits, self._prev, guide, self._prev_guide, cur_small=small)
+            self._prev_guide = guide
+        else:
+            fused = logits if self._prev is None else self.block(logits, self._prev,
+                                                                  cur_small=small)
+        self._prev = self.block.shrink(fused) if self._recurrent else small
         if seg.device.type == 'cuda':
             torch.cuda.synchronize(seg.device)
         t3 = time.perf_counter()

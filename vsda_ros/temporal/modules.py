@@ -15,8 +15,24 @@ from torch import nn
 
 from vsda_ros.temporal.correction import CFNet, DMNet
 from vsda_ros.temporal.fusion_block import FusionBlock
+from vsda_ros.temporal.guided_fusion import GuidedFusionBlock
 
-KINDS = {'fusion': FusionBlock, 'dmnet': DMNet, 'cfnet': CFNet}
+
+def fusion_block(variant: str = 'scores', **args) -> nn.Module:
+    """The fusion block of a variant: ``'scores'`` (:class:`FusionBlock`, offsets from class
+    scores; checkpoints without a variant are this one) or ``'guided'``
+    (:class:`GuidedFusionBlock`, offsets from image features of both frames).
+
+    Raises ``ValueError`` for another variant.
+    """
+    if variant == 'scores':
+        return FusionBlock(**args)
+    if variant == 'guided':
+        return GuidedFusionBlock(**args)
+    raise ValueError(f"unknown fusion variant {variant!r}; known: 'scores', 'guided'")
+
+
+KINDS = {'fusion': fusion_block, 'dmnet': DMNet, 'cfnet': CFNet}
 
 
 def make_module(kind: str, **args) -> nn.Module:

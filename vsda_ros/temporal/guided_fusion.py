@@ -1,0 +1,247 @@
+"""Image-guided adjacent-frame fusion: class scores aligned with offsets predicted from images.
+
+The score-only :class:`~vsda_ros.temporal.fusion_block.FusionBlock` predicts its deformable
+offsets from class-score maps alone, and at its working size it never learned the motion (its
+offsets were further from optical flow than zero offsets). This block keeps the design — the
+previous frame's **class scores** are aligned by a modulated deformable convolution and merged
+with the current scores — but its offsets are predicted from **low-level image features of both
+frames**:
+
+1. ``guide(x)``: a two-conv encoder (stride 2) turns the network input (B×3×H×W in [0, 1])
+   into unit-length G-channel features at the block size h×w (plus the image itself at h×w).
+   It is computed once per frame; the strategy caches the previous frame's.
+2. ``motion``: a local correlation (cosine similarity, displacements up to ``radius`` block
+   pixels each way) between the two frames' features; a soft-argmax over it gives a first
+   motion estimate, and three 3×3 convs over [correlation, current features] refine it. The
+   result is a dense (Δx, Δy) field in block pixels, on the current frame's grid, pointing
+   into the previous frame (the :func:`~vsda_ros.temporal.flow.warp` convention). No optical
+   flow is computed at run time; in training, DIS flow on the clean pair is distilled into it
+   (``vsda adapt --recipe fusion`` with ``fusion_variant: guided``).
+3. ``align``: ``num_deform`` deformable steps (3×3, torchvision's ``deform_conv2d`` function,
+   on the CPU :func:`~vsda_ros.temporal.fusion_block.deform_conv_sampled`); the first step's
+   offsets are the motion field on every tap plus a learned per-tap residual predicted from
+   [current scores, motion-aligned previous scores]; later steps add only residuals. At
+   initialisation the steps are a pure bilinear warp of the previous scores by the motion.
+4. ``gate``: a per-pixel weight ``w`` in (0, 1) from cues of how much each frame can be trusted
+   (normalised entropy of both score maps, their disagreement, the photometric error of the
+   warped previous image, the correlation peak), starting at ``blend`` everywhere. The output is
+   ``cur + up(w · (aligned − cur_s))``.
+
+With ``recurrent`` the strategy feeds the *fused* scores (at the block size) to the next frame
+instead of the unfused ones, so one clean frame carries on through a damaged neighbour.
+
+Unlike the score-only block this one is never a pass-through: it is meant to be trained.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import DeformConv2d
+
+from vsda_ros.temporal.fusion_block import deform_conv_sampled
+from vsda_ros.temporal.flow import warp
+
+_K = 3
+_TAPS = _K * _K
+
+
+def correlation(a: Tensor, b: Tensor, radius: int) -> Tensor:
+    """Local correlation volume.
+
+    Args:
+        a, b: B×G×h×w features (same shape).
+        radius: r ≥ 0; displacements (dy, dx) in [−r, r]², row-major (dy outer).
+    Returns:
+        B×(2r+1)²×h×w; channel ``(dy + r)·(2r+1) + (dx + r)`` is ``Σ_g a(p)·b(p + (dy, dx))``
+        (zero where ``p + (dy, dx)`` is outside the image).
+    Raises ``ValueError`` for shapes that differ or a negative radius.
+    """
+    if a.shape != b.shape or a.dim() != 4 or radius < 0:
+        raise ValueError(f'correlation: expected two equal B×G×h×w tensors and radius ≥ 0, got '
+                         f'{tuple(a.shape)}, {tuple(b.shape)}, {radius}')
+    bsz, g, h, w = a.shape
+    k = 2 * radius + 1
+    cols = F.unfold(F.pad(b, [radius] * 4), k)                      # B×(G·k²)×(h·w)
+    cols = cols.view(bsz, g, k * k, h * w)
+    return (cols * a.reshape(bsz, g, 1, h * w)).sum(1).view(bsz, k * k, h, w)
+
+
+def normalised_entropy(logits: Tensor) -> Tensor:
+    """B×C×h×w logits → B×1×h×w entropy of their softmax over log C (0 = certain, 1 = flat)."""
+    logp = F.log_softmax(logits, 1)
+    return -(logp.exp() * logp).sum(1, keepdim=True) / math.log(logits.shape[1])
+
+
+class GuidedFusionBlock(nn.Module):
+    """Fuse the current logits with the previous frame's, aligned by image-guided offsets.
+
+    Args:
+        num_classes: C.
+        scale: working scale; the block works at ``round(H*scale)×round(W*scale)`` (≥ 2 px).
+        guide_ch: G, channels of the image features the motion is estimated from.
+        radius: correlation radius in block pixels.
+        motion_hidden: channels of the motion refinement convs.
+        num_deform: deformable steps; 0 = the previous scores are warped by the motion field
+            alone (what the steps compute at initialisation, without their learned weights).
+        blend: the gate's initial weight on the aligned previous scores, in (0, 1).
+        recurrent: the strategy passes the fused scores on to the next frame (stored with the
+            block; :class:`~vsda_ros.temporal.fusion.Fusion` reads it).
+        variant: always ``'guided'`` (how checkpoints tell the two blocks apart).
+
+    Raises ``ValueError`` for out-of-range arguments.
+    """
+
+    uses_images = True
+
+    def __init__(self, num_classes: int, scale: float = 1 / 6, guide_ch: int = 16,
+                 radius: int = 3, motion_hidden: int = 32, num_deform: int = 1,
+                 blend: float = 0.4, recurrent: bool = True, variant: str = 'guided') -> None:
+        super().__init__()
+        if variant != 'guided':
+            raise ValueError(f"variant must be 'guided', got {variant!r}")
+        if num_classes < 1 or guide_ch < 1 or motion_hidden < 1 or num_deform < 0 or radius < 0:
+            raise ValueError('num_classes, guide_ch, motion_hidden must be ≥ 1, num_deform and '
+                             f'radius ≥ 0, got {num_classes}, {guide_ch}, {motion_hidden}, '
+                             f'{num_deform}, {radius}')
+        if not 0 < scale <= 1 or not 0 < blend < 1:
+            raise ValueError(f'scale must be in (0, 1] and blend in (0, 1), got {scale}, {blend}')
+        c = num_classes
+        self.num_classes, self.scale, self.radius = c, scale, radius
+        self.num_deform, self.blend, self.recurrent = num_deform, blend, bool(recurrent)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, guide_ch, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(guide_ch, guide_ch, 3, padding=1))
+        taps = (2 * radius + 1) ** 2
+        self.temperature = nn.Parameter(torch.tensor(2.0))
+        self.motion = nn.Sequential(
+            nn.Conv2d(taps + guide_ch, motion_hidden, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(motion_hidden, motion_hidden, 3, padding=2, dilation=2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(motion_hidden, 2, 3, padding=1))
+        self.offsets = nn.ModuleList(nn.Conv2d(2 * c, 3 * _TAPS, _K, padding=1)
+                                     for _ in range(num_deform))
+        self.deforms = nn.ModuleList(DeformConv2d(c, c, _K, padding=1) for _ in range(num_deform))
+        self.gate = nn.Sequential(nn.Conv2d(5, 8, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(8, 1, 1))
+        r = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        self.register_buffer('_disp_y', r.repeat_interleave(2 * radius + 1).view(1, -1, 1, 1),
+                             persistent=False)
+        self.register_buffer('_disp_x', r.repeat(2 * radius + 1).view(1, -1, 1, 1),
+                             persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Motion refinement, offset residuals and the gate's last conv start at zero (motion =
+        the soft-argmax, the steps a pure warp, the gate ``blend`` everywhere); each deformable
+        conv starts as the identity on its centre tap (2·I, cancelling the 0.5 mask)."""
+        for conv in (self.motion[-1], *self.offsets, self.gate[-1]):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        self.gate[-1].bias.fill_(math.log(self.blend / (1 - self.blend)))
+        for conv in self.deforms:
+            nn.init.zeros_(conv.weight)
+            conv.weight[:, :, _K // 2, _K // 2] = 2.0 * torch.eye(self.num_classes)
+            nn.init.zeros_(conv.bias)
+
+    # -- sizes ------------------------------------------------------------------------------
+    def block_size(self, h: int, w: int) -> tuple[int, int]:
+        """``round(h*scale)×round(w*scale)``, at least 2 px a side."""
+        return max(2, round(h * self.scale)), max(2, round(w * self.scale))
+
+    def shrink(self, x: Tensor) -> Tensor:
+        """B×C×H×W → B×C×h×w at the block size (bilinear, align_corners=False)."""
+        small = self.block_size(*x.shape[-2:])
+        if x.shape[-2:] == small:
+            return x
+        return F.interpolate(x, size=small, mode='bilinear', align_corners=False)
+
+    # -- the pieces -------------------------------------------------------------------------
+    def guide(self, x: Tensor) -> Tensor:
+        """B×3×H×W image in [0, 1] (the network input) → B×(G+3)×h×w: unit-length features
+        (G) and the image (3) at the block size, for :meth:`forward` (cache the previous
+        frame's)."""
+        h, w = self.block_size(*x.shape[-2:])
+        img2 = F.interpolate(x, size=(2 * h, 2 * w), mode='bilinear', align_corners=False,
+                             antialias=True)
+        feat = F.normalize(self.encoder(img2 - 0.5), dim=1)
+        img = F.avg_pool2d(img2, 2)
+        return torch.cat([feat, img], 1)
+
+    def motion_field(self, cur_guide: Tensor, prev_guide: Tensor) -> Tensor:
+        """B×2×h×w (Δx, Δy) in block pixels: where each pixel of the current frame was in the
+        previous one (the :func:`~vsda_ros.temporal.flow.warp` convention)."""
+        fc, fp = cur_guide[:, :-3], prev_guide[:, :-3]
+        corr = correlation(fc, fp, self.radius)
+        # per pixel, over the displacements: zero mean, unit spread (the raw cosines are all
+        # near 1 where the frames are smooth, which hides the peak)
+        corr = (corr - corr.mean(1, keepdim=True)) / (corr.std(1, keepdim=True) + 1e-3)
+        p = torch.softmax(corr * self.temperature, 1)
+        coarse = torch.cat([(p * self._disp_x).sum(1, keepdim=True),
+                            (p * self._disp_y).sum(1, keepdim=True)], 1)
+        return coarse + self.motion(torch.cat([corr, fc], 1)), corr
+
+    def align(self, cur_s: Tensor, prev_s: Tensor, motion: Tensor) -> Tensor:
+        """B×C×h×w previous scores aligned to the current frame by the deformable steps
+        (``num_deform`` 0: warped by the motion field alone, bilinear)."""
+        if self.num_deform == 0:
+            return warp(prev_s, motion)
+        base = motion.flip(1).repeat(1, _TAPS, 1, 1)                    # (dy, dx) per tap
+        aligned = prev_s
+        for i, (offset_conv, deform) in enumerate(zip(self.offsets, self.deforms)):
+            guide = warp(aligned, motion) if i == 0 else aligned
+            om = offset_conv(torch.cat([cur_s, guide], 1))
+            offset = om[:, :2 * _TAPS] + (base if i == 0 else 0)
+            mask = om[:, 2 * _TAPS:].sigmoid()
+            if aligned.device.type == 'cpu':
+                aligned = deform_conv_sampled(aligned, offset, mask, deform.weight, deform.bias)
+            else:
+                aligned = deform(aligned, offset, mask)
+        return aligned
+
+    def forward(self, cur: Tensor, prev: Tensor, cur_guide: Tensor, prev_guide: Tensor,
+                cur_small: Tensor | None = None, aux: dict | None = None) -> Tensor:
+        """Fuse the current logits with the previous frame's.
+
+        Args:
+            cur: B×C×H×W logits of the current frame.
+            prev: B×C×h×w previous scores at the block size (or B×C×H×W, shrunk here).
+            cur_guide, prev_guide: :meth:`guide` of the two frames' network inputs.
+            cur_small: ``shrink(cur)`` if the caller has it.
+            aux: if a dict, receives ``motion`` (B×2×h×w), ``aligned`` (B×C×h×w) and ``gate``
+                (B×1×h×w) for training and diagnostics.
+        Returns:
+            B×C×H×W fused logits ``cur + up(w·(aligned − cur_s))``.
+        Raises ``ValueError`` for inputs of the wrong shape.
+        """
+        size = cur.shape[-2:]
+        if cur.dim() != 4 or cur.shape[1] != self.num_classes or prev.shape[:2] != cur.shape[:2]:
+            raise ValueError(f'expected cur and prev B×{self.num_classes}×H×W, got '
+                             f'{tuple(cur.shape)} and {tuple(prev.shape)}')
+        cur_s = self.shrink(cur) if cur_small is None else cur_small
+        prev_s = prev if prev.shape[-2:] == cur_s.shape[-2:] else self.shrink(prev)
+        if (prev_s.shape != cur_s.shape or cur_guide.shape[-2:] != cur_s.shape[-2:]
+                or prev_guide.shape != cur_guide.shape):
+            raise ValueError(f'block-size mismatch: scores {tuple(cur_s.shape)} / '
+                             f'{tuple(prev_s.shape)}, guides {tuple(cur_guide.shape)} / '
+                             f'{tuple(prev_guide.shape)}')
+        motion, corr = self.motion_field(cur_guide, prev_guide)
+        aligned = self.align(cur_s, prev_s, motion)
+        photo = (cur_guide[:, -3:] - warp(prev_guide[:, -3:], motion)).abs().mean(1, True)
+        cues = torch.cat([normalised_entropy(cur_s), normalised_entropy(aligned),
+                          (torch.softmax(cur_s, 1) - torch.softmax(aligned, 1)).abs().sum(1, True),
+                          photo * 4.0, corr.amax(1, keepdim=True)], 1)
+        w = torch.sigmoid(self.gate(cues))
+        delta = w * (aligned - cur_s)
+        if aux is not None:
+            aux.update(motion=motion, aligned=aligned, gate=w)
+        if delta.shape[-2:] != size:
+            delta = F.interpolate(delta, size=size, mode='bilinear', align_corners=False)
+        return cur + delta
+
+    def extra_repr(self) -> str:
+        return (f'num_classes={self.num_classes}, scale={self.scale:.4f}, radius={self.radius}, '
+                f'num_deform={self.num_deform}, blend={self.blend}, recurrent={self.recurrent}')
