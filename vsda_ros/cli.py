@@ -175,6 +175,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      size=args.size, device=args.device, fps=args.fps,
                      max_frames=args.max_frames, out=Path(args.out),
                      pda=args.pda, flow_preset=args.flow_preset,
+                     keyframe_correction=args.keyframe_correction,
                      distortion_threshold=args.distortion_threshold, progress=not args.quiet,
                      topic=args.topic, weathers=args.weather, transients=args.transient,
                      weather_sweep=args.weather_sweep,
@@ -510,6 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=['ultrafast', 'balanced', 'fast', 'medium'],
                    help='OpenCV DIS preset of the keyframe strategy (balanced = ultrafast down to '
                         'pyramid scale 1; default: %(default)s)')
+    p.add_argument('--keyframe-correction', action=argparse.BooleanOptionalAction,
+                   default=False,
+                   help='keyframe: correct warped features with DMNet/CFNet (default: plain flow '
+                        'warping, as the node; --pda always reports both curves)')
     p.add_argument('--distortion-threshold', type=float, default=0.0, metavar='T',
                    help='with keyframe: also run adaptive keyframes (a new keyframe when '
                         "DMNet's mean distortion exceeds T; needs trained DMNet) and compare "

@@ -85,6 +85,7 @@ class EvalConfig:
     max_frames: int | None = None
     pda: bool = False
     flow_preset: str = 'balanced'
+    keyframe_correction: bool = False
     distortion_threshold: float = 0.0
     progress: bool = True
     topic: str | None = None
@@ -320,7 +321,8 @@ def run_eval(cfg: EvalConfig, runner: ClipRunner | None = None) -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
 
     def strategy(name: str, **kw):
-        kw = {'keyframe_interval': interval, 'flow_preset': cfg.flow_preset, **kw}
+        kw = {'keyframe_interval': interval, 'flow_preset': cfg.flow_preset,
+              'correction': cfg.keyframe_correction, **kw}
         return build_strategy(name, seg, StrategyConfig(**kw), modules)
 
     def run(name: str, wclip, label: str) -> dict:
@@ -370,7 +372,8 @@ def run_eval(cfg: EvalConfig, runner: ClipRunner | None = None) -> dict:
               'label_map': cfg.label_map, 'labelled_frames': sum(x is not None
                                                                  for x in clip.labels),
               'temporal_modules': modules.loaded(), 'keyframe_interval': interval,
-              'flow_preset': cfg.flow_preset, 'weather_temporal': cfg.weather_temporal,
+              'flow_preset': cfg.flow_preset, 'keyframe_correction': cfg.keyframe_correction,
+              'weather_temporal': cfg.weather_temporal,
               'seed': cfg.seed, 'runs': runs}
     for key in ('miou', 'per_class_iou', 'tc', 'agreement', 'mean_ms', 'latency_ms', 'fps',
                 'dropped'):

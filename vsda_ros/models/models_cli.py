@@ -84,7 +84,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    keys = list(dict.fromkeys(k for f in files for k in zb.PACKS[f]))
+    keys = zb.with_dependencies([k for f in files for k in zb.PACKS[f]])
     times_file = work / 'times.json'
     times = json.loads(times_file.read_text()) if times_file.is_file() else {}
     times.update(zb.run_steps(keys, work, data, args.threads, args.force))

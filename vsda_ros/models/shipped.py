@@ -54,18 +54,18 @@ class ShippedFile:
 SHIPPED_FILES: tuple[ShippedFile, ...] = (
     ShippedFile(
         name='espnetv2-camvid-tsl', kind='model', filename='espnetv2-camvid-tsl.pt',
-        sha256='d410a167a360944db8b76436bb3839ff657da1d69a0883825ca477567b0f854a',
+        sha256='10148e3d886f144bec09a11d7727cd319ee8bad4cee2f86713508762a66a5e2a',
         base='espnetv2-cityscapes',
         summary='ESPNetv2 Cityscapes weights adapted to CamVid video with tsl (unlabelled '
                 'CamVid train + dashcam), with its fusion block and DMNet/CFNet'),
     ShippedFile(
         name='espnet-camvid', kind='temporal', filename='espnet-camvid.temporal.pt',
-        sha256='ec9f4572a908f085900f37e988089794abcefa4fc04888a07491614814e56f01',
+        sha256='e24f70af4ff1c3b04b1ac63b07ba79d79f47201d22d4421ead4736fb5a0b5a46',
         base='espnet-camvid',
         summary='fusion block + DMNet/CFNet for espnet-camvid (CamVid train + dashcam)'),
     ShippedFile(
         name='espnetv2-cityscapes', kind='temporal', filename='espnetv2-cityscapes.temporal.pt',
-        sha256='a980293cef50552e3b793c9c35a13fc7dcc31af8fefb16a22878b1ac95f9d555',
+        sha256='fa8a557e1d835ecf8cf458cd47fdd40ccf317d3129cef1f52db3f954634f8188',
         base='espnetv2-cityscapes',
         summary='fusion block + DMNet/CFNet for espnetv2-cityscapes (17 Hz Cityscapes '
                 'sequences + dashcam)'),

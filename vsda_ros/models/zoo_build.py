@@ -34,12 +34,20 @@ DASHCAM = 'video/solidWhiteRight.mp4'
 
 @dataclass(frozen=True)
 class Step:
-    """One ``vsda adapt`` run: its recipe file, extra flags and targets (under the data dir)."""
+    """One ``vsda adapt`` run: its recipe file, extra flags and targets (under the data dir).
+
+    With ``transfer`` (a step key) nothing is trained: the fusion block of that step's
+    checkpoint is rebuilt for this step's model (``flags`` = ``('--model', NAME)``) by
+    :func:`transfer_fusion` — the image-guided block without deformable steps has no
+    class-dependent weights. ``needs``: steps whose checkpoints this one reads (run first).
+    """
 
     key: str
     config: str
     targets: tuple[str, ...]
     flags: tuple[str, ...] = ()
+    transfer: str | None = None
+    needs: tuple[str, ...] = ()
 
     def command(self, data: Path, out: Path, threads: int) -> list[str]:
         cmd = [sys.executable, '-m', 'vsda_ros', 'adapt', '--config', str(REPO / self.config),
@@ -53,6 +61,18 @@ class Step:
 STEPS: dict[str, Step] = {s.key: s for s in [
     Step('espnet-camvid.davss', 'config/experiments/davss.yaml', ('camvid/train', DASHCAM)),
     Step('espnet-camvid.fusion', 'config/experiments/fusion.yaml', ('camvid/train', DASHCAM)),
+    # the image-guided block in two stages (config/experiments/fusion_guided.yaml)
+    Step('espnet-camvid.fusion_guided1', 'config/experiments/fusion_guided.yaml',
+         (*CITYSCAPES_SEQ, DASHCAM)),
+    Step('espnet-camvid.fusion_guided', 'config/experiments/fusion_guided.yaml',
+         (*CITYSCAPES_SEQ, DASHCAM),
+         ('--fusion-init', '{work}/espnet-camvid.fusion_guided1.pt', '--fusion-num-deform', '0'),
+         needs=('espnet-camvid.fusion_guided1',)),
+    # the same block for the ESPNetv2 models (not retrained: ESPNetv2 costs 4x per iteration)
+    Step('espnetv2-cityscapes.fusion_guided', '', (), ('--model', 'espnetv2-cityscapes'),
+         transfer='espnet-camvid.fusion_guided', needs=('espnet-camvid.fusion_guided',)),
+    Step('espnetv2-camvid-tsl.fusion_guided', '', (), ('--model', 'espnetv2-camvid-tsl'),
+         transfer='espnet-camvid.fusion_guided', needs=('espnet-camvid.fusion_guided',)),
     Step('espnetv2-cityscapes.davss', 'config/experiments/davss.yaml',
          (*CITYSCAPES_SEQ, DASHCAM), ('--model', 'espnetv2-cityscapes')),
     # ESPNetv2 costs ~2.4 s an iteration here (4× ESPNet): the fusion block gets 300
@@ -63,15 +83,54 @@ STEPS: dict[str, Step] = {s.key: s for s in [
          ('--eval-every', '0')),
 ]}
 
-#: shipped file name → the steps it is packed from (a whole model comes from the first).
+#: shipped file name → the steps it is packed from (a whole model comes from the first; where
+#: two steps have the same module, the later step's wins).
 PACKS: dict[str, tuple[str, ...]] = {
-    'espnet-camvid.temporal.pt': ('espnet-camvid.davss', 'espnet-camvid.fusion'),
+    'espnet-camvid.temporal.pt': ('espnet-camvid.davss', 'espnet-camvid.fusion_guided'),
     'espnetv2-cityscapes.temporal.pt': ('espnetv2-cityscapes.davss',
-                                        'espnetv2-cityscapes.fusion'),
-    # the adapted network with its own fusion block (trained with it by tsl) and the DMNet/CFNet
-    # of the network it was adapted from (docs/models.md: measured against plain warping)
-    'espnetv2-camvid-tsl.pt': ('espnetv2-camvid-tsl', 'espnetv2-cityscapes.davss'),
+                                        'espnetv2-cityscapes.fusion_guided'),
+    # the adapted network, the DMNet/CFNet of the network it was adapted from (docs/models.md:
+    # measured against plain warping) and the image-guided fusion block (replacing the score
+    # block tsl trained with it: docs/temporal.md)
+    'espnetv2-camvid-tsl.pt': ('espnetv2-camvid-tsl', 'espnetv2-cityscapes.davss',
+                               'espnetv2-camvid-tsl.fusion_guided'),
 }
+
+
+def with_dependencies(keys: list[str]) -> list[str]:
+    """``keys`` with every step they need (:attr:`Step.needs`, recursively) before them."""
+    out: list[str] = []
+
+    def add(key: str) -> None:
+        for dep in STEPS[key].needs:
+            add(dep)
+        if key not in out:
+            out.append(key)
+
+    for key in keys:
+        add(key)
+    return out
+
+
+def transfer_fusion(src: Path, model: str, out: Path) -> Path:
+    """Write a checkpoint of ``model`` whose fusion block is the one in ``src`` rebuilt for
+    ``model``'s classes (same weights; ``recurrent``). Raises ``ValueError`` when the block has
+    class-dependent weights (a score-only block, or deformable steps)."""
+    from vsda_ros.models.checkpoint import save_checkpoint
+    from vsda_ros.models.zoo import load_model
+    from vsda_ros.temporal.modules import TemporalModules, make_module
+
+    block = TemporalModules.from_checkpoint(src).fusion
+    args = dict(getattr(block, 'vsda_args', {}))
+    if args.get('variant') != 'guided' or args.get('num_deform', 1) != 0:
+        raise ValueError(f'{src}: only a guided fusion block without deformable steps '
+                         f'transfers between models (args {args})')
+    net = load_model(model)
+    new = make_module('fusion', **{**args, 'num_classes': net.num_classes, 'recurrent': True})
+    new.load_state_dict(block.state_dict(), strict=True)
+    extra = TemporalModules(fusion=new.eval()).to_extra()
+    extra['summary'] = {'transferred_from': str(src)}
+    return save_checkpoint(net, out, extra)
 
 
 def run_steps(keys: list[str], work: Path, data: Path, threads: int, force: bool) -> dict:
@@ -87,6 +146,12 @@ def run_steps(keys: list[str], work: Path, data: Path, threads: int, force: bool
             print(f'== {key}: {out} exists, kept (--force retrains)')
             continue
         flags = tuple(f.replace('{work}', str(work)) for f in step.flags)
+        if step.transfer:
+            t0 = time.monotonic()
+            print(f'== {key}: the fusion block of {step.transfer} for {flags[1]}', flush=True)
+            transfer_fusion(work / f'{step.transfer}.pt', flags[1], out)
+            times[key] = time.monotonic() - t0
+            continue
         cmd = Step(step.key, step.config, step.targets, flags).command(data, out, threads)
         print(f'== {key}: ' + ' '.join(cmd[2:]), flush=True)
         t0 = time.monotonic()
@@ -106,6 +171,9 @@ def _provenance(ckpt: dict, key: str, seconds: float | None, work: Path) -> dict
         seconds = info.get('train_seconds', seconds)
         extra = {**extra, 'summary': {k: info.get(k) for k in ('iterations', 'train_seconds',
                                                                'weights_sha256', 'final')}}
+    if STEPS[key].transfer:
+        return {'step': key, 'transferred_from': STEPS[key].transfer,
+                'recipe': 'fusion', 'train_seconds': 0.0, 'summary': None}
     return {'step': key, 'command': 'vsda ' + ' '.join(
         ['adapt', '--config', STEPS[key].config, *STEPS[key].flags,
          *[a for t in STEPS[key].targets for a in ('--target', f'$VSDA_DATA_DIR/{t}')]]),
@@ -123,7 +191,7 @@ def pack(filename: str, work: Path, out_dir: Path, times: dict) -> Path:
     keys = PACKS[filename]
     ckpts = {k: read_checkpoint(work / f'{k}.pt') for k in keys}
     temporal: dict = {}
-    for k in reversed(keys):  # the first step's modules win
+    for k in keys:  # a later step's module replaces an earlier one's
         temporal.update(ckpts[k].get('extra', {}).get('temporal', {}))
     first = ckpts[keys[0]]
     whole = filename.endswith('.pt') and not filename.endswith('.temporal.pt')

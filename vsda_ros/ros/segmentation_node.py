@@ -79,8 +79,9 @@ PARAMETERS: dict[str, Param] = {
                         "model's native size. Outputs are always at the input image "
                         'resolution.', True),
     'strategy': Param('per_frame', 'Temporal strategy: per_frame (full network on every '
-                      'processed frame), fusion (adjacent-frame score fusion block) or keyframe '
-                      '(keyframe feature propagation with DMNet/CFNet correction).', True),
+                      'processed frame), fusion (adjacent-frame score fusion block, no optical '
+                      'flow) or keyframe (keyframe feature propagation by optical flow; '
+                      'DMNet/CFNet correction with keyframe_correction).', True),
     'temporal_weights': Param('', 'vsda checkpoint(s) holding trained temporal modules '
                               '(fusion block, DMNet, CFNet), comma-separated; \'\' = the '
                               'model\'s own: shipped with the package for espnet-camvid, '
@@ -93,6 +94,11 @@ PARAMETERS: dict[str, Param] = {
                           'camera). Outputs go to each camera\'s parent namespace.', True),
     'keyframe_interval': Param(5, 'keyframe strategy: run the full network every N-th frame.',
                                False, (1, 100)),
+    'keyframe_correction': Param(False, 'keyframe strategy: correct the flow-warped features '
+                                 'with DMNet/CFNet between keyframes (false = plain flow '
+                                 'warping, the default: the trained correction did not beat it '
+                                 'by the 1.0 mIoU it must earn at twice the cost; see '
+                                 'docs/temporal.md).', True),
     'distortion_threshold': Param(0.0, 'keyframe strategy: also start a keyframe when the mean '
                                   'predicted distortion exceeds this (0 = off; needs DMNet).',
                                   False, (0.0, 1.0)),
@@ -328,7 +334,8 @@ class SegmentationNode(Node):
             self.get_logger().warning('strategy fusion without a trained fusion block: results '
                                       'equal per_frame (train one with vsda adapt --recipe '
                                       'fusion)')
-        if self.strategy == 'keyframe' and self.modules.dmnet is None:
+        if (self.strategy == 'keyframe' and self.modules.dmnet is None
+                and self.get_parameter('keyframe_correction').value):
             self.get_logger().warning('strategy keyframe without trained DMNet/CFNet: plain '
                                       'flow warping between keyframes (train them with vsda '
                                       'adapt --recipe davss)')
@@ -337,6 +344,7 @@ class SegmentationNode(Node):
         """The strategies' settings from the current (live) parameter values."""
         from vsda_ros.temporal.strategy import StrategyConfig
         return StrategyConfig(keyframe_interval=int(self._live['keyframe_interval']),
+                              correction=bool(self.get_parameter('keyframe_correction').value),
                               distortion_threshold=float(self._live['distortion_threshold']),
                               max_gap_s=float(self._live['max_stamp_gap_s']))
 
