@@ -67,7 +67,8 @@ PARAMETERS: dict[str, Param] = {
                    'lists them) or path to a vsda checkpoint file.', True),
     'device': Param('cpu', 'Torch device: cpu, cuda, cuda:N or auto.', True),
     'backend': Param('torch', 'Inference backend: torch (the reference: masks identical to '
-                     'vsda segment), openvino (CPU; fp32 1.4-1.7x torch, bf16 2-3.5x), '
+                     'vsda segment), openvino (CPU; ESPNetv2 on 2 cores: fp32 1.35-1.65x '
+                     'torch, bf16 1.8-2.2x), '
                      'onnxruntime (CPU EP; CUDA/TensorRT EPs on cuda), or auto (the fastest '
                      'installed for the device, logged at start). Compiled graphs are cached '
                      'in VSDA_CACHE_DIR/compiled (the first start exports them).', True),
