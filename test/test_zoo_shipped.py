@@ -116,3 +116,35 @@ def test_vsda_models_lists_the_zoo_with_sha256_status(real_data):
         assert name in res.stdout
     assert 'BAD' not in res.stdout and 'missing' not in res.stdout
     assert 'dmnet,cfnet' in res.stdout or 'fusion,dmnet,cfnet' in res.stdout
+
+
+def test_shipped_fusion_blocks_are_the_image_guided_block():
+    """The 17 Hz round ships the image-guided block (recurrent, no deformable steps) for all
+    three models; the ESPNetv2 ones are the espnet-camvid block rebuilt for 19 classes."""
+    from vsda_ros.temporal.guided_fusion import GuidedFusionBlock
+    blocks = {name: load_temporal_modules(name).fusion
+              for name in ('espnet-camvid', 'espnetv2-cityscapes', 'espnetv2-camvid-tsl')}
+    for name, block in blocks.items():
+        assert isinstance(block, GuidedFusionBlock), name
+        assert block.recurrent and block.num_deform == 0
+    ref = blocks['espnet-camvid'].state_dict()
+    for name in ('espnetv2-cityscapes', 'espnetv2-camvid-tsl'):
+        assert blocks[name].num_classes == 19
+        assert all(torch.equal(ref[k], v) for k, v in blocks[name].state_dict().items())
+
+
+def test_zoo_build_steps_come_after_what_they_need_and_transfer_refuses_score_blocks(tmp_path):
+    from vsda_ros.models import zoo_build as zb
+    from vsda_ros.models.checkpoint import save_checkpoint
+    from vsda_ros.models.zoo import load_model
+    from vsda_ros.temporal.modules import TemporalModules, make_module
+    order = zb.with_dependencies(['espnetv2-cityscapes.fusion_guided'])
+    assert order == ['espnet-camvid.fusion_guided1', 'espnet-camvid.fusion_guided',
+                     'espnetv2-cityscapes.fusion_guided']
+    for keys in zb.PACKS.values():
+        assert all(k in zb.STEPS for k in keys)
+    net = load_model('espnet-camvid', download=False, progress=False)
+    scores = save_checkpoint(net, tmp_path / 'scores.pt', TemporalModules(
+        fusion=make_module('fusion', num_classes=11)).to_extra())
+    with pytest.raises(ValueError, match='only a guided fusion block'):
+        zb.transfer_fusion(scores, 'espnet-camvid', tmp_path / 'out.pt')
