@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--gate-shifts', default='-0.6,-0.3',
                     help="shifts of the gate's bias (logit) for the 'block' rows")
     args = ap.parse_args(argv)
-    blends = [float(v) for v in args.blends.split(',')]
+    blends = [float(v) for v in args.blends.split(',') if v.strip()]
     shifts = [float(v) for v in args.gate_shifts.split(',') if v.strip()]
     block = load_temporal_modules(args.model, args.temporal_weights).fusion
     if block is None or not getattr(block, 'uses_images', False):

@@ -11,6 +11,9 @@ frame s + d in three ways and scored against the labels, next to the per-frame p
 * ``skip``    — (ESPNet family only) chain-warp the decoder's deep branch but re-run its last
   3×3 conv on the *current* frame's own high-resolution skip features (how much do fine
   details of the current frame recover?);
+* ``corrected`` (with ``--corrected``) — chain-warp with the trained DMNet/CFNet correction,
+  exactly as the ``keyframe`` strategy with ``keyframe_correction`` (the model's shipped modules,
+  or ``--temporal-weights``);
 * ``oracle_sK`` (with ``--oracle``) — an upper bound for any CFNet whose output grid is the
   feature grid pooled by K: the FCM with the current frame's own per-frame features as
   correction and the true error map (warped argmax ≠ per-frame argmax) as D, both average-pooled
@@ -68,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__)
     ap.add_argument('--max-distance', type=int, default=5)
     ap.add_argument('--flow-preset', default='balanced')
+    ap.add_argument('--corrected', action='store_true',
+                    help='also chain-warp with the trained DMNet/CFNet correction')
+    ap.add_argument('--temporal-weights', default='',
+                    help="DMNet/CFNet checkpoint for --corrected ('' = the model's shipped ones)")
     ap.add_argument('--oracle', action='store_true',
                     help='also the oracle CFNet bounds at output strides 4 and 8 (oracle_s4/s8)')
     args = ap.parse_args(argv)
@@ -87,6 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         names = ['per_frame', 'chain', 'compose'] + (['skip'] if split[0] is not None else [])
         oracles = {f'oracle_s{k}': k for k in (4, 8)} if args.oracle else {}
         names += list(oracles)
+        corrector = None
+        if args.corrected:
+            from vsda_ros.temporal.modules import load_temporal_modules
+            from vsda_ros.temporal.strategy import StrategyConfig
+            mods = load_temporal_modules(args.model, args.temporal_weights)
+            if mods.dmnet is None or mods.cfnet is None:
+                ap.error('--corrected needs trained DMNet/CFNet (--temporal-weights)')
+            corrector = Keyframe(seg, StrategyConfig(flow_preset=args.flow_preset,
+                                                     correction=True), mods.dmnet, mods.cfnet)
+            names.append('corrected')
         cms = {k: {d: ConfusionMatrix(clip.num_classes, clip.ignore_index)
                    for d in range(1, args.max_distance + 1)} for k in names}
 
@@ -101,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             chain, acc = feats[s], torch.zeros_like(flows[1])
             deep = split[s][0] if split[s] is not None else None
             carried = {name: feats[s] for name in oracles}
+            if corrector is not None:
+                corrector._feat, corrector._small = feats[s], smalls[s]
             for d in range(1, min(args.max_distance, n - 1 - s) + 1):
                 t = s + d
                 step = flows[t]
@@ -112,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                 if deep is not None:
                     deep = warp(deep, step)
                     score('skip', d, t, model.net.conv(torch.cat([deep, split[t][1]], 1)))
+                if corrector is not None:
+                    corrector._feat, _, corrector._small, _ = corrector._propagate(xs[t])
+                    score('corrected', d, t, corrector._feat)
                 for name, k in oracles.items():
                     warped = warp(carried[name], step)
                     wrong = (warped.argmax(1) != feats[t].argmax(1)).float()[:, None]

@@ -147,3 +147,25 @@ def test_guided_config_is_validated(tmp_path):
                 {'fusion_num_deform': -1}, {'fusion_init': str(tmp_path / 'missing.pt')}):
         with pytest.raises(ValueError):
             AdaptConfig(recipe='fusion', target=['x'], **bad).validate()
+
+
+def test_motion_stage_trains_only_the_motion_field(real_data):
+    import cv2
+
+    from vsda_ros.adaptation.config import AdaptConfig
+    from vsda_ros.adaptation.recipes import FusionRecipe
+    from vsda_ros.models.zoo import load_model
+
+    frames = sorted((real_data / 'camvid' / 'val').iterdir())[:2]
+    pair = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120))
+            for f in frames]
+    cfg = AdaptConfig(recipe='fusion', target=['x'], fusion_variant='guided', fusion_scale=0.25,
+                      fusion_num_deform=0, fusion_stage='motion', transient_prob=0.5)
+    recipe = FusionRecipe(load_model('espnet-camvid'), cfg)
+    recipe.model.forward = None          # the network must not run in this stage
+    loss, logs = recipe.loss([pair, pair])
+    assert set(logs) == {'epe', 'epe_degraded', 'epe_zero'} and logs['epe_zero'] > 0
+    loss.backward()
+    blk = recipe.student
+    assert float(blk.motion[-1].weight.grad.abs().sum()) > 0
+    assert blk.gate[-1].weight.grad is None

@@ -119,14 +119,15 @@ def test_vsda_models_lists_the_zoo_with_sha256_status(real_data):
 
 
 def test_shipped_fusion_blocks_are_the_image_guided_block():
-    """The 17 Hz round ships the image-guided block (recurrent, no deformable steps) for all
+    """The 17 Hz round ships the image-guided block (recurrent, a gate weight per frame, no
+    deformable steps) for all
     three models; the ESPNetv2 ones are the espnet-camvid block rebuilt for 19 classes."""
     from vsda_ros.temporal.guided_fusion import GuidedFusionBlock
     blocks = {name: load_temporal_modules(name).fusion
               for name in ('espnet-camvid', 'espnetv2-cityscapes', 'espnetv2-camvid-tsl')}
     for name, block in blocks.items():
         assert isinstance(block, GuidedFusionBlock), name
-        assert block.recurrent and block.num_deform == 0
+        assert block.recurrent and block.frame_gate and block.num_deform == 0
     ref = blocks['espnet-camvid'].state_dict()
     for name in ('espnetv2-cityscapes', 'espnetv2-camvid-tsl'):
         assert blocks[name].num_classes == 19

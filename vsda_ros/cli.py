@@ -151,7 +151,8 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
                  'lr': args.lr, 'seed': args.seed, 'threads': args.threads,
                  'device': args.device, 'val': args.val, 'val_labels': args.val_labels,
                  'label_map': args.map, 'eval_every': args.eval_every,
-                 'fusion_init': args.fusion_init, 'fusion_num_deform': args.fusion_num_deform}
+                 'fusion_init': args.fusion_init, 'fusion_num_deform': args.fusion_num_deform,
+                 'fusion_stage': args.fusion_stage}
     if args.config:
         cfg = AdaptConfig.from_yaml(args.config, **overrides)
     else:
@@ -447,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
                         'fusion block (a second training stage)')
     p.add_argument('--fusion-num-deform', type=int, default=None, metavar='N',
                    help='fusion, guided: deformable steps (0 = warp by the learned motion)')
+    p.add_argument('--fusion-stage', default=None, choices=['full', 'motion'],
+                   help='fusion, guided: full (default) or motion (only the motion field learns '
+                        'the DIS flow; the network is not run)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_cmd_adapt)
 

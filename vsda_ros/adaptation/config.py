@@ -62,6 +62,9 @@ class AdaptConfig:
         fusion_blend: fusion, guided: the gate's initial weight on the aligned previous scores.
         fusion_recurrent: fusion, guided: the strategy feeds the fused scores to the next frame.
         fusion_num_deform: fusion, guided: deformable steps (0 = warp by the motion field).
+        fusion_frame_gate: fusion, guided: one gate weight per frame instead of per pixel.
+        fusion_stage: fusion, guided: ``full`` (everything, with the network's scores) or
+            ``motion`` (only the motion field learns the DIS flow; the network is not run).
         fusion_init: fusion, guided: start from the matching weights of this checkpoint's
             fusion block (e.g. an earlier guided block's encoder and motion head).
         flow_weight: fusion, guided: weight of the flow-distillation term.
@@ -168,6 +171,8 @@ class AdaptConfig:
     fusion_blend: float = 0.4
     fusion_recurrent: bool = True
     fusion_num_deform: int = 1
+    fusion_stage: str = 'full'
+    fusion_frame_gate: bool = False
     fusion_init: str | None = None
     flow_weight: float = 1.0
     transient_prob: float = 0.0
@@ -277,6 +282,8 @@ class AdaptConfig:
         if self.fusion_variant not in ('scores', 'guided'):
             raise ValueError(f"fusion_variant must be 'scores' or 'guided', got "
                              f'{self.fusion_variant!r}')
+        if self.fusion_stage not in ('full', 'motion'):
+            raise ValueError(f"fusion_stage must be 'full' or 'motion', got {self.fusion_stage!r}")
         if self.fusion_num_deform < 0:
             raise ValueError(f'fusion_num_deform must be ≥ 0, got {self.fusion_num_deform}')
         if self.fusion_init and not Path(self.fusion_init).is_file():

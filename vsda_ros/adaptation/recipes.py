@@ -154,7 +154,8 @@ class FusionRecipe:
             self.student = make_module('fusion', variant='guided', num_classes=model.num_classes,
                                        scale=cfg.fusion_scale, blend=cfg.fusion_blend,
                                        recurrent=cfg.fusion_recurrent,
-                                       num_deform=cfg.fusion_num_deform).to(_dev(model))
+                                       num_deform=cfg.fusion_num_deform,
+                                       frame_gate=cfg.fusion_frame_gate).to(_dev(model))
             if cfg.fusion_init:
                 _warm_start(self.student, cfg.fusion_init)
         else:
@@ -182,6 +183,8 @@ class FusionRecipe:
 
     def loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
         if self.guided:
+            if self.cfg.fusion_stage == 'motion':
+                return self._motion_loss(clips)
             return self._guided_loss(clips)
         model, dev, cfg = self.model, _dev(self.model), self.cfg
         prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
@@ -225,7 +228,8 @@ class FusionRecipe:
     def _degrade_pairs(self, clips: list[list[np.ndarray]]) -> tuple[list, list[str]]:
         """Each (previous, current) pair under one temporal weather, or — with probability
         ``transient_prob`` — only its current frame degraded (a transient hit), or with half
-        that probability only its previous frame."""
+        that probability only its previous frame, or (half that too) each frame under its own
+        independent draw of the weather."""
         out, modes = [], []
         p = float(self.cfg.transient_prob)
         for c in clips:
@@ -235,11 +239,32 @@ class FusionRecipe:
                 d, mode = [c[0], d[1]], 'cur'
             elif u < 1.5 * p:
                 d, mode = [d[0], c[1]], 'prev'
+            elif u < 2 * p:       # i.i.d.: each frame its own draw of the weather
+                d, mode = [d[0], self.degrade(c, self.rng)[1]], 'iid'
             else:
                 mode = 'both'
             out.append(d)
             modes.append(mode)
         return out, modes
+
+    def _motion_loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
+        """``fusion_stage: motion``: only the motion field (encoder, correlation, refinement)
+        learns the clean pair's DIS flow, from the clean and from the degraded pair; the
+        network is not run, so an iteration costs little more than the flow."""
+        dev, block = _dev(self.model), self.student
+        prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
+        degraded, _ = self._degrade_pairs(clips)
+        dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
+        with torch.no_grad():
+            flow_s = resize_flow(batch_flow(self.flow, cur, prev),
+                                 block.block_size(*cur.shape[-2:]))
+        m_clean, _ = block.motion_field(block.guide(cur), block.guide(prev))
+        m_deg, _ = block.motion_field(block.guide(dcur), block.guide(dprev))
+        epe_c = (m_clean - flow_s).norm(dim=1).mean()
+        epe_d = (m_deg - flow_s).norm(dim=1).mean()
+        logs = {'epe': float(epe_c.detach()), 'epe_degraded': float(epe_d.detach()),
+                'epe_zero': float(flow_s.norm(dim=1).mean())}
+        return epe_c + epe_d, logs
 
     def _guided_loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
         """The image-guided block (``fusion_variant: guided``): no EMA target.

@@ -54,18 +54,18 @@ class ShippedFile:
 SHIPPED_FILES: tuple[ShippedFile, ...] = (
     ShippedFile(
         name='espnetv2-camvid-tsl', kind='model', filename='espnetv2-camvid-tsl.pt',
-        sha256='10148e3d886f144bec09a11d7727cd319ee8bad4cee2f86713508762a66a5e2a',
+        sha256='5600e0eab1d17b0be19e2eb7dc8c5198a9b24b5103198ce00cec1cd1bedd19de',
         base='espnetv2-cityscapes',
         summary='ESPNetv2 Cityscapes weights adapted to CamVid video with tsl (unlabelled '
                 'CamVid train + dashcam), with its fusion block and DMNet/CFNet'),
     ShippedFile(
         name='espnet-camvid', kind='temporal', filename='espnet-camvid.temporal.pt',
-        sha256='e24f70af4ff1c3b04b1ac63b07ba79d79f47201d22d4421ead4736fb5a0b5a46',
+        sha256='0a9bfd5340682585af3991bb8768f86ee08e2e6078d967159f1e71746c743f28',
         base='espnet-camvid',
         summary='fusion block + DMNet/CFNet for espnet-camvid (CamVid train + dashcam)'),
     ShippedFile(
         name='espnetv2-cityscapes', kind='temporal', filename='espnetv2-cityscapes.temporal.pt',
-        sha256='fa8a557e1d835ecf8cf458cd47fdd40ccf317d3129cef1f52db3f954634f8188',
+        sha256='17433abe5ab034d7755f5e1058fb0dc6102acebdf8d57222c7d80d3dde29121a',
         base='espnetv2-cityscapes',
         summary='fusion block + DMNet/CFNet for espnetv2-cityscapes (17 Hz Cityscapes '
                 'sequences + dashcam)'),

@@ -37,9 +37,9 @@ class Step:
     """One ``vsda adapt`` run: its recipe file, extra flags and targets (under the data dir).
 
     With ``transfer`` (a step key) nothing is trained: the fusion block of that step's
-    checkpoint is rebuilt for this step's model (``flags`` = ``('--model', NAME)``) by
-    :func:`transfer_fusion` — the image-guided block without deformable steps has no
-    class-dependent weights. ``needs``: steps whose checkpoints this one reads (run first).
+    checkpoint is rebuilt for this step's model (``flags`` = ``('--model', NAME)``) as the
+    strategy runs it, by :func:`transfer_fusion` — the image-guided block without deformable
+    steps has no class-dependent weights. ``needs``: steps whose checkpoints this one reads (run first).
     """
 
     key: str
@@ -61,14 +61,18 @@ class Step:
 STEPS: dict[str, Step] = {s.key: s for s in [
     Step('espnet-camvid.davss', 'config/experiments/davss.yaml', ('camvid/train', DASHCAM)),
     Step('espnet-camvid.fusion', 'config/experiments/fusion.yaml', ('camvid/train', DASHCAM)),
-    # the image-guided block in two stages (config/experiments/fusion_guided.yaml)
+    # the image-guided block in two stages (config/experiments/fusion_guided.yaml): the motion
+    # field alone, then everything
     Step('espnet-camvid.fusion_guided1', 'config/experiments/fusion_guided.yaml',
-         (*CITYSCAPES_SEQ, DASHCAM)),
-    Step('espnet-camvid.fusion_guided', 'config/experiments/fusion_guided.yaml',
          (*CITYSCAPES_SEQ, DASHCAM),
-         ('--fusion-init', '{work}/espnet-camvid.fusion_guided1.pt', '--fusion-num-deform', '0'),
+         ('--fusion-stage', 'motion', '--batch', '8', '--iterations', '2000')),
+    Step('espnet-camvid.fusion_guided', 'config/experiments/fusion_guided.yaml',
+         (*CITYSCAPES_SEQ, DASHCAM), ('--fusion-init', '{work}/espnet-camvid.fusion_guided1.pt'),
          needs=('espnet-camvid.fusion_guided1',)),
     # the same block for the ESPNetv2 models (not retrained: ESPNetv2 costs 4x per iteration)
+    # the trained block for each model, recurrent and with one gate weight per frame
+    Step('espnet-camvid.fusion_guided_run', '', (), ('--model', 'espnet-camvid'),
+         transfer='espnet-camvid.fusion_guided', needs=('espnet-camvid.fusion_guided',)),
     Step('espnetv2-cityscapes.fusion_guided', '', (), ('--model', 'espnetv2-cityscapes'),
          transfer='espnet-camvid.fusion_guided', needs=('espnet-camvid.fusion_guided',)),
     Step('espnetv2-camvid-tsl.fusion_guided', '', (), ('--model', 'espnetv2-camvid-tsl'),
@@ -86,7 +90,7 @@ STEPS: dict[str, Step] = {s.key: s for s in [
 #: shipped file name → the steps it is packed from (a whole model comes from the first; where
 #: two steps have the same module, the later step's wins).
 PACKS: dict[str, tuple[str, ...]] = {
-    'espnet-camvid.temporal.pt': ('espnet-camvid.davss', 'espnet-camvid.fusion_guided'),
+    'espnet-camvid.temporal.pt': ('espnet-camvid.davss', 'espnet-camvid.fusion_guided_run'),
     'espnetv2-cityscapes.temporal.pt': ('espnetv2-cityscapes.davss',
                                         'espnetv2-cityscapes.fusion_guided'),
     # the adapted network, the DMNet/CFNet of the network it was adapted from (docs/models.md:
@@ -114,7 +118,9 @@ def with_dependencies(keys: list[str]) -> list[str]:
 
 def transfer_fusion(src: Path, model: str, out: Path) -> Path:
     """Write a checkpoint of ``model`` whose fusion block is the one in ``src`` rebuilt for
-    ``model``'s classes (same weights; ``recurrent``). Raises ``ValueError`` when the block has
+    ``model``'s classes, as the strategy runs it: the same weights, ``recurrent`` (the fused
+    scores are passed on) and ``frame_gate`` (the gate, trained per pixel, gives one weight per
+    frame: the mean of its logits). Raises ``ValueError`` when the block has
     class-dependent weights (a score-only block, or deformable steps)."""
     from vsda_ros.models.checkpoint import save_checkpoint
     from vsda_ros.models.zoo import load_model
@@ -126,7 +132,8 @@ def transfer_fusion(src: Path, model: str, out: Path) -> Path:
         raise ValueError(f'{src}: only a guided fusion block without deformable steps '
                          f'transfers between models (args {args})')
     net = load_model(model)
-    new = make_module('fusion', **{**args, 'num_classes': net.num_classes, 'recurrent': True})
+    new = make_module('fusion', **{**args, 'num_classes': net.num_classes, 'recurrent': True,
+                                   'frame_gate': True})
     new.load_state_dict(block.state_dict(), strict=True)
     extra = TemporalModules(fusion=new.eval()).to_extra()
     extra['summary'] = {'transferred_from': str(src)}

@@ -90,6 +90,9 @@ class GuidedFusionBlock(nn.Module):
         recurrent: the strategy passes the fused scores on to the next frame (stored with the
             block; :class:`~vsda_ros.temporal.fusion.Fusion` reads it).
         variant: always ``'guided'`` (how checkpoints tell the two blocks apart).
+        frame_gate: one gate weight per frame (the sigmoid of the mean of the per-pixel gate
+            logits) instead of one per pixel: the blend follows how damaged the frame is, not
+            which pixels are uncertain.
 
     Raises ``ValueError`` for out-of-range arguments.
     """
@@ -98,7 +101,8 @@ class GuidedFusionBlock(nn.Module):
 
     def __init__(self, num_classes: int, scale: float = 1 / 6, guide_ch: int = 16,
                  radius: int = 3, motion_hidden: int = 32, num_deform: int = 1,
-                 blend: float = 0.4, recurrent: bool = True, variant: str = 'guided') -> None:
+                 blend: float = 0.4, recurrent: bool = True, variant: str = 'guided',
+                 frame_gate: bool = False) -> None:
         super().__init__()
         if variant != 'guided':
             raise ValueError(f"variant must be 'guided', got {variant!r}")
@@ -111,6 +115,7 @@ class GuidedFusionBlock(nn.Module):
         c = num_classes
         self.num_classes, self.scale, self.radius = c, scale, radius
         self.num_deform, self.blend, self.recurrent = num_deform, blend, bool(recurrent)
+        self.frame_gate = bool(frame_gate)
         self.encoder = nn.Sequential(
             nn.Conv2d(3, guide_ch, 3, stride=2, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(guide_ch, guide_ch, 3, padding=1))
@@ -234,7 +239,10 @@ class GuidedFusionBlock(nn.Module):
         cues = torch.cat([normalised_entropy(cur_s), normalised_entropy(aligned),
                           (torch.softmax(cur_s, 1) - torch.softmax(aligned, 1)).abs().sum(1, True),
                           photo * 4.0, corr.amax(1, keepdim=True)], 1)
-        w = torch.sigmoid(self.gate(cues))
+        z = self.gate(cues)
+        if self.frame_gate:      # one weight per frame: the mean of the per-pixel logits
+            z = z.mean((2, 3), keepdim=True).expand_as(z)
+        w = torch.sigmoid(z)
         delta = w * (aligned - cur_s)
         if aux is not None:
             aux.update(motion=motion, aligned=aligned, gate=w)
@@ -244,4 +252,5 @@ class GuidedFusionBlock(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, scale={self.scale:.4f}, radius={self.radius}, '
-                f'num_deform={self.num_deform}, blend={self.blend}, recurrent={self.recurrent}')
+                f'num_deform={self.num_deform}, blend={self.blend}, recurrent={self.recurrent}, '
+                f'frame_gate={self.frame_gate}')
