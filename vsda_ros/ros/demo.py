@@ -147,7 +147,8 @@ def run_demo_suite(frames_dir: Path, labels_dir: Path | None, out: Path,
                    size: str = '480x360') -> dict:
     """The default ``vsda demo``: the published Cityscapes model and the shipped adapted one on
     the same clip (a side-by-side overlay picture, mIoU of each), then espnet-camvid with the
-    keyframe strategy and its shipped DMNet/CFNet — all through segmentation_node over ROS 2."""
+    keyframe strategy (flow-propagated features between keyframes) — all through
+    segmentation_node over ROS 2."""
     runs = {}
     for name, model, strategy, label_map in DEMO_RUNS:
         print(f'== {name}: {model}, strategy {strategy}', flush=True)
