@@ -416,7 +416,7 @@ def _adaptive(strategy, clip, cfg: EvalConfig, runs: list[dict]) -> dict:
     at equal cost, the fixed interval closest to the adaptive run's keyframe ratio is run too.
     """
     adaptive = strategy('keyframe', distortion_threshold=cfg.distortion_threshold)
-    if not adaptive.corrects:
+    if adaptive.dmnet is None:
         raise ValueError('--distortion-threshold needs a trained DMNet (--temporal-weights)')
     res = evaluate_strategy(adaptive, clip, cfg.progress, 'keyframe adaptive')
     res['mean_ms'] = mean_ms(res['latency_samples'])

@@ -15,7 +15,8 @@ the ESPNet family). Every other frame is propagated from the previous one:
 4. logits = the model's own classifier head on ``F``; ``F`` becomes the next frame's ``F_prev``.
 
 With ``distortion_threshold > 0`` a propagated frame whose mean ``D`` exceeds the threshold is
-turned into a keyframe instead (adaptive keyframes).
+turned into a keyframe instead (adaptive keyframes); DMNet then runs also without the
+correction (``correction=False``: it only decides keyframes).
 """
 from __future__ import annotations
 
@@ -133,7 +134,8 @@ class Keyframe(Strategy):
         t1 = time.perf_counter()
         timings = {'flow': (t1 - t0) * 1e3}
         dmap = None
-        if not self.corrects:
+        adaptive = self.dmnet is not None and float(self.config.distortion_threshold) > 0
+        if not (self.corrects or adaptive):
             feat = warp(self._feat, flow)
         else:
             # DMNet and CFNet see the frames at the feature resolution (cheap; their outputs
@@ -145,6 +147,7 @@ class Keyframe(Strategy):
             feat, prev_warped = warp(torch.cat((self._feat, prev_t), dim=1), flow).split(
                 (c, 3), dim=1)
             dmap = self.dmnet(prev_warped, cur_t, out_size=(h, w))
-            feat = self.cfnet.correct(cur_t, feat, dmap)    # FCM
+            if self.corrects:       # else DMNet only decides adaptive keyframes
+                feat = self.cfnet.correct(cur_t, feat, dmap)    # FCM
         timings['warp_correct'] = (time.perf_counter() - t1) * 1e3
         return feat, dmap, cur_small, timings
