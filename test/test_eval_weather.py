@@ -103,6 +103,31 @@ def test_live_per_frame_masks_identical_to_offline(real_data):
     assert (live['backend'], live['precision']) == ('torch', 'fp32')  # as the node reports
 
 
+def test_live_fusion_with_the_shipped_guided_block_equals_offline(real_data):
+    """The node's default fusion block (image-guided, recurrent: each mask depends on every
+    frame before it) gives the offline strategy's masks over real DDS."""
+    from vsda_ros.evaluation.report import EvalConfig
+    from vsda_ros.evaluation.temporal import evaluate_strategy, load_clip
+    from vsda_ros.inference import Segmenter
+    from vsda_ros.models.zoo import load_model
+    from vsda_ros.ros.live_eval import LiveRunner
+    from vsda_ros.temporal.modules import load_temporal_modules
+    from vsda_ros.temporal.strategy import build_strategy
+
+    model = load_model('espnet-camvid')
+    clip = load_clip(str(real_data / 'camvid' / 'val'), str(real_data / 'camvid' / 'valannot'),
+                     model.meta, max_frames=5)
+    modules = load_temporal_modules('espnet-camvid')
+    assert getattr(modules.fusion, 'uses_images', False)
+    offline = evaluate_strategy(build_strategy('fusion', Segmenter(model), modules=modules),
+                                clip, False)
+    cfg = EvalConfig(model='espnet-camvid', source='', out=None, rate=3.0)
+    live = LiveRunner(cfg, 5).run('fusion', clip, progress=False)
+    assert live['dropped'] == 0 and live['frames'] == 5
+    assert all(np.array_equal(a, b) for a, b in zip(live['predictions'],
+                                                    offline['predictions']))
+
+
 def test_live_node_gets_the_backend_and_precision(monkeypatch):
     """--live --backend/--precision reach the node: the parameters the runner starts
     segmentation_node with carry them (the node is not started here)."""
