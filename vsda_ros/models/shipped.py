@@ -57,18 +57,19 @@ SHIPPED_FILES: tuple[ShippedFile, ...] = (
         sha256='5600e0eab1d17b0be19e2eb7dc8c5198a9b24b5103198ce00cec1cd1bedd19de',
         base='espnetv2-cityscapes',
         summary='ESPNetv2 Cityscapes weights adapted to CamVid video with tsl (unlabelled '
-                'CamVid train + dashcam), with its fusion block and DMNet/CFNet'),
+                'CamVid train + dashcam), with the image-guided fusion block and DMNet/CFNet'),
     ShippedFile(
         name='espnet-camvid', kind='temporal', filename='espnet-camvid.temporal.pt',
         sha256='0a9bfd5340682585af3991bb8768f86ee08e2e6078d967159f1e71746c743f28',
         base='espnet-camvid',
-        summary='fusion block + DMNet/CFNet for espnet-camvid (CamVid train + dashcam)'),
+        summary='image-guided fusion block (17 Hz Cityscapes sequences + dashcam) + '
+                'DMNet/CFNet (CamVid train + dashcam) for espnet-camvid'),
     ShippedFile(
         name='espnetv2-cityscapes', kind='temporal', filename='espnetv2-cityscapes.temporal.pt',
         sha256='17433abe5ab034d7755f5e1058fb0dc6102acebdf8d57222c7d80d3dde29121a',
         base='espnetv2-cityscapes',
-        summary='fusion block + DMNet/CFNet for espnetv2-cityscapes (17 Hz Cityscapes '
-                'sequences + dashcam)'),
+        summary='the image-guided fusion block of espnet-camvid + DMNet/CFNet (dashcam) '
+                'for espnetv2-cityscapes'),
 )
 
 #: adapted whole models, by zoo name.
