@@ -118,16 +118,20 @@ def test_strategy_runs_without_optical_flow(segmenter, clip, monkeypatch, recurr
     assert s._prev is None and s._prev_guide is None
 
 
-def test_guided_recipe_trains_motion_and_gate(real_data):
+def _pair(real_data) -> list:
+    """Two consecutive real CamVid val frames at 160×120 (RGB)."""
     import cv2
+    frames = sorted((real_data / 'camvid' / 'val').iterdir())[:2]
+    return [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120))
+            for f in frames]
 
+
+def test_guided_recipe_trains_motion_and_gate(real_data):
     from vsda_ros.adaptation.config import AdaptConfig
     from vsda_ros.adaptation.recipes import FusionRecipe
     from vsda_ros.models.zoo import load_model
 
-    frames = sorted((real_data / 'camvid' / 'val').iterdir())[:2]
-    pair = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120))
-            for f in frames]
+    pair = _pair(real_data)
     torch.manual_seed(0)
     cfg = AdaptConfig(recipe='fusion', target=['x'], fusion_variant='guided', fusion_scale=0.25,
                       fusion_num_deform=1, transient_prob=0.5, weather_intensity=(0.5, 0.5))
@@ -150,15 +154,11 @@ def test_guided_config_is_validated(tmp_path):
 
 
 def test_motion_stage_trains_only_the_motion_field(real_data):
-    import cv2
-
     from vsda_ros.adaptation.config import AdaptConfig
     from vsda_ros.adaptation.recipes import FusionRecipe
     from vsda_ros.models.zoo import load_model
 
-    frames = sorted((real_data / 'camvid' / 'val').iterdir())[:2]
-    pair = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120))
-            for f in frames]
+    pair = _pair(real_data)
     cfg = AdaptConfig(recipe='fusion', target=['x'], fusion_variant='guided', fusion_scale=0.25,
                       fusion_num_deform=0, fusion_stage='motion', transient_prob=0.5)
     recipe = FusionRecipe(load_model('espnet-camvid'), cfg)
