@@ -39,7 +39,8 @@ class Step:
     With ``transfer`` (a step key) nothing is trained: the fusion block of that step's
     checkpoint is rebuilt for this step's model (``flags`` = ``('--model', NAME)``) as the
     strategy runs it, by :func:`transfer_fusion` — the image-guided block without deformable
-    steps has no class-dependent weights. ``needs``: steps whose checkpoints this one reads (run first).
+    steps has no class-dependent weights. ``needs``: other steps whose checkpoints this one
+    reads (run first; a ``transfer`` source counts without being listed).
     """
 
     key: str
@@ -69,14 +70,14 @@ STEPS: dict[str, Step] = {s.key: s for s in [
     Step('espnet-camvid.fusion_guided', 'config/experiments/fusion_guided.yaml',
          (*CITYSCAPES_SEQ, DASHCAM), ('--fusion-init', '{work}/espnet-camvid.fusion_guided1.pt'),
          needs=('espnet-camvid.fusion_guided1',)),
-    # the same block for the ESPNetv2 models (not retrained: ESPNetv2 costs 4x per iteration)
-    # the trained block for each model, recurrent and with one gate weight per frame
+    # the trained block for each model, recurrent and with one gate weight per frame (the
+    # ESPNetv2 models get it unchanged: ESPNetv2 costs 4x per training iteration)
     Step('espnet-camvid.fusion_guided_run', '', (), ('--model', 'espnet-camvid'),
-         transfer='espnet-camvid.fusion_guided', needs=('espnet-camvid.fusion_guided',)),
+         transfer='espnet-camvid.fusion_guided'),
     Step('espnetv2-cityscapes.fusion_guided', '', (), ('--model', 'espnetv2-cityscapes'),
-         transfer='espnet-camvid.fusion_guided', needs=('espnet-camvid.fusion_guided',)),
+         transfer='espnet-camvid.fusion_guided'),
     Step('espnetv2-camvid-tsl.fusion_guided', '', (), ('--model', 'espnetv2-camvid-tsl'),
-         transfer='espnet-camvid.fusion_guided', needs=('espnet-camvid.fusion_guided',)),
+         transfer='espnet-camvid.fusion_guided'),
     Step('espnetv2-cityscapes.davss', 'config/experiments/davss.yaml',
          (*CITYSCAPES_SEQ, DASHCAM), ('--model', 'espnetv2-cityscapes')),
     # ESPNetv2 costs ~2.4 s an iteration here (4× ESPNet): the fusion block gets 300
@@ -102,11 +103,13 @@ PACKS: dict[str, tuple[str, ...]] = {
 
 
 def with_dependencies(keys: list[str]) -> list[str]:
-    """``keys`` with every step they need (:attr:`Step.needs`, recursively) before them."""
+    """``keys`` with every step they need (:attr:`Step.needs` and :attr:`Step.transfer`,
+    recursively) before them."""
     out: list[str] = []
 
     def add(key: str) -> None:
-        for dep in STEPS[key].needs:
+        step = STEPS[key]
+        for dep in (*step.needs, *((step.transfer,) if step.transfer else ())):
             add(dep)
         if key not in out:
             out.append(key)
