@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                        for k, v in rows.items()}}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix('.json').write_text(json.dumps(result, indent=1, default=float))
-    plot(summary, out.with_suffix('.png'), f'{args.model}: fusion vs per_frame '
-                                            f'(intensity {args.intensity:g}, transient p {args.prob:g})')
+    title = (f'{args.model}: fusion vs per_frame (intensity {args.intensity:g}, '
+             f'transient p {args.prob:g})')
+    plot(summary, out.with_suffix('.png'), title)
     print(f'{args.model}: fusion − per_frame (intensity {args.intensity:g}, '
           f'transient p {args.prob:g})')
     for name, s in summary.items():
