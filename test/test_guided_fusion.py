@@ -8,7 +8,8 @@ import torch
 
 from vsda_ros.temporal.flow import warp
 from vsda_ros.temporal.fusion_block import FusionBlock
-from vsda_ros.temporal.guided_fusion import GuidedFusionBlock, correlation
+from vsda_ros.temporal.guided_fusion import (FRAME_STATS, GuidedFusionBlock, correlation,
+                                             frame_statistics)
 from vsda_ros.temporal.modules import TemporalModules, make_module
 
 
@@ -61,6 +62,47 @@ def test_forward_shapes_gate_and_errors():
     for bad in ({'blend': 1.0}, {'scale': 0.0}, {'num_deform': -1}, {'variant': 'x'}):
         with pytest.raises(ValueError):
             GuidedFusionBlock(4, **bad)
+
+
+def test_frame_statistics_tell_a_degraded_frame_from_its_clean_neighbour(real_data):
+    from vsda_ros.weather import WeatherSequence, WeatherSpec
+
+    def stats(img: np.ndarray) -> torch.Tensor:
+        return frame_statistics(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)[0]
+
+    clean, nxt = _pair(real_data)
+    assert stats(clean).shape == (FRAME_STATS,)
+    step = (stats(nxt) - stats(clean)).abs().max()          # consecutive clean frames: ~equal
+    for kind, index, sign in (('fog', 1, -1), ('night', 0, -1), ('noise', 3, +1)):
+        hit = WeatherSequence(WeatherSpec(kind, 0.6), seed=0)(clean)
+        change = float(stats(hit)[index] - stats(clean)[index])
+        assert change * sign > 5 * step, (kind, change, float(step))
+    with pytest.raises(ValueError):
+        frame_statistics(torch.rand(1, 1, 8, 8))
+
+
+def test_frame_cues_start_as_the_frame_gate_and_move_the_weight_per_frame():
+    torch.manual_seed(3)
+    plain = GuidedFusionBlock(4, scale=0.25, num_deform=0, frame_gate=True).eval()
+    cued = GuidedFusionBlock(4, scale=0.25, num_deform=0, frame_gate=True, frame_cues=True).eval()
+    cued.load_state_dict(plain.state_dict(), strict=False)
+    x0, x1 = torch.rand(2, 3, 48, 64), torch.rand(2, 3, 48, 64)
+    x1[1] *= 0.3                                                 # the second pair: a dark frame
+    cur, prev = torch.randn(2, 4, 48, 64), torch.randn(2, 4, 12, 16)
+    g0, g1 = cued.guide(x0), cued.guide(x1)
+    assert g0.shape == (2, 16 + FRAME_STATS + 3, 12, 16)
+    with torch.no_grad():
+        same = torch.allclose(cued(cur, prev, g1, g0), plain(cur, prev, plain.guide(x1),
+                                                              plain.guide(x0)), atol=1e-6)
+        cued.frame_head[-1].weight.normal_()
+        aux: dict = {}
+        cued(cur, prev, g1, g0, aux=aux)
+    assert same
+    gate = aux['gate']
+    assert torch.allclose(gate, gate[:, :, :1, :1].expand_as(gate))   # one weight per frame
+    assert not torch.allclose(gate[0], gate[1])
+    with pytest.raises(ValueError):
+        GuidedFusionBlock(4, frame_cues=True)                   # needs frame_gate
 
 
 def test_checkpoint_round_trip_and_old_checkpoints_are_score_blocks():
@@ -148,7 +190,8 @@ def test_guided_recipe_trains_motion_and_gate(real_data):
 def test_guided_config_is_validated(tmp_path):
     from vsda_ros.adaptation.config import AdaptConfig
     for bad in ({'fusion_variant': 'flow'}, {'fusion_blend': 0.0}, {'transient_prob': 0.9},
-                {'fusion_num_deform': -1}, {'fusion_init': str(tmp_path / 'missing.pt')}):
+                {'fusion_num_deform': -1}, {'fusion_init': str(tmp_path / 'missing.pt')},
+                {'fusion_frame_cues': True}):
         with pytest.raises(ValueError):
             AdaptConfig(recipe='fusion', target=['x'], **bad).validate()
 

@@ -63,6 +63,8 @@ class AdaptConfig:
         fusion_recurrent: fusion, guided: the strategy feeds the fused scores to the next frame.
         fusion_num_deform: fusion, guided: deformable steps (0 = warp by the motion field).
         fusion_frame_gate: fusion, guided: one gate weight per frame instead of per pixel.
+        fusion_frame_cues: fusion, guided: the frame's gate weight also sees frame statistics
+            of both images (which frame a transient hit); needs ``fusion_frame_gate``.
         fusion_stage: fusion, guided: ``full`` (everything, with the network's scores) or
             ``motion`` (only the motion field learns the DIS flow; the network is not run).
         fusion_init: fusion, guided: start from the matching weights of this checkpoint's
@@ -173,6 +175,7 @@ class AdaptConfig:
     fusion_num_deform: int = 1
     fusion_stage: str = 'full'
     fusion_frame_gate: bool = False
+    fusion_frame_cues: bool = False
     fusion_init: str | None = None
     flow_weight: float = 1.0
     transient_prob: float = 0.0
@@ -286,6 +289,9 @@ class AdaptConfig:
             raise ValueError(f"fusion_stage must be 'full' or 'motion', got {self.fusion_stage!r}")
         if self.fusion_num_deform < 0:
             raise ValueError(f'fusion_num_deform must be ≥ 0, got {self.fusion_num_deform}')
+        if self.fusion_frame_cues and not self.fusion_frame_gate:
+            raise ValueError('fusion_frame_cues needs fusion_frame_gate: true (the cues set one '
+                             'gate weight per frame)')
         if self.fusion_init and not Path(self.fusion_init).is_file():
             raise ValueError(f'fusion_init: {self.fusion_init} does not exist')
         if not 0 < self.fusion_blend < 1:

@@ -155,7 +155,8 @@ class FusionRecipe:
                                        scale=cfg.fusion_scale, blend=cfg.fusion_blend,
                                        recurrent=cfg.fusion_recurrent,
                                        num_deform=cfg.fusion_num_deform,
-                                       frame_gate=cfg.fusion_frame_gate).to(_dev(model))
+                                       frame_gate=cfg.fusion_frame_gate,
+                                       frame_cues=cfg.fusion_frame_cues).to(_dev(model))
             if cfg.fusion_init:
                 _warm_start(self.student, cfg.fusion_init)
         else:
@@ -313,13 +314,15 @@ class FusionRecipe:
             epe = (aux_c['motion'] - flow_s).norm(dim=1).mean()
             epe0 = flow_s.norm(dim=1).mean()
             hit = torch.tensor([m == 'cur' for m in modes], device=dev)
+            after = torch.tensor([m == 'prev' for m in modes], device=dev)
             gate = aux_d['gate'].mean((1, 2, 3))
         logs = {'deg': float(loss_deg.detach()), 'clean': float(loss_clean.detach()),
                 'flow': float(loss_flow.detach()), 'align': float(loss_align.detach()),
                 'anchor': float(loss_anchor.detach()),
                 'epe': float(epe), 'epe_zero': float(epe0),
                 'gate_clean': float(aux_c['gate'].detach().mean()),
-                'gate_hit': float(gate[hit].mean()) if bool(hit.any()) else float('nan')}
+                'gate_hit': float(gate[hit].mean()) if bool(hit.any()) else float('nan'),
+                'gate_prev_hit': float(gate[after].mean()) if bool(after.any()) else float('nan')}
         total = (loss_deg + cfg.clean_weight * loss_clean + cfg.flow_weight * loss_flow
                  + cfg.align_weight * loss_align + cfg.anchor_weight * loss_anchor)
         return total, logs

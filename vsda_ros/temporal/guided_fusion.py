@@ -26,6 +26,14 @@ frames**:
    (normalised entropy of both score maps, their disagreement, the photometric error of the
    warped previous image, the correlation peak), starting at ``blend`` everywhere. The output is
    ``cur + up(w · (aligned − cur_s))``.
+5. ``frame_cues`` (with ``frame_gate``): the frame's weight also gets a term from **frame
+   statistics of both images** (:func:`frame_statistics`: brightness, contrast, gradient and
+   Laplacian energy, colourfulness, saturated fraction, taken at 1/3 of the input by
+   :meth:`guide`): their change from the previous frame tells *which* frame a transient hit
+   (fog and glare lower the contrast, noise, rain and snow raise the high frequencies, night
+   lowers the brightness), so a hit frame can take more of the previous scores and the clean
+   frame after it less. The cues come from the images only, so the term does not depend on the
+   network's calibration (a block transfers between models).
 
 With ``recurrent`` the strategy feeds the *fused* scores (at the block size) to the next frame
 instead of the unfused ones, so one clean frame carries on through a damaged neighbour.
@@ -71,6 +79,29 @@ def correlation(a: Tensor, b: Tensor, radius: int) -> Tensor:
                       for dy in range(k) for dx in range(k)], 1)
 
 
+FRAME_STATS = 6
+
+
+def frame_statistics(img: Tensor) -> Tensor:
+    """B×3×H×W image in [0, 1] → B×6 frame statistics, each a log so that changes are ratios:
+    mean brightness, brightness spread (contrast), mean gradient magnitude, mean |Laplacian|,
+    colourfulness (mean of max − min over the channels) and the fraction of saturated pixels
+    (brightness > 0.95, + 0.01). Raises ``ValueError`` for a tensor that is not B×3×H×W with
+    H, W ≥ 3."""
+    if img.dim() != 4 or img.shape[1] != 3 or min(img.shape[-2:]) < 3:
+        raise ValueError(f'frame_statistics: expected B×3×H×W (H, W ≥ 3), got {tuple(img.shape)}')
+    gray = (0.299 * img[:, 0] + 0.587 * img[:, 1] + 0.114 * img[:, 2]).unsqueeze(1)
+    gx = (gray[..., :, 1:] - gray[..., :, :-1]).abs().mean((1, 2, 3))
+    gy = (gray[..., 1:, :] - gray[..., :-1, :]).abs().mean((1, 2, 3))
+    lap = (4 * gray[..., 1:-1, 1:-1] - gray[..., :-2, 1:-1] - gray[..., 2:, 1:-1]
+           - gray[..., 1:-1, :-2] - gray[..., 1:-1, 2:]).abs().mean((1, 2, 3))
+    colour = (img.amax(1) - img.amin(1)).mean((1, 2))
+    stats = torch.stack([gray.mean((1, 2, 3)) + 0.01, gray.std((1, 2, 3)) + 0.01,
+                         gx + gy + 1e-3, lap + 1e-3, colour + 0.01,
+                         (gray > 0.95).float().mean((1, 2, 3)) + 0.01], 1)
+    return stats.log()
+
+
 def normalised_entropy(logits: Tensor) -> Tensor:
     """B×C×h×w logits → B×1×h×w entropy of their softmax over log C (0 = certain, 1 = flat)."""
     logp = F.log_softmax(logits, 1)
@@ -95,8 +126,10 @@ class GuidedFusionBlock(nn.Module):
         frame_gate: one gate weight per frame (the sigmoid of the mean of the per-pixel gate
             logits) instead of one per pixel: the blend follows how damaged the frame is, not
             which pixels are uncertain.
+        frame_cues: add the frame-statistics term to the frame's gate logit (needs
+            ``frame_gate``); its last layer starts at zero (the block is then the one without).
 
-    Raises ``ValueError`` for out-of-range arguments.
+    Raises ``ValueError`` for out-of-range arguments (``frame_cues`` without ``frame_gate``).
     """
 
     uses_images = True
@@ -104,7 +137,7 @@ class GuidedFusionBlock(nn.Module):
     def __init__(self, num_classes: int, scale: float = 1 / 6, guide_ch: int = 16,
                  radius: int = 3, motion_hidden: int = 32, num_deform: int = 1,
                  blend: float = 0.4, recurrent: bool = True, variant: str = 'guided',
-                 frame_gate: bool = False) -> None:
+                 frame_gate: bool = False, frame_cues: bool = False) -> None:
         super().__init__()
         if variant != 'guided':
             raise ValueError(f"variant must be 'guided', got {variant!r}")
@@ -114,8 +147,11 @@ class GuidedFusionBlock(nn.Module):
                              f'{num_deform}, {radius}')
         if not 0 < scale <= 1 or not 0 < blend < 1:
             raise ValueError(f'scale must be in (0, 1] and blend in (0, 1), got {scale}, {blend}')
+        if frame_cues and not frame_gate:
+            raise ValueError('frame_cues needs frame_gate (the cues set one weight per frame)')
         c = num_classes
         self.num_classes, self.scale, self.radius = c, scale, radius
+        self.guide_ch, self.frame_cues = guide_ch, bool(frame_cues)
         self.num_deform, self.blend, self.recurrent = num_deform, blend, bool(recurrent)
         self.frame_gate = bool(frame_gate)
         self.encoder = nn.Sequential(
@@ -133,6 +169,10 @@ class GuidedFusionBlock(nn.Module):
         self.deforms = nn.ModuleList(DeformConv2d(c, c, _K, padding=1) for _ in range(num_deform))
         self.gate = nn.Sequential(nn.Conv2d(5, 8, 3, padding=1), nn.ReLU(inplace=True),
                                   nn.Conv2d(8, 1, 1))
+        # frame term: [stats(cur) − stats(prev), stats(cur), mean photometric error, mean peak]
+        self.frame_head = (nn.Sequential(nn.Linear(2 * FRAME_STATS + 2, 16),
+                                         nn.ReLU(inplace=True), nn.Linear(16, 1))
+                           if frame_cues else None)
         r = torch.arange(-radius, radius + 1, dtype=torch.float32)
         self.register_buffer('_disp_y', r.repeat_interleave(2 * radius + 1).view(1, -1, 1, 1),
                              persistent=False)
@@ -145,7 +185,8 @@ class GuidedFusionBlock(nn.Module):
         """Motion refinement, offset residuals and the gate's last conv start at zero (motion =
         the soft-argmax, the steps a pure warp, the gate ``blend`` everywhere); each deformable
         conv starts as the identity on its centre tap (2·I, cancelling the 0.5 mask)."""
-        for conv in (self.motion[-1], *self.offsets, self.gate[-1]):
+        last = (self.frame_head[-1],) if self.frame_head is not None else ()
+        for conv in (self.motion[-1], *self.offsets, self.gate[-1], *last):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         self.gate[-1].bias.fill_(math.log(self.blend / (1 - self.blend)))
@@ -168,20 +209,25 @@ class GuidedFusionBlock(nn.Module):
 
     # -- the pieces -------------------------------------------------------------------------
     def guide(self, x: Tensor) -> Tensor:
-        """B×3×H×W image in [0, 1] (the network input) → B×(G+3)×h×w: unit-length features
-        (G) and the image (3) at the block size, for :meth:`forward` (cache the previous
-        frame's)."""
+        """B×3×H×W image in [0, 1] (the network input) → B×(G[+6]+3)×h×w: unit-length features
+        (G), with ``frame_cues`` the :func:`frame_statistics` of the image at twice the block
+        size (6 constant channels), and the image (3) at the block size, for :meth:`forward`
+        (cache the previous frame's)."""
         h, w = self.block_size(*x.shape[-2:])
         img2 = F.interpolate(x, size=(2 * h, 2 * w), mode='bilinear', align_corners=False,
                              antialias=True)
         feat = F.normalize(self.encoder(img2 - 0.5), dim=1)
         img = F.avg_pool2d(img2, 2)
-        return torch.cat([feat, img], 1)
+        if not self.frame_cues:
+            return torch.cat([feat, img], 1)
+        stats = frame_statistics(img2)[..., None, None].expand(-1, -1, h, w)
+        return torch.cat([feat, stats, img], 1)
 
     def motion_field(self, cur_guide: Tensor, prev_guide: Tensor) -> Tensor:
         """B×2×h×w (Δx, Δy) in block pixels: where each pixel of the current frame was in the
         previous one (the :func:`~vsda_ros.temporal.flow.warp` convention)."""
-        fc, fp = cur_guide[:, :-3], prev_guide[:, :-3]
+        g = self.guide_ch
+        fc, fp = cur_guide[:, :g], prev_guide[:, :g]
         corr = correlation(fc, fp, self.radius)
         # per pixel, over the displacements: zero mean, unit spread (the raw cosines are all
         # near 1 where the frames are smooth, which hides the peak)
@@ -243,7 +289,14 @@ class GuidedFusionBlock(nn.Module):
                           photo * 4.0, corr.amax(1, keepdim=True)], 1)
         z = self.gate(cues)
         if self.frame_gate:      # one weight per frame: the mean of the per-pixel logits
-            z = z.mean((2, 3), keepdim=True).expand_as(z)
+            z = z.mean((2, 3), keepdim=True)
+            if self.frame_head is not None:
+                stats = slice(self.guide_ch, self.guide_ch + FRAME_STATS)
+                s_cur, s_prev = cur_guide[:, stats, 0, 0], prev_guide[:, stats, 0, 0]
+                pooled = cues[:, 3:].mean((2, 3))                      # photometric, peak
+                term = self.frame_head(torch.cat([s_cur - s_prev, s_cur, pooled], 1))
+                z = z + term[..., None, None]
+            z = z.expand(-1, -1, *cur_s.shape[-2:])
         w = torch.sigmoid(z)
         delta = w * (aligned - cur_s)
         if aux is not None:
@@ -255,4 +308,4 @@ class GuidedFusionBlock(nn.Module):
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, scale={self.scale:.4f}, radius={self.radius}, '
                 f'num_deform={self.num_deform}, blend={self.blend}, recurrent={self.recurrent}, '
-                f'frame_gate={self.frame_gate}')
+                f'frame_gate={self.frame_gate}, frame_cues={self.frame_cues}')
