@@ -423,6 +423,36 @@ def test_tsl_weather_only_reaches_the_student_and_teachers_follow_by_ema():
         torch.testing.assert_close(t, 0.9 * before + 0.1 * s)
 
 
+def test_tsl_trains_the_image_guided_block_on_the_degraded_crops(tmp_path):
+    from vsda_ros.models.checkpoint import save_checkpoint
+    from vsda_ros.temporal.guided_fusion import GuidedFusionBlock
+    from vsda_ros.temporal.modules import TemporalModules, make_module
+
+    model = tiny_model(4)
+    init = make_module('fusion', variant='guided', num_classes=4, scale=0.25, num_deform=0,
+                       frame_gate=True)
+    with torch.no_grad():
+        init.temperature.fill_(3.0)
+    ckpt = save_checkpoint(model, tmp_path / 'init.pt', TemporalModules(fusion=init).to_extra())
+    cfg = _cfg('tsl', crop=(64, 48), tsl_crop=(32, 24), confidence=0.0, fusion_scale=0.25,
+               fusion_variant='guided', fusion_num_deform=0, fusion_frame_gate=True,
+               fusion_frame_cues=True, fusion_init=str(ckpt))
+    recipe = TslRecipe(model, cfg)
+    assert isinstance(recipe.fusion, GuidedFusionBlock) and recipe.fusion.frame_cues
+    assert float(recipe.fusion.temperature.detach()) == 3.0            # warm-started
+    guided = []
+    recipe.fusion.register_forward_pre_hook(lambda m, a: guided.append(a[2].shape))
+    img, _ = canvas(6, 48, 80)
+    clip = [np.ascontiguousarray(img[:, 0:64]), np.ascontiguousarray(img[:, 3:67])]
+    recipe.train_mode()
+    loss, _ = recipe.loss([clip], None)
+    assert guided and guided[0][-2:] == (6, 8)                         # the 32×24 crop's guide
+    loss.backward()
+    assert recipe.fusion.encoder[0].weight.grad is not None
+    assert recipe.fusion.frame_head[-1].weight.grad is not None
+    assert isinstance(recipe.export().fusion, GuidedFusionBlock)
+
+
 def test_tsl_weather_degradation_is_temporal_and_seeded():
     degrade = weather_degrade(['fog', 'night'], (0.5, 0.9))
     img, _ = canvas(7, 48, 64)

@@ -22,6 +22,13 @@ Per target pair (previous, current), each sampled at ``crop``:
 The network and the fusion block train together; both are exported (the fusion block in
 ``extra.temporal``), so ``strategy: fusion`` in the node uses the pair. ``train_base: false``
 trains only the fusion block on the frozen network.
+
+``fusion_variant: guided`` trains the image-guided block
+(:class:`~vsda_ros.temporal.guided_fusion.GuidedFusionBlock`) instead of the score-only one:
+the teacher's block sees the clean frames' guide features, the student's the degraded crops';
+its motion field is not taught flow here, so start it from a trained block (``fusion_init``,
+e.g. ``espnet-camvid``'s shipped one: no weight depends on the classes when ``num_deform`` is
+0).
 """
 from __future__ import annotations
 
@@ -84,8 +91,20 @@ class TslRecipe(NetworkRecipe):
 
     def __init__(self, model, cfg, rank: int = 0, degrade: Degrade | None = None) -> None:
         super().__init__(model, cfg, rank)
-        self.fusion = make_module('fusion', num_classes=model.num_classes,
-                                  scale=cfg.fusion_scale).to(self.device)
+        self.guided = cfg.fusion_variant == 'guided'
+        if self.guided:
+            self.fusion = make_module('fusion', variant='guided', num_classes=model.num_classes,
+                                      scale=cfg.fusion_scale, blend=cfg.fusion_blend,
+                                      recurrent=cfg.fusion_recurrent,
+                                      num_deform=cfg.fusion_num_deform,
+                                      frame_gate=cfg.fusion_frame_gate,
+                                      frame_cues=cfg.fusion_frame_cues).to(self.device)
+            if cfg.fusion_init:
+                from vsda_ros.adaptation.recipes import _warm_start
+                _warm_start(self.fusion, cfg.fusion_init)
+        else:
+            self.fusion = make_module('fusion', num_classes=model.num_classes,
+                                      scale=cfg.fusion_scale).to(self.device)
         self.fusion_net = self.fusion
         self.teacher = frozen_copy(model)
         self.teacher_fusion = frozen_copy(self.fusion)
@@ -122,7 +141,9 @@ class TslRecipe(NetworkRecipe):
         with torch.no_grad():
             # 2. temporal teacher on the clean full frames, cut to the boxes
             t_cur, t_prev = self.teacher(torch.cat([cur, prev])).chunk(2)
-            fused = self.teacher_fusion(t_cur, t_prev)
+            tf = self.teacher_fusion
+            fused = (tf(t_cur, t_prev, tf.guide(cur), tf.guide(prev)) if self.guided
+                     else tf(t_cur, t_prev))
             prob_t = torch.cat([crop(fused[i:i + 1], box) for i, box in enumerate(boxes)]
                                ).softmax(1)
             # 3. spatial teacher on the zoomed clean boxes
@@ -140,7 +161,11 @@ class TslRecipe(NetworkRecipe):
         grad = torch.enable_grad() if self.cfg.trains_base else torch.no_grad()
         with grad:
             s_cur, s_prev = self.net(torch.cat([d_cur, d_prev])).chunk(2)
-        s_fused = self.fusion_net(s_cur, s_prev)
+        if self.guided:
+            s_fused = self.fusion_net(s_cur, s_prev, self.fusion.guide(d_cur),
+                                      self.fusion.guide(d_prev))
+        else:
+            s_fused = self.fusion_net(s_cur, s_prev)
         # 5. consistency with both teachers (+ source)
         loss_t = ce_loss(s_fused, pl_t)
         loss_s = ce_loss(s_cur, pl_s) if self.cfg.trains_base else torch.zeros((), device=dev)
