@@ -12,6 +12,11 @@ for a trained :class:`~vsda_ros.temporal.guided_fusion.GuidedFusionBlock`:
   shifted by each ``--gate-shifts`` value (a lower blend everywhere trades TC for mIoU);
 - the learned motion's end-point error against DIS at the block size (zero motion for scale).
 
+With ``--weather KIND:INTENSITY`` every frame is degraded first (smooth temporal weather, or an
+independent draw per frame with ``--iid``): the network, the block and DIS see the degraded
+frames; mIoU is against the labels and TC uses the clean frames' flow, as in ``vsda eval``.
+A fixed blend with a high weight then says how much averaging neighbours can give at all.
+
 Example (docs/temporal.md)::
 
     python benchmarks/guided_fusion_ablation.py --source ../shared/data/camvid/val \\
@@ -44,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--blends', default='0.3,0.4', help='fixed blend weights b')
     ap.add_argument('--gate-shifts', default='-0.6,-0.3',
                     help="shifts of the gate's bias (logit) for the 'block' rows")
+    ap.add_argument('--weather', default=None,
+                    help='degrade every frame first: KIND:INTENSITY (e.g. fog:0.6)')
+    ap.add_argument('--iid', action='store_true',
+                    help='with --weather: an independent draw of the weather per frame')
+    ap.add_argument('--seed', type=int, default=0, help='weather seed')
     args = ap.parse_args(argv)
     blends = [float(v) for v in args.blends.split(',') if v.strip()]
     shifts = [float(v) for v in args.gate_shifts.split(',') if v.strip()]
@@ -69,15 +79,25 @@ def main(argv: list[str] | None = None) -> int:
 
     n = len(clip.images)
     shape = clip.images[0].shape[:2]
+    images = clip.images
+    if args.weather:
+        from vsda_ros.weather import WeatherSequence, parse_weather
+        try:
+            spec = parse_weather(args.weather)
+        except ValueError as exc:
+            ap.error(str(exc))
+        if spec is not None:           # 'clean' is no weather
+            degrade = WeatherSequence(spec, seed=args.seed, temporal=not args.iid)
+            images = [degrade(im) for im in clip.images]
     dis = DISFlow('medium')
     with torch.inference_mode():
-        xs = [seg.preprocess(im) for im in clip.images]
+        xs = [seg.preprocess(im) for im in images]
         logits = [seg.logits(x) for x in xs]
         guides = [block.guide(x) for x in xs]
         small = [block.shrink(lg) for lg in logits]
         hw = tuple(small[0].shape[-2:])
         motion = [None] + [block.motion_field(guides[t], guides[t - 1])[0] for t in range(1, n)]
-        flows = [None] + [resize_flow(flow_to_tensor(dis(clip.images[t - 1], clip.images[t])), hw)
+        flows = [None] + [resize_flow(flow_to_tensor(dis(images[t - 1], images[t])), hw)
                           for t in range(1, n)]
         base = score([seg.postprocess(lg, shape)[0] for lg in logits])
         rows = [{'name': 'per_frame', 'miou': base[0], 'tc': base[1]}]
@@ -124,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         block.gate[-1].bias.copy_(bias)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({'model': args.model, 'epe_motion': epe,
+        Path(args.out).write_text(json.dumps({'model': args.model, 'weather': args.weather,
+                                              'iid': args.iid, 'epe_motion': epe,
                                               'epe_zero': epe0, 'rows': rows}, indent=1))
         print(f'wrote {args.out}')
     return 0
