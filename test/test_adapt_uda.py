@@ -436,8 +436,10 @@ def test_tsl_trains_the_image_guided_block_on_the_degraded_crops(tmp_path):
     ckpt = save_checkpoint(model, tmp_path / 'init.pt', TemporalModules(fusion=init).to_extra())
     cfg = _cfg('tsl', crop=(64, 48), tsl_crop=(32, 24), confidence=0.0, fusion_scale=0.25,
                fusion_variant='guided', fusion_num_deform=0, fusion_frame_gate=True,
-               fusion_frame_cues=True, fusion_init=str(ckpt))
+               fusion_frame_cues=True, fusion_init=str(ckpt), fusion_lr=1e-3)
     recipe = TslRecipe(model, cfg)
+    assert {g['name']: g['lr'] for g in recipe.param_groups(3e-5)} == {'network': 3e-5,
+                                                                        'fusion': 1e-3}
     assert isinstance(recipe.fusion, GuidedFusionBlock) and recipe.fusion.frame_cues
     assert float(recipe.fusion.temperature.detach()) == 3.0            # warm-started
     guided = []

@@ -70,6 +70,8 @@ class AdaptConfig:
         fusion_init: fusion, guided: start from the matching weights of this checkpoint's
             fusion block (e.g. an earlier guided block's encoder and motion head).
         flow_weight: fusion, guided: weight of the flow-distillation term.
+        fusion_lr: tsl: the fusion block's learning rate (``None`` = ``lr``, the network's;
+            a trained guided block fine-tuned with the network wants more than the network's).
         transient_prob: fusion, guided: probability that a training pair has only its current
             frame degraded (a transient hit; half as often only its previous frame).
         dmnet_width, cfnet_width: davss: widths of the two small networks.
@@ -178,6 +180,7 @@ class AdaptConfig:
     fusion_frame_cues: bool = False
     fusion_init: str | None = None
     flow_weight: float = 1.0
+    fusion_lr: float | None = None
     transient_prob: float = 0.0
     dmnet_width: int = 16
     cfnet_width: int = 24
@@ -289,6 +292,8 @@ class AdaptConfig:
             raise ValueError(f"fusion_stage must be 'full' or 'motion', got {self.fusion_stage!r}")
         if self.fusion_num_deform < 0:
             raise ValueError(f'fusion_num_deform must be ≥ 0, got {self.fusion_num_deform}')
+        if self.fusion_lr is not None and not self.fusion_lr > 0:
+            raise ValueError(f'fusion_lr must be > 0 (or unset), got {self.fusion_lr}')
         if self.fusion_frame_cues and not self.fusion_frame_gate:
             raise ValueError('fusion_frame_cues needs fusion_frame_gate: true (the cues set one '
                              'gate weight per frame)')

@@ -118,6 +118,14 @@ class TslRecipe(NetworkRecipe):
     def trainable(self):
         return {'network': self.model, 'fusion': self.fusion}
 
+    def param_groups(self, lr: float) -> list[dict]:
+        """The network at ``lr``, the fusion block at ``fusion_lr`` (when set)."""
+        groups = super().param_groups(lr)
+        for g in groups:
+            if g['name'] == 'fusion' and self.cfg.fusion_lr is not None:
+                g['lr'] = float(self.cfg.fusion_lr)
+        return groups
+
     def wrap(self, fn) -> None:
         super().wrap(fn)
         self.fusion_net = fn(self.fusion)
