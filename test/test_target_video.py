@@ -45,3 +45,23 @@ def test_real_cityscapes_sequence_is_one_30_frame_clip(real_data):
     video = TargetVideo.load([root], height=64)
     assert [len(v) for v in video.sequences.values()] == [30]
     assert all(dt <= 0.1 for dt in video.dt.values())   # usable by max_pair_dt 0.1
+
+
+def test_folder_fps_reaches_the_training_video(tmp_path):
+    """``vsda adapt --folder-fps`` (config ``folder_fps``) sets a folder's frame spacing; it
+    was fixed at 30 Hz, so 17 Hz city clips were logged (and paired) as 0.033 s apart."""
+    from vsda_ros.adaptation.config import AdaptConfig
+    from vsda_ros.adaptation.train import _load_target
+    from vsda_ros.cli import build_parser
+
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f'aachen_000001_{i:06d}_leftImg8bit.png'),
+                    rng.integers(0, 255, (16, 32, 3), dtype=np.uint8))
+    args = build_parser().parse_args(['adapt', '--target', str(tmp_path), '--folder-fps', '17'])
+    assert args.folder_fps == 17.0
+    cfg = AdaptConfig(recipe='source', target=[str(tmp_path)], height=16, folder_fps=17.0)
+    assert _load_target(cfg, verbose=False).dt[f'{tmp_path.name}:aachen_000001'] == \
+        pytest.approx(1 / 17)
+    with pytest.raises(ValueError):
+        AdaptConfig(recipe='source', target=['x'], folder_fps=0.0).validate()

@@ -152,7 +152,7 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
                  'device': args.device, 'val': args.val, 'val_labels': args.val_labels,
                  'label_map': args.map, 'eval_every': args.eval_every,
                  'fusion_init': args.fusion_init, 'fusion_num_deform': args.fusion_num_deform,
-                 'fusion_stage': args.fusion_stage}
+                 'fusion_stage': args.fusion_stage, 'folder_fps': args.folder_fps}
     if args.config:
         cfg = AdaptConfig.from_yaml(args.config, **overrides)
     else:
@@ -443,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--val-labels', default=None, help='its label folder')
     p.add_argument('--map', default=None, help='label map for --val (e.g. cityscapes-camvid)')
     p.add_argument('--eval-every', type=int, default=None, help='evaluate every N iterations')
+    p.add_argument('--folder-fps', type=float, default=None, metavar='HZ',
+                   help='frame rate of --target frame folders (default 30; their files carry '
+                        'no time stamps: Cityscapes sequences are 17)')
     p.add_argument('--fusion-init', default=None, metavar='CKPT',
                    help='fusion, guided: start from the matching weights of this checkpoint\'s '
                         'fusion block (a second training stage)')

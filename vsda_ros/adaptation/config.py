@@ -51,6 +51,9 @@ class AdaptConfig:
         height: frames are resized to this height first (keeps the aspect).
         max_distance: consecutive training frames are 1..max_distance stored frames apart.
         video_stride: keep every n-th frame of video files.
+        folder_fps: frames per second of target frame folders (their files carry no time
+            stamps; videos and bags have their own rate): sets the time between a folder's
+            frames, which ``max_pair_dt`` limits (Cityscapes sequences: 17).
         steps: davss: propagation steps per sample (2 = DAVSS's dual deep supervision).
         fusion_scale: fusion: working scale of the fusion block.
         fusion_offset_hidden: fusion: 0 = each deformable step's offsets from one 3×3 conv
@@ -168,6 +171,7 @@ class AdaptConfig:
     height: int = 360
     max_distance: int = 4
     video_stride: int = 1
+    folder_fps: float = 30.0
     steps: int = 2
     fusion_scale: float = 0.125
     fusion_offset_hidden: int = 0
@@ -292,6 +296,8 @@ class AdaptConfig:
             raise ValueError(f"fusion_stage must be 'full' or 'motion', got {self.fusion_stage!r}")
         if self.fusion_num_deform < 0:
             raise ValueError(f'fusion_num_deform must be ≥ 0, got {self.fusion_num_deform}')
+        if not self.folder_fps > 0:
+            raise ValueError(f'folder_fps must be > 0, got {self.folder_fps}')
         if self.fusion_lr is not None and not self.fusion_lr > 0:
             raise ValueError(f'fusion_lr must be > 0 (or unset), got {self.fusion_lr}')
         if self.fusion_frame_cues and not self.fusion_frame_gate:

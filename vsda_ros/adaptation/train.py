@@ -289,7 +289,8 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
 
 
 def _load_target(cfg: AdaptConfig, verbose: bool) -> TargetVideo:
-    video = TargetVideo.load(cfg.target, height=cfg.height, stride=cfg.video_stride)
+    video = TargetVideo.load(cfg.target, height=cfg.height, stride=cfg.video_stride,
+                             folder_fps=cfg.folder_fps)
     if cfg.frame_size:        # exactly the size the node / vsda eval feed the network
         size = tuple(cfg.frame_size)
         video.sequences = {k: [f if (f.shape[1], f.shape[0]) == size else
