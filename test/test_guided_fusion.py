@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vsda_ros.temporal.flow import warp
 from vsda_ros.temporal.fusion_block import FusionBlock
@@ -67,18 +68,25 @@ def test_forward_shapes_gate_and_errors():
 def test_frame_statistics_tell_a_degraded_frame_from_its_clean_neighbour(real_data):
     from vsda_ros.weather import WeatherSequence, WeatherSpec
 
-    def stats(img: np.ndarray) -> torch.Tensor:
-        return frame_statistics(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)[0]
+    def tensor(img: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+
+    def stats(img: np.ndarray) -> torch.Tensor:      # 1/2 scale + the full-resolution pair
+        x = tensor(img)
+        return frame_statistics(F.avg_pool2d(x, 2), x)[0]
 
     clean, nxt = _pair(real_data)
     assert stats(clean).shape == (FRAME_STATS,)
+    assert frame_statistics(tensor(clean)).shape == (1, FRAME_STATS - 2)
     step = (stats(nxt) - stats(clean)).abs().max()          # consecutive clean frames: ~equal
-    for kind, index, sign in (('fog', 1, -1), ('night', 0, -1), ('noise', 3, +1)):
+    for kind, index, sign in (('fog', 1, -1), ('night', 0, -1), ('noise', 7, +1)):
         hit = WeatherSequence(WeatherSpec(kind, 0.6), seed=0)(clean)
         change = float(stats(hit)[index] - stats(clean)[index])
         assert change * sign > 5 * step, (kind, change, float(step))
     with pytest.raises(ValueError):
         frame_statistics(torch.rand(1, 1, 8, 8))
+    with pytest.raises(ValueError):
+        frame_statistics(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 2, 2))
 
 
 def test_frame_cues_start_as_the_frame_gate_and_move_the_weight_per_frame():
@@ -103,6 +111,24 @@ def test_frame_cues_start_as_the_frame_gate_and_move_the_weight_per_frame():
     assert not torch.allclose(gate[0], gate[1])
     with pytest.raises(ValueError):
         GuidedFusionBlock(4, frame_cues=True)                   # needs frame_gate
+
+
+def test_pixel_mask_starts_near_one_and_only_lowers_the_frame_weight():
+    torch.manual_seed(4)
+    blk = GuidedFusionBlock(4, scale=0.25, num_deform=0, frame_gate=True, pixel_mask=True).eval()
+    x0, x1 = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 48, 64)
+    cur, prev = torch.randn(1, 4, 48, 64), torch.randn(1, 4, 12, 16)
+    aux: dict = {}
+    with torch.no_grad():
+        blk(cur, prev, blk.guide(x1), blk.guide(x0), aux=aux)
+        assert torch.allclose(aux['gate'], torch.full_like(aux['gate'], 0.4 * 0.99753), atol=1e-4)
+        blk.mask[-1].weight.normal_(std=3.0)
+        blk.mask[-1].bias.zero_()
+        blk(cur, prev, blk.guide(x1), blk.guide(x0), aux=aux)
+    gate = aux['gate']
+    assert float(gate.max()) <= 0.4 + 1e-6 and float(gate.std()) > 1e-3
+    with pytest.raises(ValueError):
+        GuidedFusionBlock(4, pixel_mask=True)                   # needs frame_gate
 
 
 def test_checkpoint_round_trip_and_old_checkpoints_are_score_blocks():

@@ -68,6 +68,9 @@ class AdaptConfig:
         fusion_frame_gate: fusion, guided: one gate weight per frame instead of per pixel.
         fusion_frame_cues: fusion, guided: the frame's gate weight also sees frame statistics
             of both images (which frame a transient hit); needs ``fusion_frame_gate``.
+        fusion_pixel_mask: fusion, guided: the frame's weight times a learned per-pixel mask
+            in (0, 1) (less of the previous frame where the warp fails); needs
+            ``fusion_frame_gate``.
         fusion_stage: fusion, guided: ``full`` (everything, with the network's scores) or
             ``motion`` (only the motion field learns the DIS flow; the network is not run).
         fusion_init: fusion, guided: start from the matching weights of this checkpoint's
@@ -182,6 +185,7 @@ class AdaptConfig:
     fusion_stage: str = 'full'
     fusion_frame_gate: bool = False
     fusion_frame_cues: bool = False
+    fusion_pixel_mask: bool = False
     fusion_init: str | None = None
     flow_weight: float = 1.0
     fusion_lr: float | None = None
@@ -300,9 +304,9 @@ class AdaptConfig:
             raise ValueError(f'folder_fps must be > 0, got {self.folder_fps}')
         if self.fusion_lr is not None and not self.fusion_lr > 0:
             raise ValueError(f'fusion_lr must be > 0 (or unset), got {self.fusion_lr}')
-        if self.fusion_frame_cues and not self.fusion_frame_gate:
-            raise ValueError('fusion_frame_cues needs fusion_frame_gate: true (the cues set one '
-                             'gate weight per frame)')
+        if (self.fusion_frame_cues or self.fusion_pixel_mask) and not self.fusion_frame_gate:
+            raise ValueError('fusion_frame_cues and fusion_pixel_mask need fusion_frame_gate: '
+                             'true (they act on the one gate weight per frame)')
         if self.fusion_init and not Path(self.fusion_init).is_file():
             raise ValueError(f'fusion_init: {self.fusion_init} does not exist')
         if not 0 < self.fusion_blend < 1:

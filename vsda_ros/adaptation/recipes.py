@@ -156,7 +156,8 @@ class FusionRecipe:
                                        recurrent=cfg.fusion_recurrent,
                                        num_deform=cfg.fusion_num_deform,
                                        frame_gate=cfg.fusion_frame_gate,
-                                       frame_cues=cfg.fusion_frame_cues).to(_dev(model))
+                                       frame_cues=cfg.fusion_frame_cues,
+                                       pixel_mask=cfg.fusion_pixel_mask).to(_dev(model))
             if cfg.fusion_init:
                 _warm_start(self.student, cfg.fusion_init)
         else:

@@ -28,12 +28,15 @@ frames**:
    ``cur + up(w · (aligned − cur_s))``.
 5. ``frame_cues`` (with ``frame_gate``): the frame's weight also gets a term from **frame
    statistics of both images** (:func:`frame_statistics`: brightness, contrast, gradient and
-   Laplacian energy, colourfulness, saturated fraction, taken at 1/3 of the input by
-   :meth:`guide`): their change from the previous frame tells *which* frame a transient hit
+   Laplacian energy, colourfulness, saturated fraction at 1/3 of the input, and gradient and
+   Laplacian energy of the input itself, where sensor noise shows; :meth:`guide`): their change from the previous frame tells *which* frame a transient hit
    (fog and glare lower the contrast, noise, rain and snow raise the high frequencies, night
    lowers the brightness), so a hit frame can take more of the previous scores and the clean
    frame after it less. The cues come from the images only, so the term does not depend on the
    network's calibration (a block transfers between models).
+6. ``pixel_mask`` (with ``frame_gate``): the frame's weight is multiplied per pixel by a mask in
+   (0, 1) from the per-pixel cues (starting at 0.998 everywhere): it can only take *less* of
+   the previous frame, where the warp fails (moving objects, disocclusions).
 
 With ``recurrent`` the strategy feeds the *fused* scores (at the block size) to the next frame
 instead of the unfused ones, so one clean frame carries on through a damaged neighbour.
@@ -79,27 +82,48 @@ def correlation(a: Tensor, b: Tensor, radius: int) -> Tensor:
                       for dy in range(k) for dx in range(k)], 1)
 
 
-FRAME_STATS = 6
+FRAME_STATS = 8
 
 
-def frame_statistics(img: Tensor) -> Tensor:
-    """B×3×H×W image in [0, 1] → B×6 frame statistics, each a log so that changes are ratios:
-    mean brightness, brightness spread (contrast), mean gradient magnitude, mean |Laplacian|,
-    colourfulness (mean of max − min over the channels) and the fraction of saturated pixels
-    (brightness > 0.95, + 0.01). Raises ``ValueError`` for a tensor that is not B×3×H×W with
-    H, W ≥ 3."""
-    if img.dim() != 4 or img.shape[1] != 3 or min(img.shape[-2:]) < 3:
-        raise ValueError(f'frame_statistics: expected B×3×H×W (H, W ≥ 3), got {tuple(img.shape)}')
-    gray = (0.299 * img[:, 0] + 0.587 * img[:, 1] + 0.114 * img[:, 2]).unsqueeze(1)
+def _gradient_energy(gray: Tensor) -> tuple[Tensor, Tensor]:
+    """B×1×H×W → (B,) mean gradient magnitude (|∂x| + |∂y|) and (B,) mean |Laplacian|."""
     gx = (gray[..., :, 1:] - gray[..., :, :-1]).abs().mean((1, 2, 3))
     gy = (gray[..., 1:, :] - gray[..., :-1, :]).abs().mean((1, 2, 3))
     lap = (4 * gray[..., 1:-1, 1:-1] - gray[..., :-2, 1:-1] - gray[..., 2:, 1:-1]
            - gray[..., 1:-1, :-2] - gray[..., 1:-1, 2:]).abs().mean((1, 2, 3))
+    return gx + gy, lap
+
+
+def frame_statistics(img: Tensor, full: Tensor | None = None) -> Tensor:
+    """Frame statistics, each a log so that changes are ratios.
+
+    Args:
+        img: B×3×H×W image in [0, 1] (H, W ≥ 3), e.g. at 1/3 of the input.
+        full: optional B×3×H'×W' image at full resolution (the network input), for the two
+            high-frequency statistics that downscaling averages away (sensor noise).
+    Returns:
+        B×6 (B×8 with ``full``): mean brightness, brightness spread (contrast), mean gradient
+        magnitude, mean |Laplacian|, colourfulness (mean of max − min over the channels), the
+        fraction of saturated pixels (brightness > 0.95, + 0.01); then the gradient and
+        Laplacian energy of ``full``.
+    Raises ``ValueError`` for a tensor that is not B×3×H×W with H, W ≥ 3.
+    """
+    for t in (img, full):
+        if t is not None and (t.dim() != 4 or t.shape[1] != 3 or min(t.shape[-2:]) < 3):
+            raise ValueError(f'frame_statistics: expected B×3×H×W (H, W ≥ 3), got '
+                             f'{tuple(t.shape)}')
+    gray = _luminance(img)
+    grad, lap = _gradient_energy(gray)
     colour = (img.amax(1) - img.amin(1)).mean((1, 2))
-    stats = torch.stack([gray.mean((1, 2, 3)) + 0.01, gray.std((1, 2, 3)) + 0.01,
-                         gx + gy + 1e-3, lap + 1e-3, colour + 0.01,
-                         (gray > 0.95).float().mean((1, 2, 3)) + 0.01], 1)
-    return stats.log()
+    stats = [gray.mean((1, 2, 3)) + 0.01, gray.std((1, 2, 3)) + 0.01, grad + 1e-3, lap + 1e-3,
+             colour + 0.01, (gray > 0.95).float().mean((1, 2, 3)) + 0.01]
+    if full is not None:
+        stats += [v + 1e-3 for v in _gradient_energy(_luminance(full))]
+    return torch.stack(stats, 1).log()
+
+
+def _luminance(img: Tensor) -> Tensor:
+    return (0.299 * img[:, 0] + 0.587 * img[:, 1] + 0.114 * img[:, 2]).unsqueeze(1)
 
 
 def normalised_entropy(logits: Tensor) -> Tensor:
@@ -128,8 +152,10 @@ class GuidedFusionBlock(nn.Module):
             which pixels are uncertain.
         frame_cues: add the frame-statistics term to the frame's gate logit (needs
             ``frame_gate``); its last layer starts at zero (the block is then the one without).
+        pixel_mask: multiply the frame's weight by a per-pixel mask (needs ``frame_gate``).
 
-    Raises ``ValueError`` for out-of-range arguments (``frame_cues`` without ``frame_gate``).
+    Raises ``ValueError`` for out-of-range arguments (``frame_cues`` or ``pixel_mask`` without
+    ``frame_gate``).
     """
 
     uses_images = True
@@ -137,7 +163,8 @@ class GuidedFusionBlock(nn.Module):
     def __init__(self, num_classes: int, scale: float = 1 / 6, guide_ch: int = 16,
                  radius: int = 3, motion_hidden: int = 32, num_deform: int = 1,
                  blend: float = 0.4, recurrent: bool = True, variant: str = 'guided',
-                 frame_gate: bool = False, frame_cues: bool = False) -> None:
+                 frame_gate: bool = False, frame_cues: bool = False,
+                 pixel_mask: bool = False) -> None:
         super().__init__()
         if variant != 'guided':
             raise ValueError(f"variant must be 'guided', got {variant!r}")
@@ -147,11 +174,13 @@ class GuidedFusionBlock(nn.Module):
                              f'{num_deform}, {radius}')
         if not 0 < scale <= 1 or not 0 < blend < 1:
             raise ValueError(f'scale must be in (0, 1] and blend in (0, 1), got {scale}, {blend}')
-        if frame_cues and not frame_gate:
-            raise ValueError('frame_cues needs frame_gate (the cues set one weight per frame)')
+        if (frame_cues or pixel_mask) and not frame_gate:
+            raise ValueError('frame_cues and pixel_mask need frame_gate (they act on the one '
+                             'weight per frame)')
         c = num_classes
         self.num_classes, self.scale, self.radius = c, scale, radius
         self.guide_ch, self.frame_cues = guide_ch, bool(frame_cues)
+        self.pixel_mask = bool(pixel_mask)
         self.num_deform, self.blend, self.recurrent = num_deform, blend, bool(recurrent)
         self.frame_gate = bool(frame_gate)
         self.encoder = nn.Sequential(
@@ -173,6 +202,8 @@ class GuidedFusionBlock(nn.Module):
         self.frame_head = (nn.Sequential(nn.Linear(2 * FRAME_STATS + 2, 16),
                                          nn.ReLU(inplace=True), nn.Linear(16, 1))
                            if frame_cues else None)
+        self.mask = (nn.Sequential(nn.Conv2d(5, 8, 3, padding=1), nn.ReLU(inplace=True),
+                                   nn.Conv2d(8, 1, 1)) if pixel_mask else None)
         r = torch.arange(-radius, radius + 1, dtype=torch.float32)
         self.register_buffer('_disp_y', r.repeat_interleave(2 * radius + 1).view(1, -1, 1, 1),
                              persistent=False)
@@ -186,9 +217,13 @@ class GuidedFusionBlock(nn.Module):
         the soft-argmax, the steps a pure warp, the gate ``blend`` everywhere); each deformable
         conv starts as the identity on its centre tap (2·I, cancelling the 0.5 mask)."""
         last = (self.frame_head[-1],) if self.frame_head is not None else ()
+        if self.mask is not None:
+            last += (self.mask[-1],)
         for conv in (self.motion[-1], *self.offsets, self.gate[-1], *last):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
+        if self.mask is not None:
+            self.mask[-1].bias.fill_(6.0)                  # sigmoid(6) = 0.998
         self.gate[-1].bias.fill_(math.log(self.blend / (1 - self.blend)))
         for conv in self.deforms:
             nn.init.zeros_(conv.weight)
@@ -209,9 +244,9 @@ class GuidedFusionBlock(nn.Module):
 
     # -- the pieces -------------------------------------------------------------------------
     def guide(self, x: Tensor) -> Tensor:
-        """B×3×H×W image in [0, 1] (the network input) → B×(G[+6]+3)×h×w: unit-length features
+        """B×3×H×W image in [0, 1] (the network input) → B×(G[+8]+3)×h×w: unit-length features
         (G), with ``frame_cues`` the :func:`frame_statistics` of the image at twice the block
-        size (6 constant channels), and the image (3) at the block size, for :meth:`forward`
+        size and of ``x`` (8 constant channels), and the image (3) at the block size, for :meth:`forward`
         (cache the previous frame's)."""
         h, w = self.block_size(*x.shape[-2:])
         img2 = F.interpolate(x, size=(2 * h, 2 * w), mode='bilinear', align_corners=False,
@@ -220,7 +255,7 @@ class GuidedFusionBlock(nn.Module):
         img = F.avg_pool2d(img2, 2)
         if not self.frame_cues:
             return torch.cat([feat, img], 1)
-        stats = frame_statistics(img2)[..., None, None].expand(-1, -1, h, w)
+        stats = frame_statistics(img2, x)[..., None, None].expand(-1, -1, h, w)
         return torch.cat([feat, stats, img], 1)
 
     def motion_field(self, cur_guide: Tensor, prev_guide: Tensor) -> Tensor:
@@ -298,6 +333,8 @@ class GuidedFusionBlock(nn.Module):
                 z = z + term[..., None, None]
             z = z.expand(-1, -1, *cur_s.shape[-2:])
         w = torch.sigmoid(z)
+        if self.mask is not None:
+            w = w * torch.sigmoid(self.mask(cues))
         delta = w * (aligned - cur_s)
         if aux is not None:
             aux.update(motion=motion, aligned=aligned, gate=w)
@@ -308,4 +345,5 @@ class GuidedFusionBlock(nn.Module):
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, scale={self.scale:.4f}, radius={self.radius}, '
                 f'num_deform={self.num_deform}, blend={self.blend}, recurrent={self.recurrent}, '
-                f'frame_gate={self.frame_gate}, frame_cues={self.frame_cues}')
+                f'frame_gate={self.frame_gate}, frame_cues={self.frame_cues}, '
+                f'pixel_mask={self.pixel_mask}')

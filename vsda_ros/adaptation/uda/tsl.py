@@ -98,7 +98,8 @@ class TslRecipe(NetworkRecipe):
                                       recurrent=cfg.fusion_recurrent,
                                       num_deform=cfg.fusion_num_deform,
                                       frame_gate=cfg.fusion_frame_gate,
-                                      frame_cues=cfg.fusion_frame_cues).to(self.device)
+                                      frame_cues=cfg.fusion_frame_cues,
+                                      pixel_mask=cfg.fusion_pixel_mask).to(self.device)
             if cfg.fusion_init:
                 from vsda_ros.adaptation.recipes import _warm_start
                 _warm_start(self.fusion, cfg.fusion_init)
