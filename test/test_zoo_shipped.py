@@ -119,15 +119,16 @@ def test_vsda_models_lists_the_zoo_with_sha256_status(real_data):
 
 
 def test_shipped_fusion_blocks_are_the_image_guided_block():
-    """The 17 Hz round ships the image-guided block (recurrent, a gate weight per frame, no
-    deformable steps) for all
-    three models; the ESPNetv2 ones are the espnet-camvid block rebuilt for 19 classes."""
+    """The image-guided block (recurrent, a gate weight per frame with frame cues and a pixel
+    mask, no deformable steps) for all three models; the ESPNetv2 ones are the espnet-camvid
+    block rebuilt for 19 classes."""
     from vsda_ros.temporal.guided_fusion import GuidedFusionBlock
     blocks = {name: load_temporal_modules(name).fusion
               for name in ('espnet-camvid', 'espnetv2-cityscapes', 'espnetv2-camvid-tsl')}
     for name, block in blocks.items():
         assert isinstance(block, GuidedFusionBlock), name
         assert block.recurrent and block.frame_gate and block.num_deform == 0
+        assert block.frame_cues and block.pixel_mask
     ref = blocks['espnet-camvid'].state_dict()
     for name in ('espnetv2-cityscapes', 'espnetv2-camvid-tsl'):
         assert blocks[name].num_classes == 19
@@ -139,9 +140,9 @@ def test_zoo_build_steps_come_after_what_they_need_and_transfer_refuses_score_bl
     from vsda_ros.models.checkpoint import save_checkpoint
     from vsda_ros.models.zoo import load_model
     from vsda_ros.temporal.modules import TemporalModules, make_module
-    order = zb.with_dependencies(['espnetv2-cityscapes.fusion_guided'])
-    assert order == ['espnet-camvid.fusion_guided1', 'espnet-camvid.fusion_guided',
-                     'espnetv2-cityscapes.fusion_guided']
+    order = zb.with_dependencies(['espnetv2-cityscapes.fusion_cues'])
+    assert order == ['espnet-camvid.fusion_guided1', 'espnet-camvid.fusion_guided1b',
+                     'espnet-camvid.fusion_cues', 'espnetv2-cityscapes.fusion_cues']
     for keys in zb.PACKS.values():
         assert all(k in zb.STEPS for k in keys)
     net = load_model('espnet-camvid', download=False, progress=False)

@@ -54,22 +54,23 @@ class ShippedFile:
 SHIPPED_FILES: tuple[ShippedFile, ...] = (
     ShippedFile(
         name='espnetv2-camvid-tsl', kind='model', filename='espnetv2-camvid-tsl.pt',
-        sha256='5600e0eab1d17b0be19e2eb7dc8c5198a9b24b5103198ce00cec1cd1bedd19de',
+        sha256='bd992e0bbadacb57faa0d881a62b631d5de08d25d774368456c69ea3b552bdad',
         base='espnetv2-cityscapes',
         summary='ESPNetv2 Cityscapes weights adapted to CamVid video with tsl (unlabelled '
-                'CamVid train + dashcam), with the image-guided fusion block and DMNet/CFNet'),
+                'CamVid train + dashcam), with the image-guided fusion block (frame cues) and '
+                'DMNet/CFNet'),
     ShippedFile(
         name='espnet-camvid', kind='temporal', filename='espnet-camvid.temporal.pt',
-        sha256='0a9bfd5340682585af3991bb8768f86ee08e2e6078d967159f1e71746c743f28',
+        sha256='d4b7182dcbb9d6cfbd16446a138f73f5c3b2369da361e8776cad0e1c7ecc049d',
         base='espnet-camvid',
-        summary='image-guided fusion block (17 Hz Cityscapes sequences + dashcam) + '
-                'DMNet/CFNet (CamVid train + dashcam) for espnet-camvid'),
+        summary='image-guided fusion block with frame cues (17 Hz Cityscapes sequences + '
+                'dashcam) + DMNet/CFNet (CamVid train + dashcam) for espnet-camvid'),
     ShippedFile(
         name='espnetv2-cityscapes', kind='temporal', filename='espnetv2-cityscapes.temporal.pt',
-        sha256='17433abe5ab034d7755f5e1058fb0dc6102acebdf8d57222c7d80d3dde29121a',
+        sha256='6fc91e4dafc4e46ea221ad8e71b76e5aa18a8cb53e2a31ede13132831d39c6a2',
         base='espnetv2-cityscapes',
-        summary='the image-guided fusion block of espnet-camvid + DMNet/CFNet (dashcam) '
-                'for espnetv2-cityscapes'),
+        summary='the image-guided fusion block (frame cues) of espnet-camvid + DMNet/CFNet '
+                '(dashcam) for espnetv2-cityscapes'),
 )
 
 #: adapted whole models, by zoo name.

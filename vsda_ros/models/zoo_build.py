@@ -62,22 +62,26 @@ class Step:
 STEPS: dict[str, Step] = {s.key: s for s in [
     Step('espnet-camvid.davss', 'config/experiments/davss.yaml', ('camvid/train', DASHCAM)),
     Step('espnet-camvid.fusion', 'config/experiments/fusion.yaml', ('camvid/train', DASHCAM)),
-    # the image-guided block in two stages (config/experiments/fusion_guided.yaml): the motion
-    # field alone, then everything
+    # the image-guided block: the motion field alone (2000 iterations, then 4000 more at half
+    # the rate: config/experiments/fusion_guided.yaml), then everything with the frame cues and
+    # the pixel mask (config/experiments/fusion_guided_cues.yaml)
     Step('espnet-camvid.fusion_guided1', 'config/experiments/fusion_guided.yaml',
          (*CITYSCAPES_SEQ, DASHCAM),
          ('--fusion-stage', 'motion', '--batch', '8', '--iterations', '2000')),
-    Step('espnet-camvid.fusion_guided', 'config/experiments/fusion_guided.yaml',
-         (*CITYSCAPES_SEQ, DASHCAM), ('--fusion-init', '{work}/espnet-camvid.fusion_guided1.pt'),
+    Step('espnet-camvid.fusion_guided1b', 'config/experiments/fusion_guided.yaml',
+         (*CITYSCAPES_SEQ, DASHCAM),
+         ('--fusion-stage', 'motion', '--batch', '8', '--iterations', '4000', '--lr', '0.002',
+          '--seed', '3', '--fusion-init', '{work}/espnet-camvid.fusion_guided1.pt'),
          needs=('espnet-camvid.fusion_guided1',)),
-    # the trained block for each model, recurrent and with one gate weight per frame (the
-    # ESPNetv2 models get it unchanged: ESPNetv2 costs 4x per training iteration)
-    Step('espnet-camvid.fusion_guided_run', '', (), ('--model', 'espnet-camvid'),
-         transfer='espnet-camvid.fusion_guided'),
-    Step('espnetv2-cityscapes.fusion_guided', '', (), ('--model', 'espnetv2-cityscapes'),
-         transfer='espnet-camvid.fusion_guided'),
-    Step('espnetv2-camvid-tsl.fusion_guided', '', (), ('--model', 'espnetv2-camvid-tsl'),
-         transfer='espnet-camvid.fusion_guided'),
+    Step('espnet-camvid.fusion_cues', 'config/experiments/fusion_guided_cues.yaml',
+         (*CITYSCAPES_SEQ, DASHCAM), ('--fusion-init', '{work}/espnet-camvid.fusion_guided1b.pt'),
+         needs=('espnet-camvid.fusion_guided1b',)),
+    # the ESPNetv2 models get the same block (ESPNetv2 costs 4x per training iteration; the
+    # block has no class-dependent weight)
+    Step('espnetv2-cityscapes.fusion_cues', '', (), ('--model', 'espnetv2-cityscapes'),
+         transfer='espnet-camvid.fusion_cues'),
+    Step('espnetv2-camvid-tsl.fusion_cues', '', (), ('--model', 'espnetv2-camvid-tsl'),
+         transfer='espnet-camvid.fusion_cues'),
     Step('espnetv2-cityscapes.davss', 'config/experiments/davss.yaml',
          (*CITYSCAPES_SEQ, DASHCAM), ('--model', 'espnetv2-cityscapes')),
     # ESPNetv2 costs ~2.4 s an iteration here (4× ESPNet): the fusion block gets 300
@@ -91,14 +95,14 @@ STEPS: dict[str, Step] = {s.key: s for s in [
 #: shipped file name → the steps it is packed from (a whole model comes from the first; where
 #: two steps have the same module, the later step's wins).
 PACKS: dict[str, tuple[str, ...]] = {
-    'espnet-camvid.temporal.pt': ('espnet-camvid.davss', 'espnet-camvid.fusion_guided_run'),
+    'espnet-camvid.temporal.pt': ('espnet-camvid.davss', 'espnet-camvid.fusion_cues'),
     'espnetv2-cityscapes.temporal.pt': ('espnetv2-cityscapes.davss',
-                                        'espnetv2-cityscapes.fusion_guided'),
+                                        'espnetv2-cityscapes.fusion_cues'),
     # the adapted network, the DMNet/CFNet of the network it was adapted from (docs/models.md:
     # measured against plain warping) and the image-guided fusion block (replacing the score
     # block tsl trained with it: docs/temporal.md)
     'espnetv2-camvid-tsl.pt': ('espnetv2-camvid-tsl', 'espnetv2-cityscapes.davss',
-                               'espnetv2-camvid-tsl.fusion_guided'),
+                               'espnetv2-camvid-tsl.fusion_cues'),
 }
 
 
