@@ -9,7 +9,8 @@ for a trained :class:`~vsda_ros.temporal.guided_fusion.GuidedFusionBlock`:
   imitates; the block never computes it), blended with a fixed weight b, pairwise or
   recurrent (the previous *fused* scores);
 - ``block``: the block as trained (its gate), pairwise and recurrent, and with its gate's bias
-  shifted by each ``--gate-shifts`` value (a lower blend everywhere trades TC for mIoU);
+  shifted by each ``--gate-shifts`` value (a lower blend everywhere trades TC for mIoU); the
+  mean weight its gate gave the previous frame;
 - the learned motion's end-point error against DIS at the block size (zero motion for scale).
 
 With ``--weather KIND:INTENSITY`` every frame is degraded first (smooth temporal weather, or an
@@ -111,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             m, tc = score(preds)
             rows.append({'name': name, 'miou': m, 'tc': tc, 'delta_miou': m - base[0],
                          'delta_tc': tc - base[1], **kw})
+            weight = f'  mean weight {kw["mean_weight"]:.3f}' if 'mean_weight' in kw else ''
             print(f'  {name:<34} mIoU {m:6.2f} ({m - base[0]:+.2f})  TC {tc:6.2f} '
-                  f'({tc - base[1]:+.2f})')
+                  f'({tc - base[1]:+.2f}){weight}')
 
         zero = [None] + [torch.zeros_like(f) for f in flows[1:]]
         for align, fields in (('zero', zero), ('motion', motion), ('dis', flows)):
@@ -133,14 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         for shift in [0.0, *shifts]:
             block.gate[-1].bias.copy_(bias + shift)
             for recurrent in ((False, True) if shift == 0 else (True,)):
-                preds, prev = [], None
+                preds, prev, weights = [], None, []
                 for t in range(n):
+                    aux: dict = {}
                     out = logits[t] if prev is None else block(
-                        logits[t], prev, guides[t], guides[t - 1], cur_small=small[t])
+                        logits[t], prev, guides[t], guides[t - 1], cur_small=small[t], aux=aux)
+                    if aux:
+                        weights.append(float(aux['gate'].mean()))
                     prev = block.shrink(out) if recurrent else small[t]
                     preds.append(seg.postprocess(out, shape)[0])
                 report(f'block gate {shift:+g}{" recurrent" if recurrent else ""}', preds,
-                       gate_shift=shift, recurrent=recurrent)
+                       gate_shift=shift, recurrent=recurrent, mean_weight=float(np.mean(weights)))
         block.gate[-1].bias.copy_(bias)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
