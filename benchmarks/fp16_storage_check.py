@@ -16,16 +16,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CASES = {  # shipped file → (model for fp32, temporal weights for fp32, model for fp16, map)
-    'espnetv2-camvid-tsl.pt': ('{w}/espnetv2-camvid-tsl.pt', '{w}/espnetv2-cityscapes.davss.pt',
-                               'espnetv2-camvid-tsl', 'cityscapes-camvid'),
-    'espnet-camvid.temporal.pt': ('espnet-camvid',
-                                  '{w}/espnet-camvid.davss.pt,{w}/espnet-camvid.fusion.pt',
-                                  'espnet-camvid', None),
-    'espnetv2-cityscapes.temporal.pt': (
-        'espnetv2-cityscapes', '{w}/espnetv2-cityscapes.davss.pt,'
-        '{w}/espnetv2-cityscapes.fusion.pt', 'espnetv2-cityscapes', 'cityscapes-camvid'),
-}
+def cases(work: str) -> dict[str, tuple[str, str, str, str | None]]:
+    """shipped file → (model for float32, temporal weights for float32, model for float16, label
+    map), from the packing recipe (:data:`vsda_ros.models.zoo_build.PACKS`): a whole model's
+    network is its first step's checkpoint; the temporal modules are the steps' checkpoints,
+    the later step first (it wins in the pack, and the first path with a module wins in
+    :func:`~vsda_ros.temporal.modules.load_temporal_modules`)."""
+    from vsda_ros.models.shipped import SHIPPED_FILES
+    from vsda_ros.models.zoo_build import PACKS
+
+    out = {}
+    for entry in SHIPPED_FILES:
+        keys = PACKS[entry.filename]
+        whole = entry.kind == 'model'
+        steps = keys[1:] if whole else keys
+        model32 = f'{work}/{keys[0]}.pt' if whole else entry.name
+        temporal32 = ','.join(f'{work}/{k}.pt' for k in reversed(steps))
+        label_map = None if entry.name == 'espnet-camvid' else 'cityscapes-camvid'
+        out[entry.filename] = (model32, temporal32, entry.name, label_map)
+    return out
 
 
 def run(model: str, temporal: str, strategy: str, images, labels, label_map):
@@ -62,10 +71,9 @@ def main() -> int:
     labels = [lab for _, lab in frames]
     print('| shipped file | strategy | mIoU float32 | mIoU float16 storage | labels agree |')
     print('| --- | --- | --- | --- | --- |')
-    for name, (m32, t32, m16, label_map) in CASES.items():
+    for name, (m32, t32, m16, label_map) in cases(args.work).items():
         for strategy in ('per_frame', 'fusion', 'keyframe'):
-            a, pa = run(m32.format(w=args.work), t32.format(w=args.work), strategy, images,
-                        labels, label_map)
+            a, pa = run(m32, t32, strategy, images, labels, label_map)
             b, pb = run(m16, '', strategy, images, labels, label_map)
             agree = np.mean([np.mean(x == y) for x, y in zip(pa, pb)]) * 100
             print(f'| {name} | {strategy} | {a:.2f} | {b:.2f} | {agree:.3f} % |', flush=True)
