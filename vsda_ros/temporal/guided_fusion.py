@@ -27,12 +27,13 @@ frames**:
    warped previous image, the correlation peak), starting at ``blend`` everywhere. The output is
    ``cur + up(w · (aligned − cur_s))``.
 5. ``frame_cues`` (with ``frame_gate``): the frame's weight also gets a term from **frame
-   statistics of both images** (:func:`frame_statistics`: brightness, contrast, gradient and
-   Laplacian energy, colourfulness, saturated fraction at 1/3 of the input, and gradient and
-   Laplacian energy of the input itself, where sensor noise shows; :meth:`guide`): their change from the previous frame tells *which* frame a transient hit
-   (fog and glare lower the contrast, noise, rain and snow raise the high frequencies, night
-   lowers the brightness), so a hit frame can take more of the previous scores and the clean
-   frame after it less. The cues come from the images only, so the term does not depend on the
+   statistics of both images** (:func:`frame_statistics`, computed by :meth:`guide`:
+   brightness, contrast, gradient and Laplacian energy, colourfulness, saturated fraction at 1/3
+   of the input, and gradient and Laplacian energy of the input itself, where sensor noise
+   shows): their change from the previous frame tells *which* frame a transient hit (fog and
+   glare lower the contrast and the high frequencies, noise raises them, night lowers the
+   brightness), so a hit frame can take more of the previous scores and the clean frame after
+   it less. The cues come from the images only, so the term does not depend on the
    network's calibration (a block transfers between models).
 6. ``pixel_mask`` (with ``frame_gate``): the frame's weight is multiplied per pixel by a mask in
    (0, 1) from the per-pixel cues (starting at 0.998 everywhere): it can only take *less* of
@@ -213,9 +214,10 @@ class GuidedFusionBlock(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Motion refinement, offset residuals and the gate's last conv start at zero (motion =
-        the soft-argmax, the steps a pure warp, the gate ``blend`` everywhere); each deformable
-        conv starts as the identity on its centre tap (2·I, cancelling the 0.5 mask)."""
+        """Motion refinement, offset residuals, the gate's last conv and the frame term's last
+        layer start at zero (motion = the soft-argmax, the steps a pure warp, the gate ``blend``
+        everywhere), the pixel mask at sigmoid(6) = 0.998; each deformable conv starts as the
+        identity on its centre tap (2·I, cancelling the 0.5 mask)."""
         last = (self.frame_head[-1],) if self.frame_head is not None else ()
         if self.mask is not None:
             last += (self.mask[-1],)
@@ -246,8 +248,8 @@ class GuidedFusionBlock(nn.Module):
     def guide(self, x: Tensor) -> Tensor:
         """B×3×H×W image in [0, 1] (the network input) → B×(G[+8]+3)×h×w: unit-length features
         (G), with ``frame_cues`` the :func:`frame_statistics` of the image at twice the block
-        size and of ``x`` (8 constant channels), and the image (3) at the block size, for :meth:`forward`
-        (cache the previous frame's)."""
+        size and of ``x`` (8 constant channels), and the image (3) at the block size, for
+        :meth:`forward` (cache the previous frame's)."""
         h, w = self.block_size(*x.shape[-2:])
         img2 = F.interpolate(x, size=(2 * h, 2 * w), mode='bilinear', align_corners=False,
                              antialias=True)
