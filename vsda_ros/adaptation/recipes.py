@@ -159,7 +159,7 @@ class FusionRecipe:
                                        frame_cues=cfg.fusion_frame_cues,
                                        pixel_mask=cfg.fusion_pixel_mask).to(_dev(model))
             if cfg.fusion_init:
-                _warm_start(self.student, cfg.fusion_init)
+                warm_start_fusion(self.student, cfg.fusion_init)
         else:
             self.student = make_module('fusion', num_classes=model.num_classes,
                                        scale=cfg.fusion_scale,
@@ -337,7 +337,7 @@ class FusionRecipe:
         return TemporalModules(fusion=self.teacher.eval())
 
 
-def _warm_start(block: nn.Module, path: str) -> None:
+def warm_start_fusion(block: nn.Module, path: str) -> None:
     """Copy into ``block`` every weight of the fusion block in checkpoint ``path`` whose name
     and shape match (e.g. the encoder and motion head of an earlier guided block, whatever its
     ``num_deform``); prints what was taken. Raises ``ValueError`` when nothing matches."""

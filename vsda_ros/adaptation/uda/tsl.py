@@ -101,8 +101,8 @@ class TslRecipe(NetworkRecipe):
                                       frame_cues=cfg.fusion_frame_cues,
                                       pixel_mask=cfg.fusion_pixel_mask).to(self.device)
             if cfg.fusion_init:
-                from vsda_ros.adaptation.recipes import _warm_start
-                _warm_start(self.fusion, cfg.fusion_init)
+                from vsda_ros.adaptation.recipes import warm_start_fusion
+                warm_start_fusion(self.fusion, cfg.fusion_init)
         else:
             self.fusion = make_module('fusion', num_classes=model.num_classes,
                                       scale=cfg.fusion_scale).to(self.device)
