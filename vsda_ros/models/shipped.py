@@ -54,11 +54,11 @@ class ShippedFile:
 SHIPPED_FILES: tuple[ShippedFile, ...] = (
     ShippedFile(
         name='espnetv2-camvid-tsl', kind='model', filename='espnetv2-camvid-tsl.pt',
-        sha256='bd992e0bbadacb57faa0d881a62b631d5de08d25d774368456c69ea3b552bdad',
+        sha256='7edb64c593058f162ccd1bd8e7191d33cc39808117ebf5708368cff2a088b66e',
         base='espnetv2-cityscapes',
         summary='ESPNetv2 Cityscapes weights adapted to CamVid video with tsl (unlabelled '
-                'CamVid train + dashcam), with the image-guided fusion block (frame cues) and '
-                'DMNet/CFNet'),
+                'CamVid train + dashcam), with the image-guided fusion block (frame cues; '
+                'espnet-camvid\'s, fine-tuned on its scores) and DMNet/CFNet'),
     ShippedFile(
         name='espnet-camvid', kind='temporal', filename='espnet-camvid.temporal.pt',
         sha256='d4b7182dcbb9d6cfbd16446a138f73f5c3b2369da361e8776cad0e1c7ecc049d',
@@ -67,10 +67,10 @@ SHIPPED_FILES: tuple[ShippedFile, ...] = (
                 'dashcam) + DMNet/CFNet (CamVid train + dashcam) for espnet-camvid'),
     ShippedFile(
         name='espnetv2-cityscapes', kind='temporal', filename='espnetv2-cityscapes.temporal.pt',
-        sha256='6fc91e4dafc4e46ea221ad8e71b76e5aa18a8cb53e2a31ede13132831d39c6a2',
+        sha256='59659d7e26cecf69ad8e248171d1d7e85c0843e21f7c7394040b3f51a0f39a50',
         base='espnetv2-cityscapes',
-        summary='the image-guided fusion block (frame cues) of espnet-camvid + DMNet/CFNet '
-                '(dashcam) for espnetv2-cityscapes'),
+        summary='image-guided fusion block with frame cues (espnet-camvid\'s, fine-tuned on '
+                'its scores) + DMNet/CFNet (dashcam) for espnetv2-cityscapes'),
 )
 
 #: adapted whole models, by zoo name.
