@@ -77,7 +77,9 @@ STEPS: dict[str, Step] = {s.key: s for s in [
          (*CITYSCAPES_SEQ, DASHCAM), ('--fusion-init', '{work}/espnet-camvid.fusion_guided1b.pt'),
          needs=('espnet-camvid.fusion_guided1b',)),
     # the ESPNetv2 models: that block fine-tuned on each network's own scores (300 iterations
-    # at half the rate; the block has no class-dependent weight, so it starts from all of it)
+    # at half the rate; the block has no class-dependent weight, so it starts from all of it).
+    # The network is the installed one (for espnetv2-camvid-tsl: the shipped file's network,
+    # as these blocks were trained), not this build's float32 tsl checkpoint.
     *(Step(f'{m}.fusion_cues', 'config/experiments/fusion_guided_cues.yaml',
            (*CITYSCAPES_SEQ, DASHCAM),
            ('--model', m, '--iterations', '300', '--lr', '0.002',
