@@ -151,15 +151,7 @@ class FusionRecipe:
         self.rng = np.random.default_rng(cfg.seed + 1)
         self.guided = cfg.fusion_variant == 'guided'
         if self.guided:
-            self.student = make_module('fusion', variant='guided', num_classes=model.num_classes,
-                                       scale=cfg.fusion_scale, blend=cfg.fusion_blend,
-                                       recurrent=cfg.fusion_recurrent,
-                                       num_deform=cfg.fusion_num_deform,
-                                       frame_gate=cfg.fusion_frame_gate,
-                                       frame_cues=cfg.fusion_frame_cues,
-                                       pixel_mask=cfg.fusion_pixel_mask).to(_dev(model))
-            if cfg.fusion_init:
-                warm_start_fusion(self.student, cfg.fusion_init)
+            self.student = guided_fusion_block(cfg, model.num_classes, _dev(model))
         else:
             self.student = make_module('fusion', num_classes=model.num_classes,
                                        scale=cfg.fusion_scale,
@@ -337,7 +329,22 @@ class FusionRecipe:
         return TemporalModules(fusion=self.teacher.eval())
 
 
-def warm_start_fusion(block: nn.Module, path: str) -> None:
+def guided_fusion_block(cfg, num_classes: int, device) -> nn.Module:
+    """The image-guided fusion block the config asks for (``fusion_scale``, ``fusion_blend``,
+    ``fusion_recurrent``, ``fusion_num_deform``, ``fusion_frame_gate``, ``fusion_frame_cues``,
+    ``fusion_pixel_mask``) on ``device``, warm-started from ``fusion_init`` when set (the
+    ``fusion`` and ``tsl`` recipes both build it here)."""
+    block = make_module('fusion', variant='guided', num_classes=num_classes,
+                        scale=cfg.fusion_scale, blend=cfg.fusion_blend,
+                        recurrent=cfg.fusion_recurrent, num_deform=cfg.fusion_num_deform,
+                        frame_gate=cfg.fusion_frame_gate, frame_cues=cfg.fusion_frame_cues,
+                        pixel_mask=cfg.fusion_pixel_mask).to(device)
+    if cfg.fusion_init:
+        _warm_start(block, cfg.fusion_init)
+    return block
+
+
+def _warm_start(block: nn.Module, path: str) -> None:
     """Copy into ``block`` every weight of the fusion block in checkpoint ``path`` whose name
     and shape match (e.g. the encoder and motion head of an earlier guided block, whatever its
     ``num_deform``); prints what was taken. Raises ``ValueError`` when nothing matches."""

@@ -93,16 +93,8 @@ class TslRecipe(NetworkRecipe):
         super().__init__(model, cfg, rank)
         self.guided = cfg.fusion_variant == 'guided'
         if self.guided:
-            self.fusion = make_module('fusion', variant='guided', num_classes=model.num_classes,
-                                      scale=cfg.fusion_scale, blend=cfg.fusion_blend,
-                                      recurrent=cfg.fusion_recurrent,
-                                      num_deform=cfg.fusion_num_deform,
-                                      frame_gate=cfg.fusion_frame_gate,
-                                      frame_cues=cfg.fusion_frame_cues,
-                                      pixel_mask=cfg.fusion_pixel_mask).to(self.device)
-            if cfg.fusion_init:
-                from vsda_ros.adaptation.recipes import warm_start_fusion
-                warm_start_fusion(self.fusion, cfg.fusion_init)
+            from vsda_ros.adaptation.recipes import guided_fusion_block
+            self.fusion = guided_fusion_block(cfg, model.num_classes, self.device)
         else:
             self.fusion = make_module('fusion', num_classes=model.num_classes,
                                       scale=cfg.fusion_scale).to(self.device)
