@@ -260,9 +260,15 @@ class GuidedFusionBlock(nn.Module):
         stats = frame_statistics(img2, x)[..., None, None].expand(-1, -1, h, w)
         return torch.cat([feat, stats, img], 1)
 
-    def motion_field(self, cur_guide: Tensor, prev_guide: Tensor) -> Tensor:
-        """B×2×h×w (Δx, Δy) in block pixels: where each pixel of the current frame was in the
-        previous one (the :func:`~vsda_ros.temporal.flow.warp` convention)."""
+    def motion_field(self, cur_guide: Tensor, prev_guide: Tensor) -> tuple[Tensor, Tensor]:
+        """The motion field and the correlation volume it was read from.
+
+        Returns:
+            ``(motion, corr)``: motion B×2×h×w (Δx, Δy) in block pixels, where each pixel of the
+            current frame was in the previous one (the :func:`~vsda_ros.temporal.flow.warp`
+            convention); corr B×(2r+1)²×h×w, the normalised cosine correlation per displacement
+            (r = ``radius``).
+        """
         g = self.guide_ch
         fc, fp = cur_guide[:, :g], prev_guide[:, :g]
         corr = correlation(fc, fp, self.radius)
