@@ -1,45 +1,57 @@
-"""package.xml declares exactly what the code imports at run time (rosdep installs the rest).
+"""Every runtime import is declared: a rosdep key in package.xml, or a pin in requirements-ros.txt.
 
 Every ``import`` / ``from … import`` in vsda_ros/ and launch/ (function-level ones included) is
-mapped to its rosdep key through MODULE_KEYS; the standard library and vsda_ros itself need no
-key. A module missing from the table, a key missing from package.xml, and a runtime key that no
-code imports all fail. setup.py must not use ``tests_require`` (colcon warns: "Unknown
-distribution option").
+mapped either to its rosdep key (MODULE_KEYS: ROS packages and Debian packages that
+``rosdep install`` installs; test_rosdep.py checks that each key resolves on Kilted/Noble) or to
+its PyPI distribution (MODULE_PIP: what rosdep cannot install, pinned in requirements-ros.txt and
+installed by the one pip step of docs/install.md). The standard library and vsda_ros itself need
+neither. A module missing from both tables, a key missing from package.xml, a distribution
+missing from requirements-ros.txt, and a declared key or pin that no code imports all fail; the
+pins must equal requirements.lock (the versions the tests run with). setup.py must not use
+``tests_require`` (colcon warns: "Unknown distribution option").
 """
 from __future__ import annotations
 
 import ast
+import re
 import sys
 import xml.etree.ElementTree as ET
+from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
-#: imported module (or dotted prefix, longest wins) → rosdep key. ROS packages go by their name,
-#: Debian Python packages by python3-<name>, PyPI-only ones by python3-<name>-pip.
+REQUIREMENTS_ROS = ROOT / 'requirements-ros.txt'
+#: imported module (or dotted prefix, longest wins) → rosdep key in package.xml. ROS packages go
+#: by their name, Debian Python packages by python3-<name>.
 MODULE_KEYS = {
     'ament_index_python': 'ament_index_python',
-    'backports.zstd': 'python3-backports-zstd-pip',  # zstd mcap chunks before Python 3.14
     'cv2': 'python3-opencv',
     'diagnostic_msgs': 'diagnostic_msgs',
     'launch': 'launch',
     'launch_ros': 'launch_ros',
-    'lz4': 'python3-lz4',
     'matplotlib': 'python3-matplotlib',
     'numpy': 'python3-numpy',
-    'onnx': 'python3-onnx-pip',
-    'onnxruntime': 'python3-onnxruntime-pip',
-    'onnxscript': 'python3-onnxscript-pip',
-    'openvino': 'python3-openvino-pip',
     'PIL': 'python3-pil',
     'rcl_interfaces': 'rcl_interfaces',
     'rclpy': 'rclpy',
-    'rosbags': 'python3-rosbags-pip',
-    'rosbags.image': 'python3-rosbags-image-pip',  # a separate PyPI distribution (rosbags-image)
     'sensor_msgs': 'sensor_msgs',
     'torch': 'python3-torch',
     'torchvision': 'python3-torchvision',
     'tqdm': 'python3-tqdm',
     'yaml': 'python3-yaml',
+}
+#: imported module (or dotted prefix) → PyPI distribution pinned in requirements-ros.txt
+MODULE_PIP = {
+    'backports.zstd': 'backports.zstd',  # zstd mcap chunks before Python 3.14
+    'lz4': 'lz4',
+    'onnx': 'onnx',
+    'onnxruntime': 'onnxruntime',
+    'onnxscript': 'onnxscript',
+    'openvino': 'openvino',
+    'rosbags': 'rosbags',
+    'rosbags.image': 'rosbags-image',  # a separate PyPI distribution
 }
 #: standard library in newer Pythons than this one, imported with a fallback
 NEWER_STDLIB = {'compression'}  # compression.zstd: Python >= 3.14 (else backports.zstd)
@@ -60,24 +72,45 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             for alias in node.names:  # `from backports import zstd` imports backports.zstd
                 sub = f'{node.module}.{alias.name}'
-                names.add(sub if sub in MODULE_KEYS else node.module)
+                names.add(sub if sub in MODULE_KEYS or sub in MODULE_PIP else node.module)
     return names
 
 
 def key_for(module: str) -> str | None:
-    """The rosdep key of ``module``; ``None`` for the standard library and vsda_ros.
+    """How ``module`` is installed: its rosdep key, or ``pip:<distribution>``; ``None`` for the
+    standard library and vsda_ros.
 
-    Raises ``KeyError`` for a third-party module MODULE_KEYS does not know.
+    Raises ``KeyError`` for a third-party module that neither table knows.
     """
     top = module.split('.')[0]
     if top in sys.stdlib_module_names or top in NEWER_STDLIB or top == OWN_PACKAGE:
         return None
     parts = module.split('.')
     for n in range(len(parts), 0, -1):
-        key = MODULE_KEYS.get('.'.join(parts[:n]))
-        if key:
-            return key
+        prefix = '.'.join(parts[:n])
+        if prefix in MODULE_PIP:
+            return 'pip:' + MODULE_PIP[prefix]
+        if prefix in MODULE_KEYS:
+            return MODULE_KEYS[prefix]
     raise KeyError(module)
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r'[-_.]+', '-', name).lower()
+
+
+def pinned(path: Path) -> dict[str, str]:
+    """``name==version`` lines of a requirements file → {canonical name: version}."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split('#')[0].strip()
+        if not line:
+            continue
+        requirement = line.split(';')[0].strip()
+        name, sep, version = requirement.partition('==')
+        assert sep, f'{path.name}: {line!r} is not pinned with =='
+        pins[_canonical(name)] = version.strip()
+    return pins
 
 
 def declared_keys(tags: tuple[str, ...] = RUNTIME_TAGS) -> set[str]:
@@ -98,28 +131,64 @@ def _used_keys() -> dict[str, set[str]]:
                 continue
             if key:
                 used.setdefault(key, set()).add(str(path.relative_to(ROOT)))
-    assert not unknown, ('imports with no rosdep key in MODULE_KEYS (add it there and to '
-                         f'package.xml): {sorted(unknown)}')
+    assert not unknown, ('imports in neither MODULE_KEYS (rosdep key, package.xml) nor MODULE_PIP '
+                         f'(requirements-ros.txt): {sorted(unknown)}')
     return used
 
 
 def test_every_runtime_import_is_declared():
     used = _used_keys()
-    missing = {k: sorted(v) for k, v in used.items() if k not in declared_keys()}
+    keys = declared_keys()
+    pins = pinned(REQUIREMENTS_ROS)
+    missing = {k: sorted(v) for k, v in used.items()
+               if not k.startswith('pip:') and k not in keys}
     assert not missing, f'imported but not in package.xml as <exec_depend>: {missing}'
+    unpinned = {k[4:]: sorted(v) for k, v in used.items()
+                if k.startswith('pip:') and _canonical(k[4:]) not in pins}
+    assert not unpinned, f'imported but not pinned in requirements-ros.txt: {unpinned}'
 
 
 def test_every_declared_runtime_dependency_is_imported():
-    unused = declared_keys() - set(_used_keys())
+    used = set(_used_keys())
+    unused = declared_keys() - used
     assert not unused, f'declared in package.xml but imported by no code: {sorted(unused)}'
+    imported = {_canonical(k[4:]) for k in used if k.startswith('pip:')}
+    unused_pins = set(pinned(REQUIREMENTS_ROS)) - imported
+    assert not unused_pins, f'pinned in requirements-ros.txt but imported by no code: ' \
+                            f'{sorted(unused_pins)}'
+
+
+def test_pip_only_dependencies_are_not_rosdep_keys():
+    """One installer per dependency: a PyPI-only module is never also a package.xml key."""
+    keys = declared_keys(('depend', 'exec_depend', 'build_depend', 'test_depend'))
+    assert not {k for k in keys if k.endswith('-pip')}, 'pip keys belong in requirements-ros.txt'
+    assert not set(MODULE_KEYS) & set(MODULE_PIP)
+
+
+def test_requirements_ros_pins_equal_the_lock():
+    """The pip step installs the versions the test suite runs with: requirements.lock's pins,
+    or for what the lock pulls in indirectly (lz4, backports.zstd) the version it resolved to."""
+    lock = pinned(ROOT / 'requirements.lock')
+    differ = {}
+    for name, version in pinned(REQUIREMENTS_ROS).items():
+        if name in lock:
+            expected = lock[name]
+        else:
+            try:
+                expected = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                pytest.skip(f'{name} is not installed here, so its resolved version is unknown')
+        if version != expected:
+            differ[name] = (version, expected)
+    assert not differ, f'requirements-ros.txt pin != requirements.lock / venv: {differ}'
 
 
 def test_table_covers_the_walk():
     """The walker sees function-level and submodule imports (rosbags.image is one of them)."""
     decode = imported_modules(ROOT / 'vsda_ros' / 'data' / 'decode.py')
-    assert key_for(next(m for m in decode if m.startswith('rosbags'))) == \
-        'python3-rosbags-image-pip'
-    assert key_for('rosbags.rosbag2') == 'python3-rosbags-pip'
+    assert key_for(next(m for m in decode if m.startswith('rosbags'))) == 'pip:rosbags-image'
+    assert key_for('rosbags.rosbag2') == 'pip:rosbags'
+    assert key_for('numpy.linalg') == 'python3-numpy'
     assert key_for('os.path') is None and key_for('vsda_ros.frames') is None
 
 
