@@ -234,10 +234,10 @@ class CompiledModel:
 
     __call__ = forward
 
-    def to(self, device) -> 'CompiledModel':
+    def to(self, device) -> CompiledModel:
         """Outputs follow ``device`` (the graphs stay where they were compiled)."""
         self.device = torch.device(device)
         return self
 
-    def eval(self) -> 'CompiledModel':
+    def eval(self) -> CompiledModel:
         return self

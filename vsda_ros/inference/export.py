@@ -39,10 +39,11 @@ import torch
 from torch import nn
 
 from vsda_ros.models.base import ModelMeta, SegmentationModel
+from vsda_ros.models.zoo import EXPORT_SIDECAR as SIDECAR
+from vsda_ros.models.zoo import is_export_dir, resolve_model  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-SIDECAR = 'vsda_export.json'
 FORMAT_VERSION = 1
 
 
@@ -97,23 +98,6 @@ class ExportInfo:
         """The file of ``part`` in ``fmt`` (onnx, openvino) at ``precision``, or ``None``."""
         name = self.graphs.get(fmt, {}).get(precision, {}).get(part)
         return self.path / name if name and (self.path / name).is_file() else None
-
-
-def is_export_dir(path: str | Path) -> bool:
-    """Whether ``path`` is a folder holding ``vsda_export.json``."""
-    return (Path(path) / SIDECAR).is_file()
-
-
-def resolve_model(name_or_path: str) -> tuple[str, Path | None]:
-    """``model`` as the loaders take it: an export folder → (its ``model.pt``, the folder);
-    anything else → (unchanged, ``None``). ``load_model`` and ``load_temporal_modules`` then
-    load the folder's checkpoint like any other."""
-    if is_export_dir(name_or_path):
-        ckpt = Path(name_or_path) / 'model.pt'
-        if not ckpt.is_file():
-            raise FileNotFoundError(f'export folder {name_or_path} has no model.pt')
-        return str(ckpt), Path(name_or_path)
-    return name_or_path, None
 
 
 class _Part(nn.Module):
@@ -382,7 +366,7 @@ def run_export(cfg: ExportConfig, echo=print) -> dict:
     """
     from vsda_ros.evaluation.temporal import load_clip
     from vsda_ros.inference import Segmenter, SegmenterConfig
-    from vsda_ros.inference.accuracy import Reference, measure, within_limits
+    from vsda_ros.evaluation.accuracy import Reference, measure, within_limits
     from vsda_ros.inference.backends import installed
     from vsda_ros.models.zoo import load_model
     from vsda_ros.paths import data_dir

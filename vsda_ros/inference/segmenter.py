@@ -1,4 +1,4 @@
-"""Image → segmentation with one model: the shared core of ``vsda segment`` and the node.
+"""Image → segmentation with one model: the :class:`Segmenter` every caller shares.
 
 :class:`Segmenter` does preprocessing (resize to the network input size), inference and
 postprocessing (logits resized to the input resolution, argmax, and a lazily computed
@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
@@ -26,7 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from vsda_ros.frames import Segmentation
-from vsda_ros.models.base import SegmentationModel
+from vsda_ros.models.base import ModelMeta, SegmentationModel
+
+if TYPE_CHECKING:
+    from vsda_ros.inference.backends import CompiledModel
+    from vsda_ros.inference.export import ExportInfo
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +130,8 @@ class Segmenter:
             a :class:`~vsda_ros.inference.backends.CompiledModel` on the others.
         torch_model: the torch model (weights, training, export source).
         backend, precision: what runs (``auto`` resolved); ``backend_reason`` says why.
+        export_info: the exported graphs a compiled backend runs (:class:`ExportInfo`: an
+            export folder or the compiled-model cache); ``None`` on ``torch``.
 
     Raises (constructor): ``ValueError`` for an unknown device/backend/precision,
     ``BackendUnavailable`` (a ``RuntimeError``) when the backend or precision cannot run
@@ -138,6 +144,7 @@ class Segmenter:
         self.device = resolve_device(self.config.device)
         self.torch_model = model
         self.input_size = tuple(self.config.input_size or model.meta.native_size)
+        self.export_info: ExportInfo | None = None
         info = None
         if self.config.export_dir is not None:
             from vsda_ros.inference.export import ExportInfo
@@ -153,7 +160,7 @@ class Segmenter:
             log.info('backend %s, precision %s (%s)', self.backend, self.precision,
                      self.backend_reason)
 
-    def _compiled(self, model: SegmentationModel, info) -> 'CompiledModel':  # noqa: F821
+    def _compiled(self, model: SegmentationModel, info: ExportInfo | None) -> CompiledModel:
         """The compiled graphs at the input size: from ``info`` when it was exported at that
         size, else from the cache (exported there on first use). Graphs are compiled on first
         use, so a strategy that never splits features/head compiles only the fused graph."""
@@ -186,7 +193,8 @@ class Segmenter:
         return compiled
 
     @property
-    def meta(self):
+    def meta(self) -> ModelMeta:
+        """The model's metadata (classes, palette, normalisation, native size)."""
         return self.model.meta
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:

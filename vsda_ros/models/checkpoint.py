@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vsda_ros.models.architectures import build_for
 from vsda_ros.models.base import ModelMeta, SegmentationModel
 from vsda_ros.models.safe_load import ModelLoadError, safe_torch_load
 
@@ -57,8 +58,6 @@ def load_checkpoint(path: str | Path) -> SegmentationModel:
         ModelLoadError: see :func:`read_checkpoint`, :func:`meta_from_dict` and
             :func:`check_state_dict`.
     """
-    from vsda_ros.models.zoo import build_for
-
     ckpt = read_checkpoint(path)
     where = f'checkpoint {path}'
     meta = meta_from_dict(ckpt.get('meta'), where)

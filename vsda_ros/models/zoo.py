@@ -1,230 +1,66 @@
-"""The published networks vsda_ros knows by name, and how to build and load them.
+"""The one place that knows every model name: the registry behind ``model:`` / ``--model``.
 
-Each :class:`ZooEntry` says where the weights come from (public raw URL, sha256, file name in
-``VSDA_DATA_DIR/weights``) and what the network needs (:class:`ModelMeta`). Weights are found in
-this order: an explicit path → ``VSDA_DATA_DIR/weights`` → ``VSDA_CACHE_DIR`` → download.
-Weights found in ``VSDA_DATA_DIR`` or the cache are checked against the entry's sha256 (once per
-file version: see :func:`vsda_ros.fetch.file_sha256`); every failure to load a model raises
-:class:`~vsda_ros.models.safe_load.ModelLoadError` with a one-line message naming the file.
+A model is named by one of:
+
+- a **published** network (:data:`ZOO`, :mod:`vsda_ros.models.published`): weights from
+  ``VSDA_DATA_DIR/weights``, the cache or a download, checked against their sha256;
+- a **shipped** adapted network (:data:`~vsda_ros.models.shipped.SHIPPED_MODELS`, in
+  ``vsda_ros/zoo/``);
+- a vsda **checkpoint** file (:mod:`vsda_ros.models.checkpoint`);
+- an **export folder** (``vsda export``: a ``vsda_export.json`` sidecar and its ``model.pt``),
+  which loads like its checkpoint and brings its compiled graphs (:func:`resolve_model`).
+
+Every failure to load a model raises :class:`~vsda_ros.models.safe_load.ModelLoadError` with a
+one-line message naming the file. The names re-exported here (``ZOO``, ``build``, label maps)
+keep one import path for callers.
 """
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from vsda_ros.models.base import ModelMeta, SegmentationModel
-from vsda_ros.models.espnet import ESPNet
-from vsda_ros.models.espnetv2 import ESPNetv2
-from vsda_ros.models.safe_load import ModelLoadError, safe_torch_load
-from vsda_ros.paths import cache_dir, data_dir
+from vsda_ros.models.architectures import (ARCHITECTURES, ModelNotFoundError, build,
+                                           build_for)
+from vsda_ros.models.base import SegmentationModel
+from vsda_ros.models.checkpoint import check_state_dict, load_checkpoint
+from vsda_ros.models.shipped import SHIPPED_MODELS, verified_path
+from vsda_ros.models.labels import (CAMVID_CLASSES, CAMVID_PALETTE, CAMVID_VOID,
+                                    CITYSCAPES_CLASSES, CITYSCAPES_PALETTE,
+                                    CITYSCAPES_TO_CAMVID, LABEL_MAPS, label_mapping,
+                                    label_palette)
+from vsda_ros.models.published import (ZOO, ZooEntry, find_weights, load_state_dict,
+                                       verify_weights)
 
-#: architecture key → constructor (keyword arguments come from ``ModelMeta.arch_args``).
-ARCHITECTURES: dict[str, type[nn.Module]] = {'espnetv2': ESPNetv2, 'espnet': ESPNet}
+__all__ = ['ARCHITECTURES', 'CAMVID_CLASSES', 'CAMVID_PALETTE', 'CAMVID_VOID',
+           'CITYSCAPES_CLASSES', 'CITYSCAPES_PALETTE', 'CITYSCAPES_TO_CAMVID', 'EXPORT_SIDECAR',
+           'LABEL_MAPS', 'ModelNotFoundError', 'ZOO', 'ZooEntry', 'build', 'build_for',
+           'find_weights', 'is_export_dir', 'label_mapping', 'label_palette', 'load_model',
+           'load_state_dict', 'model_names', 'resolve_model', 'verify_weights']
 
-CITYSCAPES_CLASSES = [
-    'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
-    'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train',
-    'motorcycle', 'bicycle',
-]
-CITYSCAPES_PALETTE = [
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
-    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
-    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
-    (0, 80, 100), (0, 0, 230), (119, 11, 32),
-]
-CAMVID_CLASSES = [
-    'sky', 'building', 'pole', 'road', 'pavement', 'tree', 'sign', 'fence', 'car',
-    'pedestrian', 'bicyclist',
-]
-CAMVID_PALETTE = [
-    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
-    (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
-]
-#: CamVid label value meaning "void" (ignored by metrics).
-CAMVID_VOID = 11
-#: Cityscapes train id → CamVid-11 id (see ../shared/data/MODELS.md).
-CITYSCAPES_TO_CAMVID = [3, 4, 1, 1, 7, 2, 6, 6, 5, 5, 0, 9, 10, 8, 8, 8, 8, 10, 10]
-#: named label mappings for ``--map``.
-LABEL_MAPS: dict[str, list[int]] = {'cityscapes-camvid': CITYSCAPES_TO_CAMVID}
+#: The file that marks an export folder (written by ``vsda export``).
+EXPORT_SIDECAR = 'vsda_export.json'
 
 
-def label_mapping(name: str | None, meta: ModelMeta) -> tuple[np.ndarray | None, list[str]]:
-    """(LUT from model class ids to label class ids, label class names) for ``LABEL_MAPS``
-    entry ``name``; ``None`` → (``None``, the model's own classes).
+def is_export_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding ``vsda_export.json``."""
+    return (Path(path) / EXPORT_SIDECAR).is_file()
 
-    Raises ``ValueError`` for an unknown map or one made for another number of classes.
+
+def resolve_model(name_or_path: str) -> tuple[str, Path | None]:
+    """``model`` as the loaders take it: an export folder → (its ``model.pt``, the folder);
+    anything else → (unchanged, ``None``). :func:`load_model` and ``load_temporal_modules``
+    then load the folder's checkpoint like any other.
+
+    Raises ``FileNotFoundError`` for an export folder without ``model.pt``.
     """
-    if not name:
-        return None, list(meta.classes)
-    if name not in LABEL_MAPS:
-        raise ValueError(f'unknown label map {name!r}; known: {sorted(LABEL_MAPS)}')
-    mapping = np.asarray(LABEL_MAPS[name], dtype=np.uint8)
-    if len(mapping) != meta.num_classes:
-        raise ValueError(f'label map {name} maps {len(mapping)} classes but model '
-                         f'{meta.name} has {meta.num_classes}')
-    return mapping, list(CAMVID_CLASSES)
-
-
-def label_palette(name: str | None, meta: ModelMeta) -> list[tuple[int, int, int]]:
-    """Colours of the label classes of :func:`label_mapping` (same arguments)."""
-    return list(meta.palette) if not name else list(CAMVID_PALETTE)
-
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ZooEntry:
-    """A published network: provenance + metadata."""
-
-    name: str
-    url: str
-    sha256: str
-    filename: str
-    meta: ModelMeta
-
-
-def _espnet_meta(name: str, mean_bgr, std_bgr, **kw) -> ModelMeta:
-    # ESPNet: (BGR·255 − mean) / std / 255  ==  (BGR − mean/255) / std  on input in [0, 1].
-    return ModelMeta(name=name, arch='espnet', mean=tuple(m / 255.0 for m in mean_bgr),
-                     std=tuple(std_bgr), bgr=True, **kw)
-
-
-ZOO: dict[str, ZooEntry] = {
-    e.name: e for e in [
-        ZooEntry(
-            name='espnetv2-cityscapes',
-            url='https://github.com/sacmehta/EdgeNets/raw/2b232d3f/model/segmentation/'
-                'model_zoo/espnetv2/espnetv2_s_2.0_city_1024x512.pth',
-            sha256='a72d59699801c7ce8e8b89a53af9097eaaa60dc12180ecde86fd700ba1222fe8',
-            filename='espnetv2_s_2.0_city_1024x512.pth',
-            meta=ModelMeta(name='espnetv2-cityscapes', arch='espnetv2',
-                           arch_args={'num_outputs': 20}, classes=CITYSCAPES_CLASSES,
-                           palette=CITYSCAPES_PALETTE, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                           bgr=False, native_size=(1024, 512)),
-        ),
-        ZooEntry(
-            name='espnet-cityscapes',
-            url='https://github.com/sacmehta/ESPNet/raw/afe71c38/pretrained/decoder/'
-                'espnet_p_2_q_8.pth',
-            sha256='343b0e77e8545d36113c4f3efbf1ee349256f25c97c9f9d5ddefe45f2f49763e',
-            filename='espnet_p2q8_cityscapes.pth',
-            meta=_espnet_meta('espnet-cityscapes', (72.39, 82.91, 73.16), (45.32, 46.15, 44.91),
-                              arch_args={'num_outputs': 20, 'b1_skip': False},
-                              classes=CITYSCAPES_CLASSES, palette=CITYSCAPES_PALETTE,
-                              native_size=(1024, 512)),
-        ),
-        ZooEntry(
-            name='espnet-camvid',
-            url='https://github.com/sacmehta/ESPNet/raw/afe71c38/pretrained/decoder/'
-                'espnet_p_2_q_8_camvid.pth',
-            sha256='7d354a257170322086dcd4c1e89a482454cf2c9d30b085e70883878dd59301af',
-            filename='espnet_p2q8_camvid.pth',
-            meta=_espnet_meta('espnet-camvid', (110.33, 108.41, 105.03), (72.13, 72.69, 69.90),
-                              arch_args={'num_outputs': 12, 'b1_skip': True},
-                              classes=CAMVID_CLASSES, palette=CAMVID_PALETTE,
-                              native_size=(480, 360)),
-        ),
-    ]
-}
-
-
-class ModelNotFoundError(ValueError):
-    """A model name that is neither in the zoo nor an existing checkpoint file."""
-
-
-def build(meta: ModelMeta) -> SegmentationModel:
-    """An untrained :class:`SegmentationModel` for ``meta`` (raises ``ModelNotFoundError``)."""
-    try:
-        arch = ARCHITECTURES[meta.arch]
-    except KeyError:
-        raise ModelNotFoundError(
-            f'unknown architecture {meta.arch!r}; known: {sorted(ARCHITECTURES)}') from None
-    meta = copy.deepcopy(meta)  # zoo entries are shared; each model owns its metadata
-    return SegmentationModel(arch(**meta.arch_args), meta)
-
-
-def build_for(meta: ModelMeta, where: str) -> SegmentationModel:
-    """:func:`build` for a model described by a file: errors name the file.
-
-    Raises:
-        ModelLoadError: unknown architecture, or ``arch_args`` its constructor does not take.
-    """
-    if meta.arch not in ARCHITECTURES:
-        raise ModelLoadError(f'{where}: unknown architecture {meta.arch!r}; known: '
-                             f'{", ".join(sorted(ARCHITECTURES))}')
-    try:
-        return build(meta)
-    except (TypeError, ValueError) as e:
-        raise ModelLoadError(f'{where}: meta arch_args {meta.arch_args} do not fit '
-                             f'architecture {meta.arch!r}: {str(e).splitlines()[0][:120]}'
-                             ) from None
-
-
-def find_weights(entry: ZooEntry, download: bool = True, progress: bool = True) -> Path:
-    """Local path of ``entry``'s weights: ``VSDA_DATA_DIR/weights`` → cache → download.
-
-    Raises:
-        FileNotFoundError: not found locally and ``download`` is false.
-        vsda_ros.fetch.FetchError: the download failed or its sha256 did not match.
-    """
-    from vsda_ros.fetch import fetch_file  # local import: fetch is only needed on a miss
-
-    ddir = data_dir()
-    if ddir is not None and (ddir / 'weights' / entry.filename).is_file():
-        return ddir / 'weights' / entry.filename
-    cached = cache_dir() / 'weights' / entry.filename
-    if cached.is_file():
-        return cached
-    if not download:
-        raise FileNotFoundError(
-            f'weights for {entry.name!r} not found in VSDA_DATA_DIR ({ddir}) or the cache '
-            f'({cached.parent}); run `vsda fetch {entry.name}`')
-    return fetch_file(entry.url, cached, entry.sha256, progress=progress)
-
-
-def load_state_dict(path: str | Path) -> dict:
-    """Read a plain state_dict (``weights_only`` — never unpickles code).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ModelLoadError: unreadable, corrupt or unsafe (pickled objects) file, or not a dict.
-    """
-    state = safe_torch_load(path, 'weights file')
-    if not isinstance(state, dict):
-        raise ModelLoadError(f'weights file {path}: not a state_dict (a dict of tensors), got '
-                             f'{type(state).__name__}')
-    return state
-
-
-def verify_weights(entry: ZooEntry, path: Path) -> None:
-    """Check a found weights file against ``entry.sha256`` (hashed once per file version).
-
-    Raises:
-        ModelLoadError: the digest differs; the message names the file, both digests and the
-            fix (replace the file / ``vsda fetch``).
-    """
-    from vsda_ros.fetch import file_sha256
-
-    try:
-        actual = file_sha256(path)
-    except OSError as e:
-        raise ModelLoadError(f'weights file {path}: cannot read it ({e.strerror or e})') from None
-    if actual == entry.sha256:
-        return
-    ddir = data_dir()
-    in_data = ddir is not None and Path(path).resolve().parent == (ddir / 'weights').resolve()
-    fix = (f'replace it with a good copy, or delete it and run `vsda fetch {entry.name}` '
-           'to download one into the cache' if in_data else
-           f'run `vsda fetch {entry.name}` to download it again')
-    raise ModelLoadError(f'weights file {path} is corrupt or not the published {entry.name} '
-                         f'weights: sha256 {actual}, expected {entry.sha256}; {fix}')
+    if is_export_dir(name_or_path):
+        ckpt = Path(name_or_path) / 'model.pt'
+        if not ckpt.is_file():
+            raise FileNotFoundError(f'export folder {name_or_path} has no model.pt')
+        return str(ckpt), Path(name_or_path)
+    return name_or_path, None
 
 
 def load_model(name_or_path: str, weights: str | Path | None = None, download: bool = True,
@@ -258,17 +94,13 @@ def load_model(name_or_path: str, weights: str | Path | None = None, download: b
         model = build(entry.meta)
         state = load_state_dict(path)
         _add_missing_bn_counters(model.net, state)
-        from vsda_ros.models.checkpoint import check_state_dict
         check_state_dict(model.net, state, f'weights file {path}')
         model.net.load_state_dict(state, strict=True)
         model.meta.provenance.setdefault('weights_sha256', entry.sha256)
         return model.eval()
-    from vsda_ros.models.shipped import SHIPPED_MODELS, verified_path
     if name_or_path in SHIPPED_MODELS:  # an adapted model shipped in vsda_ros/zoo/
-        from vsda_ros.models.checkpoint import load_checkpoint
         return load_checkpoint(verified_path(SHIPPED_MODELS[name_or_path])).eval()
     if Path(name_or_path).is_file():
-        from vsda_ros.models.checkpoint import load_checkpoint
         return load_checkpoint(name_or_path).eval()
     raise ModelNotFoundError(
         f'unknown model {name_or_path!r}: not a zoo name ({", ".join(model_names())}) and no '
@@ -277,7 +109,6 @@ def load_model(name_or_path: str, weights: str | Path | None = None, download: b
 
 def model_names() -> list[str]:
     """Every name :func:`load_model` knows: published models, then shipped adapted ones."""
-    from vsda_ros.models.shipped import SHIPPED_MODELS
     return [*ZOO, *SHIPPED_MODELS]
 
 

@@ -75,7 +75,7 @@ class TemporalModules:
                              for k in self.loaded()}}
 
     @classmethod
-    def from_extra(cls, extra: dict, where: str = 'checkpoint') -> 'TemporalModules':
+    def from_extra(cls, extra: dict, where: str = 'checkpoint') -> TemporalModules:
         """Inverse of :meth:`to_extra`; modules come back in eval mode on the CPU.
 
         Raises ``ModelLoadError`` (one line, naming ``where`` and the module) for an unknown
@@ -106,7 +106,7 @@ class TemporalModules:
         return cls(**found)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> 'TemporalModules':
+    def from_checkpoint(cls, path: str | Path) -> TemporalModules:
         """The temporal modules of a vsda checkpoint (none for a zoo name or plain model).
 
         Raises ``FileNotFoundError`` for a missing file and ``ModelLoadError`` (one line, naming
@@ -115,7 +115,7 @@ class TemporalModules:
         from vsda_ros.models.checkpoint import read_checkpoint
         return cls.from_extra(read_checkpoint(path).get('extra', {}), f'checkpoint {path}')
 
-    def merged(self, other: 'TemporalModules') -> 'TemporalModules':
+    def merged(self, other: TemporalModules) -> TemporalModules:
         """These modules, with gaps filled from ``other``."""
         return TemporalModules(**{k: getattr(self, k) if getattr(self, k) is not None
                                   else getattr(other, k) for k in KINDS})

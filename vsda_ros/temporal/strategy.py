@@ -15,6 +15,7 @@ import numpy as np
 
 from vsda_ros.frames import Segmentation
 from vsda_ros.inference import Segmenter
+from vsda_ros.temporal.modules import TemporalModules
 from vsda_ros.temporal.stream import StreamGuard
 
 STRATEGY_NAMES = ('per_frame', 'fusion', 'keyframe')
@@ -115,7 +116,7 @@ class PerFrame(Strategy):
 
 
 def build_strategy(name: str, segmenter: Segmenter, config: StrategyConfig | None = None,
-                   modules: 'TemporalModules | None' = None) -> Strategy:
+                   modules: TemporalModules | None = None) -> Strategy:
     """The strategy called ``name`` for one camera.
 
     Args:
@@ -125,8 +126,6 @@ def build_strategy(name: str, segmenter: Segmenter, config: StrategyConfig | Non
     Raises:
         ValueError: unknown name or bad config.
     """
-    from vsda_ros.temporal.modules import TemporalModules
-
     modules = modules or TemporalModules()
     if name == 'per_frame':
         return PerFrame(segmenter, config)
