@@ -185,7 +185,7 @@ def test_experiment_recipes_parse(tmp_path, monkeypatch):
 def test_target_video_reads_a_bag(tmp_path):
     """A recorded drive as a rosbag2 is a target sequence at its recorded frame spacing."""
     from vsda_ros.adaptation.video import TargetVideo
-    from vsda_ros.data.bags import write_bag
+    from vsda_ros.data.bag_writer import write_bag
     from vsda_ros.frames import Frame
 
     rng = np.random.default_rng(0)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from vsda_ros.data import bag_cli
-from vsda_ros.data.bags import (BagSource, bag_info, image_topics, open_reader, typestore,
-                                write_bag)
+from vsda_ros.data.bag_writer import write_bag
+from vsda_ros.data.bags import BagSource, bag_info, image_topics, open_reader, typestore
 from vsda_ros.data.labelled import (CITYSCAPES_LABEL_TO_TRAIN, cityscapes_to_train_ids,
                                     open_labelled)
 from vsda_ros.frames import Frame

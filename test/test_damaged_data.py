@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 
 from vsda_ros.cli import main
-from vsda_ros.data.bags import BagSource, write_bag
+from vsda_ros.data.bag_writer import write_bag
+from vsda_ros.data.bags import BagSource
 from vsda_ros.data.sources import FrameSource
 from vsda_ros.frames import Frame
 
 
 def check_storage(bag: Path) -> list[str]:
-    from vsda_ros.data.bags import check_storage as check
+    from vsda_ros.data.bag_storage import check_storage as check
     return check(bag)
 
 
@@ -86,7 +87,7 @@ def test_written_mcap_chunks_carry_their_crc(tmp_path: Path) -> None:
     (rosbags alone writes 0 = 'not available')."""
     import zlib
 
-    from vsda_ros.data.bags import _mcap_chunks
+    from vsda_ros.data.bag_storage import _mcap_chunks
 
     bag = synthetic_bag(tmp_path / 'bag', 30)
     file = storage_file(bag)
@@ -121,7 +122,7 @@ def test_mcap_with_64k_overwritten_is_refused(tmp_path: Path, zeros: bool) -> No
 def test_crc_less_mcap_damage_is_caught_by_the_message_count(tmp_path: Path) -> None:
     """A bag from another writer (chunk CRC 0) cannot be checksummed; records lost to damage
     still show: fewer messages read than the bag announces."""
-    from vsda_ros.data.bags import _mcap_chunks
+    from vsda_ros.data.bag_storage import _mcap_chunks
 
     bag = synthetic_bag(tmp_path / 'bag', 30)
     file = storage_file(bag)

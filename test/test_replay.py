@@ -22,7 +22,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from vsda_ros.data.bags import open_reader, write_bag  # noqa: E402
+from vsda_ros.data.bag_writer import write_bag  # noqa: E402
+from vsda_ros.data.bags import open_reader  # noqa: E402
 from vsda_ros.frames import Frame  # noqa: E402
 from vsda_ros.ros.replay import parse_remaps, replay_bag  # noqa: E402
 

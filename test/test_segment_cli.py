@@ -72,7 +72,7 @@ def test_accuracy_floor_on_camvid_val(tmp_path, real_data, model, extra, floor):
 
 
 def test_segment_reads_a_bag_like_the_folder_it_came_from(real_data, tmp_path):
-    from vsda_ros.data.bags import write_bag
+    from vsda_ros.data.bag_writer import write_bag
     from vsda_ros.data.sources import FrameSource
 
     frames = list(FrameSource(real_data / 'camvid' / 'val'))[:2]

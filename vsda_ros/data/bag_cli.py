@@ -49,7 +49,8 @@ def cmd_make(args: argparse.Namespace) -> int:
     """``vsda bag make``: returns the exit status (raises on bad input; cli.py reports it)."""
     from tqdm import tqdm
 
-    from vsda_ros.data.bags import is_bag, write_bag
+    from vsda_ros.data.bag_writer import write_bag
+    from vsda_ros.data.bags import is_bag
     from vsda_ros.data.labelled import open_labelled
     from vsda_ros.data.sources import FrameSource
 
