@@ -1,10 +1,15 @@
-"""Image messages → numpy RGB, with validation: the one decoder for live and recorded data.
+"""Image messages → numpy, with validation: the one decoder for live and recorded data.
 
 Works on any object shaped like ``sensor_msgs/Image`` or ``CompressedImage`` — rclpy messages
-(the node) and rosbags messages (bags) alike — so it imports no rclpy. Decoding goes through
+(the node, through :mod:`vsda_ros.ros.conversions`) and rosbags messages (bags, through
+:mod:`vsda_ros.data.bags`) alike — so it imports no rclpy. Decoding goes through
 ``rosbags.image``; before that, every raw ``Image`` is checked so that a malformed message raises
 a ``ValueError`` with a clear message instead of a numpy/OpenCV error or a silently wrong
 picture.
+
+- :func:`message_to_rgb`: either message type → H×W×3 uint8 RGB (dispatches to
+  :func:`image_to_rgb` / :func:`compressed_to_rgb`);
+- :func:`label_to_array`: a mono8/mono16 Image of class ids → H×W uint8/uint16.
 """
 from __future__ import annotations
 
@@ -87,3 +92,46 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
                              f'{len(msg.data)} bytes)') from None
         img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     return _check_rgb(img, f'compressed ({msg.format})')
+
+
+def message_to_rgb(msg: Any) -> np.ndarray:
+    """An Image or a CompressedImage (rclpy or rosbags) → H×W×3 uint8 RGB, a fresh array.
+
+    A message with a ``format`` field is a CompressedImage (:func:`compressed_to_rgb`), any
+    other an Image (:func:`image_to_rgb`).
+
+    Raises:
+        ValueError: the message cannot be decoded (also when rosbags-image fails on it with a
+            ``TypeError``).
+    """
+    try:
+        return compressed_to_rgb(msg) if hasattr(msg, 'format') else image_to_rgb(msg)
+    except TypeError as exc:  # rosbags-image on a message it cannot handle at all
+        raise ValueError(f'cannot convert {getattr(msg, "encoding", "image")} to rgb8: '
+                         f'{exc}') from None
+
+
+#: label encodings → (canonical encoding, bytes per pixel).
+_LABEL_ENCODINGS = {'mono8': ('mono8', 1), '8UC1': ('mono8', 1),
+                    'mono16': ('mono16', 2), '16UC1': ('mono16', 2)}
+
+
+def label_to_array(msg: Any) -> np.ndarray:
+    """A mono8 / mono16 (or 8UC1 / 16UC1) Image of class ids → H×W uint8 / uint16, a fresh
+    array (row padding dropped, big-endian mono16 swapped to native).
+
+    Raises:
+        ValueError: another encoding, an empty image, or ``step``/data size that do not fit.
+    """
+    if msg.encoding not in _LABEL_ENCODINGS:
+        raise ValueError(f'label image has encoding {msg.encoding!r}; expected mono8 or mono16')
+    enc, bpp = _LABEL_ENCODINGS[msg.encoding]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
+    if h == 0 or w == 0 or step < w * bpp or step * h != data.size:
+        raise ValueError(f'label {enc} {w}x{h}: step {step} and {data.size} bytes do not fit')
+    rows = data.reshape(h, step)[:, : w * bpp]
+    if bpp == 1:
+        return rows.copy()
+    return np.ascontiguousarray(rows).view('>u2' if msg.is_bigendian else '<u2'
+                                           ).astype(np.uint16)

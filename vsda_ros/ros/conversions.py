@@ -1,21 +1,19 @@
 """sensor_msgs images ⇄ numpy, with validation.
 
-Decoding is :mod:`vsda_ros.data.decode` (shared with the bag reader); this module adds the
-rclpy side: dispatch on the message type and numpy → ``sensor_msgs/Image``.
+Decoding is :mod:`vsda_ros.data.decode`, the one implementation shared with the bag reader
+(:mod:`vsda_ros.data.bags`): rclpy messages go through exactly the code recorded ones do. This
+module adds the rclpy side: numpy → ``sensor_msgs/Image``.
 """
 from __future__ import annotations
 
 import numpy as np
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 
-from vsda_ros.data.decode import BYTES_PER_PIXEL, compressed_to_rgb, image_to_rgb  # noqa: F401
+from vsda_ros.data.decode import (BYTES_PER_PIXEL, compressed_to_rgb,
+                                  image_to_rgb, label_to_array, message_to_rgb)
 
-
-def message_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
-    """Either image message → H×W×3 uint8 RGB (see :func:`image_to_rgb`)."""
-    if isinstance(msg, CompressedImage):
-        return compressed_to_rgb(msg)
-    return image_to_rgb(msg)
+__all__ = ['BYTES_PER_PIXEL', 'compressed_to_rgb', 'image_to_rgb', 'message_to_rgb',
+           'mono8_to_array', 'numpy_to_image']
 
 
 def numpy_to_image(array: np.ndarray, header=None, encoding: str | None = None) -> Image:
@@ -45,13 +43,11 @@ def numpy_to_image(array: np.ndarray, header=None, encoding: str | None = None) 
 
 
 def mono8_to_array(msg: Image) -> np.ndarray:
-    """A mono8 ``sensor_msgs/Image`` (e.g. the node's ``mask``) → H×W uint8 (a copy).
+    """A mono8 ``sensor_msgs/Image`` (e.g. the node's ``mask``) → H×W uint8 (a copy), through
+    :func:`~vsda_ros.data.decode.label_to_array`.
 
-    Raises ``ValueError`` for another encoding or a size that does not match.
+    Raises ``ValueError`` for another encoding, an empty image, or a size that does not match.
     """
     if msg.encoding != 'mono8':
         raise ValueError(f'expected a mono8 image, got {msg.encoding!r}')
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if step < w or step * h != len(msg.data):
-        raise ValueError(f'mono8 data size {len(msg.data)} does not fit {w}x{h} (step {step})')
-    return np.frombuffer(msg.data, np.uint8).reshape(h, step)[:, :w].copy()
+    return label_to_array(msg)
