@@ -13,9 +13,10 @@ from typing import Any
 
 import yaml
 
-#: ``davss``/``fusion`` train temporal modules on a frozen network; the others adapt the whole
-#: network (see :mod:`vsda_ros.adaptation.uda`).
-RECIPES = ('davss', 'fusion', 'source', 'tps', 'i2vda', 'vat_vst', 'tsl')
+#: ``RECIPES`` (read lazily, see :func:`__getattr__`): the recipe names, in the order of
+#: :data:`vsda_ros.adaptation.recipes.RECIPE_CLASSES`, the one list of them. ``davss``/``fusion``
+#: train temporal modules on a frozen network; the others adapt the whole network (see
+#: :mod:`vsda_ros.adaptation.uda`).
 #: recipes that cannot work without a labelled source set.
 NEEDS_SOURCE = ('source',)
 #: recipes that train the base network by default (``train_base`` = ``None``).
@@ -27,6 +28,21 @@ DEFAULT_NETWORK_LR = 5e-5
 DATA_DIR_VAR = re.compile(r'\$(?:\{VSDA_DATA_DIR\}|VSDA_DATA_DIR\b)')
 #: recipe keys that name files to be written, which need not exist yet.
 OUTPUT_KEYS = ('out',)
+
+
+def recipe_names() -> tuple[str, ...]:
+    """The names of every ``vsda adapt`` recipe, from the recipe table (imported on first use:
+    it pulls in torch and the recipe implementations, which this module does not need)."""
+    from vsda_ros.adaptation.recipes import RECIPE_CLASSES
+    return tuple(RECIPE_CLASSES)
+
+
+def __getattr__(name: str) -> Any:
+    """``RECIPES`` = :func:`recipe_names` (PEP 562), so ``from …config import RECIPES`` keeps
+    working without a second list of the names."""
+    if name == 'RECIPES':
+        return recipe_names()
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 @dataclass
@@ -263,8 +279,9 @@ class AdaptConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` with the offending key."""
-        if self.recipe not in RECIPES:
-            raise ValueError(f'unknown recipe {self.recipe!r}; available: {", ".join(RECIPES)}')
+        names = recipe_names()
+        if self.recipe not in names:
+            raise ValueError(f'unknown recipe {self.recipe!r}; available: {", ".join(names)}')
         if not self.target and self.recipe != 'source':
             raise ValueError('no target video given (--target FOLDER_OR_VIDEO, repeatable)')
         if self.recipe in NEEDS_SOURCE and not (self.source and self.source_labels):

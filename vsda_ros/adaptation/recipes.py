@@ -1,6 +1,8 @@
-"""The two temporal-module recipes (the whole-network ones are in :mod:`.uda`). Each is a class
-with ``modules()`` (what is trained), ``loss(batch_frames)`` (one step's loss and logged values)
-and ``export()`` (what is saved).
+"""The two temporal-module recipes, and :data:`RECIPE_CLASSES`, the one table of every recipe
+(the whole-network ones are in :mod:`.uda`; this module imports them, none imports it back).
+Each temporal recipe is a class with ``modules()`` (what is trained), ``loss(batch_frames)`` (one
+step's loss and logged values) and ``export()`` (what is saved). The fusion block and the
+synthetic weather come from :mod:`.fusion_setup`, shared with ``tsl``.
 
 The base network is frozen (eval mode, no gradients) in both, so training is CPU-feasible.
 
@@ -45,13 +47,20 @@ The base network is frozen (eval mode, no gradients) in both, so training is CPU
 from __future__ import annotations
 
 import copy
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsda_ros.adaptation.fusion_setup import fusion_block, weather_degrade
 from vsda_ros.adaptation.uda.common import batch_flow
+from vsda_ros.adaptation.uda.i2vda import I2vdaRecipe
+from vsda_ros.adaptation.uda.source import SourceRecipe
+from vsda_ros.adaptation.uda.tps import TpsRecipe
+from vsda_ros.adaptation.uda.tsl import TslRecipe
+from vsda_ros.adaptation.uda.vat_vst import VatVstRecipe
 from vsda_ros.models.base import SegmentationModel
 from vsda_ros.temporal.correction import fcm
 from vsda_ros.temporal.flow import DISFlow, resize_flow, warp
@@ -145,17 +154,10 @@ class FusionRecipe:
     """
 
     def __init__(self, model: SegmentationModel, cfg, degrade=None) -> None:
-        from vsda_ros.adaptation.uda.tsl import weather_degrade
-
         self.model, self.cfg = model, cfg
         self.rng = np.random.default_rng(cfg.seed + 1)
         self.guided = cfg.fusion_variant == 'guided'
-        if self.guided:
-            self.student = guided_fusion_block(cfg, model.num_classes, _dev(model))
-        else:
-            self.student = make_module('fusion', num_classes=model.num_classes,
-                                       scale=cfg.fusion_scale,
-                                       offset_hidden=cfg.fusion_offset_hidden).to(_dev(model))
+        self.student = fusion_block(cfg, model.num_classes, _dev(model))
         self.teacher = copy.deepcopy(self.student).eval()
         self.teacher.vsda_args = dict(self.student.vsda_args)
         for p in self.teacher.parameters():
@@ -329,36 +331,6 @@ class FusionRecipe:
         return TemporalModules(fusion=self.teacher.eval())
 
 
-def guided_fusion_block(cfg, num_classes: int, device) -> nn.Module:
-    """The image-guided fusion block the config asks for (``fusion_scale``, ``fusion_blend``,
-    ``fusion_recurrent``, ``fusion_num_deform``, ``fusion_frame_gate``, ``fusion_frame_cues``,
-    ``fusion_pixel_mask``) on ``device``, warm-started from ``fusion_init`` when set (the
-    ``fusion`` and ``tsl`` recipes both build it here)."""
-    block = make_module('fusion', variant='guided', num_classes=num_classes,
-                        scale=cfg.fusion_scale, blend=cfg.fusion_blend,
-                        recurrent=cfg.fusion_recurrent, num_deform=cfg.fusion_num_deform,
-                        frame_gate=cfg.fusion_frame_gate, frame_cues=cfg.fusion_frame_cues,
-                        pixel_mask=cfg.fusion_pixel_mask).to(device)
-    if cfg.fusion_init:
-        _warm_start(block, cfg.fusion_init)
-    return block
-
-
-def _warm_start(block: nn.Module, path: str) -> None:
-    """Copy into ``block`` every weight of the fusion block in checkpoint ``path`` whose name
-    and shape match (e.g. the encoder and motion head of an earlier guided block, whatever its
-    ``num_deform``); prints what was taken. Raises ``ValueError`` when nothing matches."""
-    from vsda_ros.temporal.modules import TemporalModules
-    src = TemporalModules.from_checkpoint(path).fusion
-    own = block.state_dict()
-    taken = {k: v for k, v in (src.state_dict() if src is not None else {}).items()
-             if k in own and own[k].shape == v.shape}
-    if not taken:
-        raise ValueError(f'fusion_init {path}: no fusion-block weight fits this block')
-    block.load_state_dict(taken, strict=False)
-    print(f'fusion_init: {len(taken)} of {len(own)} tensors from {path}')
-
-
 def class_prior_penalty(block: nn.Module, anchors: dict[str, torch.Tensor]) -> torch.Tensor:
     """Squared distance of a fusion block from the class-agnostic blends.
 
@@ -407,9 +379,15 @@ def _dev(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-RECIPE_CLASSES = {'davss': DavssRecipe, 'fusion': FusionRecipe}
-
-# the whole-network recipes (vsda_ros/adaptation/uda/) share the same registry
-from vsda_ros.adaptation.uda import UDA_RECIPES  # noqa: E402
-
-RECIPE_CLASSES.update(UDA_RECIPES)
+#: Every ``vsda adapt`` recipe, by name: the one list of them (``AdaptConfig`` and the CLI
+#: read their names from here). A recipe is called as ``cls(model, cfg)`` (whole-network ones
+#: also take ``rank``); see :mod:`vsda_ros.adaptation.train` for the contract.
+RECIPE_CLASSES: dict[str, Callable[..., Any]] = {
+    'davss': DavssRecipe,
+    'fusion': FusionRecipe,
+    'source': SourceRecipe,
+    'tps': TpsRecipe,
+    'i2vda': I2vdaRecipe,
+    'vat_vst': VatVstRecipe,
+    'tsl': TslRecipe,
+}

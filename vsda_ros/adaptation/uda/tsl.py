@@ -32,18 +32,17 @@ e.g. ``espnet-camvid``'s shipped one: no weight depends on the classes when ``nu
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vsda_ros.adaptation.fusion_setup import Degrade, fusion_block, weather_degrade
 from vsda_ros.adaptation.uda.common import (NetworkRecipe, ce_loss, confident_labels,
                                             ema_update, frozen_copy, to_tensor)
-from vsda_ros.temporal.modules import TemporalModules, make_module
+from vsda_ros.temporal.modules import TemporalModules
 
 Box = tuple[int, int, int, int]   # x0, y0, w, h
-Degrade = Callable[[list[np.ndarray], np.random.Generator], list[np.ndarray]]
+__all__ = ['Box', 'Degrade', 'TslRecipe', 'crop', 'spatial_teacher', 'weather_degrade']
 
 
 def crop(x: torch.Tensor, box: Box) -> torch.Tensor:
@@ -70,20 +69,6 @@ def spatial_teacher(net, frame: torch.Tensor, box: Box,
     return F.interpolate(logits, size=(h, w), mode='area') if size != (h, w) else logits
 
 
-def weather_degrade(kinds: list[str], intensity: tuple[float, float]) -> Degrade:
-    """A degradation of consecutive frames by one temporally correlated synthetic weather of a
-    random kind and intensity (drawn from the generator the recipe passes)."""
-    from vsda_ros.weather import WeatherSequence, WeatherSpec
-
-    def degrade(frames: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-        kind = kinds[int(rng.integers(len(kinds)))]
-        spec = WeatherSpec(kind, float(rng.uniform(*intensity)))
-        seq = WeatherSequence(spec, seed=int(rng.integers(2**31)), temporal=True)
-        return [seq(f) for f in frames]
-
-    return degrade
-
-
 class TslRecipe(NetworkRecipe):
     """See the module docstring. ``degrade`` replaces the weather (tests, other corruptions)."""
 
@@ -92,12 +77,7 @@ class TslRecipe(NetworkRecipe):
     def __init__(self, model, cfg, rank: int = 0, degrade: Degrade | None = None) -> None:
         super().__init__(model, cfg, rank)
         self.guided = cfg.fusion_variant == 'guided'
-        if self.guided:
-            from vsda_ros.adaptation.recipes import guided_fusion_block
-            self.fusion = guided_fusion_block(cfg, model.num_classes, self.device)
-        else:
-            self.fusion = make_module('fusion', num_classes=model.num_classes,
-                                      scale=cfg.fusion_scale).to(self.device)
+        self.fusion = fusion_block(cfg, model.num_classes, self.device)
         self.fusion_net = self.fusion
         self.teacher = frozen_copy(model)
         self.teacher_fusion = frozen_copy(self.fusion)
