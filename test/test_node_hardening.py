@@ -28,8 +28,9 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
+from vsda_ros.ros.cameras import camera_layout  # noqa: E402
 from vsda_ros.ros.conversions import numpy_to_image  # noqa: E402
-from vsda_ros.ros.segmentation_node import PARAMETERS, camera_layout  # noqa: E402
+from vsda_ros.ros.parameters import PARAMETERS  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]

@@ -1,0 +1,109 @@
+"""How ``segmentation_node`` turns one frame into outputs: model set-up, checks, stage timing.
+
+* :func:`load_pipeline` — the model, its segmenter (warmed up) and temporal modules from the
+  node's read-only parameters; the one function to swap for ``vsda_ros.pipeline`` (the shared
+  factory) when it exists.
+* :func:`check_size` — refuse a frame above ``max_input_pixels`` before decoding it.
+* :class:`StageClock` — every stage of a frame timed exactly once, in order; the node records
+  ``clock.ms`` in one place (the rolling windows behind /diagnostics and the ``timing`` topic).
+
+No rclpy here; torch is imported only inside :func:`load_pipeline`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sensor_msgs.msg import Image
+
+from vsda_ros.data.dims import message_pixels
+
+
+def stamp_s(header: Any) -> float:
+    """A ``std_msgs/Header``'s stamp in seconds (0.0 for an unset stamp)."""
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def check_size(msg: Any, limit: int) -> None:
+    """Raise ``ValueError`` for a frame above ``limit`` pixels (width × height), read from the
+    message without decoding it; a frame whose size cannot be read passes (decoding checks it).
+    """
+    pixels = message_pixels(msg)
+    if pixels is not None and pixels > limit:
+        what = (f'{msg.width}x{msg.height}' if isinstance(msg, Image)
+                else f'compressed {msg.format or "image"}')
+        raise ValueError(f'frame too large: {what} = {pixels / 1e6:.1f} Mpx > '
+                         f'max_input_pixels {limit / 1e6:.1f} Mpx (raise the parameter if '
+                         'the memory is there: ~80 MB per Mpx)')
+
+
+class StageClock:
+    """Times the stages of one frame, each once: :meth:`lap` closes the stage that began at
+    the previous mark (the first one at ``start``, e.g. the frame's arrival).
+
+    ``ms`` maps stage → milliseconds in the order the stages ran.
+    """
+
+    def __init__(self, start: float) -> None:
+        self._mark = start
+        self.ms: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        """End ``stage`` now; the next stage begins now."""
+        now = time.perf_counter()
+        self.ms[stage] = (now - self._mark) * 1e3
+        self._mark = now
+
+    def add(self, stages_ms: dict[str, float]) -> None:
+        """Stages timed elsewhere (the strategy's preprocess / inference / postprocess); the
+        next stage begins now."""
+        self.ms.update(stages_ms)
+        self._mark = time.perf_counter()
+
+
+@dataclass
+class _Pipeline:
+    """The shape of ``vsda_ros.pipeline.Pipeline`` (the shared factory's result)."""
+
+    segmenter: Any   # vsda_ros.inference.Segmenter, warmed up
+    modules: Any     # vsda_ros.temporal.modules.TemporalModules
+    model: Any       # the torch model
+    meta: Any        # its ModelMeta (class names, palette)
+    source: Any      # the resolved model source
+
+    def strategy(self, name: str, cfg: Any) -> Any:
+        """A fresh temporal strategy ``name`` over this segmenter and modules."""
+        from vsda_ros.temporal.strategy import build_strategy
+        return build_strategy(name, self.segmenter, cfg, self.modules)
+
+
+def load_pipeline(model: str, input_size: str, device: str, backend: str, precision: str,
+                  temporal_weights: str, warmup: int = 2) -> _Pipeline:
+    """Resolve, load and warm up the model, then load its temporal modules (no downloads).
+
+    Warm-up: the first passes allocate and tune; without it the first camera frames take
+    seconds, pile up drops and look like a stream break to the temporal strategy.
+
+    Raises ``ValueError`` (bad input size, device, backend, precision, unknown model),
+    ``FileNotFoundError`` (weights not in ``VSDA_DATA_DIR`` / the cache) or ``RuntimeError``
+    (a device or backend that cannot run here), each with a one-line message.
+    """
+    import numpy as np
+
+    from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size, resolve_device
+    from vsda_ros.inference.export import resolve_model
+    from vsda_ros.models.zoo import load_model
+    from vsda_ros.temporal.modules import load_temporal_modules
+
+    size = parse_size(input_size)
+    resolve_device(device)  # fail before loading weights
+    source, export_dir = resolve_model(model)  # `model: DIR` = a vsda export
+    net = load_model(source, download=False, progress=False)
+    segmenter = Segmenter(net, SegmenterConfig(input_size=size, device=device, backend=backend,
+                                               precision=precision, export_dir=export_dir))
+    w, h = segmenter.input_size
+    for _ in range(warmup):
+        segmenter.segment(np.zeros((h, w, 3), np.uint8))
+    modules = load_temporal_modules(source, temporal_weights)
+    return _Pipeline(segmenter, modules, net, net.meta, source)
