@@ -28,12 +28,13 @@ export FASTDDS_DEFAULT_PROFILES_FILE ?= $(abspath config/fastdds_profile.xml)
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench accuracy models clean help
+.PHONY: venv demo test bench accuracy models clean help ros2-tools
 
 help:
 	@echo "make demo      set up the venv, run segmentation_node on the real CamVid clip over ROS 2, print where the results are"
 	@echo "make test      set up the venv, then run the test suite"
 	@echo "make venv      create or refresh the venv ($(VENV) -> $(VENV_DIR))"
+	@echo "make ros2-tools  build ros2 launch/param/topic + colcon from ../shared/ros2-src (for make test)"
 	@echo "make accuracy  mIoU of the published models on the real CamVid val clip"
 	@echo "make models    retrain every checkpoint shipped in vsda_ros/zoo/ (~1-2 h on 2 CPU threads)"
 	@echo "make clean     remove outputs (the cached venv is kept)"
@@ -63,8 +64,19 @@ demo: venv
 	@test -d $(VSDA_DATA_DIR)/camvid/val || { echo "no real data at VSDA_DATA_DIR=$(VSDA_DATA_DIR) (expected ../shared/data)"; exit 2; }
 	$(VENV)/bin/vsda demo --out $(DEMO_OUT)
 
-test: venv
+test: venv ros2-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Real ROS 2 tools (ros2 launch/param/topic, colcon) for test/test_ros2_tools.py, built from the
+# pinned sources in ../shared/ros2-src on a hard-linked copy of the venv (~5 min, once per lock +
+# build script + archives); skipped, and those tests with it, when the sources are absent.
+ROS2_SRC ?= $(abspath ../shared/ros2-src)
+ROS2_TOOLS_HASH := $(shell { cat $(LOCK) tools/build_ros2_tools.sh; ls $(ROS2_SRC) 2>/dev/null | grep 'tar.gz$$'; } | sha256sum | cut -c1-16)
+VSDA_ROS2_TOOLS_CACHE ?= $(HOME)/.cache/vsda_ros/ros2-tools
+export VSDA_ROS2_TOOLS ?= $(VSDA_ROS2_TOOLS_CACHE)/$(ROS2_TOOLS_HASH)
+
+ros2-tools: venv
+	@bash tools/build_ros2_tools.sh $(VENV_DIR) $(VSDA_ROS2_TOOLS) $(ROS2_SRC)
 
 accuracy: venv
 	$(VENV)/bin/vsda segment --model espnet-camvid --input $(VSDA_DATA_DIR)/camvid/val --labels $(VSDA_DATA_DIR)/camvid/valannot --out out/acc_espnet_camvid --json out/acc_espnet_camvid.json --no-overlay

@@ -16,7 +16,7 @@ from vsda_ros.models.base import ModelMeta
 from vsda_ros.models.labels import (CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES,
                                     CITYSCAPES_PALETTE)
 from vsda_ros.models.safe_load import ModelLoadError, safe_torch_load
-from vsda_ros.paths import cache_dir, data_dir
+from vsda_ros.paths import cache_dir, data_dir, vsda_command
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -96,7 +96,7 @@ def find_weights(entry: ZooEntry, download: bool = True, progress: bool = True) 
     if not download:
         raise FileNotFoundError(
             f'weights for {entry.name!r} not found in VSDA_DATA_DIR ({ddir}) or the cache '
-            f'({cached.parent}); run `vsda fetch {entry.name}`')
+            f'({cached.parent}); run `{vsda_command("fetch " + entry.name)}`')
     return fetch_file(entry.url, cached, entry.sha256, progress=progress)
 
 
