@@ -105,8 +105,10 @@ def test_readme_table_matches_the_table():
 
 
 def test_readme_parser_reads_shared_rows_and_literals():
-    text = ('**Parameters** (x)\n\n| parameter | default | | meaning |\n| --- | --- | --- | --- |\n'
-            "| `model` | `espnet-camvid` | read-only | m |\n| `input_size` | `''` | read-only | s |\n"
+    text = ('**Parameters** (x)\n\n| parameter | default | | meaning |\n'
+            '| --- | --- | --- | --- |\n'
+            "| `model` | `espnet-camvid` | read-only | m |\n"
+            "| `input_size` | `''` | read-only | s |\n"
             '| `publish_mask`, `publish_overlay` | `true` | live | p |\n'
             "| `image_topics` | `['a', 'b/compressed']` | read-only | t |\n\nafter\n"
             '| `other` | `1` | live | not this table |\n')

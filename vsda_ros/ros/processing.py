@@ -1,8 +1,8 @@
 """How ``segmentation_node`` turns one frame into outputs: model set-up, checks, stage timing.
 
 * :func:`load_pipeline` — the model, its segmenter (warmed up) and temporal modules from the
-  node's read-only parameters; the one function to swap for ``vsda_ros.pipeline`` (the shared
-  factory) when it exists.
+  node's read-only parameters, through the shared factory
+  :func:`vsda_ros.pipeline.build_pipeline` (the same objects ``vsda segment`` builds).
 * :func:`check_size` — refuse a frame above ``max_input_pixels`` before decoding it.
 * :class:`StageClock` — every stage of a frame timed exactly once, in order; the node records
   ``clock.ms`` in one place (the rolling windows behind /diagnostics and the ``timing`` topic).
@@ -12,7 +12,6 @@ No rclpy here; torch is imported only inside :func:`load_pipeline`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sensor_msgs.msg import Image
@@ -62,48 +61,22 @@ class StageClock:
         self._mark = time.perf_counter()
 
 
-@dataclass
-class _Pipeline:
-    """The shape of ``vsda_ros.pipeline.Pipeline`` (the shared factory's result)."""
-
-    segmenter: Any   # vsda_ros.inference.Segmenter, warmed up
-    modules: Any     # vsda_ros.temporal.modules.TemporalModules
-    model: Any       # the torch model
-    meta: Any        # its ModelMeta (class names, palette)
-    source: Any      # the resolved model source
-
-    def strategy(self, name: str, cfg: Any) -> Any:
-        """A fresh temporal strategy ``name`` over this segmenter and modules."""
-        from vsda_ros.temporal.strategy import build_strategy
-        return build_strategy(name, self.segmenter, cfg, self.modules)
-
-
 def load_pipeline(model: str, input_size: str, device: str, backend: str, precision: str,
-                  temporal_weights: str, warmup: int = 2) -> _Pipeline:
-    """Resolve, load and warm up the model, then load its temporal modules (no downloads).
-
-    Warm-up: the first passes allocate and tune; without it the first camera frames take
-    seconds, pile up drops and look like a stream break to the temporal strategy.
+                  temporal_weights: str, warmup: int = 2) -> Any:
+    """The node's :class:`vsda_ros.pipeline.Pipeline` from its read-only parameters (no
+    downloads, warmed up ``warmup`` times at the input size: the first passes allocate and
+    tune; without that the first camera frames take seconds, pile up drops and look like a
+    stream break to the temporal strategy).
 
     Raises ``ValueError`` (bad input size, device, backend, precision, unknown model),
-    ``FileNotFoundError`` (weights not in ``VSDA_DATA_DIR`` / the cache) or ``RuntimeError``
-    (a device or backend that cannot run here), each with a one-line message.
+    ``FileNotFoundError`` (weights not in ``VSDA_DATA_DIR`` / the cache, a missing checkpoint)
+    or ``RuntimeError`` (a file that cannot be used, a backend that cannot run here), each with
+    a one-line message (see :func:`vsda_ros.pipeline.build_pipeline`).
     """
-    import numpy as np
+    from vsda_ros.inference import parse_size
+    from vsda_ros.pipeline import PipelineConfig, build_pipeline
 
-    from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size, resolve_device
-    from vsda_ros.inference.export import resolve_model
-    from vsda_ros.models.zoo import load_model
-    from vsda_ros.temporal.modules import load_temporal_modules
-
-    size = parse_size(input_size)
-    resolve_device(device)  # fail before loading weights
-    source, export_dir = resolve_model(model)  # `model: DIR` = a vsda export
-    net = load_model(source, download=False, progress=False)
-    segmenter = Segmenter(net, SegmenterConfig(input_size=size, device=device, backend=backend,
-                                               precision=precision, export_dir=export_dir))
-    w, h = segmenter.input_size
-    for _ in range(warmup):
-        segmenter.segment(np.zeros((h, w, 3), np.uint8))
-    modules = load_temporal_modules(source, temporal_weights)
-    return _Pipeline(segmenter, modules, net, net.meta, source)
+    return build_pipeline(PipelineConfig(
+        model=model, input_size=parse_size(input_size), device=device, backend=backend,
+        precision=precision, temporal_weights=temporal_weights, download=False,
+        progress=False, warmup=warmup))
