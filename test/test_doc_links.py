@@ -85,7 +85,8 @@ def test_relative_links_resolve(path):
 
 def test_readme_is_a_manual_of_at_most_300_lines():
     n = len(README.read_text(encoding='utf-8').splitlines())
-    assert n <= README_MAX_LINES, f'README.md has {n} lines (limit {README_MAX_LINES}): move detail to docs/'
+    assert n <= README_MAX_LINES, \
+        f'README.md has {n} lines (limit {README_MAX_LINES}): move detail to docs/'
 
 
 def test_readme_does_not_point_at_runs():
@@ -98,6 +99,7 @@ def test_readme_does_not_point_at_runs():
 def test_slug_follows_github():
     assert slug('`vsda eval`: strategies × weathers → report and plots') == \
         'vsda-eval-strategies--weathers--report-and-plots'
-    assert slug('How much i.i.d. weather can give at all') == 'how-much-iid-weather-can-give-at-all'
+    assert slug('How much i.i.d. weather can give at all') == \
+        'how-much-iid-weather-can-give-at-all'
     assert slug('Fusion against per_frame (the shipped block, all three models)') == \
         'fusion-against-per_frame-the-shipped-block-all-three-models'
