@@ -170,7 +170,8 @@ def test_ready_log_and_diagnostics_show_resolved_topics(front, frame):
     client, node = front
     ready = next(line for line in node.text().splitlines() if 'ready:' in line)
     assert "'/camera/image_raw'" in ready and "'/front/image/compressed'" in ready, ready
-    assert "outputs=['/front']" in ready, ready
+    assert ("outputs=['/front/mask', '/front/color_mask', '/front/overlay', "
+            "'/front/confidence']") in ready, ready
     msg = numpy_to_image(frame)
     msg.header.stamp.sec = 11
     for _ in range(3):
