@@ -128,3 +128,21 @@ def test_ctrl_c_while_starting_exits_quietly(real_data, delay_s):
     assert 'Traceback' not in out and 'KeyboardInterrupt' not in out, out
     assert len(out.strip().splitlines()) <= 1, out
     assert proc.returncode in (0, 130), (proc.returncode, out)
+
+
+def test_parent_watcher_fires_once_when_the_parent_changes():
+    import threading
+
+    from vsda_ros.ros.process_guard import ParentWatcher, die_with_parent
+    fired = threading.Event()
+    calls = []
+    watcher = ParentWatcher(os.getppid() + 12345, lambda: (calls.append(1), fired.set()),
+                            period_s=0.05).start()
+    assert fired.wait(5) and calls == [1]
+    quiet = ParentWatcher(os.getppid(), lambda: calls.append(2), period_s=0.05).start()
+    time.sleep(0.3)
+    quiet.stop()
+    watcher.stop()
+    assert calls == [1]
+    if sys.platform.startswith('linux'):
+        assert die_with_parent(0)  # 0 clears the parent-death signal of this test process

@@ -12,7 +12,9 @@ printing a ``KeyboardInterrupt`` traceback from inside ``import torch``.
   Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` has the kernel send SIGTERM when the parent
   dies; a watcher thread also polls ``os.getppid()`` (it changes when the parent dies: covers a
   parent that died before the prctl call, and systems without prctl) and sends the process
-  SIGTERM, so both end in the same clean shutdown.
+  SIGTERM, so both end in the same clean shutdown. (The kernel signal follows the parent
+  *thread* that started the process: a parent starting the node from a thread that ends
+  before it stops the node too.)
 """
 from __future__ import annotations
 
