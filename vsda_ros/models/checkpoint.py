@@ -67,7 +67,48 @@ def load_checkpoint(path: str | Path) -> SegmentationModel:
     model = build_for(meta, where)
     check_state_dict(model.net, state, where)
     model.net.load_state_dict(state, strict=True)
+    check_meta_fits(model, where)
     return model
+
+
+#: sides a network input may have (``native_size``; the same bounds as ``--size``)
+MIN_SIDE, MAX_SIDE = 32, 4096
+
+
+def head_channels(model: SegmentationModel) -> int:
+    """The number of channels the raw network's head puts out (kept classes + an optional
+    trailing void/background channel), found by running the head on a small input."""
+    training = model.net.training
+    model.net.eval()  # a train-mode pass would update BatchNorm statistics
+    try:
+        with torch.inference_mode():
+            x = torch.zeros(1, 3, 64, 64)
+            return int(model.net.forward_head(model.net.forward_features(x)).shape[1])
+    finally:
+        model.net.train(training)
+
+
+def check_meta_fits(model: SegmentationModel, where: str) -> None:
+    """Check a loaded model's meta against its network: ``classes`` names every head channel
+    (or all but one trailing void/background channel), and ``native_size`` is a usable network
+    input. Without this a checkpoint listing 5 classes for a 19-channel head loads and every
+    mask holds ids 0–4 only.
+
+    Raises:
+        ModelLoadError: naming the file and the field.
+    """
+    meta = model.meta
+    channels = head_channels(model)
+    if not channels - 1 <= meta.num_classes <= channels:
+        raise ModelLoadError(
+            f"{where}: meta field 'classes' lists {meta.num_classes} classes but the network's "
+            f'head has {channels} output channels (expected {channels} classes, or '
+            f'{channels - 1} plus a void/background channel)')
+    w, h = meta.native_size
+    if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+        raise ModelLoadError(
+            f"{where}: meta field 'native_size' is {w}x{h}; each side must be between "
+            f'{MIN_SIDE} and {MAX_SIDE} (width, height of the network input)')
 
 
 def _is_num(v: object) -> bool:

@@ -36,6 +36,30 @@ def _reason(exc: BaseException) -> str:
     return f'{type(exc).__name__}: {text[:160]}'
 
 
+#: how a ``torch.save`` file starts: a zip archive (the default since torch 1.6) or a pickle
+#: stream of protocol 2 or later (the legacy format)
+_TORCH_SIGNATURES = (b'PK\x03\x04', b'\x80')
+
+
+def _check_signature(path: Path, what: str) -> None:
+    """Refuse a file that cannot be a ``torch.save`` file before the unpickler reads it (its
+    errors on arbitrary bytes are misleading: text can look like 'pickled Python objects').
+
+    Raises ``ModelLoadError`` naming the file, its size and its first bytes.
+    """
+    try:
+        with path.open('rb') as fh:
+            head = fh.read(8)
+    except OSError as e:
+        raise ModelLoadError(f'{what} {path}: cannot read it ({e.strerror or e})') from None
+    if not head:
+        raise ModelLoadError(f'{what} {path}: cannot read it: the file is empty')
+    if not head.startswith(_TORCH_SIGNATURES):
+        raise ModelLoadError(f'{what} {path}: cannot read it: not a PyTorch file ('
+                             f'{path.stat().st_size} bytes '
+                             f'starting {head[:8]!r}; torch.save files are zip archives)')
+
+
 def safe_torch_load(path: str | Path, what: str = 'file') -> object:
     """``torch.load(path, map_location='cpu', weights_only=True)`` with clear errors.
 
@@ -51,6 +75,9 @@ def safe_torch_load(path: str | Path, what: str = 'file') -> object:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f'{what} {path} does not exist')
+    if path.is_dir():
+        raise ModelLoadError(f'{what} {path} is a folder, not a file')
+    _check_signature(path, what)
     try:
         with warnings.catch_warnings():
             # torch warns about pickle protocols it does not know; the error below says enough

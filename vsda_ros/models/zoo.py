@@ -102,6 +102,10 @@ def load_model(name_or_path: str, weights: str | Path | None = None, download: b
         return load_checkpoint(verified_path(SHIPPED_MODELS[name_or_path])).eval()
     if Path(name_or_path).is_file():
         return load_checkpoint(name_or_path).eval()
+    if Path(name_or_path).is_dir():
+        raise ModelNotFoundError(
+            f'model {name_or_path!r} is a folder: not a checkpoint file, and not an export '
+            f'folder (no {EXPORT_SIDECAR}; `vsda export` writes one)')
     raise ModelNotFoundError(
         f'unknown model {name_or_path!r}: not a zoo name ({", ".join(model_names())}) and no '
         'such file')
