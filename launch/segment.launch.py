@@ -13,7 +13,8 @@ is shut down. ``ros2 launch`` returns ``LaunchService.run()``'s code, which is 0
 exception was raised inside launch (then 1; a Shutdown event's reason does not change it), so a
 process that exits with a non-zero code outside a shutdown raises here: the launch logs
 "Caught exception in launch ... exited with code N", shuts down and exits 1. ``rviz:=true``
-without rviz2 installed fails the same way before anything is started.
+without rviz2 installed, a ``params_file`` that does not exist and a ``model:=`` path that does
+not exist fail the same way before anything is started (one line naming the argument).
 """
 import os
 import tempfile
@@ -28,7 +29,7 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from vsda_ros.ros.rviz_config import rviz_config
+from vsda_ros.ros.tools.rviz_config import rviz_config
 
 #: launch arguments that, when non-empty, override the params file's value of the same name.
 OVERRIDES = ('model', 'strategy', 'device', 'backend', 'precision')
@@ -49,16 +50,29 @@ def _on_exit(event, context):
     return [EmitEvent(event=Shutdown(reason=f'{event.process_name} exited'))]
 
 
+def _looks_like_path(model: str) -> bool:
+    """A ``model`` value meant as a file or folder (model names have no slash or suffix)."""
+    return (os.sep in model or model.startswith(('~', '.'))
+            or model.endswith(('.pt', '.pth', '.onnx', '.xml')))
+
+
 def _launch_setup(context):
     """The node (and RViz) for the resolved launch arguments, each tied to the launch's end."""
     share = get_package_share_directory('vsda_ros')
     params_file = LaunchConfiguration('params_file').perform(context) or os.path.join(
         share, 'config', 'segment.yaml')
+    # before starting anything (launch_ros would only warn and run the node on its defaults)
+    if not os.path.isfile(os.path.expanduser(params_file)):
+        raise RuntimeError(f'params_file:={params_file}: no such file')
     overrides = {}
     for name in OVERRIDES:
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
+    model = overrides.get('model', '')
+    if _looks_like_path(model) and not os.path.exists(os.path.expanduser(model)):
+        raise RuntimeError(f'model:={model}: no such checkpoint file or export folder (or give '
+                           'a model name: ros2 run vsda_ros vsda models lists them)')
     namespace = LaunchConfiguration('namespace').perform(context)
     image_topic = LaunchConfiguration('image_topic').perform(context)
     rviz = IfCondition(LaunchConfiguration('rviz')).evaluate(context)
