@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vsda_ros.evaluation.metrics import ConfusionMatrix
 
 
 @dataclass
@@ -57,8 +56,7 @@ def measure(seg, ref, images: list[np.ndarray], labels: list[np.ndarray | None] 
     err, same, total = 0.0, 0, 0
     cms = None
     if clip is not None and labels is not None:
-        cms = (ConfusionMatrix(clip.num_classes, clip.ignore_index),
-               ConfusionMatrix(clip.num_classes, clip.ignore_index))
+        cms = (clip.confusion_matrix(), clip.confusion_matrix())
     with torch.inference_mode():
         for i, image in enumerate(images):
             b = seg.logits(seg.preprocess(image))

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from vsda_ros.evaluation.metrics import ConfusionMatrix, percentiles_ms
+from vsda_ros.evaluation.metrics import (IGNORE_255, ConfusionMatrix, check_label_ids,
+                                         percentiles_ms)
 from vsda_ros.temporal.flow import DISFlow
 from vsda_ros.temporal.strategy import Strategy
 
@@ -34,6 +35,9 @@ class Clip:
         class_names: names of the label classes.
         mapping: optional LUT from model class ids to label class ids.
         palette: RGB colour of each label class (for plots).
+        unknown_label_pixels: label pixels whose id is neither a class nor an ignore value
+            (read with ``allow_unknown_labels``; scored as ignored).
+        allow_unknown_labels: score such ids as ignored instead of raising.
     """
 
     images: list[np.ndarray]
@@ -44,9 +48,17 @@ class Clip:
     ignore_index: int = 255
     mapping: np.ndarray | None = None
     palette: list[tuple[int, int, int]] | None = None
+    unknown_label_pixels: int = 0
+    allow_unknown_labels: bool = False
 
     def to_label_space(self, pred: np.ndarray) -> np.ndarray:
+        """H×W model class ids → H×W label class ids (``mapping``)."""
         return self.mapping[pred] if self.mapping is not None else pred
+
+    def confusion_matrix(self) -> ConfusionMatrix:
+        """An empty confusion matrix over the label classes, with the clip's ignore rule."""
+        return ConfusionMatrix(self.num_classes, self.ignore_index,
+                               allow_unknown=self.allow_unknown_labels)
 
 
 def temporal_consistency(preds: list[np.ndarray], images: list[np.ndarray], num_classes: int,
@@ -91,7 +103,7 @@ def evaluate_strategy(strategy: Strategy, clip: Clip, progress: bool = True,
     masks), the last two for the caller's plots.
     """
     strategy.reset()
-    cm = ConfusionMatrix(clip.num_classes, clip.ignore_index)
+    cm = clip.confusion_matrix()
     preds, latency, stages, keys = [], [], {}, 0
     t_start = time.perf_counter()
     for i, img in enumerate(tqdm(clip.images, desc=desc or strategy.name, unit='frame',
@@ -129,7 +141,7 @@ def pda_curve(strategy: Strategy, clip: Clip, max_distance: int = 9, progress: b
     'distortion': {d: mean D or None}}``.
     """
     n = len(clip.images)
-    cms = {d: ConfusionMatrix(clip.num_classes, clip.ignore_index)
+    cms = {d: clip.confusion_matrix()
            for d in range(max_distance + 1)}
     counts = {d: 0 for d in cms}
     dist: dict[int, list[float]] = {d: [] for d in range(max_distance + 1)}
@@ -163,7 +175,7 @@ def per_frame_at_distance(preds: list[np.ndarray], clip: Clip, max_distance: int
     n = len(clip.images)
     out = {}
     for d in range(max_distance + 1):
-        cm = ConfusionMatrix(clip.num_classes, clip.ignore_index)
+        cm = clip.confusion_matrix()
         for s in range(n - 1):
             if s + d < n and clip.labels[s + d] is not None:
                 cm.update(preds[s + d], clip.labels[s + d])
@@ -173,25 +185,35 @@ def per_frame_at_distance(preds: list[np.ndarray], clip: Clip, max_distance: int
 
 def load_clip(source: str, labels: str | None, meta, label_map: str | None = None,
               fps: float = 15.0, max_frames: int | None = None,
-              topic: str | None = None) -> Clip:
+              topic: str | None = None, allow_unknown_labels: bool = False) -> Clip:
     """Any frame source (+ labels) as a :class:`Clip`, in time order.
 
     ``source`` is an image folder (``labels`` = a label folder, CamVid or Cityscapes layout), a
     video file, or a rosbag2 (``topic`` = its image topic; ``labels`` = a label topic). See
     :func:`vsda_ros.data.labelled.open_labelled`. ``label_map`` (e.g. ``cityscapes-camvid``)
     maps the model's classes to the labels'; without it the labels use the model's class ids.
-    Label values ≥ the number of classes (CamVid's void = 11) are ignored.
+    Label values equal to the number of classes (CamVid's void = 11) or 255 are ignored; any
+    other value outside the classes is an error (``LabelError`` naming the frame and the
+    values) unless ``allow_unknown_labels``, which scores them as ignored
+    (:attr:`Clip.unknown_label_pixels` counts them).
 
     Raises ``FileNotFoundError`` for a missing source or label file, ``ValueError`` for an
-    unknown map or one that does not fit the model, an empty source, or an unknown topic.
+    unknown map or one that does not fit the model, an empty source, an unknown topic, or
+    (:class:`~vsda_ros.evaluation.metrics.LabelError`) unknown label ids.
     """
     from vsda_ros.data.labelled import open_labelled
     from vsda_ros.models.zoo import label_mapping, label_palette
 
     mapping, names = label_mapping(label_map, meta)
     images, labs, stamps = [], [], []
+    unknown = 0
     for frame, label in open_labelled(source, topic=topic, labels=labels, fps=fps,
                                       max_frames=max_frames):
+        if label is not None and not allow_unknown_labels:
+            check_label_ids(label, len(names), len(names),
+                            f'label of frame {frame.name or len(images)} ({labels or source})')
+        elif label is not None:
+            unknown += int(np.count_nonzero((label > len(names)) & (label != IGNORE_255)))
         images.append(frame.image)
         labs.append(label)
         stamps.append(frame.stamp)
@@ -200,4 +222,5 @@ def load_clip(source: str, labels: str | None, meta, label_map: str | None = Non
     if len(stamps) > 1 and stamps[-1] > stamps[0]:  # a bag or video knows its own rate
         fps = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     return Clip(images, labs, fps, len(names), names, ignore_index=len(names), mapping=mapping,
-                palette=label_palette(label_map, meta))
+                palette=label_palette(label_map, meta), unknown_label_pixels=unknown,
+                allow_unknown_labels=allow_unknown_labels)
