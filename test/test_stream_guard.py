@@ -21,3 +21,21 @@ def test_breaks_on_resolution_backwards_and_jump():
 def test_equal_stamps_are_not_a_break():
     g = StreamGuard()
     assert g.check(5.0, (10, 10)) is None and g.check(5.0, (10, 10)) is None
+
+
+def test_encoding_change_breaks_the_stream_with_its_reason():
+    g = StreamGuard()
+    assert g.check(1.0, (480, 360), 'rgb8') is None
+    assert g.check(1.1, (480, 360), 'rgb8') is None
+    assert g.check(1.2, (480, 360), 'mono8') == 'encoding rgb8 -> mono8'
+    assert g.check(1.3, (480, 360), 'bgr8') == 'encoding mono8 -> bgr8'
+    assert g.check(1.4, (480, 360), None) is None  # unknown: not compared, remembered as bgr8
+    assert g.check(1.5, (480, 360), 'bgr8') is None
+    assert g.resets == 2
+
+
+def test_resolution_change_is_named_before_an_encoding_change():
+    g = StreamGuard()
+    g.check(1.0, (480, 360), 'rgb8')
+    assert g.check(1.1, (320, 240), 'mono8').startswith('resolution changed')
+    assert g.check(1.2, (320, 240), 'mono8') is None

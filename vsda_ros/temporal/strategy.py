@@ -2,8 +2,8 @@
 
 A strategy turns a camera's frames, one at a time and in order, into segmentations. It owns the
 camera's temporal buffer (previous scores, keyframe features) and resets it itself when the
-stream breaks (resolution change, stamp backwards, stamp gap above ``max_gap_s``), so callers
-only ever call :meth:`Strategy.step`. One strategy object per camera; several may share one
+stream breaks (resolution or encoding change, stamp backwards, stamp gap above ``max_gap_s``),
+so callers only ever call :meth:`Strategy.step`. One strategy object per camera; several may share one
 :class:`~vsda_ros.inference.Segmenter` (the network weights).
 """
 from __future__ import annotations
@@ -73,13 +73,17 @@ class Strategy(ABC):
         """Forget the temporal buffer: the next frame starts a new stream (a keyframe)."""
         self._reset()
 
-    def step(self, image: np.ndarray, stamp: float | None = None) -> Segmentation:
+    def step(self, image: np.ndarray, stamp: float | None = None,
+             fmt: str | None = None) -> Segmentation:
         """Segment the next frame of this camera.
 
         Args:
             image: H×W×3 uint8 RGB.
             stamp: the frame's time in seconds (header stamp); ``None`` = no stamp checks
                 (only resolution changes reset the stream).
+            fmt: the frame's encoding as received (``Image.encoding``, or a compressed
+                frame's ``format``); a change resets the stream. ``None`` = unknown (not
+                compared).
 
         Raises:
             ValueError: not an H×W×3 uint8 image (the buffer is left untouched).
@@ -91,7 +95,7 @@ class Strategy(ABC):
         size = (int(image.shape[1]), int(image.shape[0]))
         if stamp is None:
             stamp = self.guard.last_stamp if self.guard.last_stamp is not None else 0.0
-        reason = self.guard.check(float(stamp), size)
+        reason = self.guard.check(float(stamp), size, fmt)
         if reason is not None:
             self._reset()
         seg = self._step(image)
