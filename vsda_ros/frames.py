@@ -9,6 +9,14 @@ from typing import Callable
 
 import numpy as np
 
+#: What produced a :class:`Segmentation` (``Segmentation.kind``):
+#: ``key`` — the full network ran on this very frame (``per_frame``, ``fusion``, keyframes);
+#: ``propagated`` — features carried from an earlier frame by optical flow, no key pending;
+#: ``pending`` — propagated while a keyframe is being computed in the background;
+#: ``reanchored`` — propagated directly from a keyframe that finished in the background since
+#: the previous frame (the first frame after it lands).
+FRAME_KINDS = ('key', 'propagated', 'pending', 'reanchored')
+
 
 @dataclass
 class Frame:
@@ -50,6 +58,9 @@ class Segmentation:
         stream_reset: why the camera's temporal buffer was reset before this frame ('' = not).
         distortion: mean predicted distortion of a propagated frame (``keyframe`` strategy with
             DMNet), else ``None``.
+        kind: one of :data:`FRAME_KINDS`; ``keyframe`` is ``kind == 'key'``. Strategies that
+            compute keyframes in the background also put the key network's wall time in
+            ``timings_ms['key_background']`` on the frame where that key lands.
     """
 
     labels: np.ndarray
@@ -58,6 +69,13 @@ class Segmentation:
     keyframe: bool = True
     stream_reset: str = ''
     distortion: float | None = None
+    kind: str = ''
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = 'key' if self.keyframe else 'propagated'
+        elif self.kind not in FRAME_KINDS:
+            raise ValueError(f'unknown frame kind {self.kind!r}; known: {", ".join(FRAME_KINDS)}')
 
     @property
     def confidence(self) -> np.ndarray:

@@ -31,32 +31,71 @@ from vsda_ros.frames import Segmentation
 from vsda_ros.inference import Segmenter
 from vsda_ros.temporal.correction import fold_batchnorm
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
+from vsda_ros.temporal.rate_control import RateController, RateDecision
 from vsda_ros.temporal.strategy import Strategy, StrategyConfig
 
 
 class Keyframe(Strategy):
-    """Keyframe + propagation; see the module docstring."""
+    """Keyframe + propagation; see the module docstring.
+
+    Args:
+        segmenter: the network (any backend: non-key frames call its ``logits_from_features``,
+            i.e. the compiled head graph on a compiled backend).
+        config: ``keyframe_interval``, ``distortion_threshold``, ``correction``,
+            ``flow_preset``; a ``flow_downscale`` attribute, when the config has one, is the
+            default of the argument below.
+        dmnet, cfnet: trained correction modules (``None`` = plain warping).
+        flow_downscale: DIS runs on the frame pair at the feature resolution divided by this
+            (1 = the feature resolution); the flow is upsampled to the feature grid by
+            :func:`~vsda_ros.temporal.flow.warp`. ``ValueError`` below 1.
+    """
 
     name = 'keyframe'
 
     def __init__(self, segmenter: Segmenter, config: StrategyConfig | None,
-                 dmnet: nn.Module | None = None, cfnet: nn.Module | None = None) -> None:
+                 dmnet: nn.Module | None = None, cfnet: nn.Module | None = None,
+                 flow_downscale: int | None = None) -> None:
         super().__init__(segmenter, config)
         dev = segmenter.device
         # inference copies with BatchNorm folded into the convs (same function, fewer ops)
         self.dmnet = fold_batchnorm(dmnet).to(dev) if dmnet is not None else None
         self.cfnet = fold_batchnorm(cfnet).to(dev) if cfnet is not None else None
+        if flow_downscale is None:
+            flow_downscale = getattr(self.config, 'flow_downscale', 1)
+        if int(flow_downscale) < 1:
+            raise ValueError(f'flow_downscale must be ≥ 1, got {flow_downscale}')
+        self.flow_downscale = int(flow_downscale)
         self.flow = DISFlow(self.config.flow_preset)
         self._feat: torch.Tensor | None = None   # 1×F×h×w features of the previous frame
         self._small: np.ndarray | None = None    # previous frame at feature resolution (flow)
         self._since_key = 0
         self.force_keyframe = False
+        self.rate_controller: RateController | None = None
+        self.rate_decision: RateDecision | None = None
 
     @property
     def corrects(self) -> bool:
         """Whether propagated features are corrected (DMNet + CFNet loaded and enabled)."""
         return bool(self.config.correction and self.dmnet is not None
                     and self.cfnet is not None)
+
+    def attach_rate_controller(self, controller: RateController | None) -> None:
+        """Let ``controller`` pick ``config.keyframe_interval`` after every frame from this
+        strategy's own measured step costs (``None`` detaches). The latest decision is in
+        :attr:`rate_decision` (its ``reason`` is meant for ``/diagnostics``)."""
+        self.rate_controller = controller
+        self.rate_decision = None
+        if controller is not None:
+            controller.interval = int(self.config.keyframe_interval)
+
+    def _apply_rate(self, seg: Segmentation, step_ms: float) -> None:
+        """Feed this frame's cost to the rate controller and apply its interval."""
+        ctrl = self.rate_controller
+        if ctrl is None:
+            return
+        ctrl.observe('key' if seg.kind == 'key' else 'nonkey', step_ms)
+        self.rate_decision = ctrl.decide(background_keys=False)
+        self.config.keyframe_interval = self.rate_decision.interval
 
     def _reset(self) -> None:
         self._feat = self._small = None
@@ -66,43 +105,73 @@ class Keyframe(Strategy):
         return (self._feat is None or self.force_keyframe
                 or self._since_key >= int(self.config.keyframe_interval))
 
-    @torch.inference_mode()
     def _step(self, image: np.ndarray) -> Segmentation:
-        seg = self.segmenter
-        model = seg.model
+        t_start = time.perf_counter()
+        seg = self._keyframe_step(image)
+        self._apply_rate(seg, (time.perf_counter() - t_start) * 1e3)
+        return seg
+
+    @torch.inference_mode()
+    def _keyframe_step(self, image: np.ndarray) -> Segmentation:
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        x = seg.preprocess(image)
-        timings['preprocess'] = (time.perf_counter() - t0) * 1e3
+        x = self._preprocess(image, timings)
         distortion = None
         key = self._is_key()
         feat = small = None
         if not key:
             feat, dmap, small, t = self._propagate(x)
             timings.update(t)
-            if dmap is not None:
-                distortion = float(dmap.mean())
-                thr = float(self.config.distortion_threshold)
-                key = thr > 0 and distortion > thr
+            distortion, key = self._distortion_key(dmap)
+        t_key = time.perf_counter() if key else None
+        feat = self._key_features(x) if key else feat
+        self._since_key = 1 if key else self._since_key + 1
+        return self._output(image, x, feat, small, 'key' if key else 'propagated', timings,
+                            distortion, t_key)
+
+    def _preprocess(self, image: np.ndarray, timings: dict[str, float]) -> torch.Tensor:
+        t0 = time.perf_counter()
+        x = self.segmenter.preprocess(image)
+        timings['preprocess'] = (time.perf_counter() - t0) * 1e3
+        return x
+
+    def _distortion_key(self, dmap: torch.Tensor | None) -> tuple[float | None, bool]:
+        """(mean distortion or ``None``, whether it exceeds ``distortion_threshold`` > 0)."""
+        if dmap is None:
+            return None, False
+        distortion = float(dmap.mean())
+        thr = float(self.config.distortion_threshold)
+        return distortion, thr > 0 and distortion > thr
+
+    def _key_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The key network's features: 1×3×H×W → 1×F×h×w (``model.forward_features``)."""
+        return self.segmenter.model.forward_features(x)
+
+    def _output(self, image: np.ndarray, x: torch.Tensor, feat: torch.Tensor,
+                small: np.ndarray | None, kind: str, timings: dict[str, float],
+                distortion: float | None, t_key: float | None = None) -> Segmentation:
+        """Head + postprocess of ``feat``; ``feat`` and this frame's small copy become the
+        previous frame's. ``t_key``: when the key network started on this frame (its time
+        is then reported as ``inference``, the head included; else the head alone as
+        ``head``)."""
+        seg = self.segmenter
         t1 = time.perf_counter()
-        if key:
-            feat = model.forward_features(x)
-            self._since_key = 1
-        else:
-            self._since_key += 1
-        logits = model.logits_from_features(feat, x.shape[-2:])
+        logits = seg.model.logits_from_features(feat, x.shape[-2:])
         if seg.device.type == 'cuda':
             torch.cuda.synchronize(seg.device)
-        timings['inference' if key else 'head'] = (time.perf_counter() - t1) * 1e3
+        t2 = time.perf_counter()
+        if t_key is not None:
+            timings['inference'] = (t2 - t_key) * 1e3
+        else:
+            timings['head'] = (t2 - t1) * 1e3
         self._feat = feat
         # a propagated frame already made its small copy (same feature size on a keyframe
         # decided by the distortion threshold: the stream's resolution did not change)
         self._small = small if small is not None else self._small_of(x, feat)
-        t2 = time.perf_counter()
+        t3 = time.perf_counter()
         labels, confidence = seg.postprocess(logits, image.shape[:2])
-        timings['postprocess'] = (time.perf_counter() - t2) * 1e3
-        return Segmentation(labels, confidence, timings_ms=timings, keyframe=key,
-                            distortion=distortion)
+        timings['postprocess'] = (time.perf_counter() - t3) * 1e3
+        return Segmentation(labels, confidence, timings_ms=timings, keyframe=kind == 'key',
+                            distortion=distortion, kind=kind)
 
     @staticmethod
     def _small_of(x: torch.Tensor, feat: torch.Tensor) -> np.ndarray:
@@ -120,6 +189,14 @@ class Keyframe(Strategy):
         t = torch.from_numpy(np.ascontiguousarray(image)).to(like.device)
         return t.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
+    def _flow(self, src: np.ndarray, dst: np.ndarray) -> torch.Tensor:
+        """Backward flow ``src → dst`` (h×w×3 uint8 at the feature resolution) as a 1×2×h'×w'
+        tensor; h'×w' = h×w / ``flow_downscale`` (``warp`` rescales it to the grid)."""
+        k = self.flow_downscale
+        h, w = dst.shape[:2]
+        self.flow.size = None if k == 1 else (max(16, w // k), max(16, h // k))
+        return flow_to_tensor(self.flow(src, dst))
+
     def _propagate(self, x: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray, dict[str, float]]:
         """Warp (and correct) the previous features onto this frame.
@@ -130,7 +207,7 @@ class Keyframe(Strategy):
         t0 = time.perf_counter()
         h, w = self._feat.shape[-2:]
         cur_small = self._small_of(x, self._feat)
-        flow = flow_to_tensor(self.flow(self._small, cur_small)).to(x.device)
+        flow = self._flow(self._small, cur_small).to(x.device)
         t1 = time.perf_counter()
         timings = {'flow': (t1 - t0) * 1e3}
         dmap = None
