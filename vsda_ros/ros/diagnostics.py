@@ -7,9 +7,12 @@ and keys without ROS running.
 
 Status keys (values are strings): ``topic``, ``publishers``, ``received``, ``processed``,
 ``dropped``, ``bad_frames``, ``stream_resets``, ``keyframes``, ``keyframe_ratio``,
-``input_hz``, ``output_hz``, ``<stage>_p50_ms`` / ``<stage>_p95_ms`` per stage (``n/a`` before
-the first frame), ``model``, ``strategy``, ``device``, ``backend``, ``precision``,
-``temporal_modules``. Level WARN (with the reasons joined by ``; `` as message) when the output
+``input_hz``, ``output_hz``, ``transport`` (``raw`` / ``compressed`` in use, ``none yet``),
+``ignored_other_transport`` (frames of the transport not in use, or a stamp already taken from
+the other one: not in ``received``), ``<stage>_p50_ms`` / ``<stage>_p95_ms`` per stage (``n/a``
+before the first frame; ``end_to_end`` also ``n/a`` while the node's clock and the header stamps
+cannot be compared, with ``end_to_end_note`` saying why), ``model``, ``strategy``, ``device``,
+``backend``, ``precision``, ``temporal_modules``. Level WARN (with the reasons joined by ``; `` as message) when the output
 rate is below half the input rate, a bad frame was skipped, the stream was reset, or publishers
 are matched but no frame arrived for :data:`SILENT_WARN_S`; OK otherwise.
 """
@@ -53,6 +56,8 @@ class CameraPeriod:
     timings: dict[str, list[float]] = field(default_factory=dict)  # stage → recent ms
     reset_reasons: list[str] = field(default_factory=list)         # stream resets this period
     last_bad: str = ''               # why the latest bad frame was skipped
+    transport: str = ''              # the transport in use ('' = none seen yet)
+    end_to_end_note: str = ''        # why end_to_end is not reported ('' = it is)
 
     @property
     def dt(self) -> float:
@@ -116,10 +121,14 @@ def camera_status(period: CameraPeriod, info: NodeInfo) -> DiagnosticStatus:
         'stream_resets': now.stream_resets, 'keyframes': now.keyframes,
         'keyframe_ratio': (f'{(now.keyframes - prev.keyframes) / period_processed:.3f}'
                            if period_processed else 'n/a'),
-        'input_hz': f'{in_hz:.2f}', 'output_hz': f'{out_hz:.2f}'}
+        'input_hz': f'{in_hz:.2f}', 'output_hz': f'{out_hz:.2f}',
+        'transport': period.transport or 'none yet',
+        'ignored_other_transport': now.ignored_other_transport}
     for stage, v in period.timings.items():
         for q in (50, 95):
             values[f'{stage}_p{q}_ms'] = f'{np.percentile(v, q):.2f}' if v else 'n/a'
+    if period.end_to_end_note:
+        values['end_to_end_note'] = period.end_to_end_note
     values.update(model=info.model, strategy=info.strategy, device=info.device,
                   backend=info.backend, precision=info.precision,
                   temporal_modules=info.temporal_modules)

@@ -10,7 +10,12 @@ the process' shutdown are in :mod:`vsda_ros.ros.segmentation_node`.
 The subscription callbacks never block: each camera has a one-slot mailbox and one worker thread
 takes the newest frame of each camera in turn; a frame overwritten before it was processed
 counts as dropped, so per camera ``received = processed + dropped + bad_frames`` (± the one in
-flight). Each camera has its own temporal strategy state (frame buffer); all share the network.
+flight). Each camera has its own temporal strategy state (frame buffer); all share the network,
+served fairly by worker time (:class:`~vsda_ros.ros.cameras.Scheduler`). A camera received on
+two transports uses one at a time (``transport``); frames of the other are ignored (counted in
+``ignored_other_transport``, not in ``received``). End-to-end latency is measured on the node's
+ROS clock (``use_sim_time`` and ``/clock`` honoured) and left out when clock and stamps cannot
+be compared.
 """
 from __future__ import annotations
 
@@ -26,10 +31,15 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from vsda_ros.ros import diagnostics, parameters
-from vsda_ros.ros.cameras import Camera, Scheduler, camera_layout, out_topic
+from vsda_ros.ros.cameras import (Camera, Scheduler, camera_inputs, camera_layout, out_topic,
+                                  parse_priorities)
 from vsda_ros.ros.conversions import message_to_rgb, numpy_to_image
 from vsda_ros.ros.process_guard import StartupError
-from vsda_ros.ros.processing import StageClock, check_size, load_pipeline, stamp_s
+from vsda_ros.ros.processing import (StageClock, check_size, end_to_end_ms, frame_format,
+                                     load_pipeline, stamp_ns, stamp_s)
+
+#: seconds between two transport decisions triggered by frames of the transport not in use
+TRANSPORT_RECHECK_S = 0.2
 
 OUTPUTS = ('mask', 'color_mask', 'overlay', 'confidence')
 
@@ -61,12 +71,14 @@ class SegmentationNode(Node):
         # after stop() returns nothing is published even if the worker is still computing.
         self._pub_lock = threading.Lock()
         self._stop = False
-        layout = self._start_checked()
+        inputs, weights = self._start_checked()
         self._out_qos = QoSProfile(depth=10)
         self._cameras: dict[str, Camera] = {}
-        self._subs: dict[str, list] = {}
-        self._add_cameras(layout)
-        self._scheduler = Scheduler(self._cameras)
+        self._subs: dict[str, dict[str, Any]] = {}  # camera → transport → subscription
+        self._checked: dict[str, float] = {}        # camera → last transport decision
+        self._add_cameras(inputs)
+        self._scheduler = Scheduler(self._cameras, weights,
+                                    float(self._live['max_camera_rate_hz']))
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', self._out_qos)
         # 'timing' is advertised only while publish_timing is on (see _set_timing).
         self._timing_pubs: dict[str, Any] = {}
@@ -80,18 +92,20 @@ class SegmentationNode(Node):
         order = self._scheduler.order
         self.get_logger().info(ready_line(
             self.model_name, str(self.segmenter.device), self.segmenter.input_size,
-            self.strategy, [s.topic_name for k in order for s in self._subs[k]],
+            self.strategy, [s.topic_name for k in order for s in self._subs[k].values()],
             [p.topic_name for k in order for p in self._cameras[k].pubs.values()],
             self.modules.loaded()))
 
     # ---- setup -------------------------------------------------------------------------------
-    def _start_checked(self) -> list[tuple[str, type, str]]:
-        """Parameters, model and camera layout; any failure → one FATAL line and
-        :class:`StartupError`."""
+    def _start_checked(self) -> tuple[dict[str, list], dict[str, float]]:
+        """Parameters, model, camera inputs (see :func:`camera_inputs`) and scheduling
+        weights; any failure → one FATAL line and :class:`StartupError`."""
         try:
             parameters.declare_parameters(self)
             self._setup_model()
-            return camera_layout(list(self.get_parameter('image_topics').value or []))
+            layout = camera_layout(list(self.get_parameter('image_topics').value or []))
+            return (camera_inputs(layout, self.get_parameter('transport').value),
+                    parse_priorities(self.get_parameter('camera_priorities').value, layout))
         except ParameterException as exc:
             self._fatal(f'bad parameter: {exc}')
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
@@ -138,23 +152,24 @@ class SegmentationNode(Node):
                                       'flow warping between keyframes (train them with vsda '
                                       'adapt --recipe davss)')
 
-    def _add_cameras(self, layout: list[tuple[str, type, str]]) -> None:
-        """One :class:`Camera` (outputs, strategy) per namespace; a subscription per topic."""
+    def _add_cameras(self, inputs: dict[str, list[tuple[str, type, str]]]) -> None:
+        """One :class:`Camera` (outputs, strategy) per namespace; a subscription per
+        transport it is received on."""
         in_qos = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability,
                             durability=qos_profile_sensor_data.durability,
                             history=qos_profile_sensor_data.history)
-        for topic, msg_type, ns in layout:
-            cam = self._cameras.get(ns)
-            if cam is None:
-                pubs = {n: self.create_publisher(Image, out_topic(ns, n), self._out_qos)
-                        for n in OUTPUTS}
-                cam = Camera(key=ns, pubs=pubs, strategy=self._new_strategy())
-                cam.last = cam.stats(time.monotonic())
-                self._cameras[ns] = cam
-            sub = self.create_subscription(msg_type, topic,
-                                           lambda m, c=cam: self._on_image(c, m), in_qos)
-            self._subs.setdefault(ns, []).append(sub)
-            cam.topic = cam.topic or sub.topic_name  # after remapping and namespace
+        for ns, topics in inputs.items():
+            pubs = {n: self.create_publisher(Image, out_topic(ns, n), self._out_qos)
+                    for n in OUTPUTS}
+            cam = Camera(key=ns, pubs=pubs, strategy=self._new_strategy(),
+                         transports=tuple(kind for _, _, kind in topics))
+            cam.last = cam.stats(time.monotonic())
+            self._cameras[ns], self._subs[ns], self._checked[ns] = cam, {}, 0.0
+            for topic, msg_type, kind in topics:
+                sub = self.create_subscription(
+                    msg_type, topic, lambda m, c=cam, k=kind: self._on_image(c, k, m), in_qos)
+                self._subs[ns][kind] = sub
+                cam.topic = cam.topic or sub.topic_name  # after remapping and namespace
 
     def _strategy_config(self) -> Any:
         """The strategies' settings from the current (live) parameter values."""
@@ -184,6 +199,7 @@ class SegmentationNode(Node):
         """Apply accepted live changes: publish switches, overlay alpha, strategy settings."""
         with self._cond:
             changed = parameters.apply_parameters(self._live, params)
+            self._scheduler.set_max_rate(float(self._live['max_camera_rate_hz']))
             config = self._strategy_config()
             for cam in self._cameras.values():
                 # the rest of each camera's config (flow preset, correction) is fixed at start
@@ -197,27 +213,51 @@ class SegmentationNode(Node):
             self.get_logger().info(f'parameters changed: {", ".join(changed)}')
 
     # ---- input and the worker ----------------------------------------------------------------
-    def _on_image(self, cam: Camera, msg: Any) -> None:
+    def _on_image(self, cam: Camera, transport: str, msg: Any) -> None:
+        """A frame on one of ``cam``'s transports: into its mailbox unless it is refused
+        (other transport, or a stamp already taken from the other one; see
+        :meth:`Camera.admit`)."""
         arrival = time.perf_counter()
         with self._cond:
-            cam.arrive(msg, arrival)
-            self._cond.notify()
+            if (transport != cam.transport
+                    and arrival - self._checked[cam.key] > TRANSPORT_RECHECK_S):
+                self._select_transport(cam, arrival)
+            if cam.admit(transport, stamp_ns(msg.header)):
+                cam.arrive(msg, arrival)
+                self._cond.notify()
+
+    def _select_transport(self, cam: Camera, now: float) -> None:
+        """Re-decide ``cam``'s transport from its matched publishers (call with the lock
+        held); logs a change."""
+        self._checked[cam.key] = now
+        before = cam.transport
+        counts = {k: sub.get_publisher_count() for k, sub in self._subs[cam.key].items()}
+        if cam.select(counts) and before:
+            self.get_logger().info(f'camera {cam.topic!r}: transport {before} -> '
+                                   f'{cam.transport} (publishers {counts})')
 
     def _take(self) -> tuple[Camera, Any, float] | None:
         """The next pending frame (see :class:`Scheduler`); call with the lock held."""
         limit_s = float(self._live['max_queue_wait_ms']) * 1e-3
         return self._scheduler.take(time.perf_counter(), limit_s)
 
+    def _next_job(self) -> tuple[Camera, Any, float] | None:
+        """Wait for the next frame to serve; None once the node stops."""
+        with self._cond:
+            job = self._take()
+            while job is None and not self._stop:
+                # a camera held back by its rate cap wakes the worker when it is due
+                self._cond.wait(self._scheduler.wait_s(time.perf_counter()))
+                job = self._take()
+            return None if self._stop else job
+
     def _run(self) -> None:
         while True:
-            with self._cond:
-                job = self._take()
-                while job is None and not self._stop:
-                    self._cond.wait()
-                    job = self._take()
-                if self._stop:
-                    return
+            job = self._next_job()
+            if job is None:
+                return
             cam, msg, arrival = job
+            start = time.perf_counter()
             try:
                 self._process(cam, msg, arrival)
             except _Abandoned:
@@ -233,6 +273,9 @@ class SegmentationNode(Node):
                     cam.bad(None)
                 self.get_logger().error(f'frame failed: {type(exc).__name__}: {exc}',
                                         throttle_duration_sec=5)
+            finally:
+                with self._cond:
+                    self._scheduler.charge(cam, time.perf_counter() - start)
 
     # ---- one frame ---------------------------------------------------------------------------
     def _process(self, cam: Camera, msg: Any, arrival: float) -> None:
@@ -243,7 +286,7 @@ class SegmentationNode(Node):
         check_size(msg, int(self._live['max_input_pixels']))
         rgb = message_to_rgb(msg)
         clock.lap('decode')
-        seg = cam.strategy.step(rgb, stamp_s(msg.header))
+        seg = cam.strategy.step(rgb, stamp_s(msg.header), frame_format(msg))
         if seg.stream_reset:
             self._stream_reset(cam, msg.header, seg.stream_reset)
         clock.add(seg.timings_ms)  # preprocess, inference, postprocess
@@ -306,12 +349,19 @@ class SegmentationNode(Node):
             if timing_pub is not None:
                 timing_pub.publish(DiagnosticArray(header=header, status=[
                     diagnostics.timing_status(stages, keyframe, self.get_name())]))
-        stamp = stamp_s(header)
         windows = dict(stages)
-        if stamp > 0:
-            windows['end_to_end'] = (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3
+        clock = self.get_clock()
+        e2e, note = end_to_end_ms(clock.now().nanoseconds, stamp_ns(header),
+                                  bool(clock.ros_time_is_active))
+        if e2e is not None:
+            windows['end_to_end'] = e2e
+        if note and not cam.e2e_note:
+            self.get_logger().info(f'camera {cam.topic!r}: {note}')
         with self._cond:
             cam.record(windows, keyframe)
+            if note:
+                cam.timings['end_to_end'].clear()  # never mix comparable and other figures
+            cam.e2e_note = note
 
     # ---- diagnostics -------------------------------------------------------------------------
     def node_info(self) -> diagnostics.NodeInfo:
@@ -331,13 +381,16 @@ class SegmentationNode(Node):
             stats = cam.stats(now)
             reasons, cam.reset_reasons = cam.reset_reasons, []
             timings = {k: list(v) for k, v in cam.timings.items()}
-            last_bad = cam.last_bad
+            last_bad, e2e_note = cam.last_bad, cam.e2e_note
+            self._select_transport(cam, time.perf_counter())  # publishers come and go
+            transport = cam.transport
         prev, cam.last = cam.last, stats
-        publishers = sum(sub.get_publisher_count() for sub in self._subs[cam.key])
+        publishers = sum(sub.get_publisher_count() for sub in self._subs[cam.key].values())
         cam.silent_s = diagnostics.silent_seconds(cam.silent_s, publishers, stats, prev)
         period = diagnostics.CameraPeriod(
             topic=cam.topic, now=stats, prev=prev, publishers=publishers,
-            silent_s=cam.silent_s, timings=timings, reset_reasons=reasons, last_bad=last_bad)
+            silent_s=cam.silent_s, timings=timings, reset_reasons=reasons, last_bad=last_bad,
+            transport=transport, end_to_end_note=e2e_note)
         if diagnostics.silence_began(period):  # log once per silent episode
             self.get_logger().warning(diagnostics.silent_text(period))
         return diagnostics.camera_status(period, self.node_info())

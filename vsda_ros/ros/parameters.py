@@ -60,6 +60,18 @@ PARAMETERS: dict[str, Param] = {
                           'Camera topics, one strategy state per camera; a name ending in '
                           '/compressed is a CompressedImage topic (X and X/compressed are one '
                           'camera). Outputs go to each camera\'s parent namespace.', True),
+    'transport': Param('auto', 'How a camera listed as X or X/compressed is received (the '
+                       'image_transport convention: one camera, one transport at a time): raw '
+                       '(X), compressed (X/compressed), or auto (raw while a raw publisher is '
+                       'matched, else compressed; re-decided as publishers come and go, frames '
+                       'of the other transport ignored).', True),
+    'camera_priorities': Param('', "Scheduling weights 'CAMERA=WEIGHT, ...' (a camera named "
+                               'by its namespace or a listed topic; others 1.0): the worker '
+                               'is shared fairly by time, a camera of weight 2 gets twice the '
+                               "share of weight 1 when both are busy. '' = all equal.", True),
+    'max_camera_rate_hz': Param(0.0, 'Cap on each camera\'s output rate in Hz (0 = none); the '
+                                'worker time a capped camera leaves goes to the others.',
+                                False, (0.0, 1000.0)),
     'keyframe_interval': Param(5, 'keyframe strategy: run the full network every N-th frame.',
                                False, (1, 100)),
     'keyframe_correction': Param(False, 'keyframe strategy: correct the flow-warped features '

@@ -80,3 +80,43 @@ def load_pipeline(model: str, input_size: str, device: str, backend: str, precis
         model=model, input_size=parse_size(input_size), device=device, backend=backend,
         precision=precision, temporal_weights=temporal_weights, download=False,
         progress=False, warmup=warmup))
+
+
+#: an end-to-end latency above this (s) means the stamps come from another clock
+MAX_END_TO_END_S = 3600.0
+#: a stamp this far (s) ahead of the node's clock means another clock (small skews pass)
+MAX_AHEAD_S = 0.5
+NOT_COMPARABLE = 'end_to_end: clock and stamps not comparable'
+
+
+def stamp_ns(header: Any) -> int:
+    """A ``std_msgs/Header``'s stamp in integer nanoseconds (0 for an unset stamp)."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def frame_format(msg: Any) -> str:
+    """The format key of a frame for the stream guard: an ``Image``'s encoding, a
+    ``CompressedImage``'s ``format`` field (a change of either resets the temporal state)."""
+    return str(msg.encoding if isinstance(msg, Image) else msg.format)
+
+
+def end_to_end_ms(now_ns: int, stamp_ns_: int, sim_time: bool) -> tuple[float | None, str]:
+    """End-to-end latency (ms) of a frame stamped ``stamp_ns_`` at ``now_ns`` on the node's
+    ROS clock (sim time when ``sim_time``: ``use_sim_time`` with ``/clock``), and ``''``; or
+    ``(None, why)`` when clock and stamp cannot be compared: zero stamps, sim time before the
+    first ``/clock``, a stamp more than :data:`MAX_AHEAD_S` ahead of the clock or more than
+    :data:`MAX_END_TO_END_S` behind it (a bag replayed without restamping, another clock).
+    A stamp slightly ahead (clock skew, ``/clock`` granularity) gives a small negative value.
+    Never raises."""
+    if stamp_ns_ <= 0:
+        return None, f'{NOT_COMPARABLE} (header stamps are zero)'
+    if sim_time and now_ns <= 0:
+        return None, f'{NOT_COMPARABLE} (use_sim_time is on and no /clock received)'
+    diff_s = (now_ns - stamp_ns_) * 1e-9
+    if diff_s < -MAX_AHEAD_S or diff_s > MAX_END_TO_END_S:
+        which = 'sim (/clock)' if sim_time else 'system'
+        where = 'behind' if diff_s > 0 else 'ahead of'
+        return None, (f'{NOT_COMPARABLE} (stamps {abs(diff_s):.1f} s {where} the node\'s '
+                      f'{which} clock: a bag replayed without restamping? use_sim_time with '
+                      '/clock compares them)')
+    return diff_s * 1e3, ''
