@@ -197,31 +197,40 @@ class Keyframe(Strategy):
         self.flow.size = None if k == 1 else (max(16, w // k), max(16, h // k))
         return flow_to_tensor(self.flow(src, dst))
 
-    def _propagate(self, x: torch.Tensor
+    def _propagate(self, x: torch.Tensor, src: tuple[torch.Tensor, np.ndarray] | None = None,
+                   cur_small: np.ndarray | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray, dict[str, float]]:
-        """Warp (and correct) the previous features onto this frame.
+        """Warp (and correct) earlier features onto this frame.
+
+        Args:
+            x: this frame's network input, 1×3×H×W.
+            src: (features 1×F×h×w, their frame at the feature resolution h×w×3 uint8) to
+                carry over; ``None`` = the previous frame's (the chain).
+            cur_small: this frame at the feature resolution, if already made.
 
         Returns (features 1×F×h×w, distortion map 1×1×h×w or ``None``, this frame at the
         feature resolution h×w×3 uint8, stage timings).
         """
+        src_feat, src_small = src if src is not None else (self._feat, self._small)
         t0 = time.perf_counter()
-        h, w = self._feat.shape[-2:]
-        cur_small = self._small_of(x, self._feat)
-        flow = self._flow(self._small, cur_small).to(x.device)
+        h, w = src_feat.shape[-2:]
+        if cur_small is None:
+            cur_small = self._small_of(x, src_feat)
+        flow = self._flow(src_small, cur_small).to(x.device)
         t1 = time.perf_counter()
         timings = {'flow': (t1 - t0) * 1e3}
         dmap = None
         adaptive = self.dmnet is not None and float(self.config.distortion_threshold) > 0
         if not (self.corrects or adaptive):
-            feat = warp(self._feat, flow)
+            feat = warp(src_feat, flow)
         else:
             # DMNet and CFNet see the frames at the feature resolution (cheap; their outputs
             # are smooth maps, upsampled to the feature grid). Features and previous image are
             # warped in one grid_sample (it samples every channel independently).
-            prev_t = self._small_tensor(self._small, x)
+            prev_t = self._small_tensor(src_small, x)
             cur_t = self._small_tensor(cur_small, x)
-            c = self._feat.shape[1]
-            feat, prev_warped = warp(torch.cat((self._feat, prev_t), dim=1), flow).split(
+            c = src_feat.shape[1]
+            feat, prev_warped = warp(torch.cat((src_feat, prev_t), dim=1), flow).split(
                 (c, 3), dim=1)
             dmap = self.dmnet(prev_warped, cur_t, out_size=(h, w))
             if self.corrects:       # else DMNet only decides adaptive keyframes
