@@ -14,6 +14,7 @@ locks by itself.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,17 +237,22 @@ class Camera:
             self.last_bad = why
 
 
-class Scheduler:
-    """Which camera the worker serves next: fair by worker time, weighted by priority.
+#: seconds over which the scheduler remembers each camera's use of the worker
+USAGE_WINDOW_S = 2.0
 
-    Start-time fair queueing over the worker's time: each camera has a virtual time that grows
-    by the seconds its frames took (:meth:`charge`) divided by its weight; the pending camera
-    with the smallest virtual time is served (ties in round-robin order). A camera that was
-    idle re-enters at the system's virtual time (it cannot bank credit), so every camera gets
-    at least its max-min fair share of the worker — a 5 Hz camera whose frames need less than
-    its share is served at its full rate beside a 30 Hz one, and a camera with costly frames
-    (4K) cannot take more than its share because it gets as many frames as the others. Without
-    :meth:`charge` (equal costs) this is plain round robin.
+
+class Scheduler:
+    """Which camera the worker serves next: max-min fair by worker time, weighted by priority.
+
+    Each camera's recent use of the worker (seconds of work, decaying with time constant
+    :data:`USAGE_WINDOW_S`, divided by its weight) is tracked through :meth:`charge`; the
+    pending camera that used the least is served (ties in round-robin order). So a camera that
+    needs less than an equal share of the worker is served as soon as its frame arrives (it
+    waits at most for the frame in progress) and keeps its frames beside a fast one; cameras
+    that want more than their share split the rest equally (by time: a camera of costly 4K
+    frames gets fewer frames, not more time). Two busy cameras of equal cost share equally — the
+    max-min fair share; ``camera_priorities`` weights move it. Without :meth:`charge` (all
+    costs zero) this is plain round robin.
 
     ``max_rate_hz`` > 0 caps each camera's output rate (a frame is not started sooner than
     1/cap after the camera's previous one; the frames meanwhile are overwritten and dropped).
@@ -261,9 +267,9 @@ class Scheduler:
         self._order = list(cameras)
         self._weights = {k: float((weights or {}).get(k, 1.0)) for k in self._order}
         self._min_period = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
-        self._vtime = {k: 0.0 for k in self._order}
+        self._usage = {k: 0.0 for k in self._order}  # decayed worker seconds, at self._t
+        self._t = 0.0
         self._last_start = {k: float('-inf') for k in self._order}
-        self._v = 0.0  # the system's virtual time: the start tag of the frame last served
         self._next = 0
 
     @property
@@ -283,6 +289,13 @@ class Scheduler:
             return False
         return now - self._last_start[key] >= self._min_period
 
+    def _decay(self, now: float) -> None:
+        """Age the usage counters to ``now``."""
+        if now > self._t:
+            factor = math.exp(-(now - self._t) / USAGE_WINDOW_S)
+            self._usage = {k: u * factor for k, u in self._usage.items()}
+            self._t = now
+
     def take(self, now: float, limit_s: float = 0.0) -> tuple[Camera, Any, float] | None:
         """``(camera, message, arrival)`` of the next frame to serve, or None when none is
         pending (or every pending camera is at its rate cap: see :meth:`wait_s`). Call with
@@ -292,12 +305,11 @@ class Scheduler:
         for i in range(n):
             key = self._order[(self._next + i) % n]
             if self._eligible(key, now, limit_s):
-                tag = (max(self._vtime[key], self._v), i, key)
+                tag = (self._usage[key] / self._weights[key], i, key)
                 best = tag if best is None or tag < best else best
         if best is None:
             return None
-        self._v, i, key = best
-        self._vtime[key] = self._v  # its start tag; charge() adds the cost
+        _, i, key = best
         self._last_start[key] = now
         self._next = (self._next + i + 1) % n
         msg, arrival = self._cameras[key].mailbox.take()
@@ -307,9 +319,11 @@ class Scheduler:
         """Change the per-camera rate cap (Hz, 0 = none)."""
         self._min_period = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
 
-    def charge(self, cam: Camera, seconds: float) -> None:
-        """The worker spent ``seconds`` on ``cam``'s frame (processed, bad or failed)."""
-        self._vtime[cam.key] += max(seconds, 0.0) / self._weights[cam.key]
+    def charge(self, cam: Camera, seconds: float, now: float) -> None:
+        """The worker spent ``seconds`` on ``cam``'s frame (processed, bad or failed), done at
+        ``now`` (``time.perf_counter()``)."""
+        self._decay(now)
+        self._usage[cam.key] += max(seconds, 0.0)
 
     def wait_s(self, now: float) -> float | None:
         """Seconds until a camera held back by the rate cap may be served; None when none is."""

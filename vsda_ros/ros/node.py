@@ -275,7 +275,8 @@ class SegmentationNode(Node):
                                         throttle_duration_sec=5)
             finally:
                 with self._cond:
-                    self._scheduler.charge(cam, time.perf_counter() - start)
+                    done = time.perf_counter()
+                    self._scheduler.charge(cam, done - start, done)
 
     # ---- one frame ---------------------------------------------------------------------------
     def _process(self, cam: Camera, msg: Any, arrival: float) -> None:
