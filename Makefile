@@ -82,11 +82,12 @@ accuracy: venv
 	$(VENV)/bin/vsda segment --model espnet-camvid --input $(VSDA_DATA_DIR)/camvid/val --labels $(VSDA_DATA_DIR)/camvid/valannot --out out/acc_espnet_camvid --json out/acc_espnet_camvid.json --no-overlay
 	$(VENV)/bin/vsda segment --model espnetv2-cityscapes --size 480x360 --map cityscapes-camvid --input $(VSDA_DATA_DIR)/camvid/val --labels $(VSDA_DATA_DIR)/camvid/valannot --out out/acc_espnetv2_city --json out/acc_espnetv2_city.json --no-overlay
 
-# Retrain every shipped checkpoint (vsda_ros/zoo/) from the real data with fixed seeds, compare
+# Retrain every shipped checkpoint (vsda_ros/zoo/) from the real data with fixed seeds (tools/zoo_build.py,
+# a repository tool, not installed), compare
 # the new files with the shipped ones on CamVid val, install them and update their sha256.
 models: venv
 	@test -d $(VSDA_DATA_DIR)/camvid/val || { echo "no real data at VSDA_DATA_DIR=$(VSDA_DATA_DIR) (expected ../shared/data)"; exit 2; }
-	$(VENV)/bin/vsda models build --install $(MODELS_ARGS)
+	$(PY) tools/zoo_build.py --install $(MODELS_ARGS)
 
 clean:
 	rm -rf $(DEMO_OUT) out build *.egg-info .pytest_cache

@@ -18,12 +18,15 @@ import torch
 
 def cases(work: str) -> dict[str, tuple[str, str, str, str | None]]:
     """shipped file → (model for float32, temporal weights for float32, model for float16, label
-    map), from the packing recipe (:data:`vsda_ros.models.zoo_build.PACKS`): a whole model's
+    map), from the packing recipe (``PACKS`` of ``tools/zoo_build.py``): a whole model's
     network is its first step's checkpoint; the temporal modules are the steps' checkpoints,
     the later step first (it wins in the pack, and the first path with a module wins in
     :func:`~vsda_ros.temporal.modules.load_temporal_modules`)."""
     from vsda_ros.models.shipped import SHIPPED_FILES
-    from vsda_ros.models.zoo_build import PACKS
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
+    from zoo_build import PACKS  # the repository's maintainer pipeline (not installed)
 
     out = {}
     for entry in SHIPPED_FILES:

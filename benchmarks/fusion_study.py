@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vsda_ros.evaluation.report import EvalConfig, run_eval
+from vsda_ros.apps.eval import EvalConfig, run_eval
 from vsda_ros.weather import WEATHER_KINDS
 
 MODES = ('temporal', 'iid', 'transient')

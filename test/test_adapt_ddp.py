@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from uda_synthetic import random_espnet_checkpoint, write_sequence
 from vsda_ros.adaptation import distributed
 from vsda_ros.adaptation.config import AdaptConfig
-from vsda_ros.adaptation.train_ddp import parse_overrides, with_overrides
+from vsda_ros.apps.train_ddp import parse_overrides, with_overrides
 
 
 def _free_port() -> int:

@@ -85,7 +85,7 @@ def test_package_imports_without_backends():
     code = ('import sys\n'
             'for m in ("openvino", "onnxruntime", "onnx", "onnxscript"): sys.modules[m] = None\n'
             'import vsda_ros.inference, vsda_ros.inference.backends, vsda_ros.inference.export\n'
-            'import vsda_ros.evaluation.bench_model, vsda_ros.temporal.keyframe\n'
+            'import vsda_ros.apps.bench, vsda_ros.temporal.keyframe\n'
             'from vsda_ros.inference.backends import installed\n'
             'print("ok")\n')
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)

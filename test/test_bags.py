@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vsda_ros.data import bag_cli
+from vsda_ros.apps import bag as bag_cli
 from vsda_ros.data.bag_writer import write_bag
 from vsda_ros.data.bags import BagSource, bag_info, image_topics, open_reader, typestore
 from vsda_ros.data.labelled import (CITYSCAPES_LABEL_TO_TRAIN, cityscapes_to_train_ids,

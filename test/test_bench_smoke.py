@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip('rclpy')
 
-from vsda_ros.ros.bench_node import run_bench  # noqa: E402
+from vsda_ros.ros.tools.bench_node import run_bench  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

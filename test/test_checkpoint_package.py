@@ -36,7 +36,7 @@ def test_published_file_is_not_a_checkpoint(tmp_path):
 
 
 def test_core_imports_without_rclpy():
-    code = ('import sys, vsda_ros.cli, vsda_ros.segment, vsda_ros.models.zoo, '
+    code = ('import sys, vsda_ros.cli, vsda_ros.apps.segment, vsda_ros.models.zoo, '
             'vsda_ros.inference; assert "rclpy" not in sys.modules, "core imported rclpy"')
     subprocess.run([sys.executable, '-c', code], check=True)
 

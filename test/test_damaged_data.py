@@ -307,7 +307,7 @@ def test_segment_refuses_output_name_collisions(tmp_path: Path, capsys) -> None:
 
 
 def test_replay_domain_comes_from_the_environment(monkeypatch) -> None:
-    from vsda_ros.ros.replay import use_environment_domain
+    from vsda_ros.ros.tools.replay import use_environment_domain
 
     monkeypatch.setenv('ROS_DOMAIN_ID', '42')
     monkeypatch.delenv('ROS_AUTOMATIC_DISCOVERY_RANGE', raising=False)

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip('rclpy')
 
-from vsda_ros.ros.demo import run_demo  # noqa: E402
-from vsda_ros.segment import SegmentConfig, run_segment  # noqa: E402
+from vsda_ros.ros.tools.demo import run_demo  # noqa: E402
+from vsda_ros.apps.segment import SegmentConfig, run_segment  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

@@ -82,11 +82,11 @@ def test_eval_from_bag_matches_folder(real_data, tmp_path):
 def test_live_per_frame_masks_identical_to_offline(real_data):
     """Through segmentation_node over real DDS (loopback), at a rate the model keeps up with,
     every frame gets its mask and the masks equal the offline strategy's."""
-    from vsda_ros.evaluation.report import EvalConfig
+    from vsda_ros.apps.eval import EvalConfig
     from vsda_ros.evaluation.temporal import evaluate_strategy, load_clip
     from vsda_ros.inference import Segmenter
     from vsda_ros.models.zoo import load_model
-    from vsda_ros.ros.live_eval import LiveRunner
+    from vsda_ros.ros.tools.live_eval import LiveRunner
     from vsda_ros.temporal.strategy import build_strategy
 
     model = load_model('espnet-camvid')
@@ -106,11 +106,11 @@ def test_live_per_frame_masks_identical_to_offline(real_data):
 def test_live_fusion_with_the_shipped_guided_block_equals_offline(real_data):
     """The node's default fusion block (image-guided, recurrent: each mask depends on every
     frame before it) gives the offline strategy's masks over real DDS."""
-    from vsda_ros.evaluation.report import EvalConfig
+    from vsda_ros.apps.eval import EvalConfig
     from vsda_ros.evaluation.temporal import evaluate_strategy, load_clip
     from vsda_ros.inference import Segmenter
     from vsda_ros.models.zoo import load_model
-    from vsda_ros.ros.live_eval import LiveRunner
+    from vsda_ros.ros.tools.live_eval import LiveRunner
     from vsda_ros.temporal.modules import load_temporal_modules
     from vsda_ros.temporal.strategy import build_strategy
 
@@ -133,8 +133,8 @@ def test_live_node_gets_the_backend_and_precision(monkeypatch):
     segmentation_node with carry them (the node is not started here)."""
     from contextlib import contextmanager
 
-    from vsda_ros.evaluation.report import EvalConfig
-    from vsda_ros.ros import live_eval
+    from vsda_ros.apps.eval import EvalConfig
+    from vsda_ros.ros.tools import live_eval
 
     given: list[dict] = []
 
@@ -157,12 +157,12 @@ def test_live_node_gets_the_backend_and_precision(monkeypatch):
 def test_live_node_runs_on_openvino(real_data, tmp_path, monkeypatch):
     """Over real DDS, 4 frames: a node started for --backend openvino reports openvino and its
     fp32 masks agree with the torch strategy's offline."""
-    from vsda_ros.evaluation.report import EvalConfig
+    from vsda_ros.apps.eval import EvalConfig
     from vsda_ros.evaluation.temporal import evaluate_strategy, load_clip
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.inference.backends import installed
     from vsda_ros.models.zoo import load_model
-    from vsda_ros.ros.live_eval import LiveRunner
+    from vsda_ros.ros.tools.live_eval import LiveRunner
     from vsda_ros.temporal.strategy import build_strategy
 
     if not installed('openvino'):
@@ -183,7 +183,7 @@ def test_live_node_runs_on_openvino(real_data, tmp_path, monkeypatch):
 
 def test_live_attach_to_a_running_node(real_data, tmp_path):
     """--attach: frames go to a node that was started separately (as with ros2 launch)."""
-    from vsda_ros.ros.launcher import node_process
+    from vsda_ros.ros.tools.launcher import node_process
 
     with node_process({'model': 'espnet-camvid', 'publish_overlay': False}) as proc:
         rc = main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--labels',

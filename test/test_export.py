@@ -39,7 +39,7 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def exported(work):
-    from vsda_ros.inference.export import ExportConfig, run_export
+    from vsda_ros.apps.export import ExportConfig, run_export
     root, ckpt, frames = work
     out = root / 'exp'
     lines: list[str] = []
@@ -74,7 +74,7 @@ def test_export_folder_contents(exported):
 
 
 def test_export_folder_loads_like_a_model_name(exported, work, tmp_path):
-    from vsda_ros.segment import SegmentConfig, run_segment
+    from vsda_ros.apps.segment import SegmentConfig, run_segment
     out, _ = exported
     _, _, frames = work
     s = run_segment(SegmentConfig(model=str(out), input=frames, out=tmp_path / 'seg',
@@ -104,7 +104,7 @@ def test_precision_auto_uses_the_record(exported):
 
 
 def test_int8_needs_calibration_frames(work, tmp_path):
-    from vsda_ros.inference.export import ExportConfig, run_export
+    from vsda_ros.apps.export import ExportConfig, run_export
     _, ckpt, _ = work
     with pytest.raises(ValueError, match='--calibrate'):
         run_export(ExportConfig(model=str(ckpt), out=tmp_path / 'x', size=SIZE,
@@ -116,7 +116,7 @@ def test_int8_needs_calibration_frames(work, tmp_path):
 
 def test_real_espnet_export_agrees(real_data, tmp_path):
     """espnet-camvid exported at 240×180, checked on 3 real frames: fp32 ≥ 99.9 % agreement."""
-    from vsda_ros.inference.export import ExportConfig, run_export
+    from vsda_ros.apps.export import ExportConfig, run_export
     v = run_export(ExportConfig(model='espnet-camvid', out=tmp_path / 'e', size=(240, 180),
                                 validate=str(real_data / 'camvid' / 'val'),
                                 labels=str(real_data / 'camvid' / 'valannot'),

@@ -2,8 +2,9 @@
 
 The core (every module outside ``vsda_ros/ros/``) must import without rclpy, and no core module
 may import ``vsda_ros.ros`` or rclpy at any level, not even lazily inside a function: the one
-exception is ``vsda_ros/cli.py``, which may dispatch to ``vsda_ros.ros`` inside its command
-functions (never at module level, never rclpy itself).
+exception is the applications, ``vsda_ros/apps/*`` (one module per ``vsda`` command), which may
+dispatch to ``vsda_ros.ros`` (its tools) inside their functions (never at module level, never
+rclpy itself). The library packages do not parse command lines: none imports argparse.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / 'vsda_ros'
 ROS_DIR = PACKAGE / 'ros'
-CLI = PACKAGE / 'cli.py'
+APPS_DIR = PACKAGE / 'apps'
+#: the library packages: no argparse (command lines are the applications' business)
+LIBRARY = ('models', 'inference', 'temporal', 'weather', 'data', 'evaluation', 'adaptation')
 
 #: Run in a fresh interpreter: rclpy is made unimportable, then every core module is imported
 #: (found by walking the package folders, so ``vsda_ros.ros`` itself is never imported), and
@@ -126,31 +129,57 @@ def test_core_imports_without_rclpy():
 
 def test_no_core_module_imports_the_ros_layer():
     """Statically: no core module imports vsda_ros.ros or rclpy, not even inside a function;
-    cli.py may import vsda_ros.ros, but only inside functions (lazily, per command)."""
+    the apps (vsda_ros/apps/*) may import vsda_ros.ros, but only inside functions (lazily,
+    per command)."""
     offences: dict[tuple[Path, int], str] = {}
     for path in _core_files():
         for line, name, in_function in _imports(path):
             if not _is_forbidden(name):
                 continue
-            if path == CLI and name.startswith('vsda_ros.ros') and in_function:
+            if APPS_DIR in path.parents and name.startswith('vsda_ros.ros') and in_function:
                 continue
             offences.setdefault((path, line), f'{path.relative_to(PACKAGE.parent)}:{line} '
                                               f'imports {name}')
     assert not offences, '\n'.join(offences.values())
 
 
+def test_the_library_does_not_parse_command_lines():
+    """No module of the library packages imports argparse (at any level): each ``vsda``
+    command's options live in its module under vsda_ros/apps/."""
+    offences = [f'{path.relative_to(PACKAGE.parent)}:{line}'
+                for package in LIBRARY for path in sorted((PACKAGE / package).rglob('*.py'))
+                for line, name, _ in _imports(path) if name == 'argparse']
+    assert not offences, offences
+
+
+def test_every_command_is_an_app_module():
+    """cli.py only assembles the apps: every ``vsda`` command is a module of vsda_ros.apps with
+    ``add_parser`` and ``run``, and cli.py imports no ROS tool at all."""
+    import importlib
+
+    from vsda_ros.apps import COMMANDS
+    from vsda_ros.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == 'command')
+    assert list(sub.choices) == list(COMMANDS)
+    for name in COMMANDS:
+        module = importlib.import_module(f'vsda_ros.apps.{name}')
+        assert callable(module.add_parser) and callable(module.run), name
+    assert not [n for _, n, _ in _imports(PACKAGE / 'cli.py') if _is_forbidden(n)]
+
+
 def test_the_static_check_sees_lazy_and_relative_imports():
     """The checker itself finds imports inside functions, relative ones and import_module."""
     src = ('import os\n'
            'def f():\n'
-           '    from vsda_ros.ros.live_eval import LiveRunner\n'
+           '    from vsda_ros.ros.tools.live_eval import LiveRunner\n'
            '    from ..ros import conversions\n'
            '    import rclpy.node\n'
-           "    importlib.import_module('vsda_ros.ros.demo')\n"
+           "    importlib.import_module('vsda_ros.ros.tools.demo')\n"
            'from vsda_ros import ros\n')
     found = [(n, f) for _, n, f in _imports(PACKAGE / 'evaluation' / 'probe.py', src)
              if _is_forbidden(n)]
-    assert {n for n, f in found if f} >= {'vsda_ros.ros.live_eval', 'vsda_ros.ros',
+    assert {n for n, f in found if f} >= {'vsda_ros.ros.tools.live_eval', 'vsda_ros.ros',
                                           'vsda_ros.ros.conversions', 'rclpy.node',
-                                          'vsda_ros.ros.demo'}
+                                          'vsda_ros.ros.tools.demo'}
     assert [n for n, f in found if not f] == ['vsda_ros.ros']

@@ -36,7 +36,7 @@ def frames(real_data):
 
 @pytest.fixture(scope='module')
 def system(real_data, tmp_path_factory):
-    from vsda_ros.ros.launcher import node_process
+    from vsda_ros.ros.tools.launcher import node_process
     assert os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
     params = {'model': 'espnet-camvid', 'input_size': '240x180', 'strategy': 'keyframe',
               'keyframe_interval': 3,

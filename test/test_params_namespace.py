@@ -21,8 +21,8 @@ import yaml
 rclpy = pytest.importorskip('rclpy')
 from rcl_interfaces.srv import GetParameters  # noqa: E402
 
-from vsda_ros.ros import launcher  # noqa: E402
-from vsda_ros.ros.launcher import client_node  # noqa: E402
+from vsda_ros.ros.tools import launcher  # noqa: E402
+from vsda_ros.ros.tools.launcher import client_node  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]

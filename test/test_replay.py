@@ -25,7 +25,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vsda_ros.data.bag_writer import write_bag  # noqa: E402
 from vsda_ros.data.bags import open_reader  # noqa: E402
 from vsda_ros.frames import Frame  # noqa: E402
-from vsda_ros.ros.replay import parse_remaps, replay_bag  # noqa: E402
+from vsda_ros.ros.tools.replay import parse_remaps, replay_bag  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def test_cli_replay_is_bit_identical_and_timed(tmp_path: Path, receiver_factory)
     recv = receiver_factory({'/camera/image_raw': Image, '/gt': Image})
     rate = 2.0
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'vsda_ros.ros.replay', str(bag), '--rate', str(rate),
+        [sys.executable, '-m', 'vsda_ros.apps.replay', str(bag), '--rate', str(rate),
          '--remap', '/camera/labels:=/gt', '--wait-subscribers', '1', '--start-delay', '2.0',
          # (the wait covers the image topic only; the delay lets /gt's subscriber match too)
          '--quiet', '--json', str(tmp_path / 'summary.json')],
@@ -172,7 +172,7 @@ def test_replay_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match='OLD:=NEW'):
         parse_remaps(['/a=/b'])
     assert parse_remaps(['/a:=/b', 'c:=d']) == {'/a': '/b', 'c': 'd'}
-    proc = subprocess.run([sys.executable, '-m', 'vsda_ros.ros.replay', str(bag), '--topics',
+    proc = subprocess.run([sys.executable, '-m', 'vsda_ros.apps.replay', str(bag), '--topics',
                            '/nope'], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and '/camera/labels' in proc.stderr
 
@@ -183,7 +183,7 @@ def test_ctrl_c_exits_cleanly(tmp_path: Path) -> None:
     import re
 
     bag = make_bag(tmp_path / 'bag')
-    proc = subprocess.Popen([sys.executable, '-m', 'vsda_ros.ros.replay', str(bag), '--loop',
+    proc = subprocess.Popen([sys.executable, '-m', 'vsda_ros.apps.replay', str(bag), '--loop',
                              '--start-delay', '0'], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: list[str] = []

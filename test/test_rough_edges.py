@@ -17,7 +17,8 @@ import yaml
 
 from vsda_ros.adaptation.config import AdaptConfig
 from vsda_ros.cli import main
-from vsda_ros.evaluation.report import EvalConfig, markdown
+from vsda_ros.apps.eval import EvalConfig
+from vsda_ros.evaluation.report import markdown
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / 'config' / 'experiments'
 

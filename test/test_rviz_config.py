@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vsda_ros.ros.rviz_config import (normalize_namespace, resolve_topic, rviz_config,
-                                      rviz_layout)
+from vsda_ros.ros.tools.rviz_config import (normalize_namespace, resolve_topic, rviz_config,
+                                            rviz_layout)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -326,7 +326,7 @@ def test_bad_transient_on_the_command_line_exits_2(tmp_path, capsys):
 
 def test_run_eval_transient_rows(real_data, tmp_path):
     """A short real run: clean + rain:0.6:0.5 on six labelled CamVid frames, per_frame."""
-    from vsda_ros.evaluation.report import EvalConfig, run_eval
+    from vsda_ros.apps.eval import EvalConfig, run_eval
 
     spec = TransientSpec('rain', 0.6, 0.5)
     seed = next(s for s in range(50)                   # a seed that hits some of six frames
@@ -353,7 +353,7 @@ def test_run_eval_transient_rows(real_data, tmp_path):
 
 
 class RecordingRunner:
-    """A :class:`~vsda_ros.evaluation.report.ClipRunner` that runs per_frame in process and
+    """A :class:`~vsda_ros.apps.eval.ClipRunner` that runs per_frame in process and
     records the clips it is given, as ``vsda eval --live``'s runner would receive them."""
 
     def __init__(self, strategy) -> None:
@@ -373,7 +373,8 @@ def test_runner_gets_the_degraded_frames_and_unhit_frames_score_as_clean(real_da
     """The clips handed to a runner (the --live path) are the transient ones: un-hit frames
     bit-identical to the clean frames, hit frames degraded; with a stateless per_frame model
     ``miou_unhit`` is the clean predictions' mIoU on the same frames."""
-    from vsda_ros.evaluation.report import EvalConfig, hit_split, run_eval
+    from vsda_ros.apps.eval import EvalConfig, run_eval
+    from vsda_ros.evaluation.report import hit_split
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.models.zoo import load_model
     from vsda_ros.temporal.strategy import build_strategy

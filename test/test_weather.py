@@ -427,7 +427,7 @@ def test_render_grid_and_sequence(tmp_path):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from vsda_ros.weather.preview import add_parser
+    from vsda_ros.apps.weather import add_parser
 
     parser = argparse.ArgumentParser(prog='vsda')
     add_parser(parser.add_subparsers(dest='command', required=True))

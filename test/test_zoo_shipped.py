@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -137,18 +138,32 @@ def test_shipped_fusion_blocks_are_the_image_guided_block():
         assert not all(torch.equal(ref[k], own[k]) for k in ref)
 
 
-def test_zoo_build_steps_come_after_what_they_need_and_transfer_refuses_score_blocks(tmp_path):
-    from vsda_ros.models import zoo_build as zb
-    from vsda_ros.models.checkpoint import save_checkpoint
-    from vsda_ros.models.zoo import load_model
-    from vsda_ros.temporal.modules import TemporalModules, make_module
+def _zoo_build():
+    """``tools/zoo_build.py``, the repository's maintainer pipeline (not an installed module)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / 'tools' / 'zoo_build.py'
+    spec = importlib.util.spec_from_file_location('zoo_build', path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules['zoo_build'] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_zoo_build_steps_come_after_what_they_need():
+    zb = _zoo_build()
     order = zb.with_dependencies(['espnetv2-cityscapes.fusion_cues'])
     assert order == ['espnet-camvid.fusion_guided1', 'espnet-camvid.fusion_guided1b',
                      'espnet-camvid.fusion_cues', 'espnetv2-cityscapes.fusion_cues']
     for keys in zb.PACKS.values():
         assert all(k in zb.STEPS for k in keys)
-    net = load_model('espnet-camvid', download=False, progress=False)
-    scores = save_checkpoint(net, tmp_path / 'scores.pt', TemporalModules(
-        fusion=make_module('fusion', num_classes=11)).to_extra())
-    with pytest.raises(ValueError, match='only a guided fusion block'):
-        zb.transfer_fusion(scores, 'espnet-camvid', tmp_path / 'out.pt')
+    assert zb.REPO == Path(__file__).resolve().parents[1]
+    assert zb.build_parser().parse_args(['--install', '--only', 'x']).install
+
+
+def test_zoo_build_is_not_in_the_installed_package():
+    """The maintainer pipeline lives in tools/ (``make models``), not in vsda_ros."""
+    import importlib.util
+    assert importlib.util.find_spec('vsda_ros.models.zoo_build') is None
+    package = Path(shipped.__file__).parents[1]
+    assert not any(p.name == 'zoo_build.py' for p in package.rglob('*.py'))

@@ -1,4 +1,10 @@
-"""``vsda models build`` (``make models``): retrain every shipped checkpoint from the real data.
+"""``make models`` (``tools/zoo_build.py``): retrain every shipped checkpoint from the real data.
+
+A maintainer pipeline of the repository, not part of the installed package: it needs a source
+checkout (the recipes live in ``config/experiments/``, the sha256 go into
+``vsda_ros/models/shipped.py``) and ``VSDA_DATA_DIR``. Run it as ``make models`` or
+``.venv/bin/python tools/zoo_build.py [--only FILE] [--install] …`` (``--help``).
+
 
 Each shipped file (:data:`vsda_ros.models.shipped.SHIPPED_FILES`) is made from one or more
 ``vsda adapt`` runs (:data:`STEPS`, fixed seeds, the recipes in ``config/experiments/``), run
@@ -8,11 +14,10 @@ one after another as subprocesses with their own progress bars. The runs' full c
 next to the shipped one on the labelled dev clip (CamVid val at 480×360: mIoU and TC per
 strategy) and, with ``--install``, copied into ``vsda_ros/zoo/`` with its new sha256 written
 into ``vsda_ros/models/shipped.py``.
-
-Needs a source checkout (the recipes live in ``config/experiments/``) and ``VSDA_DATA_DIR``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -27,7 +32,7 @@ import torch
 
 from vsda_ros.models.shipped import SHIPPED_FILES, ShippedFile, compact_state, compact_temporal
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CITYSCAPES_SEQ = tuple(f'cityscapes_seq/seq{i:04d}' for i in range(6))
 DASHCAM = 'video/solidWhiteRight.mp4'
 
@@ -36,18 +41,13 @@ DASHCAM = 'video/solidWhiteRight.mp4'
 class Step:
     """One ``vsda adapt`` run: its recipe file, extra flags and targets (under the data dir).
 
-    With ``transfer`` (a step key) nothing is trained: the fusion block of that step's
-    checkpoint is rebuilt for this step's model (``flags`` = ``('--model', NAME)``) as the
-    strategy runs it, by :func:`transfer_fusion` — the image-guided block without deformable
-    steps has no class-dependent weights. ``needs``: other steps whose checkpoints this one
-    reads (run first; a ``transfer`` source counts without being listed).
+    ``needs``: other steps whose checkpoints this one reads (run first).
     """
 
     key: str
     config: str
     targets: tuple[str, ...]
     flags: tuple[str, ...] = ()
-    transfer: str | None = None
     needs: tuple[str, ...] = ()
 
     def command(self, data: Path, out: Path, threads: int) -> list[str]:
@@ -111,13 +111,12 @@ PACKS: dict[str, tuple[str, ...]] = {
 
 
 def with_dependencies(keys: list[str]) -> list[str]:
-    """``keys`` with every step they need (:attr:`Step.needs` and :attr:`Step.transfer`,
-    recursively) before them."""
+    """``keys`` with every step they need (:attr:`Step.needs`, recursively) before them."""
     out: list[str] = []
 
     def add(key: str) -> None:
         step = STEPS[key]
-        for dep in (*step.needs, *((step.transfer,) if step.transfer else ())):
+        for dep in step.needs:
             add(dep)
         if key not in out:
             out.append(key)
@@ -125,30 +124,6 @@ def with_dependencies(keys: list[str]) -> list[str]:
     for key in keys:
         add(key)
     return out
-
-
-def transfer_fusion(src: Path, model: str, out: Path) -> Path:
-    """Write a checkpoint of ``model`` whose fusion block is the one in ``src`` rebuilt for
-    ``model``'s classes, as the strategy runs it: the same weights, ``recurrent`` (the fused
-    scores are passed on) and ``frame_gate`` (the gate, trained per pixel, gives one weight per
-    frame: the mean of its logits). Raises ``ValueError`` when the block has
-    class-dependent weights (a score-only block, or deformable steps)."""
-    from vsda_ros.models.checkpoint import save_checkpoint
-    from vsda_ros.models.zoo import load_model
-    from vsda_ros.temporal.modules import TemporalModules, make_module
-
-    block = TemporalModules.from_checkpoint(src).fusion
-    args = dict(getattr(block, 'vsda_args', {}))
-    if args.get('variant') != 'guided' or args.get('num_deform', 1) != 0:
-        raise ValueError(f'{src}: only a guided fusion block without deformable steps '
-                         f'transfers between models (args {args})')
-    net = load_model(model)
-    new = make_module('fusion', **{**args, 'num_classes': net.num_classes, 'recurrent': True,
-                                   'frame_gate': True})
-    new.load_state_dict(block.state_dict(), strict=True)
-    extra = TemporalModules(fusion=new.eval()).to_extra()
-    extra['summary'] = {'transferred_from': str(src)}
-    return save_checkpoint(net, out, extra)
 
 
 def run_steps(keys: list[str], work: Path, data: Path, threads: int, force: bool) -> dict:
@@ -164,12 +139,6 @@ def run_steps(keys: list[str], work: Path, data: Path, threads: int, force: bool
             print(f'== {key}: {out} exists, kept (--force retrains)')
             continue
         flags = tuple(f.replace('{work}', str(work)) for f in step.flags)
-        if step.transfer:
-            t0 = time.monotonic()
-            print(f'== {key}: the fusion block of {step.transfer} for {flags[1]}', flush=True)
-            transfer_fusion(work / f'{step.transfer}.pt', flags[1], out)
-            times[key] = time.monotonic() - t0
-            continue
         cmd = Step(step.key, step.config, step.targets, flags).command(data, out, threads)
         print(f'== {key}: ' + ' '.join(cmd[2:]), flush=True)
         t0 = time.monotonic()
@@ -189,9 +158,6 @@ def _provenance(ckpt: dict, key: str, seconds: float | None, work: Path) -> dict
         seconds = info.get('train_seconds', seconds)
         extra = {**extra, 'summary': {k: info.get(k) for k in ('iterations', 'train_seconds',
                                                                'weights_sha256', 'final')}}
-    if STEPS[key].transfer:
-        return {'step': key, 'transferred_from': STEPS[key].transfer,
-                'recipe': 'fusion', 'train_seconds': 0.0, 'summary': None}
     return {'step': key, 'command': 'vsda ' + ' '.join(
         ['adapt', '--config', STEPS[key].config, *STEPS[key].flags,
          *[a for t in STEPS[key].targets for a in ('--target', f'$VSDA_DATA_DIR/{t}')]]),
@@ -266,4 +232,111 @@ def install(path: Path) -> str:
 
 
 def entry_for(filename: str) -> ShippedFile | None:
+    """The shipped-file entry named ``filename`` (``None`` for a new file)."""
     return next((f for f in SHIPPED_FILES if f.filename == filename), None)
+
+
+# ------------------------------------------------------------------------------ command line
+def _fmt(run: dict | None, key: str) -> str:
+    return f"{run[key]:.2f}" if run and run.get(key) is not None else 'n/a'
+
+
+def compare(packed: dict[str, Path], work: Path, data: Path) -> list[tuple[str, ...]]:
+    """Evaluate every packed file next to the shipped one (when that is installed and
+    intact); rows (file, strategy, mIoU new, mIoU shipped, TC new, TC shipped)."""
+    from vsda_ros.models.shipped import file_status
+
+    rows = []
+    for f, path in packed.items():
+        entry = entry_for(f)
+        shipped_ok = entry is not None and file_status(entry) == 'ok'
+        if f.endswith('.temporal.pt'):
+            model = f[: -len('.temporal.pt')]
+            new = evaluate(model, str(path), work / 'eval' / f'{f}.new', data)
+            old = (evaluate(model, '', work / 'eval' / f'{f}.shipped', data)
+                   if shipped_ok else None)
+        else:
+            new = evaluate(str(path), '', work / 'eval' / f'{f}.new', data)
+            old = (evaluate(entry.name, '', work / 'eval' / f'{f}.shipped', data)
+                   if shipped_ok else None)
+        for strategy in new:
+            o = (old or {}).get(strategy)
+            rows.append((f, strategy, _fmt(new[strategy], 'miou'), _fmt(o, 'miou'),
+                         _fmt(new[strategy], 'tc'), _fmt(o, 'tc')))
+    return rows
+
+
+def build(args: argparse.Namespace) -> int:
+    """Train, pack, compare and (with ``--install``) install; prints what it did."""
+    from vsda_ros.paths import data_dir
+
+    data = Path(args.data) if args.data else data_dir()
+    if data is None or not (data / 'camvid').is_dir():
+        raise FileNotFoundError(f'real data not found at {data} (set VSDA_DATA_DIR)')
+    files = args.only or list(PACKS)
+    unknown = [f for f in files if f not in PACKS]
+    if unknown:
+        raise ValueError(f'unknown shipped file(s) {unknown}; known: {", ".join(PACKS)}')
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    keys = with_dependencies([k for f in files for k in PACKS[f]])
+    times_file = work / 'times.json'
+    times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    times.update(run_steps(keys, work, data, args.threads, args.force))
+    times_file.write_text(json.dumps(times, indent=2) + '\n')
+    packed = {f: pack(f, work, work / 'zoo', times) for f in files}
+    rows = [] if args.no_eval else compare(packed, work, data)
+    installed = {f: install(path) for f, path in packed.items()} if args.install else {}
+    total = time.monotonic() - t0
+    if rows:
+        print('\nCamVid val (61 frames, 15 Hz) at 480x360: new vs shipped')
+        print('| file | strategy | mIoU new | mIoU shipped | TC new | TC shipped |')
+        print('| --- | --- | --- | --- | --- | --- |')
+        for row in rows:
+            print('| ' + ' | '.join(row) + ' |')
+    for f, path in packed.items():
+        size = path.stat().st_size / 1e6
+        print(f'{f}: {path} ({size:.2f} MB)' + (f', installed, sha256 {installed[f]}'
+                                                 if f in installed else ''))
+    trained = sum(times.get(k, 0.0) for k in keys)
+    print(f'training time of these files: {trained:.0f} s; this run: {total:.0f} s')
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``tools/zoo_build.py`` (``make models`` passes ``--install``)."""
+    b = argparse.ArgumentParser(
+        prog='tools/zoo_build.py',
+        description='Run the vsda adapt recipes behind every shipped file (fixed seeds, one '
+                    'after another, with progress bars), pack them compactly (float16 weights) '
+                    'into WORK/zoo, evaluate each next to the shipped one on CamVid val at '
+                    '480x360 and print the comparison and the total time; --install copies '
+                    'them into vsda_ros/zoo/ and writes their sha256 into '
+                    'vsda_ros/models/shipped.py. Training takes about an hour on 2 CPU threads.')
+    b.add_argument('--only', action='append', default=None, metavar='FILE',
+                   help='build only this shipped file (repeatable), e.g. '
+                        'espnet-camvid.temporal.pt')
+    b.add_argument('--work', default='runs/zoo_build',
+                   help='folder for the runs\' checkpoints and logs (default: %(default)s)')
+    b.add_argument('--data', default=None, help='real data folder (default: VSDA_DATA_DIR)')
+    b.add_argument('--threads', type=int, default=2, help='torch threads (default: 2)')
+    b.add_argument('--force', action='store_true', help='retrain steps whose checkpoint exists')
+    b.add_argument('--no-eval', action='store_true', help='skip the comparison on CamVid val')
+    b.add_argument('--install', action='store_true',
+                   help='copy the new files into vsda_ros/zoo/ and update their sha256')
+    return b
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``tools/zoo_build.py …``: the exit status (2 with a one-line error on bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return build(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f'zoo_build: error: {e}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

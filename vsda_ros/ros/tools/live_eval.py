@@ -12,9 +12,9 @@ node that is already running (e.g. from ``ros2 launch vsda_ros segment.launch.py
 runs are then separated by a pause longer than the node's ``max_stamp_gap_s`` so its stream
 guard resets the strategy between them.
 
-The evaluation core never imports this module: ``vsda eval --live`` (:mod:`vsda_ros.cli`)
+The evaluation core never imports this module: ``vsda eval --live`` (:mod:`vsda_ros.apps.eval`)
 builds a :class:`LiveRunner` and injects it into
-:func:`vsda_ros.evaluation.report.run_eval`, which calls :meth:`LiveRunner.run` for every run.
+:func:`vsda_ros.apps.eval.run_eval`, which calls :meth:`LiveRunner.run` for every run.
 
 A frame the node dropped (it was still busy when a newer frame arrived) counts in ``dropped``
 and is scored with the last mask received before it, which is what a consumer of the topic
@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from vsda_ros.evaluation.metrics import ConfusionMatrix, percentiles_ms
 from vsda_ros.evaluation.temporal import Clip, _score, temporal_consistency
-from vsda_ros.ros.launcher import client_node, confine_to_loopback, node_process
+from vsda_ros.ros.tools.launcher import client_node, confine_to_loopback, node_process
 
 
 #: seconds a run waits after its frames for the node's /diagnostics (published at 1 Hz) when
@@ -60,7 +60,7 @@ class LiveRunner:
     so runs share no temporal state).
 
     Args:
-        cfg: the :class:`~vsda_ros.evaluation.report.EvalConfig` (model, size, device,
+        cfg: the :class:`~vsda_ros.apps.eval.EvalConfig` (model, size, device,
             temporal weights, rate).
         interval: keyframe interval for the ``keyframe`` strategy.
     """

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from vsda_ros.ros.launcher import client_node, confine_to_loopback, node_process
+from vsda_ros.ros.tools.launcher import client_node, confine_to_loopback, node_process
 
 OUTPUTS = ('mask', 'color_mask', 'overlay')
 

@@ -10,11 +10,10 @@ with ``frames`` it is a soak test: that many frames, then the node's totals must
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from vsda_ros.ros.launcher import client_node, confine_to_loopback, node_process
+from vsda_ros.ros.tools.launcher import client_node, confine_to_loopback, node_process
 
 
 def _status(pid: int, key: str) -> float:
@@ -227,42 +226,3 @@ def print_report(r: dict) -> None:
           f"{'adds up' if a['adds_up'] else 'DOES NOT add up'}")
     print('  targets: ' + ', '.join(f"{k} {'MET' if v else 'NOT met'}"
                                     for k, v in r['targets_met'].items()))
-
-
-def main_cli(args) -> int:
-    """``vsda bench node``: run, print the summary (stderr when the JSON goes to stdout)."""
-    import contextlib
-    import sys
-
-    from vsda_ros.inference import parse_size
-    from vsda_ros.paths import data_dir
-    source = Path(args.source) if args.source else (data_dir() or Path('.')) / 'camvid' / 'val'
-    if not source.is_dir():
-        raise FileNotFoundError(f'frame folder {source} not found (give --source DIR)')
-    frame_size = parse_frame_size(args.frame_size) if args.frame_size else None
-    parse_size(args.size or None)  # a bad --size fails here, not inside the node
-    r = run_bench(args.model, source, args.rate, args.duration, args.size or '', args.warmup,
-                  args.max_queue_wait_ms, frames=args.frames, frame_size=frame_size,
-                  progress=True, node_params={'backend': args.backend or 'torch',
-                                              'precision': args.precision or 'fp32'})
-    to_stdout = args.json == '-'
-    with contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
-        print_report(r)
-    if to_stdout:
-        print(json.dumps(r, indent=2))
-    elif args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(r, indent=2) + '\n')
-        print(f'report: {args.json}')
-    return 0 if r['accounting']['adds_up'] else 1
-
-
-def parse_frame_size(text: str) -> tuple[int, int]:
-    """``'3840x2160'`` → (3840, 2160) for the published frames; ``ValueError`` otherwise."""
-    try:
-        w, h = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise ValueError(f'--frame-size must look like WIDTHxHEIGHT, got {text!r}') from None
-    if not (16 <= w <= 16384 and 16 <= h <= 16384):
-        raise ValueError(f'--frame-size {text!r}: each side must be 16..16384')
-    return w, h

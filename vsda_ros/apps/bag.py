@@ -1,8 +1,8 @@
 """``vsda bag make`` and ``vsda bag info``: frame folders / videos → rosbag2; what a bag holds.
 
-No ROS needed: bags are written and read with ``rosbags`` (see :mod:`vsda_ros.data.bags`).
-``vsda_ros.cli`` registers the command with :func:`add_parser`; ``python -m
-vsda_ros.data.bag_cli`` runs it on its own.
+No ROS needed: bags are written and read with ``rosbags`` (see :mod:`vsda_ros.data.bags` and
+:mod:`vsda_ros.data.bag_writer`). ``python -m vsda_ros.apps.bag make|info …`` runs the command
+on its own.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
+from vsda_ros.apps._common import standalone
 from vsda_ros.frames import Frame
 
 MAKE_EPILOG = """\
@@ -46,7 +47,8 @@ def _shifted(pairs: Iterator[tuple[Frame, np.ndarray | None]], offset: float
 
 
 def cmd_make(args: argparse.Namespace) -> int:
-    """``vsda bag make``: returns the exit status (raises on bad input; cli.py reports it)."""
+    """``vsda bag make``: returns the exit status (raises on bad input; the entry point
+    reports it)."""
     from tqdm import tqdm
 
     from vsda_ros.data.bag_writer import write_bag
@@ -66,7 +68,7 @@ def cmd_make(args: argparse.Namespace) -> int:
         if args.max_frames is not None:
             total = min(total, args.max_frames)
     bar = tqdm(_shifted(pairs, args.start_time), total=total, unit='frame',
-               desc=f'bag make → {args.out}', disable=args.quiet)
+               desc=f'bag make → {args.out}', disable=not args.progress)
     t0 = time.perf_counter()
     try:
         summary = write_bag(Path(args.out), bar, topic=args.topic,
@@ -118,7 +120,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``bag`` (with ``make`` and ``info``) on an argparse ``subparsers`` object; each
-    subcommand sets ``func`` to its handler (``args.func(args)`` → exit status)."""
+    subcommand sets ``func`` to :func:`run` (``args.func(args)`` → exit status)."""
     p = subparsers.add_parser(
         'bag', help='make rosbag2 bags from frame folders / videos; show what a bag holds',
         description='rosbag2 tools (mcap and sqlite3, no ROS installation needed).')
@@ -157,8 +159,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument('--max-frames', type=int, default=None, help='stop after N frames')
     m.add_argument('--overwrite', action='store_true', help='replace an existing bag at --out')
     m.add_argument('--json', default=None, help='also write the summary as JSON here')
-    m.add_argument('--quiet', action='store_true', help='no progress bar')
-    m.set_defaults(func=cmd_make)
+    m.add_argument('--quiet', dest='progress', action='store_false', help='no progress bar')
+    m.set_defaults(func=run)
 
     i = bag_sub.add_parser(
         'info', help='topics, message types, counts, duration and rate of a bag',
@@ -166,14 +168,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     'and per topic the message type, count and mean rate.')
     i.add_argument('bag', help='bag folder, .mcap or .db3 file')
     i.add_argument('--json', action='store_true', help='print JSON instead of a table')
-    i.set_defaults(func=cmd_info)
+    i.set_defaults(func=run)
     return p
 
 
+def run(args: argparse.Namespace) -> int:
+    """``vsda bag make|info``: the exit status of the action."""
+    return cmd_make(args) if args.bag_command == 'make' else cmd_info(args)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vsda_ros.data.bag_cli make|info …``: exactly ``vsda bag …``."""
-    from vsda_ros.cli import main as vsda_main
-    return vsda_main(['bag', *(sys.argv[1:] if argv is None else argv)])
+    """``python -m vsda_ros.apps.bag make|info …``: exactly ``vsda bag …``."""
+    return standalone(sys.modules[__name__], 'bag', argv)
 
 
 if __name__ == '__main__':

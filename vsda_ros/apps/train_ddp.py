@@ -1,7 +1,7 @@
 """Data-parallel ``vsda adapt`` under torchrun, without the CLI's flags::
 
     torchrun --nnodes 1 --nproc_per_node 2 --master_addr 127.0.0.1 --master_port 29500 \\
-        -m vsda_ros.adaptation.train_ddp \\
+        -m vsda_ros.apps.train_ddp \\
         --config config/experiments/tps.yaml --set target=[../shared/data/camvid/train] \\
         --set out=runs/tps.pt --set iterations=300
 
@@ -47,7 +47,7 @@ def with_overrides(cfg: AdaptConfig, overrides: dict) -> AdaptConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog='python -m vsda_ros.adaptation.train_ddp',
+    p = argparse.ArgumentParser(prog='python -m vsda_ros.apps.train_ddp',
                                 description=__doc__.split('\n\n')[0])
     p.add_argument('--config', required=True, help='recipe YAML (config/experiments/*.yaml)')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',

@@ -1,4 +1,4 @@
-"""``vsda replay``: publish a bag's camera (and label) topics over ROS 2, timed as recorded.
+"""``vsda replay``'s ROS tool: publish a bag's camera (and label) topics over ROS 2, as recorded.
 
 Each message is published as the bag's own serialized CDR bytes (``Publisher.publish(bytes)``
 → ``publish_raw``), so subscribers receive exactly what was recorded, bit for bit, without a
@@ -13,12 +13,13 @@ Timing: message *i* goes out at ``start + (t_i - t_0) / rate`` on the monotonic 
 summary reports how late). Publishers are reliable with depth ``qos_depth`` (compatible with
 best-effort subscribers such as ``segmentation_node``'s).
 
-Network rule and domain: :func:`main_cli` and :func:`replay_bag` (when it creates its own node)
-call :func:`use_environment_domain` before rclpy starts: discovery stays on loopback
-(``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and the domain is the environment's
-``ROS_DOMAIN_ID``, 0 when unset — like every ROS tool, so that the replay meets a node the user
-started by hand. (``vsda demo`` / ``vsda bench``, which start their own node, keep a private
-random domain through :func:`~vsda_ros.ros.launcher.confine_to_loopback`.)
+Network rule and domain: ``vsda replay`` (:mod:`vsda_ros.apps.replay`) and :func:`replay_bag`
+(when it creates its own node) call :func:`use_environment_domain` before rclpy starts:
+discovery stays on loopback (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and the domain is
+the environment's ``ROS_DOMAIN_ID``, 0 when unset — like every ROS tool, so that the replay
+meets a node the user started by hand. (``vsda demo`` / ``vsda bench``, which start their own
+node, keep a private random domain through
+:func:`~vsda_ros.ros.tools.launcher.confine_to_loopback`.)
 
 Damage: the bag's storage is checked before anything is published
 (:func:`~vsda_ros.data.bags.check_storage`), and a storage error or a pass that gives fewer
@@ -27,10 +28,8 @@ messages than the bag announces ends the replay with one clear error
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -39,23 +38,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from vsda_ros.data.bags import (IMAGE_TYPES, check_storage, is_label_topic, open_reader,
-                                read_messages)
+from vsda_ros.data.bag_storage import check_storage
+from vsda_ros.data.bags import IMAGE_TYPES, is_label_topic, open_reader, read_messages
 from vsda_ros.data.integrity import IncompleteInputError
-from vsda_ros.ros.launcher import fastdds_profile
-
-EPILOG = """\
-examples:
-  vsda replay camvid_val                       # all image topics at recorded speed
-  vsda replay camvid_val --rate 0.5 --loop     # half speed, forever (Ctrl-C stops)
-  vsda replay camvid_val --remap /camera/image_raw:=/segmentation_node/image \\
-      --wait-subscribers 1                     # into a running segmentation_node
-
-Messages are the bag's CDR bytes, published unchanged: header stamps are the recorded ones
-unless --restamp. --wait-subscribers waits for subscribers on every replayed topic that is not
-a label topic (a name ending in 'labels').
-"""
-
+from vsda_ros.ros.tools.launcher import fastdds_profile
 
 #: the highest ROS_DOMAIN_ID Fast DDS's default port mapping allows.
 MAX_DOMAIN_ID = 232
@@ -427,68 +413,3 @@ def print_summary(summary: dict) -> None:
         src = f'  (from {t["bag_topic"]})' if t['bag_topic'] != topic else ''
         print(f'  {topic:<{width}}  {t["type"]:<32} {t["published"]:>7} msgs  '
               f'{t["rate"]:.2f} Hz{src}')
-
-
-def main_cli(args: argparse.Namespace) -> int:
-    """``vsda replay``: returns the exit status."""
-    import json
-
-    domain, origin = use_environment_domain()  # network rule, before rclpy starts
-    print(f'vsda replay: ROS_DOMAIN_ID={domain} ('
-          f'{"from the environment" if origin == "ROS_DOMAIN_ID" else "default; unset"}), '
-          'discovery on localhost only', flush=True)
-    summary = replay_bag(args.bag, rate=args.rate, topics=args.topics or None, loop=args.loop,
-                         remap=args.remap, start_delay=args.start_delay,
-                         wait_subscribers=args.wait_subscribers,
-                         wait_timeout=args.wait_timeout, restamp=args.restamp,
-                         qos_depth=args.qos_depth, progress=not args.quiet)
-    print_summary(summary)
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2) + '\n')
-    return 0
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``replay`` on an argparse ``subparsers`` object (``func`` = :func:`main_cli`)."""
-    p = subparsers.add_parser(
-        'replay', help='publish a rosbag2 bag on ROS 2 topics at the recorded rate',
-        description='Publish the image (and label) topics of a rosbag2 bag (folder, .mcap or\n'
-                    '.db3) over ROS 2 at the recorded timing scaled by --rate. Messages are the\n'
-                    "bag's serialized bytes, unchanged (bit-identical). Runs with\n"
-                    'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST in the ROS_DOMAIN_ID of the\n'
-                    'environment (0 when unset, like every ROS tool), and prints it.',
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('bag', help='bag folder, .mcap or .db3 file')
-    p.add_argument('--rate', type=float, default=1.0,
-                   help='speed factor: 2 = twice as fast (default: %(default)s)')
-    p.add_argument('--loop', action='store_true', help='start over at the end (Ctrl-C stops)')
-    p.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
-                   help='bag topics to publish (default: every Image/CompressedImage topic)')
-    p.add_argument('--remap', nargs='+', default=[], metavar='OLD:=NEW',
-                   help='publish bag topic OLD as NEW (also the way to replay a topic whose '
-                        'name is invalid in ROS 2, e.g. /2cam/image:=/cam2/image)')
-    p.add_argument('--start-delay', type=float, default=1.0,
-                   help='seconds to wait after creating publishers, so subscribers can match '
-                        '(default: %(default)s)')
-    p.add_argument('--wait-subscribers', type=int, default=0, metavar='N',
-                   help='first wait until every non-label topic has N subscribers (default: 0)')
-    p.add_argument('--wait-timeout', type=float, default=30.0,
-                   help='give up waiting for subscribers after this many seconds (default: 30)')
-    p.add_argument('--restamp', action='store_true',
-                   help='rewrite header stamps to the publish time (default: keep recorded)')
-    p.add_argument('--qos-depth', type=int, default=10,
-                   help='depth of the reliable publishers (default: %(default)s)')
-    p.add_argument('--json', default=None, help='write the summary as JSON here')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
-    p.set_defaults(func=main_cli)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vsda_ros.ros.replay BAG …``: exactly ``vsda replay``."""
-    from vsda_ros.cli import main as vsda_main
-    return vsda_main(['replay', *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == '__main__':
-    sys.exit(main())
