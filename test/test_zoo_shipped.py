@@ -13,9 +13,15 @@ import pytest
 import torch
 
 from vsda_ros.models import shipped
-from vsda_ros.models.shipped import (SHIPPED_FILES, SHIPPED_MODELS, SHIPPED_TEMPORAL,
-                                     ShippedFile, compact_state, verified_path)
 from vsda_ros.models.safe_load import ModelLoadError
+from vsda_ros.models.shipped import (
+    SHIPPED_FILES,
+    SHIPPED_MODELS,
+    SHIPPED_TEMPORAL,
+    ShippedFile,
+    compact_state,
+    verified_path,
+)
 from vsda_ros.temporal.modules import load_temporal_modules
 
 

@@ -218,8 +218,8 @@ def evaluate(model: str, temporal_weights: str, out: Path, data: Path,
 
 def install(path: Path) -> str:
     """Copy a packed file into ``vsda_ros/zoo/`` and write its sha256 into ``shipped.py``."""
-    from vsda_ros.zoo import ZOO_DIR
     from vsda_ros.fetch import sha256_of
+    from vsda_ros.zoo import ZOO_DIR
     digest = sha256_of(path)
     shutil.copyfile(path, ZOO_DIR / path.name)
     src = REPO / 'vsda_ros' / 'models' / 'shipped.py'

@@ -22,10 +22,24 @@ import torch
 
 from vsda_ros.apps._common import EPILOG, add_backend_args, label_map_choices
 from vsda_ros.data.integrity import ReadStats, reading
-from vsda_ros.evaluation.report import (agreement, compare_cost, degrade_clip, hit_split,
-                                        markdown, mean_ms, run_label, run_row, weather_mode)
-from vsda_ros.evaluation.temporal import (Clip, evaluate_strategy, load_clip, pda_curve,
-                                          per_frame_at_distance)
+from vsda_ros.evaluation.report import (
+    agreement,
+    compare_cost,
+    degrade_clip,
+    hit_split,
+    markdown,
+    mean_ms,
+    run_label,
+    run_row,
+    weather_mode,
+)
+from vsda_ros.evaluation.temporal import (
+    Clip,
+    evaluate_strategy,
+    load_clip,
+    pda_curve,
+    per_frame_at_distance,
+)
 
 SWEEP_INTENSITIES = (0.3, 0.6, 0.9)
 #: the PDA distances of ``--pda`` with a single ``--interval N``.
@@ -104,8 +118,12 @@ class EvalConfig:
         """``[None (clean), WeatherSpec, …, TransientSpec, …]`` in run order (clean, the
         ``--weather`` ones, the sweep, then the ``--transient`` ones, duplicates dropped);
         raises ``ValueError`` on bad text."""
-        from vsda_ros.weather import (WEATHER_KINDS, WeatherSpec, parse_transient_list,
-                                      parse_weather)
+        from vsda_ros.weather import (
+            WEATHER_KINDS,
+            WeatherSpec,
+            parse_transient_list,
+            parse_weather,
+        )
         specs: list = [None]
         for text in self.weathers:
             spec = parse_weather(text)

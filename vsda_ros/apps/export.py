@@ -13,8 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from vsda_ros.apps._common import EPILOG, label_map_choices
-from vsda_ros.inference.export import (SIDECAR, ExportInfo, export_onnx, export_openvino,
-                                       quantize_int8)
+from vsda_ros.inference.export import (
+    SIDECAR,
+    ExportInfo,
+    export_onnx,
+    export_openvino,
+    quantize_int8,
+)
 
 
 @dataclass

@@ -11,8 +11,8 @@ from vsda_ros.apps._common import EPILOG
 
 def zoo_rows() -> list[dict]:
     """One row per model :func:`vsda_ros.models.zoo.load_model` knows by name."""
-    from vsda_ros.models.shipped import SHIPPED_MODELS, SHIPPED_TEMPORAL, file_status
     from vsda_ros.fetch import file_sha256
+    from vsda_ros.models.shipped import SHIPPED_MODELS, SHIPPED_TEMPORAL, file_status
     from vsda_ros.models.zoo import ZOO, find_weights
     from vsda_ros.temporal.modules import TemporalModules
 

@@ -26,8 +26,11 @@ a label topic (a name ending in 'labels').
 
 def run(args: argparse.Namespace) -> int:
     """``vsda replay``: publish, print the summary; returns the exit status."""
-    from vsda_ros.ros.tools.replay import (print_summary, replay_bag,  # imports rclpy
-                                           use_environment_domain)
+    from vsda_ros.ros.tools.replay import (  # imports rclpy
+        print_summary,
+        replay_bag,
+        use_environment_domain,
+    )
 
     domain, origin = use_environment_domain()  # network rule, before rclpy starts
     print(f'vsda replay: ROS_DOMAIN_ID={domain} ('

@@ -37,7 +37,6 @@ from vsda_ros.evaluation.metrics import ConfusionMatrix, percentiles_ms
 from vsda_ros.evaluation.temporal import Clip, _score, temporal_consistency
 from vsda_ros.ros.tools.launcher import client_node, confine_to_loopback, node_process
 
-
 #: seconds a run waits after its frames for the node's /diagnostics (published at 1 Hz) when
 #: none has arrived yet, for the backend and precision it reports.
 DIAGNOSTICS_WAIT_S = 2.5
