@@ -31,18 +31,59 @@ def _resources(pid: int) -> dict:
             'threads': int(_status(pid, 'Threads'))}
 
 
+def camera_prefixes(cameras: int) -> list[str]:
+    """The topic prefix of each benchmarked camera: ``''`` (the node's own ``image``, ``mask``)
+    for one, ``/cam0/`` ... for several. Raises ``ValueError`` below 1."""
+    if cameras < 1:
+        raise ValueError(f'--cameras must be ≥ 1, got {cameras}')
+    return [''] if cameras == 1 else [f'/cam{i}/' for i in range(cameras)]
+
+
+def _counters(status: dict[str, dict[str, str]], keys: tuple[str, ...]) -> dict[str, float]:
+    """The sum over cameras of numeric /diagnostics values (NaN where one is missing)."""
+    out = {}
+    for k in keys:
+        try:
+            out[k] = sum(float(v[k]) for v in status.values()) if status else float('nan')
+        except (KeyError, ValueError):
+            out[k] = float('nan')
+    return out
+
+
+def per_camera(first: dict, last: dict, masks: dict[str, int], sent: dict[str, int],
+               duration: float) -> list[dict]:
+    """Per camera (by topic): input and output rate over the measured window as the client saw
+    them (frames sent, masks received) and as the node counted them (received, processed,
+    dropped over the window)."""
+    rows = []
+    for topic, v in last.items():
+        f = first.get(topic, {})
+        delta = {k: int(float(v.get(k, 'nan')) - float(f.get(k, 0)))
+                 if v.get(k) not in (None, 'n/a') else None
+                 for k in ('received', 'processed', 'dropped', 'bad_frames')}
+        prefix = next((p for p in masks if topic.startswith(p or '/image')), '')
+        rows.append({'topic': topic, 'sent_hz': sent.get(prefix, 0) / duration,
+                     'masks_hz': masks.get(prefix, 0) / duration,
+                     'node_input_hz': (delta['received'] or 0) / duration,
+                     'node_output_hz': (delta['processed'] or 0) / duration, **delta})
+    return rows
+
+
 def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: str,
               warmup: float = 5.0, max_queue_wait_ms: float = 0.0, frames: int | None = None,
               frame_size: tuple[int, int] | None = None, progress: bool = False,
-              node_params: dict | None = None) -> dict:
+              node_params: dict | None = None, cameras: int = 1) -> dict:
     """Run the benchmark; returns the report dict (see README for keys).
 
     ``frames``: publish exactly this many frames in the measured window (a soak test;
     ``duration`` is then ``frames / rate``). ``frame_size``: (width, height) to resize the
     published frames to (e.g. 3840×2160 for a 4K camera's memory). Raises ``RuntimeError`` if
     the node does not start or exits during the run. ``node_params``: more node parameters
-    (e.g. ``backend``, ``precision``).
+    (e.g. ``backend``, ``precision``). ``cameras``: that many cameras (``/cam0/image`` ...), each
+    published at ``rate``; the report adds ``per_camera`` input/output rates (the latency and
+    stage figures are over all cameras).
     """
+    prefixes = camera_prefixes(cameras)
     if frames is not None:
         if frames < 1:
             raise ValueError(f'--frames must be ≥ 1, got {frames}')
@@ -66,34 +107,40 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
     messages = [numpy_to_image(im, None, 'rgb8') for im in images]
     params = {'model': model, 'input_size': size, 'publish_timing': True,
               'max_queue_wait_ms': float(max_queue_wait_ms), **(node_params or {})}
+    if cameras > 1:
+        params['image_topics'] = [f'{p}image' for p in prefixes]
     with node_process(params) as proc, \
             client_node('vsda_bench') as (node, executor):
-        pub = node.create_publisher(Image, 'image', QoSProfile(depth=10))
-        e2e: dict[tuple, float] = {}      # stamp → end-to-end ms (mask received − stamp)
-        stages: dict[tuple, dict] = {}    # stamp → the node's stage times for that frame
+        q = QoSProfile(depth=10)
+        pubs = {p: node.create_publisher(Image, f'{p}image', q) for p in prefixes}
+        e2e: dict[tuple, float] = {}      # (camera, stamp) → end-to-end ms (mask − stamp)
+        stages: dict[tuple, dict] = {}    # (camera, stamp) → the node's stage times
         diags: list[DiagnosticArray] = []
         measuring = [False]
+        sent_per: dict[str, int] = {p: 0 for p in prefixes}
 
-        def on_mask(msg: Image) -> None:
+        def on_mask(cam: str, msg: Image) -> None:
             if measuring[0]:
                 sent = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-                key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+                key = (cam, msg.header.stamp.sec, msg.header.stamp.nanosec)
                 e2e[key] = (node.get_clock().now().nanoseconds * 1e-9 - sent) * 1e3
 
-        def on_timing(msg: DiagnosticArray) -> None:
+        def on_timing(cam: str, msg: DiagnosticArray) -> None:
             if measuring[0] and msg.status:
-                key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+                key = (cam, msg.header.stamp.sec, msg.header.stamp.nanosec)
                 stages[key] = {kv.key: float(kv.value) for kv in msg.status[0].values}
 
-        subs = [node.create_subscription(Image, 'mask', on_mask, QoSProfile(depth=10))]
-        subs += [node.create_subscription(Image, n, lambda m: None, QoSProfile(depth=10))
-                 for n in ('color_mask', 'overlay', 'confidence')]
-        subs.append(node.create_subscription(DiagnosticArray, '/diagnostics', diags.append,
-                                             QoSProfile(depth=10)))
-        subs.append(node.create_subscription(DiagnosticArray, 'timing', on_timing,
-                                             QoSProfile(depth=10)))
+        subs = []
+        for p in prefixes:
+            subs.append(node.create_subscription(Image, f'{p}mask',
+                                                 lambda m, p=p: on_mask(p, m), q))
+            subs += [node.create_subscription(Image, f'{p}{n}', lambda m: None, q)
+                     for n in ('color_mask', 'overlay', 'confidence')]
+            subs.append(node.create_subscription(DiagnosticArray, f'{p}timing',
+                                                 lambda m, p=p: on_timing(p, m), q))
+        subs.append(node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, q))
         deadline = time.monotonic() + 60
-        while pub.get_subscription_count() == 0:  # the node is up once it subscribed
+        while not all(p.get_subscription_count() for p in pubs.values()):  # node is up
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError('segmentation_node did not start')
             executor.spin_once(timeout_sec=0.1)
@@ -127,7 +174,9 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
                 msg = messages[sent % len(messages)]
                 msg.header.stamp = node.get_clock().now().to_msg()
                 msg.header.frame_id = 'camera'
-                pub.publish(msg)
+                for p, pub in pubs.items():
+                    pub.publish(msg)
+                    sent_per[p] += int(measuring[0])
                 sent += 1
                 if measuring[0]:
                     measured_sent += 1
@@ -145,9 +194,15 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
             executor.spin_once(timeout_sec=0.05)
         res_end['peak_rss_mb'] = _resources(proc.pid)['peak_rss_mb']
 
-    last = {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}
-    first = ({kv.key: kv.value for kv in diags[diag_start - 1].status[0].values}
-             if diags and diag_start > 0 else {})
+    def by_topic(arr: DiagnosticArray) -> dict[str, dict[str, str]]:
+        return {v.get('topic', ''): v for v in ({kv.key: kv.value for kv in st.values}
+                                                for st in arr.status)}
+
+    last_cams = by_topic(diags[-1]) if diags else {}
+    first_cams = by_topic(diags[diag_start - 1]) if diags and diag_start > 0 else {}
+    counter_keys = ('received', 'processed', 'dropped', 'bad_frames')
+    last = _counters(last_cams, counter_keys) if last_cams else {}
+    first = _counters(first_cams, counter_keys) if first_cams else {}
 
     def num(d, k):
         try:
@@ -170,7 +225,7 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
     counters = {k: int(num(last, k) - (num(first, k) if first else 0))
                 for k in ('received', 'processed', 'dropped', 'bad_frames')}
     totals = {k: int(num(last, k)) for k in ('received', 'processed', 'dropped', 'bad_frames')}
-    accounting = {**totals, 'sent': sent,
+    accounting = {**totals, 'sent': sent * len(prefixes),  # messages, all cameras
                   'adds_up': totals['received'] == (totals['processed'] + totals['dropped']
                                                     + totals['bad_frames'])}
     ms = {k: percentiles_ms(v, (50, 95)) for k, v in per.items()}
@@ -198,6 +253,10 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         'output_hz': len(e2e) / duration, 'rss_mb': rss, 'targets_met': targets,
         'frames': frames, 'measured_sent': measured_sent,
         'resources': {'start': res_start, 'end': res_end}, 'accounting': accounting,
+        'cameras': cameras,
+        'per_camera': per_camera(first_cams, last_cams,
+                                 {p: sum(1 for k in e2e if k[0] == p) for p in prefixes},
+                                 sent_per, duration),
     }
 
 
@@ -220,6 +279,11 @@ def print_report(r: dict) -> None:
           f"peak {r['resources']['end']['peak_rss_mb']:.1f}")
     rs, re_ = r['resources']['start'], r['resources']['end']
     print(f"  fds {rs['fds']} -> {re_['fds']}  threads {rs['threads']} -> {re_['threads']}")
+    if r.get('cameras', 1) > 1:
+        for c in r['per_camera']:
+            print(f"  camera {c['topic']}: sent {c['sent_hz']:.1f} Hz, node in "
+                  f"{c['node_input_hz']:.1f} Hz, out {c['node_output_hz']:.1f} Hz, masks "
+                  f"{c['masks_hz']:.1f} Hz, dropped {c['dropped']}")
     a = r['accounting']
     print(f"  totals: sent {a['sent']}  received {a['received']} = processed {a['processed']} "
           f"+ dropped {a['dropped']} + bad {a['bad_frames']}: "
