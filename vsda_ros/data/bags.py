@@ -49,7 +49,7 @@ _MAX_WARNINGS = 5
 decode_rgb = message_to_rgb
 decode_label = label_to_array
 
-def typestore():
+def typestore() -> Any:
     """The rosbags typestore used for every bag here (ROS 2 Kilted message definitions;
     ``sensor_msgs/Image`` and ``CompressedImage`` are identical from Humble on)."""
     from rosbags.typesys import Stores, get_typestore
@@ -66,7 +66,7 @@ def is_bag(path: str | Path) -> bool:
         return (path / 'metadata.yaml').is_file() or len(storage_files(path)) == 1
     return False
 
-def open_reader(path: str | Path):
+def open_reader(path: str | Path) -> Any:
     """An opened ``rosbags.rosbag2.Reader`` for a bag folder or a single ``.mcap``/``.db3``.
 
     A folder without ``metadata.yaml`` is read through its one storage file.
@@ -207,9 +207,15 @@ class BagSource:
                              f'{IMAGE} (image topics: {listing})')
         self.msgtype = images[self.topic]
 
+    @property
+    def _topic(self) -> str:
+        """:attr:`topic`, which construction always resolves to a string."""
+        assert self.topic is not None
+        return self.topic
+
     def __len__(self) -> int:
         """Number of messages on the image topic (including any that fail to decode)."""
-        return self._counts.get(self.topic, 0)
+        return self._counts.get(self._topic, 0)
 
     def _messages(self, topics: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
         """(topic, message) in log-time order; a message that does not deserialize → None.
@@ -269,12 +275,12 @@ class BagSource:
             self._warn(f'{self.topic} #{index}: {exc}')
             return None
         return Frame(image, stamp=_stamp(msg), frame_id=str(msg.header.frame_id),
-                     name=f'{index:06d}.png', camera=self.topic)
+                     name=f'{index:06d}.png', camera=self._topic)
 
     def __iter__(self) -> Iterator[Frame]:
         self.skipped = 0
         index = 0
-        for _, msg in self._messages((self.topic,)):
+        for _, msg in self._messages((self._topic,)):
             frame = self._frame(msg, index)
             index += 1
             if frame is not None:
@@ -305,12 +311,12 @@ class BagSource:
         def ready(key: tuple[int, int]) -> bool:
             return key in labels or (newest_label is not None and newest_label > key)
 
-        for topic, msg in self._messages((self.topic, self.label_topic)):
+        for topic, msg in self._messages((self._topic, self.label_topic)):
             if topic == self.topic:
-                frame = self._frame(msg, index)
+                decoded = self._frame(msg, index)
                 index += 1
-                if frame is not None:
-                    pending.append((_stamp_key(msg), frame))
+                if decoded is not None:
+                    pending.append((_stamp_key(msg), decoded))
             elif msg is not None:
                 try:
                     labels[_stamp_key(msg)] = decode_label(msg)

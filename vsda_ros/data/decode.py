@@ -66,7 +66,8 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     packed = SimpleNamespace(encoding=enc, height=h, width=w, is_bigendian=msg.is_bigendian,
                              data=np.ascontiguousarray(buf).data)
     try:
-        img = image_to_cvimage(packed, 'rgb8')
+        # rosbags' stub names its generated Image class; it reads only the fields set above
+        img = image_to_cvimage(packed, 'rgb8')  # type: ignore[arg-type]
     except (ImageError, cv2.error) as exc:
         raise ValueError(f'cannot convert {enc} to rgb8: {exc}') from None
     if np.shares_memory(img, buf):  # rgb8 → rgb8 is a no-op view of the message's buffer

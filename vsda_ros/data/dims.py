@@ -30,7 +30,8 @@ def message_pixels(msg: Any) -> int | None:
     except PILImage.DecompressionBombError as exc:
         # the message names the claimed pixel count: "Image size (N pixels) exceeds ..."
         digits = ''.join(c if c.isdigit() else ' ' for c in str(exc)).split()
-        return int(digits[0]) if digits else PILImage.MAX_IMAGE_PIXELS * 2
+        # (the limit is an int here: a None limit raises no DecompressionBombError)
+        return int(digits[0]) if digits else (PILImage.MAX_IMAGE_PIXELS or 0) * 2
     except Exception:  # noqa: BLE001 - unreadable header: let the real decoder say why
         return None
     return int(w) * int(h)

@@ -22,7 +22,7 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mkv', '.mov', '.webm')
 
 
-def _natural_key(path: Path):
+def _natural_key(path: Path) -> list[int | str]:
     return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', path.name)]
 
 

@@ -88,7 +88,8 @@ class ConfusionMatrix:
         return float(np.trace(self.matrix) / total) if total else float('nan')
 
 
-def percentiles_ms(samples: list[float] | np.ndarray, qs=(50, 95, 99)) -> dict[str, float]:
+def percentiles_ms(samples: list[float] | np.ndarray,
+                   qs: tuple[int, ...] = (50, 95, 99)) -> dict[str, float]:
     """``{'p50': …, 'p95': …}`` of millisecond samples (NaN when empty)."""
     arr = np.asarray(samples, dtype=np.float64)
     return {f'p{q}': (float(np.percentile(arr, q)) if arr.size else float('nan')) for q in qs}

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from vsda_ros.evaluation.metrics import (IGNORE_255, ConfusionMatrix, check_label_ids,
                                          percentiles_ms)
+from vsda_ros.models.base import ModelMeta
 from vsda_ros.temporal.flow import DISFlow
 from vsda_ros.temporal.strategy import Strategy
 
@@ -104,7 +105,10 @@ def evaluate_strategy(strategy: Strategy, clip: Clip, progress: bool = True,
     """
     strategy.reset()
     cm = clip.confusion_matrix()
-    preds, latency, stages, keys = [], [], {}, 0
+    preds: list[np.ndarray] = []
+    latency: list[float] = []
+    stages: dict[str, list[float]] = {}
+    keys = 0
     t_start = time.perf_counter()
     for i, img in enumerate(tqdm(clip.images, desc=desc or strategy.name, unit='frame',
                                  disable=not progress, leave=False)):
@@ -116,8 +120,9 @@ def evaluate_strategy(strategy: Strategy, clip: Clip, progress: bool = True,
         keys += int(seg.keyframe)
         pred = clip.to_label_space(seg.labels)
         preds.append(pred)
-        if clip.labels[i] is not None:
-            cm.update(pred, clip.labels[i])
+        label = clip.labels[i]
+        if label is not None:
+            cm.update(pred, label)
     wall = time.perf_counter() - t_start
     out = {'strategy': strategy.name, 'frames': len(preds),
            'latency_ms': percentiles_ms(latency, (50, 95, 99)),
@@ -145,7 +150,8 @@ def pda_curve(strategy: Strategy, clip: Clip, max_distance: int = 9, progress: b
            for d in range(max_distance + 1)}
     counts = {d: 0 for d in cms}
     dist: dict[int, list[float]] = {d: [] for d in range(max_distance + 1)}
-    key_ms, nonkey_ms = [], []
+    key_ms: list[float] = []
+    nonkey_ms: list[float] = []
     saved = strategy.config.keyframe_interval
     strategy.config.keyframe_interval = max_distance + 1
     try:
@@ -160,8 +166,9 @@ def pda_curve(strategy: Strategy, clip: Clip, max_distance: int = 9, progress: b
                 counts[d] += 1
                 if seg.distortion is not None:
                     dist[d].append(seg.distortion)
-                if clip.labels[s + d] is not None:
-                    cms[d].update(clip.to_label_space(seg.labels), clip.labels[s + d])
+                label = clip.labels[s + d]
+                if label is not None:
+                    cms[d].update(clip.to_label_space(seg.labels), label)
     finally:
         strategy.config.keyframe_interval = saved
     return {'miou': {d: cms[d].miou() * 100 for d in cms},
@@ -177,13 +184,14 @@ def per_frame_at_distance(preds: list[np.ndarray], clip: Clip, max_distance: int
     for d in range(max_distance + 1):
         cm = clip.confusion_matrix()
         for s in range(n - 1):
-            if s + d < n and clip.labels[s + d] is not None:
-                cm.update(preds[s + d], clip.labels[s + d])
+            label = clip.labels[s + d] if s + d < n else None
+            if label is not None:
+                cm.update(preds[s + d], label)
         out[d] = cm.miou() * 100
     return out
 
 
-def load_clip(source: str, labels: str | None, meta, label_map: str | None = None,
+def load_clip(source: str, labels: str | None, meta: ModelMeta, label_map: str | None = None,
               fps: float = 15.0, max_frames: int | None = None,
               topic: str | None = None, allow_unknown_labels: bool = False) -> Clip:
     """Any frame source (+ labels) as a :class:`Clip`, in time order.
@@ -205,7 +213,9 @@ def load_clip(source: str, labels: str | None, meta, label_map: str | None = Non
     from vsda_ros.models.zoo import label_mapping, label_palette
 
     mapping, names = label_mapping(label_map, meta)
-    images, labs, stamps = [], [], []
+    images: list[np.ndarray] = []
+    labs: list[np.ndarray | None] = []
+    stamps: list[float] = []
     unknown = 0
     for frame, label in open_labelled(source, topic=topic, labels=labels, fps=fps,
                                       max_frames=max_frames):

@@ -9,6 +9,7 @@ keyframe propagation warps ``forward_features`` output and re-runs only ``forwar
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +68,19 @@ class ModelMeta:
         return cls(**d)
 
 
+class RawNet(Protocol):
+    """What :class:`SegmentationModel` needs of its raw network (typing only)."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor: ...
+
+
+def raw_net(net: nn.Module) -> RawNet:
+    """``net`` seen through :class:`RawNet` (``nn.Module.__getattr__`` hides its methods)."""
+    return cast(RawNet, net)
+
+
 class SegmentationModel(nn.Module):
     """Normalisation + raw network + class slicing: the one model contract.
 
@@ -78,6 +92,9 @@ class SegmentationModel(nn.Module):
       head's own resolution (use :meth:`forward` for logits at the input size);
     - :meth:`forward` → logits B×C×H×W.
     """
+
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self, net: nn.Module, meta: ModelMeta) -> None:
         super().__init__()
@@ -98,11 +115,11 @@ class SegmentationModel(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """B×3×H×W RGB in [0, 1] → B×F×h×w decoder features."""
-        return self.net.forward_features(self.normalize(x))
+        return raw_net(self.net).forward_features(self.normalize(x))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """B×F×h×w features → B×C×H'×W' logits of the kept classes."""
-        return self.net.forward_head(features)[:, : self.num_classes]
+        return raw_net(self.net).forward_head(features)[:, : self.num_classes]
 
     def logits_from_features(self, features: torch.Tensor, size: tuple[int, int]
                              ) -> torch.Tensor:
@@ -117,4 +134,4 @@ class SegmentationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B×3×H×W RGB in [0, 1] → B×C×H×W logits."""
-        return self.logits_from_features(self.forward_features(x), x.shape[-2:])
+        return self.logits_from_features(self.forward_features(x), (x.shape[-2], x.shape[-1]))

@@ -12,13 +12,14 @@ unknown or mistyped meta fields, weights that do not fit the architecture — ra
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from vsda_ros.models.architectures import build_for
-from vsda_ros.models.base import ModelMeta, SegmentationModel
+from vsda_ros.models.base import ModelMeta, SegmentationModel, raw_net
 from vsda_ros.models.safe_load import ModelLoadError, safe_torch_load
 
 __all__ = ['FORMAT', 'ModelLoadError', 'check_state_dict', 'load_checkpoint', 'meta_from_dict',
@@ -83,7 +84,8 @@ def head_channels(model: SegmentationModel) -> int:
     try:
         with torch.inference_mode():
             x = torch.zeros(1, 3, 64, 64)
-            return int(model.net.forward_head(model.net.forward_features(x)).shape[1])
+            net = raw_net(model.net)
+            return int(net.forward_head(net.forward_features(x)).shape[1])
     finally:
         model.net.train(training)
 
@@ -119,7 +121,7 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _seq(v: object, n: int | None, item) -> bool:
+def _seq(v: object, n: int | None, item: Callable[[object], bool]) -> bool:
     return (isinstance(v, (list, tuple)) and (n is None or len(v) == n)
             and all(item(x) for x in v))
 

@@ -77,7 +77,7 @@ class ESPBlock(nn.Module):
         self.d8 = Conv(n, n, 3, dilation=8)
         self.d16 = Conv(n, n, 3, dilation=16)
         if down:
-            self.bn = nn.BatchNorm2d(cout, eps=BN_EPS)
+            self.bn: nn.Module = nn.BatchNorm2d(cout, eps=BN_EPS)
             self.act = nn.PReLU(cout)
         else:
             self.bn = BR(cout)

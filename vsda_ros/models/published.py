@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vsda_ros.models.base import ModelMeta
 from vsda_ros.models.labels import (CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES,
@@ -33,10 +34,12 @@ class ZooEntry:
     meta: ModelMeta
 
 
-def _espnet_meta(name: str, mean_bgr, std_bgr, **kw) -> ModelMeta:
+def _espnet_meta(name: str, mean_bgr: tuple[float, float, float],
+                 std_bgr: tuple[float, float, float], **kw: Any) -> ModelMeta:
     # ESPNet: (BGR·255 − mean) / std / 255  ==  (BGR − mean/255) / std  on input in [0, 1].
-    return ModelMeta(name=name, arch='espnet', mean=tuple(m / 255.0 for m in mean_bgr),
-                     std=tuple(std_bgr), bgr=True, **kw)
+    b, g, r = mean_bgr
+    return ModelMeta(name=name, arch='espnet', mean=(b / 255.0, g / 255.0, r / 255.0),
+                     std=std_bgr, bgr=True, **kw)
 
 
 ZOO: dict[str, ZooEntry] = {

@@ -46,6 +46,11 @@ def _check_downscale(k: int) -> int:
     return int(k)
 
 
+def _hw(x: Tensor) -> tuple[int, int]:
+    """(H, W) of a …×H×W tensor."""
+    return x.shape[-2], x.shape[-1]
+
+
 def _shrink(x: Tensor, k: int) -> Tensor:
     """k×k average pooling (``ceil_mode``: odd sizes keep their last row/column); k = 1: x."""
     return x if k == 1 else F.avg_pool2d(x, k, ceil_mode=True)
@@ -189,6 +194,7 @@ class CFNet(nn.Module):
         last = {8: w2, 4: w2, 2: width}[out_stride]
         self.head = nn.Conv2d(last, out_ch, 1)
         if guide_ch:
+            assert self.head.bias is not None  # nn.Conv2d's default bias=True
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
@@ -205,8 +211,8 @@ class CFNet(nn.Module):
         if self.guide_ch:
             if guide is None:
                 raise ValueError('this CFNet is guided: pass the warped features as guide')
-            out_size = out_size or tuple(guide.shape[-2:])
-            inp = torch.cat((inp, _resize(guide, tuple(inp.shape[-2:]))), dim=1)
+            out_size = out_size or _hw(guide)
+            inp = torch.cat((inp, _resize(guide, _hw(inp))), dim=1)
         s2 = self.enc2(inp)
         s4 = self.enc4(s2)
         y = self.enc8(s4)
@@ -232,7 +238,8 @@ class CFNet(nn.Module):
         """
         out = self._output(x, out_size, guide)
         if self.guide_ch:
-            out = out + _resize(guide, tuple(out.shape[-2:]))
+            assert guide is not None  # _output raised otherwise
+            out = out + _resize(guide, _hw(out))
         return out
 
     def correct(self, x: Tensor, warped_feat: Tensor, distortion: Tensor) -> Tensor:
@@ -251,9 +258,9 @@ class CFNet(nn.Module):
             B×C×h×w corrected features.
         """
         if not self.guide_ch:
-            return fcm(warped_feat, self(x, out_size=tuple(warped_feat.shape[-2:])), distortion)
-        residual = self._output(x, tuple(warped_feat.shape[-2:]), warped_feat)
-        d = _resize(distortion.to(warped_feat.dtype), tuple(warped_feat.shape[-2:]))
+            return fcm(warped_feat, self(x, out_size=_hw(warped_feat)), distortion)
+        residual = self._output(x, _hw(warped_feat), warped_feat)
+        d = _resize(distortion.to(warped_feat.dtype), _hw(warped_feat))
         return torch.addcmul(warped_feat, d, residual)
 
 
@@ -276,7 +283,7 @@ def fcm(warped_feat: Tensor, correction_feat: Tensor, distortion: Tensor) -> Ten
     d = distortion.unsqueeze(1) if distortion.dim() == 3 else distortion
     if d.dim() != 4 or d.shape[1] != 1 or d.shape[0] not in (1, warped_feat.shape[0]):
         raise ValueError(f'distortion must be B×1×h×w, got shape {tuple(distortion.shape)}')
-    d = _resize(d.to(warped_feat.dtype), tuple(warped_feat.shape[-2:]))
+    d = _resize(d.to(warped_feat.dtype), _hw(warped_feat))
     return torch.lerp(warped_feat, correction_feat, d)
 
 

@@ -15,6 +15,8 @@ residual, which is then exactly zero (see :meth:`FusionBlock.forward`).
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,6 +40,16 @@ def summed_offsets(offsets: list[Tensor]) -> Tensor:
     """
     b, _, h, w = offsets[0].shape
     return torch.stack(offsets).sum(0).view(b, _TAPS, 2, h, w)
+
+
+def conv_weight(conv: nn.Module) -> Tensor:
+    """``conv.weight`` as the tensor it is (``nn.Module`` attribute access is typed loosely)."""
+    return cast(Tensor, conv.weight)
+
+
+def conv_bias(conv: nn.Module) -> Tensor:
+    """``conv.bias`` of a conv that has one, as a tensor (see :func:`conv_weight`)."""
+    return cast(Tensor, conv.bias)
 
 
 def deform_conv_sampled(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor,
@@ -115,6 +127,8 @@ class FusionBlock(nn.Module):
     zero on the aligned ones.
     """
 
+    _pass_through: Tensor  # buffer, registered in __init__
+
     def __init__(self, num_classes: int, hidden: int | None = None, num_deform: int = 4,
                  scale: float = 0.25, offset_hidden: int = 0) -> None:
         super().__init__()
@@ -154,14 +168,14 @@ class FusionBlock(nn.Module):
         two-conv offset predictor's first conv: PyTorch's default)."""
         for pred in self.offsets:
             conv = pred[-1] if isinstance(pred, nn.Sequential) else pred
-            nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
-        for conv in self.deforms:
-            nn.init.zeros_(conv.weight)
-            conv.weight[:, :, _K // 2, _K // 2] = 2.0 * torch.eye(self.num_classes)
-            nn.init.zeros_(conv.bias)
+            nn.init.zeros_(conv_weight(conv))
+            nn.init.zeros_(conv_bias(conv))
+        for deform in self.deforms:
+            nn.init.zeros_(conv_weight(deform))
+            conv_weight(deform)[:, :, _K // 2, _K // 2] = 2.0 * torch.eye(self.num_classes)
+            nn.init.zeros_(conv_bias(deform))
         self.fuse.weight.copy_(self._pass_through)
-        nn.init.zeros_(self.fuse.bias)
+        nn.init.zeros_(conv_bias(self.fuse))
 
     def block_size(self, h: int, w: int) -> tuple[int, int]:
         """The working size for an ``h×w`` input: ``round(h*scale)×round(w*scale)``, >= 1 px."""
@@ -186,7 +200,8 @@ class FusionBlock(nn.Module):
             if offsets is not None:
                 offsets.append(offset)
             if aligned.device.type == 'cpu' and min(aligned.shape[-2:]) >= 2:
-                aligned = deform_conv_sampled(aligned, offset, mask, deform.weight, deform.bias)
+                aligned = deform_conv_sampled(aligned, offset, mask, conv_weight(deform),
+                                              conv_bias(deform))
             else:
                 aligned = deform(aligned, offset, mask)
         return aligned
@@ -227,7 +242,7 @@ class FusionBlock(nn.Module):
         small = self.block_size(*size) if cur.dim() == 4 else None
         if (cur.dim() != 4 or prev.dim() != 4 or cur.shape[1] != self.num_classes
                 or prev.shape[:2] != cur.shape[:2]
-                or prev.shape[-2:] not in (size, torch.Size(small))):
+                or small is None or prev.shape[-2:] not in (size, torch.Size(small))):
             raise ValueError(f'expected cur B×{self.num_classes}×H×W and prev of the same shape '
                              f'(or at the block size), got {tuple(cur.shape)} and '
                              f'{tuple(prev.shape)}')

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import DeformConv2d
 
-from vsda_ros.temporal.fusion_block import deform_conv_sampled
+from vsda_ros.temporal.fusion_block import conv_bias, conv_weight, deform_conv_sampled
 from vsda_ros.temporal.flow import warp
 
 _K = 3
@@ -159,6 +159,9 @@ class GuidedFusionBlock(nn.Module):
     ``frame_gate``).
     """
 
+    _disp_x: Tensor  # buffers, registered in __init__
+    _disp_y: Tensor
+
     uses_images = True
 
     def __init__(self, num_classes: int, scale: float = 1 / 6, guide_ch: int = 16,
@@ -218,19 +221,20 @@ class GuidedFusionBlock(nn.Module):
         layer start at zero (motion = the soft-argmax, the steps a pure warp, the gate ``blend``
         everywhere), the pixel mask at sigmoid(6) = 0.998; each deformable conv starts as the
         identity on its centre tap (2·I, cancelling the 0.5 mask)."""
-        last = (self.frame_head[-1],) if self.frame_head is not None else ()
+        last: tuple[nn.Module, ...] = (
+            (self.frame_head[-1],) if self.frame_head is not None else ())
         if self.mask is not None:
             last += (self.mask[-1],)
         for conv in (self.motion[-1], *self.offsets, self.gate[-1], *last):
-            nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
+            nn.init.zeros_(conv_weight(conv))
+            nn.init.zeros_(conv_bias(conv))
         if self.mask is not None:
-            self.mask[-1].bias.fill_(6.0)                  # sigmoid(6) = 0.998
-        self.gate[-1].bias.fill_(math.log(self.blend / (1 - self.blend)))
-        for conv in self.deforms:
-            nn.init.zeros_(conv.weight)
-            conv.weight[:, :, _K // 2, _K // 2] = 2.0 * torch.eye(self.num_classes)
-            nn.init.zeros_(conv.bias)
+            conv_bias(self.mask[-1]).fill_(6.0)            # sigmoid(6) = 0.998
+        conv_bias(self.gate[-1]).fill_(math.log(self.blend / (1 - self.blend)))
+        for deform in self.deforms:
+            nn.init.zeros_(conv_weight(deform))
+            conv_weight(deform)[:, :, _K // 2, _K // 2] = 2.0 * torch.eye(self.num_classes)
+            nn.init.zeros_(conv_bias(deform))
 
     # -- sizes ------------------------------------------------------------------------------
     def block_size(self, h: int, w: int) -> tuple[int, int]:
@@ -293,7 +297,8 @@ class GuidedFusionBlock(nn.Module):
             offset = om[:, :2 * _TAPS] + (base if i == 0 else 0)
             mask = om[:, 2 * _TAPS:].sigmoid()
             if aligned.device.type == 'cpu':
-                aligned = deform_conv_sampled(aligned, offset, mask, deform.weight, deform.bias)
+                aligned = deform_conv_sampled(aligned, offset, mask, conv_weight(deform),
+                                              conv_bias(deform))
             else:
                 aligned = deform(aligned, offset, mask)
         return aligned

@@ -8,8 +8,10 @@ holds ``temporal``: ``{kind: {'args': constructor kwargs, 'state_dict': weights}
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import nn
 
@@ -17,8 +19,11 @@ from vsda_ros.temporal.correction import CFNet, DMNet
 from vsda_ros.temporal.fusion_block import FusionBlock
 from vsda_ros.temporal.guided_fusion import GuidedFusionBlock
 
+if TYPE_CHECKING:
+    from vsda_ros.inference import Segmenter
 
-def fusion_block(variant: str = 'scores', **args) -> nn.Module:
+
+def fusion_block(variant: str = 'scores', **args: Any) -> nn.Module:
     """The fusion block of a variant: ``'scores'`` (:class:`FusionBlock`, offsets from class
     scores; checkpoints without a variant are this one) or ``'guided'``
     (:class:`GuidedFusionBlock`, offsets from image features of both frames).
@@ -32,16 +37,23 @@ def fusion_block(variant: str = 'scores', **args) -> nn.Module:
     raise ValueError(f"unknown fusion variant {variant!r}; known: 'scores', 'guided'")
 
 
-KINDS = {'fusion': fusion_block, 'dmnet': DMNet, 'cfnet': CFNet}
+KINDS: dict[str, Callable[..., nn.Module]] = {'fusion': fusion_block, 'dmnet': DMNet,
+                                              'cfnet': CFNet}
 
 
-def make_module(kind: str, **args) -> nn.Module:
+def make_module(kind: str, **args: Any) -> nn.Module:
     """Build a temporal module and remember its constructor arguments (for checkpoints)."""
     if kind not in KINDS:
         raise ValueError(f'unknown temporal module {kind!r}; known: {", ".join(KINDS)}')
     module = KINDS[kind](**args)
-    module.vsda_args = dict(args)
+    # torch types Module attributes as tensors or modules; this one is a plain dict
+    module.vsda_args = dict(args)  # type: ignore[assignment]
     return module
+
+
+def module_args(module: nn.Module) -> dict[str, Any]:
+    """The constructor arguments :func:`make_module` recorded on ``module`` (``vsda_args``)."""
+    return cast('dict[str, Any]', module.vsda_args)
 
 
 @dataclass
@@ -52,15 +64,15 @@ class TemporalModules:
     dmnet: nn.Module | None = None
     cfnet: nn.Module | None = None
 
-    def fusion_for(self, segmenter) -> nn.Module:
+    def fusion_for(self, segmenter: Segmenter) -> nn.Module:
         """The trained fusion block, or an untrained one (which equals per-frame exactly).
 
         Raises ``ValueError`` if the trained block was made for another number of classes.
         """
         c = segmenter.meta.num_classes
         block = self.fusion if self.fusion is not None else make_module('fusion', num_classes=c)
-        if block.vsda_args.get('num_classes') != c:
-            raise ValueError(f'the fusion block is for {block.vsda_args.get("num_classes")} '
+        if module_args(block).get('num_classes') != c:
+            raise ValueError(f'the fusion block is for {module_args(block).get("num_classes")} '
                              f'classes but model {segmenter.meta.name} has {c}')
         return block
 

@@ -199,18 +199,18 @@ def glare(image: np.ndarray, p: Params, rng: np.random.Generator,
     lin = fields.to_linear(image)
     c = np.asarray(p['center'], np.float32)
     color = np.asarray(p['color'], np.float32)
-    near = fields.gaussian_blobs(h, w, c[None], np.float32([0.45]),
-                                 np.float32([[p['contrast_loss']] * 3]))
+    near = fields.gaussian_blobs(h, w, c[None], np.array([0.45], np.float32),
+                                 np.array([[p['contrast_loss']] * 3], np.float32))
     lin *= 1.0 - near
-    light = fields.bloom_lights(h, w, c[None], np.float32([p['core']]),
+    light = fields.bloom_lights(h, w, c[None], np.array([p['core']], np.float32),
                                 color[None] * np.float32(p['strength']), spread=p['spread'])
     lin += light
     lin += np.float32(p['veil']) * color
     if p['ghosts'] > 0:
-        steps = np.float32([0.55, 1.25, 1.6])[:, None]
-        pos = c + steps * (np.float32([0.5, 0.5]) - c) * 2
-        tints = np.float32([[0.6, 1.0, 0.7], [0.8, 0.6, 1.0], [1.0, 0.8, 0.5]])
-        lin += fields.gaussian_blobs(h, w, pos, np.float32([0.03, 0.06, 0.02]),
+        steps = np.array([0.55, 1.25, 1.6], np.float32)[:, None]
+        pos = c + steps * (np.array([0.5, 0.5], np.float32) - c) * 2
+        tints = np.array([[0.6, 1.0, 0.7], [0.8, 0.6, 1.0], [1.0, 0.8, 0.5]], np.float32)
+        lin += fields.gaussian_blobs(h, w, pos, np.array([0.03, 0.06, 0.02], np.float32),
                                      tints * np.float32(p['ghosts']))
     return fields.to_srgb8(lin)
 
@@ -281,7 +281,7 @@ def wiper(image: np.ndarray, x: float, rng: np.random.Generator) -> np.ndarray:
     sweep = _lerp(0.03, 0.25, x) * (1 if rng.random() < 0.5 else -1)
     thickness = max(1, int(round(_lerp(0.04, 0.16, x) * h)))
     reach = 2.5 * max(h, w)                              # long enough to leave the frame
-    cover = np.zeros((h, w), np.float32)
+    cover: np.ndarray = np.zeros((h, w), np.float32)
     step = np.zeros((h, w), np.uint8)
     for a in angle + sweep * np.linspace(-0.5, 0.5, WIPER_STEPS):
         tip = pivot + reach * np.array([np.sin(a), -np.cos(a)])

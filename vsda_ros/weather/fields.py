@@ -202,12 +202,12 @@ def streak_layer(height: int, width: int, starts: np.ndarray, lengths: np.ndarra
     level (rounded to 1/16) so each group is one ``cv2.polylines`` call; a final Gaussian blur of
     ``blur`` px gives motion-blurred soft edges.
     """
-    layer = np.zeros((height, width), np.float32)
+    layer: np.ndarray = np.zeros((height, width), np.float32)
     if len(starts) == 0:
         return layer
-    p0 = np.asarray(starts, np.float32) * np.float32([width, height])
-    d = np.asarray(lengths, np.float32)[:, None] * height * np.float32(
-        [np.sin(angle), np.cos(angle)])
+    p0 = np.asarray(starts, np.float32) * np.array([width, height], np.float32)
+    d = np.asarray(lengths, np.float32)[:, None] * height * np.array(
+        [np.sin(angle), np.cos(angle)], np.float32)
     seg = np.stack([p0, p0 + d], axis=1)                                   # N×2×2
     seg = np.round(seg * 16).astype(np.int32)                              # 4 fractional bits
     levels = np.round(np.asarray(values, np.float32) * 16).astype(np.int32)
@@ -232,7 +232,7 @@ def flake_layer(height: int, width: int, centers: np.ndarray, radius: float,
     depend on N. Flakes smaller than a pixel (radius < 1) are drawn with opacity × radius², so
     low resolutions are not covered more than high ones.
     """
-    layer = np.zeros((height, width), np.float32)
+    layer: np.ndarray = np.zeros((height, width), np.float32)
     if len(centers) == 0:
         return layer
     c = np.asarray(centers, np.float32)
@@ -278,8 +278,8 @@ def add_sensor_noise(linear: np.ndarray, shot: float, read: float,
         return linear
     h, w = linear.shape[:2]
     luma = rng.standard_normal((h, w), dtype=np.float32)
-    chroma = rng.standard_normal((max(1, (h + 1) // 2), max(1, (w + 1) // 2), 2),
-                                 dtype=np.float32)
+    chroma: np.ndarray = rng.standard_normal((max(1, (h + 1) // 2), max(1, (w + 1) // 2), 2),
+                                             dtype=np.float32)
     chroma = cv2.resize(chroma, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, 2)
     noise = cv2.transform(np.dstack([luma, chroma]), _NOISE_MIX).reshape(h, w, 3)
     sigma = np.maximum(linear, np.float32(0.0))

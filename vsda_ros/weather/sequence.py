@@ -113,14 +113,15 @@ def evolve_state(kind: str, s: Params, rng: np.random.Generator) -> Params:
                                            0.8, 1.2))
         vel = (0.95 * s['light_velocity']
                + rng.normal(0, 0.0004, s['light_velocity'].shape)).astype(np.float32)
-        lo = np.float32([0.02, 0.03])
-        hi = np.float32([0.98, s['horizon'] + 0.15])
+        lo = np.array([0.02, 0.03], np.float32)
+        hi = np.array([0.98, s['horizon'] + 0.15], np.float32)
         s['light_positions'], s['light_velocity'] = _reflect(s['light_positions'] + vel, vel,
                                                              lo, hi)
     elif kind == 'glare':
         vel = (0.97 * s['velocity'] + rng.normal(0, 0.0012, 2)).astype(np.float32)
-        s['center'], s['velocity'] = _reflect(s['center'] + vel, vel, np.float32([0.1, 0.05]),
-                                              np.float32([0.9, 0.5]))
+        s['center'], s['velocity'] = _reflect(s['center'] + vel, vel,
+                                              np.array([0.1, 0.05], np.float32),
+                                              np.array([0.9, 0.5], np.float32))
     elif kind != 'noise':
         raise ValueError(f'unknown weather kind {kind!r}')
     return s

@@ -51,7 +51,7 @@ def _check_number(value: object, what: str, low_open: bool) -> float:
     if isinstance(value, bool):
         raise ValueError(f'transient {what} must be a number in {interval}, got {value!r}')
     try:
-        v = float(value)
+        v = float(value)  # type: ignore[arg-type]  # anything: the except reports the rest
     except (TypeError, ValueError):
         raise ValueError(f'transient {what} must be a number in {interval}, '
                          f'got {value!r}') from None
