@@ -28,11 +28,13 @@ export FASTDDS_DEFAULT_PROFILES_FILE ?= $(abspath config/fastdds_profile.xml)
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench accuracy models clean help ros2-tools
+.PHONY: venv demo test test-fast lint bench accuracy models clean help ros2-tools
 
 help:
 	@echo "make demo      set up the venv, run segmentation_node on the real CamVid clip over ROS 2, print where the results are"
-	@echo "make test      set up the venv, then run the test suite"
+	@echo "make test      set up the venv, run make lint, then the whole test suite (what CI runs)"
+	@echo "make test-fast the unit tests: no DDS, no real-data runs, nothing marked slow (< 2 min)"
+	@echo "make lint      ruff check, ruff format --check and mypy (mypy.ini lists what it checks)"
 	@echo "make venv      create or refresh the venv ($(VENV) -> $(VENV_DIR))"
 	@echo "make ros2-tools  build ros2 launch/param/topic + colcon from ../shared/ros2-src (for make test)"
 	@echo "make accuracy  mIoU of the published models on the real CamVid val clip"
@@ -64,8 +66,20 @@ demo: venv
 	@test -d $(VSDA_DATA_DIR)/camvid/val || { echo "no real data at VSDA_DATA_DIR=$(VSDA_DATA_DIR) (expected ../shared/data)"; exit 2; }
 	$(VENV)/bin/vsda demo --out $(DEMO_OUT)
 
-test: venv ros2-tools
+# The quality gate, run first by `make test`: lint rules and formatting (ruff.toml), types
+# (mypy.ini: the modules listed there, the core strictly). Tool versions: requirements.lock.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: venv lint ros2-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everyday work: the tests that need neither DDS (`ros`) nor the real data (`data`) nor long
+# runs (`slow`); test/conftest.py sets the first two markers from what a test uses.
+test-fast: venv
+	$(PY) -m pytest -m "not ros and not data and not slow" $(PYTEST_ARGS)
 
 # Real ROS 2 tools (ros2 launch/param/topic, colcon) for test/test_ros2_tools.py, built from the
 # pinned sources in ../shared/ros2-src on a hard-linked copy of the venv (~5 min, once per lock +
