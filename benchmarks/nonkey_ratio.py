@@ -93,7 +93,7 @@ def flow_timing(pipe: Pipeline, images: list[np.ndarray], scales=(1, 2, 4),
     flows = {k: DISFlow('balanced', None if k == 1 else (w // k, h // k)) for k in scales}
     times: dict[int, list[float]] = {k: [] for k in scales}
     for _ in range(reps):
-        for a, b in zip(smalls, smalls[1:]):
+        for a, b in zip(smalls, smalls[1:], strict=False):
             for k in scales:
                 t0 = time.perf_counter()
                 flows[k](a, b)

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from uda_synthetic import tiny_model
 
+from uda_synthetic import tiny_model
 from vsda_ros.inference import Segmenter, SegmenterConfig
 from vsda_ros.temporal.async_keyframe import AsyncKeyframe
 from vsda_ros.temporal.keyframe import Keyframe
@@ -98,7 +98,7 @@ def test_simulated_delay_is_deterministic_and_reanchors(segmenter) -> None:
     # key at 0 (stream start, in line); started at 3 → lands at 5; started at 6 → lands at 8
     assert kinds == ['key', 'propagated', 'propagated', 'pending', 'pending', 'reanchored',
                      'pending', 'pending', 'reanchored', 'pending']
-    assert all(np.array_equal(a.labels, b.labels) for a, b in zip(*runs))
+    assert all(np.array_equal(a.labels, b.labels) for a, b in zip(*runs, strict=True))
     assert 'key_background' in runs[0][5].timings_ms
 
 

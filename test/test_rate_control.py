@@ -65,7 +65,7 @@ def test_hysteresis_does_not_oscillate_on_noise() -> None:
         is_key = i % ctrl.interval == 0
         ctrl.observe('key' if is_key else 'nonkey', (340 if is_key else 20) * f)
         seen.append(ctrl.decide().interval)
-    changes = sum(a != b for a, b in zip(seen[20:], seen[21:]))
+    changes = sum(a != b for a, b in zip(seen[20:], seen[21:], strict=False))
     assert changes <= 1, seen
 
 
