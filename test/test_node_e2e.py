@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -24,6 +23,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
+from ros_helpers import spin_until  # noqa: E402
 from vsda_ros.ros.conversions import image_to_rgb, numpy_to_image  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -57,12 +57,7 @@ class Harness:
         self.received[name][(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
 
     def spin_until(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.05)
-        return predicate()
+        return spin_until(self.executor, predicate, timeout)
 
     def send_and_wait(self, msg, key: tuple, outputs=OUTPUTS, tries: int = 3) -> bool:
         """Publish until every output for ``key`` arrived (input QoS is best effort, depth 1)."""

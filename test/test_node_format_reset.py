@@ -9,7 +9,6 @@ node's.
 from __future__ import annotations
 
 import threading
-import time
 
 import cv2
 import numpy as np
@@ -21,6 +20,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from ros_helpers import spin_until as spin_executor_until  # noqa: E402
 from vsda_ros.ros.conversions import message_to_rgb, numpy_to_image  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -82,10 +82,7 @@ def test_encoding_change_resets_to_a_fresh_nodes_mask(real_data, frames, strateg
         m.header.stamp.nanosec, m), QoSProfile(depth=10))
 
     def spin_until(pred, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not pred():
-            ex.spin_once(timeout_sec=0.02)
-        return pred()
+        return spin_executor_until(ex, pred, timeout, period=0.02)
 
     try:
         pub = client.create_publisher(Image, 'image', QoSProfile(depth=10))

@@ -28,6 +28,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
+from ros_helpers import spin_until  # noqa: E402
 from vsda_ros.ros.cameras import camera_layout  # noqa: E402
 from vsda_ros.ros.conversions import numpy_to_image  # noqa: E402
 from vsda_ros.ros.parameters import PARAMETERS  # noqa: E402
@@ -54,12 +55,7 @@ class Client:
         self.executor.add_node(self.node)
 
     def spin_until(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.05)
-        return predicate()
+        return spin_until(self.executor, predicate, timeout)
 
     def call(self, srv_type, name: str, request, timeout: float = 10.0):
         cli = self.node.create_client(srv_type, name)

@@ -21,6 +21,7 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
+from ros_helpers import spin_until as spin_executor_until  # noqa: E402
 from vsda_ros.ros.conversions import numpy_to_image  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -57,10 +58,7 @@ def system(real_data, tmp_path_factory):
             for c in 'ab' for o in ('mask', 'overlay')]
 
     def spin_until(pred, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not pred():
-            ex.spin_once(timeout_sec=0.05)
-        return pred()
+        return spin_executor_until(ex, pred, timeout)
 
     try:
         with node_process(params, stdout=log) as proc:

@@ -9,7 +9,6 @@ processed both copies: 10 stamps gave up to 20 masks.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 import cv2
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
+from ros_helpers import spin_until
 from vsda_ros.ros.cameras import Camera, camera_inputs, camera_layout
 
 SIZE = (160, 120)
@@ -94,10 +94,7 @@ class Client:
                 m.header.stamp.sec * 10**9 + m.header.stamp.nanosec), QoSProfile(depth=50))
 
     def spin_until(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not predicate():
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
+        return spin_until(self.executor, predicate, timeout, period=0.02)
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -22,6 +22,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
+from ros_helpers import spin_until  # noqa: E402
 from vsda_ros.data.bag_writer import write_bag  # noqa: E402
 from vsda_ros.data.bags import open_reader  # noqa: E402
 from vsda_ros.frames import Frame  # noqa: E402
@@ -67,10 +68,7 @@ class Receiver:
             raw=True) for topic, cls in topics.items()]
 
     def spin_until(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not predicate():
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
+        return spin_until(self.executor, predicate, timeout, period=0.02)
 
     def close(self) -> None:
         self.executor.shutdown()

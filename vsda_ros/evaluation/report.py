@@ -1,5 +1,5 @@
 """The ``vsda eval`` report: its rows (weather keys, agreement, hit split, cost comparison) and
-its Markdown tables. The runner that fills it is :mod:`vsda_ros.apps.eval`; the plots are
+its Markdown tables. The runner that fills it is :mod:`vsda_ros.evaluation.runner`; the plots are
 :mod:`vsda_ros.evaluation.plots`.
 
 Report keys (stable, documented in README):
@@ -38,14 +38,19 @@ a propagated frame and hides its key frames, which its mean includes.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 
 from vsda_ros.evaluation.metrics import ConfusionMatrix
 from vsda_ros.evaluation.temporal import Clip
 
+if TYPE_CHECKING:
+    from vsda_ros.weather import TransientSpec, WeatherSpec
 
-def degrade_clip(images: list[np.ndarray], spec, seed: int, temporal: bool
-                 ) -> tuple[list[np.ndarray], list[bool]]:
+
+def degrade_clip(images: list[np.ndarray], spec: WeatherSpec | TransientSpec, seed: int,
+                 temporal: bool                 ) -> tuple[list[np.ndarray], list[bool]]:
     """The clip's frames under ``spec``, in order, and which of them were degraded ("hit").
 
     ``spec`` is a :class:`~vsda_ros.weather.WeatherSpec`: with ``temporal`` its parameters
@@ -64,12 +69,13 @@ def degrade_clip(images: list[np.ndarray], spec, seed: int, temporal: bool
     return [wseq(img) for img in images], [True] * len(images)
 
 
-def degrade(images: list[np.ndarray], spec, seed: int, temporal: bool) -> list[np.ndarray]:
+def degrade(images: list[np.ndarray], spec: WeatherSpec | TransientSpec, seed: int,
+            temporal: bool) -> list[np.ndarray]:
     """The clip's frames under ``spec`` (see :func:`degrade_clip`), in order."""
     return degrade_clip(images, spec, seed, temporal)[0]
 
 
-def weather_mode(spec, temporal: bool = True) -> str:
+def weather_mode(spec: WeatherSpec | TransientSpec | None, temporal: bool = True) -> str:
     """``'clean'`` (``spec`` None), ``'transient'`` (a TransientSpec), else ``'temporal'`` or
     ``'iid'`` by ``temporal``: the ``weather_mode`` of a report row."""
     from vsda_ros.weather import TransientSpec
@@ -94,16 +100,18 @@ def hit_split(preds: list[np.ndarray], clip: Clip, hits: list[bool]) -> dict:
     if len(hits) != n or len(preds) not in (0, n):
         raise ValueError(f'{len(preds)} predictions and {len(hits)} hits for {n} frames')
     labelled = [i for i in range(n) if clip.labels[i] is not None and preds]
-    out = {'hit_frames': int(sum(hits)),
-           'hit_labelled_frames': sum(1 for i in range(n)
-                                      if clip.labels[i] is not None and hits[i])}
+    out: dict[str, float | None] = {
+        'hit_frames': int(sum(hits)),
+        'hit_labelled_frames': sum(1 for i in range(n) if clip.labels[i] is not None and hits[i])}
     if all(label is None for label in clip.labels):
         return out
     for key, want in (('miou_hit', True), ('miou_unhit', False)):
-        cm = ConfusionMatrix(clip.num_classes, clip.ignore_index)
+        cm = clip.confusion_matrix()  # the clip's ignore rule and unknown-id policy
         frames = [i for i in labelled if hits[i] == want]
         for i in frames:
-            cm.update(preds[i], clip.labels[i])
+            label = clip.labels[i]
+            if label is not None:  # always: ``labelled`` holds only labelled frames
+                cm.update(preds[i], label)
         score = cm.miou() * 100 if frames and cm.matrix.sum() else None
         out[key] = None if score is None or np.isnan(score) else score
     return out
@@ -116,7 +124,7 @@ def agreement(preds: list[np.ndarray], reference: list[np.ndarray], num_classes:
     against ``reference`` as if it were the label. Needs no ground truth.
     """
     cm = ConfusionMatrix(num_classes, ignore_index=255)
-    for p, r in zip(preds, reference):
+    for p, r in zip(preds, reference, strict=False):
         cm.update(p, r)
     return {'agreement': cm.pixel_accuracy() * 100, 'agreement_miou': cm.miou() * 100}
 
@@ -126,8 +134,8 @@ def mean_ms(samples: list[float]) -> float:
     return float(np.mean(samples)) if len(samples) else float('nan')
 
 
-def run_row(res: dict, spec, latency_samples: list[float], temporal: bool = True,
-            transient: dict | None = None) -> dict:
+def run_row(res: dict, spec: WeatherSpec | TransientSpec | None, latency_samples: list[float],
+            temporal: bool = True, transient: dict | None = None) -> dict:
     """One entry of the report's ``runs`` from a runner's result (``predictions`` and
     ``latency_samples`` already taken out of it): the weather keys first (``weather_mode`` by
     ``spec`` and ``temporal``; a transient spec adds ``transient_prob`` and the ``transient``
@@ -138,7 +146,7 @@ def run_row(res: dict, spec, latency_samples: list[float], temporal: bool = True
            'intensity': 0.0 if spec is None else spec.intensity,
            'weather_mode': weather_mode(spec, temporal)}
     if row['weather_mode'] == 'transient':
-        row['transient_prob'] = spec.prob
+        row['transient_prob'] = cast('TransientSpec', spec).prob  # weather_mode says so
         row.update(transient or {})
     return {**row, 'dropped': res.pop('dropped', 0), 'mean_ms': mean_ms(latency_samples),
             **res}
@@ -162,7 +170,7 @@ def compare_cost(runs: list[dict]) -> None:
             run['time_vs_per_frame'] = run['mean_ms'] / ref
 
 
-def _f(v, nd=2) -> str:
+def _f(v: float | None, nd: int = 2) -> str:
     return 'n/a' if v is None or (isinstance(v, float) and np.isnan(v)) else f'{v:.{nd}f}'
 
 
