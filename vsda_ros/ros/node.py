@@ -33,7 +33,8 @@ from sensor_msgs.msg import Image
 from vsda_ros.ros import diagnostics, parameters
 from vsda_ros.ros.cameras import (Camera, Scheduler, camera_inputs, camera_layout, out_topic,
                                   parse_priorities)
-from vsda_ros.ros.conversions import message_to_rgb, numpy_to_image
+from vsda_ros.ros.conversions import message_to_rgb
+from vsda_ros.ros.outputs import OutputWriter
 from vsda_ros.ros.process_guard import StartupError
 from vsda_ros.ros.processing import (StageClock, check_size, end_to_end_ms, frame_format,
                                      load_pipeline, stamp_ns, stamp_s)
@@ -74,6 +75,7 @@ class SegmentationNode(Node):
         inputs, weights = self._start_checked()
         self._out_qos = QoSProfile(depth=10)
         self._cameras: dict[str, Camera] = {}
+        self._writers: dict[str, OutputWriter] = {}  # per camera: reused output buffers
         self._subs: dict[str, dict[str, Any]] = {}  # camera → transport → subscription
         self._checked: dict[str, float] = {}        # camera → last transport decision
         self._add_cameras(inputs)
@@ -315,31 +317,14 @@ class SegmentationNode(Node):
             yield
 
     def _publish_outputs(self, cam: Camera, seg: Any, rgb: Any, header: Any) -> None:
-        """Publish the outputs someone subscribes to (and whose switch is on); images are
-        built outside the publish lock, sent under it."""
-        with self._rcl():
-            if self._wanted(cam, 'mask'):
-                cam.pubs['mask'].publish(numpy_to_image(seg.labels, header))
-            want_color = self._wanted(cam, 'color_mask')
-            want_overlay = self._wanted(cam, 'overlay')
-        if want_color or want_overlay:
-            from vsda_ros.visualize import colorize, overlay
-            color = colorize(seg.labels, self._lut)
-            if want_color:
-                out = numpy_to_image(color, header)
-                with self._rcl():
-                    cam.pubs['color_mask'].publish(out)
-            if want_overlay:
-                alpha = float(self._live['overlay_alpha'])
-                out = numpy_to_image(overlay(rgb, color, alpha), header)
-                with self._rcl():
-                    cam.pubs['overlay'].publish(out)
-        with self._rcl():
-            want_conf = self._wanted(cam, 'confidence')
-        if want_conf:
-            out = numpy_to_image(seg.confidence, header)
-            with self._rcl():
-                cam.pubs['confidence'].publish(out)
+        """Publish the outputs someone subscribes to (and whose switch is on), mask first;
+        images are built outside the publish lock, sent under it (see
+        :class:`~vsda_ros.ros.outputs.OutputWriter`)."""
+        writer = self._writers.get(cam.key)
+        if writer is None:
+            writer = self._writers[cam.key] = OutputWriter(self._lut)
+        writer.publish(cam.pubs, seg, rgb, header, float(self._live['overlay_alpha']),
+                       lambda name: self._wanted(cam, name), self._rcl)
 
     def _record(self, cam: Camera, header: Any, stages: dict[str, float],
                 keyframe: bool) -> None:
