@@ -47,6 +47,7 @@ def data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # two processes training over gloo (~1 min on a loaded 2-core machine)
 def test_two_process_gloo_run_keeps_ranks_in_sync_and_rank0_writes(data, tmp_path):
     from vsda_ros.adaptation.train import weights_digest
     from vsda_ros.models.zoo import load_model
