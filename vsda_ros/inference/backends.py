@@ -136,12 +136,13 @@ class CompileOptions:
 
     Attributes:
         threads: CPU threads (default: ``torch.get_num_threads()``, i.e. OMP_NUM_THREADS).
-        cache_dir: OpenVINO compiled-blob cache (``CACHE_DIR``): a restart loads instead of
-            recompiling. ``None`` = no cache.
+        blob_dir: where OpenVINO's compiled models are kept (``export_model``, written
+            atomically with a digest record; :func:`_ov_compiled`): a restart imports instead
+            of recompiling. ``None`` = compile every time.
     """
 
     threads: int | None = None
-    cache_dir: Path | None = None
+    blob_dir: Path | None = None
 
 
 def compile_graph(backend: str, precision: str, path: Path, device: torch.device,
@@ -154,15 +155,7 @@ def compile_graph(backend: str, precision: str, path: Path, device: torch.device
     options = options or CompileOptions()
     threads = int(options.threads or torch.get_num_threads())
     if backend == 'openvino':
-        import openvino as ov
-        core = ov.Core()
-        config = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
-                  'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY',
-                  'NUM_STREAMS': 1}
-        if options.cache_dir is not None:
-            Path(options.cache_dir).mkdir(parents=True, exist_ok=True)
-            config['CACHE_DIR'] = str(options.cache_dir)
-        return _ov_runner(core.compile_model(str(path), 'CPU', config))
+        return _ov_runner(_ov_compiled(Path(path), precision, threads, options.blob_dir))
     if backend == 'onnxruntime':
         import onnxruntime as ort
         so = ort.SessionOptions()
@@ -177,6 +170,88 @@ def compile_graph(backend: str, precision: str, path: Path, device: torch.device
         session = ort.InferenceSession(str(path), so, providers=providers)
         return _ort_runner(session)
     raise ValueError(f'no compiled graphs for backend {backend!r}')
+
+
+def _ov_compiled(path: Path, precision: str, threads: int, blob_dir: Path | None):
+    """OpenVINO's compiled model of ``path``: imported from ``blob_dir`` when a blob of this
+    graph (its sha256), precision, thread count, OpenVINO version and CPU is there and matches
+    the digest recorded beside it; else compiled and exported there (atomically, then its
+    digest recorded). A blob that does not match or does not import is reported (WARN naming
+    it) and replaced. Raises ``RuntimeError`` from OpenVINO when the graph does not compile."""
+    import openvino as ov
+    core = ov.Core()
+    config = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
+              'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY',
+              'NUM_STREAMS': 1}
+    if blob_dir is None:
+        return core.compile_model(str(path), 'CPU', config)
+    blob = _blob_path(core, path, precision, threads, Path(blob_dir))
+    why = _blob_problem(blob)
+    if why is None:
+        try:
+            return core.import_model(blob.read_bytes(), 'CPU', config)
+        except (RuntimeError, OSError) as e:
+            why = f'OpenVINO cannot import it ({str(e).strip().splitlines()[0][:160]})'
+    if why != 'absent':
+        log.warning('%s: %s; recompiling it from %s', blob, why, path)
+    compiled = core.compile_model(str(path), 'CPU', config)
+    data = compiled.export_model()      # bytes, or a BytesIO in recent OpenVINO releases
+    _save_blob(data.getvalue() if hasattr(data, 'getvalue') else bytes(data), blob)
+    return compiled
+
+
+def _blob_path(core, path: Path, precision: str, threads: int, blob_dir: Path) -> Path:
+    """``blob_dir/<graph sha256[:20]>-<precision>-t<threads>-<runtime key>.blob``."""
+    import hashlib
+
+    import openvino as ov
+
+    from vsda_ros.fetch import file_sha256
+    graph = file_sha256(path)
+    if path.suffix == '.xml':   # IR: the weights are in the .bin beside it
+        graph = hashlib.sha256((graph + file_sha256(path.with_suffix('.bin'))).encode()
+                               ).hexdigest()
+    runtime = '|'.join([ov.get_version(), str(core.get_property('CPU', 'FULL_DEVICE_NAME')),
+                        ','.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))])
+    key = hashlib.sha256(runtime.encode()).hexdigest()[:8]
+    return blob_dir / f'{graph[:20]}-{precision}-t{threads}-{key}.blob'
+
+
+def _blob_problem(blob: Path) -> str | None:
+    """``None`` when ``blob`` matches the digest in ``<blob>.json``; ``'absent'`` when there
+    is no blob; else why it cannot be trusted."""
+    import json
+
+    from vsda_ros.fetch import file_sha256
+    if not blob.is_file():
+        return 'absent'
+    record = blob.with_suffix('.json')
+    try:
+        want = json.loads(record.read_text())
+        size, digest = int(want['size']), str(want['sha256'])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f'no readable digest record ({record.name})'
+    if blob.stat().st_size != size:
+        return f'size {blob.stat().st_size} bytes, {size} recorded in {record.name} (truncated?)'
+    if file_sha256(blob) != digest:
+        return f'sha256 differs from the one recorded in {record.name} (damaged)'
+    return None
+
+
+def _save_blob(data: bytes, blob: Path) -> None:
+    """Write ``data`` to ``blob`` atomically, then its digest record; a read-only cache only
+    costs a recompile next time (logged at INFO)."""
+    import hashlib
+    import json
+
+    from vsda_ros.paths import make_shared_dir, write_atomic
+    record = {'sha256': hashlib.sha256(data).hexdigest(), 'size': len(data)}
+    try:
+        make_shared_dir(blob.parent)
+        write_atomic(blob, data)
+        write_atomic(blob.with_suffix('.json'), json.dumps(record).encode())
+    except OSError as e:
+        log.info('compiled model not cached (%s): the next start compiles again', e)
 
 
 class CompiledModel:

@@ -17,8 +17,16 @@ An **export folder** holds, for one model at one input size W×H:
 
 ``model: DIR`` loads such a folder like a zoo name (:func:`resolve_model`). Folders made on
 demand by a compiled backend live in ``VSDA_CACHE_DIR/compiled/<state sha256[:16]>_<W>x<H>/``;
-OpenVINO's compiled blobs are cached inside, under ``ov_cache/<precision>/``, so the key is
-(weights sha256, size, backend, precision) and a node restart does not recompile.
+OpenVINO's compiled blobs in ``VSDA_CACHE_DIR/compiled/openvino/`` (keyed by the graph's
+sha256, precision, threads, OpenVINO version and CPU: :mod:`vsda_ros.inference.backends`), so a
+node restart does not recompile.
+
+**Integrity.** Every file is written atomically (a temporary name, then a rename) and its
+sha256 and size are recorded in the sidecar (``files``); the files a run uses are checked
+against that record when used (:meth:`ExportInfo.problem`; hashed once per file version, see
+:func:`vsda_ros.fetch.file_sha256`). A damaged cache entry is reported (WARN naming the file)
+and rebuilt; a damaged user export folder raises :class:`DamagedExport` naming the file and the
+``vsda export`` command that rebuilds it (a user's folder is never rewritten silently).
 """
 from __future__ import annotations
 
@@ -41,10 +49,17 @@ from torch import nn
 from vsda_ros.models.base import ModelMeta, SegmentationModel
 from vsda_ros.models.zoo import EXPORT_SIDECAR as SIDECAR
 from vsda_ros.models.zoo import is_export_dir, resolve_model  # noqa: F401 - re-exported
+from vsda_ros.paths import make_shared_dir, share, write_atomic
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: 2: ``files`` (sha256 and size of every file) added; a cache entry without it is rebuilt.
+FORMAT_VERSION = 2
+
+
+class DamagedExport(RuntimeError):
+    """A file of a user's export folder does not match the digest its sidecar recorded (or
+    cannot be parsed); the one-line message names the file and the command that rebuilds it."""
 
 
 def state_sha256(model: nn.Module) -> str:
@@ -70,15 +85,42 @@ class ExportInfo:
     feature_shape: list[int] = field(default_factory=list)
     graphs: dict = field(default_factory=dict)       # {'onnx': {'fp32': {part: file}}, ...}
     validation: dict = field(default_factory=dict)   # {'openvino/bf16': {...}, ...}
+    files: dict = field(default_factory=dict)        # {relative path: {sha256, size}}
+    evidence: dict = field(default_factory=dict)     # backend choice evidence (auto)
+    format_version: int = FORMAT_VERSION
 
     def save(self) -> None:
+        """Write the sidecar atomically. Raises ``OSError`` when the folder is read-only."""
         d = {'format_version': FORMAT_VERSION, 'meta': self.meta.to_dict(),
              'size': list(self.size), 'state_sha256': self.state_sha256,
              'weights_sha256': self.weights_sha256, 'feature_shape': self.feature_shape,
-             'graphs': self.graphs, 'validation': self.validation}
-        tmp = self.path / (SIDECAR + '.tmp')
-        tmp.write_text(json.dumps(d, indent=1))
-        os.replace(tmp, self.path / SIDECAR)
+             'graphs': self.graphs, 'validation': self.validation, 'files': self.files,
+             'evidence': self.evidence}
+        write_atomic(self.path / SIDECAR, json.dumps(d, indent=1).encode())
+
+    def record(self, name: str) -> None:
+        """Record the sha256 and size of ``path/name`` (just written) in ``files``."""
+        from vsda_ros.fetch import file_sha256
+        p = self.path / name
+        self.files[name] = {'sha256': file_sha256(p), 'size': p.stat().st_size}
+
+    def problem(self, names: list[str]) -> tuple[Path, str] | None:
+        """The first of ``names`` (paths relative to the folder) that does not match its
+        recorded digest, and why (missing, truncated, sha256 mismatch, no digest recorded);
+        ``None`` when all match. Each file is hashed once per version (size, mtime)."""
+        from vsda_ros.fetch import file_sha256
+        for name in names:
+            p, want = self.path / name, self.files.get(name)
+            if not p.is_file():
+                return p, 'missing'
+            if not isinstance(want, dict):
+                return p, 'no sha256 recorded for it in ' + SIDECAR
+            size = p.stat().st_size
+            if size != want.get('size'):
+                return p, f"size {size} bytes, {want.get('size')} recorded (truncated?)"
+            if file_sha256(p) != want.get('sha256'):
+                return p, f'sha256 differs from the one recorded in {SIDECAR} (damaged)'
+        return None
 
     @classmethod
     def load(cls, path: str | Path) -> 'ExportInfo':
@@ -90,7 +132,9 @@ class ExportInfo:
                        size=tuple(int(v) for v in d['size']), state_sha256=d['state_sha256'],
                        weights_sha256=d.get('weights_sha256'),
                        feature_shape=list(d.get('feature_shape', [])),
-                       graphs=d.get('graphs', {}), validation=d.get('validation', {}))
+                       graphs=d.get('graphs', {}), validation=d.get('validation', {}),
+                       files=d.get('files', {}), evidence=d.get('evidence', {}),
+                       format_version=int(d.get('format_version', 1)))
         except (OSError, KeyError, TypeError, ValueError) as e:
             raise ValueError(f'{path} is not a vsda export folder ({SIDECAR}: {e})') from None
 
@@ -125,11 +169,25 @@ def _onnx_export(module: nn.Module, x: torch.Tensor, path: Path) -> None:
         from vsda_ros.inference.backends import BackendUnavailable
         raise BackendUnavailable(f'exporting needs onnx and onnxscript ({e}); see '
                                  'requirements.lock') from None
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter('ignore')
-        torch.onnx.export(module.eval(), (x,), str(path), dynamo=True, external_data=False,
-                          input_names=['x'], output_names=['y'])
-    onnx.checker.check_model(str(path))
+    with _temporary(path) as tmp:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter('ignore')
+            torch.onnx.export(module.eval(), (x,), str(tmp), dynamo=True,
+                              external_data=False, input_names=['x'], output_names=['y'])
+        onnx.checker.check_model(str(tmp))
+
+
+@contextlib.contextmanager
+def _temporary(path: Path):
+    """A temporary name next to ``path`` to write to; renamed to ``path`` (mode as the umask
+    gives) when the block succeeds, removed when it fails."""
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp{path.suffix}')
+    try:
+        yield tmp
+        share(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def export_onnx(model: SegmentationModel, size: tuple[int, int], out: Path,
@@ -143,8 +201,7 @@ def export_onnx(model: SegmentationModel, size: tuple[int, int], out: Path,
     from vsda_ros.models.checkpoint import save_checkpoint
 
     model = model.cpu().eval()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_shared_dir(out)
     w, h = size
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -153,11 +210,14 @@ def export_onnx(model: SegmentationModel, size: tuple[int, int], out: Path,
     for part, inp in (('features', x), ('head', feat), ('full', x)):
         _onnx_export(_Part(model, part), inp, out / f'{part}.onnx')
         files[part] = f'{part}.onnx'
-    save_checkpoint(model, out / 'model.pt', extra=temporal_extra)
+    with _temporary(out / 'model.pt') as tmp:
+        save_checkpoint(model, tmp, extra=temporal_extra)
     info = ExportInfo(path=out, meta=model.meta, size=(w, h), state_sha256=state_sha256(model),
                       weights_sha256=weights_sha256 or model.meta.provenance.get(
                           'weights_sha256'),
                       feature_shape=list(feat.shape), graphs={'onnx': {'fp32': files}})
+    for name in (*files.values(), 'model.pt'):
+        info.record(name)
     info.save()
     return info
 
@@ -169,14 +229,19 @@ def export_openvino(info: ExportInfo, precision: str = 'fp32') -> ExportInfo:
     import openvino as ov
 
     files = {}
-    (info.path / 'openvino').mkdir(exist_ok=True)
+    make_shared_dir(info.path / 'openvino')
     for part in ('features', 'head', 'full'):
         src = info.graph('onnx', precision, part)
         if src is None:
             raise FileNotFoundError(f'{info.path}: no {precision} ONNX graph for {part}')
         name = f'openvino/{part}' + ('' if precision == 'fp32' else f'.{precision}') + '.xml'
-        ov.save_model(ov.convert_model(str(src)), str(info.path / name), compress_to_fp16=False)
+        with _temporary(info.path / name) as tmp:   # the .bin first: the .xml names the pair
+            ov.save_model(ov.convert_model(str(src)), str(tmp), compress_to_fp16=False)
+            share(tmp.with_suffix('.bin'))
+            os.replace(tmp.with_suffix('.bin'), (info.path / name).with_suffix('.bin'))
         files[part] = name
+        info.record(name)
+        info.record(name[:-4] + '.bin')
     info.graphs.setdefault('openvino', {})[precision] = files
     info.save()
     return info
@@ -188,30 +253,85 @@ def cache_root() -> Path:
     return cache_dir() / 'compiled'
 
 
+def cache_entry(model: SegmentationModel, size: tuple[int, int]) -> Path:
+    """The cache folder of ``model`` at ``size``: ``compiled/<state sha256[:16]>_<W>x<H>``."""
+    return cache_root() / f'{state_sha256(model)[:16]}_{size[0]}x{size[1]}'
+
+
 def cached_export(model: SegmentationModel, size: tuple[int, int]) -> ExportInfo:
     """The export of ``model`` at ``size`` in the cache, made now (fp32 ONNX) if missing.
 
     Keyed by the weights' sha256 and the size; written to a temporary folder and renamed, so
-    a crash never leaves a half export behind.
+    a crash never leaves a half export behind. An entry whose sidecar cannot be read, was
+    made by an older format (no digests), or whose graphs do not match their recorded digests
+    is reported (one WARN naming the file and why) and rebuilt. Raises ``OSError`` when the
+    cache is not writable, ``RuntimeError`` from the exporter.
     """
     sha = state_sha256(model)
     path = cache_root() / f'{sha[:16]}_{size[0]}x{size[1]}'
     if is_export_dir(path):
-        info = ExportInfo.load(path)
-        if info.state_sha256 == sha and tuple(info.size) == tuple(size):
+        info, why = _usable(path, sha, size)
+        if why is None:
             return info
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log.warning('exporting %s at %dx%d to %s (once; later runs load it)', model.meta.name,
-                size[0], size[1], path)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + '.', dir=path.parent))
+        log.warning('%s; rebuilding the compiled-model cache entry %s', why, path)
+    else:
+        log.warning('exporting %s at %dx%d to %s (once; later runs load it)', model.meta.name,
+                    size[0], size[1], path)
+    make_shared_dir(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', dir=path.parent))
     try:
         export_onnx(model, size, tmp)
+        share(tmp)                          # mkdtemp made it 0700: a cache shared by users
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ExportInfo.load(path)
+
+
+def _usable(path: Path, sha: str, size: tuple[int, int]) -> tuple[ExportInfo | None, str | None]:
+    """(the entry, ``None``) when ``path`` holds intact graphs of these weights at ``size``;
+    else (``None``, why not: naming the file)."""
+    try:
+        info = ExportInfo.load(path)
+    except ValueError as e:
+        return None, str(e)
+    if info.state_sha256 != sha or tuple(info.size) != tuple(size):
+        return None, f'{path / SIDECAR} is for other weights or another size'
+    if info.format_version < 2:
+        return None, f'{path / SIDECAR} has no file digests (made by an older vsda_ros)'
+    bad = info.problem(list(info.graphs.get('onnx', {}).get('fp32', {}).values()))
+    if bad is not None:
+        return None, f'{bad[0]}: {bad[1]}'
+    return info, None
+
+
+def check_user_export(info: ExportInfo, names: list[str]) -> None:
+    """Check the files ``names`` of a user's export folder against its sidecar.
+
+    Raises :class:`DamagedExport` (one line: the file, why, and the ``vsda export`` command
+    that rebuilds the folder). A folder written before digests were recorded is used with a
+    WARN (nothing to check against); it is never rewritten here.
+    """
+    if info.format_version < 2 and not info.files:
+        log.warning('%s has no file digests (made by an older vsda export): its graphs are '
+                    'not verified; export it again to verify them', info.path / SIDECAR)
+        return
+    bad = info.problem(names)
+    if bad is not None:
+        raise DamagedExport(f'{bad[0]}: {bad[1]}; rebuild the folder: '
+                            + rebuild_command(info))
+
+
+def rebuild_command(info: ExportInfo) -> str:
+    """The ``vsda export`` command line that makes ``info``'s folder again."""
+    from vsda_ros.models.zoo import model_names
+    from vsda_ros.paths import vsda_command
+    model = info.meta.name if info.meta.name in model_names() else 'MODEL'
+    fmt = ' --format onnx' if 'openvino' not in info.graphs else ''
+    return vsda_command(f'export --model {model} --size {info.size[0]}x{info.size[1]}{fmt} '
+                        f'--out {info.path}')
 
 
 def graph_for(info: ExportInfo, backend: str, precision: str, part: str) -> Path:
@@ -304,13 +424,15 @@ def _quantize_part(info: ExportInfo, part: str, data: list, reader_cls) -> None:
 
     src = info.path / info.graphs['onnx']['fp32'][part]
     pre = info.path / f'{part}.pre.onnx'
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), \
+            _temporary(info.path / f'{part}.int8.onnx') as tmp:
         warnings.simplefilter('ignore')
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(info.path / f'{part}.int8.onnx'), reader_cls(data),
+        quantize_static(str(pre), str(tmp), reader_cls(data),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         op_types_to_quantize=list(QUANTIZED_OPS),
                         nodes_to_exclude=_float_convs(pre),
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
     pre.unlink(missing_ok=True)
+    info.record(f'{part}.int8.onnx')

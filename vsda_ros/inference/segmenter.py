@@ -198,35 +198,59 @@ class Segmenter:
 
     def _compiled(self, model: SegmentationModel, info: ExportInfo | None) -> CompiledModel:
         """The compiled graphs at the input size: from ``info`` when it was exported at that
-        size, else from the cache (exported there on first use). Graphs are compiled on first
-        use, so a strategy that never splits features/head compiles only the fused graph."""
+        size (its files checked against their recorded digests: :class:`DamagedExport`), else
+        from the cache (exported there on first use; a damaged entry is rebuilt with a WARN).
+        Graphs are compiled on first use, so a strategy that never splits features/head
+        compiles only the fused graph; a graph the backend cannot load raises one
+        ``RuntimeError`` line naming the file and the fix."""
         from vsda_ros.inference.backends import CompiledModel, CompileOptions, compile_graph
-        from vsda_ros.inference.export import cached_export, graph_for
+        from vsda_ros.inference.export import cache_root, graph_for
 
-        if info is None or tuple(info.size) != self.input_size:
-            if info is not None:
-                log.warning('export %s is for %dx%d, not %dx%d: using the cache', info.path,
-                            *info.size, *self.input_size)
-            if self.precision == 'int8':
-                raise FileNotFoundError(
-                    f'int8 needs graphs calibrated at {self.input_size[0]}x{self.input_size[1]}'
-                    ': vsda export --precision int8 --calibrate FRAMES --out DIR, then '
-                    'model: DIR')
-            info = cached_export(model.cpu().eval(), self.input_size)
-        options = CompileOptions(cache_dir=info.path / 'ov_cache' / self.precision)
+        info, fix = self._graphs(model, info)
+        options = CompileOptions(blob_dir=cache_root() / 'openvino')
         backend, precision, device = self.backend, self.precision, self.device
         paths = {part: graph_for(info, backend, precision, part)
                  for part in ('features', 'head', 'full')}
 
         class Lazy(dict):
             def __missing__(self, part: str):
-                self[part] = compile_graph(backend, precision, paths[part], device, options)
+                try:
+                    self[part] = compile_graph(backend, precision, paths[part], device, options)
+                except RuntimeError as e:
+                    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                    raise RuntimeError(f'{paths[part]}: {backend} cannot load it ({first}); '
+                                       f'{fix}') from None
                 return self[part]
 
         w, h = self.input_size
         compiled = CompiledModel(model.meta, Lazy(), (h, w), backend, precision, self.device)
         self.export_info = info
         return compiled
+
+    def _graphs(self, model: SegmentationModel, info: ExportInfo | None
+                ) -> tuple[ExportInfo, str]:
+        """The export whose graphs run (``info`` checked, or the cache entry) and the fix to
+        name if one cannot be loaded."""
+        from vsda_ros.inference.export import (cached_export, check_user_export, graph_for,
+                                               rebuild_command)
+
+        if info is not None and tuple(info.size) == self.input_size:
+            used = ['model.pt']
+            for part in ('features', 'head', 'full'):
+                p = graph_for(info, self.backend, self.precision, part)
+                used += [p, p.with_suffix('.bin')] if p.suffix == '.xml' else [p]
+            check_user_export(info, [str(Path(u).relative_to(info.path)) if Path(u).is_absolute()
+                                     else u for u in used])
+            return info, 'rebuild the folder: ' + rebuild_command(info)
+        if info is not None:
+            log.warning('export %s is for %dx%d, not %dx%d: using the cache', info.path,
+                        *info.size, *self.input_size)
+        if self.precision == 'int8':
+            raise FileNotFoundError(
+                f'int8 needs graphs calibrated at {self.input_size[0]}x{self.input_size[1]}'
+                ': vsda export --precision int8 --calibrate FRAMES --out DIR, then model: DIR')
+        info = cached_export(model.cpu().eval(), self.input_size)
+        return info, f'remove {info.path} and start again (the cache entry is rebuilt)'
 
     @property
     def meta(self) -> ModelMeta:
