@@ -172,10 +172,21 @@ def test_compressed_input(running, frames, reference):
     msg = CompressedImage(format='png')
     msg.data = png.tobytes()
     msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id = 2000, 1, 'png_cam'
-    assert harness.send_and_wait(msg, (2000, 1), outputs=('mask',))
+    # One camera, one transport (transport auto): while a raw publisher is matched the node
+    # uses raw and ignores image/compressed, so the camera sends compressed only here.
+    harness.node.destroy_publisher(harness.pub)
+    try:
+        harness.spin_until(lambda: False, 0.5)
+        assert harness.send_and_wait(msg, (2000, 1), outputs=('mask',))
+    finally:
+        harness.pub = harness.node.create_publisher(Image, 'image', QoSProfile(depth=10))
     out = harness.received['mask'][(2000, 1)]
     assert out.header.frame_id == 'png_cam'
     assert np.array_equal(_array(out), reference.segment(frames[1]).labels)
+    raw = _image(frames[1], 60)  # a raw publisher again: the node goes back to raw
+    key = (raw.header.stamp.sec, raw.header.stamp.nanosec)
+    assert harness.spin_until(lambda: harness.pub.get_subscription_count() > 0, 5.0)
+    assert harness.send_and_wait(raw, key, outputs=('mask',))
 
 
 def test_bad_frame_is_survived_and_diagnostics_report_it(running, frames):

@@ -18,6 +18,7 @@ rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from ros_helpers import spin_until as spin_executor_until  # noqa: E402
@@ -80,6 +81,9 @@ def test_encoding_change_resets_to_a_fresh_nodes_mask(real_data, frames, strateg
     masks: dict[int, Image] = {}
     sub = client.create_subscription(Image, 'mask', lambda m: masks.__setitem__(
         m.header.stamp.nanosec, m), QoSProfile(depth=10))
+    warnings: list[str] = []  # /diagnostics messages (each period reports its resets once)
+    client.create_subscription(DiagnosticArray, '/diagnostics', lambda a: warnings.extend(
+        st.message for st in a.status), QoSProfile(depth=10))
 
     def spin_until(pred, timeout):
         return spin_executor_until(ex, pred, timeout, period=0.02)
@@ -102,12 +106,12 @@ def test_encoding_change_resets_to_a_fresh_nodes_mask(real_data, frames, strateg
             ref = fresh.step(message_to_rgb(msgs[i]), 10 + i * 0.1, msgs[i].encoding).labels
             got = np.frombuffer(masks[msgs[i].header.stamp.nanosec].data, np.uint8)
             assert np.array_equal(got.reshape(ref.shape), ref), (strategy, msgs[i].encoding)
+        reported = lambda: all(r in ' '.join(warnings) for r in (  # noqa: E731
+            'encoding rgb8 -> mono8', 'encoding mono8 -> bgr8'))
+        assert spin_until(reported, 5.0), warnings
         cam = next(iter(node._cameras.values()))
-        status = node.diagnostic_status(cam)
-        values = {kv.key: kv.value for kv in status.values}
+        values = {kv.key: kv.value for kv in node.diagnostic_status(cam).values}
         assert values['stream_resets'] == '2', values
-        assert 'encoding rgb8 -> mono8' in status.message
-        assert 'encoding mono8 -> bgr8' in status.message
     finally:
         ex.shutdown()
         client.destroy_node()
