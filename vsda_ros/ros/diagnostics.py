@@ -12,9 +12,14 @@ Status keys (values are strings): ``topic``, ``publishers``, ``received``, ``pro
 the other one: not in ``received``), ``<stage>_p50_ms`` / ``<stage>_p95_ms`` per stage (``n/a``
 before the first frame; ``end_to_end`` also ``n/a`` while the node's clock and the header stamps
 cannot be compared, with ``end_to_end_note`` saying why), ``model``, ``strategy``, ``device``,
-``backend``, ``precision``, ``temporal_modules``. Level WARN (with the reasons joined by ``; `` as message) when the output
-rate is below half the input rate, a bad frame was skipped, the stream was reset, or publishers
-are matched but no frame arrived for :data:`SILENT_WARN_S`; OK otherwise.
+``backend``, ``precision``, ``temporal_modules``; for keyframe strategies ``keyframe_interval``
+(the interval in use, chosen by the rate controller when ``target_rate`` > 0) and
+``rate_control`` (why), and per frame kind (``key``, ``propagated``, ``pending``,
+``reanchored``) ``step_<kind>_p50_ms`` / ``_p95_ms`` (the strategy's time) and
+``end_to_end_<kind>_p50_ms`` / ``_p95_ms``. Level WARN (with the reasons joined by ``; `` as
+message) when the output rate is below half the input rate, a bad frame was skipped, the stream
+was reset, or publishers are matched but no frame arrived for :data:`SILENT_WARN_S`; OK
+otherwise.
 """
 from __future__ import annotations
 
@@ -58,6 +63,8 @@ class CameraPeriod:
     last_bad: str = ''               # why the latest bad frame was skipped
     transport: str = ''              # the transport in use ('' = none seen yet)
     end_to_end_note: str = ''        # why end_to_end is not reported ('' = it is)
+    keyframe_interval: int | None = None  # keyframe strategies: the interval in use
+    rate_control: str = ''           # why that interval ('' = no keyframe strategy)
 
     @property
     def dt(self) -> float:
@@ -129,6 +136,9 @@ def camera_status(period: CameraPeriod, info: NodeInfo) -> DiagnosticStatus:
             values[f'{stage}_p{q}_ms'] = f'{np.percentile(v, q):.2f}' if v else 'n/a'
     if period.end_to_end_note:
         values['end_to_end_note'] = period.end_to_end_note
+    if period.keyframe_interval is not None:
+        values['keyframe_interval'] = period.keyframe_interval
+        values['rate_control'] = period.rate_control
     values.update(model=info.model, strategy=info.strategy, device=info.device,
                   backend=info.backend, precision=info.precision,
                   temporal_modules=info.temporal_modules)
@@ -142,10 +152,12 @@ def camera_status(period: CameraPeriod, info: NodeInfo) -> DiagnosticStatus:
 
 
 def timing_status(stages_ms: dict[str, float], keyframe: bool,
-                  hardware_id: str) -> DiagnosticStatus:
+                  hardware_id: str, kind: str = '') -> DiagnosticStatus:
     """One processed frame's stage times (ms, 3 decimals) for the ``timing`` topic, with
-    ``keyframe`` as 1.000 / 0.000 last."""
+    ``keyframe`` as 1.000 / 0.000 last; the frame's kind (``Segmentation.kind``: ``key``,
+    ``propagated``, ``pending``, ``reanchored``) is the status' ``message`` (values stay
+    numbers)."""
     values = {**stages_ms, 'keyframe': float(keyframe)}
-    return DiagnosticStatus(name=f'{STATUS_NAME} timing', hardware_id=hardware_id,
+    return DiagnosticStatus(name=f'{STATUS_NAME} timing', hardware_id=hardware_id, message=kind,
                             values=[KeyValue(key=k, value=f'{v:.3f}')
                                     for k, v in values.items()])

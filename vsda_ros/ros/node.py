@@ -30,7 +30,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from vsda_ros.ros import diagnostics, parameters
+from vsda_ros.ros import diagnostics, parameters, processing
 from vsda_ros.ros.cameras import (Camera, Scheduler, camera_inputs, camera_layout, out_topic,
                                   parse_priorities)
 from vsda_ros.ros.conversions import message_to_rgb
@@ -73,6 +73,7 @@ class SegmentationNode(Node):
         self._pub_lock = threading.Lock()
         self._stop = False
         inputs, weights = self._start_checked()
+        self._n_cameras = len(inputs)  # target_rate budgets the worker over all cameras
         self._out_qos = QoSProfile(depth=10)
         self._cameras: dict[str, Camera] = {}
         self._writers: dict[str, OutputWriter] = {}  # per camera: reused output buffers
@@ -137,7 +138,8 @@ class SegmentationNode(Node):
                              f'{", ".join(STRATEGY_NAMES)}')
         self.pipeline = load_pipeline(
             self.model_name, p('input_size').value, p('device').value, p('backend').value,
-            p('precision').value, p('temporal_weights').value)
+            p('precision').value, p('temporal_weights').value,
+            num_threads=int(p('num_threads').value))
         self.segmenter, self.modules = self.pipeline.segmenter, self.pipeline.modules
         self.get_logger().info(f'backend {self.segmenter.backend}, precision '
                                f'{self.segmenter.precision} ({self.segmenter.backend_reason})')
@@ -182,7 +184,18 @@ class SegmentationNode(Node):
                               max_gap_s=float(self._live['max_stamp_gap_s']))
 
     def _new_strategy(self) -> Any:
-        return self.pipeline.strategy(self.strategy, self._strategy_config())
+        p = self.get_parameter
+        strategy = processing.make_strategy(
+            self.pipeline, self.strategy, self._strategy_config(),
+            bool(p('async_keyframes').value), int(p('flow_downscale').value))
+        self._rate_control(strategy)
+        return strategy
+
+    def _rate_control(self, strategy: Any) -> None:
+        """Apply target_rate / max_keyframe_interval to one camera's strategy."""
+        processing.apply_rate_control(
+            strategy, float(self._live['target_rate']), int(self._live['max_keyframe_interval']),
+            int(self._live['keyframe_interval']), getattr(self, '_n_cameras', 1))
 
     def _set_timing(self, on: bool) -> None:
         """Create or destroy the per-camera ``timing`` publishers (publish_timing)."""
@@ -208,6 +221,7 @@ class SegmentationNode(Node):
                 cam.strategy.config.keyframe_interval = config.keyframe_interval
                 cam.strategy.config.distortion_threshold = config.distortion_threshold
                 cam.strategy.config.max_gap_s = config.max_gap_s
+                self._rate_control(cam.strategy)
         for prm in params:
             if prm.name == 'publish_timing':
                 self._set_timing(bool(prm.value))
@@ -289,14 +303,17 @@ class SegmentationNode(Node):
         check_size(msg, int(self._live['max_input_pixels']))
         rgb = message_to_rgb(msg)
         clock.lap('decode')
+        t_step = time.perf_counter()
         seg = cam.strategy.step(rgb, stamp_s(msg.header), frame_format(msg))
+        step_ms = (time.perf_counter() - t_step) * 1e3
         if seg.stream_reset:
             self._stream_reset(cam, msg.header, seg.stream_reset)
         clock.add(seg.timings_ms)  # preprocess, inference, postprocess
         self._publish_outputs(cam, seg, rgb, msg.header)
         # publish = everything after the strategy returned (colouring, encoding, sending).
         clock.lap('publish')
-        self._record(cam, msg.header, clock.ms, bool(seg.keyframe))
+        processing.observe_overhead(cam.strategy, clock.ms['decode'] + clock.ms['publish'])
+        self._record(cam, msg.header, clock.ms, bool(seg.keyframe), seg.kind, step_ms)
 
     def _stream_reset(self, cam: Camera, header: Any, why: str) -> None:
         reason = f'camera {cam.topic!r} (frame_id {header.frame_id!r}): {why}'
@@ -327,20 +344,22 @@ class SegmentationNode(Node):
                        lambda name: self._wanted(cam, name), self._rcl)
 
     def _record(self, cam: Camera, header: Any, stages: dict[str, float],
-                keyframe: bool) -> None:
+                keyframe: bool, kind: str = '', step_ms: float = 0.0) -> None:
         """The one place a frame's stage times go: the ``timing`` topic (when on) and the
         camera's rolling windows (with the end-to-end latency from the header stamp)."""
         with self._rcl():
             timing_pub = self._timing_pubs.get(cam.key)
             if timing_pub is not None:
                 timing_pub.publish(DiagnosticArray(header=header, status=[
-                    diagnostics.timing_status(stages, keyframe, self.get_name())]))
+                    diagnostics.timing_status(stages, keyframe, self.get_name(), kind)]))
         windows = dict(stages)
         clock = self.get_clock()
         e2e, note = end_to_end_ms(clock.now().nanoseconds, stamp_ns(header),
                                   bool(clock.ros_time_is_active))
         if e2e is not None:
             windows['end_to_end'] = e2e
+        if kind:
+            windows.update(processing.kind_windows(kind, step_ms, e2e))
         if note and not cam.e2e_note:
             self.get_logger().info(f'camera {cam.topic!r}: {note}')
         with self._cond:
@@ -371,12 +390,14 @@ class SegmentationNode(Node):
             self._select_transport(cam, time.perf_counter())  # publishers come and go
             transport = cam.transport
         prev, cam.last = cam.last, stats
+        interval, rate_why = processing.rate_status(cam.strategy)
         publishers = sum(sub.get_publisher_count() for sub in self._subs[cam.key].values())
         cam.silent_s = diagnostics.silent_seconds(cam.silent_s, publishers, stats, prev)
         period = diagnostics.CameraPeriod(
             topic=cam.topic, now=stats, prev=prev, publishers=publishers,
             silent_s=cam.silent_s, timings=timings, reset_reasons=reasons, last_bad=last_bad,
-            transport=transport, end_to_end_note=e2e_note)
+            transport=transport, end_to_end_note=e2e_note, keyframe_interval=interval,
+            rate_control=rate_why)
         if diagnostics.silence_began(period):  # log once per silent episode
             self.get_logger().warning(diagnostics.silent_text(period))
         return diagnostics.camera_status(period, self.node_info())
@@ -397,4 +418,6 @@ class SegmentationNode(Node):
         if worker is None:
             return True
         worker.join(timeout=timeout)
+        for cam in getattr(self, '_cameras', {}).values():
+            getattr(cam.strategy, 'close', lambda: None)()  # background keyframe threads
         return not worker.is_alive()

@@ -82,6 +82,25 @@ PARAMETERS: dict[str, Param] = {
     'distortion_threshold': Param(0.0, 'keyframe strategy: also start a keyframe when the mean '
                                   'predicted distortion exceeds this (0 = off; needs DMNet).',
                                   False, (0.0, 1.0)),
+    'async_keyframes': Param(False, 'keyframe strategy: run the key network in a background '
+                             'thread; frames keep being propagated from the previous one while '
+                             'a key is computed (kind pending) and re-anchor on it when it lands '
+                             '(reanchored), so a keyframe never stalls the output. Use with '
+                             'num_threads 1 on two cores.', True),
+    'flow_downscale': Param(1, 'keyframe strategy: optical flow on the frames at the feature '
+                            'resolution divided by this (1 = full; 2 saves most of the flow '
+                            'time for about -1 mIoU).', True, (1, 8)),
+    'target_rate': Param(0.0, 'keyframe strategy: the camera rate in Hz to keep up with; the '
+                         'node measures its key and non-key costs and picks the keyframe '
+                         'interval in [1, max_keyframe_interval] (keyframe_interval is then '
+                         'the starting value); the interval and why are in /diagnostics. '
+                         '0 = off (keyframe_interval as set).', False, (0.0, 1000.0)),
+    'max_keyframe_interval': Param(10, 'keyframe strategy: the largest interval target_rate may '
+                                   'choose.', False, (1, 100)),
+    'num_threads': Param(0, 'Torch intra-op CPU threads for the process (compiled graphs take '
+                         'the same count); 0 = torch\'s default (OMP_NUM_THREADS). 1 with '
+                         'async_keyframes on two cores (key and foreground one core each).',
+                         True, (0, 256)),
     'publish_mask': Param(True, 'Publish mask (mono8 class ids).'),
     'publish_color_mask': Param(True, 'Publish color_mask (rgb8 palette colours).'),
     'publish_overlay': Param(True, 'Publish overlay (rgb8 image blended with color_mask).'),

@@ -6,6 +6,11 @@
 * :func:`check_size` — refuse a frame above ``max_input_pixels`` before decoding it.
 * :class:`StageClock` — every stage of a frame timed exactly once, in order; the node records
   ``clock.ms`` in one place (the rolling windows behind /diagnostics and the ``timing`` topic).
+* Real time (issue 26): :func:`make_strategy` (``keyframe`` in line or with keyframes in the
+  background, flow at a reduced resolution), :func:`apply_rate_control` (the
+  :class:`~vsda_ros.temporal.rate_control.RateController` behind ``target_rate``, attached,
+  retuned or detached), :func:`rate_status` (interval and reason for /diagnostics),
+  :func:`kind_windows` (per-kind latency windows).
 
 No rclpy here; torch is imported only inside :func:`load_pipeline`.
 """
@@ -62,7 +67,7 @@ class StageClock:
 
 
 def load_pipeline(model: str, input_size: str, device: str, backend: str, precision: str,
-                  temporal_weights: str, warmup: int = 2) -> Any:
+                  temporal_weights: str, warmup: int = 2, num_threads: int = 0) -> Any:
     """The node's :class:`vsda_ros.pipeline.Pipeline` from its read-only parameters (no
     downloads, warmed up ``warmup`` times at the input size: the first passes allocate and
     tune; without that the first camera frames take seconds, pile up drops and look like a
@@ -71,10 +76,16 @@ def load_pipeline(model: str, input_size: str, device: str, backend: str, precis
     Raises ``ValueError`` (bad input size, device, backend, precision, unknown model),
     ``FileNotFoundError`` (weights not in ``VSDA_DATA_DIR`` / the cache, a missing checkpoint)
     or ``RuntimeError`` (a file that cannot be used, a backend that cannot run here), each with
-    a one-line message (see :func:`vsda_ros.pipeline.build_pipeline`).
+    a one-line message (see :func:`vsda_ros.pipeline.build_pipeline`). ``num_threads`` > 0 sets
+    torch's intra-op threads (process-wide) before anything is compiled, so compiled graphs
+    take the same count; 0 leaves torch's default (``OMP_NUM_THREADS``).
     """
     from vsda_ros.inference import parse_size
     from vsda_ros.pipeline import PipelineConfig, build_pipeline
+
+    if num_threads > 0:
+        import torch
+        torch.set_num_threads(int(num_threads))
 
     return build_pipeline(PipelineConfig(
         model=model, input_size=parse_size(input_size), device=device, backend=backend,
@@ -120,3 +131,83 @@ def end_to_end_ms(now_ns: int, stamp_ns_: int, sim_time: bool) -> tuple[float | 
                       f'{which} clock: a bag replayed without restamping? use_sim_time with '
                       '/clock compares them)')
     return diff_s * 1e3, ''
+
+
+# ---- real time: keyframes in the background, rate control, per-kind latency -------------------
+def make_strategy(pipeline: Any, name: str, config: Any, async_keyframes: bool = False,
+                  flow_downscale: int = 1) -> Any:
+    """One camera's strategy: :meth:`Pipeline.strategy` for ``per_frame`` / ``fusion``; for
+    ``keyframe`` a :class:`~vsda_ros.temporal.keyframe.Keyframe` (keys in line) or, with
+    ``async_keyframes``, an :class:`~vsda_ros.temporal.async_keyframe.AsyncKeyframe` whose key
+    network runs in a background thread (the stream never waits for a key), both with DIS at
+    the feature resolution / ``flow_downscale``. Raises ``ValueError`` for a bad config."""
+    if name != 'keyframe':
+        return pipeline.strategy(name, config)
+    dmnet, cfnet = pipeline.modules.dmnet, pipeline.modules.cfnet
+    if async_keyframes:
+        from vsda_ros.temporal.async_keyframe import AsyncKeyframe
+        return AsyncKeyframe(pipeline.segmenter, config, dmnet, cfnet,
+                             flow_downscale=flow_downscale)
+    from vsda_ros.temporal.keyframe import Keyframe
+    return Keyframe(pipeline.segmenter, config, dmnet, cfnet, flow_downscale=flow_downscale)
+
+
+def apply_rate_control(strategy: Any, target_rate: float, max_interval: int,
+                       interval: int, cameras: int = 1) -> None:
+    """Attach, retune or detach ``strategy``'s rate controller (keyframe strategies only).
+
+    ``target_rate`` > 0 (Hz, each camera's rate): the controller picks the interval in
+    ``[1, max_interval]`` from the strategy's measured key and non-key costs (plus the node's
+    overhead, :func:`observe_overhead`) so that the worker keeps up; with several cameras
+    sharing the one worker each gets ``1 / (cameras × target_rate)`` per frame. A controller
+    already attached keeps its measured costs. ``0`` detaches it and puts ``interval`` (the
+    ``keyframe_interval`` parameter) back. Never raises for values the parameter ranges allow.
+    """
+    if not hasattr(strategy, 'attach_rate_controller'):
+        return
+    from vsda_ros.temporal.rate_control import RateControlConfig, RateController
+
+    ctrl = strategy.rate_controller
+    if target_rate <= 0:
+        if ctrl is not None:
+            strategy.attach_rate_controller(None)
+        strategy.config.keyframe_interval = int(interval)
+        return
+    rate = float(target_rate) * max(1, int(cameras))
+    if ctrl is None:
+        strategy.attach_rate_controller(RateController(RateControlConfig(
+            target_rate=rate, max_interval=int(max_interval)), interval=int(interval)))
+    else:
+        ctrl.config.target_rate, ctrl.config.max_interval = rate, int(max_interval)
+        strategy.config.keyframe_interval = ctrl.interval  # the controller's, not the param's
+
+
+def observe_overhead(strategy: Any, ms: float) -> None:
+    """Feed the node's per-frame cost outside the strategy (decode, publish) to its rate
+    controller, if one is attached; used from the next decision on."""
+    ctrl = getattr(strategy, 'rate_controller', None)
+    if ctrl is not None and ms >= 0:
+        ctrl.observe('overhead', float(ms))
+
+
+def rate_status(strategy: Any) -> tuple[int | None, str]:
+    """(keyframe interval in use, why) for /diagnostics; ``(None, '')`` for a strategy without
+    keyframes."""
+    config = getattr(strategy, 'config', None)
+    if not hasattr(strategy, 'attach_rate_controller') or config is None:
+        return None, ''
+    interval = int(config.keyframe_interval)
+    if strategy.rate_controller is None:
+        return interval, 'off (target_rate 0): keyframe_interval as set'
+    decision = strategy.rate_decision
+    return interval, decision.reason if decision is not None else 'no frame yet'
+
+
+def kind_windows(kind: str, step_ms: float, e2e_ms: float | None) -> dict[str, float]:
+    """A frame's per-kind latency entries for the rolling windows: ``step_<kind>`` (the
+    strategy's wall time) and ``end_to_end_<kind>`` (when comparable); kinds are
+    :data:`vsda_ros.frames.FRAME_KINDS` (``key``, ``propagated``, ``pending``, ``reanchored``)."""
+    out = {f'step_{kind}': float(step_ms)}
+    if e2e_ms is not None:
+        out[f'end_to_end_{kind}'] = float(e2e_ms)
+    return out
