@@ -66,7 +66,7 @@ def interleaved_cost(model: str, weights: str, source: str, size: str, frames: i
     from vsda_ros.inference import Segmenter, SegmenterConfig, parse_size
     from vsda_ros.models.zoo import load_model
     from vsda_ros.temporal.modules import load_temporal_modules
-    from vsda_ros.temporal.strategy import build_strategy
+    from vsda_ros.temporal.factory import build_strategy
 
     net = load_model(model).eval()
     seg = Segmenter(net, SegmenterConfig(input_size=parse_size(size)))

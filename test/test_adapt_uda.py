@@ -497,7 +497,7 @@ def test_recipe_trains_and_writes_a_checkpoint_load_model_reads(recipe, syntheti
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.models.zoo import load_model
     from vsda_ros.temporal.modules import TemporalModules
-    from vsda_ros.temporal.strategy import build_strategy
+    from vsda_ros.temporal.factory import build_strategy
 
     out = tmp_path / f'{recipe}.pt'
     summary = train_quiet(_train_cfg(synthetic, recipe, out))

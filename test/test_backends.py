@@ -18,7 +18,8 @@ import torch
 from vsda_ros.inference import Segmenter, SegmenterConfig
 from vsda_ros.inference.backends import (BackendUnavailable, CompiledModel, installed,
                                          resolve_backend)
-from vsda_ros.temporal.strategy import StrategyConfig, build_strategy
+from vsda_ros.temporal.factory import build_strategy
+from vsda_ros.temporal.strategy import StrategyConfig
 
 COMPILED = [b for b in ('openvino', 'onnxruntime') if installed(b)]
 needs_compiled = pytest.mark.skipif(not COMPILED, reason='neither openvino nor onnxruntime')
@@ -61,12 +62,16 @@ def _seg(model, exported, backend, precision='fp32'):
 def test_resolve_backend_rules():
     cpu = torch.device('cpu')
     assert resolve_backend('torch', 'fp32', cpu)[:2] == ('torch', 'fp32')
-    b, p, why = resolve_backend('auto', 'auto', cpu)
-    assert p == 'fp32' and 'auto' in why          # never a lower precision without a record
-    assert b == next(x for x in ('openvino', 'onnxruntime', 'torch') if installed(x))
+    # auto never picks a compiled backend or a lower precision without a passing record
+    assert resolve_backend('auto', 'auto', cpu)[:2] == ('torch', 'fp32')
     if installed('openvino'):
-        record = {'openvino/bf16': {'within_limits': True}}
-        assert resolve_backend('openvino', 'auto', cpu, record)[1] == 'bf16'
+        from vsda_ros.inference.backends import native_bf16
+        record = {'openvino/bf16': {'within_limits': True}, 'openvino/fp32': {
+            'within_limits': True}}
+        assert resolve_backend('auto', 'auto', cpu, record)[:2] == (
+            'openvino', 'bf16' if native_bf16() else 'fp32')
+        assert resolve_backend('openvino', 'auto', cpu, record)[1] == (
+            'bf16' if native_bf16() else 'fp32')
         assert resolve_backend('openvino', 'auto', cpu,
                                {'openvino/bf16': {'within_limits': False}})[1] == 'fp32'
     with pytest.raises(ValueError, match='unknown backend'):

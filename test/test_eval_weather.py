@@ -67,7 +67,7 @@ def test_eval_from_bag_matches_folder(real_data, tmp_path):
 
     frames = list(FrameSource(real_data / 'camvid' / 'val'))[:5]
     labels = [read_label(real_data / 'camvid' / 'valannot' / f.name) for f in frames]
-    from vsda_ros.data.bags import write_bag
+    from vsda_ros.data.bag_writer import write_bag
     bag = tmp_path / 'clip'
     write_bag(bag, zip(frames, labels), storage='mcap')
     folder = _eval(real_data, tmp_path / 'f', '--strategy', 'per_frame', '--max-frames', '5')
@@ -87,7 +87,7 @@ def test_live_per_frame_masks_identical_to_offline(real_data):
     from vsda_ros.inference import Segmenter
     from vsda_ros.models.zoo import load_model
     from vsda_ros.ros.tools.live_eval import LiveRunner
-    from vsda_ros.temporal.strategy import build_strategy
+    from vsda_ros.temporal.factory import build_strategy
 
     model = load_model('espnet-camvid')
     clip = load_clip(str(real_data / 'camvid' / 'val'), str(real_data / 'camvid' / 'valannot'),
@@ -112,7 +112,7 @@ def test_live_fusion_with_the_shipped_guided_block_equals_offline(real_data):
     from vsda_ros.models.zoo import load_model
     from vsda_ros.ros.tools.live_eval import LiveRunner
     from vsda_ros.temporal.modules import load_temporal_modules
-    from vsda_ros.temporal.strategy import build_strategy
+    from vsda_ros.temporal.factory import build_strategy
 
     model = load_model('espnet-camvid')
     clip = load_clip(str(real_data / 'camvid' / 'val'), str(real_data / 'camvid' / 'valannot'),
@@ -163,7 +163,7 @@ def test_live_node_runs_on_openvino(real_data, tmp_path, monkeypatch):
     from vsda_ros.inference.backends import installed
     from vsda_ros.models.zoo import load_model
     from vsda_ros.ros.tools.live_eval import LiveRunner
-    from vsda_ros.temporal.strategy import build_strategy
+    from vsda_ros.temporal.factory import build_strategy
 
     if not installed('openvino'):
         pytest.skip('openvino not installed')

@@ -165,7 +165,7 @@ def test_strategy_runs_without_optical_flow(segmenter, clip, monkeypatch, recurr
     import cv2
 
     from vsda_ros.temporal import flow
-    from vsda_ros.temporal.strategy import build_strategy
+    from vsda_ros.temporal.factory import build_strategy
 
     def no_flow(*_a, **_k):
         raise AssertionError('optical flow computed at run time')

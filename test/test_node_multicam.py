@@ -101,7 +101,8 @@ def test_two_cameras_keep_their_own_keyframe_state(system, frames):
 
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.models.zoo import load_model
-    from vsda_ros.temporal.strategy import StrategyConfig, build_strategy
+    from vsda_ros.temporal.factory import build_strategy
+    from vsda_ros.temporal.strategy import StrategyConfig
     torch.set_num_threads(2)
     seg = Segmenter(load_model('espnet-camvid', download=False, progress=False),
                     SegmenterConfig(input_size=SIZE))

@@ -12,7 +12,8 @@ import torch
 
 from vsda_ros.data.sources import FrameSource
 from vsda_ros.temporal.modules import TemporalModules, make_module
-from vsda_ros.temporal.strategy import StrategyConfig, build_strategy
+from vsda_ros.temporal.factory import build_strategy
+from vsda_ros.temporal.strategy import StrategyConfig
 
 
 @pytest.fixture(scope='module')

@@ -377,7 +377,7 @@ def test_runner_gets_the_degraded_frames_and_unhit_frames_score_as_clean(real_da
     from vsda_ros.evaluation.report import hit_split
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.models.zoo import load_model
-    from vsda_ros.temporal.strategy import build_strategy
+    from vsda_ros.temporal.factory import build_strategy
 
     seg = Segmenter(load_model('espnet-camvid'), SegmenterConfig(input_size=(160, 120)))
     runner = RecordingRunner(build_strategy('per_frame', seg))

@@ -101,7 +101,8 @@ def test_shipped_models_reach_an_accuracy_floor_on_dev_frames(dev_clip, model, s
     """12 consecutive CamVid val frames at 480×360 (the dev clip; never trained on)."""
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.models.zoo import CITYSCAPES_TO_CAMVID, load_model
-    from vsda_ros.temporal.strategy import StrategyConfig, build_strategy
+    from vsda_ros.temporal.factory import build_strategy
+    from vsda_ros.temporal.strategy import StrategyConfig
     torch.set_num_threads(2)
     net = load_model(model, download=False, progress=False)
     seg = Segmenter(net, SegmenterConfig(input_size=(480, 360)))

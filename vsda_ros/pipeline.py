@@ -25,7 +25,8 @@ from vsda_ros.inference.segmenter import Segmenter, SegmenterConfig, resolve_dev
 from vsda_ros.models.base import ModelMeta, SegmentationModel
 from vsda_ros.models.zoo import load_model, resolve_model
 from vsda_ros.temporal.modules import NO_MODULES, TemporalModules, load_temporal_modules
-from vsda_ros.temporal.strategy import Strategy, StrategyConfig, build_strategy
+from vsda_ros.temporal.factory import build_strategy
+from vsda_ros.temporal.strategy import Strategy, StrategyConfig
 
 
 @dataclass(frozen=True)

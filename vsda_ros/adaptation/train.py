@@ -333,7 +333,8 @@ def evaluate_network(recipe: NetworkRecipe, model, cfg: AdaptConfig, progress: b
     would be exported now. ``progress``: a progress bar per strategy, ``desc`` + its name."""
     from vsda_ros.evaluation.temporal import evaluate_strategy, load_clip
     from vsda_ros.inference import Segmenter, SegmenterConfig
-    from vsda_ros.temporal.strategy import StrategyConfig, build_strategy
+    from vsda_ros.temporal.factory import build_strategy
+    from vsda_ros.temporal.strategy import StrategyConfig
 
     net = recipe.export_network()
     clip = load_clip(cfg.val, cfg.val_labels, net.meta, cfg.label_map,
@@ -364,7 +365,8 @@ def evaluate(recipe, model, cfg: AdaptConfig, progress: bool = False,
     progress bar, ``desc`` + the strategy's name)."""
     from vsda_ros.evaluation.temporal import evaluate_strategy, load_clip
     from vsda_ros.inference import Segmenter, SegmenterConfig
-    from vsda_ros.temporal.strategy import StrategyConfig, build_strategy
+    from vsda_ros.temporal.factory import build_strategy
+    from vsda_ros.temporal.strategy import StrategyConfig
 
     clip = load_clip(cfg.val, cfg.val_labels, model.meta, cfg.label_map,
                      max_frames=cfg.val_frames or None)

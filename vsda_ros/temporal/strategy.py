@@ -4,7 +4,8 @@ A strategy turns a camera's frames, one at a time and in order, into segmentatio
 camera's temporal buffer (previous scores, keyframe features) and resets it itself when the
 stream breaks (resolution or encoding change, stamp backwards, stamp gap above ``max_gap_s``),
 so callers only ever call :meth:`Strategy.step`. One strategy object per camera; several may share one
-:class:`~vsda_ros.inference.Segmenter` (the network weights).
+:class:`~vsda_ros.inference.Segmenter` (the network weights). The strategies are built by
+:func:`vsda_ros.temporal.factory.build_strategy`.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import numpy as np
 
 from vsda_ros.frames import Segmentation
 from vsda_ros.inference import Segmenter
-from vsda_ros.temporal.modules import TemporalModules
 from vsda_ros.temporal.stream import StreamGuard
 
 STRATEGY_NAMES = ('per_frame', 'fusion', 'keyframe')
@@ -35,6 +35,15 @@ class StrategyConfig:
         flow_preset: OpenCV DIS preset for ``keyframe`` (ultrafast, balanced, fast, medium;
             see :data:`vsda_ros.temporal.flow.PRESETS`).
         max_gap_s: a forward stamp jump above this resets the buffer.
+        flow_downscale: ``keyframe``: optical flow on the frame pair at the feature
+            resolution divided by this (1 = at the feature resolution; 2 saves ~5 ms a frame
+            for ~1 mIoU on the CamVid clip, docs/design/temporal.md *Real time*).
+        async_keyframes: ``keyframe``: compute keyframes in the background
+            (:class:`~vsda_ros.temporal.async_keyframe.AsyncKeyframe`) so output keeps flowing
+            while the key network runs.
+        key_delay_frames: with ``async_keyframes``: ``None`` = a real background thread (the
+            node); ``0`` = in line (equals ``keyframe``); ``d ≥ 1`` = the deterministic offline
+            simulation of a key that lands ``d`` frames late (evaluation).
     """
 
     keyframe_interval: int = 5
@@ -42,6 +51,9 @@ class StrategyConfig:
     correction: bool = True
     flow_preset: str = 'balanced'
     max_gap_s: float = 1.0
+    flow_downscale: int = 1
+    async_keyframes: bool = False
+    key_delay_frames: int | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` for out-of-range values."""
@@ -50,6 +62,8 @@ class StrategyConfig:
         if not 0.0 <= float(self.distortion_threshold) <= 1.0:
             raise ValueError('distortion_threshold must be in [0, 1], got '
                              f'{self.distortion_threshold}')
+        if int(self.flow_downscale) < 1:
+            raise ValueError(f'flow_downscale must be ≥ 1, got {self.flow_downscale}')
         if self.max_gap_s <= 0:
             raise ValueError(f'max_gap_s must be > 0, got {self.max_gap_s}')
 
@@ -117,26 +131,3 @@ class PerFrame(Strategy):
 
     def _step(self, image: np.ndarray) -> Segmentation:
         return self.segmenter.segment(image)
-
-
-def build_strategy(name: str, segmenter: Segmenter, config: StrategyConfig | None = None,
-                   modules: TemporalModules | None = None) -> Strategy:
-    """The strategy called ``name`` for one camera.
-
-    Args:
-        modules: trained temporal modules (fusion block, DMNet, CFNet); missing ones fall back
-            to their untrained behaviour (fusion = per-frame, keyframe = plain warping).
-
-    Raises:
-        ValueError: unknown name or bad config.
-    """
-    modules = modules or TemporalModules()
-    if name == 'per_frame':
-        return PerFrame(segmenter, config)
-    if name == 'fusion':
-        from vsda_ros.temporal.fusion import Fusion
-        return Fusion(segmenter, config, modules.fusion_for(segmenter))
-    if name == 'keyframe':
-        from vsda_ros.temporal.keyframe import Keyframe
-        return Keyframe(segmenter, config, modules.dmnet, modules.cfnet)
-    raise ValueError(f'unknown strategy {name!r}; available: {", ".join(STRATEGY_NAMES)}')
