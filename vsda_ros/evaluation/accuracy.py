@@ -4,24 +4,17 @@ Used by ``vsda export`` (the check printed and recorded in the export's sidecar,
 ``precision: auto`` reads) and ``vsda bench model``. The limits (issue: accuracy limits):
 fp32 backends within 0.05 mIoU of torch and ≥ 99.9 % argmax agreement; bf16 and int8 within
 1.0 mIoU. Without labels mIoU cannot be checked, so bf16/int8 are then *not* within the limits
-(``precision: auto`` never picks them on agreement alone).
+(``precision: auto`` never picks them on agreement alone). :class:`Limits` and
+:func:`within_limits` are :mod:`vsda_ros.inference.evidence`'s (``backend: auto`` uses them).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+# the limits live in the inference core: backend auto decides on the same ones
+from vsda_ros.inference.evidence import Limits, within_limits  # noqa: F401 - re-exported
 
-
-@dataclass
-class Limits:
-    """Accuracy limits, in mIoU points (percent) and percent of pixels."""
-
-    fp32_miou: float = 0.05
-    fp32_agreement: float = 99.9
-    low_miou: float = 1.0
 
 
 class Reference:
@@ -79,21 +72,3 @@ def measure(seg, ref, images: list[np.ndarray], labels: list[np.ndarray | None] 
             out[f'{key}per_class_iou'] = {n: (None if np.isnan(v) else float(v))
                                           for n, v in zip(names, iou)}
     return out
-
-
-def within_limits(precision: str, result: dict, limits: Limits | None = None
-                  ) -> tuple[bool, str]:
-    """Whether ``result`` (from :func:`measure`) is within the limits for ``precision``, and a
-    one-line reason."""
-    limits = limits or Limits()
-    agree = result['argmax_agreement']
-    d = None if 'miou' not in result else result['miou'] - result['ref_miou']
-    if precision == 'fp32':
-        ok = agree >= limits.fp32_agreement and (d is None or abs(d) <= limits.fp32_miou)
-        return ok, (f'agreement {agree:.3f} % (≥ {limits.fp32_agreement}), ΔmIoU '
-                    + ('n/a' if d is None else f'{d:+.3f}') + f' (±{limits.fp32_miou})')
-    if d is None:
-        return False, (f'agreement {agree:.2f} %; no labels, so the mIoU limit '
-                       f'(±{limits.low_miou}) is unchecked: not validated')
-    return abs(d) <= limits.low_miou, (f'ΔmIoU {d:+.3f} (limit ±{limits.low_miou}), '
-                                       f'agreement {agree:.2f} %')

@@ -61,16 +61,41 @@ def ort_providers(device: torch.device) -> list[str]:
     return ['CPUExecutionProvider']
 
 
+def native_bf16() -> bool:
+    """Whether OpenVINO reports native bf16 on this CPU (without it the bf16 hint is slow or
+    ignored, so bf16 is no candidate)."""
+    try:
+        import openvino as ov
+        return 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+    except (ImportError, RuntimeError):
+        return False
+
+
+def candidates(device: torch.device, precision: str = 'auto') -> list[tuple[str, str]]:
+    """Compiled (backend, precision) pairs ``auto`` may pick on ``device``, fastest first,
+    restricted to installed backends and to ``precision`` unless it is ``auto``."""
+    if device.type == 'cuda':
+        gpu = installed('onnxruntime') and ort_providers(device)[0] != 'CPUExecutionProvider'
+        order = [('onnxruntime', 'fp32')] if gpu else []
+    else:
+        order = [('openvino', 'bf16')] if installed('openvino') and native_bf16() else []
+        order += [('openvino', 'int8'), ('openvino', 'fp32'), ('onnxruntime', 'int8'),
+                  ('onnxruntime', 'fp32')]
+        order = [(b, p) for b, p in order if installed(b)]
+    return [(b, p) for b, p in order if precision in ('auto', p)]
+
+
 def resolve_backend(backend: str, precision: str, device: torch.device,
                     validated: dict | None = None) -> tuple[str, str, str]:
     """``auto`` → the concrete (backend, precision) for ``device``, plus why.
 
-    ``backend='auto'``: on the CPU OpenVINO, else ONNX Runtime, else torch (fastest first,
-    measured: OpenVINO fp32 1.4–1.7× torch eager, ONNX Runtime 1.1×); on cuda ONNX Runtime when
-    it has the TensorRT or CUDA EP, else torch. ``precision='auto'``: fp32, unless
-    ``validated`` (an export's accuracy record, ``{'openvino/bf16': {'within_limits': True}}``)
-    shows a lower precision within the accuracy limits for the chosen backend — bf16/int8 are
-    never chosen without such a record.
+    ``backend='auto'``: the first of :func:`candidates` (fastest
+    installed first; restricted to ``precision`` unless that is ``auto``) whose record in
+    ``validated`` (``{'openvino/bf16': {'within_limits': True, 'check': ...}}``: the evidence
+    recorded when the graphs were built, or a ``vsda export`` validation) is within the
+    accuracy limits; without such a record torch fp32. ``precision='auto'`` with a named
+    backend: the first of its candidate precisions with a passing record, else fp32. A lower
+    precision is never chosen without a record.
 
     Raises:
         ValueError: an unknown name.
@@ -82,32 +107,39 @@ def resolve_backend(backend: str, precision: str, device: torch.device,
     if precision not in ('auto', *PRECISIONS):
         raise ValueError(f'unknown precision {precision!r} (use auto, {", ".join(PRECISIONS)})')
     why = 'requested'
-    if backend == 'auto':
-        if device.type == 'cuda':
-            ok = installed('onnxruntime') and ort_providers(device)[0] != 'CPUExecutionProvider'
-            backend = 'onnxruntime' if ok else 'torch'
+    if backend == 'auto' or precision == 'auto':
+        pairs = [(b, p) for b, p in candidates(device, precision)
+                 if backend in ('auto', b)]
+        passed = [(b, p) for b, p in pairs
+                  if (validated or {}).get(f'{b}/{p}', {}).get('within_limits')]
+        if passed:
+            rec = validated[f'{passed[0][0]}/{passed[0][1]}']
+            why = (f'auto: {passed[0][0]}/{passed[0][1]} is the fastest candidate whose '
+                   f"recorded check passes ({rec.get('check', 'within the limits')}; "
+                   f"{rec.get('source', 'recorded')})")
+            backend, precision = passed[0]
         else:
-            backend = next(b for b in ('openvino', 'onnxruntime', 'torch') if installed(b))
-        why = f'auto: fastest installed for {device.type}'
+            why = ('auto: no compiled candidate has a passing accuracy record'
+                   + ('' if validated else ' (none recorded)'))
+            backend = 'torch' if backend == 'auto' else backend
+            precision = 'fp32' if precision == 'auto' else precision
+    return (*_check_runs(backend, precision, device), why)
+
+
+def _check_runs(backend: str, precision: str, device: torch.device) -> tuple[str, str]:
+    """``(backend, precision)`` when they can run on ``device``, else ``BackendUnavailable``."""
     if not installed(backend):
         raise BackendUnavailable(f'backend {backend} is not installed (pip install {backend}, '
                                  'see requirements.lock)')
     if backend == 'openvino' and device.type != 'cpu':
         raise BackendUnavailable('backend openvino runs on the CPU here (device cpu); use '
                                  'onnxruntime or torch on cuda')
-    if precision == 'auto':
-        precision = 'fp32'
-        for p in ('int8', 'bf16'):
-            if (validated or {}).get(f'{backend}/{p}', {}).get('within_limits'):
-                precision = p
-                why += f'; {p} validated within the accuracy limits'
-                break
     if backend == 'torch' and precision != 'fp32':
         raise BackendUnavailable(f'backend torch runs fp32 only; {precision} needs openvino '
                                  '(bf16, int8) or onnxruntime (int8)')
     if backend == 'onnxruntime' and precision == 'bf16':
         raise BackendUnavailable('onnxruntime has no bf16 on the CPU EP; use openvino for bf16')
-    return backend, precision, why
+    return backend, precision
 
 
 Runner = Callable[[np.ndarray], np.ndarray]

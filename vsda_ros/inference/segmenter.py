@@ -185,9 +185,11 @@ class Segmenter:
         if self.config.export_dir is not None:
             from vsda_ros.inference.export import ExportInfo
             info = ExportInfo.load(self.config.export_dir)
+        self._cache_info: ExportInfo | None = None
+        record = (self._evidence(model, info) if 'auto' in (self.config.backend,
+                                                             self.config.precision) else None)
         self.backend, self.precision, self.backend_reason = resolve_backend(
-            self.config.backend, self.config.precision, self.device,
-            info.validation if info is not None else None)
+            self.config.backend, self.config.precision, self.device, record)
         if self.backend == 'torch':
             self.model = model.to(self.device).eval()
         else:
@@ -249,8 +251,37 @@ class Segmenter:
             raise FileNotFoundError(
                 f'int8 needs graphs calibrated at {self.input_size[0]}x{self.input_size[1]}'
                 ': vsda export --precision int8 --calibrate FRAMES --out DIR, then model: DIR')
-        info = cached_export(model.cpu().eval(), self.input_size)
+        info = self._cache_info or cached_export(model.cpu().eval(), self.input_size)
         return info, f'remove {info.path} and start again (the cache entry is rebuilt)'
+
+    def _evidence(self, model: SegmentationModel, info: ExportInfo | None) -> dict:
+        """The accuracy records ``auto`` decides on (see :mod:`~vsda_ros.inference.evidence`):
+        a user export's ``validation`` (``vsda export``), else the cache entry's evidence for
+        this runtime, checked now for the candidates not yet recorded (saved in the sidecar).
+        ``{}`` (→ torch) when nothing can be exported here (WARN)."""
+        from vsda_ros.inference import evidence as ev
+        from vsda_ros.inference.backends import candidates
+        from vsda_ros.inference.export import cached_export
+        if info is not None and tuple(info.size) == self.input_size:
+            return info.validation
+        pairs = [(b, p) for b, p in candidates(self.device, self.config.precision)
+                 if self.config.backend in ('auto', b)]
+        if not pairs:
+            return {}
+        try:
+            entry = cached_export(model.cpu().eval(), self.input_size)
+            record = entry.evidence.setdefault(ev.runtime_key(self.device), {})
+            if ev.ensure_checks(record, entry, model, self.device, pairs):
+                try:
+                    entry.save()
+                except OSError as e:    # a read-only cache: checked again next start
+                    log.info('evidence not saved in %s (%s)', entry.path, e)
+        except (RuntimeError, OSError) as e:
+            log.warning('backend auto: no compiled graphs here (%s): torch', e)
+            return {}
+        self._cache_info = entry
+        return {k: {**v, 'source': f"{v.get('source', '')}, recorded in {entry.path}"}
+                for k, v in record['checks'].items()}
 
     @property
     def meta(self) -> ModelMeta:
