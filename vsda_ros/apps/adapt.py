@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from vsda_ros.apps._common import EPILOG
+from vsda_ros.apps._common import (
+    EPILOG,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 DESCRIPTION = (
     'Train on unlabelled target video (frame folders, video files, rosbag2 '
@@ -50,24 +55,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument('--target', action='append', default=[],
                    help='unlabelled target: frame folder, video or rosbag2 (repeatable)')
     p.add_argument('--out', default=None, help='checkpoint to write')
-    p.add_argument('--iterations', type=int, default=None)
-    p.add_argument('--batch', type=int, default=None)
-    p.add_argument('--lr', type=float, default=None)
-    p.add_argument('--seed', type=int, default=None)
-    p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--iterations', type=positive_int, default=None)
+    p.add_argument('--batch', type=positive_int, default=None)
+    p.add_argument('--lr', type=positive_float, default=None)
+    p.add_argument('--seed', type=non_negative_int, default=None)
+    p.add_argument('--threads', type=positive_int, default=None, help='torch CPU threads')
     p.add_argument('--device', default=None)
     p.add_argument('--val', default=None, help='labelled frame folder to evaluate on')
     p.add_argument('--val-labels', default=None, help='its label folder')
     p.add_argument('--map', dest='label_map', metavar='MAP', default=None,
                    help='label map for --val (e.g. cityscapes-camvid)')
-    p.add_argument('--eval-every', type=int, default=None, help='evaluate every N iterations')
-    p.add_argument('--folder-fps', type=float, default=None, metavar='HZ',
+    p.add_argument('--eval-every', type=non_negative_int, default=None,
+                   help='evaluate every N iterations')
+    p.add_argument('--folder-fps', type=positive_float, default=None, metavar='HZ',
                    help='frame rate of --target frame folders (default 30; their files carry '
                         'no time stamps: Cityscapes sequences are 17)')
     p.add_argument('--fusion-init', default=None, metavar='CKPT',
                    help='fusion, guided: start from the matching weights of this checkpoint\'s '
                         'fusion block (a second training stage)')
-    p.add_argument('--fusion-num-deform', type=int, default=None, metavar='N',
+    p.add_argument('--fusion-num-deform', type=non_negative_int, default=None, metavar='N',
                    help='fusion, guided: deformable steps (0 = warp by the learned motion)')
     p.add_argument('--fusion-stage', default=None, choices=['full', 'motion'],
                    help='fusion, guided: full (default) or motion (only the motion field learns '

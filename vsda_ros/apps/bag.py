@@ -16,7 +16,15 @@ from typing import Iterator
 
 import numpy as np
 
-from vsda_ros.apps._common import standalone
+from vsda_ros.apps._common import (
+    check_output_dir,
+    check_output_file,
+    finite_float,
+    int_range,
+    positive_float,
+    positive_int,
+    standalone,
+)
 from vsda_ros.frames import Frame
 
 MAKE_EPILOG = """\
@@ -61,6 +69,9 @@ def cmd_make(args: argparse.Namespace) -> int:
         print(f'vsda bag make: error: {args.out} exists; pass --overwrite to replace it',
               file=sys.stderr)
         return 2
+    check_output_dir(args.out, '--out')  # not under a file, on a file system we can write
+    if args.json:
+        check_output_file(args.json, '--json')
     pairs = open_labelled(source, labels=args.labels, fps=args.fps, max_frames=args.max_frames)
     total = None
     if not is_bag(source):
@@ -148,15 +159,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument('--compression', default='none', choices=['none', 'jpeg', 'png'],
                    help='none = sensor_msgs/Image rgb8 (lossless, bit-exact); jpeg/png = '
                         'sensor_msgs/CompressedImage (default: %(default)s)')
-    m.add_argument('--jpeg-quality', type=int, default=95, help='1..100 (default: %(default)s)')
-    m.add_argument('--fps', type=float, default=15.0,
+    m.add_argument('--jpeg-quality', type=int_range(1, 100), default=95,
+                   help='1..100 (default: %(default)s)')
+    m.add_argument('--fps', type=positive_float, default=15.0,
                    help='frame rate of a folder: frame i is stamped START + i / FPS '
                         '(default: %(default)s; a video uses its own rate)')
-    m.add_argument('--start-time', type=float, default=0.0,
+    m.add_argument('--start-time', type=finite_float, default=0.0,
                    help='stamp of the first frame in seconds since the epoch (default: 0)')
     m.add_argument('--frame-id', default='camera',
                    help='header.frame_id of every message (default: %(default)s)')
-    m.add_argument('--max-frames', type=int, default=None, help='stop after N frames')
+    m.add_argument('--max-frames', type=positive_int, default=None, help='stop after N frames')
     m.add_argument('--overwrite', action='store_true', help='replace an existing bag at --out')
     m.add_argument('--json', default=None, help='also write the summary as JSON here')
     m.add_argument('--quiet', dest='progress', action='store_false', help='no progress bar')

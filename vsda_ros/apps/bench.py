@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vsda_ros.apps._common import EPILOG, label_map_choices
+from vsda_ros.apps._common import EPILOG, add_allow_unknown_labels, label_map_choices
 
 
 @dataclass
@@ -41,6 +41,7 @@ class BenchModelConfig:
     max_frames: int | None = None
     device: str = 'cpu'
     progress: bool = True
+    allow_unknown_labels: bool = False
 
 
 def measure_peak_gflops(n: int = 1024, repeats: int = 8) -> float:
@@ -81,7 +82,8 @@ def run_bench_model(cfg: BenchModelConfig, echo=print) -> dict:
     if cfg.source:
         from vsda_ros.evaluation.temporal import load_clip
         clip = load_clip(cfg.source, cfg.labels, pipe.meta, cfg.label_map,
-                         max_frames=cfg.max_frames)
+                         max_frames=cfg.max_frames,
+                         allow_unknown_labels=cfg.allow_unknown_labels)
         x = ref.preprocess(clip.images[0])
     else:
         w, h = size
@@ -93,7 +95,8 @@ def run_bench_model(cfg: BenchModelConfig, echo=print) -> dict:
     results = _results(segs, times, flops, peak, clip, cfg)
     return {'model': pipe.meta.name, 'size': list(size), 'peak_gflops': peak,
             'flops': flops, 'rounds': cfg.rounds, 'threads': torch.get_num_threads(),
-            'results': results, 'skipped': skipped}
+            'results': results, 'skipped': skipped,
+            'unknown_label_pixels': clip.unknown_label_pixels if clip is not None else 0}
 
 
 def _check(cfg: BenchModelConfig) -> None:
@@ -243,6 +246,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument('--labels', default=None, help='model: labels of --source (adds mIoU)')
     p.add_argument('--map', dest='label_map', default=None, choices=label_map_choices(),
                    help='model: map the model classes to the labels')
+    add_allow_unknown_labels(p)
     p.add_argument('--max-frames', type=int, default=None,
                    help='model: at most N frames of --source for the accuracy columns')
     p.add_argument('--model', default='espnet-camvid', help='(default: %(default)s)')
@@ -263,6 +267,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         'configuration (default: 5)')
     p.add_argument('--max-queue-wait-ms', type=float, default=0.0,
                    help="the node's latency mode (max_queue_wait_ms parameter; 0 = off)")
+    add_node_realtime_args(p)
     p.add_argument('--json', nargs='?', const='-', default=None, metavar='PATH',
                    help='write the JSON report to PATH; --json alone prints it on stdout (the '
                         'summary then goes to stderr)')
@@ -316,8 +321,7 @@ def run_node(args: argparse.Namespace) -> int:
     parse_size(args.size or None)  # a bad --size fails here, not inside the node
     r = run_bench(args.model, source, args.rate, args.duration, args.size or '', args.warmup,
                   args.max_queue_wait_ms, frames=args.frames, frame_size=frame_size,
-                  progress=True, node_params={'backend': args.backend or 'torch',
-                                              'precision': args.precision or 'fp32'})
+                  progress=True, node_params=node_params(args), cameras=args.cameras)
     to_stdout = args.json == '-'
     with contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
         print_report(r)
@@ -328,6 +332,44 @@ def run_node(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(r, indent=2) + '\n')
         print(f'report: {args.json}')
     return 0 if r['accounting']['adds_up'] else 1
+
+
+def add_node_realtime_args(p: argparse.ArgumentParser) -> None:
+    """``vsda bench node``'s strategy and real-time options (node parameters of the same
+    names; see README, the node's parameters)."""
+    p.add_argument('--strategy', default='per_frame', choices=['per_frame', 'fusion', 'keyframe'],
+                   help='node: temporal strategy (default: %(default)s)')
+    p.add_argument('--keyframe-interval', type=int, default=5,
+                   help='node: keyframe interval (the start value with --target-rate; '
+                        'default: %(default)s)')
+    p.add_argument('--target-rate', type=float, default=0.0,
+                   help='node: target_rate, the rate (Hz) the keyframe interval is chosen to '
+                        'keep up with (0 = off; default: %(default)s)')
+    p.add_argument('--max-keyframe-interval', type=int, default=10,
+                   help='node: largest interval --target-rate may choose (default: %(default)s)')
+    p.add_argument('--async-keyframes', action='store_true',
+                   help='node: key network in a background thread (async_keyframes)')
+    p.add_argument('--flow-downscale', type=int, default=1,
+                   help='node: keyframe flow at the feature resolution / N (default: %(default)s)')
+    p.add_argument('--num-threads', type=int, default=0,
+                   help="node: torch intra-op threads (0 = torch's default; 1 with "
+                        '--async-keyframes on 2 cores)')
+    p.add_argument('--cameras', type=int, default=1,
+                   help='node: that many cameras (/cam0/image ...), each at --rate; per-camera '
+                        'rates in the report (default: %(default)s)')
+    p.add_argument('--temporal-weights', default='',
+                   help="node: temporal_weights ('' = the model's own, none = none)")
+
+
+def node_params(args: argparse.Namespace) -> dict:
+    """The node parameters ``vsda bench node`` sets from its options."""
+    return {'backend': args.backend or 'torch', 'precision': args.precision or 'fp32',
+            'strategy': args.strategy, 'keyframe_interval': int(args.keyframe_interval),
+            'target_rate': float(args.target_rate),
+            'max_keyframe_interval': int(args.max_keyframe_interval),
+            'async_keyframes': bool(args.async_keyframes),
+            'flow_downscale': int(args.flow_downscale), 'num_threads': int(args.num_threads),
+            'temporal_weights': args.temporal_weights}
 
 
 def parse_frame_size(text: str) -> tuple[int, int]:

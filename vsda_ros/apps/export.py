@@ -12,7 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vsda_ros.apps._common import EPILOG, label_map_choices
+from vsda_ros.apps._common import (
+    EPILOG,
+    add_allow_unknown_labels,
+    check_output_dir,
+    label_map_choices,
+    positive_int,
+)
 from vsda_ros.inference.export import (
     SIDECAR,
     ExportInfo,
@@ -38,6 +44,8 @@ class ExportConfig:
         validate: frames for the accuracy check (default: ``calibrate``, else the real CamVid
             val clip when VSDA_DATA_DIR has it); ``labels`` (+ ``label_map``) adds mIoU.
         validate_frames: at most this many validation frames.
+        allow_unknown_labels: score label ids that are neither a class nor an ignore value as
+            ignored (counted in each check's ``unknown_label_pixels``) instead of failing.
     """
 
     model: str
@@ -53,6 +61,7 @@ class ExportConfig:
     label_map: str | None = None
     validate_frames: int = 16
     progress: bool = True
+    allow_unknown_labels: bool = False
 
 
 def _spread(images: list, n: int) -> list:
@@ -136,8 +145,8 @@ def _validate(cfg: ExportConfig, pipe, info: ExportInfo, echo) -> bool:
     if vsource is None:
         echo('no frames to validate on (--validate FRAMES): accuracy not checked')
         return False
-    clip = load_clip(vsource, labels, pipe.meta, cfg.label_map,
-                     max_frames=None, topic=cfg.topic)
+    clip = load_clip(vsource, labels, pipe.meta, cfg.label_map, max_frames=None,
+                     topic=cfg.topic, allow_unknown_labels=cfg.allow_unknown_labels)
     pick = _spread(list(range(len(clip.images))), cfg.validate_frames)
     images = [clip.images[i] for i in pick]
     labs = [clip.labels[i] for i in pick] if labels else None
@@ -154,6 +163,8 @@ def _validate(cfg: ExportConfig, pipe, info: ExportInfo, echo) -> bool:
         r = measure(seg, pipe.segmenter, images, labs, clip if labs else None, reference)
         ok, why = within_limits(precision, r)
         r.update(within_limits=ok, check=why, frames=len(images), source=str(vsource))
+        if labs:
+            r['unknown_label_pixels'] = clip.unknown_label_pixels
         info.validation[f'{backend}/{precision}'] = r
         _echo_check(backend, precision, r, ok, why, echo)
     return True
@@ -201,7 +212,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         '(needs --calibrate) (default: %(default)s)')
     p.add_argument('--calibrate', default=None, metavar='FOLDER|VIDEO|BAG',
                    help='unlabelled frames of your data for int8 calibration')
-    p.add_argument('--calibrate-frames', type=int, default=32,
+    p.add_argument('--calibrate-frames', type=positive_int, default=32,
                    help='calibration frames, spread over the source (default: %(default)s)')
     p.add_argument('--topic', default=None, help='image topic of a bag source')
     p.add_argument('--validate', default=None, metavar='FRAMES',
@@ -210,7 +221,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument('--labels', default=None, help='labels of --validate (adds mIoU)')
     p.add_argument('--map', dest='label_map', default=None, choices=label_map_choices(),
                    help='map the model classes to the labels (e.g. cityscapes-camvid)')
-    p.add_argument('--validate-frames', type=int, default=16,
+    add_allow_unknown_labels(p)
+    p.add_argument('--validate-frames', type=positive_int, default=16,
                    help='at most this many validation frames (default: %(default)s)')
     p.add_argument('--out', required=True, help='export folder')
     p.add_argument('--quiet', dest='progress', action='store_false', help='no progress bars')
@@ -227,5 +239,6 @@ def run(args: argparse.Namespace) -> int:
         ExportConfig, args, out=Path(args.out), size=parse_size(args.size),
         formats=('onnx', 'openvino') if args.format == 'openvino' else ('onnx',),
         precisions=tuple(args.precision.split(',')))
+    check_output_dir(cfg.out, '--out')  # before the model is loaded and exported
     run_export(cfg)
     return 0

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                        r['temporal_modules'], r['sha256'], r['file']) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
-        print('  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        print('  '.join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
     for r in rows:
         if r['temporal_file'] != '-':
             print(f"{r['name']}: temporal modules {r['temporal_file']} "

@@ -9,7 +9,13 @@ import json
 import sys
 from pathlib import Path
 
-from vsda_ros.apps._common import standalone
+from vsda_ros.apps._common import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    standalone,
+)
 
 EPILOG = """\
 examples:
@@ -58,7 +64,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     'environment (0 when unset, like every ROS tool), and prints it.',
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('bag', help='bag folder, .mcap or .db3 file')
-    p.add_argument('--rate', type=float, default=1.0,
+    p.add_argument('--rate', type=positive_float, default=1.0,
                    help='speed factor: 2 = twice as fast (default: %(default)s)')
     p.add_argument('--loop', action='store_true', help='start over at the end (Ctrl-C stops)')
     p.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
@@ -66,16 +72,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument('--remap', nargs='+', default=[], metavar='OLD:=NEW',
                    help='publish bag topic OLD as NEW (also the way to replay a topic whose '
                         'name is invalid in ROS 2, e.g. /2cam/image:=/cam2/image)')
-    p.add_argument('--start-delay', type=float, default=1.0,
+    p.add_argument('--start-delay', type=non_negative_float, default=1.0,
                    help='seconds to wait after creating publishers, so subscribers can match '
                         '(default: %(default)s)')
-    p.add_argument('--wait-subscribers', type=int, default=0, metavar='N',
+    p.add_argument('--wait-subscribers', type=non_negative_int, default=0, metavar='N',
                    help='first wait until every non-label topic has N subscribers (default: 0)')
-    p.add_argument('--wait-timeout', type=float, default=30.0,
+    p.add_argument('--wait-timeout', type=positive_float, default=30.0,
                    help='give up waiting for subscribers after this many seconds (default: 30)')
     p.add_argument('--restamp', action='store_true',
                    help='rewrite header stamps to the publish time (default: keep recorded)')
-    p.add_argument('--qos-depth', type=int, default=10,
+    p.add_argument('--qos-depth', type=positive_int, default=10,
                    help='depth of the reliable publishers (default: %(default)s)')
     p.add_argument('--json', default=None, help='write the summary as JSON here')
     p.add_argument('--quiet', dest='progress', action='store_false', help='no progress bar')

@@ -13,7 +13,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from vsda_ros.apps._common import EPILOG, add_backend_args, label_map_choices, zoo_names
+from vsda_ros.apps._common import (
+    EPILOG,
+    add_allow_unknown_labels,
+    add_backend_args,
+    check_output_dir,
+    check_output_file,
+    fraction,
+    label_map_choices,
+    positive_float,
+    positive_int,
+    zoo_names,
+)
 from vsda_ros.data.integrity import reading
 from vsda_ros.data.sources import FrameSource, read_label
 from vsda_ros.evaluation.metrics import ConfusionMatrix, percentiles_ms
@@ -46,6 +57,7 @@ class SegmentConfig:
     backend: str = 'torch'
     precision: str = 'fp32'
     fps: float = 15.0       # frame rate of a folder input (a video or a bag carries its own)
+    allow_unknown_labels: bool = False
 
 
 @dataclass
@@ -95,23 +107,31 @@ def run_segment(cfg: SegmentConfig) -> dict:
     header stamps, a folder's ``fps``) plus ``overlay_strip.png``. With ``labels`` the summary
     holds ``miou`` and ``per_class_iou`` (percent) over the label classes: the model's own, or
     the CamVid-11 classes when ``label_map`` maps the model's classes there; label values ≥
-    the number of classes (CamVid's void 11, Cityscapes' ignore 255) are not scored. Also
+    the number of classes (CamVid's void 11, Cityscapes' ignore 255) are not scored; any other
+    value is an error (:class:`~vsda_ros.evaluation.metrics.LabelError` naming the label file
+    and the values) unless ``allow_unknown_labels``, which scores such pixels as ignored and
+    counts them (``unknown_label_pixels``). Also
     ``frames_expected`` (what the input announces, capped by ``max_frames``),
     ``frames_read``, ``input_complete`` and ``input_problems``.
 
     A damaged or truncated input (a bag that fails its checks, a video with fewer frames than
     its container announces) is an error unless ``allow_truncated``; then its readable frames
     are segmented, with a warning, and the summary says what was missing. A run that fails
-    removes the files it wrote (and the folders it created, when empty).
+    removes the files it wrote (and the folders it created, when empty), the JSON summary
+    included. ``out`` and ``json_path`` are checked before any work.
 
     Raises:
         FileNotFoundError / ValueError: bad input, a missing label file, an unknown map, two
             input images with the same stem (their outputs would overwrite each other).
+        LabelError (a ValueError): label ids that are neither a class nor an ignore value.
+        OSError: ``out`` or ``json_path`` cannot be written (under a regular file, on a
+            read-only file system, …).
         IncompleteInputError (a ValueError): damaged / truncated input without
             ``allow_truncated``; the message says which partial outputs were removed.
     """
     from vsda_ros.pipeline import PipelineConfig, build_pipeline
 
+    _check_paths(cfg)
     source = _open_source(cfg)
     pipe = build_pipeline(PipelineConfig(  # an export folder loads like a name
         model=cfg.model, input_size=cfg.size, device=cfg.device, backend=cfg.backend,
@@ -119,34 +139,63 @@ def run_segment(cfg: SegmentConfig) -> dict:
     segmenter, (mapping, class_names) = pipe.segmenter, label_mapping(cfg.label_map, pipe.meta)
     # the label set decides what is not scored: values ≥ its number of classes (CamVid-11's
     # void 11; 255 for Cityscapes train ids), as vsda eval does
-    confusion = (ConfusionMatrix(len(class_names), ignore_index=len(class_names))
+    confusion = (ConfusionMatrix(len(class_names), ignore_index=len(class_names),
+                                 allow_unknown=cfg.allow_unknown_labels)
                  if cfg.labels else None)
-    if cfg.labels and not Path(cfg.labels).is_dir():
-        raise FileNotFoundError(f'labels folder {cfg.labels} does not exist')
-
     outputs = _Outputs()
     try:
         with reading(allow_incomplete=cfg.allow_truncated) as reads:
             result = _segment_frames(cfg, source, segmenter, palette_array(pipe.meta.palette),
                                      mapping, confusion, outputs)
+        summary = _summary(cfg, segmenter, result, reads.last)
+        if confusion is not None:
+            summary.update(_scores(confusion, class_names, cfg.label_map))
+        if cfg.json_path:
+            outputs.mkdir(Path(cfg.json_path).parent)
+            outputs.files.append(Path(cfg.json_path))
+            _write_text(Path(cfg.json_path), json.dumps(summary, indent=2) + '\n')
     except Exception as exc:
-        removed = outputs.remove()
-        if removed and len(exc.args) == 1 and isinstance(exc.args[0], str):
-            exc.args = (f'{exc.args[0]} (removed the {removed} partial output files from '
-                        f'{cfg.out})',)
+        _take_back(outputs, exc, cfg.out)
         raise
-    summary = _summary(cfg, segmenter, result, reads.last)
-    if confusion is not None:
-        iou = confusion.iou() * 100
-        summary['miou'] = confusion.miou() * 100
-        summary['pixel_accuracy'] = confusion.pixel_accuracy() * 100
-        summary['per_class_iou'] = {n: (None if np.isnan(v) else float(v))
-                                    for n, v in zip(class_names, iou)}
-        summary['label_map'] = cfg.label_map
-    if cfg.json_path:
-        outputs.mkdir(Path(cfg.json_path).parent)
-        Path(cfg.json_path).write_text(json.dumps(summary, indent=2) + '\n')
     return summary
+
+
+def _check_paths(cfg: SegmentConfig) -> None:
+    """Before any work: the outputs can be written, the labels folder exists."""
+    check_output_dir(cfg.out, '--out')
+    if cfg.json_path:
+        check_output_file(cfg.json_path, '--json')
+    if cfg.labels and not Path(cfg.labels).is_dir():
+        raise FileNotFoundError(f'labels folder {cfg.labels} does not exist')
+
+
+def _take_back(outputs: _Outputs, exc: Exception, out: Path) -> None:
+    """Remove what a failed run wrote and say so in ``exc``'s message (when it has one)."""
+    removed = outputs.remove()
+    if not removed:
+        return
+    note = f' (removed the {removed} partial output files from {out})'
+    if isinstance(exc, OSError) and exc.strerror:
+        exc.strerror += note
+    elif len(exc.args) == 1 and isinstance(exc.args[0], str):
+        exc.args = (exc.args[0] + note,)
+
+
+def _scores(confusion: ConfusionMatrix, class_names: list[str], label_map: str | None) -> dict:
+    """The summary's score keys: ``miou``, ``pixel_accuracy``, ``per_class_iou`` (percent),
+    ``label_map`` and ``unknown_label_pixels``."""
+    iou = confusion.iou() * 100
+    return {'miou': confusion.miou() * 100,
+            'pixel_accuracy': confusion.pixel_accuracy() * 100,
+            'per_class_iou': {n: (None if np.isnan(v) else float(v))
+                              for n, v in zip(class_names, iou, strict=True)},
+            'label_map': label_map,
+            'unknown_label_pixels': confusion.unknown_pixels}
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (one place, so a test can make it fail)."""
+    path.write_text(text)
 
 
 def _open_source(cfg: SegmentConfig):
@@ -306,7 +355,7 @@ def _score(cfg: SegmentConfig, name: str, labels: np.ndarray, mapping,
     if not label_path.is_file():
         raise FileNotFoundError(f'no label {label_path} for frame {name}')
     pred = mapping[labels] if mapping is not None else labels
-    confusion.update(pred, read_label(label_path))
+    confusion.update(pred, read_label(label_path), where=str(label_path))
 
 
 def _write(outputs: _Outputs, path: Path, image: np.ndarray) -> None:
@@ -341,14 +390,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help='folder of label PNGs with the same file names (class ids, 11 = void)')
     p.add_argument('--map', dest='label_map', default=None, choices=label_map_choices(),
                    help='map the model classes before scoring (e.g. Cityscapes → CamVid-11)')
+    add_allow_unknown_labels(p)
     p.add_argument('--json', default=None, help='summary JSON path (default: OUT/summary.json)')
-    p.add_argument('--alpha', type=float, default=0.5, help='overlay blend (default: 0.5)')
+    p.add_argument('--alpha', type=fraction, default=0.5, help='overlay blend (default: 0.5)')
     p.add_argument('--no-overlay', dest='write_overlay', action='store_false',
                    help='skip the overlay video and strip')
-    p.add_argument('--fps', type=float, default=SegmentConfig.fps,
+    p.add_argument('--fps', type=positive_float, default=SegmentConfig.fps,
                    help='frame rate of a folder input, the rate of its overlay video (videos '
                         'and bags carry their own) (default: %(default)s)')
-    p.add_argument('--max-frames', type=int, default=None, help='stop after N frames')
+    p.add_argument('--max-frames', type=positive_int, default=None, help='stop after N frames')
     p.add_argument('--allow-truncated', action='store_true',
                    help='segment what can be read of a truncated video (fewer frames than its '
                         'container announces) or a damaged bag, with a warning, and record '
@@ -382,6 +432,9 @@ def _print_summary(cfg: SegmentConfig, s: dict) -> None:
     if 'miou' in s:
         print(f"mIoU {s['miou']:.2f} % over {len(s['per_class_iou'])} classes"
               + (f" (mapped {s['label_map']})" if s['label_map'] else ''))
+        if s['unknown_label_pixels']:
+            print(f"{s['unknown_label_pixels']} label pixels with unknown ids scored as "
+                  'ignored (--allow-unknown-labels)')
         for name, v in s['per_class_iou'].items():
             print(f'  {name:>14s} ' + ('   n/a' if v is None else f'{v:6.2f}'))
     print(f"label masks: {cfg.out / 'labels'}\ncolour masks: {cfg.out / 'color'}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vsda_ros.apps._common import standalone
+from vsda_ros.apps._common import non_negative_int, positive_int, standalone
 from vsda_ros.weather.preview import DEFAULT_GRID, render_grid, render_sequence
 from vsda_ros.weather.spec import WEATHER_KINDS, parse_weather
 from vsda_ros.weather.transient import TRANSIENT_ONLY_KINDS, TransientSpec
@@ -83,7 +83,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     q.add_argument('--out', default=None,
                    help=f'PNG to write (default: {DEFAULT_GRID} for --image, '
                         'docs/weather/temporal_KIND.png for --sequence)')
-    q.add_argument('--seed', type=int, default=0, help='random seed (default: %(default)s)')
+    q.add_argument('--seed', type=non_negative_int, default=0,
+                   help='random seed (default: %(default)s)')
     q.add_argument('--size', default='480x360',
                    help="resize frames to WIDTHxHEIGHT before degrading, the pipeline's working "
                         "size ('' = keep; default: %(default)s)")
@@ -93,12 +94,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help='grid rows: weather kinds, or the transient-only '
                         f'{", ".join(TRANSIENT_ONLY_KINDS)} of "vsda eval --transient" '
                         '(default: the six weather kinds)')
-    q.add_argument('--frames', type=int, default=6,
+    q.add_argument('--frames', type=positive_int, default=6,
                    help='strip length in frames (default: %(default)s)')
-    q.add_argument('--start', type=int, default=0, help='first frame of the strip (default: 0)')
+    q.add_argument('--start', type=non_negative_int, default=0,
+                   help='first frame of the strip (default: 0)')
     q.add_argument('--no-iid', action='store_true',
                    help='strip: omit the row with independent per-frame parameters')
-    q.add_argument('--cell-width', type=int, default=208,
+    q.add_argument('--cell-width', type=positive_int, default=208,
                    help='width of each picture in the PNG, pixel-exact (default: %(default)s; '
                         'the default grid stays under 1.5 MB)')
     p.set_defaults(func=run)
