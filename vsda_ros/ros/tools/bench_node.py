@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from vsda_ros.ros.tools.launcher import client_node, confine_to_loopback, node_process
 
 
@@ -26,7 +28,8 @@ def _status(pid: int, key: str) -> float:
 
 def _resources(pid: int) -> dict:
     """RSS and peak RSS (MB), open file descriptors and threads of a process."""
-    return {'rss_mb': _status(pid, 'VmRSS') / 1024.0, 'peak_rss_mb': _status(pid, 'VmHWM') / 1024.0,
+    return {'rss_mb': _status(pid, 'VmRSS') / 1024.0,
+            'peak_rss_mb': _status(pid, 'VmHWM') / 1024.0,
             'fds': len(list(Path(f'/proc/{pid}/fd').iterdir())),
             'threads': int(_status(pid, 'Threads'))}
 
@@ -67,6 +70,56 @@ def per_camera(first: dict, last: dict, masks: dict[str, int], sent: dict[str, i
                      'node_input_hz': (delta['received'] or 0) / duration,
                      'node_output_hz': (delta['processed'] or 0) / duration, **delta})
     return rows
+
+
+#: the strategy's own stages in a timing record (network, flow, warp, head and the pre- and
+#: postprocessing around them); the node's overhead is the end-to-end time outside them and the
+#: mailbox wait (decode, publish, DDS both ways)
+SEGMENT_STAGES = ('preprocess', 'inference', 'head', 'flow', 'warp_correct', 'fusion',
+                  'postprocess')
+
+
+def segment_ms(stages: dict[str, float]) -> float:
+    """One frame's time in the strategy (ms): the sum of its :data:`SEGMENT_STAGES`."""
+    return sum(stages.get(s, 0.0) for s in SEGMENT_STAGES)
+
+
+def kind_report(keys: list[tuple], kinds: dict[tuple, str],
+                per: dict[str, list[float]]) -> dict[str, dict]:
+    """Per frame kind (``key``, ``propagated``, ``pending``, ``reanchored``): frames, and
+    end-to-end and strategy ms p50/p95 (``per``: lists aligned with ``keys``)."""
+    from vsda_ros.evaluation.metrics import percentiles_ms
+
+    out: dict[str, dict] = {}
+    for kind in sorted({kinds.get(k, 'key') for k in keys}):
+        idx = [i for i, k in enumerate(keys) if kinds.get(k, 'key') == kind]
+        out[kind] = {'frames': len(idx),
+                     'end_to_end_ms': percentiles_ms([per['end_to_end'][i] for i in idx],
+                                                     (50, 95)),
+                     'segment_ms': percentiles_ms([per['segment'][i] for i in idx], (50, 95))}
+    return out
+
+
+def rate_fields(diags: list, measured_sent: int, masks: int, duration: float,
+                cameras: int) -> dict:
+    """Output / input rate over the window, and the keyframe interval the node reported
+    (``/diagnostics``, measured window): the last, its median and range, and the last
+    ``rate_control`` reason (``None`` for a strategy without keyframes)."""
+    intervals, reason = [], None
+    for arr in diags:
+        for st in arr.status:
+            v = {kv.key: kv.value for kv in st.values}
+            if 'keyframe_interval' in v:
+                intervals.append(int(v['keyframe_interval']))
+                reason = v.get('rate_control')
+    input_hz = measured_sent / duration if duration > 0 else 0.0
+    output_hz = masks / cameras / duration if duration > 0 else 0.0
+    return {'input_hz': input_hz, 'output_hz_per_camera': output_hz,
+            'output_over_input': output_hz / input_hz if input_hz else float('nan'),
+            'keyframe_interval': intervals[-1] if intervals else None,
+            'keyframe_interval_median': float(np.median(intervals)) if intervals else None,
+            'keyframe_interval_range': [min(intervals), max(intervals)] if intervals else None,
+            'rate_control': reason}
 
 
 def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: str,
@@ -115,6 +168,7 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         pubs = {p: node.create_publisher(Image, f'{p}image', q) for p in prefixes}
         e2e: dict[tuple, float] = {}      # (camera, stamp) → end-to-end ms (mask − stamp)
         stages: dict[tuple, dict] = {}    # (camera, stamp) → the node's stage times
+        kinds: dict[tuple, str] = {}      # (camera, stamp) → the frame's kind
         diags: list[DiagnosticArray] = []
         measuring = [False]
         sent_per: dict[str, int] = {p: 0 for p in prefixes}
@@ -129,12 +183,13 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
             if measuring[0] and msg.status:
                 key = (cam, msg.header.stamp.sec, msg.header.stamp.nanosec)
                 stages[key] = {kv.key: float(kv.value) for kv in msg.status[0].values}
+                kinds[key] = msg.status[0].message or 'key'  # Segmentation.kind
 
         subs = []
         for p in prefixes:
             subs.append(node.create_subscription(Image, f'{p}mask',
                                                  lambda m, p=p: on_mask(p, m), q))
-            subs += [node.create_subscription(Image, f'{p}{n}', lambda m: None, q)
+            subs += [node.create_subscription(Image, f'{p}{n}', lambda _m: None, q)
                      for n in ('color_mask', 'overlay', 'confidence')]
             subs.append(node.create_subscription(DiagnosticArray, f'{p}timing',
                                                  lambda m, p=p: on_timing(p, m), q))
@@ -217,9 +272,9 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
     keys = [k for k in e2e if k in stages]
     per = {'end_to_end': [e2e[k] for k in keys],
            'inference': [stages[k].get('inference', stages[k].get('head', 0.0)) for k in keys]}
-    per['overhead'] = [a - b for a, b in zip(per['end_to_end'], per['inference'])]
+    per['overhead'] = [a - b for a, b in zip(per['end_to_end'], per['inference'], strict=True)]
     per['overhead_excl_queue_wait'] = [o - stages[k]['queue_wait']
-                                       for o, k in zip(per['overhead'], keys)]
+                                       for o, k in zip(per['overhead'], keys, strict=True)]
     for stage in ('queue_wait', 'decode', 'preprocess', 'postprocess', 'publish'):
         per[stage] = [stages[k].get(stage, 0.0) for k in keys]
     counters = {k: int(num(last, k) - (num(first, k) if first else 0))
@@ -228,7 +283,13 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
     accounting = {**totals, 'sent': sent * len(prefixes),  # messages, all cameras
                   'adds_up': totals['received'] == (totals['processed'] + totals['dropped']
                                                     + totals['bad_frames'])}
+    per['segment'] = [segment_ms(stages[k]) for k in keys]
+    per['node_overhead'] = [e - stages[k].get('queue_wait', 0.0) - g
+                            for e, k, g in zip(per['end_to_end'], keys, per['segment'],
+                                               strict=True)]
     ms = {k: percentiles_ms(v, (50, 95)) for k, v in per.items()}
+    rates = rate_fields(diags[diag_start:] if diags else [], measured_sent, len(e2e),
+                        duration, len(prefixes))
     rss = {'start': rss_start, 'end': rss_end}
     # Two readings of the overhead target: all of it, and without the mailbox wait. When the
     # camera outpaces the model a frame waits for the frame in progress (up to one inference
@@ -239,6 +300,7 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         'e2e_p95_le_1.5x_inference_p95': ms['end_to_end']['p95']
         <= 1.5 * ms['inference']['p95'],
         'rss_growth_le_20mb': (rss_end - rss_start) <= 20.0,
+        'output_ge_0.9x_input': rates['output_over_input'] >= 0.9,
     }
     return {
         'model': model, 'input_size': size, 'rate_hz': rate, 'duration_s': duration,
@@ -248,6 +310,10 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         'end_to_end_ms': ms['end_to_end'], 'inference_ms': ms['inference'],
         'overhead_ms': ms['overhead'],
         'overhead_excl_queue_wait_ms': ms['overhead_excl_queue_wait'],
+        'segment_ms': ms['segment'], 'node_overhead_ms': ms['node_overhead'],
+        'kinds': kind_report(keys, kinds, per),
+        'node_params': {k: v for k, v in params.items() if k != 'image_topics'},
+        **rates,
         'node_stage_ms': {s: ms[s] for s in ('queue_wait', 'decode', 'preprocess',
                                              'postprocess', 'publish')},
         'output_hz': len(e2e) / duration, 'rss_mb': rss, 'targets_met': targets,
@@ -279,6 +345,19 @@ def print_report(r: dict) -> None:
           f"peak {r['resources']['end']['peak_rss_mb']:.1f}")
     rs, re_ = r['resources']['start'], r['resources']['end']
     print(f"  fds {rs['fds']} -> {re_['fds']}  threads {rs['threads']} -> {re_['threads']}")
+    if 'node_overhead_ms' in r:
+        print(f"  segment ms      {f(r['segment_ms'])}   (the strategy: network, flow, pre/post)")
+        print(f"  node ovh. ms    {f(r['node_overhead_ms'])}   (end-to-end − wait − segment: "
+              "decode, publish, DDS)")
+        for kind, d in r['kinds'].items():
+            print(f"  {kind:<11s} ×{d['frames']:<4d} end-to-end {f(d['end_to_end_ms'])}   "
+                  f"segment {f(d['segment_ms'])}")
+        print(f"  output {r['output_hz_per_camera']:.2f} Hz of {r['input_hz']:.2f} Hz per camera "
+              f"({r['output_over_input']:.2f}x)")
+        if r.get('keyframe_interval') is not None:
+            print(f"  keyframe interval {r['keyframe_interval']} (median "
+                  f"{r['keyframe_interval_median']:g}, range {r['keyframe_interval_range']}): "
+                  f"{r['rate_control']}")
     if r.get('cameras', 1) > 1:
         for c in r['per_camera']:
             print(f"  camera {c['topic']}: sent {c['sent_hz']:.1f} Hz, node in "
