@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vsda_ros.apps._common import EPILOG, add_allow_unknown_labels, label_map_choices
+from vsda_ros.apps._common import (EPILOG, add_allow_unknown_labels, int_range,
+                                   label_map_choices, non_negative_float)
 
 
 @dataclass
@@ -339,22 +340,22 @@ def add_node_realtime_args(p: argparse.ArgumentParser) -> None:
     names; see README, the node's parameters)."""
     p.add_argument('--strategy', default='per_frame', choices=['per_frame', 'fusion', 'keyframe'],
                    help='node: temporal strategy (default: %(default)s)')
-    p.add_argument('--keyframe-interval', type=int, default=5,
+    p.add_argument('--keyframe-interval', type=int_range(1, 100), default=5,
                    help='node: keyframe interval (the start value with --target-rate; '
                         'default: %(default)s)')
-    p.add_argument('--target-rate', type=float, default=0.0,
+    p.add_argument('--target-rate', type=non_negative_float, default=0.0,
                    help='node: target_rate, the rate (Hz) the keyframe interval is chosen to '
                         'keep up with (0 = off; default: %(default)s)')
-    p.add_argument('--max-keyframe-interval', type=int, default=10,
+    p.add_argument('--max-keyframe-interval', type=int_range(1, 100), default=10,
                    help='node: largest interval --target-rate may choose (default: %(default)s)')
     p.add_argument('--async-keyframes', action='store_true',
                    help='node: key network in a background thread (async_keyframes)')
-    p.add_argument('--flow-downscale', type=int, default=1,
+    p.add_argument('--flow-downscale', type=int_range(1, 8), default=1,
                    help='node: keyframe flow at the feature resolution / N (default: %(default)s)')
-    p.add_argument('--num-threads', type=int, default=0,
+    p.add_argument('--num-threads', type=int_range(0, 256), default=0,
                    help="node: torch intra-op threads (0 = torch's default; 1 with "
                         '--async-keyframes on 2 cores)')
-    p.add_argument('--cameras', type=int, default=1,
+    p.add_argument('--cameras', type=int_range(1, 64), default=1,
                    help='node: that many cameras (/cam0/image ...), each at --rate; per-camera '
                         'rates in the report (default: %(default)s)')
     p.add_argument('--temporal-weights', default='',
