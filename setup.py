@@ -31,6 +31,7 @@ setup(
         'console_scripts': [
             'vsda = vsda_ros.cli:main',
             'segmentation_node = vsda_ros.ros.segmentation_node:main',
+            'segmentation_lifecycle_node = vsda_ros.ros.segmentation_node:lifecycle_main',
         ],
     },
 )

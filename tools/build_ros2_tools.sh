@@ -50,7 +50,7 @@ done
 # /opt/ros/kilted (no `vsda` on PATH). Unlinking only touches this copy.
 rm -rf "$TOOLS"/lib/python3*/site-packages/__editable__*vsda_ros* \
        "$TOOLS"/lib/python3*/site-packages/vsda_ros-*.dist-info \
-       "$TOOLS"/bin/vsda "$TOOLS"/bin/segmentation_node
+       "$TOOLS"/bin/vsda "$TOOLS"/bin/segmentation_node "$TOOLS"/bin/segmentation_lifecycle_node
 "$PY" -c 'import sys; assert sys.prefix != sys.base_prefix, sys.prefix' >/dev/null
 
 step 2 "colcon and the tools' PyPI dependencies (ROS wheels pinned to the lock's versions)"
