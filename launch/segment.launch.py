@@ -2,11 +2,18 @@
 
     ros2 launch vsda_ros segment.launch.py image_topic:=/camera/image_raw rviz:=true
     ros2 launch vsda_ros segment.launch.py params_file:=my.yaml strategy:=keyframe namespace:=front
+    ros2 launch vsda_ros segment.launch.py lifecycle:=true     # managed node, unconfigured
 
 The node reads ``image`` (and ``image/compressed``) and publishes ``mask``, ``color_mask``,
 ``overlay``, ``confidence`` in its namespace, plus ``/diagnostics``. ``model``, ``strategy`` and
 ``device`` override the params file only when given on the command line. RViz shows the camera
 and the masks of this launch's ``image_topic`` and ``namespace`` (a layout generated at launch).
+
+``lifecycle:=true`` starts the managed node (``segmentation_lifecycle_node``, a launch_ros
+``LifecycleNode``) instead: it comes up unconfigured, as a lifecycle manager (Nav2's, or
+``ros2 lifecycle set``) expects; ``autostart:=true`` has this launch configure it and, once it is
+inactive the first time, activate it. Its ``shutdown`` transition ends the process (status 0) and
+with it the launch.
 
 The launch lives and dies with its processes: when segmentation_node or RViz exits, everything
 is shut down. ``ros2 launch`` returns ``LaunchService.run()``'s code, which is 0 unless an
@@ -25,9 +32,9 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessExit
-from launch.events import Shutdown
+from launch.events import Shutdown, matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 
 from vsda_ros.ros.tools.rviz_config import rviz_config
 
@@ -54,6 +61,23 @@ def _looks_like_path(model: str) -> bool:
     """A ``model`` value meant as a file or folder (model names have no slash or suffix)."""
     return (os.sep in model or model.startswith(('~', '.'))
             or model.endswith(('.pt', '.pth', '.onnx', '.xml')))
+
+
+def _autostart(node):
+    """configure ``node`` now; activate it when it first reaches inactive from configuring (a
+    later deactivate is left alone)."""
+    from launch_ros.event_handlers import OnStateTransition
+    from launch_ros.events.lifecycle import ChangeState
+    from lifecycle_msgs.msg import Transition
+
+    def change(transition_id):
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                           transition_id=transition_id))
+
+    return [RegisterEventHandler(OnStateTransition(
+                target_lifecycle_node=node, start_state='configuring', goal_state='inactive',
+                entities=[change(Transition.TRANSITION_ACTIVATE)], handle_once=True)),
+            change(Transition.TRANSITION_CONFIGURE)]
 
 
 def _launch_setup(context):
@@ -86,9 +110,10 @@ def _launch_setup(context):
     # unless the user has one.
     env = {} if os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') else {
         'FASTDDS_DEFAULT_PROFILES_FILE': os.path.join(share, 'config', 'fastdds_profile.xml')}
-    node = Node(
+    lifecycle = IfCondition(LaunchConfiguration('lifecycle')).evaluate(context)
+    node = (LifecycleNode if lifecycle else Node)(
         package='vsda_ros',
-        executable='segmentation_node',
+        executable='segmentation_lifecycle_node' if lifecycle else 'segmentation_node',
         name='segmentation_node',
         namespace=namespace,
         parameters=[params_file, overrides],  # later entries win
@@ -97,6 +122,8 @@ def _launch_setup(context):
         output='screen',
     )
     actions = [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_exit))]
+    if lifecycle and IfCondition(LaunchConfiguration('autostart')).evaluate(context):
+        actions += _autostart(node)
     if rviz:
         layout = tempfile.NamedTemporaryFile('w', prefix='vsda_', suffix='.rviz', delete=False)
         with layout:
@@ -133,6 +160,13 @@ def generate_launch_description():
         DeclareLaunchArgument('image_topic', default_value='image',
                               description='Input image topic (remapped to the node\'s "image"; '
                                           'its /compressed sibling to "image/compressed")'),
+        DeclareLaunchArgument('lifecycle', default_value='false',
+                              description='Start the managed (lifecycle) node: unconfigured '
+                                          'until configured (ros2 lifecycle set, a lifecycle '
+                                          'manager, or autostart:=true)'),
+        DeclareLaunchArgument('autostart', default_value='false',
+                              description='With lifecycle:=true: configure and then activate '
+                                          'the node at launch'),
         DeclareLaunchArgument('rviz', default_value='false',
                               description='Also start RViz2 showing the camera, colour mask and '
                                           'overlay of this namespace and image_topic'),
