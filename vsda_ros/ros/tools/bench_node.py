@@ -194,7 +194,7 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
             subs.append(node.create_subscription(DiagnosticArray, f'{p}timing',
                                                  lambda m, p=p: on_timing(p, m), q))
         subs.append(node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, q))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a first start may export the model
         while not all(p.get_subscription_count() for p in pubs.values()):  # node is up
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError('segmentation_node did not start')
