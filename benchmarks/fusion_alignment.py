@@ -16,7 +16,7 @@ by more than one block pixel):
 Conditions: ``clean``, each weather kind at ``--intensity`` as temporal (smooth) weather on both
 frames, and ``transient`` (only the current frame degraded, every kind, averaged).
 
-Example (docs/temporal.md)::
+Example (docs/design/temporal.md)::
 
     python benchmarks/fusion_alignment.py --source ../shared/data/camvid/val \\
         --labels ../shared/data/camvid/valannot --temporal-weights runs/fg1_espnet-camvid.pt \\

@@ -16,7 +16,7 @@ Writes ``OUT.json`` (the rows and a summary per variant: clean ΔmIoU / ΔTC / c
 per kind and mean for each mode, per-class ΔIoU) and ``OUT.png``, and prints the summary. The
 report folders of the passes are kept under ``OUT_runs/``.
 
-Example (docs/temporal.md)::
+Example (docs/design/temporal.md)::
 
     python benchmarks/fusion_study.py --model espnet-camvid \\
         --variant scores= --variant guided=runs/fusion_guided_espnet-camvid.pt \\

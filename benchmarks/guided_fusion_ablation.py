@@ -18,7 +18,7 @@ independent draw per frame with ``--iid``): the network, the block and DIS see t
 frames; mIoU is against the labels and TC uses the clean frames' flow, as in ``vsda eval``.
 A fixed blend with a high weight then says how much averaging neighbours can give at all.
 
-Example (docs/temporal.md)::
+Example (docs/design/temporal.md)::
 
     python benchmarks/guided_fusion_ablation.py --source ../shared/data/camvid/val \\
         --labels ../shared/data/camvid/valannot --out runs/guided_ablation.json

@@ -1,4 +1,4 @@
-"""Model-card figures for the shipped models (docs/models.md), measured by ``vsda eval``.
+"""Model-card figures for the shipped models (docs/design/models.md), measured by ``vsda eval``.
 
 For each model: on the CamVid val clip (the dev clip, 61 frames, 15 Hz, never trained on) at
 480×360 — per_frame / fusion / keyframe clean and under each synthetic temporal weather at 0.6

@@ -102,9 +102,9 @@ PACKS: dict[str, tuple[str, ...]] = {
     'espnet-camvid.temporal.pt': ('espnet-camvid.davss', 'espnet-camvid.fusion_cues'),
     'espnetv2-cityscapes.temporal.pt': ('espnetv2-cityscapes.davss',
                                         'espnetv2-cityscapes.fusion_cues'),
-    # the adapted network, the DMNet/CFNet of the network it was adapted from (docs/models.md:
-    # measured against plain warping) and the image-guided fusion block (replacing the score
-    # block tsl trained with it: docs/temporal.md)
+    # the adapted network, the DMNet/CFNet of the network it was adapted from
+    # (docs/design/models.md: measured against plain warping) and the image-guided fusion block
+    # (replacing the score block tsl trained with it: docs/design/temporal.md)
     'espnetv2-camvid-tsl.pt': ('espnetv2-camvid-tsl', 'espnetv2-cityscapes.davss',
                                'espnetv2-camvid-tsl.fusion_cues'),
 }

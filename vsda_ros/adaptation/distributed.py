@@ -1,6 +1,6 @@
 """Data-parallel training for ``vsda adapt``: torchrun's environment → ``torch.distributed``.
 
-``torchrun --nproc_per_node N -m vsda_ros adapt …`` (or ``-m vsda_ros.adaptation.train_ddp``)
+``torchrun --nproc_per_node N -m vsda_ros adapt …`` (or ``-m vsda_ros.apps.train_ddp``)
 starts N processes with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT`` set; :func:`setup` joins them into one process group (gloo on the CPU, NCCL on
 CUDA). Every rank builds the same network from the same seed; trainable modules are wrapped in

@@ -6,7 +6,9 @@ Report keys (stable, documented in README):
     ``model``, ``source``, ``topic``, ``mode`` (``offline``|``live``), ``frames``,
     ``frames_expected`` (what a video or bag announces; ``null`` when it does not say),
     ``frames_read``, ``input_complete``, ``input_problems`` (damage found; see
-    ``--allow-truncated``), ``labelled_frames``, ``label_map``, ``temporal_modules``,
+    ``--allow-truncated``), ``labelled_frames``, ``unknown_label_pixels`` (label pixels with an
+    id that is neither a class nor an ignore value, scored as ignored; non-zero only with
+    ``--allow-unknown-labels``), ``label_map``, ``temporal_modules``,
     ``keyframe_interval`` (with ``--interval A..B``: B), ``weather_temporal``, ``seed``,
     ``backend`` and ``precision`` (the inference backend and precision actually used, ``auto``
     resolved: offline this process's; live the node's, as it reports them on ``/diagnostics``,

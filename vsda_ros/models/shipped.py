@@ -11,7 +11,7 @@ Two kinds:
 Files are stored compactly: floating-point weights as float16, BatchNorm statistics as float32
 (:func:`compact_state`); they load as float32. Every file is checked against its sha256 here
 before it is read (once per file version, see :func:`vsda_ros.fetch.file_sha256`). ``make
-models`` (``vsda models build``) retrains them all; model cards are in ``docs/models.md``.
+models`` (``tools/zoo_build.py``) retrains them all; model cards are in ``docs/design/models.md``.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class ShippedFile:
         return ZOO_DIR / self.filename
 
 
-#: every shipped file; ``vsda models build --install`` rewrites the sha256 values.
+#: every shipped file; ``make models`` (``tools/zoo_build.py --install``) rewrites the sha256.
 SHIPPED_FILES: tuple[ShippedFile, ...] = (
     ShippedFile(
         name='espnetv2-camvid-tsl', kind='model', filename='espnetv2-camvid-tsl.pt',

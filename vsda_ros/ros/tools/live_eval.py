@@ -14,7 +14,7 @@ guard resets the strategy between them.
 
 The evaluation core never imports this module: ``vsda eval --live`` (:mod:`vsda_ros.apps.eval`)
 builds a :class:`LiveRunner` and injects it into
-:func:`vsda_ros.apps.eval.run_eval`, which calls :meth:`LiveRunner.run` for every run.
+:func:`vsda_ros.evaluation.runner.run_eval`, which calls :meth:`LiveRunner.run` for every run.
 
 A frame the node dropped (it was still busy when a newer frame arrived) counts in ``dropped``
 and is scored with the last mask received before it, which is what a consumer of the topic
@@ -59,7 +59,7 @@ class LiveRunner:
     so runs share no temporal state).
 
     Args:
-        cfg: the :class:`~vsda_ros.apps.eval.EvalConfig` (model, size, device,
+        cfg: the :class:`~vsda_ros.evaluation.runner.EvalConfig` (model, size, device,
             temporal weights, rate).
         interval: keyframe interval for the ``keyframe`` strategy.
     """

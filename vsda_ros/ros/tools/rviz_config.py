@@ -21,7 +21,8 @@ import yaml
 NODE_NAME = 'segmentation_node'
 #: (display name, topic relative to the node, QoS reliability): the node's outputs are reliable
 OUTPUT_DISPLAYS = (('Color mask', 'color_mask', 'Reliable'), ('Overlay', 'overlay', 'Reliable'))
-HEADER = ('# RViz2 layout for vsda_ros segmentation_node: vsda_ros.ros.rviz_config.rviz_config()\n'
+HEADER = ('# RViz2 layout for vsda_ros segmentation_node: '
+          'vsda_ros.ros.tools.rviz_config.rviz_config()\n'
           '# (launch/segment.launch.py writes one for its namespace and image_topic).\n')
 
 
