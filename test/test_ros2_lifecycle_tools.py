@@ -16,9 +16,18 @@ import time
 from pathlib import Path
 
 import pytest
-
-from test_ros2_tools import (SHIPPED_MODEL, TRACEBACK, _Camera, _kill_nodes, _params_file,
-                             _run, _start_launch, _wait_no_node, tools, workspace)
+from test_ros2_tools import (
+    SHIPPED_MODEL,
+    TRACEBACK,
+    _Camera,
+    _kill_nodes,
+    _params_file,
+    _run,
+    _start_launch,
+    _wait_no_node,
+    tools,
+    workspace,
+)
 
 __all__ = ['tools', 'workspace']  # module-scoped fixtures from test_ros2_tools
 NODE = '/lc/segmentation_node'
