@@ -18,6 +18,7 @@ come from an export folder (:mod:`vsda_ros.inference.export`). ``openvino`` and
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ def ort_providers(device: torch.device) -> list[str]:
     return ['CPUExecutionProvider']
 
 
+@functools.lru_cache(maxsize=1)
 def native_bf16() -> bool:
     """Whether OpenVINO reports native bf16 on this CPU (without it the bf16 hint is slow or
     ignored, so bf16 is no candidate)."""
@@ -79,8 +81,9 @@ def candidates(device: torch.device, precision: str = 'auto') -> list[tuple[str,
         order = [('onnxruntime', 'fp32')] if gpu else []
     else:
         order = [('openvino', 'bf16')] if installed('openvino') and native_bf16() else []
-        order += [('openvino', 'int8'), ('openvino', 'fp32'), ('onnxruntime', 'int8'),
-                  ('onnxruntime', 'fp32')]
+        # measured (docs/design/backends.md): OV int8 ≳ OV fp32 > ORT fp32 ≥ ORT int8
+        order += [('openvino', 'int8'), ('openvino', 'fp32'), ('onnxruntime', 'fp32'),
+                  ('onnxruntime', 'int8')]
         order = [(b, p) for b, p in order if installed(b)]
     return [(b, p) for b, p in order if precision in ('auto', p)]
 
@@ -114,8 +117,8 @@ def resolve_backend(backend: str, precision: str, device: torch.device,
                   if (validated or {}).get(f'{b}/{p}', {}).get('within_limits')]
         if passed:
             rec = validated[f'{passed[0][0]}/{passed[0][1]}']
-            why = (f'auto: {passed[0][0]}/{passed[0][1]} is the fastest candidate whose '
-                   f"recorded check passes ({rec.get('check', 'within the limits')}; "
+            why = (f'auto: {passed[0][0]}/{passed[0][1]} is the fastest candidate validated '
+                   f"within the accuracy limits ({rec.get('check', 'recorded check')}; "
                    f"{rec.get('source', 'recorded')})")
             backend, precision = passed[0]
         else:

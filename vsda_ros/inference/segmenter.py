@@ -239,10 +239,9 @@ class Segmenter:
         if info is not None and tuple(info.size) == self.input_size:
             used = ['model.pt']
             for part in ('features', 'head', 'full'):
-                p = graph_for(info, self.backend, self.precision, part)
-                used += [p, p.with_suffix('.bin')] if p.suffix == '.xml' else [p]
-            check_user_export(info, [str(Path(u).relative_to(info.path)) if Path(u).is_absolute()
-                                     else u for u in used])
+                p = graph_for(info, self.backend, self.precision, part).relative_to(info.path)
+                used += [str(p), str(p.with_suffix('.bin'))] if p.suffix == '.xml' else [str(p)]
+            check_user_export(info, used)
             return info, 'rebuild the folder: ' + rebuild_command(info)
         if info is not None:
             log.warning('export %s is for %dx%d, not %dx%d: using the cache', info.path,
