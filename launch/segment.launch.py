@@ -32,9 +32,9 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessExit
-from launch.events import Shutdown, matches_action
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import LifecycleNode, Node
+from launch_ros.actions import Node
 
 from vsda_ros.ros.tools.rviz_config import rviz_config
 
@@ -66,6 +66,7 @@ def _looks_like_path(model: str) -> bool:
 def _autostart(node):
     """configure ``node`` now; activate it when it first reaches inactive from configuring (a
     later deactivate is left alone)."""
+    from launch.events import matches_action
     from launch_ros.event_handlers import OnStateTransition
     from launch_ros.events.lifecycle import ChangeState
     from lifecycle_msgs.msg import Transition
@@ -111,7 +112,11 @@ def _launch_setup(context):
     env = {} if os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') else {
         'FASTDDS_DEFAULT_PROFILES_FILE': os.path.join(share, 'config', 'fastdds_profile.xml')}
     lifecycle = IfCondition(LaunchConfiguration('lifecycle')).evaluate(context)
-    node = (LifecycleNode if lifecycle else Node)(
+    if lifecycle:
+        from launch_ros.actions import LifecycleNode as node_action
+    else:
+        node_action = Node
+    node = node_action(
         package='vsda_ros',
         executable='segmentation_lifecycle_node' if lifecycle else 'segmentation_node',
         name='segmentation_node',

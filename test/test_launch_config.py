@@ -113,7 +113,8 @@ class _Context:
         self.launch_configurations = {'params_file': '', 'model': '', 'strategy': '',
                                       'device': '', 'backend': '', 'precision': '',
                                       'namespace': '', 'image_topic': 'image',
-                                      'rviz': 'false', **arguments}
+                                      'rviz': 'false', 'lifecycle': 'false',
+                                      'autostart': 'false', **arguments}
 
 
 class _ProcessExited:
@@ -157,7 +158,17 @@ def launch_file(monkeypatch):
     module('launch.events', Shutdown=entity['Shutdown'])
     module('launch.substitutions', LaunchConfiguration=_LaunchConfiguration)
     module('launch_ros')
-    module('launch_ros.actions', Node=entity['Node'])
+    module('launch_ros.actions', Node=entity['Node'],
+           LifecycleNode=type('LifecycleNode', (_Entity,), {}))
+    # lifecycle:=true autostart:=true only (imported where used)
+    sys.modules['launch.events'].matches_action = lambda action: ('matches', action)
+    module('launch_ros.event_handlers',
+           OnStateTransition=type('OnStateTransition', (_Entity,), {}))
+    module('launch_ros.events')
+    module('launch_ros.events.lifecycle', ChangeState=type('ChangeState', (_Entity,), {}))
+    module('lifecycle_msgs')
+    module('lifecycle_msgs.msg', Transition=types.SimpleNamespace(TRANSITION_CONFIGURE=1,
+                                                                  TRANSITION_ACTIVATE=3))
     spec = importlib.util.spec_from_file_location('segment_launch', LAUNCH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -224,3 +235,27 @@ def test_rviz_shows_this_launchs_topics_and_ends_the_launch(launch_file):
     assert type(emit.kwargs['event']).__name__ == 'Shutdown'
     with pytest.raises(RuntimeError, match='rviz2-2 exited with code 1'):
         on_exit(_ProcessExited(1, 'rviz2-2'), _Context())
+
+
+def test_lifecycle_starts_the_managed_node_and_autostart_configures_then_activates(launch_file):
+    mod, _ = launch_file
+    actions = _setup(mod)(_Context(lifecycle='true'))
+    (node,) = [a for a in actions if type(a).__name__ == 'LifecycleNode']
+    assert node.kwargs['executable'] == 'segmentation_lifecycle_node'
+    assert node.kwargs['name'] == 'segmentation_node'  # same name, parameters and topics
+    assert 'segmentation_lifecycle_node' in _exit_handlers(actions)  # its end ends the launch
+    assert not [a for a in actions if type(a).__name__ == 'EmitEvent']  # starts unconfigured
+
+    actions = _setup(mod)(_Context(lifecycle='true', autostart='true'))
+    (node,) = [a for a in actions if type(a).__name__ == 'LifecycleNode']
+    (configure,) = [a for a in actions if type(a).__name__ == 'EmitEvent']
+    event = configure.kwargs['event'].kwargs
+    assert event == {'lifecycle_node_matcher': ('matches', node), 'transition_id': 1}
+    (on_inactive,) = [a.args[0] for a in actions if type(a).__name__ == 'RegisterEventHandler'
+                      and type(a.args[0]).__name__ == 'OnStateTransition']
+    assert on_inactive.kwargs['target_lifecycle_node'] is node
+    assert (on_inactive.kwargs['start_state'], on_inactive.kwargs['goal_state']) == \
+        ('configuring', 'inactive')
+    assert on_inactive.kwargs['handle_once']  # a later deactivate is not undone
+    (activate,) = on_inactive.kwargs['entities']
+    assert activate.kwargs['event'].kwargs['transition_id'] == 3

@@ -31,6 +31,7 @@ MODULE_KEYS = {
     'diagnostic_msgs': 'diagnostic_msgs',
     'launch': 'launch',
     'launch_ros': 'launch_ros',
+    'lifecycle_msgs': 'lifecycle_msgs',
     'matplotlib': 'python3-matplotlib',
     'numpy': 'python3-numpy',
     'PIL': 'python3-pil',
