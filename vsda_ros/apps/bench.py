@@ -23,7 +23,8 @@ import torch
 from tqdm import tqdm
 
 from vsda_ros.apps._common import (EPILOG, add_allow_unknown_labels, int_range,
-                                   label_map_choices, non_negative_float)
+                                   label_map_choices, non_negative_float, positive_float,
+                                   positive_int)
 
 
 @dataclass
@@ -242,31 +243,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument('--precision', default=None,
                    help='node: the node\'s precision (default fp32); model: comma-separated '
                         '(default fp32,bf16,int8; what cannot run here is listed as skipped)')
-    p.add_argument('--rounds', type=int, default=20,
+    p.add_argument('--rounds', type=positive_int, default=20,
                    help='model: interleaved rounds (default: %(default)s)')
     p.add_argument('--labels', default=None, help='model: labels of --source (adds mIoU)')
     p.add_argument('--map', dest='label_map', default=None, choices=label_map_choices(),
                    help='model: map the model classes to the labels')
     add_allow_unknown_labels(p)
-    p.add_argument('--max-frames', type=int, default=None,
+    p.add_argument('--max-frames', type=positive_int, default=None,
                    help='model: at most N frames of --source for the accuracy columns')
     p.add_argument('--model', default='espnet-camvid', help='(default: %(default)s)')
     p.add_argument('--source', default=None,
                    help='folder of frames to publish (default: VSDA_DATA_DIR/camvid/val)')
-    p.add_argument('--frames', type=int, default=None,
+    p.add_argument('--frames', type=positive_int, default=None,
                    help='publish exactly N frames after the warm-up (overrides --duration), '
                         'e.g. --frames 10000 --rate 30 for a soak test')
     p.add_argument('--frame-size', default=None,
                    help='resize the published frames to WIDTHxHEIGHT (e.g. 3840x2160 for a '
                         '4K camera; default: as read)')
     p.add_argument('--size', default='', help="network input WIDTHxHEIGHT ('' = native)")
-    p.add_argument('--rate', type=float, default=30.0, help='publish rate in Hz (default: 30)')
-    p.add_argument('--duration', type=float, default=60.0,
+    p.add_argument('--rate', type=positive_float, default=30.0, help='publish rate in Hz (default: 30)')
+    p.add_argument('--duration', type=positive_float, default=60.0,
                    help='measured seconds (default: 60)')
-    p.add_argument('--warmup', type=float, default=5.0,
+    p.add_argument('--warmup', type=non_negative_float, default=5.0,
                    help='node: unmeasured seconds first; model: warm-up calls per '
                         'configuration (default: 5)')
-    p.add_argument('--max-queue-wait-ms', type=float, default=0.0,
+    p.add_argument('--max-queue-wait-ms', type=non_negative_float, default=0.0,
                    help="the node's latency mode (max_queue_wait_ms parameter; 0 = off)")
     add_node_realtime_args(p)
     p.add_argument('--json', nargs='?', const='-', default=None, metavar='PATH',

@@ -78,7 +78,7 @@ PARAMETERS: dict[str, Param] = {
                                  'with DMNet/CFNet between keyframes (false = plain flow '
                                  'warping, the default: the trained correction did not beat it '
                                  'by the 1.0 mIoU it must earn at twice the cost; see '
-                                 'docs/temporal.md).', True),
+                                 'docs/design/temporal.md).', True),
     'distortion_threshold': Param(0.0, 'keyframe strategy: also start a keyframe when the mean '
                                   'predicted distortion exceeds this (0 = off; needs DMNet).',
                                   False, (0.0, 1.0)),

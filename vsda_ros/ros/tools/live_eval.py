@@ -33,7 +33,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from vsda_ros.evaluation.metrics import ConfusionMatrix, percentiles_ms
+from vsda_ros.evaluation.metrics import percentiles_ms
 from vsda_ros.evaluation.temporal import Clip, _score, temporal_consistency
 from vsda_ros.ros.tools.launcher import client_node, confine_to_loopback, node_process
 
@@ -173,7 +173,7 @@ class LiveRunner:
     def _score(strategy: str, clip: Clip, sent, masks, stages, wall: float,
                clean_images) -> dict:
         preds, latency, stage_lists, keys, dropped = [], [], {}, 0, 0
-        cm = ConfusionMatrix(clip.num_classes, clip.ignore_index)
+        cm = clip.confusion_matrix()
         last, scored_images = None, []
         for i, (key, stamp) in enumerate(sent):
             if key in masks:
