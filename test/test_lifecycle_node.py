@@ -109,6 +109,11 @@ class Bench:
         self.client.destroy_node()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+        # Finalize the node's handle now: rcl maps /rosout publishers by logger name, and a
+        # handle finalized later (the runtime's gc.collect() in unload) would unregister the
+        # next test's node of the same name from /rosout.
+        self.node = self.client = None
+        gc.collect()
 
 
 @pytest.fixture
