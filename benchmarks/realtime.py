@@ -150,23 +150,21 @@ def offline_strategy(pipe, cfg: Config, s: dict, rate: float):
     """The strategy object ``cfg`` runs, for the clip: per_frame as is; keyframe at the
     interval the node chose; background keys as ``AsyncKeyframe`` with the simulated delay
     ⌈key ms / frame period⌉ (at least 1). Returns (strategy, what was used)."""
-    from vsda_ros.ros.processing import make_strategy
-    from vsda_ros.temporal.async_keyframe import AsyncKeyframe
     from vsda_ros.temporal.strategy import StrategyConfig
 
     p = cfg.params
     if p['strategy'] != 'keyframe':
         return pipe.strategy(p['strategy']), {'strategy': p['strategy']}
     interval = max(1, round(s['keyframe_interval'] or p.get('keyframe_interval', 5)))
-    conf = StrategyConfig(keyframe_interval=interval, correction=False)
     used = {'strategy': 'keyframe', 'keyframe_interval': interval,
             'flow_downscale': p.get('flow_downscale', 1)}
+    conf = StrategyConfig(keyframe_interval=interval, correction=False,
+                          flow_downscale=used['flow_downscale'])
     if p.get('async_keyframes'):
         delay = max(1, math.ceil((s['key_ms'] or 0.0) / (1000.0 / rate)))
         used['key_delay_frames'] = delay
-        return AsyncKeyframe(pipe.segmenter, conf, flow_downscale=used['flow_downscale'],
-                             key_delay_frames=delay), used
-    return make_strategy(pipe, 'keyframe', conf, False, used['flow_downscale']), used
+        conf.async_keyframes, conf.key_delay_frames = True, delay
+    return pipe.strategy('keyframe', conf), used
 
 
 def score_offline(setup: Setup, cfgs: list[Config], clip_dir: Path, max_frames: int | None,

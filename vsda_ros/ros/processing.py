@@ -6,7 +6,7 @@
 * :func:`check_size` — refuse a frame above ``max_input_pixels`` before decoding it.
 * :class:`StageClock` — every stage of a frame timed exactly once, in order; the node records
   ``clock.ms`` in one place (the rolling windows behind /diagnostics and the ``timing`` topic).
-* Real time (issue 26): :func:`make_strategy` (``keyframe`` in line or with keyframes in the
+* Real time (issue 26): strategies come from :meth:`Pipeline.strategy` (``keyframe`` in line or with keyframes in the
   background, flow at a reduced resolution), :func:`apply_rate_control` (the
   :class:`~vsda_ros.temporal.rate_control.RateController` behind ``target_rate``, attached,
   retuned or detached), :func:`rate_status` (interval and reason for /diagnostics),
@@ -134,24 +134,6 @@ def end_to_end_ms(now_ns: int, stamp_ns_: int, sim_time: bool) -> tuple[float | 
 
 
 # ---- real time: keyframes in the background, rate control, per-kind latency -------------------
-def make_strategy(pipeline: Any, name: str, config: Any, async_keyframes: bool = False,
-                  flow_downscale: int = 1) -> Any:
-    """One camera's strategy: :meth:`Pipeline.strategy` for ``per_frame`` / ``fusion``; for
-    ``keyframe`` a :class:`~vsda_ros.temporal.keyframe.Keyframe` (keys in line) or, with
-    ``async_keyframes``, an :class:`~vsda_ros.temporal.async_keyframe.AsyncKeyframe` whose key
-    network runs in a background thread (the stream never waits for a key), both with DIS at
-    the feature resolution / ``flow_downscale``. Raises ``ValueError`` for a bad config."""
-    if name != 'keyframe':
-        return pipeline.strategy(name, config)
-    dmnet, cfnet = pipeline.modules.dmnet, pipeline.modules.cfnet
-    if async_keyframes:
-        from vsda_ros.temporal.async_keyframe import AsyncKeyframe
-        return AsyncKeyframe(pipeline.segmenter, config, dmnet, cfnet,
-                             flow_downscale=flow_downscale)
-    from vsda_ros.temporal.keyframe import Keyframe
-    return Keyframe(pipeline.segmenter, config, dmnet, cfnet, flow_downscale=flow_downscale)
-
-
 def apply_rate_control(strategy: Any, target_rate: float, max_interval: int,
                        interval: int, cameras: int = 1) -> None:
     """Attach, retune or detach ``strategy``'s rate controller (keyframe strategies only).

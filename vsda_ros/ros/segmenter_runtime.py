@@ -210,18 +210,17 @@ class SegmenterRuntime(FramePath):
     def _strategy_config(self) -> Any:
         """The strategies' settings from the current (live) parameter values."""
         from vsda_ros.temporal.strategy import StrategyConfig
-        live = self._live
+        live, p = self._live, self.node.get_parameter
         return StrategyConfig(
             keyframe_interval=int(live['keyframe_interval']),
-            correction=bool(self.node.get_parameter('keyframe_correction').value),
+            correction=bool(p('keyframe_correction').value),
             distortion_threshold=float(live['distortion_threshold']),
-            max_gap_s=float(live['max_stamp_gap_s']))
+            max_gap_s=float(live['max_stamp_gap_s']),
+            flow_downscale=int(p('flow_downscale').value),
+            async_keyframes=bool(p('async_keyframes').value))
 
     def _new_strategy(self) -> Any:
-        p = self.node.get_parameter
-        strategy = processing.make_strategy(
-            self.pipeline, self.strategy, self._strategy_config(),
-            bool(p('async_keyframes').value), int(p('flow_downscale').value))
+        strategy = self.pipeline.strategy(self.strategy, self._strategy_config())
         self._rate_control(strategy)
         return strategy
 
