@@ -2,12 +2,12 @@
 
 CPU only, random inputs, no data needed.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-
 from torchvision.ops import deform_conv2d
 
 from vsda_ros.temporal.fusion_block import FusionBlock, deform_conv_sampled, fusion_flops
@@ -179,7 +179,7 @@ def test_sampled_deform_conv_equals_torchvision(b: int, h: int, w: int) -> None:
     up = torch.randn(ref.shape, generator=g, dtype=torch.float64)
     grads_ref = torch.autograd.grad((ref * up).sum(), (x, mask, weight, bias))
     grads_got = torch.autograd.grad((got * up).sum(), (x, mask, weight, bias))
-    for a, r in zip(grads_got, grads_ref):
+    for a, r in zip(grads_got, grads_ref, strict=False):
         torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-9)
 
 
@@ -188,12 +188,13 @@ def test_sampled_deform_conv_offset_gradient_matches_away_from_integers() -> Non
     pick different one-sided derivatives; with fractional positions they agree."""
     g = torch.Generator().manual_seed(4)
     x = torch.randn(1, C, 12, 10, generator=g, dtype=torch.float64)
-    off = (0.25 + 0.5 * torch.rand(1, 18, 12, 10, generator=g, dtype=torch.float64))
+    off = 0.25 + 0.5 * torch.rand(1, 18, 12, 10, generator=g, dtype=torch.float64)
     off.requires_grad_()
     mask = torch.rand(1, 9, 12, 10, generator=g, dtype=torch.float64)
     weight = torch.randn(C, C, 3, 3, generator=g, dtype=torch.float64)
-    ref = torch.autograd.grad(deform_conv2d(x, off, weight, None, padding=1, mask=mask).sum(),
-                              off)[0]
+    ref = torch.autograd.grad(
+        deform_conv2d(x, off, weight, None, padding=1, mask=mask).sum(), off
+    )[0]
     got = torch.autograd.grad(deform_conv_sampled(x, off, mask, weight, None).sum(), off)[0]
     torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-9)
 
@@ -201,11 +202,17 @@ def test_sampled_deform_conv_offset_gradient_matches_away_from_integers() -> Non
 def test_sampled_deform_conv_rejects_unsupported_shapes() -> None:
     x = torch.randn(1, C, 1, 5)
     with pytest.raises(ValueError, match='H, W >= 2'):
-        deform_conv_sampled(x, torch.zeros(1, 18, 1, 5), torch.ones(1, 9, 1, 5),
-                            torch.randn(C, C, 3, 3), None)
+        deform_conv_sampled(
+            x, torch.zeros(1, 18, 1, 5), torch.ones(1, 9, 1, 5), torch.randn(C, C, 3, 3), None
+        )
     with pytest.raises(ValueError, match='unsupported shapes'):
-        deform_conv_sampled(torch.randn(1, C, 4, 4), torch.zeros(1, 18, 4, 4),
-                            torch.ones(1, 9, 4, 4), torch.randn(C, C, 2, 2), None)
+        deform_conv_sampled(
+            torch.randn(1, C, 4, 4),
+            torch.zeros(1, 18, 4, 4),
+            torch.ones(1, 9, 4, 4),
+            torch.randn(C, C, 2, 2),
+            None,
+        )
 
 
 def test_block_on_cpu_matches_torchvision_kernel() -> None:
@@ -221,11 +228,12 @@ def test_block_on_cpu_matches_torchvision_kernel() -> None:
     cur_s, prev_s = block.shrink(cur), block.shrink(prev)
     h = block.context(torch.cat([cur_s, prev_s], 1))
     aligned = prev_s
-    for offset_conv, deform in zip(block.offsets, block.deforms):
+    for offset_conv, deform in zip(block.offsets, block.deforms, strict=False):
         om = offset_conv(torch.cat([h, aligned], 1))
-        aligned = deform(aligned, om[:, :18], om[:, 18:].sigmoid())   # torchvision's kernel
+        aligned = deform(aligned, om[:, :18], om[:, 18:].sigmoid())  # torchvision's kernel
     fused = block.fuse(torch.cat([cur_s, aligned], 1))
-    ref = cur + torch.nn.functional.interpolate(fused - cur_s, size=cur.shape[-2:],
-                                                mode='bilinear', align_corners=False)
+    ref = cur + torch.nn.functional.interpolate(
+        fused - cur_s, size=cur.shape[-2:], mode='bilinear', align_corners=False
+    )
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(got, cur, atol=1e-3)

@@ -14,6 +14,7 @@ Every failure to load a model raises :class:`~vsda_ros.models.safe_load.ModelLoa
 one-line message naming the file. The names re-exported here (``ZOO``, ``build``, label maps)
 keep one import path for callers.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,23 +22,48 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vsda_ros.models.architectures import (ARCHITECTURES, ModelNotFoundError, build,
-                                           build_for)
+from vsda_ros.models.architectures import ARCHITECTURES, ModelNotFoundError, build, build_for
 from vsda_ros.models.base import SegmentationModel
 from vsda_ros.models.checkpoint import check_state_dict, load_checkpoint
+from vsda_ros.models.labels import (
+    CAMVID_CLASSES,
+    CAMVID_PALETTE,
+    CAMVID_VOID,
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    CITYSCAPES_TO_CAMVID,
+    LABEL_MAPS,
+    label_mapping,
+    label_palette,
+)
+from vsda_ros.models.published import ZOO, ZooEntry, find_weights, load_state_dict, verify_weights
 from vsda_ros.models.shipped import SHIPPED_MODELS, verified_path
-from vsda_ros.models.labels import (CAMVID_CLASSES, CAMVID_PALETTE, CAMVID_VOID,
-                                    CITYSCAPES_CLASSES, CITYSCAPES_PALETTE,
-                                    CITYSCAPES_TO_CAMVID, LABEL_MAPS, label_mapping,
-                                    label_palette)
-from vsda_ros.models.published import (ZOO, ZooEntry, find_weights, load_state_dict,
-                                       verify_weights)
 
-__all__ = ['ARCHITECTURES', 'CAMVID_CLASSES', 'CAMVID_PALETTE', 'CAMVID_VOID',
-           'CITYSCAPES_CLASSES', 'CITYSCAPES_PALETTE', 'CITYSCAPES_TO_CAMVID', 'EXPORT_SIDECAR',
-           'LABEL_MAPS', 'ModelNotFoundError', 'ZOO', 'ZooEntry', 'build', 'build_for',
-           'find_weights', 'is_export_dir', 'label_mapping', 'label_palette', 'load_model',
-           'load_state_dict', 'model_names', 'resolve_model', 'verify_weights']
+__all__ = [
+    'ARCHITECTURES',
+    'CAMVID_CLASSES',
+    'CAMVID_PALETTE',
+    'CAMVID_VOID',
+    'CITYSCAPES_CLASSES',
+    'CITYSCAPES_PALETTE',
+    'CITYSCAPES_TO_CAMVID',
+    'EXPORT_SIDECAR',
+    'LABEL_MAPS',
+    'ModelNotFoundError',
+    'ZOO',
+    'ZooEntry',
+    'build',
+    'build_for',
+    'find_weights',
+    'is_export_dir',
+    'label_mapping',
+    'label_palette',
+    'load_model',
+    'load_state_dict',
+    'model_names',
+    'resolve_model',
+    'verify_weights',
+]
 
 #: The file that marks an export folder (written by ``vsda export``).
 EXPORT_SIDECAR = 'vsda_export.json'
@@ -63,8 +89,12 @@ def resolve_model(name_or_path: str) -> tuple[str, Path | None]:
     return name_or_path, None
 
 
-def load_model(name_or_path: str, weights: str | Path | None = None, download: bool = True,
-               progress: bool = True) -> SegmentationModel:
+def load_model(
+    name_or_path: str,
+    weights: str | Path | None = None,
+    download: bool = True,
+    progress: bool = True,
+) -> SegmentationModel:
     """A ready model (eval mode, CPU) from a zoo name or a vsda checkpoint file.
 
     Args:
@@ -89,7 +119,7 @@ def load_model(name_or_path: str, weights: str | Path | None = None, download: b
         path = Path(weights) if weights else find_weights(entry, download, progress)
         if not path.is_file():
             raise FileNotFoundError(f'weights file {path} does not exist')
-        if not weights:     # found in VSDA_DATA_DIR / the cache: must be the published file
+        if not weights:  # found in VSDA_DATA_DIR / the cache: must be the published file
             verify_weights(entry, path)
         model = build(entry.meta)
         state = load_state_dict(path)
@@ -105,10 +135,12 @@ def load_model(name_or_path: str, weights: str | Path | None = None, download: b
     if Path(name_or_path).is_dir():
         raise ModelNotFoundError(
             f'model {name_or_path!r} is a folder: not a checkpoint file, and not an export '
-            f'folder (no {EXPORT_SIDECAR}; `vsda export` writes one)')
+            f'folder (no {EXPORT_SIDECAR}; `vsda export` writes one)'
+        )
     raise ModelNotFoundError(
         f'unknown model {name_or_path!r}: not a zoo name ({", ".join(model_names())}) and no '
-        'such file')
+        'such file'
+    )
 
 
 def model_names() -> list[str]:

@@ -3,6 +3,7 @@
 The baseline every adaptation method is compared with, and the source term the others add when
 a source set is given. It needs no target video.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,7 +20,7 @@ class SourceRecipe(NetworkRecipe):
     def clip_length(self) -> int:
         return 0
 
-    def loss(self, clips, source) -> tuple[torch.Tensor, dict]:
+    def loss(self, clips, source) -> tuple[torch.Tensor, dict]:  # noqa: ARG002
         if source is None:
             raise ValueError('the source recipe needs a labelled source batch')
         return self.source_term(source)
