@@ -8,7 +8,6 @@ Markers (registered in setup.cfg; ``make test-fast`` deselects all three): ``dat
 are set here from what a test uses (:func:`pytest_collection_modifyitems`), so a new test is
 marked without anyone remembering to; ``slow`` is set by hand on long unit tests.
 """
-
 from __future__ import annotations
 
 import inspect
@@ -23,15 +22,12 @@ import pytest
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['ROS_DOMAIN_ID'] = str(100 + os.getpid() % 100)
 os.environ.setdefault('OMP_NUM_THREADS', '2')
-os.environ.setdefault(
-    'FASTDDS_DEFAULT_PROFILES_FILE',
-    str(Path(__file__).resolve().parents[1] / 'config' / 'fastdds_profile.xml'),
-)
+os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE',
+                      str(Path(__file__).resolve().parents[1] / 'config' / 'fastdds_profile.xml'))
 
 
 def _data_dir() -> Path | None:
     from vsda_ros.paths import data_dir
-
     return data_dir()
 
 
@@ -40,10 +36,8 @@ def real_data() -> Path:
     """The real-data folder (``VSDA_DATA_DIR``); skips the test with the reason when absent."""
     ddir = _data_dir()
     if ddir is None or not (ddir / 'camvid' / 'val').is_dir() or not (ddir / 'weights').is_dir():
-        pytest.skip(
-            f'real data not found (set VSDA_DATA_DIR; looked at {ddir}): needs '
-            'camvid/ and weights/ from ../shared/data'
-        )
+        pytest.skip(f'real data not found (set VSDA_DATA_DIR; looked at {ddir}): needs '
+                    'camvid/ and weights/ from ../shared/data')
     return ddir
 
 
@@ -55,10 +49,8 @@ def real_data() -> Path:
 _ROS_MODULE = re.compile(r"""['"]vsda_ros\.ros\.segmentation_node['"]""")
 #: A test (or one of its fixtures) that starts DDS: an rclpy context, the node through the
 #: launcher, the live evaluator, the node benchmark, a replay or the demo, the real ros2 tools.
-_ROS_TEST = re.compile(
-    r'\brclpy\.init\(|\bwith node_process\(|\bLiveRunner\(|\brun_bench\('
-    r"|\breplay_bag\(|\[\s*'(?:replay|demo)'|VSDA_ROS2_TOOLS"
-)
+_ROS_TEST = re.compile(r"\brclpy\.init\(|\bwith node_process\(|\bLiveRunner\(|\brun_bench\("
+                       r"|\breplay_bag\(|\[\s*'(?:replay|demo)'|VSDA_ROS2_TOOLS")
 _TEST_DIR = Path(__file__).resolve().parent
 _module_is_ros: dict[str, bool] = {}
 
@@ -73,9 +65,8 @@ def _source(obj: Any) -> str:
 def _ros_module(module: types.ModuleType) -> bool:
     name = module.__name__
     if name not in _module_is_ros:
-        _module_is_ros[name] = isinstance(
-            getattr(module, 'rclpy', None), types.ModuleType
-        ) or bool(_ROS_MODULE.search(_source(module)))
+        _module_is_ros[name] = (isinstance(getattr(module, 'rclpy', None), types.ModuleType)
+                                or bool(_ROS_MODULE.search(_source(module))))
     return _module_is_ros[name]
 
 
@@ -97,11 +88,8 @@ def _uses_ros(item: pytest.Item) -> bool:
     if module is not None and _ros_module(module):
         return True
     function = getattr(item, 'function', None)
-    return any(
-        _ROS_TEST.search(_source(f))
-        for f in [function, *_own_fixture_functions(item)]
-        if f is not None
-    )
+    return any(_ROS_TEST.search(_source(f))
+               for f in [function, *_own_fixture_functions(item)] if f is not None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

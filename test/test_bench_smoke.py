@@ -1,6 +1,5 @@
 """``vsda bench node`` runs end to end over real DDS and its report adds up (no timing asserts:
 speed targets are checked by running the benchmark, see README)."""
-
 from __future__ import annotations
 
 import pytest
@@ -13,15 +12,8 @@ pytestmark = pytest.mark.ros
 
 
 def test_bench_report_accounts_for_every_frame(real_data):
-    r = run_bench(
-        'espnet-camvid',
-        real_data / 'camvid' / 'val',
-        rate=15.0,
-        duration=3.0,
-        size='',
-        warmup=2.0,
-        frames=40,
-    )
+    r = run_bench('espnet-camvid', real_data / 'camvid' / 'val', rate=15.0, duration=3.0,
+                  size='', warmup=2.0, frames=40)
     assert r['measured_sent'] == 40 and r['sent'] >= 40
     assert r['masks_received'] > 0 and r['processed'] > 0
     assert r['bad_frames'] == 0
@@ -38,9 +30,6 @@ def test_bench_report_accounts_for_every_frame(real_data):
     # the per-frame decomposition matched masks to the node's timing records
     assert r['frames_matched'] > 0
     assert r['overhead_ms']['p50'] >= r['overhead_excl_queue_wait_ms']['p50'] - 1e-6
-    assert set(r['targets_met']) == {
-        'overhead_p95_le_10ms',
-        'e2e_p95_le_1.5x_inference_p95',
-        'overhead_excl_queue_wait_p95_le_10ms',
-        'rss_growth_le_20mb',
-    }
+    assert set(r['targets_met']) == {'overhead_p95_le_10ms', 'e2e_p95_le_1.5x_inference_p95',
+                                     'overhead_excl_queue_wait_p95_le_10ms',
+                                     'rss_growth_le_20mb'}

@@ -1,5 +1,4 @@
 """Confusion matrix and mIoU against hand-computed cases."""
-
 import numpy as np
 import pytest
 

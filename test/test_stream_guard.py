@@ -1,5 +1,4 @@
 """StreamGuard: when a camera stream's temporal buffer must be reset."""
-
 from vsda_ros.temporal.stream import StreamGuard
 
 

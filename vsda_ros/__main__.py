@@ -1,5 +1,4 @@
 """``python -m vsda_ros`` is the ``vsda`` command."""
-
 from vsda_ros.cli import main
 
 if __name__ == '__main__':

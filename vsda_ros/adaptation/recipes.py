@@ -44,7 +44,6 @@ The base network is frozen (eval mode, no gradients) in both, so training is CPU
       highway dashcam has no pedestrians, poles, signs or bicyclists, and the block learned
       negative biases for exactly those).
 """
-
 from __future__ import annotations
 
 import copy
@@ -83,18 +82,13 @@ class DavssRecipe:
         with torch.no_grad():
             probe = model.forward_features(torch.zeros(1, 3, 64, 64, device=_dev(model)))
         self.feat_ch = int(probe.shape[1])
-        self.dmnet = make_module(
-            'dmnet', width=cfg.dmnet_width, downscale=cfg.correction_downscale
-        ).to(_dev(model))
-        self.cfnet = make_module(
-            'cfnet',
-            out_ch=self.feat_ch,
-            width=cfg.cfnet_width,
-            out_stride=cfg.cfnet_stride,
-            guide_ch=self.feat_ch if cfg.cfnet_guided else 0,
-            downscale=cfg.correction_downscale,
-        ).to(_dev(model))
-        self.flow = DISFlow('balanced')  # the keyframe strategy's default
+        self.dmnet = make_module('dmnet', width=cfg.dmnet_width,
+                                 downscale=cfg.correction_downscale).to(_dev(model))
+        self.cfnet = make_module('cfnet', out_ch=self.feat_ch, width=cfg.cfnet_width,
+                                 out_stride=cfg.cfnet_stride,
+                                 guide_ch=self.feat_ch if cfg.cfnet_guided else 0,
+                                 downscale=cfg.correction_downscale).to(_dev(model))
+        self.flow = DISFlow('balanced')   # the keyframe strategy's default
 
     def modules(self) -> dict[str, nn.Module]:
         return {'dmnet': self.dmnet, 'cfnet': self.cfnet}
@@ -110,40 +104,39 @@ class DavssRecipe:
         xs = [to_tensor([c[k] for c in clips], dev) for k in range(len(clips[0]))]
         h, w = xs[0].shape[-2:]
         with torch.no_grad():
-            feat = model.forward_features(xs[0])  # keyframe features
+            feat = model.forward_features(xs[0])                       # keyframe features
         fh, fw = feat.shape[-2:]
         small = [F.interpolate(x, size=(fh, fw), mode='area') for x in xs]
         total, logs = 0.0, {}
         for k in range(1, len(xs)):
             with torch.no_grad():
-                y = model(xs[k]).argmax(1)  # per-frame labels B×h×w
+                y = model(xs[k]).argmax(1)                              # per-frame labels B×h×w
                 flow = batch_flow(self.flow, small[k], small[k - 1])
             f_warp = warp(feat, flow)
             with torch.no_grad():
                 y_warp = model.logits_from_features(f_warp, (h, w)).argmax(1)
-                distorted = (y_warp != y).float()[:, None]  # XOR of the two argmaxes
-                target = F.adaptive_avg_pool2d(distorted, (fh, fw))  # fraction per cell
+                distorted = (y_warp != y).float()[:, None]             # XOR of the two argmaxes
+                target = F.adaptive_avg_pool2d(distorted, (fh, fw))   # fraction per cell
                 img_warp = warp(small[k - 1], flow)
             d_logit = self.dmnet(img_warp, small[k], out_size=(fh, fw), return_logit=True)
             # calibrated BCE (no class re-weighting): D is used as a mixing weight in FCM, so
             # it should estimate the probability that the warped answer is wrong
             loss_dm = F.binary_cross_entropy_with_logits(d_logit, target)
             dmap = torch.sigmoid(d_logit).detach()
-            f_cf = self.cfnet(
-                small[k], out_size=(fh, fw), guide=f_warp.detach() if self.cfnet.guide_ch else None
-            )
+            f_cf = self.cfnet(small[k], out_size=(fh, fw),
+                              guide=f_warp.detach() if self.cfnet.guide_ch else None)
             fused = fcm(f_warp, f_cf, dmap)
-            weight = 1.0 + 4.0 * distorted[:, 0]  # distortion-weighted CE
-            ce_fused = F.cross_entropy(
-                model.logits_from_features(fused, (h, w)), y, reduction='none'
-            )
-            ce_cf = F.cross_entropy(model.logits_from_features(f_cf, (h, w)), y, reduction='none')
+            weight = 1.0 + 4.0 * distorted[:, 0]                       # distortion-weighted CE
+            ce_fused = F.cross_entropy(model.logits_from_features(fused, (h, w)), y,
+                                       reduction='none')
+            ce_cf = F.cross_entropy(model.logits_from_features(f_cf, (h, w)), y,
+                                    reduction='none')
             loss_cf = (weight * ce_fused).mean() + 0.5 * (weight * ce_cf).mean()
             total = total + loss_dm + loss_cf
             logs[f'dm{k}'] = float(loss_dm.detach())
             logs[f'cf{k}'] = float(loss_cf.detach())
             logs[f'distorted{k}'] = float(distorted.mean())
-            feat = fused.detach()  # propagate onward
+            feat = fused.detach()                                      # propagate onward
         return total / (len(xs) - 1), logs
 
     def after_step(self) -> None:
@@ -169,14 +162,10 @@ class FusionRecipe:
         self.teacher.vsda_args = dict(self.student.vsda_args)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self.anchors = {
-            n: p.detach().clone()
-            for n, p in self.student.named_parameters()
-            if n.startswith('deforms.')
-        }
-        self.degrade = degrade or weather_degrade(
-            list(cfg.weather_kinds), tuple(cfg.weather_intensity)
-        )
+        self.anchors = {n: p.detach().clone() for n, p in self.student.named_parameters()
+                        if n.startswith('deforms.')}
+        self.degrade = degrade or weather_degrade(list(cfg.weather_kinds),
+                                                  tuple(cfg.weather_intensity))
         self.flow = DISFlow('medium')
 
     def modules(self) -> dict[str, nn.Module]:
@@ -198,12 +187,12 @@ class FusionRecipe:
         degraded = [self.degrade(c, self.rng) for c in clips]
         dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
         with torch.no_grad():
-            s_prev, s_cur = model(prev), model(cur)  # clean scores
-            d_prev, d_cur = model(dprev), model(dcur)  # weather scores
-            target = torch.softmax(self.teacher(s_cur, s_prev), 1)  # EMA teacher
+            s_prev, s_cur = model(prev), model(cur)                    # clean scores
+            d_prev, d_cur = model(dprev), model(dcur)                  # weather scores
+            target = torch.softmax(self.teacher(s_cur, s_prev), 1)     # EMA teacher
             lam = float(cfg.temporal_target)
             warped = flow = None
-            if lam > 0 or cfg.align_to == 'flow':  # flow-warped previous
+            if lam > 0 or cfg.align_to == 'flow':                      # flow-warped previous
                 flow = batch_flow(self.flow, cur, prev)
                 warped = warp(torch.softmax(s_prev, 1), flow)
             if lam > 0:
@@ -225,19 +214,11 @@ class FusionRecipe:
         loss_anchor = class_prior_penalty(self.student, self.anchors)
         with torch.no_grad():
             base = (d_cur.argmax(1) == pseudo).float().mean()
-        logs = {
-            'deg': float(loss_deg.detach()),
-            'clean': float(loss_clean.detach()),
-            'align': float(loss_align.detach()),
-            'anchor': float(loss_anchor.detach()),
-            'deg_agree_per_frame': float(base),
-        }
-        total = (
-            loss_deg
-            + cfg.clean_weight * loss_clean
-            + cfg.align_weight * loss_align
-            + cfg.anchor_weight * loss_anchor
-        )
+        logs = {'deg': float(loss_deg.detach()), 'clean': float(loss_clean.detach()),
+                'align': float(loss_align.detach()), 'anchor': float(loss_anchor.detach()),
+                'deg_agree_per_frame': float(base)}
+        total = (loss_deg + cfg.clean_weight * loss_clean + cfg.align_weight * loss_align
+                 + cfg.anchor_weight * loss_anchor)
         return total, logs
 
     def _degrade_pairs(self, clips: list[list[np.ndarray]]) -> tuple[list, list[str]]:
@@ -254,7 +235,7 @@ class FusionRecipe:
                 d, mode = [c[0], d[1]], 'cur'
             elif u < 1.5 * p:
                 d, mode = [d[0], c[1]], 'prev'
-            elif u < 2 * p:  # i.i.d.: each frame its own draw of the weather
+            elif u < 2 * p:       # i.i.d.: each frame its own draw of the weather
                 d, mode = [d[0], self.degrade(c, self.rng)[1]], 'iid'
             else:
                 mode = 'both'
@@ -271,18 +252,14 @@ class FusionRecipe:
         degraded, _ = self._degrade_pairs(clips)
         dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
         with torch.no_grad():
-            flow_s = resize_flow(
-                batch_flow(self.flow, cur, prev), block.block_size(*cur.shape[-2:])
-            )
+            flow_s = resize_flow(batch_flow(self.flow, cur, prev),
+                                 block.block_size(*cur.shape[-2:]))
         m_clean, _ = block.motion_field(block.guide(cur), block.guide(prev))
         m_deg, _ = block.motion_field(block.guide(dcur), block.guide(dprev))
         epe_c = (m_clean - flow_s).norm(dim=1).mean()
         epe_d = (m_deg - flow_s).norm(dim=1).mean()
-        logs = {
-            'epe': float(epe_c.detach()),
-            'epe_degraded': float(epe_d.detach()),
-            'epe_zero': float(flow_s.norm(dim=1).mean()),
-        }
+        logs = {'epe': float(epe_c.detach()), 'epe_degraded': float(epe_d.detach()),
+                'epe_zero': float(flow_s.norm(dim=1).mean())}
         return epe_c + epe_d, logs
 
     def _guided_loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
@@ -310,7 +287,7 @@ class FusionRecipe:
         with torch.no_grad():
             s_prev, s_cur = model(prev), model(cur)
             d_prev, d_cur = model(dprev), model(dcur)
-            flow = batch_flow(self.flow, cur, prev)  # B×2×H×W into prev
+            flow = batch_flow(self.flow, cur, prev)                    # B×2×H×W into prev
             warped = warp(torch.softmax(s_prev, 1), flow)
             lam = float(cfg.temporal_target)
             target = (1 - lam) * torch.softmax(s_cur, 1) + lam * warped
@@ -322,43 +299,27 @@ class FusionRecipe:
         out_clean = block(s_cur, s_prev, block.guide(cur), block.guide(prev), aux=aux_c)
         loss_deg = _soft_ce(out_deg, target)
         loss_clean = _soft_ce(out_clean, target)
-        loss_flow = (aux_c['motion'] - flow_s).norm(dim=1).mean() + (
-            aux_d['motion'] - flow_s
-        ).norm(dim=1).mean()
+        loss_flow = ((aux_c['motion'] - flow_s).norm(dim=1).mean()
+                     + (aux_d['motion'] - flow_s).norm(dim=1).mean())
         loss_align = _soft_ce(aux_c['aligned'], F.adaptive_avg_pool2d(warped, small))
-        loss_anchor = sum(
-            (
-                ((p - self.anchors[n]) ** 2).sum()
-                for n, p in block.named_parameters()
-                if n in self.anchors
-            ),
-            torch.zeros((), device=dev),
-        )
+        loss_anchor = sum((((p - self.anchors[n]) ** 2).sum()
+                           for n, p in block.named_parameters() if n in self.anchors),
+                          torch.zeros((), device=dev))
         with torch.no_grad():
             epe = (aux_c['motion'] - flow_s).norm(dim=1).mean()
             epe0 = flow_s.norm(dim=1).mean()
             hit = torch.tensor([m == 'cur' for m in modes], device=dev)
             after = torch.tensor([m == 'prev' for m in modes], device=dev)
             gate = aux_d['gate'].mean((1, 2, 3))
-        logs = {
-            'deg': float(loss_deg.detach()),
-            'clean': float(loss_clean.detach()),
-            'flow': float(loss_flow.detach()),
-            'align': float(loss_align.detach()),
-            'anchor': float(loss_anchor.detach()),
-            'epe': float(epe),
-            'epe_zero': float(epe0),
-            'gate_clean': float(aux_c['gate'].detach().mean()),
-            'gate_hit': float(gate[hit].mean()) if bool(hit.any()) else float('nan'),
-            'gate_prev_hit': float(gate[after].mean()) if bool(after.any()) else float('nan'),
-        }
-        total = (
-            loss_deg
-            + cfg.clean_weight * loss_clean
-            + cfg.flow_weight * loss_flow
-            + cfg.align_weight * loss_align
-            + cfg.anchor_weight * loss_anchor
-        )
+        logs = {'deg': float(loss_deg.detach()), 'clean': float(loss_clean.detach()),
+                'flow': float(loss_flow.detach()), 'align': float(loss_align.detach()),
+                'anchor': float(loss_anchor.detach()),
+                'epe': float(epe), 'epe_zero': float(epe0),
+                'gate_clean': float(aux_c['gate'].detach().mean()),
+                'gate_hit': float(gate[hit].mean()) if bool(hit.any()) else float('nan'),
+                'gate_prev_hit': float(gate[after].mean()) if bool(after.any()) else float('nan')}
+        total = (loss_deg + cfg.clean_weight * loss_clean + cfg.flow_weight * loss_flow
+                 + cfg.align_weight * loss_align + cfg.anchor_weight * loss_anchor)
         return total, logs
 
     @torch.no_grad()
@@ -382,7 +343,7 @@ def class_prior_penalty(block: nn.Module, anchors: dict[str, torch.Tensor]) -> t
     c = block.num_classes
     w = block.fuse.weight[:, :, 0, 0]
     eye = torch.eye(c, dtype=w.dtype, device=w.device)
-    total = (block.fuse.bias**2).sum()
+    total = (block.fuse.bias ** 2).sum()
     for half in (w[:, :c], w[:, c:]):
         total = total + ((half - half.diagonal().mean() * eye) ** 2).sum()
     for name, p in block.named_parameters():
@@ -404,7 +365,7 @@ def offset_flow_loss(offsets: list[torch.Tensor], flow: torch.Tensor) -> torch.T
         pixels), i.e. the steps together sample the previous scores where the flow says the
         content came from.
     """
-    total = summed_offsets(offsets)  # B×k²×(dy, dx)×h×w
+    total = summed_offsets(offsets)                                   # B×k²×(dy, dx)×h×w
     target = resize_flow(flow, total.shape[-2:]).flip(1).unsqueeze(1)  # B×1×(dy, dx)×h×w
     return F.smooth_l1_loss(total, target.expand_as(total))
 

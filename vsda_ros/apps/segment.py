@@ -1,6 +1,5 @@
 """``vsda segment``: offline segmentation of a frame folder, a video or a bag → label masks,
 colour masks, an overlay video and strip, and a JSON summary (mIoU with labels)."""
-
 from __future__ import annotations
 
 import argparse
@@ -57,7 +56,7 @@ class SegmentConfig:
     allow_truncated: bool = False
     backend: str = 'torch'
     precision: str = 'fp32'
-    fps: float = 15.0  # frame rate of a folder input (a video or a bag carries its own)
+    fps: float = 15.0       # frame rate of a folder input (a video or a bag carries its own)
     allow_unknown_labels: bool = False
 
 
@@ -95,11 +94,9 @@ def _refuse_collisions(source: FrameSource) -> None:
     if clashes:
         listing = '; '.join(' and '.join(names) for names in list(clashes.values())[:3])
         more = f' (and {len(clashes) - 3} more)' if len(clashes) > 3 else ''
-        raise ValueError(
-            f'input folder {source.path} has images that would share an output '
-            f'name ({listing}{more} → the same <stem>.png); rename or move one of '
-            'each, nothing was written'
-        )
+        raise ValueError(f'input folder {source.path} has images that would share an output '
+                         f'name ({listing}{more} → the same <stem>.png); rename or move one of '
+                         'each, nothing was written')
 
 
 def run_segment(cfg: SegmentConfig) -> dict:
@@ -136,39 +133,20 @@ def run_segment(cfg: SegmentConfig) -> dict:
 
     _check_paths(cfg)
     source = _open_source(cfg)
-    pipe = build_pipeline(
-        PipelineConfig(  # an export folder loads like a name
-            model=cfg.model,
-            input_size=cfg.size,
-            device=cfg.device,
-            backend=cfg.backend,
-            precision=cfg.precision,
-            temporal_weights='none',
-            progress=cfg.progress,
-        )
-    )
+    pipe = build_pipeline(PipelineConfig(  # an export folder loads like a name
+        model=cfg.model, input_size=cfg.size, device=cfg.device, backend=cfg.backend,
+        precision=cfg.precision, temporal_weights='none', progress=cfg.progress))
     segmenter, (mapping, class_names) = pipe.segmenter, label_mapping(cfg.label_map, pipe.meta)
     # the label set decides what is not scored: values ≥ its number of classes (CamVid-11's
     # void 11; 255 for Cityscapes train ids), as vsda eval does
-    confusion = (
-        ConfusionMatrix(
-            len(class_names), ignore_index=len(class_names), allow_unknown=cfg.allow_unknown_labels
-        )
-        if cfg.labels
-        else None
-    )
+    confusion = (ConfusionMatrix(len(class_names), ignore_index=len(class_names),
+                                 allow_unknown=cfg.allow_unknown_labels)
+                 if cfg.labels else None)
     outputs = _Outputs()
     try:
         with reading(allow_incomplete=cfg.allow_truncated) as reads:
-            result = _segment_frames(
-                cfg,
-                source,
-                segmenter,
-                palette_array(pipe.meta.palette),
-                mapping,
-                confusion,
-                outputs,
-            )
+            result = _segment_frames(cfg, source, segmenter, palette_array(pipe.meta.palette),
+                                     mapping, confusion, outputs)
         summary = _summary(cfg, segmenter, result, reads.last)
         if confusion is not None:
             summary.update(_scores(confusion, class_names, cfg.label_map))
@@ -207,15 +185,12 @@ def _scores(confusion: ConfusionMatrix, class_names: list[str], label_map: str |
     """The summary's score keys: ``miou``, ``pixel_accuracy``, ``per_class_iou`` (percent),
     ``label_map`` and ``unknown_label_pixels``."""
     iou = confusion.iou() * 100
-    return {
-        'miou': confusion.miou() * 100,
-        'pixel_accuracy': confusion.pixel_accuracy() * 100,
-        'per_class_iou': {
-            n: (None if np.isnan(v) else float(v)) for n, v in zip(class_names, iou, strict=True)
-        },
-        'label_map': label_map,
-        'unknown_label_pixels': confusion.unknown_pixels,
-    }
+    return {'miou': confusion.miou() * 100,
+            'pixel_accuracy': confusion.pixel_accuracy() * 100,
+            'per_class_iou': {n: (None if np.isnan(v) else float(v))
+                              for n, v in zip(class_names, iou, strict=True)},
+            'label_map': label_map,
+            'unknown_label_pixels': confusion.unknown_pixels}
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -227,7 +202,6 @@ def _open_source(cfg: SegmentConfig):
     """The frame source of ``cfg.input``: a bag (:class:`~vsda_ros.data.bags.BagSource`), or a
     folder / video (:class:`FrameSource`, after refusing output-name collisions)."""
     from vsda_ros.data.bags import BagSource, is_bag
-
     if is_bag(cfg.input):
         return BagSource(cfg.input, cfg.topic)
     source = FrameSource(cfg.input, fps=cfg.fps)
@@ -251,11 +225,8 @@ def _summary(cfg: SegmentConfig, segmenter: Segmenter, result: dict, stats) -> d
         'stage_ms': {k: percentiles_ms(v, (50, 95)) for k, v in result['stage_ms'].items()},
         'fps': frames / wall if wall > 0 else None,
         'out': str(cfg.out),
-        'frames_expected': (
-            stats.frames_expected
-            if stats and stats.frames_expected is not None
-            else result['total']
-        ),
+        'frames_expected': (stats.frames_expected if stats and stats.frames_expected is not None
+                            else result['total']),
         'frames_read': frames,
         'input_complete': stats.complete if stats else True,
         'input_problems': list(stats.problems) if stats else [],
@@ -285,7 +256,8 @@ class _OverlayVideo:
     (1 / the median step; ``fallback`` when the stamps do not advance).
     """
 
-    def __init__(self, path: Path, outputs: _Outputs, rate: float | None, fallback: float) -> None:
+    def __init__(self, path: Path, outputs: _Outputs, rate: float | None,
+                 fallback: float) -> None:
         self.path, self.outputs, self.rate, self.fallback = path, outputs, rate, fallback
         self.pending: list[tuple[float, np.ndarray]] = []
         self.writer = None
@@ -308,9 +280,8 @@ class _OverlayVideo:
             rate = 1.0 / float(np.median(steps)) if steps.size else self.fallback
         h, w = self.pending[0][1].shape[:2]
         self.outputs.files.append(self.path)
-        self.writer = cv2.VideoWriter(
-            str(self.path), cv2.VideoWriter_fourcc(*'mp4v'), float(rate), (w, h)
-        )
+        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*'mp4v'),
+                                      float(rate), (w, h))
         pending, self.pending = self.pending, []
         for _, rgb in pending:
             self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -323,25 +294,15 @@ class _OverlayVideo:
             self.writer.release()
 
 
-def _segment_frames(
-    cfg: SegmentConfig,
-    source,
-    segmenter: Segmenter,
-    lut: np.ndarray,
-    mapping,
-    confusion: ConfusionMatrix | None,
-    outputs: _Outputs,
-) -> dict:
+def _segment_frames(cfg: SegmentConfig, source, segmenter: Segmenter, lut: np.ndarray,
+                    mapping, confusion: ConfusionMatrix | None, outputs: _Outputs) -> dict:
     """The frame loop of :func:`run_segment`: segments and writes every frame, recording each
     file it writes in ``outputs``; the overlay video and strip are finished before it returns
     (the video also when it raises)."""
     outputs.mkdir(cfg.out / 'labels')
     outputs.mkdir(cfg.out / 'color')
-    video = (
-        _OverlayVideo(cfg.out / 'overlay.mp4', outputs, source_rate(source), cfg.fps)
-        if cfg.write_overlay
-        else None
-    )
+    video = (_OverlayVideo(cfg.out / 'overlay.mp4', outputs, source_rate(source), cfg.fps)
+             if cfg.write_overlay else None)
     strip_tiles: list[np.ndarray] = []
     total = len(source) if cfg.max_frames is None else min(len(source), cfg.max_frames)
     latency, frames, shape = [], 0, None
@@ -350,9 +311,8 @@ def _segment_frames(
     frames_in = source if cfg.max_frames is None else itertools.islice(source, cfg.max_frames)
     t_start = time.perf_counter()
     try:
-        for frame in tqdm(
-            frames_in, total=total, desc='segment', unit='frame', disable=not cfg.progress
-        ):
+        for frame in tqdm(frames_in, total=total, desc='segment', unit='frame',
+                          disable=not cfg.progress):
             t0 = time.perf_counter()
             seg = segmenter.segment(frame.image)
             latency.append((time.perf_counter() - t0) * 1e3)
@@ -373,24 +333,14 @@ def _segment_frames(
         if video is not None:
             video.close()
     if strip_tiles:
-        _write(
-            outputs,
-            cfg.out / 'overlay_strip.png',
-            cv2.cvtColor(strip(strip_tiles), cv2.COLOR_RGB2BGR),
-        )
-    return {
-        'frames': frames,
-        'latency': latency,
-        'stage_ms': stage_ms,
-        'shape': shape,
-        'wall': wall,
-        'total': total,
-    }
+        _write(outputs, cfg.out / 'overlay_strip.png',
+               cv2.cvtColor(strip(strip_tiles), cv2.COLOR_RGB2BGR))
+    return {'frames': frames, 'latency': latency, 'stage_ms': stage_ms, 'shape': shape,
+            'wall': wall, 'total': total}
 
 
-def _write_masks(
-    outputs: _Outputs, out: Path, stem: str, labels: np.ndarray, lut: np.ndarray
-) -> np.ndarray:
+def _write_masks(outputs: _Outputs, out: Path, stem: str, labels: np.ndarray,
+                 lut: np.ndarray) -> np.ndarray:
     """Write ``labels/<stem>.png`` and ``color/<stem>.png``; returns the RGB colour mask."""
     _write(outputs, out / 'labels' / f'{stem}.png', labels)
     color = colorize(labels, lut)
@@ -398,9 +348,8 @@ def _write_masks(
     return color
 
 
-def _score(
-    cfg: SegmentConfig, name: str, labels: np.ndarray, mapping, confusion: ConfusionMatrix
-) -> None:
+def _score(cfg: SegmentConfig, name: str, labels: np.ndarray, mapping,
+           confusion: ConfusionMatrix) -> None:
     """Add one frame's prediction (mapped to the label classes) against its label file."""
     label_path = Path(cfg.labels) / name
     if not label_path.is_file():
@@ -420,71 +369,41 @@ def _write(outputs: _Outputs, path: Path, image: np.ndarray) -> None:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``vsda segment``."""
     p = subparsers.add_parser(
-        'segment',
-        help='segment a frame folder or a video offline',
+        'segment', help='segment a frame folder or a video offline',
         description='Segment every frame of a folder of images or a video file; write label '
-        'masks (OUT/labels/<frame>.png, class ids), colour masks (OUT/color/), an '
-        'overlay video and strip, and a JSON summary. With --labels, also mIoU.',
-        epilog=EPILOG,
-    )
-    p.add_argument(
-        '--model',
-        default='espnet-camvid',
-        help=f'zoo name ({", ".join(zoo_names())}) or a checkpoint file (default: %(default)s)',
-    )
-    p.add_argument(
-        '--input',
-        required=True,
-        help='folder of images, a video file, or a rosbag2 (mcap or sqlite3)',
-    )
-    p.add_argument(
-        '--topic', default=None, help='image topic of a bag input (default: its only image topic)'
-    )
+                    'masks (OUT/labels/<frame>.png, class ids), colour masks (OUT/color/), an '
+                    'overlay video and strip, and a JSON summary. With --labels, also mIoU.',
+        epilog=EPILOG)
+    p.add_argument('--model', default='espnet-camvid',
+                   help=f'zoo name ({", ".join(zoo_names())}) or a checkpoint file '
+                        '(default: %(default)s)')
+    p.add_argument('--input', required=True,
+                   help='folder of images, a video file, or a rosbag2 (mcap or sqlite3)')
+    p.add_argument('--topic', default=None,
+                   help='image topic of a bag input (default: its only image topic)')
     p.add_argument('--out', required=True, help='output folder')
-    p.add_argument(
-        '--size',
-        default=None,
-        help="network input WIDTHxHEIGHT, e.g. 480x360 (default: the model's native)",
-    )
+    p.add_argument('--size', default=None,
+                   help="network input WIDTHxHEIGHT, e.g. 480x360 (default: the model's native)")
     p.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N or auto (default: cpu)')
     add_backend_args(p)
-    p.add_argument(
-        '--labels',
-        default=None,
-        help='folder of label PNGs with the same file names (class ids, 11 = void)',
-    )
-    p.add_argument(
-        '--map',
-        dest='label_map',
-        default=None,
-        choices=label_map_choices(),
-        help='map the model classes before scoring (e.g. Cityscapes → CamVid-11)',
-    )
+    p.add_argument('--labels', default=None,
+                   help='folder of label PNGs with the same file names (class ids, 11 = void)')
+    p.add_argument('--map', dest='label_map', default=None, choices=label_map_choices(),
+                   help='map the model classes before scoring (e.g. Cityscapes → CamVid-11)')
     add_allow_unknown_labels(p)
     p.add_argument('--json', default=None, help='summary JSON path (default: OUT/summary.json)')
     p.add_argument('--alpha', type=fraction, default=0.5, help='overlay blend (default: 0.5)')
-    p.add_argument(
-        '--no-overlay',
-        dest='write_overlay',
-        action='store_false',
-        help='skip the overlay video and strip',
-    )
-    p.add_argument(
-        '--fps',
-        type=positive_float,
-        default=SegmentConfig.fps,
-        help='frame rate of a folder input, the rate of its overlay video (videos '
-        'and bags carry their own) (default: %(default)s)',
-    )
+    p.add_argument('--no-overlay', dest='write_overlay', action='store_false',
+                   help='skip the overlay video and strip')
+    p.add_argument('--fps', type=positive_float, default=SegmentConfig.fps,
+                   help='frame rate of a folder input, the rate of its overlay video (videos '
+                        'and bags carry their own) (default: %(default)s)')
     p.add_argument('--max-frames', type=positive_int, default=None, help='stop after N frames')
-    p.add_argument(
-        '--allow-truncated',
-        action='store_true',
-        help='segment what can be read of a truncated video (fewer frames than its '
-        'container announces) or a damaged bag, with a warning, and record '
-        'frames_expected / frames_read in the summary (default: such input is '
-        'an error, exit 2, and the partial outputs are removed)',
-    )
+    p.add_argument('--allow-truncated', action='store_true',
+                   help='segment what can be read of a truncated video (fewer frames than its '
+                        'container announces) or a damaged bag, with a warning, and record '
+                        'frames_expected / frames_read in the summary (default: such input is '
+                        'an error, exit 2, and the partial outputs are removed)')
     p.add_argument('--quiet', dest='progress', action='store_false', help='no progress bar')
     p.set_defaults(func=run)
     return p
@@ -496,14 +415,9 @@ def run(args: argparse.Namespace) -> int:
     from vsda_ros.inference import parse_size
 
     cfg = config_from_args(
-        SegmentConfig,
-        args,
-        input=Path(args.input),
-        out=Path(args.out).resolve(),
-        size=parse_size(args.size),
-        labels=Path(args.labels) if args.labels else None,
-        json_path=Path(args.json) if args.json else Path(args.out) / 'summary.json',
-    )
+        SegmentConfig, args, input=Path(args.input), out=Path(args.out).resolve(),
+        size=parse_size(args.size), labels=Path(args.labels) if args.labels else None,
+        json_path=Path(args.json) if args.json else Path(args.out) / 'summary.json')
     _print_summary(cfg, run_segment(cfg))
     return 0
 
@@ -511,28 +425,20 @@ def run(args: argparse.Namespace) -> int:
 def _print_summary(cfg: SegmentConfig, s: dict) -> None:
     """The human summary of a run: speed, scores per class, where the outputs are."""
     lat = s['latency_ms']
-    print(
-        f'segmented {s["frames"]} frames with {s["model"]} at {s["input_size"][0]}x'
-        f'{s["input_size"][1]} on {s["device"]} ({s["backend"]} {s["precision"]}): '
-        f'latency p50 {lat["p50"]:.1f} ms, '
-        f'p95 {lat["p95"]:.1f} ms'
-    )
+    print(f"segmented {s['frames']} frames with {s['model']} at {s['input_size'][0]}x"
+          f"{s['input_size'][1]} on {s['device']} ({s['backend']} {s['precision']}): "
+          f"latency p50 {lat['p50']:.1f} ms, "
+          f"p95 {lat['p95']:.1f} ms")
     if 'miou' in s:
-        print(
-            f'mIoU {s["miou"]:.2f} % over {len(s["per_class_iou"])} classes'
-            + (f' (mapped {s["label_map"]})' if s['label_map'] else '')
-        )
+        print(f"mIoU {s['miou']:.2f} % over {len(s['per_class_iou'])} classes"
+              + (f" (mapped {s['label_map']})" if s['label_map'] else ''))
         if s['unknown_label_pixels']:
-            print(
-                f'{s["unknown_label_pixels"]} label pixels with unknown ids scored as '
-                'ignored (--allow-unknown-labels)'
-            )
+            print(f"{s['unknown_label_pixels']} label pixels with unknown ids scored as "
+                  'ignored (--allow-unknown-labels)')
         for name, v in s['per_class_iou'].items():
             print(f'  {name:>14s} ' + ('   n/a' if v is None else f'{v:6.2f}'))
-    print(f'label masks: {cfg.out / "labels"}\ncolour masks: {cfg.out / "color"}')
+    print(f"label masks: {cfg.out / 'labels'}\ncolour masks: {cfg.out / 'color'}")
     if cfg.write_overlay:
-        print(
-            f'overlay video: {cfg.out / "overlay.mp4"}\n'
-            f'overlay strip: {cfg.out / "overlay_strip.png"}'
-        )
+        print(f"overlay video: {cfg.out / 'overlay.mp4'}\n"
+              f"overlay strip: {cfg.out / 'overlay_strip.png'}")
     print(f'summary: {cfg.json_path}')

@@ -11,7 +11,6 @@ The command line is :mod:`vsda_ros.apps.eval`.
 Cost is compared by ``mean_ms``, not by a percentile: a keyframe strategy's p50 is the time of
 a propagated frame and hides its key frames, which its mean includes.
 """
-
 from __future__ import annotations
 
 import json
@@ -47,31 +46,16 @@ SWEEP_INTENSITIES = (0.3, 0.6, 0.9)
 #: the PDA distances of ``--pda`` with a single ``--interval N``.
 DEFAULT_PDA_RANGE = (1, 9)
 #: what :func:`run_eval` writes in ``out`` (a failed run removes those it wrote).
-REPORT_FILES = (
-    'report.json',
-    'report.md',
-    'strategies.png',
-    'pda.png',
-    'per_class_iou.png',
-    'miou_vs_intensity.png',
-    'latency_hist.png',
-    'samples.png',
-)
-
+REPORT_FILES = ('report.json', 'report.md', 'strategies.png', 'pda.png', 'per_class_iou.png',
+                'miou_vs_intensity.png', 'latency_hist.png', 'samples.png')
 
 class ClipRunner(Protocol):
     """Runs a strategy over a clip outside this process; ``vsda eval --live`` passes one to
     :func:`run_eval` (:class:`vsda_ros.ros.tools.live_eval.LiveRunner`: through a segmentation_node
     over ROS 2). The core never imports the ROS layer: the caller injects it."""
 
-    def run(
-        self,
-        strategy: str,
-        clip: Clip,
-        clean_images: list[np.ndarray] | None = None,
-        progress: bool = True,
-        desc: str = '',
-    ) -> dict:
+    def run(self, strategy: str, clip: Clip, clean_images: list[np.ndarray] | None = None,
+            progress: bool = True, desc: str = '') -> dict:
         """The keys of :func:`~vsda_ros.evaluation.temporal.evaluate_strategy`, plus
         ``dropped``."""
 
@@ -143,7 +127,6 @@ class EvalConfig:
             parse_transient_list,
             parse_weather,
         )
-
         specs: list = [None]
         for text in self.weathers:
             spec = parse_weather(text)
@@ -171,7 +154,6 @@ def _frames_expected(stats: ReadStats | None, read: int) -> int | None:
 
 def _gflops(fn) -> float:
     from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops() / 1e9
@@ -233,13 +215,11 @@ def _evaluate(cfg: EvalConfig, runner: ClipRunner | None, specs: list) -> dict:
     if cfg.distortion_threshold > 0 and 'keyframe' in cfg.strategies:
         report['adaptive'] = _adaptive(ev.strategy, ev.clip, cfg, runs)
     if ev.pda_range is not None and 'keyframe' in cfg.strategies:
-        report.update(
-            _pda(ev.strategy, ev.clip, ev.pda_range, ev.clean_predictions.get('per_frame'), cfg)
-        )
+        report.update(_pda(ev.strategy, ev.clip, ev.pda_range,
+                           ev.clean_predictions.get('per_frame'), cfg))
     (cfg.out / 'report.json').write_text(json.dumps(report, indent=2, default=_json) + '\n')
     (cfg.out / 'report.md').write_text(markdown(report))
     from vsda_ros.evaluation.plots import plot_latency, plot_report, plot_samples
-
     plot_report(report, cfg.out)
     plot_latency(latencies, cfg.out / 'latency_hist.png')
     plot_samples(samples, ev.clip.palette, cfg.out / 'samples.png')
@@ -255,15 +235,11 @@ def _check(cfg: EvalConfig, runner: ClipRunner | None) -> None:
         if s not in STRATEGY_NAMES:
             raise ValueError(f'unknown strategy {s!r}; available: {", ".join(STRATEGY_NAMES)}')
     if cfg.live and runner is None:
-        raise ValueError(
-            'live evaluation needs a runner (vsda eval --live passes '
-            'vsda_ros.ros.tools.live_eval.LiveRunner)'
-        )
+        raise ValueError('live evaluation needs a runner (vsda eval --live passes '
+                         'vsda_ros.ros.tools.live_eval.LiveRunner)')
     if cfg.attach is not None and len(cfg.strategies) != 1:
-        raise ValueError(
-            '--attach evaluates the running node with its own strategy: give '
-            'exactly one --strategy (the one it runs, for the report)'
-        )
+        raise ValueError('--attach evaluates the running node with its own strategy: give '
+                         'exactly one --strategy (the one it runs, for the report)')
 
 
 class _Evaluation:
@@ -275,28 +251,14 @@ class _Evaluation:
 
         self.cfg, self.runner = cfg, runner
         self.interval, self.pda_range = cfg.intervals()
-        self.pipe = build_pipeline(
-            PipelineConfig(  # an export folder loads like a name
-                model=cfg.model,
-                input_size=parse_size(cfg.size),
-                device=cfg.device,
-                backend=cfg.backend,
-                precision=cfg.precision,
-                temporal_weights=cfg.temporal_weights,
-                progress=cfg.progress,
-            )
-        )
+        self.pipe = build_pipeline(PipelineConfig(  # an export folder loads like a name
+            model=cfg.model, input_size=parse_size(cfg.size), device=cfg.device,
+            backend=cfg.backend, precision=cfg.precision,
+            temporal_weights=cfg.temporal_weights, progress=cfg.progress))
         with reading(allow_incomplete=cfg.allow_truncated) as reads:
-            self.clip = load_clip(
-                cfg.source,
-                cfg.labels,
-                self.pipe.meta,
-                cfg.label_map,
-                cfg.fps,
-                cfg.max_frames,
-                topic=cfg.topic,
-                allow_unknown_labels=cfg.allow_unknown_labels,
-            )
+            self.clip = load_clip(cfg.source, cfg.labels, self.pipe.meta, cfg.label_map,
+                                  cfg.fps, cfg.max_frames, topic=cfg.topic,
+                                  allow_unknown_labels=cfg.allow_unknown_labels)
         self.read_stats: ReadStats | None = reads.last
         self.clean_predictions: dict[str, list[np.ndarray]] = {}
         cfg.out.mkdir(parents=True, exist_ok=True)
@@ -306,24 +268,18 @@ class _Evaluation:
         (``kw`` overrides :class:`~vsda_ros.temporal.strategy.StrategyConfig` fields)."""
         from vsda_ros.temporal.strategy import StrategyConfig
 
-        kw = {
-            'keyframe_interval': self.interval,
-            'flow_preset': self.cfg.flow_preset,
-            'correction': self.cfg.keyframe_correction,
-            **kw,
-        }
+        kw = {'keyframe_interval': self.interval, 'flow_preset': self.cfg.flow_preset,
+              'correction': self.cfg.keyframe_correction, **kw}
         return self.pipe.strategy(name, StrategyConfig(**kw))
 
     def run(self, name: str, wclip: Clip, label: str) -> dict:
         """One strategy over ``wclip``: through the runner when there is one."""
         cfg, clip = self.cfg, self.clip
         if self.runner is not None:
-            return self.runner.run(
-                name, wclip, clean_images=clip.images, progress=cfg.progress, desc=label
-            )
-        return evaluate_strategy(
-            self.strategy(name), wclip, progress=cfg.progress, desc=label, flow_images=clip.images
-        )
+            return self.runner.run(name, wclip, clean_images=clip.images,
+                                   progress=cfg.progress, desc=label)
+        return evaluate_strategy(self.strategy(name), wclip, progress=cfg.progress, desc=label,
+                                 flow_images=clip.images)
 
     def run_all(self, specs: list) -> tuple[list[dict], dict, dict]:
         """Every (weather, strategy) run: (report rows, ``{(weather, strategy): latency
@@ -331,12 +287,12 @@ class _Evaluation:
         cfg, clip = self.cfg, self.clip
         n = len(clip.images)
         mid = n // 2  # the sample frame of samples.png
-        samples = {'index': mid, 'clean': clip.images[mid], 'label': clip.labels[mid], 'rows': []}
+        samples = {'index': mid, 'clean': clip.images[mid], 'label': clip.labels[mid],
+                   'rows': []}
         reference = None
         if 'per_frame' not in cfg.strategies:
-            reference = evaluate_strategy(
-                self.strategy('per_frame'), clip, cfg.progress, 'per_frame reference'
-            )['predictions']
+            reference = evaluate_strategy(self.strategy('per_frame'), clip, cfg.progress,
+                                          'per_frame reference')['predictions']
         runs, latencies = [], {}
         for spec in specs:
             hits = [False] * n
@@ -346,7 +302,7 @@ class _Evaluation:
                 wclip = replace(clip, images=images)
             transient = weather_mode(spec) == 'transient'
             for k, name in enumerate(cfg.strategies):
-                res = self.run(name, wclip, f'{name} {spec or "clean"}')
+                res = self.run(name, wclip, f"{name} {spec or 'clean'}")
                 preds = res.pop('predictions')
                 samples_ms = latencies[(str(spec or 'clean'), name)] = res.pop('latency_samples')
                 if spec is None:
@@ -354,19 +310,11 @@ class _Evaluation:
                     if name == 'per_frame':
                         reference = preds
                 res.update(agreement(preds, reference, clip.num_classes))
-                runs.append(
-                    run_row(
-                        res,
-                        spec,
-                        samples_ms,
-                        cfg.weather_temporal,
-                        hit_split(preds, clip, hits) if transient else None,
-                    )
-                )
+                runs.append(run_row(res, spec, samples_ms, cfg.weather_temporal,
+                                    hit_split(preds, clip, hits) if transient else None))
                 if k == 0:
-                    samples['rows'].append(
-                        _sample_row(runs[-1], name, wclip, clip, preds, hits, mid, transient)
-                    )
+                    samples['rows'].append(_sample_row(runs[-1], name, wclip, clip, preds,
+                                                       hits, mid, transient))
         compare_cost(runs)
         return runs, latencies, samples
 
@@ -375,57 +323,30 @@ class _Evaluation:
         cfg, clip, stats, seg = self.cfg, self.clip, self.read_stats, self.pipe.segmenter
         n = len(clip.images)
         live = self.runner is not None
-        report = {
-            'model': self.pipe.meta.name,
-            'source': str(cfg.source),
-            'topic': cfg.topic,
-            'mode': 'live' if live else 'offline',
-            'frames': n,
-            **(
-                {k: runs[0].get(k) for k in ('backend', 'precision')}
-                if live
-                else {'backend': seg.backend, 'precision': seg.precision}
-            ),
-            'frames_expected': _frames_expected(stats, n),
-            'frames_read': n,
-            'input_complete': stats.complete if stats else True,
-            'input_problems': list(stats.problems) if stats else [],
-            'label_map': cfg.label_map,
-            'labelled_frames': sum(x is not None for x in clip.labels),
-            'unknown_label_pixels': clip.unknown_label_pixels,
-            'temporal_modules': self.pipe.modules.loaded(),
-            'keyframe_interval': self.interval,
-            'flow_preset': cfg.flow_preset,
-            'keyframe_correction': cfg.keyframe_correction,
-            'weather_temporal': cfg.weather_temporal,
-            'seed': cfg.seed,
-            'runs': runs,
-        }
-        for key in (
-            'miou',
-            'per_class_iou',
-            'tc',
-            'agreement',
-            'mean_ms',
-            'latency_ms',
-            'fps',
-            'dropped',
-        ):
+        report = {'model': self.pipe.meta.name, 'source': str(cfg.source), 'topic': cfg.topic,
+                  'mode': 'live' if live else 'offline', 'frames': n,
+                  **({k: runs[0].get(k) for k in ('backend', 'precision')} if live
+                     else {'backend': seg.backend, 'precision': seg.precision}),
+                  'frames_expected': _frames_expected(stats, n), 'frames_read': n,
+                  'input_complete': stats.complete if stats else True,
+                  'input_problems': list(stats.problems) if stats else [],
+                  'label_map': cfg.label_map,
+                  'labelled_frames': sum(x is not None for x in clip.labels),
+                  'unknown_label_pixels': clip.unknown_label_pixels,
+                  'temporal_modules': self.pipe.modules.loaded(),
+                  'keyframe_interval': self.interval,
+                  'flow_preset': cfg.flow_preset, 'keyframe_correction': cfg.keyframe_correction,
+                  'weather_temporal': cfg.weather_temporal,
+                  'seed': cfg.seed, 'runs': runs}
+        for key in ('miou', 'per_class_iou', 'tc', 'agreement', 'mean_ms', 'latency_ms', 'fps',
+                    'dropped'):
             if key in runs[0]:
                 report[key] = runs[0][key]
         return report
 
 
-def _sample_row(
-    run: dict,
-    strategy: str,
-    wclip: Clip,
-    clip: Clip,
-    preds: list[np.ndarray],
-    hits: list[bool],
-    mid: int,
-    transient: bool,
-) -> dict:
+def _sample_row(run: dict, strategy: str, wclip: Clip, clip: Clip, preds: list[np.ndarray],
+                hits: list[bool], mid: int, transient: bool) -> dict:
     """A row of ``samples.png``: the middle frame, or for a transient run the hit frame
     nearest to it (with its own clean input and label, and the frame index in the title)."""
     row = {'weather': run_label(run), 'strategy': strategy}
@@ -435,7 +356,7 @@ def _sample_row(
     if i != mid:
         row.update(clean=clip.images[i], label=clip.labels[i])
     if transient:
-        row['weather'] += f' (frame {i}, {"hit" if hits[i] else "not hit"})'
+        row['weather'] += f" (frame {i}, {'hit' if hits[i] else 'not hit'})"
     return {**row, 'image': wclip.images[i], 'prediction': preds[i]}
 
 
@@ -454,19 +375,14 @@ def _adaptive(strategy, clip, cfg: EvalConfig, runs: list[dict]) -> dict:
     keep = ('miou', 'tc', 'keyframe_ratio', 'mean_ms', 'latency_ms')
     fixed = next(r for r in runs if r['weather'] is None and r['strategy'] == 'keyframe')
     matched_n = max(1, round(1 / max(res['keyframe_ratio'], 1e-9)))
-    matched = evaluate_strategy(
-        strategy('keyframe', keyframe_interval=matched_n),
-        clip,
-        cfg.progress,
-        f'keyframe every {matched_n}',
-    )
+    matched = evaluate_strategy(strategy('keyframe', keyframe_interval=matched_n), clip,
+                                cfg.progress, f'keyframe every {matched_n}')
     matched['mean_ms'] = mean_ms(matched['latency_samples'])
-    return {
-        'threshold': cfg.distortion_threshold,
-        'adaptive': {k: res.get(k) for k in keep},
-        'fixed': {'interval': cfg.intervals()[0], **{k: fixed.get(k) for k in keep}},
-        'fixed_matched': {'interval': matched_n, **{k: matched.get(k) for k in keep}},
-    }
+    return {'threshold': cfg.distortion_threshold,
+            'adaptive': {k: res.get(k) for k in keep},
+            'fixed': {'interval': cfg.intervals()[0],
+                      **{k: fixed.get(k) for k in keep}},
+            'fixed_matched': {'interval': matched_n, **{k: matched.get(k) for k in keep}}}
 
 
 def _pda(strategy, clip, pda_range: tuple[int, int], pf_preds, cfg: EvalConfig) -> dict:
@@ -483,42 +399,30 @@ def _pda(strategy, clip, pda_range: tuple[int, int], pf_preds, cfg: EvalConfig) 
 
     corrected = strategy('keyframe')
     pda = pda_curve(corrected, clip, max_d, cfg.progress, 'pda keyframe')
-    plain = pda_curve(
-        strategy('keyframe', correction=False), clip, max_d, cfg.progress, 'pda warp'
-    )
+    plain = pda_curve(strategy('keyframe', correction=False), clip, max_d, cfg.progress,
+                      'pda warp')
     if pf_preds is None:
-        pf_preds = evaluate_strategy(strategy('per_frame'), clip, cfg.progress, 'pda per_frame')[
-            'predictions'
-        ]
-    out = {
-        'pda_range': [low, max_d],
-        'pda': {
-            'keyframe': kept(pda['miou']),
-            'warp': kept(plain['miou']),
-            'per_frame': kept(per_frame_at_distance(pf_preds, clip, max_d)),
-        },
-        'pda_frames': kept(pda['frames']),
-        'pda_distortion': kept(pda['distortion']),
-    }
+        pf_preds = evaluate_strategy(strategy('per_frame'), clip, cfg.progress,
+                                     'pda per_frame')['predictions']
+    out = {'pda_range': [low, max_d],
+           'pda': {'keyframe': kept(pda['miou']), 'warp': kept(plain['miou']),
+                   'per_frame': kept(per_frame_at_distance(pf_preds, clip, max_d))},
+           'pda_frames': kept(pda['frames']), 'pda_distortion': kept(pda['distortion'])}
     # FLOPs of one keyframe and one propagated frame, counted by torch (DIS flow runs in
     # OpenCV and is not counted; nor are grid_sample and the final argmax).
     corrected.reset()
     key_gf = _gflops(lambda: corrected.step(clip.images[0], 0.0))
     nonkey_gf = _gflops(lambda: corrected.step(clip.images[1], 1 / clip.fps))
     key_ms, nonkey_ms = mean_ms(pda['key_ms']), mean_ms(pda['nonkey_ms'])
-    out['cost'] = {
-        'key_ms_mean': key_ms,
-        'nonkey_ms_mean': nonkey_ms,
-        'warp_nonkey_ms_mean': mean_ms(plain['nonkey_ms']),
-        'key_ms_p50': float(np.median(pda['key_ms'])),
-        'nonkey_ms_p50': float(np.median(pda['nonkey_ms'])),
-        'warp_nonkey_ms_p50': float(np.median(plain['nonkey_ms'])),
-        'key_gflops': key_gf,
-        'nonkey_gflops': nonkey_gf,
-        'time_ratio': nonkey_ms / key_ms,
-        'flops_ratio': nonkey_gf / key_gf if key_gf else None,
-        'corrected': corrected.corrects,
-    }
+    out['cost'] = {'key_ms_mean': key_ms, 'nonkey_ms_mean': nonkey_ms,
+                   'warp_nonkey_ms_mean': mean_ms(plain['nonkey_ms']),
+                   'key_ms_p50': float(np.median(pda['key_ms'])),
+                   'nonkey_ms_p50': float(np.median(pda['nonkey_ms'])),
+                   'warp_nonkey_ms_p50': float(np.median(plain['nonkey_ms'])),
+                   'key_gflops': key_gf, 'nonkey_gflops': nonkey_gf,
+                   'time_ratio': nonkey_ms / key_ms,
+                   'flops_ratio': nonkey_gf / key_gf if key_gf else None,
+                   'corrected': corrected.corrects}
     return out
 
 

@@ -1,5 +1,4 @@
 """Small building blocks shared by the ESPNet family."""
-
 from __future__ import annotations
 
 import torch

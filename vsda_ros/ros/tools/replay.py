@@ -26,7 +26,6 @@ Damage: the bag's storage is checked before anything is published
 messages than the bag announces ends the replay with one clear error
 (:class:`~vsda_ros.data.integrity.IncompleteInputError`).
 """
-
 from __future__ import annotations
 
 import importlib
@@ -69,9 +68,8 @@ def use_environment_domain() -> tuple[int, str]:
     except ValueError:
         domain = -1
     if not 0 <= domain <= MAX_DOMAIN_ID:
-        raise ValueError(
-            f'ROS_DOMAIN_ID={raw!r} is not a domain id (an integer 0..{MAX_DOMAIN_ID})'
-        )
+        raise ValueError(f'ROS_DOMAIN_ID={raw!r} is not a domain id (an integer 0..'
+                         f'{MAX_DOMAIN_ID})')
     os.environ['ROS_DOMAIN_ID'] = str(domain)
     profile = fastdds_profile()
     if profile:
@@ -105,18 +103,14 @@ def check_topic_names(chosen: list[str], renames: dict[str, str]) -> None:
         except InvalidTopicNameException as exc:
             why = str(exc).splitlines()[0].replace('Invalid topic name: ', '')
             if topic in renames:
-                raise ValueError(
-                    f'--remap {topic}:={name}: {name!r} is not a valid ROS 2 topic name ({why})'
-                ) from None
+                raise ValueError(f'--remap {topic}:={name}: {name!r} is not a valid ROS 2 topic '
+                                 f'name ({why})') from None
             others = [t for t in chosen if t != topic]
-            leave_out = (
-                f', or replay only the others with --topics {" ".join(others)}' if others else ''
-            )
-            raise ValueError(
-                f'bag topic {topic!r} is not a valid ROS 2 topic name ({why}); '
-                f'publish it under a valid name with --remap '
-                f'{topic}:={_suggest_topic(topic)}{leave_out}'
-            ) from None
+            leave_out = (f', or replay only the others with --topics {" ".join(others)}'
+                         if others else '')
+            raise ValueError(f'bag topic {topic!r} is not a valid ROS 2 topic name ({why}); '
+                             f'publish it under a valid name with --remap '
+                             f'{topic}:={_suggest_topic(topic)}{leave_out}') from None
 
 
 def message_class(msgtype: str) -> type:
@@ -129,9 +123,8 @@ def message_class(msgtype: str) -> type:
     try:
         return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
     except (ImportError, AttributeError, ValueError):
-        raise ValueError(
-            f'message type {msgtype} is not available to rclpy here (install the {pkg} package)'
-        ) from None
+        raise ValueError(f'message type {msgtype} is not available to rclpy here '
+                         f'(install the {pkg} package)') from None
 
 
 def parse_remaps(remaps: Iterable[str] | dict[str, str] | None) -> dict[str, str]:
@@ -155,7 +148,6 @@ class _Restamper:
 
     def __init__(self, node: Any) -> None:
         from rclpy.serialization import deserialize_message, serialize_message
-
         self._de, self._ser = deserialize_message, serialize_message
         self._clock = node.get_clock()
         self._map: dict[tuple[int, int], Any] = {}
@@ -197,23 +189,13 @@ def _own_node() -> Iterator[Any]:
         rclpy.try_shutdown(context=context)
 
 
-def replay_bag(
-    path: str | Path,
-    rate: float = 1.0,
-    topics: Iterable[str] | None = None,
-    loop: bool = False,
-    remap: Iterable[str] | dict[str, str] | None = None,
-    start_delay: float = 1.0,
-    wait_subscribers: int = 0,
-    wait_timeout: float = 30.0,
-    restamp: bool = False,
-    qos_depth: int = 10,
-    node: Any = None,
-    stop: threading.Event | None = None,
-    max_loops: int | None = None,
-    on_message: Callable[[str, int], None] | None = None,
-    progress: bool = False,
-) -> dict:
+def replay_bag(path: str | Path, rate: float = 1.0, topics: Iterable[str] | None = None,
+               loop: bool = False, remap: Iterable[str] | dict[str, str] | None = None,
+               start_delay: float = 1.0, wait_subscribers: int = 0, wait_timeout: float = 30.0,
+               restamp: bool = False, qos_depth: int = 10, node: Any = None,
+               stop: threading.Event | None = None, max_loops: int | None = None,
+               on_message: Callable[[str, int], None] | None = None,
+               progress: bool = False) -> dict:
     """Publish the bag's topics over ROS 2 at the recorded timing scaled by ``rate``.
 
     Args:
@@ -270,78 +252,33 @@ def replay_bag(
     renames = parse_remaps(remap)
     bad = [t for t in renames if t not in chosen]
     if bad:
-        raise ValueError(f'remap of {", ".join(bad)}: not a replayed topic ({", ".join(chosen)})')
+        raise ValueError(f'remap of {", ".join(bad)}: not a replayed topic '
+                         f'({", ".join(chosen)})')
     classes = {t: message_class(types[t]) for t in chosen}
     check_topic_names(chosen, renames)
     problems = check_storage(path)
     if problems:
         more = f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''
-        raise IncompleteInputError(
-            f'bag {path} is damaged: {problems[0]}{more}; nothing was published'
-        )
+        raise IncompleteInputError(f'bag {path} is damaged: {problems[0]}{more}; nothing was '
+                                   'published')
 
     if node is not None:
-        return _replay(
-            path,
-            node,
-            chosen,
-            types,
-            classes,
-            renames,
-            rate,
-            loop,
-            start_delay,
-            wait_subscribers,
-            wait_timeout,
-            restamp,
-            qos_depth,
-            stop,
-            max_loops,
-            on_message,
-            progress,
-        )
+        return _replay(path, node, chosen, types, classes, renames, rate, loop, start_delay,
+                       wait_subscribers, wait_timeout, restamp, qos_depth, stop, max_loops,
+                       on_message, progress)
     use_environment_domain()  # network rule, before rclpy starts
     with _own_node() as own:
-        return _replay(
-            path,
-            own,
-            chosen,
-            types,
-            classes,
-            renames,
-            rate,
-            loop,
-            start_delay,
-            wait_subscribers,
-            wait_timeout,
-            restamp,
-            qos_depth,
-            stop,
-            max_loops,
-            on_message,
-            progress,
-        )
+        return _replay(path, own, chosen, types, classes, renames, rate, loop, start_delay,
+                       wait_subscribers, wait_timeout, restamp, qos_depth, stop, max_loops,
+                       on_message, progress)
 
 
-def _replay(
-    path: Path,
-    node: Any,
-    chosen: list[str],
-    msgtypes: dict[str, str],
-    classes: dict[str, type],
-    renames: dict[str, str],
-    rate: float,
-    loop: bool,
-    start_delay: float,
-    wait_subscribers: int,
-    wait_timeout: float,
-    restamp: bool,
-    qos_depth: int,
-    stop: threading.Event | None,
-    max_loops: int | None,
-    on_message: Callable[[str, int], None] | None,
-    progress: bool,
-) -> dict:
+def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
+            classes: dict[str, type],
+            renames: dict[str, str], rate: float, loop: bool, start_delay: float,
+            wait_subscribers: int, wait_timeout: float, restamp: bool, qos_depth: int,
+            stop: threading.Event | None, max_loops: int | None,
+            on_message: Callable[[str, int], None] | None, progress: bool) -> dict:
     from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from tqdm import tqdm
@@ -364,12 +301,12 @@ def _replay(
         if wait_subscribers > 0:
             watched = [t for t in chosen if not is_label_topic(out_name[t])] or chosen
             deadline = time.monotonic() + wait_timeout
-            while not all(pubs[t].get_subscription_count() >= wait_subscribers for t in watched):
+            while not all(pubs[t].get_subscription_count() >= wait_subscribers
+                          for t in watched):
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         f'no {wait_subscribers} subscriber(s) on '
-                        f'{", ".join(out_name[t] for t in watched)} after {wait_timeout:.0f} s'
-                    )
+                        f'{", ".join(out_name[t] for t in watched)} after {wait_timeout:.0f} s')
                 if stop.wait(0.05):
                     break
         stop.wait(start_delay)
@@ -378,12 +315,8 @@ def _replay(
         conns = [c for c in reader.connections if c.topic in pubs]
         total = sum(c.msgcount for c in conns)
         pass_total = total
-        bar = tqdm(
-            total=None if loop else total,
-            unit='msg',
-            desc=f'replay {path.name}',
-            disable=not progress,
-        )
+        bar = tqdm(total=None if loop else total, unit='msg', desc=f'replay {path.name}',
+                   disable=not progress)
         t_start = time.monotonic()
         offset_ns = 0  # where the current pass starts on the replay's time line (bag time)
         first_ns = last_ns = None
@@ -414,10 +347,8 @@ def _replay(
                     on_message(out_name[conn.topic], counts[conn.topic] - 1)
             loops += 1
             if not stop.is_set() and in_pass < pass_total:
-                raise IncompleteInputError(
-                    f'bag {path} is damaged: its storage gave {in_pass} '
-                    f'of the {pass_total} messages it announces'
-                )
+                raise IncompleteInputError(f'bag {path} is damaged: its storage gave {in_pass} '
+                                           f'of the {pass_total} messages it announces')
             if first_ns is None or not loop or (max_loops is not None and loops >= max_loops):
                 break
             span = last_ns - first_ns
@@ -449,27 +380,15 @@ def _replay(
     published = sum(counts.values())
     lat = np.asarray(late) * 1e3 if late else np.zeros(1)
     return {
-        'bag': str(path),
-        'rate': rate,
-        'loops': loops,
-        'published': published,
-        'seconds': seconds,
-        'recorded_duration': recorded_ns * 1e-9,
+        'bag': str(path), 'rate': rate, 'loops': loops, 'published': published,
+        'seconds': seconds, 'recorded_duration': recorded_ns * 1e-9,
         'achieved_rate': published / seconds,
-        'late_ms_p50': float(np.percentile(lat, 50)),
-        'late_ms_p95': float(np.percentile(lat, 95)),
-        'restamped': restamp,
-        'interrupted': interrupted or stop.is_set(),
+        'late_ms_p50': float(np.percentile(lat, 50)), 'late_ms_p95': float(np.percentile(lat, 95)),
+        'restamped': restamp, 'interrupted': interrupted or stop.is_set(),
         'domain_id': domain_id,
-        'topics': {
-            out_name[t]: {
-                'bag_topic': t,
-                'type': msgtypes[t],
-                'published': counts[t],
-                'rate': counts[t] / seconds,
-            }
-            for t in chosen
-        },
+        'topics': {out_name[t]: {'bag_topic': t, 'type': msgtypes[t], 'published': counts[t],
+                                 'rate': counts[t] / seconds}
+                   for t in chosen},
     }
 
 
@@ -484,17 +403,13 @@ def _domain_id(node: Any) -> int | None:
 def print_summary(summary: dict) -> None:
     """The human summary of :func:`replay_bag`'s result."""
     state = ' (interrupted)' if summary['interrupted'] else ''
-    print(
-        f'replayed {summary["bag"]}{state}: {summary["published"]} messages in '
-        f'{summary["seconds"]:.2f} s ({summary["achieved_rate"]:.1f} msg/s; recorded '
-        f'{summary["recorded_duration"]:.2f} s, rate ×{summary["rate"]:g}, '
-        f'{summary["loops"]} pass(es)); late p50 {summary["late_ms_p50"]:.1f} ms, '
-        f'p95 {summary["late_ms_p95"]:.1f} ms'
-    )
+    print(f'replayed {summary["bag"]}{state}: {summary["published"]} messages in '
+          f'{summary["seconds"]:.2f} s ({summary["achieved_rate"]:.1f} msg/s; recorded '
+          f'{summary["recorded_duration"]:.2f} s, rate ×{summary["rate"]:g}, '
+          f'{summary["loops"]} pass(es)); late p50 {summary["late_ms_p50"]:.1f} ms, '
+          f'p95 {summary["late_ms_p95"]:.1f} ms')
     width = max((len(t) for t in summary['topics']), default=0)
     for topic, t in summary['topics'].items():
         src = f'  (from {t["bag_topic"]})' if t['bag_topic'] != topic else ''
-        print(
-            f'  {topic:<{width}}  {t["type"]:<32} {t["published"]:>7} msgs  '
-            f'{t["rate"]:.2f} Hz{src}'
-        )
+        print(f'  {topic:<{width}}  {t["type"]:<32} {t["published"]:>7} msgs  '
+              f'{t["rate"]:.2f} Hz{src}')
