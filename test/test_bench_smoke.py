@@ -30,6 +30,7 @@ def test_bench_report_accounts_for_every_frame(real_data):
     # the per-frame decomposition matched masks to the node's timing records
     assert r['frames_matched'] > 0
     assert r['overhead_ms']['p50'] >= r['overhead_excl_queue_wait_ms']['p50'] - 1e-6
+    # every target is reported, met or not (no timing asserts)
     assert set(r['targets_met']) == {'overhead_p95_le_10ms', 'e2e_p95_le_1.5x_inference_p95',
                                      'overhead_excl_queue_wait_p95_le_10ms',
-                                     'rss_growth_le_20mb'}
+                                     'rss_growth_le_20mb', 'output_ge_0.9x_input'}

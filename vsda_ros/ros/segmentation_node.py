@@ -110,6 +110,7 @@ def _serve(args: list[str] | None, lifecycle: bool) -> int:
     status = 0
     try:
         node = _start(args, lifecycle)
+        process_guard.started()
         _spin(node)
     except StartupError:
         status = 1  # already logged by the node
