@@ -10,7 +10,6 @@ half its frames lost) although its frames need a fifth of the worker.
 """
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -84,35 +83,14 @@ def test_parse_priorities():
 # ---- over DDS -----------------------------------------------------------------------------------
 rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from ros_helpers import InProcessNode  # noqa: E402
 from vsda_ros.ros.conversions import numpy_to_image  # noqa: E402
 
 #: the slowed model: seconds per pixel of the camera frame
 SECONDS_PER_PIXEL = 0.30 / (320 * 240)
-
-
-class InProcessNode:
-    """segmentation_node in this process, spinning in a thread, in a context of its own."""
-
-    def __init__(self, params: dict) -> None:
-        from vsda_ros.ros.node import SegmentationNode
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = SegmentationNode(context=self.context, parameter_overrides=[
-            Parameter(k, value=v) for k, v in params.items()])
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.node.stop()
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 def _slowed(step):

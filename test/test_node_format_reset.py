@@ -8,8 +8,6 @@ node's.
 """
 from __future__ import annotations
 
-import threading
-
 import cv2
 import numpy as np
 import pytest
@@ -17,36 +15,15 @@ import pytest
 rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from ros_helpers import InProcessNode  # noqa: E402
 from ros_helpers import spin_until as spin_executor_until  # noqa: E402
 from vsda_ros.ros.conversions import message_to_rgb, numpy_to_image  # noqa: E402
 
 pytestmark = pytest.mark.ros
 SIZE = (160, 120)
-
-
-class InProcessNode:
-    """segmentation_node in this process, spinning in a thread, in a context of its own."""
-
-    def __init__(self, params: dict) -> None:
-        from vsda_ros.ros.node import SegmentationNode
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = SegmentationNode(context=self.context, parameter_overrides=[
-            Parameter(k, value=v) for k, v in params.items()])
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.node.stop()
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 @pytest.fixture(scope='module')

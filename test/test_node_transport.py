@@ -8,7 +8,6 @@ processed both copies: 10 stamps gave up to 20 masks.
 """
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 import cv2
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from ros_helpers import spin_until
+from ros_helpers import InProcessNode, spin_until
 from vsda_ros.ros.cameras import Camera, camera_inputs, camera_layout
 
 SIZE = (160, 120)
@@ -52,31 +51,9 @@ def test_camera_uses_one_transport_and_one_output_per_stamp():
 # ---- over DDS -----------------------------------------------------------------------------------
 rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 
 from vsda_ros.ros.conversions import numpy_to_image  # noqa: E402
-
-
-class InProcessNode:
-    """segmentation_node in this process, spinning in a thread, in a context of its own."""
-
-    def __init__(self, params: dict) -> None:
-        from vsda_ros.ros.node import SegmentationNode
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = SegmentationNode(context=self.context, parameter_overrides=[
-            Parameter(k, value=v) for k, v in params.items()])
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.node.stop()
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 class Client:
