@@ -13,11 +13,19 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import signal
 import types
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# A suite started as a background job (`make test &`) inherits SIGINT and SIGQUIT ignored, and an
+# ignored signal stays ignored across exec: every node, replay and `ros2 launch` the tests start
+# would then ignore the Ctrl-C they are tested with. Give the children the default disposition.
+for _sig in (signal.SIGINT, signal.SIGQUIT):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, signal.default_int_handler if _sig == signal.SIGINT else signal.SIG_DFL)
 
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['ROS_DOMAIN_ID'] = str(100 + os.getpid() % 100)
