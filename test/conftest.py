@@ -100,10 +100,22 @@ def _uses_ros(item: pytest.Item) -> bool:
                for f in [function, *_own_fixture_functions(item)] if f is not None)
 
 
+#: modules whose tests export ONNX graphs and compile them (10-20 s each on 2 cores, measured
+#: with ``pytest --durations``): integration tests of the backends, run by ``make test`` only
+GRAPH_EXPORT_MODULES = {'test_compiled_cache', 'test_auto_backend', 'test_export',
+                        'test_bench_model'}
+#: the same in test_backends.py: the graph cache itself and the per-backend contract
+GRAPH_EXPORT_TESTS = ('test_cache_export_when_no_folder', 'test_contract_matches_torch')
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``data`` on every test that uses the ``real_data`` fixture (directly or through another
-    fixture), ``ros`` on every test that starts DDS or a ROS process (see :func:`_uses_ros`)."""
+    fixture), ``ros`` on every test that starts DDS or a ROS process (see :func:`_uses_ros`),
+    ``slow`` on the graph-export tests (:data:`GRAPH_EXPORT_MODULES`)."""
     for item in items:
+        module = item.module.__name__.rsplit('.', 1)[-1] if item.module else ''
+        if module in GRAPH_EXPORT_MODULES or item.name.startswith(GRAPH_EXPORT_TESTS):
+            item.add_marker(pytest.mark.slow)
         if 'real_data' in getattr(item, 'fixturenames', ()):
             item.add_marker(pytest.mark.data)
         if _uses_ros(item):
