@@ -85,8 +85,8 @@ def test_export_folder_loads_like_a_model_name(exported, work, tmp_path):
 
 def test_precision_auto_uses_the_record(exported):
     from vsda_ros.inference import Segmenter, SegmenterConfig
-    from vsda_ros.inference.export import ExportInfo, resolve_model
-    from vsda_ros.models.zoo import load_model
+    from vsda_ros.inference.export import ExportInfo
+    from vsda_ros.models.zoo import load_model, resolve_model
     out, _ = exported
     src, export_dir = resolve_model(str(out))
     model = load_model(src, progress=False)

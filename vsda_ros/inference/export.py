@@ -15,8 +15,9 @@ An **export folder** holds, for one model at one input size W×H:
   ``state_sha256`` (of the loaded weights: the cache key), the graphs, and the accuracy checks
   made against torch (``validation``).
 
-``model: DIR`` loads such a folder like a zoo name (:func:`resolve_model`). Folders made on
-demand by a compiled backend live in ``VSDA_CACHE_DIR/compiled/<state sha256[:16]>_<W>x<H>/``;
+``model: DIR`` loads such a folder like a zoo name
+(:func:`vsda_ros.models.zoo.resolve_model`). Folders made on demand by a compiled backend
+live in ``VSDA_CACHE_DIR/compiled/<state sha256[:16]>_<W>x<H>/``;
 OpenVINO's compiled blobs in ``VSDA_CACHE_DIR/compiled/openvino/`` (keyed by the graph's
 sha256, precision, threads, OpenVINO version and CPU: :mod:`vsda_ros.inference.backends`), so a
 node restart does not recompile.
@@ -48,7 +49,7 @@ from torch import nn
 
 from vsda_ros.models.base import ModelMeta, SegmentationModel
 from vsda_ros.models.zoo import EXPORT_SIDECAR as SIDECAR
-from vsda_ros.models.zoo import is_export_dir, resolve_model  # noqa: F401 - re-exported
+from vsda_ros.models.zoo import is_export_dir
 from vsda_ros.paths import make_shared_dir, share, write_atomic
 
 log = logging.getLogger(__name__)
