@@ -160,8 +160,10 @@ class AsyncKeyframe(Keyframe):
                 return None
             self._job = None
             job.feat, job.ms = job.future.result()
-        elif self._index - job.index < int(self.key_delay_frames):
-            return None
+        else:
+            assert self.key_delay_frames is not None    # no future: not the background mode
+            if self._index - job.index < int(self.key_delay_frames):
+                return None
         self._job = None
         return job
 
@@ -186,7 +188,8 @@ class AsyncKeyframe(Keyframe):
             return self._keyframe_step(image)
         timings: dict[str, float] = {}
         x = self._preprocess(image, timings)
-        cur_small = self._small_of(x, self._feat)   # features exist after a stream's 1st frame
+        assert self._feat is not None   # features exist after a stream's 1st frame
+        cur_small = self._small_of(x, self._feat)
         earlier = self._landed()
         if self._is_key() and self._job is None:
             return self._key_or_propagate(image, x, cur_small, earlier, timings)
@@ -201,6 +204,7 @@ class AsyncKeyframe(Keyframe):
         # key happens to be done already), so frame kinds do not depend on thread timing
         now = None if self.background else self._landed()
         if now is not None:
+            assert now.feat is not None     # a landed key has its features
             self._since_key = 1
             return self._output(image, x, now.feat, cur_small, 'key', timings, None, t_key)
         return self._propagate_frame(image, x, cur_small, earlier, timings)
@@ -211,6 +215,7 @@ class AsyncKeyframe(Keyframe):
         previous frame; a distortion above the threshold starts a key."""
         src = None
         if earlier is not None:
+            assert earlier.feat is not None     # a landed key has its features
             src = (earlier.feat, earlier.small)
             timings['key_background'] = earlier.ms
         feat, dmap, small, t = self._propagate(x, src, cur_small)
@@ -222,6 +227,7 @@ class AsyncKeyframe(Keyframe):
             self._start_key(x, small)
             now = None if self.background else self._landed()
             if now is not None:
+                assert now.feat is not None     # a landed key has its features
                 self._since_key = 1
                 return self._output(image, x, now.feat, small, 'key', timings, distortion,
                                     t_key)

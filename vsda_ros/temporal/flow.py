@@ -61,7 +61,9 @@ class DISFlow:
         self.preset = preset
         self.size = None if size is None else (int(size[0]), int(size[1]))
         cv_preset, finest = PRESETS[preset]
-        self._dis = cv2.DISOpticalFlow_create(cv_preset)
+        # the legacy factory name (every OpenCV 4, the system python3-opencv included) is
+        # missing from opencv-python's stubs, which only know DISOpticalFlow.create
+        self._dis = cv2.DISOpticalFlow_create(cv_preset)  # type: ignore[attr-defined]
         if finest is not None:
             self._dis.setFinestScale(finest)
 

@@ -14,6 +14,7 @@ input, the previous frame's cached); a ``recurrent`` one is fed the previous *fu
 from __future__ import annotations
 
 import time
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -22,6 +23,16 @@ from torch import nn
 from vsda_ros.frames import Segmentation
 from vsda_ros.inference import Segmenter
 from vsda_ros.temporal.strategy import Strategy, StrategyConfig
+
+
+class _BlockMethods(Protocol):
+    """The fusion block's methods used here besides its call (``shrink`` on
+    :class:`~vsda_ros.temporal.fusion_block.FusionBlock` and
+    :class:`~vsda_ros.temporal.guided_fusion.GuidedFusionBlock`, ``guide`` on the latter)."""
+
+    def shrink(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def guide(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 class Fusion(Strategy):
@@ -49,16 +60,17 @@ class Fusion(Strategy):
         t1 = time.perf_counter()
         logits = seg.logits(x)
         t2 = time.perf_counter()
-        small = self.block.shrink(logits)
+        block = cast(_BlockMethods, self.block)
+        small = block.shrink(logits)
         if self._guided:
-            guide = self.block.guide(x)
+            guide = block.guide(x)
             fused = logits if self._prev is None else self.block(
                 logits, self._prev, guide, self._prev_guide, cur_small=small)
             self._prev_guide = guide
         else:
             fused = logits if self._prev is None else self.block(logits, self._prev,
                                                                   cur_small=small)
-        self._prev = self.block.shrink(fused) if self._recurrent else small
+        self._prev = block.shrink(fused) if self._recurrent else small
         if seg.device.type == 'cuda':
             torch.cuda.synchronize(seg.device)
         t3 = time.perf_counter()

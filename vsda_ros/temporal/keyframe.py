@@ -21,6 +21,7 @@ correction (``correction=False``: it only decides keyframes).
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import cv2
 import numpy as np
@@ -29,7 +30,7 @@ from torch import nn
 
 from vsda_ros.frames import Segmentation
 from vsda_ros.inference import Segmenter
-from vsda_ros.temporal.correction import fold_batchnorm
+from vsda_ros.temporal.correction import CFNet, fold_batchnorm
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
 from vsda_ros.temporal.rate_control import RateController, RateDecision
 from vsda_ros.temporal.strategy import Strategy, StrategyConfig
@@ -117,7 +118,8 @@ class Keyframe(Strategy):
         x = self._preprocess(image, timings)
         distortion = None
         key = self._is_key()
-        feat = small = None
+        feat: torch.Tensor | None = None
+        small: np.ndarray | None = None
         if not key:
             feat, dmap, small, t = self._propagate(x)
             timings.update(t)
@@ -125,6 +127,7 @@ class Keyframe(Strategy):
         t_key = time.perf_counter() if key else None
         feat = self._key_features(x) if key else feat
         self._since_key = 1 if key else self._since_key + 1
+        assert feat is not None     # key features, else the propagated ones
         return self._output(image, x, feat, small, 'key' if key else 'propagated', timings,
                             distortion, t_key)
 
@@ -155,7 +158,7 @@ class Keyframe(Strategy):
         ``head``)."""
         seg = self.segmenter
         t1 = time.perf_counter()
-        logits = seg.model.logits_from_features(feat, x.shape[-2:])
+        logits = seg.model.logits_from_features(feat, cast('tuple[int, int]', x.shape[-2:]))
         if seg.device.type == 'cuda':
             torch.cuda.synchronize(seg.device)
         t2 = time.perf_counter()
@@ -212,6 +215,8 @@ class Keyframe(Strategy):
         feature resolution h×w×3 uint8, stage timings).
         """
         src_feat, src_small = src if src is not None else (self._feat, self._small)
+        # only called once a frame has been output (its features and small copy kept)
+        assert src_feat is not None and src_small is not None
         t0 = time.perf_counter()
         h, w = src_feat.shape[-2:]
         if cur_small is None:
@@ -232,8 +237,10 @@ class Keyframe(Strategy):
             c = src_feat.shape[1]
             feat, prev_warped = warp(torch.cat((src_feat, prev_t), dim=1), flow).split(
                 (c, 3), dim=1)
+            assert self.dmnet is not None     # both corrects and adaptive need it
             dmap = self.dmnet(prev_warped, cur_t, out_size=(h, w))
             if self.corrects:       # else DMNet only decides adaptive keyframes
-                feat = self.cfnet.correct(cur_t, feat, dmap)    # FCM
+                assert self.cfnet is not None
+                feat = cast(CFNet, self.cfnet).correct(cur_t, feat, dmap)    # FCM
         timings['warp_correct'] = (time.perf_counter() - t1) * 1e3
         return feat, dmap, cur_small, timings

@@ -140,7 +140,9 @@ class RateController:
         cost = self.frame_cost(interval, background_keys)
         if cost is None or cost > budget:
             return False
-        return not background_keys or self.costs['key'] <= interval * budget
+        key = self.costs['key']
+        assert key is not None      # a frame cost needs the key cost
+        return not background_keys or key <= interval * budget
 
     def _smallest_fitting(self, budget: float, background_keys: bool) -> int | None:
         cfg = self.config
