@@ -47,7 +47,7 @@ The base network is frozen (eval mode, no gradients) in both, so training is CPU
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -64,8 +64,9 @@ from vsda_ros.adaptation.uda.vat_vst import VatVstRecipe
 from vsda_ros.models.base import SegmentationModel
 from vsda_ros.temporal.correction import fcm
 from vsda_ros.temporal.flow import DISFlow, resize_flow, warp
-from vsda_ros.temporal.fusion_block import summed_offsets
-from vsda_ros.temporal.modules import TemporalModules, make_module
+from vsda_ros.temporal.fusion_block import FusionBlock, conv_bias, conv_weight, summed_offsets
+from vsda_ros.temporal.guided_fusion import GuidedFusionBlock
+from vsda_ros.temporal.modules import TemporalModules, make_module, module_args
 
 
 def to_tensor(frames: list[np.ndarray], device) -> torch.Tensor:
@@ -107,7 +108,8 @@ class DavssRecipe:
             feat = model.forward_features(xs[0])                       # keyframe features
         fh, fw = feat.shape[-2:]
         small = [F.interpolate(x, size=(fh, fw), mode='area') for x in xs]
-        total, logs = 0.0, {}
+        total: torch.Tensor | float = 0.0
+        logs: dict[str, float] = {}
         for k in range(1, len(xs)):
             with torch.no_grad():
                 y = model(xs[k]).argmax(1)                              # per-frame labels B×h×w
@@ -137,7 +139,9 @@ class DavssRecipe:
             logs[f'cf{k}'] = float(loss_cf.detach())
             logs[f'distorted{k}'] = float(distorted.mean())
             feat = fused.detach()                                      # propagate onward
-        return total / (len(xs) - 1), logs
+        mean = total / (len(xs) - 1)
+        assert isinstance(mean, torch.Tensor)      # steps ≥ 1: at least one step's loss added
+        return mean, logs
 
     def after_step(self) -> None:
         pass
@@ -159,7 +163,8 @@ class FusionRecipe:
         self.guided = cfg.fusion_variant == 'guided'
         self.student = fusion_block(cfg, model.num_classes, _dev(model))
         self.teacher = copy.deepcopy(self.student).eval()
-        self.teacher.vsda_args = dict(self.student.vsda_args)
+        # torch types Module attributes as tensors or modules; this one is a plain dict
+        self.teacher.vsda_args = dict(module_args(self.student))  # type: ignore[assignment]
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.anchors = {n: p.detach().clone() for n, p in self.student.named_parameters()
@@ -196,6 +201,7 @@ class FusionRecipe:
                 flow = batch_flow(self.flow, cur, prev)
                 warped = warp(torch.softmax(s_prev, 1), flow)
             if lam > 0:
+                assert warped is not None       # computed above when lam > 0
                 target = (1 - lam) * target + lam * warped
             conf, pseudo = target.max(1)
         out_deg = self.student(d_cur, d_prev)
@@ -208,10 +214,13 @@ class FusionRecipe:
             loss_deg = (conf * F.cross_entropy(out_deg, pseudo, reduction='none')).mean()
             loss_clean = (conf * F.cross_entropy(out_clean, pseudo, reduction='none')).mean()
         align_target = warped if cfg.align_to == 'flow' else target
+        assert align_target is not None         # warped is computed when align_to is flow
         loss_align = _soft_ce(aligned, F.adaptive_avg_pool2d(align_target, aligned.shape[-2:]))
         if cfg.align_to == 'flow' and offsets:
+            assert flow is not None             # computed when align_to is flow
             loss_align = loss_align + offset_flow_loss(offsets, flow)
-        loss_anchor = class_prior_penalty(self.student, self.anchors)
+        # the guided variant returned above: this is the score-only block
+        loss_anchor = class_prior_penalty(cast(FusionBlock, self.student), self.anchors)
         with torch.no_grad():
             base = (d_cur.argmax(1) == pseudo).float().mean()
         logs = {'deg': float(loss_deg.detach()), 'clean': float(loss_clean.detach()),
@@ -247,7 +256,8 @@ class FusionRecipe:
         """``fusion_stage: motion``: only the motion field (encoder, correlation, refinement)
         learns the clean pair's DIS flow, from the clean and from the degraded pair; the
         network is not run, so an iteration costs little more than the flow."""
-        dev, block = _dev(self.model), self.student
+        dev = _dev(self.model)
+        block = cast(GuidedFusionBlock, self.student)       # fusion_variant 'guided'
         prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
         degraded, _ = self._degrade_pairs(clips)
         dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
@@ -280,7 +290,7 @@ class FusionRecipe:
           (a recurrent block feeds them back).
         """
         model, dev, cfg = self.model, _dev(self.model), self.cfg
-        block = self.student
+        block = cast(GuidedFusionBlock, self.student)       # fusion_variant 'guided'
         prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
         degraded, modes = self._degrade_pairs(clips)
         dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
@@ -331,7 +341,7 @@ class FusionRecipe:
         return TemporalModules(fusion=self.teacher.eval())
 
 
-def class_prior_penalty(block: nn.Module, anchors: dict[str, torch.Tensor]) -> torch.Tensor:
+def class_prior_penalty(block: FusionBlock, anchors: dict[str, torch.Tensor]) -> torch.Tensor:
     """Squared distance of a fusion block from the class-agnostic blends.
 
     For the 1×1 fusion conv (weights C×2C over [current, aligned]): each half's deviation
@@ -341,9 +351,9 @@ def class_prior_penalty(block: nn.Module, anchors: dict[str, torch.Tensor]) -> t
     b·aligned`` blend.
     """
     c = block.num_classes
-    w = block.fuse.weight[:, :, 0, 0]
+    w = conv_weight(block.fuse)[:, :, 0, 0]
     eye = torch.eye(c, dtype=w.dtype, device=w.device)
-    total = (block.fuse.bias ** 2).sum()
+    total = (conv_bias(block.fuse) ** 2).sum()
     for half in (w[:, :c], w[:, c:]):
         total = total + ((half - half.diagonal().mean() * eye) ** 2).sum()
     for name, p in block.named_parameters():
@@ -366,7 +376,8 @@ def offset_flow_loss(offsets: list[torch.Tensor], flow: torch.Tensor) -> torch.T
         content came from.
     """
     total = summed_offsets(offsets)                                   # B×k²×(dy, dx)×h×w
-    target = resize_flow(flow, total.shape[-2:]).flip(1).unsqueeze(1)  # B×1×(dy, dx)×h×w
+    size = cast('tuple[int, int]', total.shape[-2:])
+    target = resize_flow(flow, size).flip(1).unsqueeze(1)             # B×1×(dy, dx)×h×w
     return F.smooth_l1_loss(total, target.expand_as(total))
 
 

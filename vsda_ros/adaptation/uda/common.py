@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from torch.func import functional_call
 
 from vsda_ros.models.base import SegmentationModel
 from vsda_ros.temporal.flow import DISFlow, warp
-from vsda_ros.temporal.modules import TemporalModules
+from vsda_ros.temporal.modules import TemporalModules, module_args
 
 IGNORE = 255
 
@@ -60,7 +61,7 @@ def freeze_batchnorm(module: nn.Module) -> None:
             m.eval()
 
 
-def set_trainable(model: SegmentationModel, train: bool, freeze: list[str] = ()) -> int:
+def set_trainable(model: SegmentationModel, train: bool, freeze: Sequence[str] = ()) -> int:
     """Set ``requires_grad`` on the network's parameters: all of them when ``train``, except
     those whose name (in ``model.net``) starts with one of ``freeze``. Returns the number of
     trainable parameters."""
@@ -77,7 +78,8 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     for p in twin.parameters():
         p.requires_grad_(False)
     if hasattr(module, 'vsda_args'):
-        twin.vsda_args = dict(module.vsda_args)
+        # torch types Module attributes as tensors or modules; this one is a plain dict
+        twin.vsda_args = dict(module_args(module))  # type: ignore[assignment]
     return twin
 
 
@@ -86,8 +88,8 @@ def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
     """``θ_t ← decay·θ_t + (1 − decay)·θ_s`` for every parameter; buffers are copied."""
     for t, s in zip(teacher.parameters(), student.parameters(), strict=False):
         t.mul_(decay).add_(s.detach(), alpha=1.0 - decay)
-    for t, s in zip(teacher.buffers(), student.buffers(), strict=False):
-        t.copy_(s)
+    for tb, sb in zip(teacher.buffers(), student.buffers(), strict=False):
+        tb.copy_(sb)
 
 
 @torch.no_grad()
@@ -95,8 +97,8 @@ def copy_weights(dst: nn.Module, src: nn.Module) -> None:
     """``dst``'s parameters and buffers ← ``src``'s (same architecture)."""
     for t, s in zip(dst.parameters(), src.parameters(), strict=False):
         t.copy_(s)
-    for t, s in zip(dst.buffers(), src.buffers(), strict=False):
-        t.copy_(s)
+    for tb, sb in zip(dst.buffers(), src.buffers(), strict=False):
+        tb.copy_(sb)
 
 
 # -- losses and pseudo-labels ---------------------------------------------------------------------

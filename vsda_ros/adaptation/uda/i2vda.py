@@ -116,7 +116,8 @@ class I2vdaRecipe(AdversarialRecipe):
     def loss(self, clips, source):
         cfg = self.cfg
         x0, x1 = (to_tensor([c[k] for c in clips], self.device) for k in (0, 1))
-        total, logs = torch.zeros((), device=self.device), {}
+        total = torch.zeros((), device=self.device)
+        logs: dict[str, float] = {}
         target_logits = None
         if self.proxy_active():
             # temporal augmentation + proxy pseudo-labels on the synthesised frame

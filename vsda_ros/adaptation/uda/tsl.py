@@ -32,6 +32,8 @@ e.g. ``espnet-camvid``'s shipped one: no weight depends on the classes when ``nu
 """
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -45,6 +47,7 @@ from vsda_ros.adaptation.uda.common import (
     frozen_copy,
     to_tensor,
 )
+from vsda_ros.temporal.guided_fusion import GuidedFusionBlock
 from vsda_ros.temporal.modules import TemporalModules
 
 Box = tuple[int, int, int, int]   # x0, y0, w, h
@@ -129,8 +132,11 @@ class TslRecipe(NetworkRecipe):
             # 2. temporal teacher on the clean full frames, cut to the boxes
             t_cur, t_prev = self.teacher(torch.cat([cur, prev])).chunk(2)
             tf = self.teacher_fusion
-            fused = (tf(t_cur, t_prev, tf.guide(cur), tf.guide(prev)) if self.guided
-                     else tf(t_cur, t_prev))
+            if self.guided:
+                guided = cast(GuidedFusionBlock, tf)    # fusion_variant 'guided'
+                fused = tf(t_cur, t_prev, guided.guide(cur), guided.guide(prev))
+            else:
+                fused = tf(t_cur, t_prev)
             prob_t = torch.cat([crop(fused[i:i + 1], box) for i, box in enumerate(boxes)]
                                ).softmax(1)
             # 3. spatial teacher on the zoomed clean boxes
@@ -149,8 +155,8 @@ class TslRecipe(NetworkRecipe):
         with grad:
             s_cur, s_prev = self.net(torch.cat([d_cur, d_prev])).chunk(2)
         if self.guided:
-            s_fused = self.fusion_net(s_cur, s_prev, self.fusion.guide(d_cur),
-                                      self.fusion.guide(d_prev))
+            block = cast(GuidedFusionBlock, self.fusion)    # fusion_variant 'guided'
+            s_fused = self.fusion_net(s_cur, s_prev, block.guide(d_cur), block.guide(d_prev))
         else:
             s_fused = self.fusion_net(s_cur, s_prev)
         # 5. consistency with both teachers (+ source)

@@ -51,7 +51,8 @@ def aggregate_probabilities(probs: list[torch.Tensor], flows: list[torch.Tensor 
         B×C×H×W: per pixel, the mean over the frames whose flow lands inside the image (the
         reference frame always counts).
     """
-    total, count = None, None
+    total: torch.Tensor | None = None
+    count: torch.Tensor | None = None
     for prob, flow in zip(probs, flows, strict=False):
         if flow is None:
             p, valid = prob, torch.ones_like(prob[:, :1])
@@ -59,6 +60,7 @@ def aggregate_probabilities(probs: list[torch.Tensor], flows: list[torch.Tensor 
             p, valid = warp(prob, flow), inside(flow)[:, None].to(prob.dtype)
         total = p * valid if total is None else total + p * valid
         count = valid if count is None else count + valid
+    assert total is not None and count is not None     # the reference frame is in probs
     return total / count.clamp_min(1.0)
 
 
