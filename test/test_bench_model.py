@@ -26,7 +26,7 @@ def ckpt(tmp_path_factory):
 
 
 def test_bench_model_report(ckpt, tmp_path, monkeypatch):
-    from vsda_ros.apps.bench import BenchModelConfig, format_table, run_bench_model
+    from vsda_ros.evaluation.model_bench import BenchModelConfig, format_table, run_bench_model
     monkeypatch.setenv('VSDA_CACHE_DIR', str(tmp_path))
     r = run_bench_model(BenchModelConfig(model=str(ckpt), size=(64, 48), rounds=2, warmup=1,
                                          progress=False))
@@ -62,7 +62,7 @@ def test_bench_model_cli_json(ckpt, tmp_path, monkeypatch, capsys):
 
 
 def test_bench_model_accuracy_columns(real_data, tmp_path, monkeypatch):
-    from vsda_ros.apps.bench import BenchModelConfig, run_bench_model
+    from vsda_ros.evaluation.model_bench import BenchModelConfig, run_bench_model
     monkeypatch.setenv('VSDA_CACHE_DIR', str(tmp_path))
     backends = ('torch',) + tuple(b for b in ('openvino',) if installed(b))
     r = run_bench_model(BenchModelConfig(
