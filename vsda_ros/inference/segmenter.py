@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from vsda_ros.frames import Segmentation
+from vsda_ros.inference.reduction import ScoreReducer, max_softmax_255, shared_reducer
 from vsda_ros.models.base import ModelMeta, SegmentationModel
 
 if TYPE_CHECKING:
@@ -122,42 +123,6 @@ def output_factor(out_hw: tuple[int, int], max_pixels: int) -> int:
     return k
 
 
-def argmax_first(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """C×H×W float32 (C < 256) → (labels, best): H×W uint8 index of the first maximum over C
-    and H×W float32 maximum, the values ``torch.max(dim=0)`` gives; ``None`` when a score is
-    NaN (the caller falls back to torch, which returns the NaN's index).
-
-    The maximum comes from C−1 element-wise passes (exact), the index from one float compare
-    per channel and a running minimum of the matching channel ids: memory-bound passes,
-    several times faster than torch's index-tracking reduction over the outer dimension.
-    """
-    best = scores[0].copy()
-    for c in range(1, scores.shape[0]):
-        np.maximum(best, scores[c], out=best)  # propagates NaN
-    if np.isnan(best).any():  # cv2.compare does not order NaN as IEEE does
-        return None
-    labels = np.full(best.shape, 255, np.uint8)
-    candidate = np.empty_like(labels)
-    for c in range(scores.shape[0]):
-        differs = cv2.compare(scores[c], best, cv2.CMP_NE)  # 255 where not the maximum
-        np.bitwise_or(differs, np.uint8(c), out=candidate)  # c where the maximum, else 255
-        cv2.min(labels, candidate, dst=labels)
-    return labels, best
-
-
-def max_softmax_255(scores: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
-    """C×H×W scores and their H×W maximum → H×W round(max softmax × 255) (float).
-
-    max softmax = 1 / Σ_c exp(l_c − max_c l_c), so no C×H×W softmax is materialised. The
-    exponential runs in place on the one C×H×W difference (the expression
-    ``torch.exp(scores - best).sum(0)`` allocated and filled a second one): the same kernels
-    on the same layout, so the same values bit for bit. Row-chunked variants were slower on a
-    busy two-core machine (every chunk is a parallel region waiting for the second core).
-    """
-    total = (scores - best).exp_().sum(dim=0)
-    return total.reciprocal_().mul_(255.0).round_()
-
-
 class Segmenter:
     """Runs a :class:`SegmentationModel` on H×W×3 uint8 RGB images, on one backend.
 
@@ -179,8 +144,11 @@ class Segmenter:
         self.config = config or SegmenterConfig()
         self.device = resolve_device(self.config.device)
         self.torch_model = model
-        self.input_size = tuple(self.config.input_size or model.meta.native_size)
+        w, h = self.config.input_size or model.meta.native_size
+        self.input_size: tuple[int, int] = (int(w), int(h))
         self.export_info: ExportInfo | None = None
+        #: labels and confidence from the class scores (vsda_ros.inference.reduction)
+        self.reducer: ScoreReducer = shared_reducer()
         info = None
         if self.config.export_dir is not None:
             from vsda_ros.inference.export import ExportInfo
@@ -190,6 +158,7 @@ class Segmenter:
                                                              self.config.precision) else None)
         self.backend, self.precision, self.backend_reason = resolve_backend(
             self.config.backend, self.config.precision, self.device, record)
+        self.model: SegmentationModel | CompiledModel
         if self.backend == 'torch':
             self.model = model.to(self.device).eval()
         else:
@@ -330,26 +299,27 @@ class Segmenter:
         if tuple(logits.shape[-2:]) != work_hw:
             logits = F.interpolate(logits, size=work_hw, mode='bilinear', align_corners=False)
         scores = logits[0]
-        fast = None
-        if scores.device.type == 'cpu' and scores.dtype == torch.float32 and scores.shape[0] < 256:
-            scores = scores.contiguous()
-            fast = argmax_first(scores.numpy())
-        if fast is None:  # another device or dtype, or NaN scores: torch's own max
-            best, labels = scores.max(dim=0)
-        else:
-            labels, best = torch.from_numpy(fast[0]), torch.from_numpy(fast[1])
 
-        def full(small: torch.Tensor) -> np.ndarray:
-            arr = small.to(torch.uint8).cpu().numpy()
+        def full(small: torch.Tensor | np.ndarray) -> np.ndarray:
+            arr = small.to(torch.uint8).cpu().numpy() if isinstance(small, torch.Tensor) \
+                else small
             if k > 1:
                 arr = np.repeat(np.repeat(arr, k, axis=0), k, axis=1)[: out_hw[0], : out_hw[1]]
             return np.ascontiguousarray(arr)
 
-        @torch.inference_mode()
-        def confidence() -> np.ndarray:
-            return full(max_softmax_255(scores, best))
+        if scores.device.type == 'cpu' and scores.dtype == torch.float32 and scores.shape[0] < 256:
+            scores_np = np.ascontiguousarray(scores.numpy())
+            fast = self.reducer.labels(scores_np)
+            if fast is not None:
+                labels_np, best_np = fast
+                return full(labels_np), lambda: full(self.reducer.confidence(scores_np, best_np))
+        # another device or dtype, or NaN scores: torch's own max and softmax
+        best, labels = scores.max(dim=0)
 
-        return full(labels), confidence
+        @torch.inference_mode()
+        def torch_confidence() -> np.ndarray:
+            return full(max_softmax_255(scores, best))
+        return full(labels), torch_confidence
 
     def segment(self, image: np.ndarray) -> Segmentation:
         """One H×W×3 uint8 RGB image → :class:`Segmentation` at H×W, with stage timings."""
