@@ -1,7 +1,8 @@
 """``vsda eval``: strategies × weathers on a clip → ``report.json``, ``report.md``, PNG plots.
 
-This module is the command line (options, the summary lines); the runner, its config and the
-:class:`ClipRunner` protocol are :mod:`vsda_ros.evaluation.runner` (re-exported here). The
+This module is the command line (options, the summary lines); the runner and the
+:class:`ClipRunner` protocol are :mod:`vsda_ros.evaluation.runner`, its config
+:mod:`vsda_ros.evaluation.config` (all re-exported here). The
 report's keys are documented in :mod:`vsda_ros.evaluation.report`.
 """
 from __future__ import annotations
@@ -20,14 +21,9 @@ from vsda_ros.apps._common import (
     positive_float,
     positive_int,
 )
+from vsda_ros.evaluation.config import DEFAULT_PDA_RANGE, SWEEP_INTENSITIES, EvalConfig
 from vsda_ros.evaluation.report import run_label
-from vsda_ros.evaluation.runner import (
-    DEFAULT_PDA_RANGE,
-    SWEEP_INTENSITIES,
-    ClipRunner,
-    EvalConfig,
-    run_eval,
-)
+from vsda_ros.evaluation.runner import ClipRunner, run_eval
 
 __all__ = ['DEFAULT_PDA_RANGE', 'SWEEP_INTENSITIES', 'ClipRunner', 'EvalConfig', 'add_parser',
            'run', 'run_eval']
