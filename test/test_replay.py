@@ -26,7 +26,8 @@ from ros_helpers import spin_until  # noqa: E402
 from vsda_ros.data.bag_writer import write_bag  # noqa: E402
 from vsda_ros.data.bags import open_reader  # noqa: E402
 from vsda_ros.frames import Frame  # noqa: E402
-from vsda_ros.ros.tools.replay import parse_remaps, replay_bag  # noqa: E402
+from vsda_ros.ros.tools.replay import replay_bag  # noqa: E402
+from vsda_ros.ros.tools.replay_topics import parse_remaps  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]

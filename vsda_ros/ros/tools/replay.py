@@ -25,10 +25,12 @@ Damage: the bag's storage is checked before anything is published
 (:func:`~vsda_ros.data.bags.check_storage`), and a storage error or a pass that gives fewer
 messages than the bag announces ends the replay with one clear error
 (:class:`~vsda_ros.data.integrity.IncompleteInputError`).
+
+Topic names, remaps, message classes and restamping: :mod:`vsda_ros.ros.tools.replay_topics`.
 """
+
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 import time
@@ -42,6 +44,12 @@ from vsda_ros.data.bag_storage import check_storage
 from vsda_ros.data.bags import IMAGE_TYPES, is_label_topic, open_reader, read_messages
 from vsda_ros.data.integrity import IncompleteInputError
 from vsda_ros.ros.tools.launcher import fastdds_profile
+from vsda_ros.ros.tools.replay_topics import (
+    Restamper,
+    check_topic_names,
+    message_class,
+    parse_remaps,
+)
 
 #: the highest ROS_DOMAIN_ID Fast DDS's default port mapping allows.
 MAX_DOMAIN_ID = 232
@@ -68,107 +76,14 @@ def use_environment_domain() -> tuple[int, str]:
     except ValueError:
         domain = -1
     if not 0 <= domain <= MAX_DOMAIN_ID:
-        raise ValueError(f'ROS_DOMAIN_ID={raw!r} is not a domain id (an integer 0..'
-                         f'{MAX_DOMAIN_ID})')
+        raise ValueError(
+            f'ROS_DOMAIN_ID={raw!r} is not a domain id (an integer 0..{MAX_DOMAIN_ID})'
+        )
     os.environ['ROS_DOMAIN_ID'] = str(domain)
     profile = fastdds_profile()
     if profile:
         os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', profile)
     return domain, origin
-
-
-def _suggest_topic(topic: str) -> str:
-    """A valid ROS 2 name close to ``topic``: other characters → ``_``, a token that starts
-    with a digit gets a leading ``_`` (``/2cam/image`` → ``/_2cam/image``)."""
-    tokens = []
-    for token in topic.strip('/').split('/'):
-        token = ''.join(c if c.isascii() and (c.isalnum() or c == '_') else '_' for c in token)
-        tokens.append('_' + token if token[:1].isdigit() else token or '_')
-    return '/' + '/'.join(tokens)
-
-
-def check_topic_names(chosen: list[str], renames: dict[str, str]) -> None:
-    """Every name the replay would publish on is a valid ROS 2 topic name.
-
-    Raises:
-        ValueError: one line naming the topic, why it is invalid, and the way out
-            (``--remap OLD:=NEW`` with a suggested name, or ``--topics`` to leave it out).
-    """
-    from rclpy.validate_topic_name import InvalidTopicNameException, validate_topic_name
-
-    for topic in chosen:
-        name = renames.get(topic, topic)
-        try:
-            validate_topic_name(name)
-        except InvalidTopicNameException as exc:
-            why = str(exc).splitlines()[0].replace('Invalid topic name: ', '')
-            if topic in renames:
-                raise ValueError(f'--remap {topic}:={name}: {name!r} is not a valid ROS 2 topic '
-                                 f'name ({why})') from None
-            others = [t for t in chosen if t != topic]
-            leave_out = (f', or replay only the others with --topics {" ".join(others)}'
-                         if others else '')
-            raise ValueError(f'bag topic {topic!r} is not a valid ROS 2 topic name ({why}); '
-                             f'publish it under a valid name with --remap '
-                             f'{topic}:={_suggest_topic(topic)}{leave_out}') from None
-
-
-def message_class(msgtype: str) -> type:
-    """``'sensor_msgs/msg/Image'`` → the rclpy message class ``sensor_msgs.msg.Image``.
-
-    Raises:
-        ValueError: the package is not installed or has no such message.
-    """
-    pkg, kind, name = (msgtype.split('/') + ['', ''])[:3]
-    try:
-        return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
-    except (ImportError, AttributeError, ValueError):
-        raise ValueError(f'message type {msgtype} is not available to rclpy here '
-                         f'(install the {pkg} package)') from None
-
-
-def parse_remaps(remaps: Iterable[str] | dict[str, str] | None) -> dict[str, str]:
-    """``['OLD:=NEW', …]`` (or a dict) → ``{OLD: NEW}``."""
-    if remaps is None:
-        return {}
-    if isinstance(remaps, dict):
-        return dict(remaps)
-    out = {}
-    for item in remaps:
-        old, sep, new = item.partition(':=')
-        if not sep or not old or not new:
-            raise ValueError(f'remap {item!r} is not OLD:=NEW')
-        out[old] = new
-    return out
-
-
-class _Restamper:
-    """Rewrites header.stamp to now; images and labels with the same recorded stamp get the
-    same new stamp."""
-
-    def __init__(self, node: Any) -> None:
-        from rclpy.serialization import deserialize_message, serialize_message
-        self._de, self._ser = deserialize_message, serialize_message
-        self._clock = node.get_clock()
-        self._map: dict[tuple[int, int], Any] = {}
-
-    def clear(self) -> None:
-        self._map.clear()
-
-    def __call__(self, raw: bytes, cls: type) -> bytes:
-        msg = self._de(raw, cls)
-        header = getattr(msg, 'header', None)
-        if header is None:
-            return raw
-        key = (header.stamp.sec, header.stamp.nanosec)
-        stamp = self._map.get(key)
-        if stamp is None:
-            stamp = self._clock.now().to_msg()
-            self._map[key] = stamp
-            if len(self._map) > 256:
-                self._map.pop(next(iter(self._map)))
-        header.stamp = stamp
-        return self._ser(msg)
 
 
 @contextmanager
@@ -189,13 +104,23 @@ def _own_node() -> Iterator[Any]:
         rclpy.try_shutdown(context=context)
 
 
-def replay_bag(path: str | Path, rate: float = 1.0, topics: Iterable[str] | None = None,
-               loop: bool = False, remap: Iterable[str] | dict[str, str] | None = None,
-               start_delay: float = 1.0, wait_subscribers: int = 0, wait_timeout: float = 30.0,
-               restamp: bool = False, qos_depth: int = 10, node: Any = None,
-               stop: threading.Event | None = None, max_loops: int | None = None,
-               on_message: Callable[[str, int], None] | None = None,
-               progress: bool = False) -> dict:
+def replay_bag(
+    path: str | Path,
+    rate: float = 1.0,
+    topics: Iterable[str] | None = None,
+    loop: bool = False,
+    remap: Iterable[str] | dict[str, str] | None = None,
+    start_delay: float = 1.0,
+    wait_subscribers: int = 0,
+    wait_timeout: float = 30.0,
+    restamp: bool = False,
+    qos_depth: int = 10,
+    node: Any = None,
+    stop: threading.Event | None = None,
+    max_loops: int | None = None,
+    on_message: Callable[[str, int], None] | None = None,
+    progress: bool = False,
+) -> dict:
     """Publish the bag's topics over ROS 2 at the recorded timing scaled by ``rate``.
 
     Args:
@@ -252,33 +177,78 @@ def replay_bag(path: str | Path, rate: float = 1.0, topics: Iterable[str] | None
     renames = parse_remaps(remap)
     bad = [t for t in renames if t not in chosen]
     if bad:
-        raise ValueError(f'remap of {", ".join(bad)}: not a replayed topic '
-                         f'({", ".join(chosen)})')
+        raise ValueError(f'remap of {", ".join(bad)}: not a replayed topic ({", ".join(chosen)})')
     classes = {t: message_class(types[t]) for t in chosen}
     check_topic_names(chosen, renames)
     problems = check_storage(path)
     if problems:
         more = f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''
-        raise IncompleteInputError(f'bag {path} is damaged: {problems[0]}{more}; nothing was '
-                                   'published')
+        raise IncompleteInputError(
+            f'bag {path} is damaged: {problems[0]}{more}; nothing was published'
+        )
 
     if node is not None:
-        return _replay(path, node, chosen, types, classes, renames, rate, loop, start_delay,
-                       wait_subscribers, wait_timeout, restamp, qos_depth, stop, max_loops,
-                       on_message, progress)
+        return _replay(
+            path,
+            node,
+            chosen,
+            types,
+            classes,
+            renames,
+            rate,
+            loop,
+            start_delay,
+            wait_subscribers,
+            wait_timeout,
+            restamp,
+            qos_depth,
+            stop,
+            max_loops,
+            on_message,
+            progress,
+        )
     use_environment_domain()  # network rule, before rclpy starts
     with _own_node() as own:
-        return _replay(path, own, chosen, types, classes, renames, rate, loop, start_delay,
-                       wait_subscribers, wait_timeout, restamp, qos_depth, stop, max_loops,
-                       on_message, progress)
+        return _replay(
+            path,
+            own,
+            chosen,
+            types,
+            classes,
+            renames,
+            rate,
+            loop,
+            start_delay,
+            wait_subscribers,
+            wait_timeout,
+            restamp,
+            qos_depth,
+            stop,
+            max_loops,
+            on_message,
+            progress,
+        )
 
 
-def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
-            classes: dict[str, type],
-            renames: dict[str, str], rate: float, loop: bool, start_delay: float,
-            wait_subscribers: int, wait_timeout: float, restamp: bool, qos_depth: int,
-            stop: threading.Event | None, max_loops: int | None,
-            on_message: Callable[[str, int], None] | None, progress: bool) -> dict:
+def _replay(
+    path: Path,
+    node: Any,
+    chosen: list[str],
+    msgtypes: dict[str, str],
+    classes: dict[str, type],
+    renames: dict[str, str],
+    rate: float,
+    loop: bool,
+    start_delay: float,
+    wait_subscribers: int,
+    wait_timeout: float,
+    restamp: bool,
+    qos_depth: int,
+    stop: threading.Event | None,
+    max_loops: int | None,
+    on_message: Callable[[str, int], None] | None,
+    progress: bool,
+) -> dict:
     from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from tqdm import tqdm
@@ -290,7 +260,7 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
     pubs = {t: node.create_publisher(classes[t], out_name[t], qos) for t in chosen}
     counts = {t: 0 for t in chosen}
     late: list[float] = []
-    restamper = _Restamper(node) if restamp else None
+    restamper = Restamper(node) if restamp else None
     interrupted = False
     loops = 0
     t_start = t_end = time.monotonic()
@@ -301,12 +271,12 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
         if wait_subscribers > 0:
             watched = [t for t in chosen if not is_label_topic(out_name[t])] or chosen
             deadline = time.monotonic() + wait_timeout
-            while not all(pubs[t].get_subscription_count() >= wait_subscribers
-                          for t in watched):
+            while not all(pubs[t].get_subscription_count() >= wait_subscribers for t in watched):
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         f'no {wait_subscribers} subscriber(s) on '
-                        f'{", ".join(out_name[t] for t in watched)} after {wait_timeout:.0f} s')
+                        f'{", ".join(out_name[t] for t in watched)} after {wait_timeout:.0f} s'
+                    )
                 if stop.wait(0.05):
                     break
         stop.wait(start_delay)
@@ -315,13 +285,18 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
         conns = [c for c in reader.connections if c.topic in pubs]
         total = sum(c.msgcount for c in conns)
         pass_total = total
-        bar = tqdm(total=None if loop else total, unit='msg', desc=f'replay {path.name}',
-                   disable=not progress)
+        bar = tqdm(
+            total=None if loop else total,
+            unit='msg',
+            desc=f'replay {path.name}',
+            disable=not progress,
+        )
         t_start = time.monotonic()
         offset_ns = 0  # where the current pass starts on the replay's time line (bag time)
-        first_ns = last_ns = None
+        first_ns: int | None = None
+        last_ns = 0  # the last stamp of the pass, once first_ns is set
         while not stop.is_set():
-            first_ns = last_ns = None
+            first_ns, last_ns = None, 0
             in_pass = 0
             if restamper is not None:
                 restamper.clear()  # a new pass gets new stamps for the same recorded ones
@@ -347,8 +322,10 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
                     on_message(out_name[conn.topic], counts[conn.topic] - 1)
             loops += 1
             if not stop.is_set() and in_pass < pass_total:
-                raise IncompleteInputError(f'bag {path} is damaged: its storage gave {in_pass} '
-                                           f'of the {pass_total} messages it announces')
+                raise IncompleteInputError(
+                    f'bag {path} is damaged: its storage gave {in_pass} '
+                    f'of the {pass_total} messages it announces'
+                )
             if first_ns is None or not loop or (max_loops is not None and loops >= max_loops):
                 break
             span = last_ns - first_ns
@@ -380,15 +357,27 @@ def _replay(path: Path, node: Any, chosen: list[str], msgtypes: dict[str, str],
     published = sum(counts.values())
     lat = np.asarray(late) * 1e3 if late else np.zeros(1)
     return {
-        'bag': str(path), 'rate': rate, 'loops': loops, 'published': published,
-        'seconds': seconds, 'recorded_duration': recorded_ns * 1e-9,
+        'bag': str(path),
+        'rate': rate,
+        'loops': loops,
+        'published': published,
+        'seconds': seconds,
+        'recorded_duration': recorded_ns * 1e-9,
         'achieved_rate': published / seconds,
-        'late_ms_p50': float(np.percentile(lat, 50)), 'late_ms_p95': float(np.percentile(lat, 95)),
-        'restamped': restamp, 'interrupted': interrupted or stop.is_set(),
+        'late_ms_p50': float(np.percentile(lat, 50)),
+        'late_ms_p95': float(np.percentile(lat, 95)),
+        'restamped': restamp,
+        'interrupted': interrupted or stop.is_set(),
         'domain_id': domain_id,
-        'topics': {out_name[t]: {'bag_topic': t, 'type': msgtypes[t], 'published': counts[t],
-                                 'rate': counts[t] / seconds}
-                   for t in chosen},
+        'topics': {
+            out_name[t]: {
+                'bag_topic': t,
+                'type': msgtypes[t],
+                'published': counts[t],
+                'rate': counts[t] / seconds,
+            }
+            for t in chosen
+        },
     }
 
 
@@ -403,13 +392,16 @@ def _domain_id(node: Any) -> int | None:
 def print_summary(summary: dict) -> None:
     """The human summary of :func:`replay_bag`'s result."""
     state = ' (interrupted)' if summary['interrupted'] else ''
-    print(f'replayed {summary["bag"]}{state}: {summary["published"]} messages in '
-          f'{summary["seconds"]:.2f} s ({summary["achieved_rate"]:.1f} msg/s; recorded '
-          f'{summary["recorded_duration"]:.2f} s, rate ×{summary["rate"]:g}, '
-          f'{summary["loops"]} pass(es)); late p50 {summary["late_ms_p50"]:.1f} ms, '
-          f'p95 {summary["late_ms_p95"]:.1f} ms')
+    print(
+        f'replayed {summary["bag"]}{state}: {summary["published"]} messages in '
+        f'{summary["seconds"]:.2f} s ({summary["achieved_rate"]:.1f} msg/s; recorded '
+        f'{summary["recorded_duration"]:.2f} s, rate ×{summary["rate"]:g}, '
+        f'{summary["loops"]} pass(es)); late p50 {summary["late_ms_p50"]:.1f} ms, '
+        f'p95 {summary["late_ms_p95"]:.1f} ms'
+    )
     width = max((len(t) for t in summary['topics']), default=0)
     for topic, t in summary['topics'].items():
         src = f'  (from {t["bag_topic"]})' if t['bag_topic'] != topic else ''
-        print(f'  {topic:<{width}}  {t["type"]:<32} {t["published"]:>7} msgs  '
-              f'{t["rate"]:.2f} Hz{src}')
+        print(
+            f'  {topic:<{width}}  {t["type"]:<32} {t["published"]:>7} msgs  {t["rate"]:.2f} Hz{src}'
+        )
