@@ -85,7 +85,7 @@ def test_export_folder_loads_like_a_model_name(exported, work, tmp_path):
 
 def test_precision_auto_uses_the_record(exported):
     from vsda_ros.inference import Segmenter, SegmenterConfig
-    from vsda_ros.inference.export import ExportInfo
+    from vsda_ros.inference.export_info import ExportInfo
     from vsda_ros.models.zoo import load_model, resolve_model
     out, _ = exported
     src, export_dir = resolve_model(str(out))

@@ -28,121 +28,33 @@ against that record when used (:meth:`ExportInfo.problem`; hashed once per file 
 :func:`vsda_ros.fetch.file_sha256`). A damaged cache entry is reported (WARN naming the file)
 and rebuilt; a damaged user export folder raises :class:`DamagedExport` naming the file and the
 ``vsda export`` command that rebuilds it (a user's folder is never rewritten silently).
+
+The sidecar itself (:class:`~vsda_ros.inference.export_info.ExportInfo`) and
+:class:`~vsda_ros.inference.export_info.DamagedExport` are :mod:`vsda_ros.inference.export_info`.
 """
+
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import logging
 import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from vsda_ros.models.base import ModelMeta, SegmentationModel
+from vsda_ros.inference.export_info import DamagedExport, ExportInfo, state_sha256
+from vsda_ros.models.base import SegmentationModel
 from vsda_ros.models.zoo import EXPORT_SIDECAR as SIDECAR
 from vsda_ros.models.zoo import is_export_dir
-from vsda_ros.paths import make_shared_dir, share, write_atomic
+from vsda_ros.paths import make_shared_dir, share
 
 log = logging.getLogger(__name__)
-
-#: 2: ``files`` (sha256 and size of every file) added; a cache entry without it is rebuilt.
-FORMAT_VERSION = 2
-
-
-class DamagedExport(RuntimeError):
-    """A file of a user's export folder does not match the digest its sidecar recorded (or
-    cannot be parsed); the one-line message names the file and the command that rebuilds it."""
-
-
-def state_sha256(model: nn.Module) -> str:
-    """sha256 over the model's state dict (sorted names, dtypes, shapes and bytes)."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f'{name}:{t.dtype}:{tuple(t.shape)}'.encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else
-                 t.view(torch.int16).numpy().tobytes())
-    return h.hexdigest()
-
-
-@dataclass
-class ExportInfo:
-    """The sidecar of an export folder (``vsda_export.json``)."""
-
-    path: Path
-    meta: ModelMeta
-    size: tuple[int, int]                      # (width, height) of the exported input
-    state_sha256: str
-    weights_sha256: str | None = None
-    feature_shape: list[int] = field(default_factory=list)
-    graphs: dict = field(default_factory=dict)       # {'onnx': {'fp32': {part: file}}, ...}
-    validation: dict = field(default_factory=dict)   # {'openvino/bf16': {...}, ...}
-    files: dict = field(default_factory=dict)        # {relative path: {sha256, size}}
-    evidence: dict = field(default_factory=dict)     # backend choice evidence (auto)
-    format_version: int = FORMAT_VERSION
-
-    def save(self) -> None:
-        """Write the sidecar atomically. Raises ``OSError`` when the folder is read-only."""
-        d = {'format_version': FORMAT_VERSION, 'meta': self.meta.to_dict(),
-             'size': list(self.size), 'state_sha256': self.state_sha256,
-             'weights_sha256': self.weights_sha256, 'feature_shape': self.feature_shape,
-             'graphs': self.graphs, 'validation': self.validation, 'files': self.files,
-             'evidence': self.evidence}
-        write_atomic(self.path / SIDECAR, json.dumps(d, indent=1).encode())
-
-    def record(self, name: str) -> None:
-        """Record the sha256 and size of ``path/name`` (just written) in ``files``."""
-        from vsda_ros.fetch import file_sha256
-        p = self.path / name
-        self.files[name] = {'sha256': file_sha256(p), 'size': p.stat().st_size}
-
-    def problem(self, names: list[str]) -> tuple[Path, str] | None:
-        """The first of ``names`` (paths relative to the folder) that does not match its
-        recorded digest, and why (missing, truncated, sha256 mismatch, no digest recorded);
-        ``None`` when all match. Each file is hashed once per version (size, mtime)."""
-        from vsda_ros.fetch import file_sha256
-        for name in names:
-            p, want = self.path / name, self.files.get(name)
-            if not p.is_file():
-                return p, 'missing'
-            if not isinstance(want, dict):
-                return p, 'no sha256 recorded for it in ' + SIDECAR
-            size = p.stat().st_size
-            if size != want.get('size'):
-                return p, f"size {size} bytes, {want.get('size')} recorded (truncated?)"
-            if file_sha256(p) != want.get('sha256'):
-                return p, f'sha256 differs from the one recorded in {SIDECAR} (damaged)'
-        return None
-
-    @classmethod
-    def load(cls, path: str | Path) -> 'ExportInfo':
-        """Read ``path/vsda_export.json``; ``ValueError`` (one line) if absent or malformed."""
-        path = Path(path)
-        try:
-            d = json.loads((path / SIDECAR).read_text())
-            return cls(path=path, meta=ModelMeta.from_dict(d['meta']),
-                       size=tuple(int(v) for v in d['size']), state_sha256=d['state_sha256'],
-                       weights_sha256=d.get('weights_sha256'),
-                       feature_shape=list(d.get('feature_shape', [])),
-                       graphs=d.get('graphs', {}), validation=d.get('validation', {}),
-                       files=d.get('files', {}), evidence=d.get('evidence', {}),
-                       format_version=int(d.get('format_version', 1)))
-        except (OSError, KeyError, TypeError, ValueError) as e:
-            raise ValueError(f'{path} is not a vsda export folder ({SIDECAR}: {e})') from None
-
-    def graph(self, fmt: str, precision: str, part: str) -> Path | None:
-        """The file of ``part`` in ``fmt`` (onnx, openvino) at ``precision``, or ``None``."""
-        name = self.graphs.get(fmt, {}).get(precision, {}).get(part)
-        return self.path / name if name and (self.path / name).is_file() else None
 
 
 class _Part(nn.Module):
@@ -168,13 +80,22 @@ def _onnx_export(module: nn.Module, x: torch.Tensor, path: Path) -> None:
         import onnxscript  # noqa: F401 - the dynamo exporter's graph builder
     except ImportError as e:
         from vsda_ros.inference.backends import BackendUnavailable
-        raise BackendUnavailable(f'exporting needs onnx and onnxscript ({e}); see '
-                                 'requirements.lock') from None
+
+        raise BackendUnavailable(
+            f'exporting needs onnx and onnxscript ({e}); see requirements.lock'
+        ) from None
     with _temporary(path) as tmp:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter('ignore')
-            torch.onnx.export(module.eval(), (x,), str(tmp), dynamo=True,
-                              external_data=False, input_names=['x'], output_names=['y'])
+            torch.onnx.export(
+                module.eval(),
+                (x,),
+                str(tmp),
+                dynamo=True,
+                external_data=False,
+                input_names=['x'],
+                output_names=['y'],
+            )
         onnx.checker.check_model(str(tmp))
 
 
@@ -191,9 +112,13 @@ def _temporary(path: Path):
         tmp.unlink(missing_ok=True)
 
 
-def export_onnx(model: SegmentationModel, size: tuple[int, int], out: Path,
-                weights_sha256: str | None = None, temporal_extra: dict | None = None
-                ) -> ExportInfo:
+def export_onnx(
+    model: SegmentationModel,
+    size: tuple[int, int],
+    out: Path,
+    weights_sha256: str | None = None,
+    temporal_extra: dict | None = None,
+) -> ExportInfo:
     """Write the fp32 ONNX graphs, ``model.pt`` and the sidecar of ``model`` at ``size``.
 
     ``out`` is created; its previous graphs are replaced. Raises ``RuntimeError`` from the
@@ -213,10 +138,15 @@ def export_onnx(model: SegmentationModel, size: tuple[int, int], out: Path,
         files[part] = f'{part}.onnx'
     with _temporary(out / 'model.pt') as tmp:
         save_checkpoint(model, tmp, extra=temporal_extra)
-    info = ExportInfo(path=out, meta=model.meta, size=(w, h), state_sha256=state_sha256(model),
-                      weights_sha256=weights_sha256 or model.meta.provenance.get(
-                          'weights_sha256'),
-                      feature_shape=list(feat.shape), graphs={'onnx': {'fp32': files}})
+    info = ExportInfo(
+        path=out,
+        meta=model.meta,
+        size=(w, h),
+        state_sha256=state_sha256(model),
+        weights_sha256=weights_sha256 or model.meta.provenance.get('weights_sha256'),
+        feature_shape=list(feat.shape),
+        graphs={'onnx': {'fp32': files}},
+    )
     for name in (*files.values(), 'model.pt'):
         info.record(name)
     info.save()
@@ -236,7 +166,7 @@ def export_openvino(info: ExportInfo, precision: str = 'fp32') -> ExportInfo:
         if src is None:
             raise FileNotFoundError(f'{info.path}: no {precision} ONNX graph for {part}')
         name = f'openvino/{part}' + ('' if precision == 'fp32' else f'.{precision}') + '.xml'
-        with _temporary(info.path / name) as tmp:   # the .bin first: the .xml names the pair
+        with _temporary(info.path / name) as tmp:  # the .bin first: the .xml names the pair
             ov.save_model(ov.convert_model(str(src)), str(tmp), compress_to_fp16=False)
             share(tmp.with_suffix('.bin'))
             os.replace(tmp.with_suffix('.bin'), (info.path / name).with_suffix('.bin'))
@@ -251,6 +181,7 @@ def export_openvino(info: ExportInfo, precision: str = 'fp32') -> ExportInfo:
 def cache_root() -> Path:
     """``VSDA_CACHE_DIR/compiled`` (see :func:`vsda_ros.paths.cache_dir`)."""
     from vsda_ros.paths import cache_dir
+
     return cache_dir() / 'compiled'
 
 
@@ -272,17 +203,22 @@ def cached_export(model: SegmentationModel, size: tuple[int, int]) -> ExportInfo
     path = cache_root() / f'{sha[:16]}_{size[0]}x{size[1]}'
     if is_export_dir(path):
         info, why = _usable(path, sha, size)
-        if why is None:
+        if info is not None:  # (the entry, None) or (None, why)
             return info
         log.warning('%s; rebuilding the compiled-model cache entry %s', why, path)
     else:
-        log.warning('exporting %s at %dx%d to %s (once; later runs load it)', model.meta.name,
-                    size[0], size[1], path)
+        log.warning(
+            'exporting %s at %dx%d to %s (once; later runs load it)',
+            model.meta.name,
+            size[0],
+            size[1],
+            path,
+        )
     make_shared_dir(path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', dir=path.parent))
     try:
         export_onnx(model, size, tmp)
-        share(tmp)                          # mkdtemp made it 0700: a cache shared by users
+        share(tmp)  # mkdtemp made it 0700: a cache shared by users
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
@@ -316,23 +252,27 @@ def check_user_export(info: ExportInfo, names: list[str]) -> None:
     WARN (nothing to check against); it is never rewritten here.
     """
     if info.format_version < 2 and not info.files:
-        log.warning('%s has no file digests (made by an older vsda export): its graphs are '
-                    'not verified; export it again to verify them', info.path / SIDECAR)
+        log.warning(
+            '%s has no file digests (made by an older vsda export): its graphs are '
+            'not verified; export it again to verify them',
+            info.path / SIDECAR,
+        )
         return
     bad = info.problem(names)
     if bad is not None:
-        raise DamagedExport(f'{bad[0]}: {bad[1]}; rebuild the folder: '
-                            + rebuild_command(info))
+        raise DamagedExport(f'{bad[0]}: {bad[1]}; rebuild the folder: ' + rebuild_command(info))
 
 
 def rebuild_command(info: ExportInfo) -> str:
     """The ``vsda export`` command line that makes ``info``'s folder again."""
     from vsda_ros.models.zoo import model_names
     from vsda_ros.paths import vsda_command
+
     model = info.meta.name if info.meta.name in model_names() else 'MODEL'
     fmt = ' --format onnx' if 'openvino' not in info.graphs else ''
-    return vsda_command(f'export --model {model} --size {info.size[0]}x{info.size[1]}{fmt} '
-                        f'--out {info.path}')
+    return vsda_command(
+        f'export --model {model} --size {info.size[0]}x{info.size[1]}{fmt} --out {info.path}'
+    )
 
 
 def graph_for(info: ExportInfo, backend: str, precision: str, part: str) -> Path:
@@ -348,8 +288,11 @@ def graph_for(info: ExportInfo, backend: str, precision: str, part: str) -> Path
     else:
         p = info.graph('onnx', stored, part)
     if p is None:
-        hint = (' (make one: vsda export --model ... --precision int8 --calibrate FRAMES)'
-                if stored == 'int8' else '')
+        hint = (
+            ' (make one: vsda export --model ... --precision int8 --calibrate FRAMES)'
+            if stored == 'int8'
+            else ''
+        )
         raise FileNotFoundError(f'{info.path}: no {stored} graph for {part}{hint}')
     return p
 
@@ -360,8 +303,8 @@ def graph_for(info: ExportInfo, backend: str, precision: str, part: str) -> Path
 #: and so do grouped convs and the classifier (:func:`_float_convs`).
 QUANTIZED_OPS = ('Conv',)
 
-def quantize_int8(info: ExportInfo, frames: list[np.ndarray],
-                  preprocess) -> ExportInfo:
+
+def quantize_int8(info: ExportInfo, frames: list[np.ndarray], preprocess) -> ExportInfo:
     """Post-training static int8 quantization (ONNX Runtime tooling, QDQ, per-channel weights,
     symmetric activations) of the three graphs, calibrated on ``frames`` (H×W×3 uint8 RGB,
     unlabelled, the user's own data; 16–64 frames are plenty).
@@ -409,10 +352,10 @@ def _float_convs(path: Path) -> list[str]:
     last conv (the classifier)."""
     import onnx
 
-    convs = [n for n in onnx.load(str(path), load_external_data=False).graph.node
-             if n.op_type == 'Conv']
-    keep = [n.name for n in convs
-            if any(a.name == 'group' and a.i > 1 for a in n.attribute)]
+    convs = [
+        n for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == 'Conv'
+    ]
+    keep = [n.name for n in convs if any(a.name == 'group' and a.i > 1 for a in n.attribute)]
     if convs:
         keep.append(convs[-1].name)
     return keep
@@ -425,15 +368,24 @@ def _quantize_part(info: ExportInfo, part: str, data: list, reader_cls) -> None:
 
     src = info.path / info.graphs['onnx']['fp32'][part]
     pre = info.path / f'{part}.pre.onnx'
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), \
-            _temporary(info.path / f'{part}.int8.onnx') as tmp:
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        warnings.catch_warnings(),
+        _temporary(info.path / f'{part}.int8.onnx') as tmp,
+    ):
         warnings.simplefilter('ignore')
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(tmp), reader_cls(data),
-                        quant_format=QuantFormat.QDQ, per_channel=True,
-                        op_types_to_quantize=list(QUANTIZED_OPS),
-                        nodes_to_exclude=_float_convs(pre),
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(
+            str(pre),
+            str(tmp),
+            reader_cls(data),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            nodes_to_exclude=_float_convs(pre),
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
     pre.unlink(missing_ok=True)
     info.record(f'{part}.int8.onnx')
