@@ -2,16 +2,17 @@
 
 Recipe values may refer to the real-data folder as ``${VSDA_DATA_DIR}`` (or
 ``$VSDA_DATA_DIR``): it expands to :func:`vsda_ros.paths.data_dir` — the environment variable
-when set, else ``../shared/data`` when it exists — so a recipe works from any directory.
+when set, else ``../shared/data`` when it exists — so a recipe works from any directory
+(reading a recipe file: :mod:`vsda_ros.adaptation.recipe_file`).
 """
+
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from vsda_ros.adaptation.recipe_file import read_recipe
 
 #: ``RECIPES`` (read lazily, see :func:`__getattr__`): the recipe names, in the order of
 #: :data:`vsda_ros.adaptation.recipes.RECIPE_CLASSES`, the one list of them. ``davss``/``fusion``
@@ -24,16 +25,13 @@ TRAINS_BASE = ('source', 'tps', 'i2vda', 'vat_vst', 'tsl')
 #: learning rate when ``lr`` is not given: temporal modules from scratch vs fine-tuning.
 DEFAULT_LR = {'davss': 2e-3, 'fusion': 2e-3}
 DEFAULT_NETWORK_LR = 5e-5
-#: ``${VSDA_DATA_DIR}`` or ``$VSDA_DATA_DIR`` in a recipe value.
-DATA_DIR_VAR = re.compile(r'\$(?:\{VSDA_DATA_DIR\}|VSDA_DATA_DIR\b)')
-#: recipe keys that name files to be written, which need not exist yet.
-OUTPUT_KEYS = ('out',)
 
 
 def recipe_names() -> tuple[str, ...]:
     """The names of every ``vsda adapt`` recipe, from the recipe table (imported on first use:
     it pulls in torch and the recipe implementations, which this module does not need)."""
     from vsda_ros.adaptation.recipes import RECIPE_CLASSES
+
     return tuple(RECIPE_CLASSES)
 
 
@@ -253,7 +251,8 @@ class AdaptConfig:
     tsl_zoom: float | tuple[float, float] = 2.0
     spatial_weight: float = 1.0
     weather_kinds: list[str] = field(
-        default_factory=lambda: ['fog', 'rain', 'snow', 'night', 'glare', 'noise'])
+        default_factory=lambda: ['fog', 'rain', 'snow', 'night', 'glare', 'noise']
+    )
     weather_intensity: tuple[float, float] = (0.3, 0.8)
     export_teacher: bool = False
     val_size: tuple[int, int] | None = None
@@ -285,19 +284,33 @@ class AdaptConfig:
         if not self.target and self.recipe != 'source':
             raise ValueError('no target video given (--target FOLDER_OR_VIDEO, repeatable)')
         if self.recipe in NEEDS_SOURCE and not (self.source and self.source_labels):
-            raise ValueError(f'recipe {self.recipe} needs labelled source frames '
-                             '(--source FOLDER --source-labels FOLDER)')
+            raise ValueError(
+                f'recipe {self.recipe} needs labelled source frames '
+                '(--source FOLDER --source-labels FOLDER)'
+            )
         if bool(self.source) != bool(self.source_labels):
-            raise ValueError('source and source_labels go together (a frame folder and its '
-                             'label folder)')
+            raise ValueError(
+                'source and source_labels go together (a frame folder and its label folder)'
+            )
         if self.recipe in ('davss', 'fusion') and self.train_base:
-            raise ValueError(f'recipe {self.recipe} trains temporal modules on a frozen '
-                             'network; train_base must be false')
+            raise ValueError(
+                f'recipe {self.recipe} trains temporal modules on a frozen '
+                'network; train_base must be false'
+            )
         if self.recipe in ('source', 'tps', 'i2vda', 'vat_vst') and self.train_base is False:
-            raise ValueError(f'recipe {self.recipe} trains the network; train_base cannot be '
-                             'false (tsl can: then only its fusion block is trained)')
-        for key in ('iterations', 'batch', 'max_distance', 'steps', 'threads', 'proxy_interval',
-                    'disc_width'):
+            raise ValueError(
+                f'recipe {self.recipe} trains the network; train_base cannot be '
+                'false (tsl can: then only its fusion block is trained)'
+            )
+        for key in (
+            'iterations',
+            'batch',
+            'max_distance',
+            'steps',
+            'threads',
+            'proxy_interval',
+            'disc_width',
+        ):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f'{key} must be ≥ 1, got {getattr(self, key)}')
         for key in ('proxy_launch', 'vst_start', 'val_frames', 'eval_every', 'save_every'):
@@ -306,13 +319,15 @@ class AdaptConfig:
         if self.cfnet_stride not in (2, 4, 8):
             raise ValueError(f'cfnet_stride must be 2, 4 or 8, got {self.cfnet_stride}')
         if self.correction_downscale not in (1, 2, 4):
-            raise ValueError('correction_downscale must be 1, 2 or 4, got '
-                             f'{self.correction_downscale}')
+            raise ValueError(
+                f'correction_downscale must be 1, 2 or 4, got {self.correction_downscale}'
+            )
         if self.align_to not in ('target', 'flow'):
             raise ValueError(f"align_to must be 'target' or 'flow', got {self.align_to!r}")
         if self.fusion_variant not in ('scores', 'guided'):
-            raise ValueError(f"fusion_variant must be 'scores' or 'guided', got "
-                             f'{self.fusion_variant!r}')
+            raise ValueError(
+                f"fusion_variant must be 'scores' or 'guided', got {self.fusion_variant!r}"
+            )
         if self.fusion_stage not in ('full', 'motion'):
             raise ValueError(f"fusion_stage must be 'full' or 'motion', got {self.fusion_stage!r}")
         if self.fusion_num_deform < 0:
@@ -322,8 +337,10 @@ class AdaptConfig:
         if self.fusion_lr is not None and not self.fusion_lr > 0:
             raise ValueError(f'fusion_lr must be > 0 (or unset), got {self.fusion_lr}')
         if (self.fusion_frame_cues or self.fusion_pixel_mask) and not self.fusion_frame_gate:
-            raise ValueError('fusion_frame_cues and fusion_pixel_mask need fusion_frame_gate: '
-                             'true (they act on the one gate weight per frame)')
+            raise ValueError(
+                'fusion_frame_cues and fusion_pixel_mask need fusion_frame_gate: '
+                'true (they act on the one gate weight per frame)'
+            )
         if self.fusion_init and not Path(self.fusion_init).is_file():
             raise ValueError(f'fusion_init: {self.fusion_init} does not exist')
         if not 0 < self.fusion_blend < 1:
@@ -352,8 +369,9 @@ class AdaptConfig:
             raise ValueError(f'tsl_zoom must be ≥ 1 (or a pair of such), got {self.tsl_zoom}')
         lo, hi = self.weather_intensity
         if not 0 <= lo <= hi <= 1:
-            raise ValueError(f'weather_intensity must be 0 ≤ lo ≤ hi ≤ 1, got '
-                             f'{self.weather_intensity}')
+            raise ValueError(
+                f'weather_intensity must be 0 ≤ lo ≤ hi ≤ 1, got {self.weather_intensity}'
+            )
         if not 0 <= self.temporal_target <= 1:
             raise ValueError(f'temporal_target must be in [0, 1], got {self.temporal_target}')
         for key in ('clean_weight', 'align_weight', 'anchor_weight'):
@@ -363,9 +381,11 @@ class AdaptConfig:
             raise ValueError('weather_kinds is empty')
         if self.source_map is not None:
             from vsda_ros.adaptation.source_data import SOURCE_MAPS
+
             if self.source_map not in SOURCE_MAPS:
-                raise ValueError(f'unknown source_map {self.source_map!r}; known: '
-                                 f'{", ".join(SOURCE_MAPS)}')
+                raise ValueError(
+                    f'unknown source_map {self.source_map!r}; known: {", ".join(SOURCE_MAPS)}'
+                )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -380,23 +400,14 @@ class AdaptConfig:
     def from_yaml(cls, path: str | Path, **overrides) -> 'AdaptConfig':
         """A recipe file, with ``overrides`` (non-``None`` values) applied on top.
 
-        ``${VSDA_DATA_DIR}`` in the file's values is expanded (see :func:`expand_data_dir`);
+        ``${VSDA_DATA_DIR}`` in the file's values is expanded (see
+        :func:`~vsda_ros.adaptation.recipe_file.expand_data_dir`);
         values that ``overrides`` replace are not looked at.
 
         Raises ``ValueError`` for unknown keys, and for a value that refers to the data folder
         when there is none or whose expanded path does not exist (naming the key and the path).
         """
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f'{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}')
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        if set(overrides) - known:
-            raise ValueError(f'unknown settings {sorted(set(overrides) - known)}; known: '
-                             f'{sorted(known)}')
-        data = {k: expand_data_dir(v, k, path) for k, v in data.items() if k not in overrides}
-        data.update(overrides)
+        data = read_recipe(path, {f.name for f in fields(cls)}, overrides)
         return cls(**data)
 
     def __post_init__(self) -> None:
@@ -406,38 +417,14 @@ class AdaptConfig:
             if value is not None:
                 cast = float if key == 'weather_intensity' else int
                 setattr(self, key, tuple(cast(v) for v in value))
-        self.source_map = self.source_map or None      # '' (a CLI flag) = no map
+        self.source_map = self.source_map or None  # '' (a CLI flag) = no map
         if not isinstance(self.tsl_zoom, (int, float)):
-            self.tsl_zoom = tuple(float(v) for v in self.tsl_zoom)
-            if len(self.tsl_zoom) != 2:
-                raise ValueError(f'tsl_zoom must be a factor or (x, y), got {self.tsl_zoom}')
+            zoom = tuple(float(v) for v in self.tsl_zoom)
+            if len(zoom) != 2:
+                raise ValueError(f'tsl_zoom must be a factor or (x, y), got {zoom}')
+            self.tsl_zoom = (zoom[0], zoom[1])
         self.freeze = list(self.freeze or [])
         self.weather_kinds = list(self.weather_kinds or [])
-
-
-def expand_data_dir(value: Any, key: str, source: str | Path = 'recipe') -> Any:
-    """``value`` with ``${VSDA_DATA_DIR}`` / ``$VSDA_DATA_DIR`` replaced by
-    :func:`vsda_ros.paths.data_dir` (strings, and strings in lists; anything else unchanged).
-
-    An expanded path must exist unless ``key`` is an output (:data:`OUTPUT_KEYS`). ``source``
-    (the recipe file) and ``key`` name the culprit in the ``ValueError`` raised when there is no
-    data folder or the expanded path is missing.
-    """
-    if isinstance(value, list):
-        return [expand_data_dir(v, f'{key}[{i}]', source) for i, v in enumerate(value)]
-    if not isinstance(value, str) or not DATA_DIR_VAR.search(value):
-        return value
-    from vsda_ros.paths import data_dir
-    ddir = data_dir()
-    if ddir is None:
-        raise ValueError(f'{source}: {key}: {value!r} refers to the data folder, but '
-                         'VSDA_DATA_DIR is not set and there is no ../shared/data; set '
-                         'VSDA_DATA_DIR')
-    expanded = DATA_DIR_VAR.sub(lambda _: str(ddir), value)
-    if key.split('[')[0] not in OUTPUT_KEYS and not Path(expanded).exists():
-        raise ValueError(f'{source}: {key}: {expanded} does not exist ({value!r} with '
-                         f'VSDA_DATA_DIR = {ddir})')
-    return expanded
 
 
 _PAIRS = ('crop', 'frame_size', 'tsl_crop', 'weather_intensity', 'val_size')

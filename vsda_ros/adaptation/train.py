@@ -13,6 +13,7 @@ Two kinds of recipe run through the same loop:
 Under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) the run is data-parallel: see
 :mod:`vsda_ros.adaptation.distributed`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,54 +29,18 @@ from tqdm import tqdm
 from vsda_ros.adaptation import distributed
 from vsda_ros.adaptation.config import AdaptConfig
 from vsda_ros.adaptation.recipes import RECIPE_CLASSES
+from vsda_ros.adaptation.resume import (
+    load_resume_state,
+    plain,
+    restore_rngs,
+    rng_state,
+    state_path,
+)
 from vsda_ros.adaptation.uda.common import NetworkRecipe
 from vsda_ros.adaptation.video import TargetVideo
 from vsda_ros.models.checkpoint import save_checkpoint
-from vsda_ros.models.safe_load import ModelLoadError, safe_torch_load
+from vsda_ros.models.safe_load import ModelLoadError
 from vsda_ros.models.zoo import load_model
-
-#: what a resume state must hold (``history``, ``evaluations``, ``rank_rngs`` are optional).
-STATE_KEYS = ('recipe', 'iteration', 'modules', 'optim', 'sched', 'rng', 'torch_rng')
-
-
-def _state_path(out: Path) -> Path:
-    return out.with_name(out.name + '.state.pt')
-
-
-def load_resume_state(path: Path) -> dict:
-    """Read a resume state (``<out>.state.pt``) with ``weights_only=True``: tensors, numbers,
-    strings and containers only — a file with pickled Python objects is refused unrun.
-
-    Raises:
-        ModelLoadError: unreadable, corrupt or unsafe file, or not a resume state (keys
-            missing); one line naming the file, with the fix (delete it to start over).
-    """
-    state = safe_torch_load(path, 'resume state')
-    if not isinstance(state, dict):
-        raise ModelLoadError(f'resume state {path} is not a dict (got {type(state).__name__}); '
-                             'delete it to start over')
-    missing = [k for k in STATE_KEYS if k not in state]
-    if missing:
-        raise ModelLoadError(f'resume state {path} lacks {", ".join(map(repr, missing))}; '
-                             'delete it to start over')
-    if not isinstance(state['iteration'], int) or not isinstance(state['modules'], dict):
-        raise ModelLoadError(f"resume state {path}: 'iteration' or 'modules' has the wrong "
-                             'type; delete it to start over')
-    return state
-
-
-def _plain(obj):
-    """``obj`` with numpy scalars and arrays turned into Python numbers and lists (containers
-    and tensors kept): what ``torch.load(weights_only=True)`` reads back."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_plain(v) for v in obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -124,8 +89,9 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
     model = load_model(cfg.model, progress=progress).to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    if cfg.val and cfg.label_map:       # fail now, not after training
+    if cfg.val and cfg.label_map:  # fail now, not after training
         from vsda_ros.models.zoo import label_mapping
+
         label_mapping(cfg.label_map, model.meta)
 
     # 4. Data: the unlabelled target video and, when given, the labelled source frames, in memory.
@@ -134,8 +100,15 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
     source = None
     if whole and cfg.source:
         from vsda_ros.adaptation.source_data import LabelledSource
-        source = LabelledSource.load(cfg.source, cfg.source_labels, model.num_classes,
-                                     cfg.source_map, cfg.height, cfg.frame_size)
+
+        source = LabelledSource.load(
+            cfg.source,
+            cfg.source_labels,
+            model.num_classes,
+            cfg.source_map,
+            cfg.height,
+            cfg.frame_size,
+        )
         if info.main:
             print(f'source: {len(source)} labelled frames from {cfg.source}')
 
@@ -153,23 +126,30 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
     if whole:
         groups = recipe.param_groups(lr)
     else:
-        groups = [{'params': [p for m in modules.values() for p in m.parameters()
-                              if p.requires_grad], 'lr': lr}]
+        groups = [
+            {
+                'params': [p for m in modules.values() for p in m.parameters() if p.requires_grad],
+                'lr': lr,
+            }
+        ]
     trainable = [p for g in groups for p in g['params']]
     if not trainable:
         raise ValueError(f'recipe {cfg.recipe} has nothing to train with these settings')
     optim = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda i: max(0.0, 1 - i / cfg.iterations) ** 0.9)
+        optim, lambda i: max(0.0, 1 - i / cfg.iterations) ** 0.9
+    )
     if info.main:
         n = sum(p.numel() for p in trainable)
-        print(f'{cfg.recipe}: training {n:,} parameters '
-              f'({", ".join(g.get("name", "modules") for g in groups)}), lr {lr:g}'
-              + (f', {info.world} processes' if info.world > 1 else ''))
+        print(
+            f'{cfg.recipe}: training {n:,} parameters '
+            f'({", ".join(g.get("name", "modules") for g in groups)}), lr {lr:g}'
+            + (f', {info.world} processes' if info.world > 1 else '')
+        )
 
     # 8. Resume if a matching state exists (every rank reads it; each takes its own RNG state).
     start, history, evaluations = 0, [], []
-    state_file = _state_path(out)
+    state_file = state_path(out)
     if state_file.is_file():
         state = load_resume_state(state_file)
         if state.get('recipe') == cfg.recipe and state.get('iteration', 0) < cfg.iterations:
@@ -178,12 +158,13 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
                     module.load_state_dict(state['modules'][name])
                 optim.load_state_dict(state['optim'])
                 sched.load_state_dict(state['sched'])
-                _restore_rngs(state, info, rng, recipe)
+                restore_rngs(state, info, rng, recipe)
             except (KeyError, TypeError, ValueError, RuntimeError) as e:
                 raise ModelLoadError(
                     f'resume state {state_file} does not fit this run ({cfg.recipe}): '
                     f'{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ""}; '
-                    'delete it to start over') from None
+                    'delete it to start over'
+                ) from None
             start, history = state['iteration'], state.get('history', [])
             evaluations = state.get('evaluations', [])
             if info.main:
@@ -191,22 +172,35 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
 
     def eval_pass(i: int) -> dict:
         kw = {'progress': progress, 'desc': f'eval it {i}'}
-        return (evaluate_network(recipe, model, cfg, **kw) if whole
-                else evaluate(recipe, model, cfg, **kw))
+        return (
+            evaluate_network(recipe, model, cfg, **kw)
+            if whole
+            else evaluate(recipe, model, cfg, **kw)
+        )
 
     def save_state(i: int) -> None:
         # every rank's RNG states are gathered (a collective), rank 0 writes
-        rngs = distributed.all_gather(_rng_state(rng, recipe), info)
+        rngs = distributed.all_gather(rng_state(rng, recipe), info)
         if not info.main:
             return
         out.parent.mkdir(parents=True, exist_ok=True)
         # plain tensors and containers only: the state loads with weights_only=True
-        torch.save({'recipe': cfg.recipe, 'iteration': i, 'history': _plain(history),
-                    'evaluations': _plain(evaluations),
-                    'modules': {k: m.state_dict() for k, m in modules.items()},
-                    'optim': optim.state_dict(), 'sched': sched.state_dict(),
-                    'rng': rngs[0]['rng'], 'torch_rng': rngs[0]['torch_rng'],
-                    'rank_rngs': _plain(rngs), 'world': info.world}, str(state_file))
+        torch.save(
+            {
+                'recipe': cfg.recipe,
+                'iteration': i,
+                'history': plain(history),
+                'evaluations': plain(evaluations),
+                'modules': {k: m.state_dict() for k, m in modules.items()},
+                'optim': optim.state_dict(),
+                'sched': sched.state_dict(),
+                'rng': rngs[0]['rng'],
+                'torch_rng': rngs[0]['torch_rng'],
+                'rank_rngs': plain(rngs),
+                'world': info.world,
+            },
+            str(state_file),
+        )
 
     def run_eval(i: int) -> None:
         # rank 0 evaluates the current network (with a progress bar); the others wait
@@ -218,24 +212,44 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
     # 9. The loop: sample, compute the recipe's loss, step, update teachers/proxies.
     do_eval = bool(cfg.val and cfg.eval_every)
     if do_eval and start == 0 and whole:
-        run_eval(0)                                     # the unadapted baseline
+        run_eval(0)  # the unadapted baseline
     t0 = time.perf_counter()
-    bar = tqdm(range(start, cfg.iterations), desc=f'adapt {cfg.recipe}', unit='it',
-               disable=not progress, initial=start, total=cfg.iterations)
+    bar = tqdm(
+        range(start, cfg.iterations),
+        desc=f'adapt {cfg.recipe}',
+        unit='it',
+        disable=not progress,
+        initial=start,
+        total=cfg.iterations,
+    )
     for i in bar:
         # 9a. modes: trainable parts in train mode (BatchNorm frozen), teachers in eval mode
         if whole:
             recipe.train_mode()
-            recipe.begin_step(i)        # schedules: proxy refreshes, stage switches
+            recipe.begin_step(i)  # schedules: proxy refreshes, stage switches
         else:
             for m in modules.values():
                 m.train()
         # 9b. this rank's samples: target clips (same random crop over a clip), source crops
-        clips = [video.sample(rng, recipe.clip_length(), cfg.max_distance, tuple(cfg.crop),
-                              max_dt=recipe.max_dt())
-                 for _ in range(cfg.batch)] if video is not None else []
-        src = (source.sample(rng, cfg.batch, tuple(cfg.crop))
-               if source is not None and recipe.uses_source else None)
+        clips = (
+            [
+                video.sample(
+                    rng,
+                    recipe.clip_length(),
+                    cfg.max_distance,
+                    tuple(cfg.crop),
+                    max_dt=recipe.max_dt(),
+                )
+                for _ in range(cfg.batch)
+            ]
+            if video is not None
+            else []
+        )
+        src = (
+            source.sample(rng, cfg.batch, tuple(cfg.crop))
+            if source is not None and recipe.uses_source
+            else None
+        )
         # 9c. the recipe's loss
         loss, logs = recipe.loss(clips, src) if whole else recipe.loss(clips)
         # 9d. backward (DDP averages the gradients across ranks here), clip, step, decay lr
@@ -262,71 +276,80 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
     net = recipe.export_network().eval() if whole else model
     temporal = recipe.export()
     extra = temporal.to_extra()
-    extra['recipe'] = {'name': cfg.recipe, 'config': cfg.to_dict(), 'seconds': seconds,
-                       'world_size': info.world}
+    extra['recipe'] = {
+        'name': cfg.recipe,
+        'config': cfg.to_dict(),
+        'seconds': seconds,
+        'world_size': info.world,
+    }
     if temporal.loaded():
         net.meta.provenance['temporal_recipe'] = cfg.recipe
     if whole and cfg.trains_base:
         net.meta.provenance['adapt_recipe'] = cfg.recipe
         net.meta.provenance['base_model'] = cfg.model
     digest = weights_digest(net)
-    trained = {name: weights_digest(m) for name, m in modules.items()
-               if any(p.requires_grad for p in m.parameters())}
+    trained = {
+        name: weights_digest(m)
+        for name, m in modules.items()
+        if any(p.requires_grad for p in m.parameters())
+    }
     if info.main:
         save_checkpoint(net, Path(cfg.out), extra=extra)
     save_state(cfg.iterations)
     if cfg.val and info.main:
         evaluations.append({'iteration': cfg.iterations, **eval_pass(cfg.iterations)})
     distributed.barrier(info)
-    summary = {'recipe': cfg.recipe, 'out': str(out), 'iterations': cfg.iterations,
-               'train_seconds': seconds, 'final': history[-1] if history else {},
-               'evaluations': evaluations, 'weights_sha256': digest, 'trained_sha256': trained,
-               'rank': info.rank, 'world_size': info.world,
-               'losses': [h['loss'] for h in history]}
+    summary = {
+        'recipe': cfg.recipe,
+        'out': str(out),
+        'iterations': cfg.iterations,
+        'train_seconds': seconds,
+        'final': history[-1] if history else {},
+        'evaluations': evaluations,
+        'weights_sha256': digest,
+        'trained_sha256': trained,
+        'rank': info.rank,
+        'world_size': info.world,
+        'losses': [h['loss'] for h in history],
+    }
     if info.main:
         Path(str(out) + '.json').write_text(json.dumps(summary, indent=2) + '\n')
     return summary
 
 
 def _load_target(cfg: AdaptConfig, verbose: bool) -> TargetVideo:
-    video = TargetVideo.load(cfg.target, height=cfg.height, stride=cfg.video_stride,
-                             folder_fps=cfg.folder_fps)
-    if cfg.frame_size:        # exactly the size the node / vsda eval feed the network
+    video = TargetVideo.load(
+        cfg.target, height=cfg.height, stride=cfg.video_stride, folder_fps=cfg.folder_fps
+    )
+    if cfg.frame_size:  # exactly the size the node / vsda eval feed the network
         size = tuple(cfg.frame_size)
-        video.sequences = {k: [f if (f.shape[1], f.shape[0]) == size else
-                               cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in v]
-                           for k, v in video.sequences.items()}
+        video.sequences = {
+            k: [
+                f
+                if (f.shape[1], f.shape[0]) == size
+                else cv2.resize(f, size, interpolation=cv2.INTER_AREA)
+                for f in v
+            ]
+            for k, v in video.sequences.items()
+        }
     if verbose:
-        print('target sequences: ' + ', '.join(
-            f'{k} ({len(v)} frames, {video.dt[k]:.3f} s apart)'
-            for k, v in video.sequences.items()))
+        print(
+            'target sequences: '
+            + ', '.join(
+                f'{k} ({len(v)} frames, {video.dt[k]:.3f} s apart)'
+                for k, v in video.sequences.items()
+            )
+        )
     return video
 
 
-def _rng_state(rng: np.random.Generator, recipe) -> dict:
-    state = {'rng': rng.bit_generator.state, 'torch_rng': torch.get_rng_state()}
-    if hasattr(recipe, 'state_dict'):
-        state['recipe'] = recipe.state_dict()
-    return state
-
-
-def _restore_rngs(state: dict, info: distributed.DistInfo, rng: np.random.Generator,
-                  recipe) -> None:
-    ranks = state.get('rank_rngs')
-    if ranks and len(ranks) == info.world:
-        mine = ranks[info.rank]
-    elif info.rank == 0:
-        mine = {'rng': state['rng'], 'torch_rng': state['torch_rng']}
-    else:   # a different number of processes: this rank keeps its fresh seeds
-        return
-    rng.bit_generator.state = mine['rng']
-    torch.set_rng_state(mine['torch_rng'])
-    if 'recipe' in mine and hasattr(recipe, 'load_state_dict'):
-        recipe.load_state_dict(mine['recipe'])
-
-
-def evaluate_network(recipe: NetworkRecipe, model, cfg: AdaptConfig, progress: bool = False,  # noqa: ARG001
-                     desc: str = 'eval') -> dict:
+def evaluate_network(
+    recipe: NetworkRecipe,
+    model,  # noqa: ARG001 - the signature of evaluate (the loop calls either)
+    cfg: AdaptConfig,
+    progress: bool = False,
+    desc: str = 'eval',
+) -> dict:
     """Per-frame mIoU (and TC) of the network being adapted on the labelled clip ``cfg.val``
     (``label_map`` maps model classes to label classes, e.g. ``cityscapes-camvid``); with a
     trained fusion block (``tsl``) also the ``fusion`` strategy's. What is evaluated is what
@@ -337,30 +360,36 @@ def evaluate_network(recipe: NetworkRecipe, model, cfg: AdaptConfig, progress: b
     from vsda_ros.temporal.strategy import StrategyConfig
 
     net = recipe.export_network()
-    clip = load_clip(cfg.val, cfg.val_labels, net.meta, cfg.label_map,
-                     max_frames=cfg.val_frames or None)
-    seg = Segmenter(net, SegmenterConfig(input_size=cfg.val_size, device=str(
-        next(net.parameters()).device)))
+    clip = load_clip(
+        cfg.val, cfg.val_labels, net.meta, cfg.label_map, max_frames=cfg.val_frames or None
+    )
+    seg = Segmenter(
+        net, SegmenterConfig(input_size=cfg.val_size, device=str(next(net.parameters()).device))
+    )
     modules = recipe.export()
     out = {}
     names = ['per_frame'] + (['fusion'] if modules.fusion is not None else [])
     try:
         for name in names:
-            res = evaluate_strategy(build_strategy(name, seg, StrategyConfig(), modules), clip,
-                                    progress=progress, desc=f'{desc} {name}')
+            res = evaluate_strategy(
+                build_strategy(name, seg, StrategyConfig(), modules),
+                clip,
+                progress=progress,
+                desc=f'{desc} {name}',
+            )
             out[f'{name}_miou'] = res.get('miou')
             out[f'{name}_tc'] = res['tc']
             if 'per_class_iou' in res:
                 out[f'{name}_per_class'] = {
-                    k: None if v is None or v != v else round(float(v), 2)   # absent: None
-                    for k, v in res['per_class_iou'].items()}
+                    k: None if v is None or v != v else round(float(v), 2)  # absent: None
+                    for k, v in res['per_class_iou'].items()
+                }
     finally:
         recipe.train_mode()
     return out
 
 
-def evaluate(recipe, model, cfg: AdaptConfig, progress: bool = False,
-             desc: str = 'eval') -> dict:
+def evaluate(recipe, model, cfg: AdaptConfig, progress: bool = False, desc: str = 'eval') -> dict:
     """Quick check on the labelled clip: the temporal recipe's strategy (``progress``: with a
     progress bar, ``desc`` + the strategy's name)."""
     from vsda_ros.evaluation.temporal import evaluate_strategy, load_clip
@@ -368,8 +397,9 @@ def evaluate(recipe, model, cfg: AdaptConfig, progress: bool = False,
     from vsda_ros.temporal.factory import build_strategy
     from vsda_ros.temporal.strategy import StrategyConfig
 
-    clip = load_clip(cfg.val, cfg.val_labels, model.meta, cfg.label_map,
-                     max_frames=cfg.val_frames or None)
+    clip = load_clip(
+        cfg.val, cfg.val_labels, model.meta, cfg.label_map, max_frames=cfg.val_frames or None
+    )
     seg = Segmenter(model, SegmenterConfig(input_size=cfg.val_size))
     modules = recipe.export()
     name = 'keyframe' if cfg.recipe == 'davss' else 'fusion'
