@@ -123,7 +123,8 @@ def run_node(args: argparse.Namespace) -> int:
 
     from vsda_ros.inference import parse_size
     from vsda_ros.paths import data_dir
-    from vsda_ros.ros.tools.bench_node import print_report, run_bench  # imports rclpy
+    from vsda_ros.ros.tools.bench_node import run_bench  # imports rclpy
+    from vsda_ros.ros.tools.bench_report import print_report
 
     source = Path(args.source) if args.source else (data_dir() or Path('.')) / 'camvid' / 'val'
     if not source.is_dir():

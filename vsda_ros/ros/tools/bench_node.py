@@ -6,15 +6,22 @@ reads the node's own ``/diagnostics``. Reports end-to-end latency (receive time 
 header stamp), the node's inference latency, node overhead, drops, and the node's resources
 (RSS at the start and end of the measured window and its peak, open file descriptors, threads);
 with ``frames`` it is a soak test: that many frames, then the node's totals must add up
-(received = processed + dropped + bad_frames).
+(received = processed + dropped + bad_frames). The report's parts and its human summary:
+:mod:`vsda_ros.ros.tools.bench_report`.
 """
+
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import numpy as np
-
+from vsda_ros.ros.tools.bench_report import (
+    kind_report,
+    per_camera,
+    rate_fields,
+    segment_ms,
+    summed_counters,
+)
 from vsda_ros.ros.tools.launcher import client_node, confine_to_loopback, node_process
 
 
@@ -28,10 +35,12 @@ def _status(pid: int, key: str) -> float:
 
 def _resources(pid: int) -> dict:
     """RSS and peak RSS (MB), open file descriptors and threads of a process."""
-    return {'rss_mb': _status(pid, 'VmRSS') / 1024.0,
-            'peak_rss_mb': _status(pid, 'VmHWM') / 1024.0,
-            'fds': len(list(Path(f'/proc/{pid}/fd').iterdir())),
-            'threads': int(_status(pid, 'Threads'))}
+    return {
+        'rss_mb': _status(pid, 'VmRSS') / 1024.0,
+        'peak_rss_mb': _status(pid, 'VmHWM') / 1024.0,
+        'fds': len(list(Path(f'/proc/{pid}/fd').iterdir())),
+        'threads': int(_status(pid, 'Threads')),
+    }
 
 
 def camera_prefixes(cameras: int) -> list[str]:
@@ -42,90 +51,20 @@ def camera_prefixes(cameras: int) -> list[str]:
     return [''] if cameras == 1 else [f'/cam{i}/' for i in range(cameras)]
 
 
-def _counters(status: dict[str, dict[str, str]], keys: tuple[str, ...]) -> dict[str, float]:
-    """The sum over cameras of numeric /diagnostics values (NaN where one is missing)."""
-    out = {}
-    for k in keys:
-        try:
-            out[k] = sum(float(v[k]) for v in status.values()) if status else float('nan')
-        except (KeyError, ValueError):
-            out[k] = float('nan')
-    return out
-
-
-def per_camera(first: dict, last: dict, masks: dict[str, int], sent: dict[str, int],
-               duration: float) -> list[dict]:
-    """Per camera (by topic): input and output rate over the measured window as the client saw
-    them (frames sent, masks received) and as the node counted them (received, processed,
-    dropped over the window)."""
-    rows = []
-    for topic, v in last.items():
-        f = first.get(topic, {})
-        delta = {k: int(float(v.get(k, 'nan')) - float(f.get(k, 0)))
-                 if v.get(k) not in (None, 'n/a') else None
-                 for k in ('received', 'processed', 'dropped', 'bad_frames')}
-        prefix = next((p for p in masks if topic.startswith(p or '/image')), '')
-        rows.append({'topic': topic, 'sent_hz': sent.get(prefix, 0) / duration,
-                     'masks_hz': masks.get(prefix, 0) / duration,
-                     'node_input_hz': (delta['received'] or 0) / duration,
-                     'node_output_hz': (delta['processed'] or 0) / duration, **delta})
-    return rows
-
-
-#: the strategy's own stages in a timing record (network, flow, warp, head and the pre- and
-#: postprocessing around them); the node's overhead is the end-to-end time outside them and the
-#: mailbox wait (decode, publish, DDS both ways)
-SEGMENT_STAGES = ('preprocess', 'inference', 'head', 'flow', 'warp_correct', 'fusion',
-                  'postprocess')
-
-
-def segment_ms(stages: dict[str, float]) -> float:
-    """One frame's time in the strategy (ms): the sum of its :data:`SEGMENT_STAGES`."""
-    return sum(stages.get(s, 0.0) for s in SEGMENT_STAGES)
-
-
-def kind_report(keys: list[tuple], kinds: dict[tuple, str],
-                per: dict[str, list[float]]) -> dict[str, dict]:
-    """Per frame kind (``key``, ``propagated``, ``pending``, ``reanchored``): frames, and
-    end-to-end and strategy ms p50/p95 (``per``: lists aligned with ``keys``)."""
-    from vsda_ros.evaluation.metrics import percentiles_ms
-
-    out: dict[str, dict] = {}
-    for kind in sorted({kinds.get(k, 'key') for k in keys}):
-        idx = [i for i, k in enumerate(keys) if kinds.get(k, 'key') == kind]
-        out[kind] = {'frames': len(idx),
-                     'end_to_end_ms': percentiles_ms([per['end_to_end'][i] for i in idx],
-                                                     (50, 95)),
-                     'segment_ms': percentiles_ms([per['segment'][i] for i in idx], (50, 95))}
-    return out
-
-
-def rate_fields(diags: list, measured_sent: int, masks: int, duration: float,
-                cameras: int) -> dict:
-    """Output / input rate over the window, and the keyframe interval the node reported
-    (``/diagnostics``, measured window): the last, its median and range, and the last
-    ``rate_control`` reason (``None`` for a strategy without keyframes)."""
-    intervals, reason = [], None
-    for arr in diags:
-        for st in arr.status:
-            v = {kv.key: kv.value for kv in st.values}
-            if 'keyframe_interval' in v:
-                intervals.append(int(v['keyframe_interval']))
-                reason = v.get('rate_control')
-    input_hz = measured_sent / duration if duration > 0 else 0.0
-    output_hz = masks / cameras / duration if duration > 0 else 0.0
-    return {'input_hz': input_hz, 'output_hz_per_camera': output_hz,
-            'output_over_input': output_hz / input_hz if input_hz else float('nan'),
-            'keyframe_interval': intervals[-1] if intervals else None,
-            'keyframe_interval_median': float(np.median(intervals)) if intervals else None,
-            'keyframe_interval_range': [min(intervals), max(intervals)] if intervals else None,
-            'rate_control': reason}
-
-
-def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: str,
-              warmup: float = 5.0, max_queue_wait_ms: float = 0.0, frames: int | None = None,
-              frame_size: tuple[int, int] | None = None, progress: bool = False,
-              node_params: dict | None = None, cameras: int = 1) -> dict:
+def run_bench(
+    model: str,
+    frames_dir: Path,
+    rate: float,
+    duration: float,
+    size: str,
+    warmup: float = 5.0,
+    max_queue_wait_ms: float = 0.0,
+    frames: int | None = None,
+    frame_size: tuple[int, int] | None = None,
+    progress: bool = False,
+    node_params: dict | None = None,
+    cameras: int = 1,
+) -> dict:
     """Run the benchmark; returns the report dict (see README for keys).
 
     ``frames``: publish exactly this many frames in the measured window (a soak test;
@@ -155,20 +94,25 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         raise ValueError(f'no frames in {frames_dir}')
     if frame_size is not None:
         import cv2
+
         images = [cv2.resize(im, frame_size, interpolation=cv2.INTER_LINEAR) for im in images]
     # Pre-build the messages once: converting a 4K frame per publish would slow the publisher.
     messages = [numpy_to_image(im, None, 'rgb8') for im in images]
-    params = {'model': model, 'input_size': size, 'publish_timing': True,
-              'max_queue_wait_ms': float(max_queue_wait_ms), **(node_params or {})}
+    params = {
+        'model': model,
+        'input_size': size,
+        'publish_timing': True,
+        'max_queue_wait_ms': float(max_queue_wait_ms),
+        **(node_params or {}),
+    }
     if cameras > 1:
         params['image_topics'] = [f'{p}image' for p in prefixes]
-    with node_process(params) as proc, \
-            client_node('vsda_bench') as (node, executor):
+    with node_process(params) as proc, client_node('vsda_bench') as (node, executor):
         q = QoSProfile(depth=10)
         pubs = {p: node.create_publisher(Image, f'{p}image', q) for p in prefixes}
-        e2e: dict[tuple, float] = {}      # (camera, stamp) → end-to-end ms (mask − stamp)
-        stages: dict[tuple, dict] = {}    # (camera, stamp) → the node's stage times
-        kinds: dict[tuple, str] = {}      # (camera, stamp) → the frame's kind
+        e2e: dict[tuple, float] = {}  # (camera, stamp) → end-to-end ms (mask − stamp)
+        stages: dict[tuple, dict] = {}  # (camera, stamp) → the node's stage times
+        kinds: dict[tuple, str] = {}  # (camera, stamp) → the frame's kind
         diags: list[DiagnosticArray] = []
         measuring = [False]
         sent_per: dict[str, int] = {p: 0 for p in prefixes}
@@ -187,12 +131,18 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
 
         subs = []
         for p in prefixes:
-            subs.append(node.create_subscription(Image, f'{p}mask',
-                                                 lambda m, p=p: on_mask(p, m), q))
-            subs += [node.create_subscription(Image, f'{p}{n}', lambda _m: None, q)
-                     for n in ('color_mask', 'overlay', 'confidence')]
-            subs.append(node.create_subscription(DiagnosticArray, f'{p}timing',
-                                                 lambda m, p=p: on_timing(p, m), q))
+            subs.append(
+                node.create_subscription(Image, f'{p}mask', lambda m, p=p: on_mask(p, m), q)
+            )
+            subs += [
+                node.create_subscription(Image, f'{p}{n}', lambda _m: None, q)
+                for n in ('color_mask', 'overlay', 'confidence')
+            ]
+            subs.append(
+                node.create_subscription(
+                    DiagnosticArray, f'{p}timing', lambda m, p=p: on_timing(p, m), q
+                )
+            )
         subs.append(node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, q))
         deadline = time.monotonic() + 180  # a first start may export the model
         while not all(p.get_subscription_count() for p in pubs.values()):  # node is up
@@ -212,9 +162,10 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         while True:
             now = time.monotonic()
             if proc.poll() is not None:
-                raise RuntimeError(f'segmentation_node exited with code {proc.returncode} '
-                                   'during the run')
-            if (now >= t_end if frames is None else measured_sent >= frames):
+                raise RuntimeError(
+                    f'segmentation_node exited with code {proc.returncode} during the run'
+                )
+            if now >= t_end if frames is None else measured_sent >= frames:
                 break
             if now >= t_measure and not measuring[0]:
                 measuring[0] = True
@@ -223,8 +174,13 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
                 diag_start = len(diags)
                 if progress:
                     from tqdm import tqdm
-                    bar = tqdm(total=frames or round(duration * rate), unit='frame',
-                               desc='bench node', leave=False)
+
+                    bar = tqdm(
+                        total=frames or round(duration * rate),
+                        unit='frame',
+                        desc='bench node',
+                        leave=False,
+                    )
             if now >= next_t:
                 msg = messages[sent % len(messages)]
                 msg.header.stamp = node.get_clock().now().to_msg()
@@ -250,14 +206,16 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
         res_end['peak_rss_mb'] = _resources(proc.pid)['peak_rss_mb']
 
     def by_topic(arr: DiagnosticArray) -> dict[str, dict[str, str]]:
-        return {v.get('topic', ''): v for v in ({kv.key: kv.value for kv in st.values}
-                                                for st in arr.status)}
+        return {
+            v.get('topic', ''): v
+            for v in ({kv.key: kv.value for kv in st.values} for st in arr.status)
+        }
 
     last_cams = by_topic(diags[-1]) if diags else {}
     first_cams = by_topic(diags[diag_start - 1]) if diags and diag_start > 0 else {}
     counter_keys = ('received', 'processed', 'dropped', 'bad_frames')
-    last = _counters(last_cams, counter_keys) if last_cams else {}
-    first = _counters(first_cams, counter_keys) if first_cams else {}
+    last = summed_counters(last_cams, counter_keys) if last_cams else {}
+    first = summed_counters(first_cams, counter_keys) if first_cams else {}
 
     def num(d, k):
         try:
@@ -270,26 +228,36 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
     # overhead, DDS both ways and executor scheduling, is not split out: the node's publish
     # stage also covers the outputs sent after the mask, so a difference would mislead.)
     keys = [k for k in e2e if k in stages]
-    per = {'end_to_end': [e2e[k] for k in keys],
-           'inference': [stages[k].get('inference', stages[k].get('head', 0.0)) for k in keys]}
+    per = {
+        'end_to_end': [e2e[k] for k in keys],
+        'inference': [stages[k].get('inference', stages[k].get('head', 0.0)) for k in keys],
+    }
     per['overhead'] = [a - b for a, b in zip(per['end_to_end'], per['inference'], strict=True)]
-    per['overhead_excl_queue_wait'] = [o - stages[k]['queue_wait']
-                                       for o, k in zip(per['overhead'], keys, strict=True)]
+    per['overhead_excl_queue_wait'] = [
+        o - stages[k]['queue_wait'] for o, k in zip(per['overhead'], keys, strict=True)
+    ]
     for stage in ('queue_wait', 'decode', 'preprocess', 'postprocess', 'publish'):
         per[stage] = [stages[k].get(stage, 0.0) for k in keys]
-    counters = {k: int(num(last, k) - (num(first, k) if first else 0))
-                for k in ('received', 'processed', 'dropped', 'bad_frames')}
+    counters = {
+        k: int(num(last, k) - (num(first, k) if first else 0))
+        for k in ('received', 'processed', 'dropped', 'bad_frames')
+    }
     totals = {k: int(num(last, k)) for k in ('received', 'processed', 'dropped', 'bad_frames')}
-    accounting = {**totals, 'sent': sent * len(prefixes),  # messages, all cameras
-                  'adds_up': totals['received'] == (totals['processed'] + totals['dropped']
-                                                    + totals['bad_frames'])}
+    accounting = {
+        **totals,
+        'sent': sent * len(prefixes),  # messages, all cameras
+        'adds_up': totals['received']
+        == (totals['processed'] + totals['dropped'] + totals['bad_frames']),
+    }
     per['segment'] = [segment_ms(stages[k]) for k in keys]
-    per['node_overhead'] = [e - stages[k].get('queue_wait', 0.0) - g
-                            for e, k, g in zip(per['end_to_end'], keys, per['segment'],
-                                               strict=True)]
+    per['node_overhead'] = [
+        e - stages[k].get('queue_wait', 0.0) - g
+        for e, k, g in zip(per['end_to_end'], keys, per['segment'], strict=True)
+    ]
     ms = {k: percentiles_ms(v, (50, 95)) for k, v in per.items()}
-    rates = rate_fields(diags[diag_start:] if diags else [], measured_sent, len(e2e),
-                        duration, len(prefixes))
+    rates = rate_fields(
+        diags[diag_start:] if diags else [], measured_sent, len(e2e), duration, len(prefixes)
+    )
     rss = {'start': rss_start, 'end': rss_end}
     # Two readings of the overhead target: all of it, and without the mailbox wait. When the
     # camera outpaces the model a frame waits for the frame in progress (up to one inference
@@ -297,75 +265,46 @@ def run_bench(model: str, frames_dir: Path, rate: float, duration: float, size: 
     targets = {
         'overhead_p95_le_10ms': ms['overhead']['p95'] <= 10.0,
         'overhead_excl_queue_wait_p95_le_10ms': ms['overhead_excl_queue_wait']['p95'] <= 10.0,
-        'e2e_p95_le_1.5x_inference_p95': ms['end_to_end']['p95']
-        <= 1.5 * ms['inference']['p95'],
+        'e2e_p95_le_1.5x_inference_p95': ms['end_to_end']['p95'] <= 1.5 * ms['inference']['p95'],
         'rss_growth_le_20mb': (rss_end - rss_start) <= 20.0,
         'output_ge_0.9x_input': rates['output_over_input'] >= 0.9,
     }
     return {
-        'model': model, 'input_size': size, 'rate_hz': rate, 'duration_s': duration,
+        'model': model,
+        'input_size': size,
+        'rate_hz': rate,
+        'duration_s': duration,
         'max_queue_wait_ms': max_queue_wait_ms,
         'frame_size': [int(images[0].shape[1]), int(images[0].shape[0])],
-        'sent': sent, 'masks_received': len(e2e), 'frames_matched': len(keys), **counters,
-        'end_to_end_ms': ms['end_to_end'], 'inference_ms': ms['inference'],
+        'sent': sent,
+        'masks_received': len(e2e),
+        'frames_matched': len(keys),
+        **counters,
+        'end_to_end_ms': ms['end_to_end'],
+        'inference_ms': ms['inference'],
         'overhead_ms': ms['overhead'],
         'overhead_excl_queue_wait_ms': ms['overhead_excl_queue_wait'],
-        'segment_ms': ms['segment'], 'node_overhead_ms': ms['node_overhead'],
+        'segment_ms': ms['segment'],
+        'node_overhead_ms': ms['node_overhead'],
         'kinds': kind_report(keys, kinds, per),
         'node_params': {k: v for k, v in params.items() if k != 'image_topics'},
         **rates,
-        'node_stage_ms': {s: ms[s] for s in ('queue_wait', 'decode', 'preprocess',
-                                             'postprocess', 'publish')},
-        'output_hz': len(e2e) / duration, 'rss_mb': rss, 'targets_met': targets,
-        'frames': frames, 'measured_sent': measured_sent,
-        'resources': {'start': res_start, 'end': res_end}, 'accounting': accounting,
+        'node_stage_ms': {
+            s: ms[s] for s in ('queue_wait', 'decode', 'preprocess', 'postprocess', 'publish')
+        },
+        'output_hz': len(e2e) / duration,
+        'rss_mb': rss,
+        'targets_met': targets,
+        'frames': frames,
+        'measured_sent': measured_sent,
+        'resources': {'start': res_start, 'end': res_end},
+        'accounting': accounting,
         'cameras': cameras,
-        'per_camera': per_camera(first_cams, last_cams,
-                                 {p: sum(1 for k in e2e if k[0] == p) for p in prefixes},
-                                 sent_per, duration),
+        'per_camera': per_camera(
+            first_cams,
+            last_cams,
+            {p: sum(1 for k in e2e if k[0] == p) for p in prefixes},
+            sent_per,
+            duration,
+        ),
     }
-
-
-def print_report(r: dict) -> None:
-    """Human summary of :func:`run_bench`'s report."""
-    f = lambda d: f"p50 {d['p50']:7.1f}  p95 {d['p95']:7.1f}"  # noqa: E731
-    print(f"segmentation_node bench: {r['model']} on {r['frame_size'][0]}x{r['frame_size'][1]} "
-          f"frames at {r['rate_hz']:.0f} Hz for {r['duration_s']:.0f} s")
-    print(f"  end-to-end ms   {f(r['end_to_end_ms'])}")
-    print(f"  inference ms    {f(r['inference_ms'])}")
-    print(f"  overhead ms     {f(r['overhead_ms'])}   (end-to-end − inference, per frame)")
-    print(f"   excl. wait ms  {f(r['overhead_excl_queue_wait_ms'])}   (the same without the "
-          "mailbox wait)")
-    for s, d in r['node_stage_ms'].items():
-        print(f"    {s:<11s} ms {f(d)}")
-    print(f"  received {r['received']}  processed {r['processed']}  dropped {r['dropped']}  "
-          f"bad {r['bad_frames']}  output {r['output_hz']:.1f} Hz")
-    print(f"  RSS MB start {r['rss_mb']['start']:.1f}  end {r['rss_mb']['end']:.1f}  "
-          f"growth {r['rss_mb']['end'] - r['rss_mb']['start']:+.1f}  "
-          f"peak {r['resources']['end']['peak_rss_mb']:.1f}")
-    rs, re_ = r['resources']['start'], r['resources']['end']
-    print(f"  fds {rs['fds']} -> {re_['fds']}  threads {rs['threads']} -> {re_['threads']}")
-    if 'node_overhead_ms' in r:
-        print(f"  segment ms      {f(r['segment_ms'])}   (the strategy: network, flow, pre/post)")
-        print(f"  node ovh. ms    {f(r['node_overhead_ms'])}   (end-to-end − wait − segment: "
-              "decode, publish, DDS)")
-        for kind, d in r['kinds'].items():
-            print(f"  {kind:<11s} ×{d['frames']:<4d} end-to-end {f(d['end_to_end_ms'])}   "
-                  f"segment {f(d['segment_ms'])}")
-        print(f"  output {r['output_hz_per_camera']:.2f} Hz of {r['input_hz']:.2f} Hz per camera "
-              f"({r['output_over_input']:.2f}x)")
-        if r.get('keyframe_interval') is not None:
-            print(f"  keyframe interval {r['keyframe_interval']} (median "
-                  f"{r['keyframe_interval_median']:g}, range {r['keyframe_interval_range']}): "
-                  f"{r['rate_control']}")
-    if r.get('cameras', 1) > 1:
-        for c in r['per_camera']:
-            print(f"  camera {c['topic']}: sent {c['sent_hz']:.1f} Hz, node in "
-                  f"{c['node_input_hz']:.1f} Hz, out {c['node_output_hz']:.1f} Hz, masks "
-                  f"{c['masks_hz']:.1f} Hz, dropped {c['dropped']}")
-    a = r['accounting']
-    print(f"  totals: sent {a['sent']}  received {a['received']} = processed {a['processed']} "
-          f"+ dropped {a['dropped']} + bad {a['bad_frames']}: "
-          f"{'adds up' if a['adds_up'] else 'DOES NOT add up'}")
-    print('  targets: ' + ', '.join(f"{k} {'MET' if v else 'NOT met'}"
-                                    for k, v in r['targets_met'].items()))
