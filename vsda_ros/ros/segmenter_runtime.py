@@ -14,8 +14,9 @@ steps that a plain node and a managed (lifecycle) node share.
 :class:`~vsda_ros.ros.node.SegmentationNode` runs ``load`` + ``start`` when it is built;
 :class:`~vsda_ros.ros.lifecycle_node.LifecycleSegmentationNode` runs them from its transitions.
 Parts: :mod:`~vsda_ros.ros.parameters`, :mod:`~vsda_ros.ros.cameras`,
-:mod:`~vsda_ros.ros.processing`, :mod:`~vsda_ros.ros.diagnostics`, and the worker's half,
-:mod:`~vsda_ros.ros.frame_worker`.
+:mod:`~vsda_ros.ros.processing`, :mod:`~vsda_ros.ros.diagnostics`, the worker's half,
+:mod:`~vsda_ros.ros.frame_worker`, and the cameras' side (frames in, status out),
+:mod:`~vsda_ros.ros.camera_io`.
 
 The subscription callbacks never block: each camera has a one-slot mailbox and one worker thread
 takes the newest frame of each camera in turn; a frame overwritten before it was processed
@@ -27,6 +28,7 @@ two transports uses one at a time (``transport``); frames of the other are ignor
 ROS clock (``use_sim_time`` and ``/clock`` honoured) and left out when clock and stamps cannot
 be compared.
 """
+
 from __future__ import annotations
 
 import gc
@@ -38,7 +40,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from vsda_ros.ros import diagnostics, parameters, processing
+from vsda_ros.ros import parameters, processing
+from vsda_ros.ros.camera_io import CameraIO
 from vsda_ros.ros.cameras import (
     Camera,
     Scheduler,
@@ -49,22 +52,28 @@ from vsda_ros.ros.cameras import (
 )
 from vsda_ros.ros.frame_worker import FramePath
 from vsda_ros.ros.outputs import OUTPUTS, OutputWriter
-from vsda_ros.ros.processing import load_pipeline, stamp_ns
-
-#: seconds between two transport decisions triggered by frames of the transport not in use
-TRANSPORT_RECHECK_S = 0.2
+from vsda_ros.ros.processing import load_pipeline
 
 
-def ready_line(model: str, device: str, input_size: Any, strategy: str, inputs: list[str],
-               outputs: list[str], modules: list[str]) -> str:
+def ready_line(
+    model: str,
+    device: str,
+    input_size: Any,
+    strategy: str,
+    inputs: list[str],
+    outputs: list[str],
+    modules: list[str],
+) -> str:
     """The one INFO line the node logs once it serves: inputs and outputs are full topic
     names (e.g. ``outputs=['/mask', '/color_mask', '/overlay', '/confidence']``)."""
-    return (f'ready: model={model} device={device} input_size={input_size} '
-            f'strategy={strategy} cameras={inputs} outputs={outputs} '
-            f'temporal modules={modules or "none"}')
+    return (
+        f'ready: model={model} device={device} input_size={input_size} '
+        f'strategy={strategy} cameras={inputs} outputs={outputs} '
+        f'temporal modules={modules or "none"}'
+    )
 
 
-class SegmenterRuntime(FramePath):
+class SegmenterRuntime(CameraIO, FramePath):
     """The segmentation machinery of one node (``node``: an ``rclpy.node.Node`` or
     ``rclpy.lifecycle.LifecycleNode`` with the parameters of :mod:`parameters` declared).
 
@@ -85,7 +94,7 @@ class SegmenterRuntime(FramePath):
         self.modules: Any = None
         self.model_name = ''
         self.strategy = ''
-        self._live: dict[str, Any] | None = None
+        self._live: Any = None  # the live parameter values (a dict) once loaded
         self._lut: Any = None
         self._scheduler: Any = None
         self._inputs: dict[str, list[tuple[str, type, str]]] = {}
@@ -93,8 +102,8 @@ class SegmenterRuntime(FramePath):
         self._cameras: dict[str, Camera] = {}
         self._writers: dict[str, OutputWriter] = {}  # per camera: reused output buffers
         self._subs: dict[str, dict[str, Any]] = {}  # camera → transport → subscription
-        self._checked: dict[str, float] = {}        # camera → last transport decision
-        self._timing_pubs: dict[str, Any] = {}      # advertised only while publish_timing
+        self._checked: dict[str, float] = {}  # camera → last transport decision
+        self._timing_pubs: dict[str, Any] = {}  # advertised only while publish_timing
         self._diag_pub: Any = None
         self._timer: Any = None
         self._worker: threading.Thread | None = None
@@ -126,8 +135,9 @@ class SegmenterRuntime(FramePath):
             self._setup_model()
             for ns, topics in self._inputs.items():
                 self._add_camera(ns, topics)
-            self._scheduler = Scheduler(self._cameras, weights,
-                                        float(self._live['max_camera_rate_hz']))
+            self._scheduler = Scheduler(
+                self._cameras, weights, float(self._live['max_camera_rate_hz'])
+            )
             self._diag_pub = self._create_pub(DiagnosticArray, '/diagnostics')
         except BaseException:
             self.unload()
@@ -143,31 +153,50 @@ class SegmenterRuntime(FramePath):
         self.model_name = p('model').value
         self.strategy = p('strategy').value
         if self.strategy not in STRATEGY_NAMES:
-            raise ValueError(f'unknown strategy {self.strategy!r}; available: '
-                             f'{", ".join(STRATEGY_NAMES)}')
+            raise ValueError(
+                f'unknown strategy {self.strategy!r}; available: {", ".join(STRATEGY_NAMES)}'
+            )
         self.pipeline = load_pipeline(
-            self.model_name, p('input_size').value, p('device').value, p('backend').value,
-            p('precision').value, p('temporal_weights').value,
-            num_threads=int(p('num_threads').value))
+            self.model_name,
+            p('input_size').value,
+            p('device').value,
+            p('backend').value,
+            p('precision').value,
+            p('temporal_weights').value,
+            num_threads=int(p('num_threads').value),
+        )
         self.segmenter, self.modules = self.pipeline.segmenter, self.pipeline.modules
-        log.info(f'backend {self.segmenter.backend}, precision {self.segmenter.precision} '
-                 f'({self.segmenter.backend_reason})')
+        log.info(
+            f'backend {self.segmenter.backend}, precision {self.segmenter.precision} '
+            f'({self.segmenter.backend_reason})'
+        )
         self._lut = palette_array(self.pipeline.meta.palette)
         self._live = parameters.live_values(lambda name: p(name).value)
         self._close_strategy(self._new_strategy())  # validates the strategy's settings once
         if self.strategy == 'fusion' and self.modules.fusion is None:
-            log.warning('strategy fusion without a trained fusion block: results equal '
-                        'per_frame (train one with vsda adapt --recipe fusion)')
-        if (self.strategy == 'keyframe' and self.modules.dmnet is None
-                and p('keyframe_correction').value):
-            log.warning('strategy keyframe without trained DMNet/CFNet: plain flow warping '
-                        'between keyframes (train them with vsda adapt --recipe davss)')
+            log.warning(
+                'strategy fusion without a trained fusion block: results equal '
+                'per_frame (train one with vsda adapt --recipe fusion)'
+            )
+        if (
+            self.strategy == 'keyframe'
+            and self.modules.dmnet is None
+            and p('keyframe_correction').value
+        ):
+            log.warning(
+                'strategy keyframe without trained DMNet/CFNet: plain flow warping '
+                'between keyframes (train them with vsda adapt --recipe davss)'
+            )
 
     def _add_camera(self, ns: str, topics: list[tuple[str, type, str]]) -> None:
         """One :class:`Camera` (output publishers, strategy) for namespace ``ns``."""
         pubs = {n: self._create_pub(Image, out_topic(ns, n)) for n in OUTPUTS}
-        cam = Camera(key=ns, pubs=pubs, strategy=self._new_strategy(),
-                     transports=tuple(kind for _, _, kind in topics))
+        cam = Camera(
+            key=ns,
+            pubs=pubs,
+            strategy=self._new_strategy(),
+            transports=tuple(kind for _, _, kind in topics),
+        )
         cam.last = cam.stats(time.monotonic())
         self._cameras[ns], self._subs[ns], self._checked[ns] = cam, {}, 0.0
 
@@ -187,6 +216,7 @@ class SegmenterRuntime(FramePath):
         gc.collect()
         try:
             import torch
+
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         except Exception:  # noqa: BLE001 - freeing is best effort
@@ -210,6 +240,7 @@ class SegmenterRuntime(FramePath):
     def _strategy_config(self) -> Any:
         """The strategies' settings from the current (live) parameter values."""
         from vsda_ros.temporal.strategy import StrategyConfig
+
         live, p = self._live, self.node.get_parameter
         return StrategyConfig(
             keyframe_interval=int(live['keyframe_interval']),
@@ -217,7 +248,8 @@ class SegmenterRuntime(FramePath):
             distortion_threshold=float(live['distortion_threshold']),
             max_gap_s=float(live['max_stamp_gap_s']),
             flow_downscale=int(p('flow_downscale').value),
-            async_keyframes=bool(p('async_keyframes').value))
+            async_keyframes=bool(p('async_keyframes').value),
+        )
 
     def _new_strategy(self) -> Any:
         strategy = self.pipeline.strategy(self.strategy, self._strategy_config())
@@ -227,17 +259,24 @@ class SegmenterRuntime(FramePath):
     def _rate_control(self, strategy: Any) -> None:
         """Apply target_rate / max_keyframe_interval to one camera's strategy."""
         processing.apply_rate_control(
-            strategy, float(self._live['target_rate']), int(self._live['max_keyframe_interval']),
-            int(self._live['keyframe_interval']), self._n_cameras)
+            strategy,
+            float(self._live['target_rate']),
+            int(self._live['max_keyframe_interval']),
+            int(self._live['keyframe_interval']),
+            self._n_cameras,
+        )
 
     # ---- start / stop ------------------------------------------------------------------------
     def start(self) -> None:
         """Subscribe the cameras, start the worker and the diagnostics timer; logs the ready
         line. Call when loaded and stopped. A restart begins every camera's temporal state
         afresh (the frames in between were never seen)."""
-        in_qos = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability,
-                            durability=qos_profile_sensor_data.durability,
-                            history=qos_profile_sensor_data.history)
+        in_qos = QoSProfile(
+            depth=1,
+            reliability=qos_profile_sensor_data.reliability,
+            durability=qos_profile_sensor_data.durability,
+            history=qos_profile_sensor_data.history,
+        )
         now = time.monotonic()
         for ns, topics in self._inputs.items():
             cam = self._cameras[ns]
@@ -247,22 +286,28 @@ class SegmenterRuntime(FramePath):
             cam.last = cam.stats(now)  # the first period starts now, not at the last stop
             for topic, msg_type, kind in topics:
                 sub = self.node.create_subscription(
-                    msg_type, topic, lambda m, c=cam, k=kind: self._on_image(c, k, m), in_qos)
+                    msg_type, topic, lambda m, c=cam, k=kind: self._on_image(c, k, m), in_qos
+                )
                 self._subs[ns][kind] = sub
                 cam.topic = cam.topic or sub.topic_name  # after remapping and namespace
         self._set_timing(bool(self._live['publish_timing']))
         self._stop = False
-        self._worker = threading.Thread(target=self._run, name='segmentation_worker',
-                                        daemon=True)
+        self._worker = threading.Thread(target=self._run, name='segmentation_worker', daemon=True)
         self._worker.start()
         self._timer = self.node.create_timer(1.0, self._publish_diagnostics)
         self._starts += 1
         order = self._scheduler.order
-        self.node.get_logger().info(ready_line(
-            self.model_name, str(self.segmenter.device), self.segmenter.input_size,
-            self.strategy, [s.topic_name for k in order for s in self._subs[k].values()],
-            [p.topic_name for k in order for p in self._cameras[k].pubs.values()],
-            self.modules.loaded()))
+        self.node.get_logger().info(
+            ready_line(
+                self.model_name,
+                str(self.segmenter.device),
+                self.segmenter.input_size,
+                self.strategy,
+                [s.topic_name for k in order for s in self._subs[k].values()],
+                [p.topic_name for k in order for p in self._cameras[k].pubs.values()],
+                self.modules.loaded(),
+            )
+        )
 
     def stop_worker(self, timeout: float = 10.0) -> bool:
         """Stop the worker: from return on, nothing is published; waits up to ``timeout`` s for
@@ -306,9 +351,12 @@ class SegmenterRuntime(FramePath):
         """Create or destroy the per-camera ``timing`` publishers (publish_timing)."""
         with self._pub_lock:
             if on and not self._timing_pubs:
-                self._timing_pubs = {k: self.node.create_publisher(
-                    DiagnosticArray, out_topic(k, 'timing'), self._out_qos)
-                    for k in self._cameras}
+                self._timing_pubs = {
+                    k: self.node.create_publisher(
+                        DiagnosticArray, out_topic(k, 'timing'), self._out_qos
+                    )
+                    for k in self._cameras
+                }
             elif not on and self._timing_pubs:
                 for pub in self._timing_pubs.values():
                     self.node.destroy_publisher(pub)
@@ -337,67 +385,3 @@ class SegmenterRuntime(FramePath):
                     self._set_timing(bool(prm.value))
         if changed:
             self.node.get_logger().info(f'parameters changed: {", ".join(changed)}')
-
-    # ---- input -------------------------------------------------------------------------------
-    def _on_image(self, cam: Camera, transport: str, msg: Any) -> None:
-        """A frame on one of ``cam``'s transports: into its mailbox unless it is refused
-        (other transport, or a stamp already taken from the other one; see
-        :meth:`Camera.admit`)."""
-        arrival = time.perf_counter()
-        with self._cond:
-            if (transport != cam.transport
-                    and arrival - self._checked[cam.key] > TRANSPORT_RECHECK_S):
-                self._select_transport(cam, arrival)
-            if cam.admit(transport, stamp_ns(msg.header)):
-                cam.arrive(msg, arrival)
-                self._cond.notify()
-
-    def _select_transport(self, cam: Camera, now: float) -> None:
-        """Re-decide ``cam``'s transport from its matched publishers (call with the lock
-        held); logs a change."""
-        self._checked[cam.key] = now
-        before = cam.transport
-        counts = {k: sub.get_publisher_count() for k, sub in self._subs[cam.key].items()}
-        if cam.select(counts) and before:
-            self.node.get_logger().info(f'camera {cam.topic!r}: transport {before} -> '
-                                        f'{cam.transport} (publishers {counts})')
-
-    # ---- diagnostics -------------------------------------------------------------------------
-    def node_info(self) -> diagnostics.NodeInfo:
-        """What every camera's status reports about the node."""
-        return diagnostics.NodeInfo(
-            name=self.node.get_name(), model=self.model_name, strategy=self.strategy,
-            device=str(self.segmenter.device), backend=self.segmenter.backend,
-            precision=self.segmenter.precision,
-            temporal_modules=','.join(self.modules.loaded()) or 'none',
-            cameras=len(self._cameras))
-
-    def diagnostic_status(self, cam: Camera) -> Any:
-        """This camera's ``DiagnosticStatus`` for the last period (counters are totals since
-        load); starts the next period."""
-        now = time.monotonic()
-        with self._cond:
-            stats = cam.stats(now)
-            reasons, cam.reset_reasons = cam.reset_reasons, []
-            timings = {k: list(v) for k, v in cam.timings.items()}
-            last_bad, e2e_note = cam.last_bad, cam.e2e_note
-            self._select_transport(cam, time.perf_counter())  # publishers come and go
-            transport = cam.transport
-        prev, cam.last = cam.last, stats
-        interval, rate_why = processing.rate_status(cam.strategy)
-        publishers = sum(sub.get_publisher_count() for sub in self._subs[cam.key].values())
-        cam.silent_s = diagnostics.silent_seconds(cam.silent_s, publishers, stats, prev)
-        period = diagnostics.CameraPeriod(
-            topic=cam.topic, now=stats, prev=prev, publishers=publishers,
-            silent_s=cam.silent_s, timings=timings, reset_reasons=reasons, last_bad=last_bad,
-            transport=transport, end_to_end_note=e2e_note, keyframe_interval=interval,
-            rate_control=rate_why)
-        if diagnostics.silence_began(period):  # log once per silent episode
-            self.node.get_logger().warning(diagnostics.silent_text(period))
-        return diagnostics.camera_status(period, self.node_info())
-
-    def _publish_diagnostics(self) -> None:
-        msg = DiagnosticArray()
-        msg.header.stamp = self.node.get_clock().now().to_msg()
-        msg.status = [self.diagnostic_status(c) for c in self._cameras.values()]
-        self._diag_pub.publish(msg)
