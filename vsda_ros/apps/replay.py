@@ -2,6 +2,7 @@
 rate. The ROS tool :mod:`vsda_ros.ros.tools.replay` does the work; it is imported only when the
 command runs, so ``vsda --help`` needs no rclpy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,14 +40,25 @@ def run(args: argparse.Namespace) -> int:
     )
 
     domain, origin = use_environment_domain()  # network rule, before rclpy starts
-    print(f'vsda replay: ROS_DOMAIN_ID={domain} ('
-          f'{"from the environment" if origin == "ROS_DOMAIN_ID" else "default; unset"}), '
-          'discovery on localhost only', flush=True)
-    summary = replay_bag(args.bag, rate=args.rate, topics=args.topics or None, loop=args.loop,
-                         remap=args.remap, start_delay=args.start_delay,
-                         wait_subscribers=args.wait_subscribers,
-                         wait_timeout=args.wait_timeout, restamp=args.restamp,
-                         qos_depth=args.qos_depth, progress=args.progress)
+    print(
+        f'vsda replay: ROS_DOMAIN_ID={domain} ('
+        f'{"from the environment" if origin == "ROS_DOMAIN_ID" else "default; unset"}), '
+        'discovery on localhost only',
+        flush=True,
+    )
+    summary = replay_bag(
+        args.bag,
+        rate=args.rate,
+        topics=args.topics or None,
+        loop=args.loop,
+        remap=args.remap,
+        start_delay=args.start_delay,
+        wait_subscribers=args.wait_subscribers,
+        wait_timeout=args.wait_timeout,
+        restamp=args.restamp,
+        qos_depth=args.qos_depth,
+        progress=args.progress,
+    )
     print_summary(summary)
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + '\n')
@@ -56,37 +68,79 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``vsda replay`` (``func`` = :func:`run`)."""
     p = subparsers.add_parser(
-        'replay', help='publish a rosbag2 bag on ROS 2 topics at the recorded rate',
+        'replay',
+        help='publish a rosbag2 bag on ROS 2 topics at the recorded rate',
         description='Publish the image (and label) topics of a rosbag2 bag (folder, .mcap or\n'
-                    '.db3) over ROS 2 at the recorded timing scaled by --rate. Messages are the\n'
-                    "bag's serialized bytes, unchanged (bit-identical). Runs with\n"
-                    'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST in the ROS_DOMAIN_ID of the\n'
-                    'environment (0 when unset, like every ROS tool), and prints it.',
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        '.db3) over ROS 2 at the recorded timing scaled by --rate. Messages are the\n'
+        "bag's serialized bytes, unchanged (bit-identical). Runs with\n"
+        'ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST in the ROS_DOMAIN_ID of the\n'
+        'environment (0 when unset, like every ROS tool), and prints it.',
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument('bag', help='bag folder, .mcap or .db3 file')
-    p.add_argument('--rate', type=positive_float, default=1.0,
-                   help='speed factor: 2 = twice as fast (default: %(default)s)')
+    p.add_argument(
+        '--rate',
+        type=positive_float,
+        default=1.0,
+        help='speed factor: 2 = twice as fast (default: %(default)s)',
+    )
     p.add_argument('--loop', action='store_true', help='start over at the end (Ctrl-C stops)')
-    p.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
-                   help='bag topics to publish (default: every Image/CompressedImage topic)')
-    p.add_argument('--remap', nargs='+', default=[], metavar='OLD:=NEW',
-                   help='publish bag topic OLD as NEW (also the way to replay a topic whose '
-                        'name is invalid in ROS 2, e.g. /2cam/image:=/cam2/image)')
-    p.add_argument('--start-delay', type=non_negative_float, default=1.0,
-                   help='seconds to wait after creating publishers, so subscribers can match '
-                        '(default: %(default)s)')
-    p.add_argument('--wait-subscribers', type=non_negative_int, default=0, metavar='N',
-                   help='first wait until every non-label topic has N subscribers (default: 0)')
-    p.add_argument('--wait-timeout', type=positive_float, default=30.0,
-                   help='give up waiting for subscribers after this many seconds (default: 30)')
-    p.add_argument('--restamp', action='store_true',
-                   help='rewrite header stamps to the publish time (default: keep recorded)')
-    p.add_argument('--qos-depth', type=positive_int, default=10,
-                   help='depth of the reliable publishers (default: %(default)s)')
+    p.add_argument(
+        '--topics',
+        nargs='+',
+        default=None,
+        metavar='TOPIC',
+        help='bag topics to publish (default: every Image/CompressedImage topic)',
+    )
+    p.add_argument(
+        '--remap',
+        nargs='+',
+        default=[],
+        metavar='OLD:=NEW',
+        help='publish bag topic OLD as NEW (also the way to replay a topic whose '
+        'name is invalid in ROS 2, e.g. /2cam/image:=/cam2/image)',
+    )
+    _add_timing_args(p)
     p.add_argument('--json', default=None, help='write the summary as JSON here')
     p.add_argument('--quiet', dest='progress', action='store_false', help='no progress bar')
     p.set_defaults(func=run)
     return p
+
+
+def _add_timing_args(p: argparse.ArgumentParser) -> None:
+    """``vsda replay``'s start (delay, waiting for subscribers), stamps and publisher depth."""
+    p.add_argument(
+        '--start-delay',
+        type=non_negative_float,
+        default=1.0,
+        help='seconds to wait after creating publishers, so subscribers can match '
+        '(default: %(default)s)',
+    )
+    p.add_argument(
+        '--wait-subscribers',
+        type=non_negative_int,
+        default=0,
+        metavar='N',
+        help='first wait until every non-label topic has N subscribers (default: 0)',
+    )
+    p.add_argument(
+        '--wait-timeout',
+        type=positive_float,
+        default=30.0,
+        help='give up waiting for subscribers after this many seconds (default: 30)',
+    )
+    p.add_argument(
+        '--restamp',
+        action='store_true',
+        help='rewrite header stamps to the publish time (default: keep recorded)',
+    )
+    p.add_argument(
+        '--qos-depth',
+        type=positive_int,
+        default=10,
+        help='depth of the reliable publishers (default: %(default)s)',
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@
 
 Also ``python -m vsda_ros.apps.weather preview …``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,57 +55,96 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     The parser's default ``func`` is :func:`run`; returns the ``weather`` parser.
     """
     p = subparsers.add_parser(
-        'weather', help='preview the synthetic adverse weather (fog, rain, snow, night, …)',
+        'weather',
+        help='preview the synthetic adverse weather (fog, rain, snow, night, …)',
         description='Synthetic adverse weather: physically motivated fog, rain, snow, night, '
-                    'glare and sensor noise with temporally correlated parameters for video. '
-                    'The same effects are used by "vsda eval --weather KIND:INTENSITY" and by '
-                    'training.')
+        'glare and sensor noise with temporally correlated parameters for video. '
+        'The same effects are used by "vsda eval --weather KIND:INTENSITY" and by '
+        'training.',
+    )
     wsub = p.add_subparsers(dest='weather_command', required=True, metavar='ACTION')
     q = wsub.add_parser(
-        'preview', help='write a PNG grid (--image) or a temporal strip (--sequence)',
+        'preview',
+        help='write a PNG grid (--image) or a temporal strip (--sequence)',
         description='--image FRAME: a grid with one row per weather kind and columns clean +\n'
-                    'each intensity.\n'
-                    '--sequence DIR --spec KIND:INTENSITY: consecutive frames of a clip (a\n'
-                    'folder of images or a video) degraded with temporally smooth parameters,\n'
-                    'above the same frames with independent per-frame parameters.',
+        'each intensity.\n'
+        '--sequence DIR --spec KIND:INTENSITY: consecutive frames of a clip (a\n'
+        'folder of images or a video) degraded with temporally smooth parameters,\n'
+        'above the same frames with independent per-frame parameters.',
         epilog='examples:\n'
-               '  vsda weather preview --image frame.png --out docs/weather/weather_grid.png\n'
-               '  vsda weather preview --image frame.png --kinds wiper,exposure,jpeg '
-               '--out docs/weather/transient_grid.png\n'
-               '  vsda weather preview --sequence camvid/val --spec fog:0.6 --frames 6',
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        '  vsda weather preview --image frame.png --out docs/weather/weather_grid.png\n'
+        '  vsda weather preview --image frame.png --kinds wiper,exposure,jpeg '
+        '--out docs/weather/transient_grid.png\n'
+        '  vsda weather preview --sequence camvid/val --spec fog:0.6 --frames 6',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument('--image', metavar='PATH', help='one frame for the grid of all effects')
-    src.add_argument('--sequence', metavar='DIR',
-                     help='a folder of frames (time order by file name) or a video file')
-    q.add_argument('--spec', default='fog:0.6',
-                   help='weather of the --sequence strip, KIND[:INTENSITY] with KIND one of '
-                        f'{", ".join(WEATHER_KINDS)} (default: %(default)s)')
-    q.add_argument('--out', default=None,
-                   help=f'PNG to write (default: {DEFAULT_GRID} for --image, '
-                        'docs/weather/temporal_KIND.png for --sequence)')
-    q.add_argument('--seed', type=non_negative_int, default=0,
-                   help='random seed (default: %(default)s)')
-    q.add_argument('--size', default='480x360',
-                   help="resize frames to WIDTHxHEIGHT before degrading, the pipeline's working "
-                        "size ('' = keep; default: %(default)s)")
-    q.add_argument('--intensities', default='0.3,0.6,0.9',
-                   help='grid columns (default: %(default)s)')
-    q.add_argument('--kinds', default=','.join(WEATHER_KINDS),
-                   help='grid rows: weather kinds, or the transient-only '
-                        f'{", ".join(TRANSIENT_ONLY_KINDS)} of "vsda eval --transient" '
-                        '(default: the six weather kinds)')
-    q.add_argument('--frames', type=positive_int, default=6,
-                   help='strip length in frames (default: %(default)s)')
-    q.add_argument('--start', type=non_negative_int, default=0,
-                   help='first frame of the strip (default: 0)')
-    q.add_argument('--no-iid', action='store_true',
-                   help='strip: omit the row with independent per-frame parameters')
-    q.add_argument('--cell-width', type=positive_int, default=208,
-                   help='width of each picture in the PNG, pixel-exact (default: %(default)s; '
-                        'the default grid stays under 1.5 MB)')
+    src.add_argument(
+        '--sequence',
+        metavar='DIR',
+        help='a folder of frames (time order by file name) or a video file',
+    )
+    _add_preview_args(q)
     p.set_defaults(func=run)
     return p
+
+
+def _add_preview_args(p: argparse.ArgumentParser) -> None:
+    """``vsda weather preview``'s options after the input: the strip's weather, the output, the
+    grid's rows and columns, the strip's frames and the picture size."""
+    p.add_argument(
+        '--spec',
+        default='fog:0.6',
+        help='weather of the --sequence strip, KIND[:INTENSITY] with KIND one of '
+        f'{", ".join(WEATHER_KINDS)} (default: %(default)s)',
+    )
+    p.add_argument(
+        '--out',
+        default=None,
+        help=f'PNG to write (default: {DEFAULT_GRID} for --image, '
+        'docs/weather/temporal_KIND.png for --sequence)',
+    )
+    p.add_argument(
+        '--seed', type=non_negative_int, default=0, help='random seed (default: %(default)s)'
+    )
+    p.add_argument(
+        '--size',
+        default='480x360',
+        help="resize frames to WIDTHxHEIGHT before degrading, the pipeline's working "
+        "size ('' = keep; default: %(default)s)",
+    )
+    p.add_argument(
+        '--intensities', default='0.3,0.6,0.9', help='grid columns (default: %(default)s)'
+    )
+    p.add_argument(
+        '--kinds',
+        default=','.join(WEATHER_KINDS),
+        help='grid rows: weather kinds, or the transient-only '
+        f'{", ".join(TRANSIENT_ONLY_KINDS)} of "vsda eval --transient" '
+        '(default: the six weather kinds)',
+    )
+    p.add_argument(
+        '--frames',
+        type=positive_int,
+        default=6,
+        help='strip length in frames (default: %(default)s)',
+    )
+    p.add_argument(
+        '--start', type=non_negative_int, default=0, help='first frame of the strip (default: 0)'
+    )
+    p.add_argument(
+        '--no-iid',
+        action='store_true',
+        help='strip: omit the row with independent per-frame parameters',
+    )
+    p.add_argument(
+        '--cell-width',
+        type=positive_int,
+        default=208,
+        help='width of each picture in the PNG, pixel-exact (default: %(default)s; '
+        'the default grid stays under 1.5 MB)',
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,10 +167,15 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f'--image {path} does not exist')
         kinds = [k.strip() for k in args.kinds.split(',') if k.strip()]
         for k in kinds:
-            TransientSpec(k, 0.0, 1.0)                              # validates the kind
-        out = render_grid(_resize(read_rgb(path), size), args.out or DEFAULT_GRID,
-                          _floats(args.intensities, '--intensities'), kinds, args.seed,
-                          args.cell_width)
+            TransientSpec(k, 0.0, 1.0)  # validates the kind
+        out = render_grid(
+            _resize(read_rgb(path), size),
+            args.out or DEFAULT_GRID,
+            _floats(args.intensities, '--intensities'),
+            kinds,
+            args.seed,
+            args.cell_width,
+        )
     else:
         spec = parse_weather(args.spec)
         if spec is None:
@@ -144,10 +189,15 @@ def run(args: argparse.Namespace) -> int:
             if len(frames) == args.frames:
                 break
         if not frames:
-            raise ValueError(f'--sequence {args.sequence} has no frames from --start '
-                             f'{args.start}')
-        out = render_sequence(frames, spec, args.out or f'docs/weather/temporal_{spec.kind}.png',
-                              args.seed, not args.no_iid, args.cell_width)
+            raise ValueError(f'--sequence {args.sequence} has no frames from --start {args.start}')
+        out = render_sequence(
+            frames,
+            spec,
+            args.out or f'docs/weather/temporal_{spec.kind}.png',
+            args.seed,
+            not args.no_iid,
+            args.cell_width,
+        )
     print(f'wrote {out}')
     return 0
 
