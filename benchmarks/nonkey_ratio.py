@@ -29,6 +29,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     res['seconds'] = time.perf_counter() - t0
     print_tables(res)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # runs/ is not in a clone
         with open(args.out, 'w') as fh:
             json.dump(res, fh, indent=1, default=str)
     return 0
