@@ -20,6 +20,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -76,7 +77,7 @@ def train(cfg: AdaptConfig, progress: bool = True) -> dict:
 def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict:
     out = Path(cfg.out)
     recipe_cls = RECIPE_CLASSES[cfg.recipe]
-    whole = issubclass(recipe_cls, NetworkRecipe)
+    whole = issubclass(cast(type, recipe_cls), NetworkRecipe)  # the table holds classes
     # 2. Determinism: the same torch seed on every rank (identical initialisation), numpy
     #    sampling seeded per rank (each rank draws its own clips; rank 0 = the 1-process run).
     torch.manual_seed(cfg.seed)
@@ -103,7 +104,7 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
 
         source = LabelledSource.load(
             cfg.source,
-            cfg.source_labels,
+            cast(str, cfg.source_labels),  # validate(): given with source
             model.num_classes,
             cfg.source_map,
             cfg.height,
@@ -171,7 +172,7 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
                 print(f'resuming {cfg.recipe} from iteration {start} ({state_file})')
 
     def eval_pass(i: int) -> dict:
-        kw = {'progress': progress, 'desc': f'eval it {i}'}
+        kw: dict[str, Any] = {'progress': progress, 'desc': f'eval it {i}'}
         return (
             evaluate_network(recipe, model, cfg, **kw)
             if whole
@@ -237,7 +238,7 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
                     rng,
                     recipe.clip_length(),
                     cfg.max_distance,
-                    tuple(cfg.crop),
+                    cfg.crop,
                     max_dt=recipe.max_dt(),
                 )
                 for _ in range(cfg.batch)
@@ -246,7 +247,7 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
             else []
         )
         src = (
-            source.sample(rng, cfg.batch, tuple(cfg.crop))
+            source.sample(rng, cfg.batch, cfg.crop)
             if source is not None and recipe.uses_source
             else None
         )
@@ -319,7 +320,10 @@ def _train(cfg: AdaptConfig, info: distributed.DistInfo, progress: bool) -> dict
 
 def _load_target(cfg: AdaptConfig, verbose: bool) -> TargetVideo:
     video = TargetVideo.load(
-        cfg.target, height=cfg.height, stride=cfg.video_stride, folder_fps=cfg.folder_fps
+        cast('list[str | Path]', cfg.target),
+        height=cfg.height,
+        stride=cfg.video_stride,
+        folder_fps=cfg.folder_fps,
     )
     if cfg.frame_size:  # exactly the size the node / vsda eval feed the network
         size = tuple(cfg.frame_size)
@@ -361,7 +365,11 @@ def evaluate_network(
 
     net = recipe.export_network()
     clip = load_clip(
-        cfg.val, cfg.val_labels, net.meta, cfg.label_map, max_frames=cfg.val_frames or None
+        cast(str, cfg.val),  # called with a val clip only
+        cfg.val_labels,
+        net.meta,
+        cfg.label_map,
+        max_frames=cfg.val_frames or None,
     )
     seg = Segmenter(
         net, SegmenterConfig(input_size=cfg.val_size, device=str(next(net.parameters()).device))
@@ -398,7 +406,11 @@ def evaluate(recipe, model, cfg: AdaptConfig, progress: bool = False, desc: str 
     from vsda_ros.temporal.strategy import StrategyConfig
 
     clip = load_clip(
-        cfg.val, cfg.val_labels, model.meta, cfg.label_map, max_frames=cfg.val_frames or None
+        cast(str, cfg.val),  # called with a val clip only
+        cfg.val_labels,
+        model.meta,
+        cfg.label_map,
+        max_frames=cfg.val_frames or None,
     )
     seg = Segmenter(model, SegmenterConfig(input_size=cfg.val_size))
     modules = recipe.export()
