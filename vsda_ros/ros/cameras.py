@@ -41,7 +41,8 @@ def camera_layout(image_topics: list[str]) -> list[tuple[str, type, str]]:
     if not image_topics:
         raise ValueError('image_topics is empty: give at least one camera topic (default: '
                          "['image', 'image/compressed'])")
-    layout, seen = [], {}  # seen: namespace → (base topic, first name)
+    layout: list[tuple[str, type, str]] = []
+    seen: dict[str, tuple[str, str]] = {}  # namespace → (base topic, first name)
     for topic in image_topics:
         topic = topic.strip()
         if not topic or topic.endswith('/'):
@@ -312,7 +313,9 @@ class Scheduler:
         _, i, key = best
         self._last_start[key] = now
         self._next = (self._next + i + 1) % n
-        msg, arrival = self._cameras[key].mailbox.take()
+        job = self._cameras[key].mailbox.take()
+        assert job is not None      # eligible: the mailbox holds a frame (lock held)
+        msg, arrival = job
         return self._cameras[key], msg, arrival
 
     def set_max_rate(self, max_rate_hz: float) -> None:

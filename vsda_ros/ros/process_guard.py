@@ -24,10 +24,14 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable
+from types import FrameType
+from typing import Any, Callable, TypeAlias
 
 _PR_SET_PDEATHSIG = 1
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: a signal disposition as ``signal.signal`` takes and returns it (a handler, SIG_DFL, SIG_IGN,
+#: or None for one not installed from Python)
+SignalHandler: TypeAlias = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 class StartupError(RuntimeError):
@@ -59,7 +63,7 @@ def started() -> None:
     _STARTING.clear()
 
 
-def install_signal_handlers() -> dict[int, object]:
+def install_signal_handlers() -> dict[int, SignalHandler]:
     """SIGINT and SIGTERM raise :class:`Shutdown` from now on; returns the previous handlers
     (for :func:`restore_signal_handlers`). Call from the main thread (``ValueError``
     otherwise)."""
@@ -72,7 +76,7 @@ def ignore_signals() -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
-def restore_signal_handlers(previous: dict[int, object]) -> None:
+def restore_signal_handlers(previous: dict[int, SignalHandler]) -> None:
     """Put back the handlers :func:`install_signal_handlers` returned."""
     for s, handler in previous.items():
         signal.signal(s, handler)
@@ -120,7 +124,7 @@ def _terminate_self() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def guard(ppid: int | None = None) -> tuple[dict[int, object], ParentWatcher]:
+def guard(ppid: int | None = None) -> tuple[dict[int, SignalHandler], ParentWatcher]:
     """Everything :mod:`this module <vsda_ros.ros.process_guard>` sets up, in order: signal
     handlers first (so the parent-death SIGTERM is already handled), then the prctl, then the
     watcher (``ppid``: the parent as early as it was known, default ``os.getppid()`` now; a

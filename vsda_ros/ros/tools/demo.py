@@ -102,6 +102,7 @@ def run_demo(model: str, frames_dir: Path, out: Path, labels_dir: Path | None = 
         for frame in frames:
             pred = cv2.imread(str(out / 'labels' / f'{Path(frame.name).stem}.png'),
                               cv2.IMREAD_UNCHANGED)
+            assert pred is not None     # written for every frame above
             cm.update(mapping[pred] if mapping is not None else pred,
                       read_label(Path(labels_dir) / frame.name))
         summary['miou'] = cm.miou() * 100
@@ -133,8 +134,9 @@ def side_by_side(out: Path, left: dict, right: dict, frames_dir: Path, n: int = 
     for stem in picks:
         tiles = []
         for run in (left, right):
-            img = cv2.cvtColor(cv2.imread(str(Path(run['out']) / 'overlay' / f'{stem}.png')),
-                               cv2.COLOR_BGR2RGB)
+            bgr = cv2.imread(str(Path(run['out']) / 'overlay' / f'{stem}.png'))
+            assert bgr is not None      # run_demo writes an overlay for every frame
+            img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             miou = f"  clip mIoU {run['miou']:.1f}" if 'miou' in run else ''
             tiles.append(_titled(img, f"{run['model']}{miou}  {stem}"))
         rows.append(np.concatenate(tiles, axis=1))

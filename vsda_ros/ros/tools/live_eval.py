@@ -172,7 +172,8 @@ class LiveRunner:
     @staticmethod
     def _score(strategy: str, clip: Clip, sent, masks, stages, wall: float,
                clean_images) -> dict:
-        preds, latency, stage_lists, keys, dropped = [], [], {}, 0, 0
+        preds, latency, keys, dropped = [], [], 0, 0
+        stage_lists: dict[str, list[float]] = {}
         cm = clip.confusion_matrix()
         last, scored_images = None, []
         for i, (key, stamp) in enumerate(sent):
@@ -189,8 +190,9 @@ class LiveRunner:
                 continue
             preds.append(last)
             scored_images.append((clean_images or clip.images)[i])
-            if clip.labels[i] is not None:
-                cm.update(last, clip.labels[i])
+            label = clip.labels[i]
+            if label is not None:
+                cm.update(last, label)
         received = len(sent) - dropped
         out = {'strategy': strategy, 'frames': len(sent), 'dropped': dropped,
                'latency_ms': percentiles_ms(latency, (50, 95, 99)),
