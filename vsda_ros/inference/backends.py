@@ -116,6 +116,7 @@ def resolve_backend(backend: str, precision: str, device: torch.device,
         passed = [(b, p) for b, p in pairs
                   if (validated or {}).get(f'{b}/{p}', {}).get('within_limits')]
         if passed:
+            assert validated is not None    # the passing record is in it
             rec = validated[f'{passed[0][0]}/{passed[0][1]}']
             why = (f'auto: {passed[0][0]}/{passed[0][1]} is the fastest candidate validated '
                    f"within the accuracy limits ({rec.get('check', 'recorded check')}; "

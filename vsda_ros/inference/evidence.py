@@ -73,6 +73,7 @@ def evidence_frames(meta, size: tuple[int, int]) -> tuple[list[np.ndarray], list
     """(images at ``size``, labels in the model's class ids or ``None``, description)."""
     import cv2
 
+    from vsda_ros.data.sources import read_rgb
     from vsda_ros.paths import data_dir
     w, h = size
     root = data_dir()
@@ -82,8 +83,8 @@ def evidence_frames(meta, size: tuple[int, int]) -> tuple[list[np.ndarray], list
         if files:
             pick = [files[i] for i in np.linspace(0, len(files) - 1, EVIDENCE_FRAMES)
                     .round().astype(int)]
-            images = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (w, h),
-                                 interpolation=cv2.INTER_LINEAR) for f in pick]
+            images = [cv2.resize(read_rgb(f), (w, h), interpolation=cv2.INTER_LINEAR)
+                      for f in pick]
             labels = _labels(meta, pick, size)
             return images, labels, (f'{len(images)} real frames of {val}'
                                     + (' (labelled)' if labels else ''))
