@@ -87,11 +87,12 @@ def run_export(cfg: ExportConfig, echo=print) -> dict:
     pipe = build_pipeline(PipelineConfig(model=cfg.model, input_size=cfg.size,
                                          progress=cfg.progress))
     model, ref = pipe.model, pipe.segmenter
-    size = tuple(ref.input_size)
+    size = ref.input_size   # (w, h)
     echo(f'exporting {model.meta.name} at {size[0]}x{size[1]} to {cfg.out} ...')
     info = export_onnx(model, size, Path(cfg.out), temporal_extra=pipe.modules.to_extra()
                        if pipe.modules.loaded() else None)
     if 'int8' in cfg.precisions:
+        assert cfg.calibrate is not None    # _check: int8 needs calibration frames
         frames = _spread(load_clip(cfg.calibrate, None, model.meta, topic=cfg.topic).images,
                          cfg.calibrate_frames)
         echo(f'int8: calibrating on {len(frames)} frames of {cfg.calibrate} ...')
@@ -126,8 +127,10 @@ def _validation_source(cfg: ExportConfig) -> str | None:
     from vsda_ros.paths import data_dir
 
     vsource = cfg.validate or cfg.calibrate
-    if vsource is None and data_dir() and (data_dir() / 'camvid' / 'val').is_dir():
-        vsource = str(data_dir() / 'camvid' / 'val')
+    if vsource is None:
+        root = data_dir()
+        if root and (root / 'camvid' / 'val').is_dir():
+            vsource = str(root / 'camvid' / 'val')
     return vsource
 
 

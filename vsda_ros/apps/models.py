@@ -35,13 +35,13 @@ def zoo_rows() -> list[dict]:
                      'file': str(path) if path else '-', 'sha256': status,
                      'temporal_file': str(shipped.path) if shipped else '-',
                      'temporal_sha256': file_status(shipped) if shipped else '-'})
-    for name, entry in SHIPPED_MODELS.items():
-        base = ZOO[entry.base].meta
-        status = file_status(entry)
-        rows.append({'name': name, 'kind': f'adapted from {entry.base}',
+    for name, adapted in SHIPPED_MODELS.items():
+        base = ZOO[adapted.base].meta
+        status = file_status(adapted)
+        rows.append({'name': name, 'kind': f'adapted from {adapted.base}',
                      'classes': base.num_classes,
                      'native_size': 'x'.join(map(str, base.native_size)),
-                     'temporal_modules': modules(entry), 'file': str(entry.path),
+                     'temporal_modules': modules(adapted), 'file': str(adapted.path),
                      'sha256': status, 'temporal_file': '-', 'temporal_sha256': '-'})
     return rows
 
