@@ -1,4 +1,5 @@
 """``vsda eval`` on the first frames of the real CamVid clip: report keys, PDA, cost, plots."""
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,42 @@ from vsda_ros.evaluation.temporal import temporal_consistency
 
 def test_eval_writes_report_with_pda_and_cost(real_data, tmp_path):
     out = tmp_path / 'ev'
-    rc = main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--labels',
-               str(real_data / 'camvid' / 'valannot'), '--max-frames', '8', '--interval',
-               '1..3', '--temporal-weights', 'none', '--out', str(out), '--quiet'])
+    rc = main(
+        [
+            'eval',
+            '--backend',
+            'torch',
+            '--source',
+            str(real_data / 'camvid' / 'val'),
+            '--labels',
+            str(real_data / 'camvid' / 'valannot'),
+            '--max-frames',
+            '8',
+            '--interval',
+            '1..3',
+            '--temporal-weights',
+            'none',
+            '--out',
+            str(out),
+            '--quiet',
+        ]
+    )
     assert rc == 0
     r = json.loads((out / 'report.json').read_text())
     assert r['temporal_modules'] == []  # 'none': not even the modules shipped for the model
     assert [run['strategy'] for run in r['runs']] == ['per_frame', 'fusion', 'keyframe']
     for run in r['runs']:
-        assert {'miou', 'per_class_iou', 'tc', 'latency_ms', 'fps', 'frames', 'dropped',
-                'keyframe_ratio', 'weather'} <= set(run)
+        assert {
+            'miou',
+            'per_class_iou',
+            'tc',
+            'latency_ms',
+            'fps',
+            'frames',
+            'dropped',
+            'keyframe_ratio',
+            'weather',
+        } <= set(run)
         assert 40 < run['miou'] < 100 and 0 < run['tc'] <= 100
     assert r['runs'][0]['miou'] == r['runs'][1]['miou']  # untrained fusion == per-frame
     assert set(r['pda']) == {'keyframe', 'warp', 'per_frame'}
@@ -34,8 +61,20 @@ def test_eval_writes_report_with_pda_and_cost(real_data, tmp_path):
 
 
 def test_eval_bad_strategy_exits_2(real_data, tmp_path, capsys):
-    rc = main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--strategy', 'magic',
-               '--out', str(tmp_path), '--quiet'])
+    rc = main(
+        [
+            'eval',
+            '--backend',
+            'torch',
+            '--source',
+            str(real_data / 'camvid' / 'val'),
+            '--strategy',
+            'magic',
+            '--out',
+            str(tmp_path),
+            '--quiet',
+        ]
+    )
     assert rc == 2 and 'unknown strategy' in capsys.readouterr().err
 
 
@@ -61,16 +100,42 @@ def test_eval_reports_adaptive_keyframes_next_to_fixed_ones(real_data, tmp_path)
     model = load_model('espnet-camvid')
     dmnet = make_module('dmnet', width=8)
     with __import__('torch').no_grad():
-        dmnet.b.fill_(10.0)                       # D ≈ 1 everywhere: always "distorted"
-    mods = TemporalModules(dmnet=dmnet, cfnet=make_module('cfnet', out_ch=12, width=8,
-                                                          out_stride=4, guide_ch=12))
+        dmnet.b.fill_(10.0)  # D ≈ 1 everywhere: always "distorted"
+    mods = TemporalModules(
+        dmnet=dmnet, cfnet=make_module('cfnet', out_ch=12, width=8, out_stride=4, guide_ch=12)
+    )
     weights = save_checkpoint(model, tmp_path / 'tm.pt', extra=mods.to_extra())
-    args = ['eval', '--source', str(real_data / 'camvid' / 'val'), '--labels',
-            str(real_data / 'camvid' / 'valannot'), '--max-frames', '6', '--strategy',
-            'per_frame,keyframe', '--interval', '3', '--quiet']
+    args = [
+        'eval',
+        '--backend',
+        'torch',
+        '--source',
+        str(real_data / 'camvid' / 'val'),
+        '--labels',
+        str(real_data / 'camvid' / 'valannot'),
+        '--max-frames',
+        '6',
+        '--strategy',
+        'per_frame,keyframe',
+        '--interval',
+        '3',
+        '--quiet',
+    ]
     out = tmp_path / 'ev'
-    assert main(args + ['--out', str(out), '--temporal-weights', str(weights),
-                        '--distortion-threshold', '0.5']) == 0
+    assert (
+        main(
+            args
+            + [
+                '--out',
+                str(out),
+                '--temporal-weights',
+                str(weights),
+                '--distortion-threshold',
+                '0.5',
+            ]
+        )
+        == 0
+    )
     r = json.loads((out / 'report.json').read_text())
     a = r['adaptive']
     assert a['threshold'] == 0.5 and a['fixed']['interval'] == 3
@@ -79,8 +144,40 @@ def test_eval_reports_adaptive_keyframes_next_to_fixed_ones(real_data, tmp_path)
     assert a['adaptive']['miou'] == pytest.approx(r['runs'][0]['miou'])
     assert 'Adaptive keyframes' in (out / 'report.md').read_text()
 
+
 def test_eval_adaptive_keyframes_need_dmnet(real_data, tmp_path, capsys):
-    rc = main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--max-frames', '3',
-               '--strategy', 'keyframe', '--distortion-threshold', '0.5', '--quiet',
-               '--temporal-weights', 'none', '--out', str(tmp_path)])
+    rc = main(
+        [
+            'eval',
+            '--backend',
+            'torch',
+            '--source',
+            str(real_data / 'camvid' / 'val'),
+            '--max-frames',
+            '3',
+            '--strategy',
+            'keyframe',
+            '--distortion-threshold',
+            '0.5',
+            '--quiet',
+            '--temporal-weights',
+            'none',
+            '--out',
+            str(tmp_path),
+        ]
+    )
     assert rc == 2 and 'trained DMNet' in capsys.readouterr().err
+
+
+def test_eval_with_per_frame_listed_after_another_strategy(real_data, tmp_path):
+    """Defect (seen in review): ``--strategy fusion,per_frame`` ran fusion's clean run before
+    per_frame's and passed a missing agreement reference on (a TypeError); per_frame now runs
+    first whatever the order given, and every strategy gets its agreement."""
+    out = tmp_path / 'ev'
+    rc = main(['eval', '--backend', 'torch', '--source', str(real_data / 'camvid' / 'val'),
+               '--max-frames', '3', '--size', '64x48', '--strategy', 'fusion,per_frame',
+               '--out', str(out), '--quiet'])
+    assert rc == 0
+    runs = json.loads((out / 'report.json').read_text())['runs']
+    assert sorted(r['strategy'] for r in runs) == ['fusion', 'per_frame']
+    assert all('agreement' in r for r in runs), runs

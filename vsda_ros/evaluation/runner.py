@@ -260,7 +260,9 @@ class _Evaluation:
                 images, hits = degrade_clip(clip.images, spec, cfg.seed, cfg.weather_temporal)
                 wclip = replace(clip, images=images)
             transient = weather_mode(spec) == 'transient'
-            for k, name in enumerate(cfg.strategies):
+            # per_frame first (when listed): its clean predictions are every run's reference
+            order = sorted(cfg.strategies, key=lambda s: s != 'per_frame')
+            for k, name in enumerate(order):
                 res = self.run(name, wclip, f'{name} {spec or "clean"}')
                 preds = res.pop('predictions')
                 samples_ms = latencies[(str(spec or 'clean'), name)] = res.pop('latency_samples')
@@ -268,9 +270,8 @@ class _Evaluation:
                     self.clean_predictions[name] = preds
                     if name == 'per_frame':
                         reference = preds
-                # reference is None only for a strategy listed before per_frame (a TypeError
-                # in agreement, as before)
-                res.update(agreement(preds, reference, clip.num_classes))  # type: ignore[arg-type]
+                assert reference is not None  # computed above, or per_frame's clean run first
+                res.update(agreement(preds, reference, clip.num_classes))
                 runs.append(
                     run_row(
                         res,
