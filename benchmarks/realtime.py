@@ -5,7 +5,8 @@ interleaved, each twice, with the mIoU of the same configuration on the dense Ca
 Configurations, per model (``espnetv2-cityscapes``: 1024×512 camera at 15 Hz; ``espnet-camvid``:
 480×360 at 30 Hz; the network input equals the camera frame):
 
-- ``default`` — today's default node: torch fp32, ``per_frame``;
+- ``default`` — the node's default when issue 26 was filed (the baseline its targets name):
+  torch fp32, ``per_frame`` (since 2026-12-07 the node defaults to ``backend: auto``);
 - ``recommended`` — the README's real-time configuration: openvino bf16, ``keyframe`` with
   ``async_keyframes`` (the key network in a background thread), ``target_rate`` = the camera
   rate, ``num_threads`` 1 (key and foreground one core each), flow at the feature

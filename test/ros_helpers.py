@@ -23,9 +23,15 @@ def spin_until(executor: Any, predicate: Callable[[], object], timeout: float,
 
 class InProcessNode:
     """segmentation_node in this process, spinning in a thread, in a context of its own
-    (``params``: parameter overrides); :meth:`close` stops the worker and shuts it all down."""
+    (``params``: parameter overrides); :meth:`close` stops the worker and shuts it all down.
+
+    ``backend`` is ``torch`` unless ``params`` names one: these tests compare against torch
+    references and use many input sizes, each of which would cost ``auto`` (the node's
+    default) a graph export; the default itself is tested in test_node_e2e/test_auto_backend.
+    """
 
     def __init__(self, params: dict) -> None:
+        params = {'backend': 'torch', **params}
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.parameter import Parameter

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.ros
 
 def test_bench_report_accounts_for_every_frame(real_data):
     r = run_bench('espnet-camvid', real_data / 'camvid' / 'val', rate=15.0, duration=3.0,
-                  size='', warmup=2.0, frames=40)
+                  size='', warmup=2.0, frames=40, node_params={'backend': 'torch'})
     assert r['measured_sent'] == 40 and r['sent'] >= 40
     assert r['masks_received'] > 0 and r['processed'] > 0
     assert r['bad_frames'] == 0

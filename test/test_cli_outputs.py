@@ -1,6 +1,7 @@
 """Output locations of ``vsda segment``, ``vsda eval`` and ``vsda bag make`` that cannot be
 written are one line ``vsda CMD: error: …`` and exit 2, checked before any work, with nothing
 half-written left (issue 24, item 9: tracebacks, exit 1, and 10 files left behind)."""
+
 from __future__ import annotations
 
 import shutil
@@ -43,7 +44,7 @@ def test_check_output_dir_refuses_a_path_under_a_file(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError, match='is a file'):
         _common.check_output_dir(tmp_path / 'file', '--out')
     _common.check_output_dir(tmp_path / 'new' / 'deeper', '--out')  # creatable: fine
-    assert not (tmp_path / 'new').exists()                  # and nothing created
+    assert not (tmp_path / 'new').exists()  # and nothing created
     assert [p.name for p in tmp_path.iterdir()] == ['file']  # no probe file left
 
 
@@ -73,6 +74,7 @@ def test_execute_turns_os_errors_into_one_line(capsys) -> None:
 
         def fail(_args: argparse.Namespace) -> int:
             raise PermissionError(13, 'Permission denied', '/ro/out')
+
         q.set_defaults(func=fail)
         return p
 
@@ -82,33 +84,60 @@ def test_execute_turns_os_errors_into_one_line(capsys) -> None:
 
 
 @pytest.mark.parametrize('where', ['under_file', 'unwritable'])
-def test_segment_out_that_cannot_be_written(tmp_path: Path, real_data: Path, capsys,
-                                            where: str) -> None:
+def test_segment_out_that_cannot_be_written(
+    tmp_path: Path, real_data: Path, capsys, where: str
+) -> None:
     src = _frames(tmp_path, real_data)
     (tmp_path / 'file').write_text('x')
     out = tmp_path / 'file' / 'out' if where == 'under_file' else UNWRITABLE
-    rc = main(['segment', '--input', str(src), '--out', str(out), '--quiet',
-               '--size', '96x64'])
+    rc = main(
+        [
+            'segment',
+            '--backend',
+            'torch',
+            '--input',
+            str(src),
+            '--out',
+            str(out),
+            '--quiet',
+            '--size',
+            '96x64',
+        ]
+    )
     assert rc == 2
     _one_error_line(capsys.readouterr().err, 'segment')
 
 
-def test_segment_json_under_a_file_leaves_nothing(tmp_path: Path, real_data: Path,
-                                                  capsys) -> None:
+def test_segment_json_under_a_file_leaves_nothing(tmp_path: Path, real_data: Path, capsys) -> None:
     """The issue: '[Errno 17] File exists' after writing 10 output files."""
     src = _frames(tmp_path, real_data)
     (tmp_path / 'file').write_text('x')
     out = tmp_path / 'out'
-    rc = main(['segment', '--input', str(src), '--out', str(out), '--quiet',
-               '--size', '96x64', '--json', str(tmp_path / 'file' / 's.json')])
+    rc = main(
+        [
+            'segment',
+            '--backend',
+            'torch',
+            '--input',
+            str(src),
+            '--out',
+            str(out),
+            '--quiet',
+            '--size',
+            '96x64',
+            '--json',
+            str(tmp_path / 'file' / 's.json'),
+        ]
+    )
     assert rc == 2
     line = _one_error_line(capsys.readouterr().err, 'segment')
     assert 'file' in line and 'Errno 17' not in line
     assert not out.exists()
 
 
-def test_segment_json_write_failure_removes_the_outputs(tmp_path: Path, real_data: Path,
-                                                        capsys, monkeypatch) -> None:
+def test_segment_json_write_failure_removes_the_outputs(
+    tmp_path: Path, real_data: Path, capsys, monkeypatch
+) -> None:
     """A JSON write that fails after the frames were written takes them back too."""
     from vsda_ros.apps import segment
 
@@ -117,9 +146,22 @@ def test_segment_json_write_failure_removes_the_outputs(tmp_path: Path, real_dat
 
     def broken(path: Path, text: str) -> None:
         raise OSError(28, 'No space left on device', str(path))
+
     monkeypatch.setattr(segment, '_write_text', broken)
-    rc = main(['segment', '--input', str(src), '--out', str(out), '--quiet',
-               '--size', '96x64'])
+    rc = main(
+        [
+            'segment',
+            '--backend',
+            'torch',
+            '--input',
+            str(src),
+            '--out',
+            str(out),
+            '--quiet',
+            '--size',
+            '96x64',
+        ]
+    )
     assert rc == 2
     line = _one_error_line(capsys.readouterr().err, 'segment')
     assert 'No space left' in line and 'removed' in line
@@ -127,20 +169,36 @@ def test_segment_json_write_failure_removes_the_outputs(tmp_path: Path, real_dat
 
 
 @pytest.mark.parametrize('where', ['under_file', 'unwritable'])
-def test_eval_out_that_cannot_be_written(tmp_path: Path, real_data: Path, capsys,
-                                         where: str) -> None:
+def test_eval_out_that_cannot_be_written(
+    tmp_path: Path, real_data: Path, capsys, where: str
+) -> None:
     src = _frames(tmp_path, real_data)
     (tmp_path / 'file').write_text('x')
     out = tmp_path / 'file' / 'out' if where == 'under_file' else UNWRITABLE
-    rc = main(['eval', '--source', str(src), '--out', str(out), '--quiet', '--size', '96x64',
-               '--strategy', 'per_frame'])
+    rc = main(
+        [
+            'eval',
+            '--backend',
+            'torch',
+            '--source',
+            str(src),
+            '--out',
+            str(out),
+            '--quiet',
+            '--size',
+            '96x64',
+            '--strategy',
+            'per_frame',
+        ]
+    )
     assert rc == 2
     _one_error_line(capsys.readouterr().err, 'eval')
 
 
 @pytest.mark.parametrize('where', ['under_file', 'unwritable'])
-def test_bag_make_out_that_cannot_be_written(tmp_path: Path, real_data: Path, capsys,
-                                             where: str) -> None:
+def test_bag_make_out_that_cannot_be_written(
+    tmp_path: Path, real_data: Path, capsys, where: str
+) -> None:
     src = _frames(tmp_path, real_data)
     (tmp_path / 'file').write_text('x')
     out = tmp_path / 'file' / 'bag' if where == 'under_file' else UNWRITABLE
@@ -149,12 +207,21 @@ def test_bag_make_out_that_cannot_be_written(tmp_path: Path, real_data: Path, ca
     _one_error_line(capsys.readouterr().err, 'bag make')
 
 
-def test_bag_make_json_under_a_file_writes_no_bag(tmp_path: Path, real_data: Path,
-                                                  capsys) -> None:
+def test_bag_make_json_under_a_file_writes_no_bag(tmp_path: Path, real_data: Path, capsys) -> None:
     src = _frames(tmp_path, real_data)
     (tmp_path / 'file').write_text('x')
-    rc = main(['bag', 'make', str(src), '--out', str(tmp_path / 'bag'), '--quiet',
-               '--json', str(tmp_path / 'file' / 'b.json')])
+    rc = main(
+        [
+            'bag',
+            'make',
+            str(src),
+            '--out',
+            str(tmp_path / 'bag'),
+            '--quiet',
+            '--json',
+            str(tmp_path / 'file' / 'b.json'),
+        ]
+    )
     assert rc == 2
     _one_error_line(capsys.readouterr().err, 'bag make')
     assert not (tmp_path / 'bag').exists()

@@ -6,6 +6,7 @@ Bags are small synthetic ones written by the project's own writer in ``tmp_path`
 truncated video is the first 10 % of the real dashcam clip's bytes (``real_data``), made in
 ``tmp_path``.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,22 +27,30 @@ from vsda_ros.frames import Frame
 
 def check_storage(bag: Path) -> list[str]:
     from vsda_ros.data.bag_storage import check_storage as check
+
     return check(bag)
 
 
 def reading(allow_incomplete: bool = False):
     from vsda_ros.data.integrity import reading as read_log
+
     return read_log(allow_incomplete)
+
 
 H, W = 120, 160  # one rgb8 frame ≈ 58 KB: a 1 MB mcap chunk holds ~13 frames with labels
 
 
-def synthetic_bag(out: Path, n: int, storage: str = 'mcap', topic: str = '/camera/image_raw',
-                  labels: bool = True) -> Path:
+def synthetic_bag(
+    out: Path, n: int, storage: str = 'mcap', topic: str = '/camera/image_raw', labels: bool = True
+) -> Path:
     rng = np.random.default_rng(7)
-    pairs = [(Frame(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), stamp=20.0 + i / 10),
-              rng.integers(0, 12, (H, W), dtype=np.uint8) if labels else None)
-             for i in range(n)]
+    pairs = [
+        (
+            Frame(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), stamp=20.0 + i / 10),
+            rng.integers(0, 12, (H, W), dtype=np.uint8) if labels else None,
+        )
+        for i in range(n)
+    ]
     write_bag(out, pairs, storage=storage, topic=topic)
     return out
 
@@ -50,6 +59,7 @@ def raises_incomplete(match: str):
     """``pytest.raises(IncompleteInputError, match=…)`` (imported late, so that this module
     also loads — and its tests fail one by one — on code without it)."""
     from vsda_ros.data.integrity import IncompleteInputError
+
     return pytest.raises(IncompleteInputError, match=match)
 
 
@@ -136,12 +146,23 @@ def test_crc_less_mcap_damage_is_caught_by_the_message_count(tmp_path: Path) -> 
         list(BagSource(bag))
 
 
-def test_eval_refuses_a_damaged_mcap_and_allows_it_on_request(tmp_path: Path, capsys,
-                                                              real_data: Path) -> None:
+def test_eval_refuses_a_damaged_mcap_and_allows_it_on_request(
+    tmp_path: Path, capsys, real_data: Path
+) -> None:
     bag = synthetic_bag(tmp_path / 'bag', 30)
     overwrite_middle(bag, 64 * 1024)
-    args = ['eval', '--source', str(bag), '--strategy', 'per_frame', '--size', '64x48',
-            '--quiet']
+    args = [
+        'eval',
+        '--backend',
+        'torch',
+        '--source',
+        str(bag),
+        '--strategy',
+        'per_frame',
+        '--size',
+        '64x48',
+        '--quiet',
+    ]
     assert main([*args, '--out', str(tmp_path / 'e1')]) == 2
     line = one_error_line(capsys.readouterr().err, 'eval')
     assert 'damaged' in line and 'checksum mismatch' in line and '--allow-truncated' in line
@@ -170,8 +191,9 @@ def test_corrupt_sqlite_bag_is_one_clear_error(corrupt_db3: Path) -> None:
         list(BagSource(corrupt_db3))
 
 
-def test_storage_errors_while_reading_are_one_line(tmp_path: Path, corrupt_db3: Path,
-                                                   monkeypatch) -> None:
+def test_storage_errors_while_reading_are_one_line(
+    tmp_path: Path, corrupt_db3: Path, monkeypatch
+) -> None:
     """The storage reader failing mid-bag (apsw.CorruptError here) is turned into one line,
     also when the check before reading found nothing."""
     import vsda_ros.data.bags as bags
@@ -184,37 +206,80 @@ def test_storage_errors_while_reading_are_one_line(tmp_path: Path, corrupt_db3: 
     assert reads.last.problems and not reads.last.complete
 
 
-def test_segment_on_a_corrupt_sqlite_bag_leaves_nothing(tmp_path: Path, corrupt_db3: Path,
-                                                        capsys, real_data: Path) -> None:
+def test_segment_on_a_corrupt_sqlite_bag_leaves_nothing(
+    tmp_path: Path, corrupt_db3: Path, capsys, real_data: Path
+) -> None:
     out = tmp_path / 'out'
-    rc = main(['segment', '--input', str(corrupt_db3), '--out', str(out), '--size', '64x48',
-               '--quiet'])
+    rc = main(
+        [
+            'segment',
+            '--backend',
+            'torch',
+            '--input',
+            str(corrupt_db3),
+            '--out',
+            str(out),
+            '--size',
+            '64x48',
+            '--quiet',
+        ]
+    )
     assert rc == 2
     assert 'damaged' in one_error_line(capsys.readouterr().err, 'segment')
     assert written_files(out) == []
 
 
-def test_segment_removes_partial_outputs_when_reading_fails(tmp_path: Path, corrupt_db3: Path,
-                                                            capsys, monkeypatch,
-                                                            real_data: Path) -> None:
+def test_segment_removes_partial_outputs_when_reading_fails(
+    tmp_path: Path, corrupt_db3: Path, capsys, monkeypatch, real_data: Path
+) -> None:
     """Damage found only after some frames were written (the storage reader fails mid-bag):
     the files this run wrote are removed and the error line says so."""
     import vsda_ros.data.bags as bags
 
     monkeypatch.setattr(bags, 'check_storage', lambda path: [])
     out = tmp_path / 'out'
-    rc = main(['segment', '--input', str(corrupt_db3), '--out', str(out), '--size', '64x48',
-               '--quiet'])
+    rc = main(
+        [
+            'segment',
+            '--backend',
+            'torch',
+            '--input',
+            str(corrupt_db3),
+            '--out',
+            str(out),
+            '--size',
+            '64x48',
+            '--quiet',
+        ]
+    )
     assert rc == 2
     line = one_error_line(capsys.readouterr().err, 'segment')
     assert 'reading failed' in line and 'removed the' in line and 'partial output' in line
     assert written_files(out) == []
 
 
-def test_eval_and_replay_on_a_corrupt_sqlite_bag(tmp_path: Path, corrupt_db3: Path, capsys,
-                                                 real_data: Path) -> None:
-    assert main(['eval', '--source', str(corrupt_db3), '--strategy', 'per_frame', '--size',
-                 '64x48', '--out', str(tmp_path / 'e'), '--quiet']) == 2
+def test_eval_and_replay_on_a_corrupt_sqlite_bag(
+    tmp_path: Path, corrupt_db3: Path, capsys, real_data: Path
+) -> None:
+    assert (
+        main(
+            [
+                'eval',
+                '--backend',
+                'torch',
+                '--source',
+                str(corrupt_db3),
+                '--strategy',
+                'per_frame',
+                '--size',
+                '64x48',
+                '--out',
+                str(tmp_path / 'e'),
+                '--quiet',
+            ]
+        )
+        == 2
+    )
     assert 'damaged' in one_error_line(capsys.readouterr().err, 'eval')
     pytest.importorskip('rclpy')
     assert main(['replay', str(corrupt_db3), '--start-delay', '0', '--quiet']) == 2
@@ -250,7 +315,16 @@ def test_truncated_video_source(truncated_video: Path) -> None:
 
 def test_segment_truncated_video(tmp_path: Path, truncated_video: Path, capsys) -> None:
     out = tmp_path / 'out'
-    args = ['segment', '--input', str(truncated_video), '--size', '64x48', '--quiet']
+    args = [
+        'segment',
+        '--backend',
+        'torch',
+        '--input',
+        str(truncated_video),
+        '--size',
+        '64x48',
+        '--quiet',
+    ]
     assert main([*args, '--out', str(out)]) == 2
     line = one_error_line(capsys.readouterr().err, 'segment')
     assert 'truncated' in line and 'of the 221 frames' in line and '--allow-truncated' in line
@@ -265,8 +339,18 @@ def test_segment_truncated_video(tmp_path: Path, truncated_video: Path, capsys) 
 
 
 def test_eval_truncated_video(tmp_path: Path, truncated_video: Path, capsys) -> None:
-    args = ['eval', '--source', str(truncated_video), '--strategy', 'per_frame', '--size',
-            '64x48', '--quiet']
+    args = [
+        'eval',
+        '--backend',
+        'torch',
+        '--source',
+        str(truncated_video),
+        '--strategy',
+        'per_frame',
+        '--size',
+        '64x48',
+        '--quiet',
+    ]
     assert main([*args, '--out', str(tmp_path / 'e1')]) == 2
     assert 'of the 221 frames' in one_error_line(capsys.readouterr().err, 'eval')
     assert main([*args, '--out', str(tmp_path / 'e2'), '--allow-truncated']) == 0
@@ -295,7 +379,9 @@ def test_segment_refuses_output_name_collisions(tmp_path: Path, capsys) -> None:
     for name in ('f_1.png', 'f_1.jpg', 'f_2.png'):
         cv2.imwrite(str(folder / name), img)
     out = tmp_path / 'out'
-    rc = main(['segment', '--input', str(folder), '--out', str(out), '--quiet'])
+    rc = main(
+        ['segment', '--backend', 'torch', '--input', str(folder), '--out', str(out), '--quiet']
+    )
     assert rc == 2
     line = one_error_line(capsys.readouterr().err, 'segment')
     assert 'f_1.jpg' in line and 'f_1.png' in line and 'nothing was written' in line
@@ -325,8 +411,9 @@ def test_replay_prints_and_uses_the_environment_domain(tmp_path: Path, capsys) -
     pytest.importorskip('rclpy')
     domain = os.environ['ROS_DOMAIN_ID']  # the per-run domain of conftest.py
     bag = synthetic_bag(tmp_path / 'bag', 3, labels=False)
-    rc = main(['replay', str(bag), '--start-delay', '0', '--quiet', '--json',
-               str(tmp_path / 'r.json')])
+    rc = main(
+        ['replay', str(bag), '--start-delay', '0', '--quiet', '--json', str(tmp_path / 'r.json')]
+    )
     assert rc == 0
     assert f'ROS_DOMAIN_ID={domain} (from the environment)' in capsys.readouterr().out
     assert os.environ['ROS_DOMAIN_ID'] == domain
@@ -334,8 +421,9 @@ def test_replay_prints_and_uses_the_environment_domain(tmp_path: Path, capsys) -
     assert summary['domain_id'] == int(domain) and summary['published'] == 3
 
 
-@pytest.mark.parametrize('topic,suggested', [('/2cam/image', '/_2cam/image'),
-                                             ('/cam-front/image', '/cam_front/image')])
+@pytest.mark.parametrize(
+    'topic,suggested', [('/2cam/image', '/_2cam/image'), ('/cam-front/image', '/cam_front/image')]
+)
 def test_replay_invalid_topic_name(tmp_path: Path, capsys, topic: str, suggested: str) -> None:
     pytest.importorskip('rclpy')
     bag = synthetic_bag(tmp_path / 'bag', 3, topic=topic, labels=False)
@@ -343,10 +431,26 @@ def test_replay_invalid_topic_name(tmp_path: Path, capsys, topic: str, suggested
     line = one_error_line(capsys.readouterr().err, 'replay')
     assert f'{topic!r} is not a valid ROS 2 topic name' in line
     assert f'--remap {topic}:={suggested}' in line
-    assert main(['replay', str(bag), '--start-delay', '0', '--quiet', '--remap',
-                 f'{topic}:={suggested}']) == 0
-    assert main(['replay', str(bag), '--start-delay', '0', '--quiet', '--remap',
-                 f'{topic}:=/bad-name']) == 2
+    assert (
+        main(
+            [
+                'replay',
+                str(bag),
+                '--start-delay',
+                '0',
+                '--quiet',
+                '--remap',
+                f'{topic}:={suggested}',
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            ['replay', str(bag), '--start-delay', '0', '--quiet', '--remap', f'{topic}:=/bad-name']
+        )
+        == 2
+    )
     assert '--remap' in one_error_line(capsys.readouterr().err, 'replay')
 
 

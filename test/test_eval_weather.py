@@ -1,4 +1,5 @@
 """``vsda eval`` under weather, without labels, from a bag, and live through the node."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,19 @@ from vsda_ros.cli import main
 
 
 def _eval(real_data, out, *extra, labels=True):
-    args = ['eval', '--source', str(real_data / 'camvid' / 'val'), '--max-frames', '6',
-            '--out', str(out), '--quiet', *extra]
+    args = [
+        'eval',
+        '--backend',
+        'torch',
+        '--source',
+        str(real_data / 'camvid' / 'val'),
+        '--max-frames',
+        '6',
+        '--out',
+        str(out),
+        '--quiet',
+        *extra,
+    ]
     if labels:
         args += ['--labels', str(real_data / 'camvid' / 'valannot')]
     assert main(args) == 0
@@ -19,30 +31,54 @@ def _eval(real_data, out, *extra, labels=True):
 
 
 def test_weather_runs_report_and_plots(real_data, tmp_path):
-    r = _eval(real_data, tmp_path, '--strategy', 'per_frame,keyframe', '--weather', 'fog:0.9',
-              '--weather', 'night:0.9')
+    r = _eval(
+        real_data,
+        tmp_path,
+        '--strategy',
+        'per_frame,keyframe',
+        '--weather',
+        'fog:0.9',
+        '--weather',
+        'night:0.9',
+    )
     runs = {(run['weather'], run['strategy']): run for run in r['runs']}
-    assert list(runs) == [(w, s) for w in (None, 'fog:0.9', 'night:0.9')
-                          for s in ('per_frame', 'keyframe')]
+    assert list(runs) == [
+        (w, s) for w in (None, 'fog:0.9', 'night:0.9') for s in ('per_frame', 'keyframe')
+    ]
     clean = runs[(None, 'per_frame')]
     assert clean['agreement'] == pytest.approx(100.0) and clean['intensity'] == 0.0
     for (w, s), run in runs.items():
-        assert {'miou', 'per_class_iou', 'tc', 'agreement', 'latency_ms', 'fps', 'frames',
-                'dropped', 'weather_kind', 'intensity'} <= set(run)
+        assert {
+            'miou',
+            'per_class_iou',
+            'tc',
+            'agreement',
+            'latency_ms',
+            'fps',
+            'frames',
+            'dropped',
+            'weather_kind',
+            'intensity',
+        } <= set(run)
         assert set(run['latency_ms']) == {'p50', 'p95', 'p99'}
         if w is not None:  # heavy fog and deep night must cost accuracy and agreement
             assert run['miou'] < runs[(None, s)]['miou'] - 1.0
             assert run['agreement'] < 99.0
     assert r['miou'] == clean['miou'] and r['dropped'] == 0 and r['frames'] == 6
-    for name in ('per_class_iou.png', 'miou_vs_intensity.png', 'latency_hist.png',
-                 'samples.png', 'strategies.png', 'report.md'):
+    for name in (
+        'per_class_iou.png',
+        'miou_vs_intensity.png',
+        'latency_hist.png',
+        'samples.png',
+        'strategies.png',
+        'report.md',
+    ):
         assert (tmp_path / name).stat().st_size > 1000, name
     assert '## Robustness' in (tmp_path / 'report.md').read_text()
 
 
 def test_without_labels_reports_agreement_only(real_data, tmp_path):
-    r = _eval(real_data, tmp_path, '--strategy', 'keyframe', '--weather', 'rain:0.6',
-              labels=False)
+    r = _eval(real_data, tmp_path, '--strategy', 'keyframe', '--weather', 'rain:0.6', labels=False)
     assert r['labelled_frames'] == 0 and 'miou' not in r['runs'][0]
     # keyframe on clean frames vs per-frame: close but not the same (propagated frames)
     assert 50 < r['runs'][0]['agreement'] < 100
@@ -56,8 +92,20 @@ def test_weather_seed_is_deterministic(real_data, tmp_path):
 
 
 def test_bad_weather_exits_2(real_data, tmp_path, capsys):
-    rc = main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--weather', 'hail:0.5',
-               '--out', str(tmp_path), '--quiet'])
+    rc = main(
+        [
+            'eval',
+            '--backend',
+            'torch',
+            '--source',
+            str(real_data / 'camvid' / 'val'),
+            '--weather',
+            'hail:0.5',
+            '--out',
+            str(tmp_path),
+            '--quiet',
+        ]
+    )
     assert rc == 2 and 'hail' in capsys.readouterr().err
 
 
@@ -68,11 +116,29 @@ def test_eval_from_bag_matches_folder(real_data, tmp_path):
     frames = list(FrameSource(real_data / 'camvid' / 'val'))[:5]
     labels = [read_label(real_data / 'camvid' / 'valannot' / f.name) for f in frames]
     from vsda_ros.data.bag_writer import write_bag
+
     bag = tmp_path / 'clip'
     write_bag(bag, zip(frames, labels, strict=False), storage='mcap')
     folder = _eval(real_data, tmp_path / 'f', '--strategy', 'per_frame', '--max-frames', '5')
-    assert main(['eval', '--source', str(bag), '--labels', '/camera/labels', '--strategy',
-                 'per_frame', '--out', str(tmp_path / 'b'), '--quiet']) == 0
+    assert (
+        main(
+            [
+                'eval',
+                '--backend',
+                'torch',
+                '--source',
+                str(bag),
+                '--labels',
+                '/camera/labels',
+                '--strategy',
+                'per_frame',
+                '--out',
+                str(tmp_path / 'b'),
+                '--quiet',
+            ]
+        )
+        == 0
+    )
     from_bag = json.loads((tmp_path / 'b' / 'report.json').read_text())
     assert from_bag['frames'] == 5 and from_bag['labelled_frames'] == 5
     assert from_bag['miou'] == folder['miou']
@@ -90,14 +156,20 @@ def test_live_per_frame_masks_identical_to_offline(real_data):
     from vsda_ros.temporal.factory import build_strategy
 
     model = load_model('espnet-camvid')
-    clip = load_clip(str(real_data / 'camvid' / 'val'), str(real_data / 'camvid' / 'valannot'),
-                     model.meta, max_frames=5)
+    clip = load_clip(
+        str(real_data / 'camvid' / 'val'),
+        str(real_data / 'camvid' / 'valannot'),
+        model.meta,
+        max_frames=5,
+    )
     offline = evaluate_strategy(build_strategy('per_frame', Segmenter(model)), clip, False)
     cfg = EvalConfig(model='espnet-camvid', source='', out=None, rate=3.0)
     live = LiveRunner(cfg, 5).run('per_frame', clip, progress=False)
     assert live['dropped'] == 0 and live['frames'] == 5
-    assert all(np.array_equal(a, b) for a, b in zip(live['predictions'],
-                                                    offline['predictions'], strict=False))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(live['predictions'], offline['predictions'], strict=False)
+    )
     assert live['miou'] == offline['miou'] and live['tc'] == offline['tc']
     assert live['latency_ms']['p50'] > 0
     assert (live['backend'], live['precision']) == ('torch', 'fp32')  # as the node reports
@@ -115,17 +187,24 @@ def test_live_fusion_with_the_shipped_guided_block_equals_offline(real_data):
     from vsda_ros.temporal.modules import load_temporal_modules
 
     model = load_model('espnet-camvid')
-    clip = load_clip(str(real_data / 'camvid' / 'val'), str(real_data / 'camvid' / 'valannot'),
-                     model.meta, max_frames=5)
+    clip = load_clip(
+        str(real_data / 'camvid' / 'val'),
+        str(real_data / 'camvid' / 'valannot'),
+        model.meta,
+        max_frames=5,
+    )
     modules = load_temporal_modules('espnet-camvid')
     assert getattr(modules.fusion, 'uses_images', False)
-    offline = evaluate_strategy(build_strategy('fusion', Segmenter(model), modules=modules),
-                                clip, False)
+    offline = evaluate_strategy(
+        build_strategy('fusion', Segmenter(model), modules=modules), clip, False
+    )
     cfg = EvalConfig(model='espnet-camvid', source='', out=None, rate=3.0)
     live = LiveRunner(cfg, 5).run('fusion', clip, progress=False)
     assert live['dropped'] == 0 and live['frames'] == 5
-    assert all(np.array_equal(a, b) for a, b in zip(live['predictions'],
-                                                    offline['predictions'], strict=False))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(live['predictions'], offline['predictions'], strict=False)
+    )
 
 
 def test_live_node_gets_the_backend_and_precision(monkeypatch):
@@ -145,8 +224,9 @@ def test_live_node_gets_the_backend_and_precision(monkeypatch):
         yield
 
     monkeypatch.setattr(live_eval, 'node_process', fake_node_process)
-    cfg = EvalConfig(model='espnet-camvid', source='', out=None, rate=3.0, backend='openvino',
-                     precision='bf16')
+    cfg = EvalConfig(
+        model='espnet-camvid', source='', out=None, rate=3.0, backend='openvino', precision='bf16'
+    )
     with pytest.raises(RuntimeError, match='not started'):
         live_eval.LiveRunner(cfg, 5).run('keyframe', clip=None, progress=False)
     assert len(given) == 1
@@ -172,13 +252,21 @@ def test_live_node_runs_on_openvino(real_data, tmp_path, monkeypatch):
     clip = load_clip(str(real_data / 'camvid' / 'val'), None, model.meta, max_frames=4)
     seg = Segmenter(model, SegmenterConfig(input_size=(240, 180)))
     offline = evaluate_strategy(build_strategy('per_frame', seg), clip, False)
-    cfg = EvalConfig(model='espnet-camvid', source='', out=None, rate=3.0, size='240x180',
-                     backend='openvino', precision='fp32')
+    cfg = EvalConfig(
+        model='espnet-camvid',
+        source='',
+        out=None,
+        rate=3.0,
+        size='240x180',
+        backend='openvino',
+        precision='fp32',
+    )
     live = LiveRunner(cfg, 5).run('per_frame', clip, progress=False)
     assert (live['backend'], live['precision']) == ('openvino', 'fp32')
     assert live['dropped'] == 0 and len(live['predictions']) == 4
-    agree = [(a == b).mean()
-             for a, b in zip(live['predictions'], offline['predictions'], strict=False)]
+    agree = [
+        (a == b).mean() for a, b in zip(live['predictions'], offline['predictions'], strict=False)
+    ]
     assert min(agree) >= 0.999, agree
 
 
@@ -186,11 +274,33 @@ def test_live_attach_to_a_running_node(real_data, tmp_path):
     """--attach: frames go to a node that was started separately (as with ros2 launch)."""
     from vsda_ros.ros.tools.launcher import node_process
 
-    with node_process({'model': 'espnet-camvid', 'publish_overlay': False}) as proc:
-        rc = main(['eval', '--source', str(real_data / 'camvid' / 'val'), '--labels',
-                   str(real_data / 'camvid' / 'valannot'), '--max-frames', '4', '--strategy',
-                   'per_frame', '--live', '--attach', '/', '--rate', '3', '--weather',
-                   'noise:0.5', '--out', str(tmp_path), '--quiet'])
+    with node_process({'model': 'espnet-camvid', 'publish_overlay': False,
+                       'backend': 'torch'}) as proc:
+        rc = main(
+            [
+                'eval',
+                '--backend',
+                'torch',
+                '--source',
+                str(real_data / 'camvid' / 'val'),
+                '--labels',
+                str(real_data / 'camvid' / 'valannot'),
+                '--max-frames',
+                '4',
+                '--strategy',
+                'per_frame',
+                '--live',
+                '--attach',
+                '/',
+                '--rate',
+                '3',
+                '--weather',
+                'noise:0.5',
+                '--out',
+                str(tmp_path),
+                '--quiet',
+            ]
+        )
         assert proc.poll() is None
     assert rc == 0
     r = json.loads((tmp_path / 'report.json').read_text())

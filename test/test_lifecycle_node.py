@@ -38,7 +38,7 @@ from vsda_ros.ros.conversions import numpy_to_image  # noqa: E402
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
 MODEL = 'espnetv2-camvid-tsl'  # shipped with the package: no download
-PARAMS = {'model': MODEL, 'input_size': '64x48', 'publish_overlay': False,
+PARAMS = {'model': MODEL, 'input_size': '64x48', 'publish_overlay': False, 'backend': 'torch',
           'publish_confidence': False}
 FRAME = (72, 96)  # height, width of the synthetic camera frames
 NODE = '/segmentation_node'

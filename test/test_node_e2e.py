@@ -1,8 +1,10 @@
 """segmentation_node end to end over real DDS (loopback, per-run domain from conftest).
 
-The node runs as a real subprocess with espnet-camvid; this process publishes real CamVid frames
-and checks that the masks are bit-identical to :class:`Segmenter` run here with the same thread
-count, that headers and resolution are kept, that a bad frame is survived, and that
+The node runs as a real subprocess with espnet-camvid and its **default** backend and precision
+(``auto``: issue 26 item 1); this process publishes real CamVid frames and checks that the masks
+are bit-identical to the pipeline ``vsda segment`` builds with its defaults, run here with the
+same thread count and the same compiled-model cache (live = offline with the defaults on both
+sides), that headers and resolution are kept, that a bad frame is survived, and that
 ``/diagnostics`` reports the counters.
 """
 from __future__ import annotations
@@ -84,16 +86,28 @@ def frames(real_data):
 
 @pytest.fixture(scope='module')
 def reference():
+    """The segmenter ``vsda segment --model espnet-camvid`` runs with its default backend and
+    precision (built first: on a fresh cache it exports and checks the graphs, which the node
+    then loads)."""
+    import argparse
+
     import torch
 
-    from vsda_ros.inference import Segmenter
-    from vsda_ros.models.zoo import load_model
+    from vsda_ros.apps._common import add_backend_args
+    from vsda_ros.pipeline import PipelineConfig, build_pipeline
     torch.set_num_threads(THREADS)
-    return Segmenter(load_model('espnet-camvid', download=False, progress=False))
+    parser = argparse.ArgumentParser()
+    add_backend_args(parser)
+    defaults = parser.parse_args([])
+    seg = build_pipeline(PipelineConfig(model='espnet-camvid', backend=defaults.backend,
+                                        precision=defaults.precision, download=False,
+                                        progress=False)).segmenter
+    assert defaults.backend == 'auto' and seg.backend_reason.startswith('auto:')
+    return seg
 
 
 @pytest.fixture(scope='module')
-def running(real_data, tmp_path_factory):
+def running(real_data, tmp_path_factory, reference):
     """(harness, node process): the node started from a params file, matched both ways."""
     params = tmp_path_factory.mktemp('params') / 'segment.yaml'
     params.write_text('segmentation_node:\n  ros__parameters:\n    model: espnet-camvid\n'

@@ -35,7 +35,9 @@ from vsda_ros.ros.parameters import PARAMETERS  # noqa: E402
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
-NODE = [sys.executable, '-m', 'vsda_ros.ros.segmentation_node', '--ros-args']
+# backend torch: these tests are about the node's hardening, not its default backend (auto)
+NODE = [sys.executable, '-m', 'vsda_ros.ros.segmentation_node', '--ros-args', '-p',
+        'backend:=torch']
 
 
 def _env() -> dict:

@@ -24,7 +24,8 @@ _SCRIPT = Path(sys.executable).parent / 'segmentation_node'
 NODE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, '-m',
                                                  'vsda_ros.ros.segmentation_node']
 #: a small network input keeps the start (warm-up) short on 2 cores
-ARGS = ['--ros-args', '-p', 'model:=espnet-camvid', '-p', 'input_size:=240x176']
+ARGS = ['--ros-args', '-p', 'model:=espnet-camvid', '-p', 'input_size:=240x176', '-p',
+        'backend:=torch']
 
 
 def _env(real_data: Path) -> dict[str, str]:

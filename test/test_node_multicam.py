@@ -40,6 +40,7 @@ def system(real_data, tmp_path_factory):
     from vsda_ros.ros.tools.launcher import node_process
     assert os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
     params = {'model': 'espnet-camvid', 'input_size': '240x180', 'strategy': 'keyframe',
+              'backend': 'torch',
               'keyframe_interval': 3,
               'image_topics': ['/cam_a/image_raw', '/cam_b/image_raw/compressed']}
     log = open(tmp_path_factory.mktemp('mc') / 'node.log', 'w+')

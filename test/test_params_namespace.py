@@ -28,7 +28,8 @@ pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
 SEGMENT_YAML = REPO / 'config' / 'segment.yaml'
 #: values that differ from the node's defaults (per_frame, 5, 0.5)
-OVERRIDES = {'strategy': 'keyframe', 'keyframe_interval': 7, 'overlay_alpha': 0.25}
+OVERRIDES = {'strategy': 'keyframe', 'keyframe_interval': 7, 'overlay_alpha': 0.25,
+             'backend': 'torch'}
 
 
 def _config_key() -> str:

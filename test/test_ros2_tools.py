@@ -35,7 +35,7 @@ COPY_IGNORE = shutil.ignore_patterns('.venv', '.git', 'build', 'install', 'log',
                                      '.mypy_cache', '.ruff_cache')
 SHIPPED_MODEL = 'espnetv2-camvid-tsl'  # in the package: starts without any download
 PARAMS = {'strategy': 'per_frame', 'input_size': '240x176', 'keyframe_interval': 7,
-          'overlay_alpha': 0.25}
+          'overlay_alpha': 0.25, 'backend': 'torch'}
 TRACEBACK = 'Traceback (most recent call last)'
 
 

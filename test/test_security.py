@@ -5,6 +5,7 @@ that ran code leaves the marker behind. Every load must refuse such a file with 
 :class:`~vsda_ros.models.safe_load.ModelLoadError` that names it — and never repeat torch's
 advice to retry with ``weights_only=False``.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,13 @@ def _small_model():
 
 def test_no_unsafe_loads_in_the_sources():
     """Every torch file is read through safe_torch_load; no pickle, no allow_pickle."""
-    unsafe = ('torch.load(', 'weights_only=False', 'pickle.load', 'allow_pickle=True',
-              'torch.jit.load(')
+    unsafe = (
+        'torch.load(',
+        'weights_only=False',
+        'pickle.load',
+        'allow_pickle=True',
+        'torch.jit.load(',
+    )
     offenders = []
     for folder in ('vsda_ros', 'benchmarks'):
         for path in sorted((ROOT / folder).rglob('*.py')):
@@ -74,6 +80,7 @@ def test_no_unsafe_loads_in_the_sources():
 
 
 # -- checkpoints and weights ----------------------------------------------------------------------
+
 
 def test_evil_checkpoint_is_refused_without_running_code(tmp_path):
     path = tmp_path / 'evil.pt'
@@ -94,9 +101,10 @@ def test_evil_zoo_weights_file_is_refused(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize('content, what', [
-    (b'', 'empty'), (b'hello world, not a torch file', 'not a PyTorch'),
-    (None, 'truncated')])
+@pytest.mark.parametrize(
+    'content, what',
+    [(b'', 'empty'), (b'hello world, not a torch file', 'not a PyTorch'), (None, 'truncated')],
+)
 def test_corrupt_or_truncated_checkpoint(tmp_path, content, what):
     path = tmp_path / 'bad.pt'
     if content is None:
@@ -125,17 +133,22 @@ def _ckpt_with_meta(tmp_path: Path, edit) -> Path:
     return path
 
 
-@pytest.mark.parametrize('edit, expected', [
-    (lambda c: [c['meta'].pop('name'), c['meta'].pop('arch')],
-     "missing meta field(s): 'name', 'arch'"),
-    (lambda c: c['meta'].update(colour='red'), "unknown meta field(s): 'colour'"),
-    (lambda c: c['meta'].update(classes='road'), "meta field 'classes'"),
-    (lambda c: c['meta'].update(native_size=[480]), "meta field 'native_size'"),
-    (lambda c: c['meta'].update(arch='resnet'), "unknown architecture 'resnet'"),
-    (lambda c: c['meta'].update(arch_args={'num_outputs': 12, 'wings': 2}), 'arch_args'),
-    (lambda c: c.update(meta=[1, 2]), 'meta is not a dict'),
-    (lambda c: c.pop('state_dict'), "no 'state_dict'"),
-])
+@pytest.mark.parametrize(
+    'edit, expected',
+    [
+        (
+            lambda c: [c['meta'].pop('name'), c['meta'].pop('arch')],
+            "missing meta field(s): 'name', 'arch'",
+        ),
+        (lambda c: c['meta'].update(colour='red'), "unknown meta field(s): 'colour'"),
+        (lambda c: c['meta'].update(classes='road'), "meta field 'classes'"),
+        (lambda c: c['meta'].update(native_size=[480]), "meta field 'native_size'"),
+        (lambda c: c['meta'].update(arch='resnet'), "unknown architecture 'resnet'"),
+        (lambda c: c['meta'].update(arch_args={'num_outputs': 12, 'wings': 2}), 'arch_args'),
+        (lambda c: c.update(meta=[1, 2]), 'meta is not a dict'),
+        (lambda c: c.pop('state_dict'), "no 'state_dict'"),
+    ],
+)
 def test_bad_meta_is_one_clear_line(tmp_path, edit, expected):
     path = _ckpt_with_meta(tmp_path, edit)
     with pytest.raises(ModelLoadError) as err:
@@ -151,6 +164,7 @@ def test_state_dict_that_does_not_fit_the_architecture(tmp_path):
         sd['extra.weight'] = torch.zeros(1)
         key = next(k for k, v in sd.items() if v.ndim == 4)
         sd[key] = torch.zeros(1, 1, 1, 1)
+
     path = _ckpt_with_meta(tmp_path, edit)
     with pytest.raises(ModelLoadError) as err:
         load_model(str(path))
@@ -179,15 +193,24 @@ def test_bad_temporal_weights_file(tmp_path):
     _assert_clean(err.value, evil)
     assert not marker.exists()
 
-    bad = save_checkpoint(_small_model(), tmp_path / 'bad_temporal.pt',
-                          extra={'temporal': {'fusion': {'args': {'num_classes': 11},
-                                                         'state_dict': {'w': torch.zeros(1)}}}})
+    bad = save_checkpoint(
+        _small_model(),
+        tmp_path / 'bad_temporal.pt',
+        extra={
+            'temporal': {
+                'fusion': {'args': {'num_classes': 11}, 'state_dict': {'w': torch.zeros(1)}}
+            }
+        },
+    )
     with pytest.raises(ModelLoadError, match='fusion') as err:
         load_temporal_modules(str(model), str(bad))
     _assert_clean(err.value, bad)
 
-    odd = save_checkpoint(_small_model(), tmp_path / 'odd_temporal.pt',
-                          extra={'temporal': {'warp': {'args': {}, 'state_dict': {}}}})
+    odd = save_checkpoint(
+        _small_model(),
+        tmp_path / 'odd_temporal.pt',
+        extra={'temporal': {'warp': {'args': {}, 'state_dict': {}}}},
+    )
     with pytest.raises(ModelLoadError, match="unknown temporal module 'warp'") as err:
         load_temporal_modules(str(model), str(odd))
     _assert_clean(err.value, odd)
@@ -200,9 +223,28 @@ def test_cli_segment_with_an_evil_checkpoint_exits_2_with_one_line(tmp_path):
     model = tmp_path / 'evil.pt'
     marker = _evil_file(model, {'format': FORMAT})
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, '-m', 'vsda_ros', 'segment', '--model', str(model),
-                           '--input', str(frames), '--out', str(tmp_path / 'out'), '--quiet'],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'vsda_ros',
+            'segment',
+            '--backend',
+            'torch',
+            '--model',
+            str(model),
+            '--input',
+            str(frames),
+            '--out',
+            str(tmp_path / 'out'),
+            '--quiet',
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
@@ -218,14 +260,27 @@ def test_cli_segment_with_missing_meta_exits_2(tmp_path, capsys):
     frames.mkdir()
     cv2.imwrite(str(frames / 'f_00001.png'), np.zeros((48, 64, 3), np.uint8))
     path = _ckpt_with_meta(tmp_path, lambda c: c['meta'].pop('arch'))
-    rc = cli.main(['segment', '--model', str(path), '--input', str(frames),
-                   '--out', str(tmp_path / 'out'), '--quiet'])
+    rc = cli.main(
+        [
+            'segment',
+            '--backend',
+            'torch',
+            '--model',
+            str(path),
+            '--input',
+            str(frames),
+            '--out',
+            str(tmp_path / 'out'),
+            '--quiet',
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "missing meta field(s): 'arch'" in err
     _assert_clean(err, path)
 
 
 # -- adaptation resume state ----------------------------------------------------------------------
+
 
 @pytest.fixture(scope='module')
 def synthetic(tmp_path_factory):
@@ -238,10 +293,23 @@ def _adapt_cfg(synthetic, out: Path, iterations: int):
     from vsda_ros.adaptation.config import AdaptConfig
 
     r = synthetic['root']
-    return AdaptConfig(recipe='tps', model=synthetic['model'], target=[str(r / 'target')],
-                       out=str(out), iterations=iterations, batch=1, crop=(64, 48), height=72,
-                       threads=1, seed=4, save_every=1, confidence=0.0, clip_frames=2,
-                       lr=1e-3, eval_every=0)
+    return AdaptConfig(
+        recipe='tps',
+        model=synthetic['model'],
+        target=[str(r / 'target')],
+        out=str(out),
+        iterations=iterations,
+        batch=1,
+        crop=(64, 48),
+        height=72,
+        threads=1,
+        seed=4,
+        save_every=1,
+        confidence=0.0,
+        clip_frames=2,
+        lr=1e-3,
+        eval_every=0,
+    )
 
 
 def test_evil_resume_state_is_refused_without_running_code(synthetic, tmp_path):

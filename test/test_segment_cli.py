@@ -1,4 +1,5 @@
 """``vsda segment`` end to end on real frames, and the accuracy floors on real labels."""
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,36 @@ def test_parse_size():
 
 
 def test_unknown_model_is_a_clear_error(tmp_path, capsys, real_data):
-    rc = main(['segment', '--model', 'nope', '--input', str(real_data / 'camvid' / 'val'),
-               '--out', str(tmp_path), '--quiet'])
+    rc = main(
+        [
+            'segment',
+            '--backend',
+            'torch',
+            '--model',
+            'nope',
+            '--input',
+            str(real_data / 'camvid' / 'val'),
+            '--out',
+            str(tmp_path),
+            '--quiet',
+        ]
+    )
     assert rc == 2
     assert 'unknown model' in capsys.readouterr().err
 
 
 def test_missing_input_is_a_clear_error(tmp_path, capsys):
-    rc = main(['segment', '--input', str(tmp_path / 'none'), '--out', str(tmp_path / 'o')])
+    rc = main(
+        [
+            'segment',
+            '--backend',
+            'torch',
+            '--input',
+            str(tmp_path / 'none'),
+            '--out',
+            str(tmp_path / 'o'),
+        ]
+    )
     assert rc == 2 and 'does not exist' in capsys.readouterr().err
 
 
@@ -34,8 +57,22 @@ def test_outputs_on_a_video(tmp_path, real_data):
     video = real_data / 'video' / 'solidWhiteRight.mp4'
     if not video.is_file():
         pytest.skip(f'dashcam video not found in VSDA_DATA_DIR ({real_data})')
-    rc = main(['segment', '--model', 'espnet-camvid', '--input', str(video), '--out',
-               str(tmp_path), '--max-frames', '3', '--quiet'])
+    rc = main(
+        [
+            'segment',
+            '--backend',
+            'torch',
+            '--model',
+            'espnet-camvid',
+            '--input',
+            str(video),
+            '--out',
+            str(tmp_path),
+            '--max-frames',
+            '3',
+            '--quiet',
+        ]
+    )
     assert rc == 0
     labels = sorted((tmp_path / 'labels').glob('*.png'))
     assert [p.name for p in labels] == [f'solidWhiteRight_{i:06d}.png' for i in range(3)]
@@ -51,19 +88,39 @@ def test_outputs_on_a_video(tmp_path, real_data):
 
 
 @pytest.mark.data
-@pytest.mark.parametrize('model,extra,floor', [
-    ('espnet-camvid', [], 65.0),
-    ('espnetv2-cityscapes', ['--size', '480x360', '--map', 'cityscapes-camvid'], 50.0),
-])
+@pytest.mark.parametrize(
+    'model,extra,floor',
+    [
+        ('espnet-camvid', [], 65.0),
+        ('espnetv2-cityscapes', ['--size', '480x360', '--map', 'cityscapes-camvid'], 50.0),
+    ],
+)
 def test_accuracy_floor_on_camvid_val(tmp_path, real_data, model, extra, floor):
     """The issue's floors on the 61-frame real CamVid val clip (11 classes, void ignored)."""
     out = tmp_path / 'out'
-    rc = main(['segment', '--model', model, '--input', str(real_data / 'camvid' / 'val'),
-               '--labels', str(real_data / 'camvid' / 'valannot'), '--out', str(out),
-               '--json', str(tmp_path / 's.json'), '--no-overlay', '--quiet', *extra])
+    rc = main(
+        [
+            'segment',
+            '--backend',
+            'torch',
+            '--model',
+            model,
+            '--input',
+            str(real_data / 'camvid' / 'val'),
+            '--labels',
+            str(real_data / 'camvid' / 'valannot'),
+            '--out',
+            str(out),
+            '--json',
+            str(tmp_path / 's.json'),
+            '--no-overlay',
+            '--quiet',
+            *extra,
+        ]
+    )
     assert rc == 0
     summary = json.loads((tmp_path / 's.json').read_text())
-    print(f"{model}: mIoU {summary['miou']:.2f} on {summary['frames']} frames")
+    print(f'{model}: mIoU {summary["miou"]:.2f} on {summary["frames"]} frames')
     assert summary['frames'] == 61
     assert len(summary['per_class_iou']) == 11
     assert summary['miou'] >= floor
@@ -77,10 +134,40 @@ def test_segment_reads_a_bag_like_the_folder_it_came_from(real_data, tmp_path):
 
     frames = list(FrameSource(real_data / 'camvid' / 'val'))[:2]
     write_bag(tmp_path / 'bag', ((f, None) for f in frames), storage='sqlite3')
-    assert main(['segment', '--input', str(tmp_path / 'bag'), '--out', str(tmp_path / 'b'),
-                 '--no-overlay', '--quiet']) == 0
-    assert main(['segment', '--input', str(real_data / 'camvid' / 'val'), '--max-frames', '2',
-                 '--out', str(tmp_path / 'f'), '--no-overlay', '--quiet']) == 0
+    assert (
+        main(
+            [
+                'segment',
+                '--backend',
+                'torch',
+                '--input',
+                str(tmp_path / 'bag'),
+                '--out',
+                str(tmp_path / 'b'),
+                '--no-overlay',
+                '--quiet',
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                'segment',
+                '--backend',
+                'torch',
+                '--input',
+                str(real_data / 'camvid' / 'val'),
+                '--max-frames',
+                '2',
+                '--out',
+                str(tmp_path / 'f'),
+                '--no-overlay',
+                '--quiet',
+            ]
+        )
+        == 0
+    )
     for i, f in enumerate(frames):
         from_bag = cv2.imread(str(tmp_path / 'b' / 'labels' / f'{i:06d}.png'), 0)
         from_folder = cv2.imread(str(tmp_path / 'f' / 'labels' / f.name), 0)

@@ -1,6 +1,7 @@
 """``vsda segment``: what is not scored follows the label set, and the overlay video plays at the
 source's rate. A tiny ESPNet with the 19 Cityscapes classes, rigged to call every pixel
 *person* (train id 11), on synthetic 64×32 frames: no real data, a few seconds."""
+
 from __future__ import annotations
 
 import copy
@@ -28,10 +29,14 @@ def person_model(tmp_path_factory) -> Path:
     from vsda_ros.models.zoo import ZOO, build
 
     city = ZOO['espnetv2-cityscapes'].meta
-    meta = dataclasses.replace(copy.deepcopy(ZOO['espnet-camvid'].meta), name='person19',
-                               classes=list(city.classes), palette=list(city.palette),
-                               native_size=(W, H),
-                               arch_args={'num_outputs': 20, 'b1_skip': True})
+    meta = dataclasses.replace(
+        copy.deepcopy(ZOO['espnet-camvid'].meta),
+        name='person19',
+        classes=list(city.classes),
+        palette=list(city.palette),
+        native_size=(W, H),
+        arch_args={'num_outputs': 20, 'b1_skip': True},
+    )
     torch.manual_seed(0)
     net = build(meta).eval()
     bn = next(m for m in net.net.conv.modules() if isinstance(m, torch.nn.BatchNorm2d))
@@ -56,8 +61,24 @@ def _folder(path: Path, n: int) -> Path:
 
 
 def _segment(model: Path, source: Path, out: Path, *extra: str) -> dict:
-    assert main(['segment', '--model', str(model), '--input', str(source), '--out', str(out),
-                 '--quiet', *extra]) == 0
+    assert (
+        main(
+            [
+                'segment',
+                '--backend',
+                'torch',
+                '--model',
+                str(model),
+                '--input',
+                str(source),
+                '--out',
+                str(out),
+                '--quiet',
+                *extra,
+            ]
+        )
+        == 0
+    )
     return json.loads((out / 'summary.json').read_text())
 
 
@@ -122,8 +143,9 @@ def test_overlay_video_plays_at_the_bag_rate(person_model, tmp_path):
     from vsda_ros.data.bag_writer import write_bag
     from vsda_ros.frames import Frame
 
-    frames = [Frame(image, stamp=100.0 + i / 5, name=f'{i:06d}.png')
-              for i, image in enumerate(_frames(4))]
+    frames = [
+        Frame(image, stamp=100.0 + i / 5, name=f'{i:06d}.png') for i, image in enumerate(_frames(4))
+    ]
     write_bag(tmp_path / 'clip', ((f, None) for f in frames))
     _segment(person_model, tmp_path / 'clip', tmp_path / 'out')
     assert _video_rate(tmp_path / 'out' / 'overlay.mp4') == (pytest.approx(5.0, abs=0.01), 4)

@@ -1,4 +1,5 @@
 """Transient degradations (``vsda_ros.weather.transient``) and ``vsda eval --transient``."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,41 +33,48 @@ def scene(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
 
 def camvid_frame(real_data) -> np.ndarray:
     from vsda_ros.data.sources import read_rgb
+
     return read_rgb(sorted((real_data / 'camvid' / 'val').glob('*.png'))[0])
 
 
 # -- parsing -------------------------------------------------------------------------------------
 
+
 def test_parse_good_inputs_and_text_form():
     spec = parse_transient('rain:0.6:0.3')
     assert spec == TransientSpec('rain', 0.6, 0.3)
     assert str(spec) == 'transient:rain:0.6:0.3' and spec.label == 'rain:0.6 transient p0.3'
-    assert parse_transient(str(spec)) == spec                     # the str form parses back
+    assert parse_transient(str(spec)) == spec  # the str form parses back
     assert parse_transient(' WIPER : 1 : 1 ') == TransientSpec('wiper', 1.0, 1.0)
     assert parse_transient('jpeg:0:0.5').intensity == 0.0
     assert [s.kind for s in parse_transient_list('all:0.6:0.3')] == list(WEATHER_KINDS)
     assert {(s.intensity, s.prob) for s in parse_transient_list('all:0.6:0.3')} == {(0.6, 0.3)}
     assert parse_transient_list('exposure:0.5:0.2,jpeg:0.9:0.1') == [
-        TransientSpec('exposure', 0.5, 0.2), TransientSpec('jpeg', 0.9, 0.1)]
+        TransientSpec('exposure', 0.5, 0.2),
+        TransientSpec('jpeg', 0.9, 0.1),
+    ]
     assert TRANSIENT_KINDS == WEATHER_KINDS + ('wiper', 'exposure', 'jpeg')
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.prob = 0.5
 
 
-@pytest.mark.parametrize('text, message', [
-    ('hail:0.5:0.2', "unknown transient kind 'hail'"),
-    ('rain:1.5:0.2', 'intensity 1.5 is outside [0, 1]'),
-    ('rain:-0.1:0.2', 'outside [0, 1]'),
-    ('rain:0.5:0', 'probability 0 is outside (0, 1]'),
-    ('rain:0.5:1.2', 'probability 1.2 is outside (0, 1]'),
-    ('rain:abc:0.2', 'not a number'),
-    ('rain:0.5:nan', 'outside (0, 1]'),
-    ('rain', 'expected KIND:INTENSITY:PROB'),
-    ('rain:0.6', 'expected KIND:INTENSITY:PROB'),
-    ('rain:0.6:0.3:0.1', 'expected KIND:INTENSITY:PROB'),
-    ('rain::0.3', 'expected KIND:INTENSITY:PROB'),
-    ('', 'expected KIND:INTENSITY:PROB'),
-])
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        ('hail:0.5:0.2', "unknown transient kind 'hail'"),
+        ('rain:1.5:0.2', 'intensity 1.5 is outside [0, 1]'),
+        ('rain:-0.1:0.2', 'outside [0, 1]'),
+        ('rain:0.5:0', 'probability 0 is outside (0, 1]'),
+        ('rain:0.5:1.2', 'probability 1.2 is outside (0, 1]'),
+        ('rain:abc:0.2', 'not a number'),
+        ('rain:0.5:nan', 'outside (0, 1]'),
+        ('rain', 'expected KIND:INTENSITY:PROB'),
+        ('rain:0.6', 'expected KIND:INTENSITY:PROB'),
+        ('rain:0.6:0.3:0.1', 'expected KIND:INTENSITY:PROB'),
+        ('rain::0.3', 'expected KIND:INTENSITY:PROB'),
+        ('', 'expected KIND:INTENSITY:PROB'),
+    ],
+)
 def test_parse_bad_inputs_one_line_errors(text, message):
     for parse in (parse_transient, parse_transient_list):
         with pytest.raises(ValueError) as err:
@@ -90,8 +98,10 @@ def test_unknown_kind_lists_the_known_ones_and_all_needs_the_list_parser():
 
 # -- the sequence --------------------------------------------------------------------------------
 
-def run(spec: TransientSpec, frames: list[np.ndarray], seed: int = 0
-        ) -> tuple[list[np.ndarray], list[bool]]:
+
+def run(
+    spec: TransientSpec, frames: list[np.ndarray], seed: int = 0
+) -> tuple[list[np.ndarray], list[bool]]:
     seq = TransientSequence(spec, seed=seed)
     return [seq(f) for f in frames], seq.hits
 
@@ -149,7 +159,7 @@ def test_unhit_frames_are_bit_identical_and_hit_frames_change(kind):
     out, hits = run(TransientSpec(kind, 0.8, 0.4), frames, seed=2)
     assert any(hits) and not all(hits)
     for f, b, o, hit in zip(frames, before, out, hits, strict=False):
-        assert np.array_equal(f, b)                          # the input is never modified
+        assert np.array_equal(f, b)  # the input is never modified
         assert o.dtype == np.uint8 and o.shape == f.shape and o is not f
         if hit:
             assert not np.array_equal(o, f)
@@ -167,10 +177,11 @@ def test_bad_frames_and_specs_raise():
         seq(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ValueError, match='H×W×3'):
         seq(np.zeros((8, 8), np.uint8))
-    assert seq.frame_index == 0                              # a rejected frame is not counted
+    assert seq.frame_index == 0  # a rejected frame is not counted
 
 
 # -- the effects ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize('kind', TRANSIENT_KINDS)
 def test_intensity_zero_is_an_exact_copy(kind):
@@ -184,8 +195,9 @@ def test_intensity_zero_is_an_exact_copy(kind):
 @pytest.mark.parametrize('kind', WEATHER_KINDS)
 def test_weather_kinds_are_the_single_frame_weather(kind):
     img = scene()
-    assert np.array_equal(apply_transient(img, kind, 0.6, seed=4),
-                          apply_weather(img, WeatherSpec(kind, 0.6), seed=4))
+    assert np.array_equal(
+        apply_transient(img, kind, 0.6, seed=4), apply_weather(img, WeatherSpec(kind, 0.6), seed=4)
+    )
 
 
 def _changed(a: np.ndarray, b: np.ndarray, by: int = 20) -> float:
@@ -207,34 +219,50 @@ def test_new_effects_change_a_real_frame(real_data, kind):
 def test_new_effects_grow_with_intensity():
     img = scene(96, 128)
     for kind in TRANSIENT_ONLY_KINDS:
-        means = [np.mean([np.abs(apply_transient(img, kind, x, s).astype(np.int16) - img).mean()
-                          for s in range(6)]) for x in (0.2, 0.6, 1.0)]
+        means = [
+            np.mean(
+                [
+                    np.abs(apply_transient(img, kind, x, s).astype(np.int16) - img).mean()
+                    for s in range(6)
+                ]
+            )
+            for x in (0.2, 0.6, 1.0)
+        ]
         assert means[0] < means[1] < means[2], (kind, means)
 
 
 def test_exposure_jumps_both_ways():
     from vsda_ros.weather.fields import luminance, to_linear
+
     img = scene(48, 64)
     base = luminance(to_linear(img)).mean()
-    ratios = [luminance(to_linear(apply_transient(img, 'exposure', 0.6, s))).mean() / base
-              for s in range(12)]
+    ratios = [
+        luminance(to_linear(apply_transient(img, 'exposure', 0.6, s))).mean() / base
+        for s in range(12)
+    ]
     assert any(r > 1.5 for r in ratios) and any(r < 0.6 for r in ratios)
     assert all(r > 1.5 or r < 0.6 for r in ratios)
 
 
 def test_jpeg_quality_and_damaged_rows():
     from vsda_ros.weather.effects import MACROBLOCK, jpeg_quality
+
     assert jpeg_quality(0.0) == 95 and jpeg_quality(1.0) == 2
-    assert [jpeg_quality(x) for x in (0.3, 0.6)] == sorted([jpeg_quality(x)
-                                                           for x in (0.3, 0.6)], reverse=True)
+    assert [jpeg_quality(x) for x in (0.3, 0.6)] == sorted(
+        [jpeg_quality(x) for x in (0.3, 0.6)], reverse=True
+    )
     img = scene(96, 128)
     # at 1.0 some macroblock rows are replaced wholesale: some 16-row band far off the input
     out = apply_transient(img, 'jpeg', 1.0, seed=0)
-    band_err = [np.abs(out[y:y + MACROBLOCK].astype(np.int16) - img[y:y + MACROBLOCK]).mean()
-                for y in range(0, 96, MACROBLOCK)]
+    band_err = [
+        np.abs(out[y : y + MACROBLOCK].astype(np.int16) - img[y : y + MACROBLOCK]).mean()
+        for y in range(0, 96, MACROBLOCK)
+    ]
     low = apply_transient(img, 'jpeg', 0.3, seed=0)
-    low_err = [np.abs(low[y:y + MACROBLOCK].astype(np.int16) - img[y:y + MACROBLOCK]).mean()
-               for y in range(0, 96, MACROBLOCK)]
+    low_err = [
+        np.abs(low[y : y + MACROBLOCK].astype(np.int16) - img[y : y + MACROBLOCK]).mean()
+        for y in range(0, 96, MACROBLOCK)
+    ]
     assert max(band_err) > 2 * max(low_err)
 
 
@@ -242,43 +270,62 @@ def test_preview_grid_shows_the_transient_kinds(tmp_path):
     import cv2
 
     from vsda_ros.weather.preview import render_grid
-    out = render_grid(scene(48, 64), tmp_path / 'grid.png', intensities=(0.5, 1.0),
-                      kinds=TRANSIENT_ONLY_KINDS, cell_width=64)
+
+    out = render_grid(
+        scene(48, 64),
+        tmp_path / 'grid.png',
+        intensities=(0.5, 1.0),
+        kinds=TRANSIENT_ONLY_KINDS,
+        cell_width=64,
+    )
     grid = cv2.imread(str(out))
     assert grid is not None and grid.shape[0] > 3 * 48
 
 
 # -- the report ----------------------------------------------------------------------------------
 
+
 def _clip(labels: list, images: list):
     from vsda_ros.evaluation.temporal import Clip
+
     return Clip(images, labels, 10.0, 3, ['a', 'b', 'c'], ignore_index=3)
 
 
 def test_hit_split_scores_hit_and_unhit_frames_apart():
     from vsda_ros.evaluation.report import hit_split
+
     rng = np.random.default_rng(0)
     labels = [rng.integers(0, 3, (8, 8)).astype(np.uint8) for _ in range(5)]
     hits = [False, True, False, True, False]
     preds = [lab if not h else (lab + 1) % 3 for lab, h in zip(labels, hits, strict=False)]
     images = [scene(8, 8)] * 5
     out = hit_split(preds, _clip(labels, images), hits)
-    assert out == {'hit_frames': 2, 'hit_labelled_frames': 2, 'miou_hit': 0.0,
-                   'miou_unhit': 100.0}
-    sparse = [labels[0], None, None, None, labels[4]]            # no labelled frame was hit
+    assert out == {'hit_frames': 2, 'hit_labelled_frames': 2, 'miou_hit': 0.0, 'miou_unhit': 100.0}
+    sparse = [labels[0], None, None, None, labels[4]]  # no labelled frame was hit
     out = hit_split(preds, _clip(sparse, images), hits)
     assert out['hit_frames'] == 2 and out['hit_labelled_frames'] == 0
     assert out['miou_hit'] is None and out['miou_unhit'] == 100.0
     out = hit_split(preds, _clip([None] * 5, images), hits)
-    assert out == {'hit_frames': 2, 'hit_labelled_frames': 0}   # no labels: no mIoU keys
+    assert out == {'hit_frames': 2, 'hit_labelled_frames': 0}  # no labels: no mIoU keys
     with pytest.raises(ValueError):
         hit_split(preds[:3], _clip(labels, images), hits)
 
 
 def _row(weather, strategy, miou, **kw):
-    return {'weather': weather, 'strategy': strategy, 'miou': miou, 'agreement': 90.0,
-            'tc': 80.0, 'mean_ms': 10.0, 'fps': 10.0, 'keyframe_ratio': 1.0, 'dropped': 0,
-            'frames': 6, 'latency_ms': {'p50': 10.0, 'p95': 11.0, 'p99': 12.0}, **kw}
+    return {
+        'weather': weather,
+        'strategy': strategy,
+        'miou': miou,
+        'agreement': 90.0,
+        'tc': 80.0,
+        'mean_ms': 10.0,
+        'fps': 10.0,
+        'keyframe_ratio': 1.0,
+        'dropped': 0,
+        'frames': 6,
+        'latency_ms': {'p50': 10.0, 'p95': 11.0, 'p99': 12.0},
+        **kw,
+    }
 
 
 def test_rows_tables_and_plots_label_transient_runs(tmp_path):
@@ -286,9 +333,13 @@ def test_rows_tables_and_plots_label_transient_runs(tmp_path):
     from vsda_ros.evaluation.report import markdown, run_label, run_row
 
     res = {'strategy': 'per_frame', 'miou': 40.0}
-    row = run_row(dict(res), TransientSpec('rain', 0.6, 0.3), [10.0], True,
-                  {'hit_frames': 2, 'hit_labelled_frames': 2, 'miou_hit': 30.0,
-                   'miou_unhit': 45.0})
+    row = run_row(
+        dict(res),
+        TransientSpec('rain', 0.6, 0.3),
+        [10.0],
+        True,
+        {'hit_frames': 2, 'hit_labelled_frames': 2, 'miou_hit': 30.0, 'miou_unhit': 45.0},
+    )
     assert row['weather'] == 'transient:rain:0.6:0.3' and row['weather_mode'] == 'transient'
     assert row['transient_prob'] == 0.3 and row['weather_kind'] == 'rain'
     assert run_label(row) == 'rain:0.6 transient p0.3'
@@ -297,40 +348,79 @@ def test_rows_tables_and_plots_label_transient_runs(tmp_path):
     assert run_row(dict(res), WeatherSpec('fog', 0.6), [1.0], False)['weather_mode'] == 'iid'
     assert 'transient_prob' not in run_row(dict(res), WeatherSpec('fog', 0.6), [1.0])
 
-    trans = dict(weather_kind='rain', intensity=0.6, weather_mode='transient',
-                 transient_prob=0.3, hit_frames=2, hit_labelled_frames=2, miou_hit=30.0,
-                 miou_unhit=45.0)
-    runs = [_row(None, 'per_frame', 50.0, weather_kind=None, intensity=0.0,
-                 weather_mode='clean'),
-            _row('rain:0.6', 'per_frame', 35.0, weather_kind='rain', intensity=0.6,
-                 weather_mode='temporal'),
-            _row('transient:rain:0.6:0.3', 'per_frame', 40.0, **trans),
-            _row('transient:wiper:0.8:0.2', 'per_frame', 47.0,
-                 **{**trans, 'weather_kind': 'wiper', 'intensity': 0.8,
-                    'transient_prob': 0.2})]
-    report = {'model': 'm', 'source': 's', 'frames': 6, 'labelled_frames': 6,
-              'mode': 'offline', 'temporal_modules': [], 'keyframe_interval': 5,
-              'weather_temporal': True, 'seed': 0, 'runs': runs}
+    trans = dict(
+        weather_kind='rain',
+        intensity=0.6,
+        weather_mode='transient',
+        transient_prob=0.3,
+        hit_frames=2,
+        hit_labelled_frames=2,
+        miou_hit=30.0,
+        miou_unhit=45.0,
+    )
+    runs = [
+        _row(None, 'per_frame', 50.0, weather_kind=None, intensity=0.0, weather_mode='clean'),
+        _row(
+            'rain:0.6',
+            'per_frame',
+            35.0,
+            weather_kind='rain',
+            intensity=0.6,
+            weather_mode='temporal',
+        ),
+        _row('transient:rain:0.6:0.3', 'per_frame', 40.0, **trans),
+        _row(
+            'transient:wiper:0.8:0.2',
+            'per_frame',
+            47.0,
+            **{**trans, 'weather_kind': 'wiper', 'intensity': 0.8, 'transient_prob': 0.2},
+        ),
+    ]
+    report = {
+        'model': 'm',
+        'source': 's',
+        'frames': 6,
+        'labelled_frames': 6,
+        'mode': 'offline',
+        'temporal_modules': [],
+        'keyframe_interval': 5,
+        'weather_temporal': True,
+        'seed': 0,
+        'runs': runs,
+    }
     md = markdown(report)
-    assert '| rain:0.6 transient p0.3 | 40.00 |' in md               # robustness table
+    assert '| rain:0.6 transient p0.3 | 40.00 |' in md  # robustness table
     assert '## Transient degradations' in md
-    assert '| rain:0.6 transient p0.3 | per_frame | 2/6 (2) | 40.00 | 30.00 | 45.00 | 50.00 |' \
-        in md
-    assert 'transient:rain' not in md                               # always the human label
+    assert '| rain:0.6 transient p0.3 | per_frame | 2/6 (2) | 40.00 | 30.00 | 45.00 | 50.00 |' in md
+    assert 'transient:rain' not in md  # always the human label
     lines = dict(_intensity_lines(runs, 'rain', 'per_frame', 'miou'))
-    assert lines == {'': [(0.0, 50.0), (0.6, 35.0)], ' transient p0.3': [(0.0, 50.0),
-                                                                         (0.6, 40.0)]}
+    assert lines == {'': [(0.0, 50.0), (0.6, 35.0)], ' transient p0.3': [(0.0, 50.0), (0.6, 40.0)]}
     assert dict(_intensity_lines(runs, 'wiper', 'per_frame', 'miou')) == {
-        ' transient p0.2': [(0.0, 50.0), (0.8, 47.0)]}
-    written = plot_report({**report, 'runs': [{**r, 'per_class_iou': {'a': 1.0}}
-                                              for r in runs]}, tmp_path)
+        ' transient p0.2': [(0.0, 50.0), (0.8, 47.0)]
+    }
+    written = plot_report(
+        {**report, 'runs': [{**r, 'per_class_iou': {'a': 1.0}} for r in runs]}, tmp_path
+    )
     assert (tmp_path / 'miou_vs_intensity.png') in written
 
 
 def test_bad_transient_on_the_command_line_exits_2(tmp_path, capsys):
     from vsda_ros.cli import main
-    rc = main(['eval', '--source', str(tmp_path / 'nowhere'), '--transient', 'hail:0.5:0.2',
-               '--out', str(tmp_path / 'out'), '--quiet'])
+
+    rc = main(
+        [
+            'eval',
+            '--backend',
+            'torch',
+            '--source',
+            str(tmp_path / 'nowhere'),
+            '--transient',
+            'hail:0.5:0.2',
+            '--out',
+            str(tmp_path / 'out'),
+            '--quiet',
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "unknown transient kind 'hail'" in err and err.count('\n') == 1
 
@@ -340,13 +430,23 @@ def test_run_eval_transient_rows(real_data, tmp_path):
     from vsda_ros.apps.eval import EvalConfig, run_eval
 
     spec = TransientSpec('rain', 0.6, 0.5)
-    seed = next(s for s in range(50)                   # a seed that hits some of six frames
-                if 2 <= sum(run(spec, [scene(8, 8)] * 6, seed=s)[1]) <= 4)
+    seed = next(
+        s
+        for s in range(50)  # a seed that hits some of six frames
+        if 2 <= sum(run(spec, [scene(8, 8)] * 6, seed=s)[1]) <= 4
+    )
     expected = run(spec, [scene(8, 8)] * 6, seed=seed)[1]
-    cfg = EvalConfig(model='espnet-camvid', source=str(real_data / 'camvid' / 'val'),
-                     labels=str(real_data / 'camvid' / 'valannot'), out=tmp_path,
-                     strategies=['per_frame'], max_frames=6, transients=['rain:0.6:0.5'],
-                     seed=seed, progress=False)
+    cfg = EvalConfig(
+        model='espnet-camvid',
+        source=str(real_data / 'camvid' / 'val'),
+        labels=str(real_data / 'camvid' / 'valannot'),
+        out=tmp_path,
+        strategies=['per_frame'],
+        max_frames=6,
+        transients=['rain:0.6:0.5'],
+        seed=seed,
+        progress=False,
+    )
     r = run_eval(cfg)
     clean, tr = json.loads((tmp_path / 'report.json').read_text())['runs']
     assert clean == json.loads(json.dumps(r['runs'][0]))
@@ -374,6 +474,7 @@ class RecordingRunner:
 
     def run(self, strategy, clip, clean_images=None, progress=True, desc=''):
         from vsda_ros.evaluation.temporal import evaluate_strategy
+
         res = evaluate_strategy(self.strategy, clip, progress=False, flow_images=clean_images)
         self.clips.append(clip)
         self.predictions.append(list(res['predictions']))
@@ -392,10 +493,18 @@ def test_runner_gets_the_degraded_frames_and_unhit_frames_score_as_clean(real_da
 
     seg = Segmenter(load_model('espnet-camvid'), SegmenterConfig(input_size=(160, 120)))
     runner = RecordingRunner(build_strategy('per_frame', seg))
-    cfg = EvalConfig(model='espnet-camvid', source=str(real_data / 'camvid' / 'val'),
-                     labels=str(real_data / 'camvid' / 'valannot'), out=tmp_path,
-                     strategies=['per_frame'], max_frames=6, size='160x120',
-                     transients=['exposure:0.8:0.5'], seed=1, progress=False)
+    cfg = EvalConfig(
+        model='espnet-camvid',
+        source=str(real_data / 'camvid' / 'val'),
+        labels=str(real_data / 'camvid' / 'valannot'),
+        out=tmp_path,
+        strategies=['per_frame'],
+        max_frames=6,
+        size='160x120',
+        transients=['exposure:0.8:0.5'],
+        seed=1,
+        progress=False,
+    )
     r = run_eval(cfg, runner)
     clean_clip, tr_clip = runner.clips
     hits = run(TransientSpec('exposure', 0.8, 0.5), [scene(8, 8)] * 6, seed=1)[1]

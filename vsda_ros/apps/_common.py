@@ -37,14 +37,17 @@ def label_map_choices() -> list[str]:
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
     """``--backend`` / ``--precision`` (see :class:`vsda_ros.inference.SegmenterConfig`)."""
-    p.add_argument('--backend', default='torch',
+    p.add_argument('--backend', default='auto',
                    choices=['auto', 'torch', 'openvino', 'onnxruntime'],
-                   help='inference backend: torch (reference), openvino, onnxruntime, or auto '
-                        '(the fastest installed for the device) (default: %(default)s)')
-    p.add_argument('--precision', default='fp32', choices=['auto', 'fp32', 'bf16', 'int8'],
+                   help='inference backend: auto = the fastest installed one whose accuracy '
+                        'check against torch passed on real frames (recorded when its graphs '
+                        'are built: once per model and size, 30 s to 5 min; vsda prepare does '
+                        'it ahead), else torch; torch = the reference (default: %(default)s)')
+    p.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'int8'],
                    help='fp32; bf16 (openvino); int8 (a --model folder made by vsda export '
-                        '--precision int8 --calibrate); auto = fp32 unless the export records '
-                        'a lower precision within the accuracy limits (default: %(default)s)')
+                        '--precision int8 --calibrate); auto = chosen with the backend: the '
+                        'fastest whose recorded accuracy check passed, else fp32 '
+                        '(default: %(default)s)')
 
 
 def add_allow_unknown_labels(p: argparse.ArgumentParser) -> None:

@@ -57,13 +57,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         '--backend',
         default=None,
-        help="node: the node's backend (default torch); model: comma-separated "
+        help="node: the node's backend (default auto, the node's default); model: comma-separated "
         '(default torch,openvino,onnxruntime)',
     )
     p.add_argument(
         '--precision',
         default=None,
-        help="node: the node's precision (default fp32); model: comma-separated "
+        help="node: the node's precision (default auto); model: comma-separated "
         '(default fp32,bf16,int8; what cannot run here is listed as skipped)',
     )
     _add_model_args(p)
@@ -291,8 +291,8 @@ def _add_node_resource_args(p: argparse.ArgumentParser) -> None:
 def node_params(args: argparse.Namespace) -> dict:
     """The node parameters ``vsda bench node`` sets from its options."""
     return {
-        'backend': args.backend or 'torch',
-        'precision': args.precision or 'fp32',
+        'backend': args.backend or 'auto',
+        'precision': args.precision or 'auto',
         'strategy': args.strategy,
         'keyframe_interval': int(args.keyframe_interval),
         'target_rate': float(args.target_rate),

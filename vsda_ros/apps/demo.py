@@ -29,6 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument('--frames', default=None, help='frame folder (default: CamVid val)')
     p.add_argument('--labels', default=None, help='label folder (default: CamVid valannot)')
     p.add_argument('--out', default='demo_out', help='output folder (default: demo_out)')
+    p.add_argument('--backend', default='torch',
+                   choices=['torch', 'auto', 'openvino', 'onnxruntime'],
+                   help="the node's backend (default: torch, the reference, so the figures are "
+                        "the published weights' and a first run exports nothing; auto = the "
+                        "node's own default)")
     p.set_defaults(func=run)
     return p
 
@@ -45,14 +50,15 @@ def run(args: argparse.Namespace) -> int:
     labels = labels if labels and labels.is_dir() else None
     out = Path(args.out).resolve()
     if args.model is None:  # the default demo: source vs adapted, and trained keyframes
-        suite = run_demo_suite(frames, labels, out, args.size)
+        suite = run_demo_suite(frames, labels, out, args.size, args.backend)
         for s in suite['runs'].values():
             print_run(s)
         print(f"source vs adapted, side by side: {suite['source_vs_adapted']}\n"
               f"each run's colour masks, overlays, label masks, node log and summary: "
               f"{out}/<run>/\nsummary: {out / 'summary.json'}")
         return 0
-    s = run_demo(args.model, frames, out, labels, args.map, args.size, args.strategy)
+    s = run_demo(args.model, frames, out, labels, args.map, args.size, args.strategy,
+                 args.backend)
     print_run(s)
     print(f"colour masks: {out / 'color'}\noverlays: {out / 'overlay'}\n"
           f"overlay strip: {out / 'overlay_strip.png'}\nlabel masks: {out / 'labels'}\n"
@@ -66,7 +72,9 @@ def print_run(s: dict) -> None:
     keys = ''
     if s.get('strategy') == 'keyframe' and d.get('processed') not in (None, '0'):
         keys = f", keyframes {d.get('keyframes')} of {d.get('processed')}"
-    print(f"segmentation_node ({s['model']}, {s.get('strategy', 'per_frame')}): {s['frames']} "
+    backend = d.get('backend') or s.get('backend', 'torch')
+    print(f"segmentation_node ({s['model']}, {s.get('strategy', 'per_frame')}, {backend}): "
+          f"{s['frames']} "
           'frames over ROS 2' + (f"; mIoU {s['miou']:.2f} %" if 'miou' in s else '')
           + (f"; inference p50 {d.get('inference_p50_ms')} ms" if d else '') + keys
           + f" -> {s['out']}")

@@ -38,16 +38,18 @@ PARAMETERS: dict[str, Param] = {
                    'espnet-cityscapes, or the shipped adapted espnetv2-camvid-tsl; vsda models '
                    'lists them) or path to a vsda checkpoint file.', True),
     'device': Param('cpu', 'Torch device: cpu, cuda, cuda:N or auto.', True),
-    'backend': Param('torch', 'Inference backend: torch (the reference: masks identical to '
-                     'vsda segment), openvino (CPU; ESPNetv2 on 2 cores: fp32 1.35-1.65x '
-                     'torch, bf16 1.8-2.2x), '
-                     'onnxruntime (CPU EP; CUDA/TensorRT EPs on cuda), or auto (the fastest '
-                     'installed for the device, logged at start). Compiled graphs are cached '
-                     'in VSDA_CACHE_DIR/compiled (the first start exports them).', True),
-    'precision': Param('fp32', 'Inference precision: fp32, bf16 (openvino), int8 (a model '
-                       'exported with vsda export --precision int8 --calibrate), or auto (fp32 '
-                       'unless the export records a lower precision within the accuracy '
-                       'limits).', True),
+    'backend': Param('auto', 'Inference backend: auto (default: the fastest installed backend '
+                     'whose accuracy check against torch passed on real frames, recorded when '
+                     'its graphs were built; torch when none passed; the choice and why are '
+                     'logged at start), torch (the reference), openvino (CPU), onnxruntime '
+                     '(CPU EP; CUDA/TensorRT EPs on cuda). Compiled graphs are cached in '
+                     'VSDA_CACHE_DIR/compiled: the first start exports and checks them '
+                     '(30 s to 5 min once per model and size; vsda prepare does it '
+                     'ahead), later starts load them.', True),
+    'precision': Param('auto', 'Inference precision: auto (default: chosen with the backend, '
+                       'the fastest whose recorded accuracy check passed, else fp32), fp32, '
+                       'bf16 (openvino), int8 (a model exported with vsda export --precision '
+                       'int8 --calibrate).', True),
     'input_size': Param('', "Network input size WIDTHxHEIGHT (e.g. '480x360'); '' = the "
                         "model's native size. Outputs are always at the input image "
                         'resolution.', True),

@@ -22,8 +22,13 @@ OUTPUTS = ('mask', 'color_mask', 'overlay')
 
 
 def run_demo(model: str, frames_dir: Path, out: Path, labels_dir: Path | None = None,
-             label_map: str | None = None, size: str = '', strategy: str = 'per_frame') -> dict:
+             label_map: str | None = None, size: str = '', strategy: str = 'per_frame',
+             backend: str = 'torch') -> dict:
     """Replay ``frames_dir`` through the node; write outputs under ``out``; return the summary.
+
+    ``backend``: the node's (``torch`` by default, not the node's own default ``auto``: the
+    demo shows the published weights' figures and a first run exports nothing; ``auto``
+    picks what the node would).
 
     Raises ``RuntimeError`` if the node does not start or a frame gets no outputs.
     """
@@ -42,7 +47,7 @@ def run_demo(model: str, frames_dir: Path, out: Path, labels_dir: Path | None = 
     for sub in ('labels', 'color', 'overlay'):
         (out / sub).mkdir(parents=True, exist_ok=True)
     params = {'model': model, 'input_size': size, 'publish_confidence': False,
-              'strategy': strategy}
+              'strategy': strategy, 'backend': backend}
     tiles: list[np.ndarray] = []
     with open(out / 'node.log', 'w') as log, node_process(params, stdout=log) as proc, \
             client_node('vsda_demo') as (node, executor):
@@ -91,7 +96,8 @@ def run_demo(model: str, frames_dir: Path, out: Path, labels_dir: Path | None = 
 
     cv2.imwrite(str(out / 'overlay_strip.png'), cv2.cvtColor(strip(tiles), cv2.COLOR_RGB2BGR))
     last = diags[-1].status[0] if diags else None
-    summary = {'frames': len(frames), 'model': model, 'strategy': strategy, 'out': str(out),
+    summary = {'frames': len(frames), 'model': model, 'strategy': strategy, 'backend': backend,
+               'out': str(out),
                'diagnostics': ({'level': int.from_bytes(bytes(last.level), 'little')
                                 if isinstance(last.level, bytes) else int(last.level),
                                 'message': last.message,
@@ -146,7 +152,7 @@ def side_by_side(out: Path, left: dict, right: dict, frames_dir: Path, n: int = 
 
 
 def run_demo_suite(frames_dir: Path, labels_dir: Path | None, out: Path,
-                   size: str = '480x360') -> dict:
+                   size: str = '480x360', backend: str = 'torch') -> dict:
     """The default ``vsda demo``: the published Cityscapes model and the shipped adapted one on
     the same clip (a side-by-side overlay picture, mIoU of each), then espnet-camvid with the
     keyframe strategy (flow-propagated features between keyframes) — all through
@@ -155,7 +161,7 @@ def run_demo_suite(frames_dir: Path, labels_dir: Path | None, out: Path,
     for name, model, strategy, label_map in DEMO_RUNS:
         print(f'== {name}: {model}, strategy {strategy}', flush=True)
         runs[name] = run_demo(model, frames_dir, out / name, labels_dir, label_map, size,
-                              strategy)
+                              strategy, backend)
     picture = side_by_side(out, runs['source'], runs['adapted'], frames_dir)
     summary = {'runs': runs, 'source_vs_adapted': str(picture)}
     (out / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
