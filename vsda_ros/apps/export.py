@@ -141,7 +141,6 @@ def _validate(cfg: ExportConfig, pipe, info: ExportInfo, echo) -> bool:
     from vsda_ros.evaluation.accuracy import Reference, measure, within_limits
     from vsda_ros.evaluation.temporal import load_clip
     from vsda_ros.inference import Segmenter, SegmenterConfig
-    from vsda_ros.inference.backends import installed
 
     vsource = _validation_source(cfg)
     labels = cfg.labels if cfg.validate else None
@@ -155,9 +154,7 @@ def _validate(cfg: ExportConfig, pipe, info: ExportInfo, echo) -> bool:
     labs = [clip.labels[i] for i in pick] if labels else None
     echo(f'validating against torch on {len(images)} frames of {vsource}'
          + (' (with labels)' if labs else '') + ':')
-    combos = [(b, p) for b in ('openvino', 'onnxruntime') if installed(b)
-              for p in ('fp32', 'bf16', 'int8') if p == 'fp32' or p in cfg.precisions]
-    combos = [(b, p) for b, p in combos if not (b == 'onnxruntime' and p == 'bf16')]
+    combos = _combos(cfg)
     reference = Reference(pipe.segmenter, images)
     for backend, precision in combos:
         seg = Segmenter(pipe.model, SegmenterConfig(
@@ -171,6 +168,16 @@ def _validate(cfg: ExportConfig, pipe, info: ExportInfo, echo) -> bool:
         info.validation[f'{backend}/{precision}'] = r
         _echo_check(backend, precision, r, ok, why, echo)
     return True
+
+
+def _combos(cfg: ExportConfig) -> list[tuple[str, str]]:
+    """The installed (backend, precision) pairs the export is checked on: fp32 always, bf16
+    and int8 when exported (no bf16 on ONNX Runtime)."""
+    from vsda_ros.inference.backends import installed
+
+    combos = [(b, p) for b in ('openvino', 'onnxruntime') if installed(b)
+              for p in ('fp32', 'bf16', 'int8') if p == 'fp32' or p in cfg.precisions]
+    return [(b, p) for b, p in combos if not (b == 'onnxruntime' and p == 'bf16')]
 
 
 def _echo_check(backend: str, precision: str, r: dict, ok: bool, why: str, echo) -> None:
@@ -196,7 +203,7 @@ EXPORT_DESCRIPTION = (
     'the graphs, model.pt and vsda_export.json (meta, size, weights sha256, '
     'the checks); use OUT as a model name: vsda segment --model OUT --backend '
     'openvino, or the node\'s model: OUT. precision auto picks bf16/int8 only '
-    'when the recorded check is within the limits (fp32: 99.9 %% agreement, '
+    'when the recorded check is within the limits (fp32: 99.9 % agreement, '
     '0.05 mIoU; bf16/int8: 1.0 mIoU).')
 
 
@@ -206,6 +213,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         'export', help='export a model to ONNX / OpenVINO (fp32, bf16, int8), checked vs torch',
         description=EXPORT_DESCRIPTION, epilog=EPILOG)
     p.add_argument('--model', required=True, help='zoo name, checkpoint file or export folder')
+    _add_graph_args(p)
+    _add_validation_args(p)
+    p.add_argument('--out', required=True, help='export folder')
+    p.add_argument('--quiet', dest='progress', action='store_false', help='no progress bars')
+    p.set_defaults(func=run)
+    return p
+
+
+def _add_graph_args(p: argparse.ArgumentParser) -> None:
+    """What is exported: size, format, precisions, int8 calibration frames."""
     p.add_argument('--size', default=None,
                    help="input WIDTHxHEIGHT of the graphs (default: the model's native)")
     p.add_argument('--format', default='openvino', choices=['onnx', 'openvino'],
@@ -218,6 +235,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument('--calibrate-frames', type=positive_int, default=32,
                    help='calibration frames, spread over the source (default: %(default)s)')
     p.add_argument('--topic', default=None, help='image topic of a bag source')
+
+
+def _add_validation_args(p: argparse.ArgumentParser) -> None:
+    """The accuracy check against torch: frames, labels, label map."""
     p.add_argument('--validate', default=None, metavar='FRAMES',
                    help='frames for the accuracy check (default: --calibrate, else '
                         'VSDA_DATA_DIR/camvid/val)')
@@ -227,10 +248,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_allow_unknown_labels(p)
     p.add_argument('--validate-frames', type=positive_int, default=16,
                    help='at most this many validation frames (default: %(default)s)')
-    p.add_argument('--out', required=True, help='export folder')
-    p.add_argument('--quiet', dest='progress', action='store_false', help='no progress bars')
-    p.set_defaults(func=run)
-    return p
 
 
 def run(args: argparse.Namespace) -> int:
