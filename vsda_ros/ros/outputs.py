@@ -11,6 +11,7 @@ Order: ``mask`` goes out first, before anything else is computed; the confidence
 softmax, :attr:`Segmentation.confidence`) is computed last and only when someone listens.
 Measured in ``benchmarks/publish_path.py`` (docs/design/node.md, "Publish path").
 """
+
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
@@ -29,7 +30,7 @@ class _Buffer:
 
     def __init__(self) -> None:
         self.raw = bytearray()
-        self.array = np.empty((0, 0, 3), np.uint8)
+        self.array: np.ndarray = np.empty((0, 0, 3), np.uint8)
 
     def get(self, shape: tuple[int, ...]) -> np.ndarray:
         """The buffer as an array of ``shape`` (contents undefined until written)."""
@@ -59,8 +60,9 @@ class OutputWriter:
         """The overlay (1−alpha)·rgb + alpha·color in this writer's buffer."""
         return overlay(rgb, color, alpha, out=self._overlay.get(rgb.shape))
 
-    def messages(self, seg: Any, rgb: np.ndarray, header: Any, alpha: float,
-                 names: tuple[str, ...] = OUTPUTS) -> dict[str, Any]:
+    def messages(
+        self, seg: Any, rgb: np.ndarray, header: Any, alpha: float, names: tuple[str, ...] = OUTPUTS
+    ) -> dict[str, Any]:
         """The requested outputs as ``sensor_msgs/Image`` without publishing (tests,
         benchmarks); each message owns a copy of its pixels."""
         return dict(self._build(seg, rgb, header, alpha, set(names)))
@@ -82,9 +84,16 @@ class OutputWriter:
             conf = seg.confidence
             yield 'confidence', image_message(_bytes(conf), conf.shape, header)
 
-    def publish(self, pubs: dict[str, Any], seg: Any, rgb: np.ndarray, header: Any,
-                alpha: float, wanted: Callable[[str], bool],
-                rcl: Callable[[], AbstractContextManager]) -> list[str]:
+    def publish(
+        self,
+        pubs: dict[str, Any],
+        seg: Any,
+        rgb: np.ndarray,
+        header: Any,
+        alpha: float,
+        wanted: Callable[[str], bool],
+        rcl: Callable[[], AbstractContextManager],
+    ) -> list[str]:
         """Publish the outputs for which ``wanted(name)`` holds; returns their names.
 
         ``rcl()`` is entered around every rcl call (the subscriber counts in ``wanted`` and
