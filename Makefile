@@ -34,7 +34,7 @@ help:
 	@echo "make demo      set up the venv, run segmentation_node on the real CamVid clip over ROS 2, print where the results are"
 	@echo "make test      set up the venv, run make lint, then the whole test suite (what CI runs)"
 	@echo "make test-fast the unit tests: no DDS, no real-data runs, nothing marked slow (< 2 min)"
-	@echo "make lint      ruff check and mypy (mypy.ini lists what it checks)"
+	@echo "make lint      ruff check, ruff format --check and mypy"
 	@echo "make venv      create or refresh the venv ($(VENV) -> $(VENV_DIR))"
 	@echo "make ros2-tools  build ros2 launch/param/topic + colcon from ../shared/ros2-src (for make test)"
 	@echo "make accuracy  mIoU of the published models on the real CamVid val clip"
@@ -66,11 +66,11 @@ demo: venv
 	@test -d $(VSDA_DATA_DIR)/camvid/val || { echo "no real data at VSDA_DATA_DIR=$(VSDA_DATA_DIR) (expected ../shared/data)"; exit 2; }
 	$(VENV)/bin/vsda demo --out $(DEMO_OUT)
 
-# The quality gate, run first by `make test`: lint rules (ruff.toml; the format check waits for
-# the module splits, see ruff.toml), types
-# (mypy.ini: the modules listed there, the core strictly). Tool versions: requirements.lock.
+# The quality gate, run first by `make test`: lint rules and the format (ruff.toml), types
+# (mypy.ini: the whole package, the core strictly). Tool versions: requirements.lock.
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 test: venv lint ros2-tools

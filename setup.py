@@ -1,4 +1,5 @@
 """ament_python packaging for vsda_ros (also a plain pip-installable package)."""
+
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -15,15 +16,17 @@ setup(
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
-        (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')
-         + glob('config/*.xml')),
+        (
+            f'share/{PACKAGE}/config',
+            glob('config/*.yaml') + glob('config/*.rviz') + glob('config/*.xml'),
+        ),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
     maintainer='vsda_ros maintainers',
     maintainer_email='maintainers@users.noreply.github.com',
     description='Domain-adaptive video semantic segmentation for ROS 2 that stays accurate '
-                'in adverse weather.',
+    'in adverse weather.',
     license='MIT',
     python_requires='>=3.10',
     extras_require={'test': ['pytest']},

@@ -1,4 +1,5 @@
 """What the benchmark scripts share: the labelled-clip arguments and opening the clip."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,9 @@ from vsda_ros.runtime import tune_allocator
 def parser(doc: str) -> argparse.ArgumentParser:
     """An argument parser (description: the first paragraph of ``doc``) with the clip options
     every benchmark takes: --model, --source, --labels, --size, --max-frames, --out."""
-    ap = argparse.ArgumentParser(description=doc.split('\n\n')[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=doc.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument('--model', default='espnet-camvid')
     ap.add_argument('--source', required=True, help='labelled frame folder in time order')
     ap.add_argument('--labels', required=True, help='label folder (CamVid layout)')
@@ -24,8 +26,9 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
-def open_clip(args: argparse.Namespace, ap: argparse.ArgumentParser
-              ) -> tuple[SegmentationModel, Segmenter, Clip]:
+def open_clip(
+    args: argparse.Namespace, ap: argparse.ArgumentParser
+) -> tuple[SegmentationModel, Segmenter, Clip]:
     """Tune the allocator as the vsda CLI and the node do (see :mod:`vsda_ros.runtime`), load
     the model, its Segmenter at ``--size`` and the labelled clip; ``ap.error`` (exit 2) for a
     clip of fewer than two frames."""

@@ -9,6 +9,7 @@ blob of the fused graph. Prints one JSON line per model × size.
     python benchmarks/auto_backend.py --models espnet-camvid,espnetv2-cityscapes \\
         --sizes 480x360,1024x512
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,11 @@ def _timed(fn):
 def _speed(segs: dict, x, repeats: int, iters: int) -> dict:
     """Median per-forward ms of each segmenter, interleaved round by round."""
     import torch
+
     times: dict[str, list[float]] = {k: [] for k in segs}
     with torch.inference_mode():
         for s in segs.values():
-            s.logits(x)                                   # warm-up
+            s.logits(x)  # warm-up
         for _ in range(repeats):
             for k, s in segs.items():
                 t = time.perf_counter()
@@ -45,13 +47,22 @@ def _blob(seg) -> dict:
     """Compile the fused graph without the blob cache vs import it from the cache (s)."""
     from vsda_ros.inference.backends import CompileOptions, compile_graph
     from vsda_ros.inference.export import cache_root, graph_for
+
     if seg.backend != 'openvino':
         return {}
     g = graph_for(seg.export_info, seg.backend, seg.precision, 'full')
-    _, compile_s = _timed(lambda: compile_graph('openvino', seg.precision, g, seg.device,
-                                                CompileOptions()))
-    _, import_s = _timed(lambda: compile_graph('openvino', seg.precision, g, seg.device,
-                                               CompileOptions(blob_dir=cache_root() / 'openvino')))
+    _, compile_s = _timed(
+        lambda: compile_graph('openvino', seg.precision, g, seg.device, CompileOptions())
+    )
+    _, import_s = _timed(
+        lambda: compile_graph(
+            'openvino',
+            seg.precision,
+            g,
+            seg.device,
+            CompileOptions(blob_dir=cache_root() / 'openvino'),
+        )
+    )
     return {'ov_compile_s': compile_s, 'ov_import_blob_s': import_s}
 
 
@@ -62,22 +73,32 @@ def run_one(name: str, size: tuple[int, int], repeats: int, iters: int) -> dict:
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.models.zoo import load_model
     from vsda_ros.paths import data_dir
+
     os.environ['VSDA_CACHE_DIR'] = tempfile.mkdtemp(prefix='vsda_auto_bench_')
     model = load_model(name, download=False, progress=False)
     auto = SegmenterConfig(input_size=size, backend='auto', precision='auto')
     first, first_s = _timed(lambda: Segmenter(model, auto))
-    first.segment(np.zeros((size[1], size[0], 3), np.uint8))     # compile the fused graph
-    _, hit_s = _timed(lambda: Segmenter(model, auto).segment(
-        np.zeros((size[1], size[0], 3), np.uint8)))
+    first.segment(np.zeros((size[1], size[0], 3), np.uint8))  # compile the fused graph
+    _, hit_s = _timed(
+        lambda: Segmenter(model, auto).segment(np.zeros((size[1], size[0], 3), np.uint8))
+    )
     ref, torch_s = _timed(lambda: Segmenter(model, SegmenterConfig(input_size=size)))
     image = next(iter(FrameSource(data_dir() / 'camvid' / 'val'))).image
     x = ref.preprocess(image)
     ms = _speed({'torch': ref, 'auto': first}, x, repeats, iters)
-    return {'model': name, 'size': f'{size[0]}x{size[1]}', 'choice':
-            f'{first.backend}/{first.precision}', 'reason': first.backend_reason,
-            'first_build_s': first_s, 'cache_hit_build_and_first_frame_s': hit_s,
-            'torch_build_s': torch_s, 'torch_ms': ms['torch'], 'auto_ms': ms['auto'],
-            'speedup': ms['torch'] / ms['auto'], **_blob(first)}
+    return {
+        'model': name,
+        'size': f'{size[0]}x{size[1]}',
+        'choice': f'{first.backend}/{first.precision}',
+        'reason': first.backend_reason,
+        'first_build_s': first_s,
+        'cache_hit_build_and_first_frame_s': hit_s,
+        'torch_build_s': torch_s,
+        'torch_ms': ms['torch'],
+        'auto_ms': ms['auto'],
+        'speedup': ms['torch'] / ms['auto'],
+        **_blob(first),
+    }
 
 
 def main() -> None:
@@ -88,6 +109,7 @@ def main() -> None:
     p.add_argument('--iters', type=int, default=3)
     a = p.parse_args()
     import torch
+
     torch.set_num_threads(2)
     for name in a.models.split(','):
         for s in a.sizes.split(','):

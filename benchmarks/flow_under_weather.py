@@ -31,6 +31,7 @@ JSON: ``source``, ``clips`` (folder names), ``pairs``, ``size`` [w, h], ``preset
 ``intensity``, ``seed``, ``kinds``, ``modes``, ``clean`` and ``zero_flow`` ({``epe_mean``,
 ``epe_gt1``, ``epe_gt3``}; fractions in [0, 1]), ``weather`` {mode: {kind: the same keys}}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,7 @@ class EPEStats:
     def as_dict(self) -> dict[str, float]:
         """``epe_mean`` (px), ``epe_gt1`` and ``epe_gt3`` (fractions of pixels)."""
         n = max(self.pixels, 1)
-        return {'epe_mean': self.total / n, 'epe_gt1': self.over1 / n,
-                'epe_gt3': self.over3 / n}
+        return {'epe_mean': self.total / n, 'epe_gt1': self.over1 / n, 'epe_gt3': self.over3 / n}
 
 
 def pair_seed(seed: int, index: int) -> int:
@@ -88,19 +88,27 @@ def pair_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence((int(seed), int(index))).generate_state(1)[0])
 
 
-def degrade_pair(prev: np.ndarray, cur: np.ndarray, spec: WeatherSpec,
-                 seed: int) -> dict[str, Pair]:
+def degrade_pair(
+    prev: np.ndarray, cur: np.ndarray, spec: WeatherSpec, seed: int
+) -> dict[str, Pair]:
     """The pair under ``spec`` in each of :data:`MODES`: ``temporal`` (one WeatherSequence over
     previous then current) and ``transient`` (the current frame alone degraded)."""
     seq = WeatherSequence(spec, seed=seed)
-    return {'temporal': (seq(prev), seq(cur)),
-            'transient': (prev, apply_weather(cur, spec, seed=seed))}
+    return {
+        'temporal': (seq(prev), seq(cur)),
+        'transient': (prev, apply_weather(cur, spec, seed=seed)),
+    }
 
 
-def flow_epe_under_weather(pairs: Sequence[Pair], kinds: Iterable[str] = WEATHER_KINDS,
-                           intensity: float = 0.6, preset: str = DEFAULT_PRESET, seed: int = 0,
-                           size: tuple[int, int] | None = None,
-                           progress: bool = False) -> dict:
+def flow_epe_under_weather(
+    pairs: Sequence[Pair],
+    kinds: Iterable[str] = WEATHER_KINDS,
+    intensity: float = 0.6,
+    preset: str = DEFAULT_PRESET,
+    seed: int = 0,
+    size: tuple[int, int] | None = None,
+    progress: bool = False,
+) -> dict:
     """EPE of DIS flow on weather-degraded pairs against the clean pairs' flow.
 
     Args:
@@ -128,8 +136,7 @@ def flow_epe_under_weather(pairs: Sequence[Pair], kinds: Iterable[str] = WEATHER
     clean, zero = EPEStats(), EPEStats()
     stats = {mode: {kind: EPEStats() for kind in kinds} for mode in MODES}
     flow_size = None
-    for i, (prev, cur) in enumerate(tqdm(pairs, desc='pairs', unit='pair',
-                                         disable=not progress)):
+    for i, (prev, cur) in enumerate(tqdm(pairs, desc='pairs', unit='pair', disable=not progress)):
         reference = flow(prev, cur)
         flow_size = flow_size or [reference.shape[1], reference.shape[0]]
         clean.add(flow(prev, cur), reference)
@@ -137,11 +144,21 @@ def flow_epe_under_weather(pairs: Sequence[Pair], kinds: Iterable[str] = WEATHER
         for kind, spec in specs.items():
             for mode, (a, b) in degrade_pair(prev, cur, spec, pair_seed(seed, i)).items():
                 stats[mode][kind].add(flow(a, b), reference)
-    return {'pairs': len(pairs), 'size': flow_size, 'preset': preset,
-            'intensity': float(intensity), 'seed': int(seed), 'kinds': kinds,
-            'modes': list(MODES), 'clean': clean.as_dict(), 'zero_flow': zero.as_dict(),
-            'weather': {mode: {kind: s.as_dict() for kind, s in by_kind.items()}
-                        for mode, by_kind in stats.items()}}
+    return {
+        'pairs': len(pairs),
+        'size': flow_size,
+        'preset': preset,
+        'intensity': float(intensity),
+        'seed': int(seed),
+        'kinds': kinds,
+        'modes': list(MODES),
+        'clean': clean.as_dict(),
+        'zero_flow': zero.as_dict(),
+        'weather': {
+            mode: {kind: s.as_dict() for kind, s in by_kind.items()}
+            for mode, by_kind in stats.items()
+        },
+    }
 
 
 def _has_images(folder: Path) -> bool:
@@ -183,14 +200,18 @@ def _pct(x: float) -> str:
 def table(result: dict) -> list[str]:
     """The result as text lines: one row per (kind, mode), then clean and zero-flow rows."""
     w, h = result['size']
-    lines = [f"DIS '{result['preset']}' flow at {w}x{h} on {result['pairs']} pairs; weather "
-             f"intensity {result['intensity']}, seed {result['seed']}",
-             'EPE (px) against the clean pair\'s flow; % of pixels with EPE > 1 px / > 3 px',
-             f"{'weather':<10} {'mode':<10} {'EPE mean':>9} {'>1px %':>7} {'>3px %':>7}"]
+    lines = [
+        f"DIS '{result['preset']}' flow at {w}x{h} on {result['pairs']} pairs; weather "
+        f'intensity {result["intensity"]}, seed {result["seed"]}',
+        "EPE (px) against the clean pair's flow; % of pixels with EPE > 1 px / > 3 px",
+        f'{"weather":<10} {"mode":<10} {"EPE mean":>9} {">1px %":>7} {">3px %":>7}',
+    ]
 
     def row(name: str, mode: str, s: dict) -> str:
-        return (f"{name:<10} {mode:<10} {s['epe_mean']:9.3f} {_pct(s['epe_gt1']):>7} "
-                f"{_pct(s['epe_gt3']):>7}")
+        return (
+            f'{name:<10} {mode:<10} {s["epe_mean"]:9.3f} {_pct(s["epe_gt1"]):>7} '
+            f'{_pct(s["epe_gt3"]):>7}'
+        )
 
     for kind in result['kinds']:
         for mode in result['modes']:
@@ -205,6 +226,7 @@ def plot(result: dict, path: Path) -> None:
     the others) and of % pixels over 3 px, with the zero-flow reference as a dashed line;
     written to ``path`` (PNG, Agg backend)."""
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -212,21 +234,24 @@ def plot(result: dict, path: Path) -> None:
     x = np.arange(len(kinds))
     width = 0.8 / len(modes)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    panels = (('epe_mean', 1.0, 'mean EPE vs clean flow (px, log scale)', 'log'),
-              ('epe_gt3', 100.0, 'pixels with EPE > 3 px (%)', 'linear'))
+    panels = (
+        ('epe_mean', 1.0, 'mean EPE vs clean flow (px, log scale)', 'log'),
+        ('epe_gt3', 100.0, 'pixels with EPE > 3 px (%)', 'linear'),
+    )
     for ax, (key, scale, title, yscale) in zip(axes, panels, strict=False):
         ax.set_yscale(yscale)
         for j, mode in enumerate(modes):
             values = [result['weather'][mode][k][key] * scale for k in kinds]
             ax.bar(x + (j - (len(modes) - 1) / 2) * width, values, width, label=mode)
-        ax.axhline(result['zero_flow'][key] * scale, color='k', ls='--', lw=1,
-                   label='zero flow')
+        ax.axhline(result['zero_flow'][key] * scale, color='k', ls='--', lw=1, label='zero flow')
         ax.set_xticks(x, kinds)
         ax.set_title(title)
         ax.legend(fontsize=8)
     w, h = result['size']
-    fig.suptitle(f"DIS '{result['preset']}' at {w}x{h}, {result['pairs']} pairs, weather "
-                 f"intensity {result['intensity']}")
+    fig.suptitle(
+        f"DIS '{result['preset']}' at {w}x{h}, {result['pairs']} pairs, weather "
+        f'intensity {result["intensity"]}'
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -234,23 +259,42 @@ def plot(result: dict, path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options (see ``--help``)."""
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                 epilog=__doc__.split('\n\n', 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--source', default=None,
-                    help='a folder of frames in time order, or a folder of such folders '
-                         '(default: $VSDA_DATA_DIR/cityscapes_seq)')
+    ap = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        epilog=__doc__.split('\n\n', 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        '--source',
+        default=None,
+        help='a folder of frames in time order, or a folder of such folders '
+        '(default: $VSDA_DATA_DIR/cityscapes_seq)',
+    )
     ap.add_argument('--size', default='480x240', help='flow WIDTHxHEIGHT (default %(default)s)')
-    ap.add_argument('--preset', default=DEFAULT_PRESET, choices=list(PRESETS),
-                    help='DIS preset (default: %(default)s, the keyframe strategy\'s)')
-    ap.add_argument('--kinds', default=','.join(WEATHER_KINDS),
-                    help='comma-separated weather kinds (default: all)')
-    ap.add_argument('--intensity', type=float, default=0.6,
-                    help='weather intensity in [0, 1] (default %(default)s)')
+    ap.add_argument(
+        '--preset',
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        help="DIS preset (default: %(default)s, the keyframe strategy's)",
+    )
+    ap.add_argument(
+        '--kinds',
+        default=','.join(WEATHER_KINDS),
+        help='comma-separated weather kinds (default: all)',
+    )
+    ap.add_argument(
+        '--intensity',
+        type=float,
+        default=0.6,
+        help='weather intensity in [0, 1] (default %(default)s)',
+    )
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--max-pairs', type=int, default=None, help='at most this many pairs')
-    ap.add_argument('--out', default='runs/flow_under_weather.json',
-                    help='JSON path; the plot goes next to it as .png (default %(default)s)')
+    ap.add_argument(
+        '--out',
+        default='runs/flow_under_weather.json',
+        help='JSON path; the plot goes next to it as .png (default %(default)s)',
+    )
     ap.add_argument('--quiet', action='store_true', help='no progress bar')
     return ap
 
@@ -276,8 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         pairs = load_pairs(folders, args.max_pairs)
         if not pairs:
             raise ValueError(f'{source}: no folder with at least two frames')
-        result = flow_epe_under_weather(pairs, kinds, args.intensity, args.preset, args.seed,
-                                        size, progress=not args.quiet)
+        result = flow_epe_under_weather(
+            pairs, kinds, args.intensity, args.preset, args.seed, size, progress=not args.quiet
+        )
     except (ValueError, FileNotFoundError) as exc:
         ap.error(str(exc))
     result = {'source': str(source), 'clips': [f.name for f in folders], **result}

@@ -7,6 +7,7 @@ of pixels whose label agrees.
 
     .venv/bin/python benchmarks/fp16_storage_check.py --work runs/zoo_build
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ def cases(work: str) -> dict[str, tuple[str, str, str, str | None]]:
     import sys
 
     from vsda_ros.models.shipped import SHIPPED_FILES
+
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
     from zoo_build import PACKS  # the repository's maintainer pipeline (not installed)
 
@@ -47,10 +49,10 @@ def run(model: str, temporal: str, strategy: str, images, labels, label_map):
     from vsda_ros.models.zoo import label_mapping, load_model
     from vsda_ros.temporal.modules import load_temporal_modules
     from vsda_ros.temporal.strategy import StrategyConfig, build_strategy
+
     net = load_model(model, download=False, progress=False)
     seg = Segmenter(net, SegmenterConfig(input_size=(480, 360)))
-    strat = build_strategy(strategy, seg, StrategyConfig(),
-                           load_temporal_modules(model, temporal))
+    strat = build_strategy(strategy, seg, StrategyConfig(), load_temporal_modules(model, temporal))
     mapping, classes = label_mapping(label_map, net.meta)
     cm = ConfusionMatrix(len(classes), ignore_index=11)
     preds = []
@@ -62,12 +64,14 @@ def run(model: str, temporal: str, strategy: str, images, labels, label_map):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument('--work', default='runs/zoo_build')
     args = ap.parse_args()
     from vsda_ros.data.labelled import open_labelled
     from vsda_ros.paths import data_dir
+
     torch.set_num_threads(2)
     data = data_dir()
     frames = list(open_labelled(data / 'camvid' / 'val', labels=data / 'camvid' / 'valannot'))

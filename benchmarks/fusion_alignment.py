@@ -22,6 +22,7 @@ Example (docs/design/temporal.md)::
         --labels ../shared/data/camvid/valannot --temporal-weights runs/fg1_espnet-camvid.pt \\
         --out runs/fusion_alignment.json
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ from vsda_ros.temporal.fusion_block import CENTRE_TAP, summed_offsets
 from vsda_ros.temporal.modules import load_temporal_modules
 from vsda_ros.weather import WEATHER_KINDS, WeatherSequence, WeatherSpec, apply_weather
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py
 from _common import open_clip, parser  # noqa: E402
 
 
@@ -50,10 +51,10 @@ def block_displacement(block, seg, prev_img: np.ndarray, cur_img: np.ndarray) ->
             return motion
         offsets: list[torch.Tensor] = []
         block(seg.logits(xc), seg.logits(xp), offsets=offsets)
-        if not offsets:          # no deformable steps: no displacement
+        if not offsets:  # no deformable steps: no displacement
             lg = block.shrink(seg.logits(xc))
             return torch.zeros(1, 2, *lg.shape[-2:])
-        return summed_offsets(offsets)[:, CENTRE_TAP].flip(1)           # (dy, dx) → (Δx, Δy)
+        return summed_offsets(offsets)[:, CENTRE_TAP].flip(1)  # (dy, dx) → (Δx, Δy)
 
 
 def epe(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
@@ -62,8 +63,14 @@ def epe(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     return float(err.mean()), float((err > 1.0).float().mean())
 
 
-def alignment_study(block, seg, images: list[np.ndarray], intensity: float = 0.6,
-                    seed: int = 0, progress: bool = True) -> dict:
+def alignment_study(
+    block,
+    seg,
+    images: list[np.ndarray],
+    intensity: float = 0.6,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """The table of the module docstring: ``{condition: {'zero'|'dis'|'block': {'epe',
     'over1'}}}`` (means over the pairs), plus ``block_size``."""
     dis = DISFlow('medium')
@@ -103,16 +110,23 @@ def alignment_study(block, seg, images: list[np.ndarray], intensity: float = 0.6
     bar.close()
     out = {'block_size': list(hw), 'intensity': intensity}
     for cond, rows in acc.items():
-        out[cond] = {name: {'epe': float(np.mean([v[0] for v in vals])),
-                            'over1': 100 * float(np.mean([v[1] for v in vals]))}
-                     for name, vals in rows.items()}
+        out[cond] = {
+            name: {
+                'epe': float(np.mean([v[0] for v in vals])),
+                'over1': 100 * float(np.mean([v[1] for v in vals])),
+            }
+            for name, vals in rows.items()
+        }
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__)
-    ap.add_argument('--temporal-weights', required=True,
-                    help='checkpoint with a trained fusion block (scores or guided)')
+    ap.add_argument(
+        '--temporal-weights',
+        required=True,
+        help='checkpoint with a trained fusion block (scores or guided)',
+    )
     ap.add_argument('--intensity', type=float, default=0.6)
     ap.add_argument('--seed', type=int, default=0)
     args = ap.parse_args(argv)
@@ -122,15 +136,25 @@ def main(argv: list[str] | None = None) -> int:
     _, seg, clip = open_clip(args, ap)
     block = block.eval()
     res = alignment_study(block, seg, clip.images, args.intensity, args.seed)
-    res.update(model=args.model, temporal_weights=args.temporal_weights,
-               variant=block.vsda_args.get('variant', 'scores'), frames=len(clip.images))
-    print(f"block size {res['block_size'][1]}×{res['block_size'][0]}, variant "
-          f"{res['variant']}: end-point error against clean DIS flow (block px; % over 1 px)")
-    print(f"{'condition':>10} | {'zero':>14} | {'DIS on it':>14} | {'block':>14}")
+    res.update(
+        model=args.model,
+        temporal_weights=args.temporal_weights,
+        variant=block.vsda_args.get('variant', 'scores'),
+        frames=len(clip.images),
+    )
+    print(
+        f'block size {res["block_size"][1]}×{res["block_size"][0]}, variant '
+        f'{res["variant"]}: end-point error against clean DIS flow (block px; % over 1 px)'
+    )
+    print(f'{"condition":>10} | {"zero":>14} | {"DIS on it":>14} | {"block":>14}')
     for cond in ['clean', *WEATHER_KINDS, 'transient']:
         r = res[cond]
-        print(f'{cond:>10} | ' + ' | '.join(f"{r[n]['epe']:6.3f} ({r[n]['over1']:4.1f} %)"
-                                            for n in ('zero', 'dis', 'block')))
+        print(
+            f'{cond:>10} | '
+            + ' | '.join(
+                f'{r[n]["epe"]:6.3f} ({r[n]["over1"]:4.1f} %)' for n in ('zero', 'dis', 'block')
+            )
+        )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=1))

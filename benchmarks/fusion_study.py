@@ -23,6 +23,7 @@ Example (docs/design/temporal.md)::
         --source ../shared/data/camvid/val --labels ../shared/data/camvid/valannot \\
         --out runs/fusion_study_espnet-camvid
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,21 +43,44 @@ CLASSES = ('car', 'pedestrian', 'bicyclist')
 def passes(model: str, weights: str, args, strategies: list[str], out: Path) -> list[dict]:
     """The rows of the two eval passes of one variant (``weather_mode`` tells them apart)."""
     weathers = [f'{k}:{args.intensity:g}' for k in WEATHER_KINDS]
-    base = dict(model=model, source=args.source, labels=args.labels, label_map=args.map,
-                strategies=strategies, temporal_weights=weights, size=args.size,
-                max_frames=args.max_frames, seed=args.seed, progress=not args.quiet)
+    base = dict(
+        model=model,
+        source=args.source,
+        labels=args.labels,
+        label_map=args.map,
+        strategies=strategies,
+        temporal_weights=weights,
+        size=args.size,
+        max_frames=args.max_frames,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     rows = []
-    first = run_eval(EvalConfig(out=out / 'temporal', weathers=weathers,
-                                transients=[f'all:{args.intensity:g}:{args.prob:g}'], **base))
+    first = run_eval(
+        EvalConfig(
+            out=out / 'temporal',
+            weathers=weathers,
+            transients=[f'all:{args.intensity:g}:{args.prob:g}'],
+            **base,
+        )
+    )
     rows += first['runs']
-    second = run_eval(EvalConfig(out=out / 'iid', weathers=weathers, weather_temporal=False,
-                                 **base))
+    second = run_eval(
+        EvalConfig(out=out / 'iid', weathers=weathers, weather_temporal=False, **base)
+    )
     rows += [r for r in second['runs'] if r['weather_mode'] == 'iid']
     return rows
 
 
-def interleaved_cost(model: str, weights: str, source: str, size: str, frames: int = 30,
-                     rounds: int = 3, label_map: str | None = None) -> dict:  # noqa: ARG001
+def interleaved_cost(
+    model: str,
+    weights: str,
+    source: str,
+    size: str,
+    frames: int = 30,
+    rounds: int = 3,
+    label_map: str | None = None,  # noqa: ARG001
+) -> dict:
     """Whole-step ms of ``per_frame`` and ``fusion`` measured side by side: both strategies
     step through the same ``frames`` frames, alternating frame by frame, ``rounds`` times (the
     first round is a warm-up); returns the means and their ratio."""
@@ -72,8 +96,9 @@ def interleaved_cost(model: str, weights: str, source: str, size: str, frames: i
     seg = Segmenter(net, SegmenterConfig(input_size=parse_size(size)))
     modules = load_temporal_modules(model, weights)
     images = [f.image for _, f in zip(range(frames), FrameSource(source), strict=False)]
-    strategies = {name: build_strategy(name, seg, modules=modules)
-                  for name in ('per_frame', 'fusion')}
+    strategies = {
+        name: build_strategy(name, seg, modules=modules) for name in ('per_frame', 'fusion')
+    }
     times: dict[str, list[float]] = {name: [] for name in strategies}
     for r in range(rounds):
         for s in strategies.values():
@@ -85,8 +110,13 @@ def interleaved_cost(model: str, weights: str, source: str, size: str, frames: i
                 if r:
                     times[name].append((time.perf_counter() - t0) * 1e3)
     pf, fu = float(np.mean(times['per_frame'])), float(np.mean(times['fusion']))
-    return {'per_frame_ms': pf, 'fusion_ms': fu, 'ratio': fu / pf,
-            'frames': len(images), 'rounds': rounds - 1}
+    return {
+        'per_frame_ms': pf,
+        'fusion_ms': fu,
+        'ratio': fu / pf,
+        'frames': len(images),
+        'rounds': rounds - 1,
+    }
 
 
 def _key(row: dict) -> tuple:
@@ -97,25 +127,53 @@ def summarise(per_frame: dict, fusion: dict) -> dict:
     """Fusion against per_frame, both ``{(mode, kind): row}``."""
     clean = ('clean', None)
     pf, fu = per_frame[clean], fusion[clean]
-    out = {'clean': {'miou_per_frame': pf['miou'], 'miou_fusion': fu['miou'],
-                     'delta_miou': fu['miou'] - pf['miou'], 'tc_per_frame': pf['tc'],
-                     'tc_fusion': fu['tc'], 'delta_tc': fu['tc'] - pf['tc'],
-                     'cost_ratio': fu['mean_ms'] / pf['mean_ms'],
-                     'per_frame_ms': pf['mean_ms'], 'fusion_ms': fu['mean_ms'],
-                     'delta_class_iou': {c: fu['per_class_iou'][c] - pf['per_class_iou'][c]
-                                         for c in CLASSES if c in pf['per_class_iou']}}}
+    out = {
+        'clean': {
+            'miou_per_frame': pf['miou'],
+            'miou_fusion': fu['miou'],
+            'delta_miou': fu['miou'] - pf['miou'],
+            'tc_per_frame': pf['tc'],
+            'tc_fusion': fu['tc'],
+            'delta_tc': fu['tc'] - pf['tc'],
+            'cost_ratio': fu['mean_ms'] / pf['mean_ms'],
+            'per_frame_ms': pf['mean_ms'],
+            'fusion_ms': fu['mean_ms'],
+            'delta_class_iou': {
+                c: fu['per_class_iou'][c] - pf['per_class_iou'][c]
+                for c in CLASSES
+                if c in pf['per_class_iou']
+            },
+        }
+    }
     for mode in MODES:
-        deltas = {k: fusion[(mode, k)]['miou'] - per_frame[(mode, k)]['miou']
-                  for k in WEATHER_KINDS if (mode, k) in fusion and (mode, k) in per_frame}
-        cls = {c: float(np.mean([fusion[(mode, k)]['per_class_iou'][c]
-                                 - per_frame[(mode, k)]['per_class_iou'][c] for k in deltas]))
-               for c in CLASSES if deltas and c in pf['per_class_iou']}
-        out[mode] = {'delta_miou': deltas,
-                     'mean_delta_miou': float(np.mean(list(deltas.values()))) if deltas else None,
-                     'mean_delta_tc': float(np.mean([fusion[(mode, k)]['tc']
-                                                     - per_frame[(mode, k)]['tc']
-                                                     for k in deltas])) if deltas else None,
-                     'delta_class_iou': cls}
+        deltas = {
+            k: fusion[(mode, k)]['miou'] - per_frame[(mode, k)]['miou']
+            for k in WEATHER_KINDS
+            if (mode, k) in fusion and (mode, k) in per_frame
+        }
+        cls = {
+            c: float(
+                np.mean(
+                    [
+                        fusion[(mode, k)]['per_class_iou'][c]
+                        - per_frame[(mode, k)]['per_class_iou'][c]
+                        for k in deltas
+                    ]
+                )
+            )
+            for c in CLASSES
+            if deltas and c in pf['per_class_iou']
+        }
+        out[mode] = {
+            'delta_miou': deltas,
+            'mean_delta_miou': float(np.mean(list(deltas.values()))) if deltas else None,
+            'mean_delta_tc': float(
+                np.mean([fusion[(mode, k)]['tc'] - per_frame[(mode, k)]['tc'] for k in deltas])
+            )
+            if deltas
+            else None,
+            'delta_class_iou': cls,
+        }
         if mode == 'transient':
             hit = [fusion[(mode, k)].get('miou_hit') for k in deltas]
             hit_pf = [per_frame[(mode, k)].get('miou_hit') for k in deltas]
@@ -126,6 +184,7 @@ def summarise(per_frame: dict, fusion: dict) -> dict:
 
 def plot(summary: dict, path: Path, title: str) -> None:
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -136,10 +195,14 @@ def plot(summary: dict, path: Path, title: str) -> None:
     for ax, mode in zip(axes, MODES, strict=False):
         for i, v in enumerate(variants):
             d = summary[v][mode]['delta_miou']
-            ax.bar(x + i * width, [d.get(k, np.nan) for k in WEATHER_KINDS], width,
-                   label=f"{v} (clean ΔmIoU {summary[v]['clean']['delta_miou']:+.2f}, "
-                         f"ΔTC {summary[v]['clean']['delta_tc']:+.2f}, "
-                         f"{summary[v]['clean']['cost_ratio']:.2f}×)")
+            ax.bar(
+                x + i * width,
+                [d.get(k, np.nan) for k in WEATHER_KINDS],
+                width,
+                label=f'{v} (clean ΔmIoU {summary[v]["clean"]["delta_miou"]:+.2f}, '
+                f'ΔTC {summary[v]["clean"]["delta_tc"]:+.2f}, '
+                f'{summary[v]["clean"]["cost_ratio"]:.2f}×)',
+            )
         ax.axhline(0, color='k', lw=0.8)
         ax.set_xticks(x + width * (len(variants) - 1) / 2, WEATHER_KINDS, rotation=30)
         ax.set_title(f'{mode} weather' if mode != 'transient' else 'transient hits')
@@ -153,12 +216,18 @@ def plot(summary: dict, path: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument('--model', default='espnet-camvid')
-    ap.add_argument('--variant', action='append', required=True, metavar='NAME=WEIGHTS',
-                    help="a fusion block to study: NAME=checkpoint ('NAME=' = the modules "
-                         'shipped for the model); repeatable')
+    ap.add_argument(
+        '--variant',
+        action='append',
+        required=True,
+        metavar='NAME=WEIGHTS',
+        help="a fusion block to study: NAME=checkpoint ('NAME=' = the modules "
+        'shipped for the model); repeatable',
+    )
     ap.add_argument('--source', required=True)
     ap.add_argument('--labels', required=True)
     ap.add_argument('--map', default=None, help='label map, e.g. cityscapes-camvid')
@@ -189,34 +258,51 @@ def main(argv: list[str] | None = None) -> int:
         summary[name] = summarise(per_frame, {_key(r): r for r in rows[name]})
         # the passes' times are not comparable (other work, warm-up): cost is measured here,
         # per_frame and fusion interleaved frame by frame
-        summary[name]['clean'].update(cost=interleaved_cost(args.model, weights, args.source,
-                                                            args.size))
+        summary[name]['clean'].update(
+            cost=interleaved_cost(args.model, weights, args.source, args.size)
+        )
         summary[name]['clean']['cost_ratio'] = summary[name]['clean']['cost']['ratio']
-    result = {'model': args.model, 'source': args.source, 'intensity': args.intensity,
-              'prob': args.prob, 'seed': args.seed, 'variants': dict(variants),
-              'summary': summary,
-              'rows': {k: [{kk: vv for kk, vv in r.items() if kk != 'stage_ms'} for r in v]
-                       for k, v in rows.items()}}
+    result = {
+        'model': args.model,
+        'source': args.source,
+        'intensity': args.intensity,
+        'prob': args.prob,
+        'seed': args.seed,
+        'variants': dict(variants),
+        'summary': summary,
+        'rows': {
+            k: [{kk: vv for kk, vv in r.items() if kk != 'stage_ms'} for r in v]
+            for k, v in rows.items()
+        },
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix('.json').write_text(json.dumps(result, indent=1, default=float))
-    title = (f'{args.model}: fusion vs per_frame (intensity {args.intensity:g}, '
-             f'transient p {args.prob:g})')
+    title = (
+        f'{args.model}: fusion vs per_frame (intensity {args.intensity:g}, '
+        f'transient p {args.prob:g})'
+    )
     plot(summary, out.with_suffix('.png'), title)
-    print(f'{args.model}: fusion − per_frame (intensity {args.intensity:g}, '
-          f'transient p {args.prob:g})')
+    print(
+        f'{args.model}: fusion − per_frame (intensity {args.intensity:g}, '
+        f'transient p {args.prob:g})'
+    )
     for name, s in summary.items():
         c = s['clean']
-        print(f'  {name}: clean mIoU {c["miou_fusion"]:.2f} ({c["delta_miou"]:+.2f}), TC '
-              f'{c["tc_fusion"]:.2f} ({c["delta_tc"]:+.2f}), cost {c["cost_ratio"]:.2f}× '
-              f'({c["cost"]["fusion_ms"]:.1f} / {c["cost"]["per_frame_ms"]:.1f} ms, '
-              f'interleaved)')
+        print(
+            f'  {name}: clean mIoU {c["miou_fusion"]:.2f} ({c["delta_miou"]:+.2f}), TC '
+            f'{c["tc_fusion"]:.2f} ({c["delta_tc"]:+.2f}), cost {c["cost_ratio"]:.2f}× '
+            f'({c["cost"]["fusion_ms"]:.1f} / {c["cost"]["per_frame_ms"]:.1f} ms, '
+            f'interleaved)'
+        )
         for mode in MODES:
             m = s[mode]
             kinds = ' '.join(f'{k} {v:+.2f}' for k, v in m['delta_miou'].items())
             print(f'    {mode:>9}: mean ΔmIoU {m["mean_delta_miou"]:+.2f}  ({kinds})')
         if 'mean_delta_miou_hit' in s['transient']:
-            print(f'    transient, hit frames only: mean ΔmIoU '
-                  f'{s["transient"]["mean_delta_miou_hit"]:+.2f}')
+            print(
+                f'    transient, hit frames only: mean ΔmIoU '
+                f'{s["transient"]["mean_delta_miou_hit"]:+.2f}'
+            )
     print(f'wrote {out.with_suffix(".json")} and {out.with_suffix(".png")}')
     return 0
 

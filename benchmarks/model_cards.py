@@ -8,6 +8,7 @@ writes ``OUT/cards.json``.
 
     .venv/bin/python benchmarks/model_cards.py --out runs/cards
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,29 @@ MODELS = {
 }
 
 
-def _eval(model: str, label_map: str | None, size: str, out: Path, data: Path,
-          extra: list[str]) -> dict:
-    cmd = [sys.executable, '-m', 'vsda_ros', 'eval', '--model', model, '--size', size,
-           '--strategy', STRATEGIES, '--source', str(data / 'camvid' / 'val'),
-           '--labels', str(data / 'camvid' / 'valannot'), '--out', str(out), '--quiet', *extra]
+def _eval(
+    model: str, label_map: str | None, size: str, out: Path, data: Path, extra: list[str]
+) -> dict:
+    cmd = [
+        sys.executable,
+        '-m',
+        'vsda_ros',
+        'eval',
+        '--model',
+        model,
+        '--size',
+        size,
+        '--strategy',
+        STRATEGIES,
+        '--source',
+        str(data / 'camvid' / 'val'),
+        '--labels',
+        str(data / 'camvid' / 'valannot'),
+        '--out',
+        str(out),
+        '--quiet',
+        *extra,
+    ]
     if label_map:
         cmd += ['--map', label_map]
     print('$ vsda ' + ' '.join(cmd[3:]), file=sys.stderr, flush=True)
@@ -43,11 +62,26 @@ def card(name: str, out: Path, data: Path, native_frames: int) -> dict:
     model, label_map, native = MODELS[name]
     weather = [a for w in WEATHERS for a in ('--weather', f'{w}:0.6')]
     dev = _eval(model, label_map, '480x360', out / name / 'dev', data, weather)
-    nat = (_eval(model, label_map, native, out / name / 'native', data,
-                 ['--max-frames', str(native_frames)]) if native != '480x360' else None)
-    return {'model': model, 'label_map': label_map, 'native_size': native,
-            'temporal_modules': dev.get('temporal_modules'), 'runs': dev['runs'],
-            'native_runs': nat['runs'] if nat else None}
+    nat = (
+        _eval(
+            model,
+            label_map,
+            native,
+            out / name / 'native',
+            data,
+            ['--max-frames', str(native_frames)],
+        )
+        if native != '480x360'
+        else None
+    )
+    return {
+        'model': model,
+        'label_map': label_map,
+        'native_size': native,
+        'temporal_modules': dev.get('temporal_modules'),
+        'runs': dev['runs'],
+        'native_runs': nat['runs'] if nat else None,
+    }
 
 
 def _f(v, nd=1) -> str:
@@ -58,28 +92,44 @@ def markdown(name: str, c: dict) -> str:
     runs = c['runs']
     get = {(r['weather'] or 'clean', r['strategy']): r for r in runs}
     conds = ['clean'] + [w for w in dict.fromkeys(r['weather'] for r in runs) if w]
-    lines = [f'#### {name}: strategies on the dev clip at 480×360', '',
-             '| condition | ' + ' | '.join(f'{s} mIoU / TC' for s in STRATEGIES.split(','))
-             + ' |', '| --- |' + ' --- |' * 3]
+    lines = [
+        f'#### {name}: strategies on the dev clip at 480×360',
+        '',
+        '| condition | ' + ' | '.join(f'{s} mIoU / TC' for s in STRATEGIES.split(',')) + ' |',
+        '| --- |' + ' --- |' * 3,
+    ]
     for cond in conds:
-        cells = [f"{_f(get[(cond, s)].get('miou'), 2)} / {_f(get[(cond, s)].get('tc'), 2)}"
-                 if (cond, s) in get else '–' for s in STRATEGIES.split(',')]
+        cells = [
+            f'{_f(get[(cond, s)].get("miou"), 2)} / {_f(get[(cond, s)].get("tc"), 2)}'
+            if (cond, s) in get
+            else '–'
+            for s in STRATEGIES.split(',')
+        ]
         lines.append(f'| {cond} | ' + ' | '.join(cells) + ' |')
     strategies = STRATEGIES.split(',')
-    lines += ['', '| mean ms per frame, clean, 2 threads | ' + ' | '.join(strategies) + ' |',
-              '| --- |' + ' --- |' * len(strategies),
-              '| 480×360 | ' + ' | '.join(_f(get[('clean', s)].get('mean_ms'))
-                                         for s in strategies) + ' |']
+    lines += [
+        '',
+        '| mean ms per frame, clean, 2 threads | ' + ' | '.join(strategies) + ' |',
+        '| --- |' + ' --- |' * len(strategies),
+        '| 480×360 | '
+        + ' | '.join(_f(get[('clean', s)].get('mean_ms')) for s in strategies)
+        + ' |',
+    ]
     if c['native_runs']:
         nat = {r['strategy']: r for r in c['native_runs']}
-        lines.append(f"| native {c['native_size']} (first frames) | "
-                     + ' | '.join(_f(nat[s].get('mean_ms')) if s in nat else '–'
-                                  for s in strategies) + ' |')
+        lines.append(
+            f'| native {c["native_size"]} (first frames) | '
+            + ' | '.join(_f(nat[s].get('mean_ms')) if s in nat else '–' for s in strategies)
+            + ' |'
+        )
     lines.append('')
     classes = list(get[('clean', 'per_frame')]['per_class_iou'])
-    lines += [f'#### {name}: per-class IoU of per_frame (dev clip, 480×360)', '',
-              '| condition | ' + ' | '.join(classes) + ' |',
-              '| --- |' + ' --- |' * len(classes)]
+    lines += [
+        f'#### {name}: per-class IoU of per_frame (dev clip, 480×360)',
+        '',
+        '| condition | ' + ' | '.join(classes) + ' |',
+        '| --- |' + ' --- |' * len(classes),
+    ]
     for cond in conds:
         iou = get[(cond, 'per_frame')]['per_class_iou']
         lines.append(f'| {cond} | ' + ' | '.join(_f(iou[k]) for k in classes) + ' |')
@@ -87,15 +137,18 @@ def markdown(name: str, c: dict) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument('--out', default='runs/cards', help='output folder')
     ap.add_argument('--models', default=','.join(MODELS), help='comma-separated card names')
-    ap.add_argument('--native-frames', type=int, default=20,
-                    help='frames timed at the native size (default 20)')
+    ap.add_argument(
+        '--native-frames', type=int, default=20, help='frames timed at the native size (default 20)'
+    )
     ap.add_argument('--data', default=None, help='real data (default: VSDA_DATA_DIR)')
     args = ap.parse_args()
     from vsda_ros.paths import data_dir
+
     data = Path(args.data) if args.data else data_dir()
     if data is None:
         ap.error('real data not found: set VSDA_DATA_DIR')

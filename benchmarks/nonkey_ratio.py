@@ -23,6 +23,7 @@ Example (the figures in docs/design/temporal.md, *Real time*)::
     .venv/bin/python benchmarks/nonkey_ratio.py --source $D/camvid/val \\
         --labels $D/camvid/valannot --out runs/nonkey_ratio.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ from vsda_ros.temporal.flow import DISFlow
 from vsda_ros.temporal.keyframe import Keyframe
 from vsda_ros.temporal.strategy import StrategyConfig
 
-MODELS = {'espnet-camvid': ((480, 360), None),
-          'espnetv2-cityscapes': ((1024, 512), 'cityscapes-camvid')}
+MODELS = {
+    'espnet-camvid': ((480, 360), None),
+    'espnetv2-cityscapes': ((1024, 512), 'cityscapes-camvid'),
+}
 BACKENDS = (('torch', 'fp32'), ('openvino', 'fp32'), ('openvino', 'bf16'))
 FPS = 15.0
 
@@ -53,9 +56,18 @@ FPS = 15.0
 def pipeline(model: str, backend: str, precision: str) -> Pipeline:
     """The model at its benchmark size on one backend, warmed up twice."""
     size = MODELS[model][0]
-    return build_pipeline(PipelineConfig(model=model, input_size=size, backend=backend,
-                                         precision=precision, download=False, progress=False,
-                                         temporal_weights='none', warmup=2))
+    return build_pipeline(
+        PipelineConfig(
+            model=model,
+            input_size=size,
+            backend=backend,
+            precision=precision,
+            download=False,
+            progress=False,
+            temporal_weights='none',
+            warmup=2,
+        )
+    )
 
 
 def p50(v: list[float]) -> float | None:
@@ -71,18 +83,21 @@ def ratio_run(pipe: Pipeline, images: list[np.ndarray]) -> dict:
         seg = s.step(img, i / FPS)
         ms = (time.perf_counter() - t0) * 1e3
         if i < 2:
-            continue                           # the first key and first propagation warm up
+            continue  # the first key and first propagation warm up
         (key if seg.keyframe else nonkey).append(ms)
         if not seg.keyframe:
             for k, v in seg.timings_ms.items():
                 stages.setdefault(k, []).append(v)
     k, n = p50(key), p50(nonkey)
-    return {'key_ms': k, 'nonkey_ms': n, 'ratio': n / k,
-            'nonkey_stages_ms': {kk: p50(v) for kk, v in stages.items()}}
+    return {
+        'key_ms': k,
+        'nonkey_ms': n,
+        'ratio': n / k,
+        'nonkey_stages_ms': {kk: p50(v) for kk, v in stages.items()},
+    }
 
 
-def flow_timing(pipe: Pipeline, images: list[np.ndarray], scales=(1, 2, 4),
-                reps: int = 3) -> dict:
+def flow_timing(pipe: Pipeline, images: list[np.ndarray], scales=(1, 2, 4), reps: int = 3) -> dict:
     """DIS ``balanced`` ms (median) on consecutive frame pairs at the feature resolution / k,
     the scales interleaved pair by pair."""
     seg = pipe.segmenter
@@ -123,14 +138,15 @@ def paced_run(pipe: Pipeline, images: list[np.ndarray], interval: int = 5) -> di
     kinds: dict[str, list[float]] = {}
     key_bg: list[float] = []
     late = 0
-    with AsyncKeyframe(pipe.segmenter, StrategyConfig(keyframe_interval=interval,
-                                                      correction=False)) as s:
+    with AsyncKeyframe(
+        pipe.segmenter, StrategyConfig(keyframe_interval=interval, correction=False)
+    ) as s:
         t_next = time.perf_counter()
         for i, img in enumerate(images):
             t0 = time.perf_counter()
             seg = s.step(img, i / FPS)
             ms = (time.perf_counter() - t0) * 1e3
-            if i > 0:                          # frame 0: the stream's in-line key
+            if i > 0:  # frame 0: the stream's in-line key
                 kinds.setdefault(seg.kind, []).append(ms)
                 late += ms > period * 1e3
             if 'key_background' in seg.timings_ms:
@@ -138,10 +154,17 @@ def paced_run(pipe: Pipeline, images: list[np.ndarray], interval: int = 5) -> di
             t_next += period
             time.sleep(max(0.0, t_next - time.perf_counter()))
         keys = s.keys_started
-    pct = {k: {'p50': float(np.percentile(v, 50)), 'p95': float(np.percentile(v, 95)),
-               'n': len(v)} for k, v in kinds.items()}
-    return {'kinds_ms': pct, 'key_background_ms': p50(key_bg), 'keys_started': keys,
-            'frames_over_period': late, 'frames': len(images) - 1}
+    pct = {
+        k: {'p50': float(np.percentile(v, 50)), 'p95': float(np.percentile(v, 95)), 'n': len(v)}
+        for k, v in kinds.items()
+    }
+    return {
+        'kinds_ms': pct,
+        'key_background_ms': p50(key_bg),
+        'keys_started': keys,
+        'frames_over_period': late,
+        'frames': len(images) - 1,
+    }
 
 
 def backends() -> list[tuple[str, str]]:
@@ -157,8 +180,7 @@ def part_ratio_and_flow(args: argparse.Namespace, clips: dict[str, Clip]) -> dic
         for backend, precision in backends():
             pipe = pipeline(model, backend, precision)
             res['ratio'][f'{backend}/{precision}'] = ratio_run(pipe, images)
-            print(model, backend, precision, res['ratio'][f'{backend}/{precision}'],
-                  flush=True)
+            print(model, backend, precision, res['ratio'][f'{backend}/{precision}'], flush=True)
             if (backend, precision) == args.miou_backend:
                 res['flow'] = flow_timing(pipe, images)
                 if not args.no_miou:
@@ -177,7 +199,7 @@ def part_threads(args: argparse.Namespace, clips: dict[str, Clip], saved: int) -
         images = clips[model].images[: args.paced_frames]
         for backend, precision in pairs:
             for threads in (1, 2):
-                torch.set_num_threads(threads)   # process-wide; compiled graphs take it now
+                torch.set_num_threads(threads)  # process-wide; compiled graphs take it now
                 pipe = pipeline(model, backend, precision)
                 r = paced_run(pipe, images)
                 out[f'{model} {backend}/{precision} threads={threads}'] = r
@@ -194,10 +216,14 @@ def print_tables(res: dict) -> None:
     for model, r in res['models'].items():
         for b, v in r['ratio'].items():
             st = ', '.join(f'{k} {x:.1f}' for k, x in v['nonkey_stages_ms'].items())
-            print(f"| {model} | {b} | {v['key_ms']:.1f} | {v['nonkey_ms']:.1f} | "
-                  f"{v['ratio']:.3f} | {st} |")
-    print('\n| model | feature grid | DIS ms /1, /2, /4 | mIoU flow /1, /2, /4 | '
-          'mIoU background keys, delay d frames |')
+            print(
+                f'| {model} | {b} | {v["key_ms"]:.1f} | {v["nonkey_ms"]:.1f} | '
+                f'{v["ratio"]:.3f} | {st} |'
+            )
+    print(
+        '\n| model | feature grid | DIS ms /1, /2, /4 | mIoU flow /1, /2, /4 | '
+        'mIoU background keys, delay d frames |'
+    )
     print('| --- | --- | --- | --- | --- |')
     for model, r in res['models'].items():
         if 'flow' not in r:
@@ -207,35 +233,52 @@ def print_tables(res: dict) -> None:
         m = r.get('miou')
         mi = ', '.join(f'{v:.2f}' for v in m['flow_downscale'].values()) if m else '-'
         am = ', '.join(f'd={d}: {v:.2f}' for d, v in m['async_delay'].items()) if m else '-'
-        print(f"| {model} | {f['feature_size']} | {ms} | {mi} | {am} |")
-    print('\n| run (paced at 15 Hz) | kind: p50 / p95 ms (n) | key in background ms | '
-          'keys | frames over 66.7 ms |')
+        print(f'| {model} | {f["feature_size"]} | {ms} | {mi} | {am} |')
+    print(
+        '\n| run (paced at 15 Hz) | kind: p50 / p95 ms (n) | key in background ms | '
+        'keys | frames over 66.7 ms |'
+    )
     print('| --- | --- | --- | --- | --- |')
     for name, r in res['threads'].items():
-        kinds = '; '.join(f"{k}: {v['p50']:.1f} / {v['p95']:.1f} ({v['n']})"
-                          for k, v in sorted(r['kinds_ms'].items()))
+        kinds = '; '.join(
+            f'{k}: {v["p50"]:.1f} / {v["p95"]:.1f} ({v["n"]})'
+            for k, v in sorted(r['kinds_ms'].items())
+        )
         kb = r['key_background_ms']
-        print(f"| {name} | {kinds} | {kb if kb is None else round(kb, 1)} | "
-              f"{r['keys_started']} | {r['frames_over_period']}/{r['frames']} |")
+        print(
+            f'| {name} | {kinds} | {kb if kb is None else round(kb, 1)} | '
+            f'{r["keys_started"]} | {r["frames_over_period"]}/{r["frames"]} |'
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                 epilog=__doc__.split('\n\n', 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        epilog=__doc__.split('\n\n', 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument('--source', required=True, help='labelled frame folder (CamVid val)')
     ap.add_argument('--labels', required=True, help='label folder (CamVid valannot)')
     ap.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
-    ap.add_argument('--ratio-frames', type=int, default=22,
-                    help='frames per ratio run (interval 5: keys at 0, 5, 10, …)')
+    ap.add_argument(
+        '--ratio-frames',
+        type=int,
+        default=22,
+        help='frames per ratio run (interval 5: keys at 0, 5, 10, …)',
+    )
     ap.add_argument('--paced-frames', type=int, default=46, help='frames per paced run')
-    ap.add_argument('--miou-backend', default='openvino/fp32',
-                    help='backend/precision of the flow and mIoU study (torch/fp32 when '
-                         'openvino is missing)')
+    ap.add_argument(
+        '--miou-backend',
+        default='openvino/fp32',
+        help='backend/precision of the flow and mIoU study (torch/fp32 when openvino is missing)',
+    )
     ap.add_argument('--no-miou', action='store_true', help='skip the clip mIoU runs')
-    ap.add_argument('--delays', default='1,2,4',
-                    help='key delays (frames) of the simulated background keys, comma-separated'
-                         ' (a key of K ms at 15 Hz lands after ⌈K / 66.7⌉ frames)')
+    ap.add_argument(
+        '--delays',
+        default='1,2,4',
+        help='key delays (frames) of the simulated background keys, comma-separated'
+        ' (a key of K ms at 15 Hz lands after ⌈K / 66.7⌉ frames)',
+    )
     ap.add_argument('--skip-threads', action='store_true', help='skip table 3')
     ap.add_argument('--out', default=None, help='write the results as JSON here')
     args = ap.parse_args(argv)

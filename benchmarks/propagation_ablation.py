@@ -25,6 +25,7 @@ Prints mIoU per distance and per-class IoU at the largest distance, and writes t
     python benchmarks/propagation_ablation.py --source ../shared/data/camvid/val \\
         --labels ../shared/data/camvid/valannot --max-distance 5 --oracle
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ from vsda_ros.temporal.correction import fcm
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
 from vsda_ros.temporal.keyframe import Keyframe
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # benchmarks/_common.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_common.py
 from _common import open_clip, parser  # noqa: E402
 
 
@@ -50,6 +51,7 @@ def espnet_split(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | 
     ``model.net.conv(cat(deep, skip))`` equals ``model.forward_features(x)``.
     """
     from vsda_ros.models.espnet import ESPNet, _fit
+
     net = model.net
     if not isinstance(net, ESPNet):
         return None
@@ -71,12 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__)
     ap.add_argument('--max-distance', type=int, default=5)
     ap.add_argument('--flow-preset', default='balanced')
-    ap.add_argument('--corrected', action='store_true',
-                    help='also chain-warp with the trained DMNet/CFNet correction')
-    ap.add_argument('--temporal-weights', default='',
-                    help="DMNet/CFNet checkpoint for --corrected ('' = the model's shipped ones)")
-    ap.add_argument('--oracle', action='store_true',
-                    help='also the oracle CFNet bounds at output strides 4 and 8 (oracle_s4/s8)')
+    ap.add_argument(
+        '--corrected',
+        action='store_true',
+        help='also chain-warp with the trained DMNet/CFNet correction',
+    )
+    ap.add_argument(
+        '--temporal-weights',
+        default='',
+        help="DMNet/CFNet checkpoint for --corrected ('' = the model's shipped ones)",
+    )
+    ap.add_argument(
+        '--oracle',
+        action='store_true',
+        help='also the oracle CFNet bounds at output strides 4 and 8 (oracle_s4/s8)',
+    )
     args = ap.parse_args(argv)
     if args.max_distance < 1:
         ap.error('--max-distance must be >= 1')
@@ -98,14 +109,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.corrected:
             from vsda_ros.temporal.modules import load_temporal_modules
             from vsda_ros.temporal.strategy import StrategyConfig
+
             mods = load_temporal_modules(args.model, args.temporal_weights)
             if mods.dmnet is None or mods.cfnet is None:
                 ap.error('--corrected needs trained DMNet/CFNet (--temporal-weights)')
-            corrector = Keyframe(seg, StrategyConfig(flow_preset=args.flow_preset,
-                                                     correction=True), mods.dmnet, mods.cfnet)
+            corrector = Keyframe(
+                seg,
+                StrategyConfig(flow_preset=args.flow_preset, correction=True),
+                mods.dmnet,
+                mods.cfnet,
+            )
             names.append('corrected')
-        cms = {k: {d: ConfusionMatrix(clip.num_classes, clip.ignore_index)
-                   for d in range(1, args.max_distance + 1)} for k in names}
+        cms = {
+            k: {
+                d: ConfusionMatrix(clip.num_classes, clip.ignore_index)
+                for d in range(1, args.max_distance + 1)
+            }
+            for k in names
+        }
 
         def score(name: str, d: int, t: int, feat: torch.Tensor) -> None:
             if clip.labels[t] is None:
@@ -123,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             for d in range(1, min(args.max_distance, n - 1 - s) + 1):
                 t = s + d
                 step = flows[t]
-                acc = step + warp(acc, step)          # key → t, composed frame by frame
+                acc = step + warp(acc, step)  # key → t, composed frame by frame
                 chain = warp(chain, step)
                 score('per_frame', d, t, feats[t])
                 score('chain', d, t, chain)
@@ -139,11 +160,17 @@ def main(argv: list[str] | None = None) -> int:
                     wrong = (warped.argmax(1) != feats[t].argmax(1)).float()[:, None]
                     carried[name] = fcm(warped, pool_up(feats[t], k), pool_up(wrong, k))
                     score(name, d, t, carried[name])
-    result = {'miou': {k: {d: cms[k][d].miou() * 100 for d in cms[k]} for k in names},
-              'per_class_iou_at_max_distance': {
-                  k: dict(zip(clip.class_names,
-                              (cms[k][args.max_distance].iou() * 100).tolist(), strict=False))
-                  for k in names}}
+    result = {
+        'miou': {k: {d: cms[k][d].miou() * 100 for d in cms[k]} for k in names},
+        'per_class_iou_at_max_distance': {
+            k: dict(
+                zip(
+                    clip.class_names, (cms[k][args.max_distance].iou() * 100).tolist(), strict=False
+                )
+            )
+            for k in names
+        },
+    }
     print('mIoU by distance d = 1 …', args.max_distance)
     for k in names:
         print(f'  {k:>9}: ' + ' '.join(f'{v:5.1f}' for v in result['miou'][k].values()))

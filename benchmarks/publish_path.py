@@ -13,6 +13,7 @@ Logits come from the real model on a real CamVid frame at the model's input size
     ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=95 \\
         python benchmarks/publish_path.py --frames 100
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,13 +31,15 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = {'1024x512': ('espnetv2-cityscapes', (1024, 512), None),
-         '480x360': ('espnet-camvid', (480, 360), None),
-         '480x360->1024x512': ('espnet-camvid', (480, 360), (1024, 512))}
+CASES = {
+    '1024x512': ('espnetv2-cityscapes', (1024, 512), None),
+    '480x360': ('espnet-camvid', (480, 360), None),
+    '480x360->1024x512': ('espnet-camvid', (480, 360), (1024, 512)),
+}
 STAGES = ('labels', 'confidence', 'palette', 'overlay', 'messages', 'publish')
 TOPICS = ('mask', 'color_mask', 'overlay', 'confidence')
 
-_SUBSCRIBER = '''
+_SUBSCRIBER = """
 import sys, rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -50,7 +53,7 @@ try:
 except BaseException:
     pass
 print(count[0], flush=True)
-'''
+"""
 
 
 # ---- before: today's code, verbatim in behaviour --------------------------------------------
@@ -63,12 +66,14 @@ def _old_postprocess(logits: torch.Tensor, out_hw: tuple[int, int]) -> tuple[np.
     def confidence() -> np.ndarray:
         total = torch.exp(logits[0] - best).sum(dim=0)
         return total.reciprocal_().mul_(255.0).round_().to(torch.uint8).numpy()
+
     return np.ascontiguousarray(labels.to(torch.uint8).numpy()), confidence
 
 
 def _old_image(array: np.ndarray, header: Any) -> Any:
     """conversions.numpy_to_image before this change."""
     from sensor_msgs.msg import Image
+
     array = np.ascontiguousarray(array)
     msg = Image()
     msg.header.stamp.sec, msg.header.stamp.nanosec = header.stamp.sec, header.stamp.nanosec
@@ -92,8 +97,10 @@ def _old_frame(logits, hw, rgb, lut, header, alpha) -> tuple[dict, dict]:
     t.append(time.perf_counter())
     blended = cv2.addWeighted(rgb, 1.0 - alpha, color, alpha, 0.0)
     t.append(time.perf_counter())
-    msgs = {n: _old_image(a, header)
-            for n, a in zip(TOPICS, (labels, color, blended, conf), strict=False)}
+    msgs = {
+        n: _old_image(a, header)
+        for n, a in zip(TOPICS, (labels, color, blended, conf), strict=False)
+    }
     t.append(time.perf_counter())
     return dict(zip(STAGES, np.diff(t) * 1e3, strict=False)), msgs
 
@@ -101,6 +108,7 @@ def _old_frame(logits, hw, rgb, lut, header, alpha) -> tuple[dict, dict]:
 def _new_frame(seg, writer, logits, hw, rgb, header, alpha) -> tuple[dict, dict]:
     """One frame through Segmenter.postprocess and OutputWriter, piece by piece."""
     from vsda_ros.ros.conversions import image_message
+
     t = [time.perf_counter()]
     labels, conf_fn = seg.postprocess(logits, hw)
     t.append(time.perf_counter())
@@ -110,10 +118,12 @@ def _new_frame(seg, writer, logits, hw, rgb, header, alpha) -> tuple[dict, dict]
     t.append(time.perf_counter())
     writer.blend(rgb, color, alpha)
     t.append(time.perf_counter())
-    msgs = {'mask': image_message(labels.tobytes(), labels.shape, header),
-            'color_mask': image_message(writer._color.raw, color.shape, header),
-            'overlay': image_message(writer._overlay.raw, rgb.shape, header),
-            'confidence': image_message(conf.tobytes(), conf.shape, header)}
+    msgs = {
+        'mask': image_message(labels.tobytes(), labels.shape, header),
+        'color_mask': image_message(writer._color.raw, color.shape, header),
+        'overlay': image_message(writer._overlay.raw, rgb.shape, header),
+        'confidence': image_message(conf.tobytes(), conf.shape, header),
+    }
     t.append(time.perf_counter())
     return dict(zip(STAGES, np.diff(t) * 1e3, strict=False)), msgs
 
@@ -140,12 +150,14 @@ def _publishers(prefix: str):
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image
+
     node = Node('publish_path_bench')
-    pubs = {n: node.create_publisher(Image, f'{prefix}/{n}', QoSProfile(depth=10))
-            for n in TOPICS}
-    sink = subprocess.Popen([sys.executable, '-c', _SUBSCRIBER,
-                             *(f'{prefix}/{n}' for n in TOPICS)], stdout=subprocess.PIPE,
-                            text=True)
+    pubs = {n: node.create_publisher(Image, f'{prefix}/{n}', QoSProfile(depth=10)) for n in TOPICS}
+    sink = subprocess.Popen(
+        [sys.executable, '-c', _SUBSCRIBER, *(f'{prefix}/{n}' for n in TOPICS)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while any(p.get_subscription_count() == 0 for p in pubs.values()):
         if time.monotonic() > deadline:
@@ -165,13 +177,16 @@ def run_case(name: str, frames: int, pubs: dict | None, alpha: float = 0.5) -> d
     """Before/after stage times (ms per frame) for one case, and whether outputs match."""
     from vsda_ros.data.decode import message_to_rgb
     from vsda_ros.ros.outputs import OutputWriter
+
     model_name, net_wh, frame_wh = CASES[name]
     frame_wh = frame_wh or net_wh
     seg, logits, rgb, lut, in_msg = _case_inputs(model_name, net_wh, frame_wh)
     hw, writer = (frame_wh[1], frame_wh[0]), OutputWriter(lut)
-    times = {'before': {s: [] for s in (*STAGES, 'total')},
-             'after': {s: [] for s in (*STAGES, 'total')},
-             'context': {'decode': [], 'preprocess': []}}
+    times = {
+        'before': {s: [] for s in (*STAGES, 'total')},
+        'after': {s: [] for s in (*STAGES, 'total')},
+        'context': {'decode': [], 'preprocess': []},
+    }
     identical = True
     for i in range(frames + 3):  # 3 warm-up frames
         order = ('before', 'after') if i % 2 == 0 else ('after', 'before')
@@ -187,8 +202,9 @@ def run_case(name: str, frames: int, pubs: dict | None, alpha: float = 0.5) -> d
                 for stage, v in ms.items():
                     times[which][stage].append(v)
                 times[which]['total'].append(sum(ms.values()))
-        identical &= all(bytes(out['before'][n].data) == bytes(out['after'][n].data)
-                         for n in TOPICS)
+        identical &= all(
+            bytes(out['before'][n].data) == bytes(out['after'][n].data) for n in TOPICS
+        )
         t0 = time.perf_counter()
         message_to_rgb(in_msg)
         t1 = time.perf_counter()
@@ -197,30 +213,42 @@ def run_case(name: str, frames: int, pubs: dict | None, alpha: float = 0.5) -> d
         if i >= 3:
             times['context']['decode'].append((t1 - t0) * 1e3)
             times['context']['preprocess'].append((t2 - t1) * 1e3)
-    return {'case': name, 'model': model_name, 'network': list(net_wh), 'frame': list(frame_wh),
-            'frames': frames, 'identical': identical,
-            'ms': {w: {s: _pct(v) for s, v in st.items()} for w, st in times.items()}}
+    return {
+        'case': name,
+        'model': model_name,
+        'network': list(net_wh),
+        'frame': list(frame_wh),
+        'frames': frames,
+        'identical': identical,
+        'ms': {w: {s: _pct(v) for s, v in st.items()} for w, st in times.items()},
+    }
 
 
 def _pct(values: list[float]) -> dict[str, float]:
-    return {'p50': round(float(np.percentile(values, 50)), 2),
-            'p95': round(float(np.percentile(values, 95)), 2)}
+    return {
+        'p50': round(float(np.percentile(values, 50)), 2),
+        'p95': round(float(np.percentile(values, 95)), 2),
+    }
 
 
 def print_table(res: dict) -> None:
     """One case as a before/after table."""
     ms = res['ms']
-    print(f"\n{res['case']}: {res['model']} network {res['network'][0]}x{res['network'][1]}, "
-          f"frame {res['frame'][0]}x{res['frame'][1]}, {res['frames']} frames, outputs "
-          f"{'bit-identical' if res['identical'] else 'DIFFER'}")
-    print(f"{'stage':<12}{'before p50':>11}{'p95':>9}{'after p50':>11}{'p95':>9}{'x p50':>7}")
+    print(
+        f'\n{res["case"]}: {res["model"]} network {res["network"][0]}x{res["network"][1]}, '
+        f'frame {res["frame"][0]}x{res["frame"][1]}, {res["frames"]} frames, outputs '
+        f'{"bit-identical" if res["identical"] else "DIFFER"}'
+    )
+    print(f'{"stage":<12}{"before p50":>11}{"p95":>9}{"after p50":>11}{"p95":>9}{"x p50":>7}')
     for stage in (*STAGES, 'total'):
         b, a = ms['before'][stage], ms['after'][stage]
         ratio = b['p50'] / a['p50'] if a['p50'] > 0 else float('nan')
-        print(f"{stage:<12}{b['p50']:>11.2f}{b['p95']:>9.2f}{a['p50']:>11.2f}{a['p95']:>9.2f}"
-              f"{ratio:>7.1f}")
+        print(
+            f'{stage:<12}{b["p50"]:>11.2f}{b["p95"]:>9.2f}{a["p50"]:>11.2f}{a["p95"]:>9.2f}'
+            f'{ratio:>7.1f}'
+        )
     for stage, v in ms['context'].items():
-        print(f"{stage:<12}{'(unchanged)':>20}{v['p50']:>11.2f}{v['p95']:>9.2f}")
+        print(f'{stage:<12}{"(unchanged)":>20}{v["p50"]:>11.2f}{v["p95"]:>9.2f}')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,14 +262,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 1 or any(c not in CASES for c in cases):
         ap.error(f'--frames must be ≥ 1 and --cases within {list(CASES)}')
     from vsda_ros.runtime import tune_allocator
+
     tune_allocator()  # as the node does
     results, node, sink = [], None, None
     if not args.no_dds:
         if os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') != 'LOCALHOST':
             ap.error('set ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_DOMAIN_ID')
-        os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE',
-                              str(ROOT / 'config' / 'fastdds_profile.xml'))
+        os.environ.setdefault(
+            'FASTDDS_DEFAULT_PROFILES_FILE', str(ROOT / 'config' / 'fastdds_profile.xml')
+        )
         import rclpy
+
         rclpy.init()
     try:
         pubs = None
@@ -257,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         if node is not None:
             node.destroy_node()
             import rclpy
+
             rclpy.try_shutdown()
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))

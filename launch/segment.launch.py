@@ -23,6 +23,7 @@ process that exits with a non-zero code outside a shutdown raises here: the laun
 without rviz2 installed, a ``params_file`` that does not exist and a ``model:=`` path that does
 not exist fail the same way before anything is started (one line naming the argument).
 """
+
 import os
 import tempfile
 
@@ -62,8 +63,11 @@ def _on_exit(event, context):
 
 def _looks_like_path(model: str) -> bool:
     """A ``model`` value meant as a file or folder (model names have no slash or suffix)."""
-    return (os.sep in model or model.startswith(('~', '.'))
-            or model.endswith(('.pt', '.pth', '.onnx', '.xml')))
+    return (
+        os.sep in model
+        or model.startswith(('~', '.'))
+        or model.endswith(('.pt', '.pth', '.onnx', '.xml'))
+    )
 
 
 def _autostart(node):
@@ -75,20 +79,32 @@ def _autostart(node):
     from lifecycle_msgs.msg import Transition
 
     def change(transition_id):
-        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                           transition_id=transition_id))
+        return EmitEvent(
+            event=ChangeState(
+                lifecycle_node_matcher=matches_action(node), transition_id=transition_id
+            )
+        )
 
-    return [RegisterEventHandler(OnStateTransition(
-                target_lifecycle_node=node, start_state='configuring', goal_state='inactive',
-                entities=[change(Transition.TRANSITION_ACTIVATE)], handle_once=True)),
-            change(Transition.TRANSITION_CONFIGURE)]
+    return [
+        RegisterEventHandler(
+            OnStateTransition(
+                target_lifecycle_node=node,
+                start_state='configuring',
+                goal_state='inactive',
+                entities=[change(Transition.TRANSITION_ACTIVATE)],
+                handle_once=True,
+            )
+        ),
+        change(Transition.TRANSITION_CONFIGURE),
+    ]
 
 
 def _launch_setup(context):
     """The node (and RViz) for the resolved launch arguments, each tied to the launch's end."""
     share = get_package_share_directory('vsda_ros')
     params_file = LaunchConfiguration('params_file').perform(context) or os.path.join(
-        share, 'config', 'segment.yaml')
+        share, 'config', 'segment.yaml'
+    )
     # before starting anything (launch_ros would only warn and run the node on its defaults)
     if not os.path.isfile(os.path.expanduser(params_file)):
         raise RuntimeError(f'params_file:={params_file}: no such file')
@@ -99,8 +115,10 @@ def _launch_setup(context):
             overrides[name] = value
     model = overrides.get('model', '')
     if _looks_like_path(model) and not os.path.exists(os.path.expanduser(model)):
-        raise RuntimeError(f'model:={model}: no such checkpoint file or export folder (or give '
-                           'a model name: ros2 run vsda_ros vsda models lists them)')
+        raise RuntimeError(
+            f'model:={model}: no such checkpoint file or export folder (or give '
+            'a model name: ros2 run vsda_ros vsda models lists them)'
+        )
     namespace = LaunchConfiguration('namespace').perform(context)
     image_topic = LaunchConfiguration('image_topic').perform(context)
     rviz = IfCondition(LaunchConfiguration('rviz')).evaluate(context)
@@ -108,12 +126,17 @@ def _launch_setup(context):
         try:  # before starting anything: nothing is left running when RViz is missing
             get_package_prefix('rviz2')
         except PackageNotFoundError:
-            raise RuntimeError('rviz:=true but rviz2 is not installed (apt install '
-                               'ros-$ROS_DISTRO-rviz2, or launch with rviz:=false)') from None
+            raise RuntimeError(
+                'rviz:=true but rviz2 is not installed (apt install '
+                'ros-$ROS_DISTRO-rviz2, or launch with rviz:=false)'
+            ) from None
     # The package's Fast DDS profile (64 MB shared-memory segment: 4K raw frames arrive)
     # unless the user has one.
-    env = {} if os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') else {
-        'FASTDDS_DEFAULT_PROFILES_FILE': os.path.join(share, 'config', 'fastdds_profile.xml')}
+    env = (
+        {}
+        if os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE')
+        else {'FASTDDS_DEFAULT_PROFILES_FILE': os.path.join(share, 'config', 'fastdds_profile.xml')}
+    )
     lifecycle = IfCondition(LaunchConfiguration('lifecycle')).evaluate(context)
     if lifecycle:
         from launch_ros.actions import LifecycleNode as node_action
@@ -136,47 +159,84 @@ def _launch_setup(context):
         layout = tempfile.NamedTemporaryFile('w', prefix='vsda_', suffix='.rviz', delete=False)
         with layout:
             layout.write(rviz_config(image_topic, namespace))
-        viewer = Node(package='rviz2', executable='rviz2', name='rviz2', namespace=namespace,
-                      arguments=['-d', layout.name], output='screen')
-        actions += [viewer,
-                    RegisterEventHandler(OnProcessExit(target_action=viewer, on_exit=_on_exit))]
+        viewer = Node(
+            package='rviz2',
+            executable='rviz2',
+            name='rviz2',
+            namespace=namespace,
+            arguments=['-d', layout.name],
+            output='screen',
+        )
+        actions += [
+            viewer,
+            RegisterEventHandler(OnProcessExit(target_action=viewer, on_exit=_on_exit)),
+        ]
     return actions
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument('params_file', default_value='',
-                              description='YAML file with the node parameters '
-                                          '(default: the package\'s config/segment.yaml)'),
-        DeclareLaunchArgument('model', default_value='',
-                              description='Zoo model name or checkpoint path (overrides the '
-                                          'params file when set)'),
-        DeclareLaunchArgument('strategy', default_value='',
-                              description='per_frame, fusion or keyframe (overrides the params '
-                                          'file when set)'),
-        DeclareLaunchArgument('device', default_value='',
-                              description='cpu, cuda, cuda:N or auto (overrides the params '
-                                          'file when set)'),
-        DeclareLaunchArgument('backend', default_value='',
-                              description='torch, openvino, onnxruntime or auto (overrides the '
-                                          'params file when set)'),
-        DeclareLaunchArgument('precision', default_value='',
-                              description='fp32, bf16, int8 or auto (overrides the params file '
-                                          'when set)'),
-        DeclareLaunchArgument('namespace', default_value='',
-                              description='Namespace of the node and its topics'),
-        DeclareLaunchArgument('image_topic', default_value='image',
-                              description='Input image topic (remapped to the node\'s "image"; '
-                                          'its /compressed sibling to "image/compressed")'),
-        DeclareLaunchArgument('lifecycle', default_value='false',
-                              description='Start the managed (lifecycle) node: unconfigured '
-                                          'until configured (ros2 lifecycle set, a lifecycle '
-                                          'manager, or autostart:=true)'),
-        DeclareLaunchArgument('autostart', default_value='false',
-                              description='With lifecycle:=true: configure and then activate '
-                                          'the node at launch'),
-        DeclareLaunchArgument('rviz', default_value='false',
-                              description='Also start RViz2 showing the camera, colour mask and '
-                                          'overlay of this namespace and image_topic'),
-        OpaqueFunction(function=_launch_setup),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                'params_file',
+                default_value='',
+                description='YAML file with the node parameters '
+                "(default: the package's config/segment.yaml)",
+            ),
+            DeclareLaunchArgument(
+                'model',
+                default_value='',
+                description='Zoo model name or checkpoint path (overrides the '
+                'params file when set)',
+            ),
+            DeclareLaunchArgument(
+                'strategy',
+                default_value='',
+                description='per_frame, fusion or keyframe (overrides the params file when set)',
+            ),
+            DeclareLaunchArgument(
+                'device',
+                default_value='',
+                description='cpu, cuda, cuda:N or auto (overrides the params file when set)',
+            ),
+            DeclareLaunchArgument(
+                'backend',
+                default_value='',
+                description='torch, openvino, onnxruntime or auto (overrides the '
+                'params file when set)',
+            ),
+            DeclareLaunchArgument(
+                'precision',
+                default_value='',
+                description='fp32, bf16, int8 or auto (overrides the params file when set)',
+            ),
+            DeclareLaunchArgument(
+                'namespace', default_value='', description='Namespace of the node and its topics'
+            ),
+            DeclareLaunchArgument(
+                'image_topic',
+                default_value='image',
+                description='Input image topic (remapped to the node\'s "image"; '
+                'its /compressed sibling to "image/compressed")',
+            ),
+            DeclareLaunchArgument(
+                'lifecycle',
+                default_value='false',
+                description='Start the managed (lifecycle) node: unconfigured '
+                'until configured (ros2 lifecycle set, a lifecycle '
+                'manager, or autostart:=true)',
+            ),
+            DeclareLaunchArgument(
+                'autostart',
+                default_value='false',
+                description='With lifecycle:=true: configure and then activate the node at launch',
+            ),
+            DeclareLaunchArgument(
+                'rviz',
+                default_value='false',
+                description='Also start RViz2 showing the camera, colour mask and '
+                'overlay of this namespace and image_topic',
+            ),
+            OpaqueFunction(function=_launch_setup),
+        ]
+    )

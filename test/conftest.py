@@ -8,6 +8,7 @@ Markers (registered in setup.cfg; ``make test-fast`` deselects all three): ``dat
 are set here from what a test uses (:func:`pytest_collection_modifyitems`), so a new test is
 marked without anyone remembering to; ``slow`` is set by hand on long unit tests.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -30,12 +31,15 @@ for _sig in (signal.SIGINT, signal.SIGQUIT):
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['ROS_DOMAIN_ID'] = str(100 + os.getpid() % 100)
 os.environ.setdefault('OMP_NUM_THREADS', '2')
-os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE',
-                      str(Path(__file__).resolve().parents[1] / 'config' / 'fastdds_profile.xml'))
+os.environ.setdefault(
+    'FASTDDS_DEFAULT_PROFILES_FILE',
+    str(Path(__file__).resolve().parents[1] / 'config' / 'fastdds_profile.xml'),
+)
 
 
 def _data_dir() -> Path | None:
     from vsda_ros.paths import data_dir
+
     return data_dir()
 
 
@@ -44,8 +48,10 @@ def real_data() -> Path:
     """The real-data folder (``VSDA_DATA_DIR``); skips the test with the reason when absent."""
     ddir = _data_dir()
     if ddir is None or not (ddir / 'camvid' / 'val').is_dir() or not (ddir / 'weights').is_dir():
-        pytest.skip(f'real data not found (set VSDA_DATA_DIR; looked at {ddir}): needs '
-                    'camvid/ and weights/ from ../shared/data')
+        pytest.skip(
+            f'real data not found (set VSDA_DATA_DIR; looked at {ddir}): needs '
+            'camvid/ and weights/ from ../shared/data'
+        )
     return ddir
 
 
@@ -57,8 +63,10 @@ def real_data() -> Path:
 _ROS_MODULE = re.compile(r"""['"]vsda_ros\.ros\.segmentation_node['"]""")
 #: A test (or one of its fixtures) that starts DDS: an rclpy context, the node through the
 #: launcher, the live evaluator, the node benchmark, a replay or the demo, the real ros2 tools.
-_ROS_TEST = re.compile(r"\brclpy\.init\(|\bwith node_process\(|\bLiveRunner\(|\brun_bench\("
-                       r"|\breplay_bag\(|\[\s*'(?:replay|demo)'|VSDA_ROS2_TOOLS")
+_ROS_TEST = re.compile(
+    r'\brclpy\.init\(|\bwith node_process\(|\bLiveRunner\(|\brun_bench\('
+    r"|\breplay_bag\(|\[\s*'(?:replay|demo)'|VSDA_ROS2_TOOLS"
+)
 _TEST_DIR = Path(__file__).resolve().parent
 _module_is_ros: dict[str, bool] = {}
 
@@ -73,8 +81,9 @@ def _source(obj: Any) -> str:
 def _ros_module(module: types.ModuleType) -> bool:
     name = module.__name__
     if name not in _module_is_ros:
-        _module_is_ros[name] = (isinstance(getattr(module, 'rclpy', None), types.ModuleType)
-                                or bool(_ROS_MODULE.search(_source(module))))
+        _module_is_ros[name] = isinstance(getattr(module, 'rclpy', None), types.ModuleType) or bool(
+            _ROS_MODULE.search(_source(module))
+        )
     return _module_is_ros[name]
 
 
@@ -96,14 +105,21 @@ def _uses_ros(item: pytest.Item) -> bool:
     if module is not None and _ros_module(module):
         return True
     function = getattr(item, 'function', None)
-    return any(_ROS_TEST.search(_source(f))
-               for f in [function, *_own_fixture_functions(item)] if f is not None)
+    return any(
+        _ROS_TEST.search(_source(f))
+        for f in [function, *_own_fixture_functions(item)]
+        if f is not None
+    )
 
 
 #: modules whose tests export ONNX graphs and compile them (10-20 s each on 2 cores, measured
 #: with ``pytest --durations``): integration tests of the backends, run by ``make test`` only
-GRAPH_EXPORT_MODULES = {'test_compiled_cache', 'test_auto_backend', 'test_export',
-                        'test_bench_model'}
+GRAPH_EXPORT_MODULES = {
+    'test_compiled_cache',
+    'test_auto_backend',
+    'test_export',
+    'test_bench_model',
+}
 #: the same in test_backends.py: the graph cache itself and the per-backend contract
 GRAPH_EXPORT_TESTS = ('test_cache_export_when_no_folder', 'test_contract_matches_torch')
 

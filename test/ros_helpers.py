@@ -1,5 +1,6 @@
 """Helpers for the tests that talk to a node over DDS (rclpy is imported only inside them, so
 importing this module costs nothing and needs no ROS)."""
+
 from __future__ import annotations
 
 import threading
@@ -8,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def spin_until(executor: Any, predicate: Callable[[], object], timeout: float,
-               period: float = 0.05) -> bool:
+def spin_until(
+    executor: Any, predicate: Callable[[], object], timeout: float, period: float = 0.05
+) -> bool:
     """Spin ``executor`` (``spin_once(timeout_sec=period)``) until ``predicate()`` is true or
     ``timeout`` seconds passed; returns the predicate's last value as a bool (checked once more
     at the deadline, so a condition met during the last spin counts)."""
@@ -40,8 +42,10 @@ class InProcessNode:
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.node = SegmentationNode(context=self.context, parameter_overrides=[
-            Parameter(k, value=v) for k, v in params.items()])
+        self.node = SegmentationNode(
+            context=self.context,
+            parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+        )
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)

@@ -1,5 +1,6 @@
 """The fusion block the ``fusion`` and ``tsl`` recipes train is built in one place
 (:mod:`vsda_ros.adaptation.fusion_setup`) from the config, so both get the same block."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,8 +53,9 @@ def test_fusion_and_tsl_recipes_build_the_same_block(variant: str) -> None:
     fusion = FusionRecipe(tiny_model(4), _cfg('fusion', **kw)).student
     assert type(tsl) is type(fusion)
     assert tsl.vsda_args == fusion.vsda_args
-    assert [(n, tuple(p.shape)) for n, p in tsl.named_parameters()] == \
-        [(n, tuple(p.shape)) for n, p in fusion.named_parameters()]
+    assert [(n, tuple(p.shape)) for n, p in tsl.named_parameters()] == [
+        (n, tuple(p.shape)) for n, p in fusion.named_parameters()
+    ]
 
 
 def test_fusion_block_builder_follows_the_config() -> None:

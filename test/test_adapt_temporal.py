@@ -1,5 +1,6 @@
 """``vsda adapt --recipe davss|fusion`` on a few real frames: trains, resumes, and writes a
 checkpoint that the strategies (and so the node and ``vsda eval``) load unchanged."""
+
 from __future__ import annotations
 
 import shutil
@@ -23,9 +24,18 @@ def target(real_data, tmp_path_factory):
 
 
 def _cfg(recipe, target, out, iterations):
-    return AdaptConfig(recipe=recipe, model='espnet-camvid', target=[str(target)], out=str(out),
-                       iterations=iterations, batch=1, crop=(160, 128), save_every=1,
-                       threads=2, seed=3)
+    return AdaptConfig(
+        recipe=recipe,
+        model='espnet-camvid',
+        target=[str(target)],
+        out=str(out),
+        iterations=iterations,
+        batch=1,
+        crop=(160, 128),
+        save_every=1,
+        threads=2,
+        seed=3,
+    )
 
 
 @pytest.mark.parametrize('recipe,kinds', [('davss', ['dmnet', 'cfnet']), ('fusion', ['fusion'])])
@@ -36,6 +46,7 @@ def test_recipe_trains_and_writes_a_loadable_checkpoint(recipe, kinds, target, t
     mods = TemporalModules.from_checkpoint(out)
     assert mods.loaded() == kinds
     from vsda_ros.models.zoo import load_model
+
     assert load_model(str(out)).meta.provenance['temporal_recipe'] == recipe
 
 
@@ -60,8 +71,9 @@ def test_fusion_recipe_trains_the_alignment_from_the_start(real_data):
     from vsda_ros.models.zoo import load_model
 
     frames = sorted((real_data / 'camvid' / 'val').iterdir())[:2]
-    clip = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120))
-            for f in frames]
+    clip = [
+        cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120)) for f in frames
+    ]
     model = load_model('espnet-camvid')
     cfg = AdaptConfig(recipe='fusion', target=['x'], weather_intensity=(0.2, 0.2))
     recipe = FusionRecipe(model, cfg)
@@ -73,7 +85,7 @@ def test_fusion_recipe_trains_the_alignment_from_the_start(real_data):
     cfg.align_weight = 0.0
     recipe.student.zero_grad()
     recipe.loss([clip])[0].backward()
-    assert float(offsets.weight.grad.abs().sum()) == 0.0     # no signal without the term
+    assert float(offsets.weight.grad.abs().sum()) == 0.0  # no signal without the term
 
 
 def test_fusion_recipe_flow_alignment_and_soft_target(real_data):
@@ -86,16 +98,27 @@ def test_fusion_recipe_flow_alignment_and_soft_target(real_data):
     from vsda_ros.models.zoo import load_model
 
     frames = sorted((real_data / 'camvid' / 'val').iterdir())[:2]
-    clip = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120))
-            for f in frames]
+    clip = [
+        cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120)) for f in frames
+    ]
     model = load_model('espnet-camvid')
     logs = {}
-    for align_to, soft, hidden in (('target', False, 0), ('flow', False, 0),
-                                   ('target', True, 0), ('flow', False, 8)):
+    for align_to, soft, hidden in (
+        ('target', False, 0),
+        ('flow', False, 0),
+        ('target', True, 0),
+        ('flow', False, 8),
+    ):
         torch.manual_seed(0)
-        cfg = AdaptConfig(recipe='fusion', target=['x'], weather_intensity=(0.2, 0.2),
-                          align_to=align_to, soft_target=soft, fusion_scale=0.25,
-                          fusion_offset_hidden=hidden)
+        cfg = AdaptConfig(
+            recipe='fusion',
+            target=['x'],
+            weather_intensity=(0.2, 0.2),
+            align_to=align_to,
+            soft_target=soft,
+            fusion_scale=0.25,
+            fusion_offset_hidden=hidden,
+        )
         recipe = FusionRecipe(model, cfg)
         loss, logs[align_to, soft, hidden] = recipe.loss([clip])
         loss.backward()
@@ -113,18 +136,17 @@ def test_offset_flow_loss_is_zero_exactly_when_every_tap_follows_the_flow():
     from vsda_ros.adaptation.recipes import offset_flow_loss
 
     flow = torch.zeros(1, 2, 8, 12)
-    flow[:, 0] = 4.0                       # Δx = 4 px on the 8×12 grid
-    flow[:, 1] = -2.0                      # Δy = −2 px
+    flow[:, 0] = 4.0  # Δx = 4 px on the 8×12 grid
+    flow[:, 1] = -2.0  # Δy = −2 px
     # at the block size 4×6 that is Δx = 2, Δy = −1; offsets are (dy, dx) per tap
     step = torch.zeros(1, 18, 4, 6)
     step[:, 0::2] = -0.5
     step[:, 1::2] = 1.0
     assert float(offset_flow_loss([step, step], flow)) == 0.0
-    assert float(offset_flow_loss([step], flow)) > 0.1           # only half the way
+    assert float(offset_flow_loss([step], flow)) > 0.1  # only half the way
     swapped = step.clone()
-    swapped[:, 0::2], swapped[:, 1::2] = 1.0, -0.5               # (dx, dy) order: wrong
+    swapped[:, 0::2], swapped[:, 1::2] = 1.0, -0.5  # (dx, dy) order: wrong
     assert float(offset_flow_loss([swapped, swapped], flow)) > 0.1
-
 
 
 def test_class_prior_penalty_allows_blends_only():
@@ -134,19 +156,20 @@ def test_class_prior_penalty_allows_blends_only():
     from vsda_ros.temporal.fusion_block import FusionBlock
 
     block = FusionBlock(5)
-    anchors = {n: p.detach().clone() for n, p in block.named_parameters()
-               if n.startswith('deforms.')}
+    anchors = {
+        n: p.detach().clone() for n, p in block.named_parameters() if n.startswith('deforms.')
+    }
     assert float(class_prior_penalty(block, anchors)) == 0.0
     with torch.no_grad():
         block.fuse.weight[:, :5, 0, 0] = 0.6 * torch.eye(5)
         block.fuse.weight[:, 5:, 0, 0] = 0.4 * torch.eye(5)
     assert float(class_prior_penalty(block, anchors)) < 1e-12
     with torch.no_grad():
-        block.fuse.bias[2] = -0.5                      # "never predict class 2"
+        block.fuse.bias[2] = -0.5  # "never predict class 2"
     assert abs(float(class_prior_penalty(block, anchors)) - 0.25) < 1e-6
     with torch.no_grad():
         block.fuse.bias.zero_()
-        block.fuse.weight[1, 5 + 3, 0, 0] = 0.5        # class 3's score feeds class 1
+        block.fuse.weight[1, 5 + 3, 0, 0] = 0.5  # class 3's score feeds class 1
         block.deforms[0].weight[0, 0, 0, 0] += 1.0
     assert abs(float(class_prior_penalty(block, anchors)) - 1.25) < 1e-6
 
@@ -172,6 +195,7 @@ def test_config_errors(tmp_path):
 
 def test_experiment_recipes_parse(tmp_path, monkeypatch):
     from pathlib import Path
+
     # the recipes name data as ${VSDA_DATA_DIR}/...: a folder laid out like the real data
     for sub in ('camvid/val', 'camvid/valannot', 'camvid/train', 'camvid/trainannot'):
         (tmp_path / sub).mkdir(parents=True)
@@ -189,10 +213,11 @@ def test_target_video_reads_a_bag(tmp_path):
     from vsda_ros.frames import Frame
 
     rng = np.random.default_rng(0)
-    frames = [Frame((rng.random((48, 64, 3)) * 255).astype(np.uint8), stamp=i / 10)
-              for i in range(6)]
+    frames = [
+        Frame((rng.random((48, 64, 3)) * 255).astype(np.uint8), stamp=i / 10) for i in range(6)
+    ]
     write_bag(tmp_path / 'drive', ((f, None) for f in frames), storage='sqlite3')
     video = TargetVideo.load([tmp_path / 'drive'], height=48, stride=2)
-    (key, seq), = video.sequences.items()
+    ((key, seq),) = video.sequences.items()
     assert len(seq) == 3 and np.array_equal(seq[0], frames[0].image)
     assert abs(video.dt[key] - 0.2) < 1e-6

@@ -5,6 +5,7 @@ conv+BN network, synthetic panning scenes), and the training loop end to end on 
 architecture (random weights, 64×48 crops): checkpoints load with ``load_model``, runs are
 deterministic and resume exactly.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,14 +49,18 @@ def _with_source(recipe: str, **kw) -> AdaptConfig:
 
 
 def _u8(x: torch.Tensor) -> list[np.ndarray]:
-    return [np.ascontiguousarray(a) for a in
-            x.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()]
+    return [
+        np.ascontiguousarray(a)
+        for a in x.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    ]
 
 
 # -- shared machinery -----------------------------------------------------------------------------
 
+
 def test_recipe_registry_matches_the_config():
     from vsda_ros.adaptation.recipes import RECIPE_CLASSES
+
     assert tuple(RECIPE_CLASSES) == RECIPES
 
 
@@ -75,7 +80,7 @@ def test_batchnorm_statistics_stay_frozen_while_the_network_trains():
     assert torch.equal(model.net.bn.running_mean, mean)
     assert torch.equal(model.net.bn.running_var, var)
     assert not torch.equal(model.net.conv1.weight, w)
-    assert model.net.bn.weight.grad is not None      # affine BN weights still train
+    assert model.net.bn.weight.grad is not None  # affine BN weights still train
 
 
 def test_ema_update_math():
@@ -92,24 +97,25 @@ def test_ema_update_math():
 
 def test_strong_augment_moves_labels_with_their_image():
     aug = StrongAugment(scale=0.5, jitter=0.0, blur=0.0)
-    cols = (np.arange(96) // 8).astype(np.uint8)           # 12 vertical bands of 8 px
+    cols = (np.arange(96) // 8).astype(np.uint8)  # 12 vertical bands of 8 px
     rows = (np.arange(64) // 8).astype(np.uint8)[:, None]
-    labels = torch.from_numpy((cols[None] + 12 * rows).astype(np.int64))[None]   # unique ids
+    labels = torch.from_numpy((cols[None] + 12 * rows).astype(np.int64))[None]  # unique ids
     image = (labels.float() / 255.0)[:, None].repeat(1, 3, 1, 1)
     params = aug.draw(np.random.default_rng(3), 1, 64, 96)
     y = aug.labels(labels, params)
     x = aug.images(image, params)
     from_image = (x[:, 0] * 255).round().long()
-    assert (from_image == y).float().mean() > 0.85        # bilinear edges aside, identical
-    assert not torch.equal(y, labels)                     # the geometry did change
+    assert (from_image == y).float().mean() > 0.85  # bilinear edges aside, identical
+    assert not torch.equal(y, labels)  # the geometry did change
 
 
 def test_confident_labels_and_ce_ignore():
-    prob = torch.tensor([[[[0.9, 0.4]], [[0.1, 0.6]]]])   # 1×2×1×2: two classes, two pixels
+    prob = torch.tensor([[[[0.9, 0.4]], [[0.1, 0.6]]]])  # 1×2×1×2: two classes, two pixels
     assert confident_labels(prob, 0.7).tolist() == [[[0, IGNORE]]]
     # class balance: the rare, unconfident class keeps its most confident half
-    prob = torch.tensor([[[[0.95, 0.9, 0.3, 0.4, 0.2, 0.1]],
-                          [[0.05, 0.1, 0.7, 0.6, 0.8, 0.9]]]])   # class 1 at 0.6..0.9
+    prob = torch.tensor(
+        [[[[0.95, 0.9, 0.3, 0.4, 0.2, 0.1]], [[0.05, 0.1, 0.7, 0.6, 0.8, 0.9]]]]
+    )  # class 1 at 0.6..0.9
     assert confident_labels(prob, 0.95).tolist() == [[[0] + [IGNORE] * 5]]
     balanced = confident_labels(prob, 0.95, class_balance=0.5).tolist()
     assert balanced == [[[0, IGNORE, IGNORE, IGNORE, 1, 1]]]
@@ -122,9 +128,11 @@ def test_confident_labels_and_ce_ignore():
 
 # -- source ---------------------------------------------------------------------------------------
 
+
 def test_source_recipe_fits_the_labels_and_skips_void(tmp_path):
-    write_sequence(tmp_path / 'img', 4, size=(64, 48), step=9, prefix='src', seed=5,
-                   labels=tmp_path / 'lab')
+    write_sequence(
+        tmp_path / 'img', 4, size=(64, 48), step=9, prefix='src', seed=5, labels=tmp_path / 'lab'
+    )
     src = LabelledSource.load(tmp_path / 'img', tmp_path / 'lab', num_classes=11, height=48)
     assert len(src) == 4 and all(lab.max() <= 10 or IGNORE in lab for lab in src.labels)
     assert (src.labels[0] == IGNORE).any() and not (src.labels[0] == 11).any()  # void → ignore
@@ -155,10 +163,11 @@ def test_source_recipe_fits_the_labels_and_skips_void(tmp_path):
 
 def test_cityscapes_layout_source_becomes_train_ids(tmp_path):
     import cv2
+
     img, _ = canvas(9, 48, 64)
-    ids = np.full((48, 64), 7, np.uint8)          # label id 7 = road → train id 0
-    ids[:10] = 23                                  # sky → 10
-    ids[-5:] = 4                                   # a void id → ignore
+    ids = np.full((48, 64), 7, np.uint8)  # label id 7 = road → train id 0
+    ids[:10] = 23  # sky → 10
+    ids[-5:] = 4  # a void id → ignore
     (tmp_path / 'img').mkdir()
     (tmp_path / 'gt').mkdir()
     cv2.imwrite(str(tmp_path / 'img' / 'aachen_000000_000019_leftImg8bit.png'), img)
@@ -166,9 +175,10 @@ def test_cityscapes_layout_source_becomes_train_ids(tmp_path):
     src = LabelledSource.load(tmp_path / 'img', tmp_path / 'gt', num_classes=19, height=48)
     lab = src.labels[0]
     assert lab[20, 5] == 0 and lab[0, 0] == 10 and lab[-1, 0] == IGNORE
-    cams = LabelledSource.load(tmp_path / 'img', tmp_path / 'gt', num_classes=11,
-                               source_map='cityscapes-camvid', height=48)
-    assert cams.labels[0][20, 5] == 3 and cams.labels[0][0, 0] == 0   # road, sky in CamVid ids
+    cams = LabelledSource.load(
+        tmp_path / 'img', tmp_path / 'gt', num_classes=11, source_map='cityscapes-camvid', height=48
+    )
+    assert cams.labels[0][20, 5] == 3 and cams.labels[0][0, 0] == 0  # road, sky in CamVid ids
     images, labels = src.sample(np.random.default_rng(0), 2, (32, 24))
     assert images[0].shape == (24, 32, 3) and labels[0].shape == (24, 32)
 
@@ -183,13 +193,16 @@ def test_source_maps():
 
 # -- tps ------------------------------------------------------------------------------------------
 
+
 def _translated_pair():
     """prev and cur crops of one scene with cur(p) = prev(p + (−3, −2))."""
     img, _ = canvas(1, 70, 110)
     prev = img[4:52, 5:69]
     cur = img[2:50, 2:66]
-    return (to_tensor([np.ascontiguousarray(prev)], 'cpu'),
-            to_tensor([np.ascontiguousarray(cur)], 'cpu'))
+    return (
+        to_tensor([np.ascontiguousarray(prev)], 'cpu'),
+        to_tensor([np.ascontiguousarray(cur)], 'cpu'),
+    )
 
 
 def test_tps_pseudo_label_is_the_shifted_previous_prediction():
@@ -203,10 +216,11 @@ def test_tps_pseudo_label_is_the_shifted_previous_prediction():
     pseudo, _ = cross_frame_pseudo_labels(model, prev, cur, flow, thr)
     expected = torch.full_like(lab, IGNORE)
     shifted_lab, shifted_conf = lab[:, :-2, :-3], conf[:, :-2, :-3]
-    expected[:, 2:, 3:] = torch.where(shifted_conf >= thr, shifted_lab,
-                                      torch.full_like(shifted_lab, IGNORE))
+    expected[:, 2:, 3:] = torch.where(
+        shifted_conf >= thr, shifted_lab, torch.full_like(shifted_lab, IGNORE)
+    )
     assert torch.equal(pseudo, expected)
-    assert 0.2 < float((pseudo != IGNORE).float().mean()) < 0.6   # both cases present
+    assert 0.2 < float((pseudo != IGNORE).float().mean()) < 0.6  # both cases present
 
     # the same with real DIS flow: the recipe's path
     dis = batch_flow(DISFlow('fast'), cur, prev)
@@ -219,10 +233,11 @@ def test_tps_pseudo_label_is_the_shifted_previous_prediction():
 
 # -- i2vda ----------------------------------------------------------------------------------------
 
+
 def _panning_pair(shift: int = 6):
     img, _ = canvas(2, 60, 120)
     x0 = to_tensor([np.ascontiguousarray(img[:, 10:90])], 'cpu')
-    x1 = to_tensor([np.ascontiguousarray(img[:, 10 + shift:90 + shift])], 'cpu')
+    x1 = to_tensor([np.ascontiguousarray(img[:, 10 + shift : 90 + shift])], 'cpu')
     return img, x0, x1
 
 
@@ -230,10 +245,11 @@ def test_i2vda_interpolated_frame_endpoints_and_midpoint():
     img, x0, x1 = _panning_pair(6)
     dis = DISFlow('fast')
     f10, f01 = batch_flow(dis, x1, x0), batch_flow(dis, x0, x1)
-    for t, expected in ((0.0, x0), (1.0, x1)):          # exact endpoints, whatever the flow
+    for t, expected in ((0.0, x0), (1.0, x1)):  # exact endpoints, whatever the flow
         ft0, ft1, alpha, _, _ = interpolation_weights(f10, f01, t)
-        torch.testing.assert_close(interpolate(x0, x1, ft0, ft1, alpha), expected,
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            interpolate(x0, x1, ft0, ft1, alpha), expected, atol=1e-5, rtol=0
+        )
     # with the true flows (I1(p) = I0(p + 6)), t = ½ is the scene shifted by 3 px
     f10 = torch.zeros(1, 2, 60, 80)
     f10[:, 0] = 6.0
@@ -242,7 +258,7 @@ def test_i2vda_interpolated_frame_endpoints_and_midpoint():
     mid = interpolate(x0, x1, ft0, ft1, alpha)
     truth = to_tensor([np.ascontiguousarray(img[:, 13:93])], 'cpu')
     assert bool((v0 | v1).all()) and not bool(v0.all()) and not bool(v1.all())
-    torch.testing.assert_close(mid, truth, atol=1e-4, rtol=0)    # each edge from its frame
+    torch.testing.assert_close(mid, truth, atol=1e-4, rtol=0)  # each edge from its frame
     assert not torch.allclose(mid, x0, atol=0.05)
 
 
@@ -251,7 +267,7 @@ def test_i2vda_proxy_refreshes_at_L_then_every_K():
     recipe = I2vdaRecipe(model, _with_source('i2vda', proxy_launch=5, proxy_interval=10))
     for i in range(30):
         with torch.no_grad():
-            model.net.conv2.bias.add_(1.0)                 # the network keeps changing
+            model.net.conv2.bias.add_(1.0)  # the network keeps changing
         before = recipe.proxy.net.conv2.bias.clone()
         recipe.begin_step(i)
         assert recipe.proxy_active() == (i >= 5)
@@ -269,9 +285,9 @@ def test_i2vda_proxy_refreshes_at_L_then_every_K():
 
 def test_lsgan_targets():
     ones, zeros = torch.ones(2, 1, 3, 3), torch.zeros(2, 1, 3, 3)
-    assert float(lsgan_d_loss(ones, zeros)) == 0.0        # source → 1, target → 0
+    assert float(lsgan_d_loss(ones, zeros)) == 0.0  # source → 1, target → 0
     assert float(lsgan_d_loss(zeros, ones)) == 1.0
-    assert float(lsgan_g_loss(ones)) == 0.0               # target should look like source
+    assert float(lsgan_g_loss(ones)) == 0.0  # target should look like source
     assert float(lsgan_g_loss(zeros)) == 1.0
 
 
@@ -284,29 +300,33 @@ def test_i2vda_adversarial_term_trains_the_network_not_the_discriminator():
     def grads(adv_weight):
         model = tiny_model(4)
         torch.manual_seed(0)
-        recipe = I2vdaRecipe(model, _with_source('i2vda', proxy_launch=0, proxy_interval=5,
-                                                 adv_weight=adv_weight))
+        recipe = I2vdaRecipe(
+            model, _with_source('i2vda', proxy_launch=0, proxy_interval=5, adv_weight=adv_weight)
+        )
         recipe.train_mode()
         recipe.begin_step(0)
         loss, logs = recipe.loss(clips, source)
         loss.backward()
         assert {'proxy', 'source', 'adv', 'disc'} <= set(logs)
-        return ([p.grad.clone() for p in recipe.disc.parameters()],
-                model.net.conv1.weight.grad.clone())
+        return (
+            [p.grad.clone() for p in recipe.disc.parameters()],
+            model.net.conv1.weight.grad.clone(),
+        )
 
     d0, n0 = grads(0.0)
     d1, n1 = grads(10.0)
     for a, b in zip(d0, d1, strict=False):
-        torch.testing.assert_close(a, b)                  # D sees only its own loss
-    assert not torch.allclose(n0, n1)                     # the network gets the adversarial term
+        torch.testing.assert_close(a, b)  # D sees only its own loss
+    assert not torch.allclose(n0, n1)  # the network gets the adversarial term
 
 
 # -- vat_vst --------------------------------------------------------------------------------------
 
+
 def test_vst_aggregated_pseudo_label_of_a_static_clip_is_the_single_frame_one():
     model = tiny_model(4)
     recipe = VatVstRecipe(model, _cfg('vat_vst', clip_frames=3))
-    recipe.begin_step(0)                                   # no source: VST from the start
+    recipe.begin_step(0)  # no source: VST from the start
     img, _ = canvas(4, 48, 64)
     x = to_tensor([img], 'cpu')
     with torch.no_grad():
@@ -320,24 +340,26 @@ def test_vst_aggregated_pseudo_label_of_a_static_clip_is_the_single_frame_one():
     with torch.no_grad():
         p = torch.softmax(model(x), 1)
         q = torch.softmax(model(1 - x), 1)
-    agg = aggregate_probabilities([q, p, q], [torch.zeros(1, 2, 48, 64), None,
-                                              torch.zeros(1, 2, 48, 64)])
+    agg = aggregate_probabilities(
+        [q, p, q], [torch.zeros(1, 2, 48, 64), None, torch.zeros(1, 2, 48, 64)]
+    )
     torch.testing.assert_close(agg, (2 * q + p) / 3)
 
 
 def test_vst_aggregation_warps_neighbours_onto_the_middle_frame():
     model = tiny_model(4)
     img, _ = canvas(8, 48, 80)
-    xs = [to_tensor([np.ascontiguousarray(img[:, 2 * k:2 * k + 64])], 'cpu') for k in range(3)]
+    xs = [to_tensor([np.ascontiguousarray(img[:, 2 * k : 2 * k + 64])], 'cpu') for k in range(3)]
     with torch.no_grad():
         probs = [torch.softmax(model(x), 1) for x in xs]
     flows = [torch.zeros(1, 2, 48, 64), None, torch.zeros(1, 2, 48, 64)]
-    flows[0][:, 0], flows[2][:, 0] = 2.0, -2.0          # middle(p) = first(p + 2) = last(p − 2)
+    flows[0][:, 0], flows[2][:, 0] = 2.0, -2.0  # middle(p) = first(p + 2) = last(p − 2)
     agg = aggregate_probabilities(probs, flows)
-    inner = (..., slice(1, -1), slice(4, -4))            # the conv net is shift-equivariant here
+    inner = (..., slice(1, -1), slice(4, -4))  # the conv net is shift-equivariant here
     torch.testing.assert_close(agg[inner], probs[1][inner], atol=1e-5, rtol=0)
-    unwarped = aggregate_probabilities(probs, [torch.zeros(1, 2, 48, 64), None,
-                                               torch.zeros(1, 2, 48, 64)])
+    unwarped = aggregate_probabilities(
+        probs, [torch.zeros(1, 2, 48, 64), None, torch.zeros(1, 2, 48, 64)]
+    )
     assert (unwarped[inner] - probs[1][inner]).abs().max() > 0.05
     # the recipe's path with DIS flow
     recipe = VatVstRecipe(model, _cfg('vat_vst', clip_frames=3, confidence=0.0))
@@ -349,21 +371,27 @@ def test_vst_aggregation_warps_neighbours_onto_the_middle_frame():
 
 def test_vat_switches_to_vst_at_the_configured_iteration():
     model = tiny_model(4)
-    recipe = VatVstRecipe(model, _with_source('vat_vst', clip_frames=2, vst_start=2,
-                                              confidence=0.3))
+    recipe = VatVstRecipe(
+        model, _with_source('vat_vst', clip_frames=2, vst_start=2, confidence=0.3)
+    )
     img, lab = canvas(5, 48, 100)
-    clips = [[np.ascontiguousarray(img[:, k * 3:k * 3 + 64]) for k in range(2)]]
-    source = ([np.ascontiguousarray(img[:, 30:94])],
-              [np.where(lab[:, 30:94] < 4, lab[:, 30:94], IGNORE).astype(np.uint8)])
-    opt = torch.optim.AdamW([g for grp in recipe.param_groups(1e-2) for g in grp['params']],
-                            lr=1e-2)
+    clips = [[np.ascontiguousarray(img[:, k * 3 : k * 3 + 64]) for k in range(2)]]
+    source = (
+        [np.ascontiguousarray(img[:, 30:94])],
+        [np.where(lab[:, 30:94] < 4, lab[:, 30:94], IGNORE).astype(np.uint8)],
+    )
+    opt = torch.optim.AdamW(
+        [g for grp in recipe.param_groups(1e-2) for g in grp['params']], lr=1e-2
+    )
     stages, disc_states = [], []
     for i in range(4):
         recipe.train_mode()
         recipe.begin_step(i)
         if i == 2:
-            assert all(torch.equal(a, b) for a, b in zip(recipe.labeller.parameters(),
-                                                         model.parameters(), strict=False))
+            assert all(
+                torch.equal(a, b)
+                for a, b in zip(recipe.labeller.parameters(), model.parameters(), strict=False)
+            )
         loss, logs = recipe.loss(clips, source)
         opt.zero_grad()
         loss.backward()
@@ -378,25 +406,26 @@ def test_vat_switches_to_vst_at_the_configured_iteration():
 
 # -- tsl ------------------------------------------------------------------------------------------
 
+
 def test_spatial_teacher_output_covers_exactly_the_students_crop():
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 64), indexing='ij')
     frame = torch.stack([xx, yy, 0.5 + 0.3 * torch.sin(3 * xx + 2 * yy)])[None]
     seen = []
 
-    def identity(x):            # a "network" whose logits are its input
+    def identity(x):  # a "network" whose logits are its input
         seen.append(tuple(x.shape[-2:]))
         return x
 
     box = (20, 9, 24, 18)
     out = spatial_teacher(identity, frame, box, 2.0)
-    assert seen == [(36, 48)]                             # the crop at twice the resolution
+    assert seen == [(36, 48)]  # the crop at twice the resolution
     assert out.shape[-2:] == (18, 24)
     inner = (..., slice(1, -1), slice(1, -1))
     torch.testing.assert_close(out[inner], crop(frame, box)[inner], atol=2e-3, rtol=0)
     shifted = crop(frame, (21, 9, 24, 18))
     assert (out[inner] - shifted[inner]).abs().max() > 1e-2
     seen.clear()
-    out = spatial_teacher(identity, frame, box, (2.0, 1.5))   # anisotropic zoom
+    out = spatial_teacher(identity, frame, box, (2.0, 1.5))  # anisotropic zoom
     assert seen == [(27, 48)] and out.shape[-2:] == (18, 24)
     torch.testing.assert_close(out[inner], crop(frame, box)[inner], atol=5e-3, rtol=0)
 
@@ -404,8 +433,7 @@ def test_spatial_teacher_output_covers_exactly_the_students_crop():
 def test_tsl_weather_only_reaches_the_student_and_teachers_follow_by_ema():
     model = tiny_model(4)
     cfg = _cfg('tsl', crop=(64, 48), tsl_crop=(32, 24), confidence=0.0, ema=0.9)
-    recipe = TslRecipe(model, cfg, degrade=lambda frames, rng: [np.zeros_like(f)
-                                                                for f in frames])
+    recipe = TslRecipe(model, cfg, degrade=lambda frames, rng: [np.zeros_like(f) for f in frames])
     teacher_in, student_in = [], []
     recipe.teacher.register_forward_pre_hook(lambda m, a: teacher_in.append(a[0].clone()))
     model.register_forward_pre_hook(lambda m, a: student_in.append(a[0].clone()))
@@ -414,21 +442,22 @@ def test_tsl_weather_only_reaches_the_student_and_teachers_follow_by_ema():
     recipe.train_mode()
     loss, logs = recipe.loss([clip], None)
     prev, cur = to_tensor([clip[0]], 'cpu'), to_tensor([clip[1]], 'cpu')
-    assert torch.equal(teacher_in[0], torch.cat([cur, prev]))          # clean full frames
-    assert all(float(t.abs().sum()) > 0 for t in teacher_in)          # never degraded
-    assert teacher_in[1].shape[-2:] == (48, 64)                        # 32×24 crop, zoom 2
+    assert torch.equal(teacher_in[0], torch.cat([cur, prev]))  # clean full frames
+    assert all(float(t.abs().sum()) > 0 for t in teacher_in)  # never degraded
+    assert teacher_in[1].shape[-2:] == (48, 64)  # 32×24 crop, zoom 2
     assert len(student_in) == 1 and student_in[0].shape == (2, 3, 24, 32)
-    assert float(student_in[0].abs().sum()) == 0.0                     # weather-only input
+    assert float(student_in[0].abs().sum()) == 0.0  # weather-only input
     loss.backward()
-    assert recipe.fusion.fuse.weight.grad is not None                  # fusion block trains
-    assert model.net.conv1.weight.grad is not None                     # and the network
+    assert recipe.fusion.fuse.weight.grad is not None  # fusion block trains
+    assert model.net.conv1.weight.grad is not None  # and the network
     t0 = [p.clone() for p in recipe.teacher_fusion.parameters()]
     with torch.no_grad():
         for p in recipe.fusion.parameters():
             p.add_(1.0)
     recipe.after_step()
-    for t, before, s in zip(recipe.teacher_fusion.parameters(), t0, recipe.fusion.parameters(),
-                            strict=False):
+    for t, before, s in zip(
+        recipe.teacher_fusion.parameters(), t0, recipe.fusion.parameters(), strict=False
+    ):
         torch.testing.assert_close(t, 0.9 * before + 0.1 * s)
 
 
@@ -438,26 +467,39 @@ def test_tsl_trains_the_image_guided_block_on_the_degraded_crops(tmp_path):
     from vsda_ros.temporal.modules import TemporalModules, make_module
 
     model = tiny_model(4)
-    init = make_module('fusion', variant='guided', num_classes=4, scale=0.25, num_deform=0,
-                       frame_gate=True)
+    init = make_module(
+        'fusion', variant='guided', num_classes=4, scale=0.25, num_deform=0, frame_gate=True
+    )
     with torch.no_grad():
         init.temperature.fill_(3.0)
     ckpt = save_checkpoint(model, tmp_path / 'init.pt', TemporalModules(fusion=init).to_extra())
-    cfg = _cfg('tsl', crop=(64, 48), tsl_crop=(32, 24), confidence=0.0, fusion_scale=0.25,
-               fusion_variant='guided', fusion_num_deform=0, fusion_frame_gate=True,
-               fusion_frame_cues=True, fusion_init=str(ckpt), fusion_lr=1e-3)
+    cfg = _cfg(
+        'tsl',
+        crop=(64, 48),
+        tsl_crop=(32, 24),
+        confidence=0.0,
+        fusion_scale=0.25,
+        fusion_variant='guided',
+        fusion_num_deform=0,
+        fusion_frame_gate=True,
+        fusion_frame_cues=True,
+        fusion_init=str(ckpt),
+        fusion_lr=1e-3,
+    )
     recipe = TslRecipe(model, cfg)
-    assert {g['name']: g['lr'] for g in recipe.param_groups(3e-5)} == {'network': 3e-5,
-                                                                        'fusion': 1e-3}
+    assert {g['name']: g['lr'] for g in recipe.param_groups(3e-5)} == {
+        'network': 3e-5,
+        'fusion': 1e-3,
+    }
     assert isinstance(recipe.fusion, GuidedFusionBlock) and recipe.fusion.frame_cues
-    assert float(recipe.fusion.temperature.detach()) == 3.0            # warm-started
+    assert float(recipe.fusion.temperature.detach()) == 3.0  # warm-started
     guided = []
     recipe.fusion.register_forward_pre_hook(lambda m, a: guided.append(a[2].shape))
     img, _ = canvas(6, 48, 80)
     clip = [np.ascontiguousarray(img[:, 0:64]), np.ascontiguousarray(img[:, 3:67])]
     recipe.train_mode()
     loss, _ = recipe.loss([clip], None)
-    assert guided and guided[0][-2:] == (6, 8)                         # the 32×24 crop's guide
+    assert guided and guided[0][-2:] == (6, 8)  # the 32×24 crop's guide
     loss.backward()
     assert recipe.fusion.encoder[0].weight.grad is not None
     assert recipe.fusion.frame_head[-1].weight.grad is not None
@@ -476,26 +518,53 @@ def test_tsl_weather_degradation_is_temporal_and_seeded():
 
 # -- the training loop end to end -----------------------------------------------------------------
 
+
 @pytest.fixture(scope='module')
 def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp('uda')
     write_sequence(root / 'target', 8, size=(96, 72), step=2, prefix='tgt', seed=11)
-    write_sequence(root / 'source', 4, size=(96, 72), step=20, prefix='src', seed=12,
-                   labels=root / 'source_labels')
-    write_sequence(root / 'val', 3, size=(96, 72), step=2, prefix='val', seed=13,
-                   labels=root / 'val_labels')
+    write_sequence(
+        root / 'source',
+        4,
+        size=(96, 72),
+        step=20,
+        prefix='src',
+        seed=12,
+        labels=root / 'source_labels',
+    )
+    write_sequence(
+        root / 'val', 3, size=(96, 72), step=2, prefix='val', seed=13, labels=root / 'val_labels'
+    )
     return {'root': root, 'model': str(random_espnet_checkpoint(root / 'base.pt'))}
 
 
 def _train_cfg(synthetic, recipe, out, **kw):
     r = synthetic['root']
-    base = dict(recipe=recipe, model=synthetic['model'], target=[str(r / 'target')],
-                source=str(r / 'source'), source_labels=str(r / 'source_labels'),
-                out=str(out), iterations=2, batch=1, crop=(64, 48), height=72, threads=1,
-                seed=4, save_every=1, confidence=0.0, proxy_launch=1, proxy_interval=1,
-                vst_start=1, clip_frames=2, lr=1e-3,
-                val=str(r / 'val'), val_labels=str(r / 'val_labels'), eval_every=1,
-                val_size=(64, 48))
+    base = dict(
+        recipe=recipe,
+        model=synthetic['model'],
+        target=[str(r / 'target')],
+        source=str(r / 'source'),
+        source_labels=str(r / 'source_labels'),
+        out=str(out),
+        iterations=2,
+        batch=1,
+        crop=(64, 48),
+        height=72,
+        threads=1,
+        seed=4,
+        save_every=1,
+        confidence=0.0,
+        proxy_launch=1,
+        proxy_interval=1,
+        vst_start=1,
+        clip_frames=2,
+        lr=1e-3,
+        val=str(r / 'val'),
+        val_labels=str(r / 'val_labels'),
+        eval_every=1,
+        val_size=(64, 48),
+    )
     base.update(kw)
     return AdaptConfig(**base)
 
@@ -521,14 +590,16 @@ def test_recipe_trains_and_writes_a_checkpoint_load_model_reads(recipe, syntheti
     assert mods.loaded() == (['fusion'] if recipe == 'tsl' else [])
     if recipe == 'tsl':
         assert 'fusion_miou' in evals[-1]
-        strategy = build_strategy('fusion', Segmenter(adapted, SegmenterConfig((64, 48))),
-                                  None, mods)
+        strategy = build_strategy(
+            'fusion', Segmenter(adapted, SegmenterConfig((64, 48))), None, mods
+        )
         frame = np.zeros((72, 96, 3), np.uint8)
         assert strategy.step(frame).labels.shape == (72, 96)
 
 
 def train_quiet(cfg):
     from vsda_ros.adaptation.train import train
+
     return train(cfg, progress=False)
 
 
@@ -541,6 +612,7 @@ def test_same_seed_same_losses_and_exact_resume(synthetic, tmp_path, monkeypatch
     assert c['losses'] != a['losses']
     # an interrupted run (killed while starting iteration 3) resumes to the same result
     from vsda_ros.adaptation.uda.tps import TpsRecipe
+
     original = TpsRecipe.begin_step
 
     def crash(self, i):

@@ -1,4 +1,5 @@
 """The Python example in docs/api.md runs as written, on real frames."""
+
 from __future__ import annotations
 
 import os
@@ -18,6 +19,7 @@ def _example() -> str:
 
 def test_the_public_names_are_importable_from_the_package() -> None:
     import vsda_ros
+
     for name in vsda_ros.__all__:
         assert getattr(vsda_ros, name) is not None, name
     with pytest.raises(AttributeError):

@@ -6,6 +6,7 @@ mode equals ``Keyframe`` bit for bit; propagated frames return promptly while a 
 the key is re-anchored once it lands; a reset drops a pending key; ``close()`` leaves no thread;
 the simulated-delay mode is deterministic.
 """
+
 from __future__ import annotations
 
 import threading
@@ -23,8 +24,8 @@ from vsda_ros.temporal.keyframe import Keyframe
 from vsda_ros.temporal.rate_control import RateControlConfig, RateController
 from vsda_ros.temporal.strategy import StrategyConfig
 
-SIZE = (96, 64)       # network input (w, h)
-SLOW_S = 0.3          # the slow key network's sleep
+SIZE = (96, 64)  # network input (w, h)
+SLOW_S = 0.3  # the slow key network's sleep
 
 
 class SlowFeatures(torch.nn.Module):
@@ -47,10 +48,9 @@ class SlowFeatures(torch.nn.Module):
 def _frames(n: int = 12, seed: int = 0) -> list[np.ndarray]:
     """n frames 64×96×3 uint8 of a smooth texture moving 2 px right per frame."""
     rng = np.random.default_rng(seed)
-    big = cv2.GaussianBlur(rng.uniform(0, 255, (64, 96 + 2 * n, 3)).astype(np.float32),
-                           (0, 0), 2.0)
+    big = cv2.GaussianBlur(rng.uniform(0, 255, (64, 96 + 2 * n, 3)).astype(np.float32), (0, 0), 2.0)
     big = ((big - big.min()) / (big.max() - big.min()) * 255).astype(np.uint8)
-    return [np.ascontiguousarray(big[:, 2 * (n - i):2 * (n - i) + 96]) for i in range(n)]
+    return [np.ascontiguousarray(big[:, 2 * (n - i) : 2 * (n - i) + 96]) for i in range(n)]
 
 
 @pytest.fixture()
@@ -60,7 +60,7 @@ def segmenter():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     seg = Segmenter(tiny_model(), SegmenterConfig(input_size=SIZE))
-    seg.segment(_frames(1)[0])   # warm-up: the first passes allocate
+    seg.segment(_frames(1)[0])  # warm-up: the first passes allocate
     yield seg
     torch.set_num_threads(threads)
 
@@ -77,11 +77,12 @@ def test_in_line_mode_equals_keyframe_bit_for_bit(segmenter, threshold) -> None:
     dm = None
     if threshold:
         from vsda_ros.temporal.correction import DMNet
+
         torch.manual_seed(0)
         dm = DMNet().eval()
     ref = Keyframe(segmenter, StrategyConfig(**cfg), dmnet=dm)
     test = AsyncKeyframe(segmenter, StrategyConfig(**cfg), dmnet=dm, key_delay_frames=0)
-    for i, img in enumerate(_frames(10) + _frames(4, seed=1)):   # a scene cut in the middle
+    for i, img in enumerate(_frames(10) + _frames(4, seed=1)):  # a scene cut in the middle
         a, b = ref.step(img, i / 15), test.step(img, i / 15)
         assert np.array_equal(a.labels, b.labels) and np.array_equal(a.confidence, b.confidence)
         assert (a.keyframe, a.kind, a.distortion) == (b.keyframe, b.kind, b.distortion)
@@ -96,8 +97,18 @@ def test_simulated_delay_is_deterministic_and_reanchors(segmenter) -> None:
         runs.append([s.step(img, i / 15) for i, img in enumerate(_frames(10))])
     kinds = [seg.kind for seg in runs[0]]
     # key at 0 (stream start, in line); started at 3 → lands at 5; started at 6 → lands at 8
-    assert kinds == ['key', 'propagated', 'propagated', 'pending', 'pending', 'reanchored',
-                     'pending', 'pending', 'reanchored', 'pending']
+    assert kinds == [
+        'key',
+        'propagated',
+        'propagated',
+        'pending',
+        'pending',
+        'reanchored',
+        'pending',
+        'pending',
+        'reanchored',
+        'pending',
+    ]
     assert all(np.array_equal(a.labels, b.labels) for a, b in zip(*runs, strict=True))
     assert 'key_background' in runs[0][5].timings_ms
 
@@ -106,7 +117,7 @@ def test_slow_key_does_not_stall_the_stream(slow_segmenter) -> None:
     frames = _frames(12)
     with AsyncKeyframe(slow_segmenter, StrategyConfig(keyframe_interval=2)) as s:
         t0 = time.perf_counter()
-        assert s.step(frames[0], 0.0).kind == 'key'            # stream start: in line
+        assert s.step(frames[0], 0.0).kind == 'key'  # stream start: in line
         assert time.perf_counter() - t0 >= SLOW_S
         slow_segmenter.model.delay = SLOW_S
         kinds, worst = [], 0.0
@@ -118,7 +129,7 @@ def test_slow_key_does_not_stall_the_stream(slow_segmenter) -> None:
             time.sleep(0.01)
         assert worst < 0.1, f'a propagated frame took {worst * 1e3:.0f} ms'
         assert kinds[:2] == ['propagated', 'pending'] and s.key_pending
-        time.sleep(SLOW_S + 0.1)                               # the key lands meanwhile
+        time.sleep(SLOW_S + 0.1)  # the key lands meanwhile
         seg = s.step(frames[6], 6 / 15)
         assert seg.kind == 'reanchored' and seg.timings_ms['key_background'] >= SLOW_S * 1e3
         assert not seg.keyframe
@@ -131,9 +142,9 @@ def test_reanchored_result_equals_a_key_propagated_directly(segmenter) -> None:
     try:
         s.step(frames[0], 0.0)
         s.step(frames[1], 1 / 15)
-        s.step(frames[2], 2 / 15)                      # key started on frame 2
+        s.step(frames[2], 2 / 15)  # key started on frame 2
         s._job.future.result(timeout=5)
-        seg = s.step(frames[4], 3 / 15)                # lands: frame 2 → frame 4 directly
+        seg = s.step(frames[4], 3 / 15)  # lands: frame 2 → frame 4 directly
         assert seg.kind == 'reanchored'
         ref = Keyframe(segmenter, StrategyConfig(keyframe_interval=99))
         ref.step(frames[2], 0.0)
@@ -153,9 +164,9 @@ def test_reset_drops_a_pending_key(slow_segmenter) -> None:
         s.reset()
         assert not s.key_pending and s.keys_discarded == 1
         slow_segmenter.model.delay = 0.0
-        seg = s.step(frames[5], 2 / 15)                # a new stream: key in line
+        seg = s.step(frames[5], 2 / 15)  # a new stream: key in line
         assert seg.kind == 'key'
-        time.sleep(SLOW_S + 0.1)                       # the stale key finishes: ignored
+        time.sleep(SLOW_S + 0.1)  # the stale key finishes: ignored
         assert s.step(frames[6], 3 / 15).kind in ('pending', 'propagated', 'reanchored')
         assert s.keys_discarded == 1
     finally:
@@ -167,10 +178,10 @@ def test_close_leaves_no_thread(slow_segmenter) -> None:
     s = AsyncKeyframe(slow_segmenter, StrategyConfig(keyframe_interval=1))
     frames = _frames(3)
     s.step(frames[0], 0.0)
-    s.step(frames[1], 1 / 15)                          # starts the background key
+    s.step(frames[1], 1 / 15)  # starts the background key
     assert s.key_pending
     s.close()
-    s.close()                                          # idempotent
+    s.close()  # idempotent
     assert {t.ident for t in threading.enumerate()} <= before
 
 
@@ -182,6 +193,7 @@ def test_key_network_error_surfaces_in_step(segmenter) -> None:
 
         def broken(x: torch.Tensor) -> torch.Tensor:
             raise RuntimeError('key network failed')
+
         s._key_features = broken
         s.step(frames[1], 1 / 15)
         s._job.future.exception(timeout=5)

@@ -5,6 +5,7 @@ Unit tests use a randomly initialised ESPNet at 64×48 (exported once per module
 tmp_path); one real-weights check per backend at 240×180 on real CamVid frames. No timing
 asserts (speed is measured by ``vsda bench model``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,6 +35,7 @@ SIZE = (64, 48)
 def tiny():
     """A random ESPNet with the espnet-camvid meta (no weights needed)."""
     from vsda_ros.models.zoo import ZOO, build
+
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = build(copy.deepcopy(ZOO['espnet-camvid'].meta)).eval()
@@ -48,6 +50,7 @@ def tiny():
 @pytest.fixture(scope='module')
 def exported(tiny, tmp_path_factory):
     from vsda_ros.inference.export import export_onnx
+
     return export_onnx(tiny, SIZE, tmp_path_factory.mktemp('export'))
 
 
@@ -59,8 +62,12 @@ def frames():
 
 
 def _seg(model, exported, backend, precision='fp32'):
-    return Segmenter(model, SegmenterConfig(input_size=SIZE, backend=backend,
-                                            precision=precision, export_dir=exported.path))
+    return Segmenter(
+        model,
+        SegmenterConfig(
+            input_size=SIZE, backend=backend, precision=precision, export_dir=exported.path
+        ),
+    )
 
 
 def test_resolve_backend_rules():
@@ -70,14 +77,22 @@ def test_resolve_backend_rules():
     assert resolve_backend('auto', 'auto', cpu)[:2] == ('torch', 'fp32')
     if installed('openvino'):
         from vsda_ros.inference.backends import native_bf16
-        record = {'openvino/bf16': {'within_limits': True}, 'openvino/fp32': {
-            'within_limits': True}}
+
+        record = {
+            'openvino/bf16': {'within_limits': True},
+            'openvino/fp32': {'within_limits': True},
+        }
         assert resolve_backend('auto', 'auto', cpu, record)[:2] == (
-            'openvino', 'bf16' if native_bf16() else 'fp32')
+            'openvino',
+            'bf16' if native_bf16() else 'fp32',
+        )
         assert resolve_backend('openvino', 'auto', cpu, record)[1] == (
-            'bf16' if native_bf16() else 'fp32')
-        assert resolve_backend('openvino', 'auto', cpu,
-                               {'openvino/bf16': {'within_limits': False}})[1] == 'fp32'
+            'bf16' if native_bf16() else 'fp32'
+        )
+        assert (
+            resolve_backend('openvino', 'auto', cpu, {'openvino/bf16': {'within_limits': False}})[1]
+            == 'fp32'
+        )
     with pytest.raises(ValueError, match='unknown backend'):
         resolve_backend('tensorflow', 'fp32', cpu)
     with pytest.raises(ValueError, match='unknown precision'):
@@ -91,12 +106,14 @@ def test_resolve_backend_rules():
 
 def test_package_imports_without_backends():
     """The core imports with openvino/onnxruntime/onnx hidden (lazy imports)."""
-    code = ('import sys\n'
-            'for m in ("openvino", "onnxruntime", "onnx", "onnxscript"): sys.modules[m] = None\n'
-            'import vsda_ros.inference, vsda_ros.inference.backends, vsda_ros.inference.export\n'
-            'import vsda_ros.apps.bench, vsda_ros.temporal.keyframe\n'
-            'from vsda_ros.inference.backends import installed\n'
-            'print("ok")\n')
+    code = (
+        'import sys\n'
+        'for m in ("openvino", "onnxruntime", "onnx", "onnxscript"): sys.modules[m] = None\n'
+        'import vsda_ros.inference, vsda_ros.inference.backends, vsda_ros.inference.export\n'
+        'import vsda_ros.apps.bench, vsda_ros.temporal.keyframe\n'
+        'from vsda_ros.inference.backends import installed\n'
+        'print("ok")\n'
+    )
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and 'ok' in r.stdout, r.stderr
 
@@ -133,8 +150,9 @@ def test_strategies_run_on_backend(tiny, exported, frames, backend, strategy):
     """Every strategy runs unchanged on a compiled backend and agrees with torch."""
     cfg = StrategyConfig(keyframe_interval=2)
     ref = build_strategy(strategy, Segmenter(tiny, SegmenterConfig(input_size=SIZE)), cfg)
-    run = build_strategy(strategy, _seg(tiny, exported, backend), StrategyConfig(
-        keyframe_interval=2))
+    run = build_strategy(
+        strategy, _seg(tiny, exported, backend), StrategyConfig(keyframe_interval=2)
+    )
     for i, img in enumerate(frames):
         a, b = ref.step(img, stamp=i / 15), run.step(img, stamp=i / 15)
         assert b.labels.shape == img.shape[:2] and a.keyframe == b.keyframe
@@ -158,17 +176,22 @@ def test_cache_export_when_no_folder(tiny, tmp_path, monkeypatch):
     again = Segmenter(tiny, SegmenterConfig(input_size=(48, 32), backend=COMPILED[0]))
     assert (again.export_info.path / 'full.onnx').stat().st_mtime_ns == mtime
     with pytest.raises(FileNotFoundError, match='int8'):
-        Segmenter(tiny, SegmenterConfig(input_size=(48, 32), backend=COMPILED[0],
-                                        precision='int8'))
+        Segmenter(tiny, SegmenterConfig(input_size=(48, 32), backend=COMPILED[0], precision='int8'))
 
 
-@pytest.mark.skipif(True, reason='no GPU on these machines: the CUDA / TensorRT execution '
-                    'providers (device cuda, backend onnxruntime) are exercised only where '
-                    'onnxruntime-gpu and a GPU are present')
+@pytest.mark.skipif(
+    True,
+    reason='no GPU on these machines: the CUDA / TensorRT execution '
+    'providers (device cuda, backend onnxruntime) are exercised only where '
+    'onnxruntime-gpu and a GPU are present',
+)
 def test_cuda_providers():  # pragma: no cover
     from vsda_ros.inference.backends import ort_providers
-    assert ort_providers(torch.device('cuda'))[0] in ('TensorrtExecutionProvider',
-                                                      'CUDAExecutionProvider')
+
+    assert ort_providers(torch.device('cuda'))[0] in (
+        'TensorrtExecutionProvider',
+        'CUDAExecutionProvider',
+    )
 
 
 @needs_compiled
@@ -177,6 +200,7 @@ def test_real_weights_fp32_agreement(real_data, backend, tmp_path, monkeypatch):
     """espnet-camvid at 240×180 on 3 real frames: fp32 argmax agreement ≥ 99.9 % with torch."""
     from vsda_ros.data.sources import FrameSource
     from vsda_ros.models.zoo import load_model
+
     monkeypatch.setenv('VSDA_CACHE_DIR', str(tmp_path))
     torch.set_num_threads(2)
     model = load_model('espnet-camvid', download=False, progress=False)

@@ -1,5 +1,6 @@
 """The rosbag2 modules of ``vsda_ros.data`` stay small and layered: ``bag_storage`` (integrity)
 ← ``bags`` (reading) ← ``bag_writer`` (writing), never back."""
+
 from __future__ import annotations
 
 import ast
@@ -41,8 +42,13 @@ def test_write_check_and_read_through_the_three_modules(tmp_path: Path) -> None:
     from vsda_ros.frames import Frame
 
     rng = np.random.default_rng(0)
-    frames = [(Frame(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8), stamp=1.0 + i),
-               rng.integers(0, 5, (4, 6), dtype=np.uint8)) for i in range(3)]
+    frames = [
+        (
+            Frame(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8), stamp=1.0 + i),
+            rng.integers(0, 5, (4, 6), dtype=np.uint8),
+        )
+        for i in range(3)
+    ]
     info = write_bag(tmp_path / 'bag', frames)
     assert info['frames'] == info['labels'] == 3 and info['duration'] == 2.0
     assert check_storage(tmp_path / 'bag') == []

@@ -3,6 +3,7 @@
 No DDS here: bags are written and read with rosbags; rclpy is only used (when installed) to
 check that the written CDR deserializes as real ROS 2 messages.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,29 +36,48 @@ def synthetic(n: int = N, seed: int = 0) -> list[tuple[Frame, np.ndarray]]:
         coarse = rng.integers(0, 256, (H // 4, W // 4, 3), dtype=np.uint8)
         return cv2.resize(coarse, (W, H), interpolation=cv2.INTER_LINEAR)
 
-    return [(Frame(image(), stamp=T0 + 0.1 * i, name=f'f{i}.png'),
-             rng.integers(0, 12, (H, W), dtype=np.uint8)) for i in range(n)]
+    return [
+        (
+            Frame(image(), stamp=T0 + 0.1 * i, name=f'f{i}.png'),
+            rng.integers(0, 12, (H, W), dtype=np.uint8),
+        )
+        for i in range(n)
+    ]
 
 
 def _raw_writer(out: Path, storage: str = 'mcap'):
     from rosbags.rosbag2 import StoragePlugin, Writer
+
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     writer = Writer(out, version=Writer.VERSION_LATEST, storage_plugin=plugin)
     writer.open()
     return writer
 
 
-def _image_msg(store, stamp_ns: int, array: np.ndarray, encoding: str, frame_id: str = 'cam',
-               step: int | None = None, width: int | None = None):
+def _image_msg(
+    store,
+    stamp_ns: int,
+    array: np.ndarray,
+    encoding: str,
+    frame_id: str = 'cam',
+    step: int | None = None,
+    width: int | None = None,
+):
     Header = store.types['std_msgs/msg/Header']
     Time = store.types['builtin_interfaces/msg/Time']
     Image = store.types['sensor_msgs/msg/Image']
     h, w = array.shape[0], width or array.shape[1]
-    return Image(header=Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9),
-                               frame_id=frame_id),
-                 height=h, width=w, encoding=encoding, is_bigendian=0,
-                 step=step if step is not None else array.nbytes // h,
-                 data=np.ascontiguousarray(array).view(np.uint8).reshape(-1))
+    return Image(
+        header=Header(
+            stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id=frame_id
+        ),
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=step if step is not None else array.nbytes // h,
+        data=np.ascontiguousarray(array).view(np.uint8).reshape(-1),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,8 +95,10 @@ def test_round_trip(tmp_path: Path, storage: str, compression: str) -> None:
     assert summary['duration'] == pytest.approx(0.1 * (N - 1), abs=1e-6)
 
     kind = 'Image' if compression == 'none' else 'CompressedImage'
-    assert image_topics(tmp_path / 'bag') == {topic: f'sensor_msgs/msg/{kind}',
-                                              '/camera/labels': 'sensor_msgs/msg/Image'}
+    assert image_topics(tmp_path / 'bag') == {
+        topic: f'sensor_msgs/msg/{kind}',
+        '/camera/labels': 'sensor_msgs/msg/Image',
+    }
     src = BagSource(tmp_path / 'bag', label_topic='/camera/labels')  # topic auto-picked
     assert src.topic == topic and len(src) == N
     got = list(src.labelled())
@@ -108,8 +130,9 @@ def test_written_cdr_is_real_ros2(tmp_path: Path) -> None:
     write_bag(tmp_path / 'jpg', pairs, compression='jpeg', topic='/cam/image/compressed')
     reader = open_reader(tmp_path / 'raw')
     try:
-        msgs = [(c.topic, deserialize_message(bytes(raw), Image))
-                for c, _, raw in reader.messages()]
+        msgs = [
+            (c.topic, deserialize_message(bytes(raw), Image)) for c, _, raw in reader.messages()
+        ]
     finally:
         reader.close()
     img = [m for t, m in msgs if t == '/camera/image_raw'][0]
@@ -153,18 +176,33 @@ def test_labels_match_by_stamp(tmp_path: Path) -> None:
     lab = writer.add_connection('/cam/labels', 'sensor_msgs/msg/Image', typestore=store)
     stamps = [int(round(f.stamp * 1e9)) for f, _ in pairs]
     for ns, (frame, _) in zip(stamps, pairs, strict=False):
-        writer.write(img, ns, store.serialize_cdr(
-            _image_msg(store, ns, frame.image, 'rgb8'), 'sensor_msgs/msg/Image'))
+        writer.write(
+            img,
+            ns,
+            store.serialize_cdr(
+                _image_msg(store, ns, frame.image, 'rgb8'), 'sensor_msgs/msg/Image'
+            ),
+        )
     # labels logged late (after all images), one missing (frame 3), one for no frame at all,
     # and one 1 ns off its frame's stamp (frame 5: must not match)
     for i, ns in enumerate(stamps):
         if i == 3:
             continue
         key = ns + 1 if i == 5 else ns
-        writer.write(lab, stamps[-1] + 10**9 + i, store.serialize_cdr(
-            _image_msg(store, key, pairs[i][1], 'mono8'), 'sensor_msgs/msg/Image'))
-    writer.write(lab, stamps[-1] + 2 * 10**9, store.serialize_cdr(
-        _image_msg(store, stamps[-1] + 10**9, pairs[0][1], 'mono8'), 'sensor_msgs/msg/Image'))
+        writer.write(
+            lab,
+            stamps[-1] + 10**9 + i,
+            store.serialize_cdr(
+                _image_msg(store, key, pairs[i][1], 'mono8'), 'sensor_msgs/msg/Image'
+            ),
+        )
+    writer.write(
+        lab,
+        stamps[-1] + 2 * 10**9,
+        store.serialize_cdr(
+            _image_msg(store, stamps[-1] + 10**9, pairs[0][1], 'mono8'), 'sensor_msgs/msg/Image'
+        ),
+    )
     writer.close()
 
     got = list(BagSource(tmp_path / 'bag', label_topic='/cam/labels').labelled())
@@ -197,15 +235,18 @@ def test_other_encodings_and_bad_messages(tmp_path: Path, caplog) -> None:
     msgs = [
         _image_msg(store, 1 * 10**9, bgr, 'bgr8'),
         _image_msg(store, 2 * 10**9, padded, 'bgr8', step=3 * W + 4, width=W),
-        _image_msg(store, 3 * 10**9, rgb, 'nonsense8'),                    # unknown encoding
-        _image_msg(store, 4 * 10**9, rgb[:, :, 0], 'rgb8', step=3 * W),    # too little data
+        _image_msg(store, 3 * 10**9, rgb, 'nonsense8'),  # unknown encoding
+        _image_msg(store, 4 * 10**9, rgb[:, :, 0], 'rgb8', step=3 * W),  # too little data
         _image_msg(store, 5 * 10**9, (rgb[..., 0].astype(np.uint16) << 8), 'mono16'),
     ]
     for i, m in enumerate(msgs):
         writer.write(img, (i + 1) * 10**9, ser(m, 'sensor_msgs/msg/Image'))
-    writer.write(img, 6 * 10**9, b'\x00\x01\x00\x00garbage')                 # not CDR at all
-    writer.write(lab, 1 * 10**9, ser(_image_msg(store, 1 * 10**9, label16, 'mono16'),
-                                     'sensor_msgs/msg/Image'))
+    writer.write(img, 6 * 10**9, b'\x00\x01\x00\x00garbage')  # not CDR at all
+    writer.write(
+        lab,
+        1 * 10**9,
+        ser(_image_msg(store, 1 * 10**9, label16, 'mono16'), 'sensor_msgs/msg/Image'),
+    )
     writer.close()
 
     src = BagSource(tmp_path / 'bag', label_topic='/cam/labels')
@@ -239,8 +280,13 @@ def test_topic_choice_and_errors(tmp_path: Path) -> None:
     writer = _raw_writer(tmp_path / 'two')
     for topic in ('/left/image', '/right/image'):
         conn = writer.add_connection(topic, 'sensor_msgs/msg/Image', typestore=store)
-        writer.write(conn, 1, store.serialize_cdr(_image_msg(store, 1, pairs[0][0].image,
-                                                             'rgb8'), 'sensor_msgs/msg/Image'))
+        writer.write(
+            conn,
+            1,
+            store.serialize_cdr(
+                _image_msg(store, 1, pairs[0][0].image, 'rgb8'), 'sensor_msgs/msg/Image'
+            ),
+        )
     writer.close()
     with pytest.raises(ValueError, match=r'more than one.*/left/image.*/right/image'):
         BagSource(tmp_path / 'two')
@@ -302,8 +348,12 @@ def test_open_labelled_camvid_layout(tmp_path: Path) -> None:
     pairs = synthetic(4)
     _write_labelled_folder(tmp_path, pairs, [f'seq_{i * 2 + 8:05d}.png' for i in range(4)])
     got = list(open_labelled(tmp_path / 'img', labels=tmp_path / 'ann', fps=10))
-    assert [f.name for f, _ in got] == ['seq_00008.png', 'seq_00010.png', 'seq_00012.png',
-                                        'seq_00014.png']
+    assert [f.name for f, _ in got] == [
+        'seq_00008.png',
+        'seq_00010.png',
+        'seq_00012.png',
+        'seq_00014.png',
+    ]
     assert [f.stamp for f, _ in got] == pytest.approx([0, 0.1, 0.2, 0.3])
     for (frame, label), (orig, orig_label) in zip(got, pairs, strict=False):
         np.testing.assert_array_equal(frame.image, orig.image)
@@ -322,22 +372,30 @@ def test_open_labelled_cityscapes_layout(tmp_path: Path) -> None:
     (tmp_path / 'gt').mkdir()
     ids = np.zeros((H, W), np.uint8)
     ids[:4], ids[4:8], ids[8:12], ids[12:16], ids[16:20] = 7, 26, 33, 0, 15  # road car bike
-    ids[20:] = 34                                                 # void, void(bridge), >33
+    ids[20:] = 34  # void, void(bridge), >33
     frame = synthetic(1)[0][0]
     _write_png(tmp_path / 'left' / 'aachen_000000_000019_leftImg8bit.png', frame.image)
     _write_png(tmp_path / 'gt' / 'aachen_000000_000019_gtFine_labelIds.png', ids)
     [(got, label)] = list(open_labelled(tmp_path / 'left', labels=tmp_path / 'gt'))
     np.testing.assert_array_equal(got.image, frame.image)
     assert label.dtype == np.uint8
-    assert (label[0, 0], label[5, 0], label[9, 0], label[13, 0], label[17, 0],
-            label[21, 0]) == (0, 13, 18, 255, 255, 255)
+    assert (label[0, 0], label[5, 0], label[9, 0], label[13, 0], label[17, 0], label[21, 0]) == (
+        0,
+        13,
+        18,
+        255,
+        255,
+        255,
+    )
     # the full table: 19 train ids, each once, everything else ignore
     table = CITYSCAPES_LABEL_TO_TRAIN
     assert sorted(table[table != 255].tolist()) == list(range(19))
-    assert {11: 2, 21: 8, 23: 10, 24: 11, 31: 16} == {k: int(table[k]) for k in
-                                                      (11, 21, 23, 24, 31)}
-    np.testing.assert_array_equal(cityscapes_to_train_ids(np.array([[7, 8], [-1, 1000]])),
-                                  [[0, 1], [255, 255]])
+    assert {11: 2, 21: 8, 23: 10, 24: 11, 31: 16} == {
+        k: int(table[k]) for k in (11, 21, 23, 24, 31)
+    }
+    np.testing.assert_array_equal(
+        cityscapes_to_train_ids(np.array([[7, 8], [-1, 1000]])), [[0, 1], [255, 255]]
+    )
     (tmp_path / 'gt' / 'aachen_000000_000019_gtFine_labelIds.png').unlink()
     with pytest.raises(FileNotFoundError, match='gtFine_labelIds'):
         list(open_labelled(tmp_path / 'left', labels=tmp_path / 'gt'))
@@ -367,8 +425,14 @@ def test_open_labelled_bag(tmp_path: Path) -> None:
     for (frame, label), (orig, orig_label) in zip(got, pairs, strict=False):
         np.testing.assert_array_equal(frame.image, orig.image)
         np.testing.assert_array_equal(label, orig_label)
-    got = list(open_labelled(tmp_path / 'bag' / 'bag.mcap', topic='/camera/image_raw/compressed',
-                             labels='/camera/gt_labels', max_frames=2))
+    got = list(
+        open_labelled(
+            tmp_path / 'bag' / 'bag.mcap',
+            topic='/camera/image_raw/compressed',
+            labels='/camera/gt_labels',
+            max_frames=2,
+        )
+    )
     assert len(got) == 2 and got[1][1] is not None
     with pytest.raises(ValueError, match='label topic'):
         open_labelled(tmp_path / 'bag', labels='/other/labels')
@@ -382,9 +446,23 @@ def test_bag_cli_make_and_info(tmp_path: Path, capsys) -> None:
     pairs = synthetic(3)
     _write_labelled_folder(tmp_path, pairs, [f'{i:04d}.png' for i in range(3)])
     out = tmp_path / 'bag'
-    argv = ['make', str(tmp_path / 'img'), '--labels', str(tmp_path / 'ann'), '--out', str(out),
-            '--storage', 'sqlite3', '--fps', '5', '--start-time', '100', '--quiet',
-            '--json', str(tmp_path / 's.json')]
+    argv = [
+        'make',
+        str(tmp_path / 'img'),
+        '--labels',
+        str(tmp_path / 'ann'),
+        '--out',
+        str(out),
+        '--storage',
+        'sqlite3',
+        '--fps',
+        '5',
+        '--start-time',
+        '100',
+        '--quiet',
+        '--json',
+        str(tmp_path / 's.json'),
+    ]
     assert bag_cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert 'frames 3, labels 3' in printed and '/camera/labels' in printed

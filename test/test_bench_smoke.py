@@ -1,5 +1,6 @@
 """``vsda bench node`` runs end to end over real DDS and its report adds up (no timing asserts:
 speed targets are checked by running the benchmark, see README)."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,16 @@ pytestmark = pytest.mark.ros
 
 
 def test_bench_report_accounts_for_every_frame(real_data):
-    r = run_bench('espnet-camvid', real_data / 'camvid' / 'val', rate=15.0, duration=3.0,
-                  size='', warmup=2.0, frames=40, node_params={'backend': 'torch'})
+    r = run_bench(
+        'espnet-camvid',
+        real_data / 'camvid' / 'val',
+        rate=15.0,
+        duration=3.0,
+        size='',
+        warmup=2.0,
+        frames=40,
+        node_params={'backend': 'torch'},
+    )
     assert r['measured_sent'] == 40 and r['sent'] >= 40
     assert r['masks_received'] > 0 and r['processed'] > 0
     assert r['bad_frames'] == 0
@@ -31,6 +40,10 @@ def test_bench_report_accounts_for_every_frame(real_data):
     assert r['frames_matched'] > 0
     assert r['overhead_ms']['p50'] >= r['overhead_excl_queue_wait_ms']['p50'] - 1e-6
     # every target is reported, met or not (no timing asserts)
-    assert set(r['targets_met']) == {'overhead_p95_le_10ms', 'e2e_p95_le_1.5x_inference_p95',
-                                     'overhead_excl_queue_wait_p95_le_10ms',
-                                     'rss_growth_le_20mb', 'output_ge_0.9x_input'}
+    assert set(r['targets_met']) == {
+        'overhead_p95_le_10ms',
+        'e2e_p95_le_1.5x_inference_p95',
+        'overhead_excl_queue_wait_p95_le_10ms',
+        'rss_growth_le_20mb',
+        'output_ge_0.9x_input',
+    }

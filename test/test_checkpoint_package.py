@@ -1,4 +1,5 @@
 """Checkpoint round trip, the layering rule (core without rclpy) and the package metadata."""
+
 from __future__ import annotations
 
 import subprocess
@@ -36,8 +37,10 @@ def test_published_file_is_not_a_checkpoint(tmp_path):
 
 
 def test_core_imports_without_rclpy():
-    code = ('import sys, vsda_ros.cli, vsda_ros.apps.segment, vsda_ros.models.zoo, '
-            'vsda_ros.inference; assert "rclpy" not in sys.modules, "core imported rclpy"')
+    code = (
+        'import sys, vsda_ros.cli, vsda_ros.apps.segment, vsda_ros.models.zoo, '
+        'vsda_ros.inference; assert "rclpy" not in sys.modules, "core imported rclpy"'
+    )
     subprocess.run([sys.executable, '-c', code], check=True)
 
 
@@ -51,6 +54,7 @@ def test_package_xml_is_format3_ament_python():
 
 
 def test_cli_help_lists_subcommands():
-    out = subprocess.run([sys.executable, '-m', 'vsda_ros', '--help'], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, '-m', 'vsda_ros', '--help'], capture_output=True, text=True, check=True
+    ).stdout
     assert 'segment' in out and 'fetch' in out

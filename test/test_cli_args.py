@@ -1,6 +1,7 @@
 """Numeric options are validated where they are parsed: one argparse error line, exit 2
 (issue 24, item 10: ``bag make --fps 0`` was a ZeroDivisionError traceback, ``--max-frames -1``
 an islice() message, ``--max-frames 0`` an exit 0 with NaN latencies)."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,36 +25,41 @@ def _parse_error(argv: list[str], capsys) -> str:
 
 @pytest.mark.parametrize('value', ['0', '-5', 'nan', 'inf', 'x'])
 def test_bag_make_fps_must_be_a_positive_finite_number(tmp_path, capsys, value: str) -> None:
-    line = _parse_error(['bag', 'make', str(tmp_path), '--out', str(tmp_path / 'b'),
-                         '--fps', value], capsys)
+    line = _parse_error(
+        ['bag', 'make', str(tmp_path), '--out', str(tmp_path / 'b'), '--fps', value], capsys
+    )
     assert line.startswith('vsda bag make: error: argument --fps:'), line
     assert value in line
 
 
 @pytest.mark.parametrize('value', ['0', '-1', '1.5'])
 def test_bag_make_max_frames_must_be_a_positive_integer(tmp_path, capsys, value: str) -> None:
-    line = _parse_error(['bag', 'make', str(tmp_path), '--out', str(tmp_path / 'b'),
-                         '--max-frames', value], capsys)
+    line = _parse_error(
+        ['bag', 'make', str(tmp_path), '--out', str(tmp_path / 'b'), '--max-frames', value], capsys
+    )
     assert 'argument --max-frames: must be an integer ≥ 1' in line, line
 
 
-@pytest.mark.parametrize('argv', [
-    ['segment', '--input', 'x', '--out', 'y', '--max-frames', '0'],
-    ['segment', '--input', 'x', '--out', 'y', '--fps', 'nan'],
-    ['segment', '--input', 'x', '--out', 'y', '--alpha', '1.5'],
-    ['eval', '--source', 'x', '--fps', '0'],
-    ['eval', '--source', 'x', '--max-frames', '-1'],
-    ['eval', '--source', 'x', '--rate', '-2'],
-    ['eval', '--source', 'x', '--distortion-threshold', '-0.1'],
-    ['export', '--model', 'm', '--out', 'o', '--validate-frames', '0'],
-    ['replay', 'bag', '--rate', '0'],
-    ['replay', 'bag', '--qos-depth', '0'],
-    ['adapt', '--iterations', '0'],
-    ['adapt', '--lr', 'nan'],
-    ['weather', 'preview', '--image', 'x', '--cell-width', '0'],
-    ['bag', 'make', 'x', '--out', 'y', '--jpeg-quality', '101'],
-    ['bag', 'make', 'x', '--out', 'y', '--start-time', 'inf'],
-])
+@pytest.mark.parametrize(
+    'argv',
+    [
+        ['segment', '--input', 'x', '--out', 'y', '--max-frames', '0'],
+        ['segment', '--input', 'x', '--out', 'y', '--fps', 'nan'],
+        ['segment', '--input', 'x', '--out', 'y', '--alpha', '1.5'],
+        ['eval', '--source', 'x', '--fps', '0'],
+        ['eval', '--source', 'x', '--max-frames', '-1'],
+        ['eval', '--source', 'x', '--rate', '-2'],
+        ['eval', '--source', 'x', '--distortion-threshold', '-0.1'],
+        ['export', '--model', 'm', '--out', 'o', '--validate-frames', '0'],
+        ['replay', 'bag', '--rate', '0'],
+        ['replay', 'bag', '--qos-depth', '0'],
+        ['adapt', '--iterations', '0'],
+        ['adapt', '--lr', 'nan'],
+        ['weather', 'preview', '--image', 'x', '--cell-width', '0'],
+        ['bag', 'make', 'x', '--out', 'y', '--jpeg-quality', '101'],
+        ['bag', 'make', 'x', '--out', 'y', '--start-time', 'inf'],
+    ],
+)
 def test_bad_numbers_are_argparse_errors(capsys, argv: list[str]) -> None:
     line = _parse_error(argv, capsys)
     assert f'argument {argv[-2]}:' in line, line
@@ -67,10 +73,16 @@ def test_validators() -> None:
     assert _common.fraction('1') == 1.0
     assert _common.int_range(1, 100)('100') == 100
     assert _common.finite_float('-3') == -3.0
-    for fn, bad in ((_common.positive_float, '0'), (_common.positive_float, 'nan'),
-                    (_common.non_negative_float, '-1e-9'), (_common.positive_int, '0'),
-                    (_common.non_negative_int, '-1'), (_common.fraction, '-0.1'),
-                    (_common.int_range(1, 100), '0'), (_common.finite_float, 'nan')):
+    for fn, bad in (
+        (_common.positive_float, '0'),
+        (_common.positive_float, 'nan'),
+        (_common.non_negative_float, '-1e-9'),
+        (_common.positive_int, '0'),
+        (_common.non_negative_int, '-1'),
+        (_common.fraction, '-0.1'),
+        (_common.int_range(1, 100), '0'),
+        (_common.finite_float, 'nan'),
+    ):
         with pytest.raises(argparse.ArgumentTypeError):
             fn(bad)
     assert math.isfinite(_common.finite_float('1e3'))
@@ -98,8 +110,11 @@ def test_no_module_over_450_lines_and_no_long_function_in_the_cli() -> None:
     from pathlib import Path
 
     package = Path(__file__).resolve().parents[1] / 'vsda_ros'
-    long_files = [(str(p.relative_to(package)), n) for p in sorted(package.rglob('*.py'))
-                  if (n := p.read_text().count('\n')) > 450]
+    long_files = [
+        (str(p.relative_to(package)), n)
+        for p in sorted(package.rglob('*.py'))
+        if (n := p.read_text().count('\n')) > 450
+    ]
     assert not long_files, long_files
     long_functions = []
     for p in [*sorted((package / 'apps').glob('*.py')), package / 'evaluation' / 'runner.py']:

@@ -7,6 +7,7 @@ cache's; a damaged user export folder is one clear error naming the file and the
 rebuilds it; cache folders are created for a shared cache (not 0700). A random ESPNet at 64×48
 with the espnet-camvid meta, as in test_backends.py.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,6 +31,7 @@ SIZE = (64, 48)
 def tiny():
     """A random ESPNet with the espnet-camvid meta and non-trivial BatchNorm statistics."""
     from vsda_ros.models.zoo import ZOO, build
+
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = build(copy.deepcopy(ZOO['espnet-camvid'].meta)).eval()
@@ -62,14 +64,14 @@ def pristine(tiny, frames, tmp_path_factory):
 def cache(pristine, tmp_path, monkeypatch):
     """A private copy of the pristine cache as VSDA_CACHE_DIR."""
     import shutil
+
     shutil.copytree(pristine[0], tmp_path / 'cache')
     monkeypatch.setenv('VSDA_CACHE_DIR', str(tmp_path / 'cache'))
     return tmp_path / 'cache'
 
 
 def _masks(model, frames, backend, export_dir=None):
-    seg = Segmenter(model, SegmenterConfig(input_size=SIZE, backend=backend,
-                                           export_dir=export_dir))
+    seg = Segmenter(model, SegmenterConfig(input_size=SIZE, backend=backend, export_dir=export_dir))
     return seg, [seg.segment(f).labels for f in frames]
 
 
@@ -78,19 +80,19 @@ def _scramble(path, n=4096):
     data = bytearray(path.read_bytes())
     assert len(data) > 2 * n, f'{path} is too small to damage in the middle'
     mid = len(data) // 2
-    data[mid:mid + n] = np.random.default_rng(7).integers(0, 256, n, dtype=np.uint8).tobytes()
+    data[mid : mid + n] = np.random.default_rng(7).integers(0, 256, n, dtype=np.uint8).tobytes()
     path.write_bytes(bytes(data))
 
 
 def _warned_about(caplog, path) -> bool:
-    return any(str(path) in r.getMessage() and r.levelno >= logging.WARNING
-               for r in caplog.records)
+    return any(str(path) in r.getMessage() and r.levelno >= logging.WARNING for r in caplog.records)
 
 
 @pytest.mark.parametrize('backend', COMPILED)
 @pytest.mark.parametrize('damage', ['scramble', 'truncate'])
-def test_damaged_cached_graph_warns_and_rebuilds(tiny, frames, pristine, cache, caplog, backend,
-                                                 damage):
+def test_damaged_cached_graph_warns_and_rebuilds(
+    tiny, frames, pristine, cache, caplog, backend, damage
+):
     seg, fresh = _masks(tiny, frames, backend)
     assert all((a == b).all() for a, b in zip(fresh, pristine[1][backend], strict=False))
     graph = seg.export_info.path / 'full.onnx'
@@ -103,7 +105,7 @@ def test_damaged_cached_graph_warns_and_rebuilds(tiny, frames, pristine, cache, 
     assert _warned_about(caplog, graph), [r.getMessage() for r in caplog.records]
     assert all((a == b).all() for a, b in zip(fresh, masks, strict=False))
     caplog.clear()
-    with caplog.at_level(logging.WARNING):     # rebuilt once: the next start is quiet
+    with caplog.at_level(logging.WARNING):  # rebuilt once: the next start is quiet
         _masks(tiny, frames, backend)
     assert not _warned_about(caplog, graph)
 
@@ -125,10 +127,11 @@ def test_damaged_openvino_blob_warns_and_recompiles(tiny, frames, pristine, cach
 def test_damaged_user_export_is_one_clear_error(tiny, frames, cache, tmp_path, backend):
     """Also: the compiled model of a user's folder is cached, not written into the folder."""
     from vsda_ros.inference.export import export_onnx
+
     folder = tmp_path / 'my_export'
     export_onnx(tiny, SIZE, folder)
     listing = sorted(folder.rglob('*'))
-    _masks(tiny, frames[:1], backend, folder)           # intact: runs
+    _masks(tiny, frames[:1], backend, folder)  # intact: runs
     assert sorted(folder.rglob('*')) == listing
     graph = folder / 'full.onnx'
     _scramble(graph)
@@ -137,7 +140,7 @@ def test_damaged_user_export_is_one_clear_error(tiny, frames, cache, tmp_path, b
         _masks(tiny, frames[:1], backend, folder)
     text = str(err.value)
     assert str(graph) in text and 'vsda export' in text and '\n' not in text, text
-    assert graph.read_bytes() == before                 # a user's export is never rewritten
+    assert graph.read_bytes() == before  # a user's export is never rewritten
 
 
 @pytest.mark.skipif(not COMPILED, reason='neither openvino nor onnxruntime')

@@ -1,4 +1,5 @@
 """sensor_msgs images ⇄ numpy (vsda_ros.ros.conversions): encodings and malformed messages."""
+
 from __future__ import annotations
 
 import cv2
@@ -68,15 +69,18 @@ def test_result_does_not_alias_message():
     assert np.array_equal(image_to_rgb(msg), RGB)
 
 
-@pytest.mark.parametrize('mutate, match', [
-    (lambda m: setattr(m, 'data', b''), 'empty'),
-    (lambda m: setattr(m, 'height', 0), 'empty'),
-    (lambda m: setattr(m, 'step', m.step + 3), r'step×height'),
-    (lambda m: setattr(m, 'step', m.step - 3), 'smaller than width'),
-    (lambda m: setattr(m, 'data', bytes(m.data)[:-1]), r'data size'),
-    (lambda m: setattr(m, 'encoding', 'weird42'), 'unsupported image encoding'),
-    (lambda m: setattr(m, 'encoding', ''), 'unsupported image encoding'),
-])
+@pytest.mark.parametrize(
+    'mutate, match',
+    [
+        (lambda m: setattr(m, 'data', b''), 'empty'),
+        (lambda m: setattr(m, 'height', 0), 'empty'),
+        (lambda m: setattr(m, 'step', m.step + 3), r'step×height'),
+        (lambda m: setattr(m, 'step', m.step - 3), 'smaller than width'),
+        (lambda m: setattr(m, 'data', bytes(m.data)[:-1]), r'data size'),
+        (lambda m: setattr(m, 'encoding', 'weird42'), 'unsupported image encoding'),
+        (lambda m: setattr(m, 'encoding', ''), 'unsupported image encoding'),
+    ],
+)
 def test_bad_raw_images_raise_value_error(mutate, match):
     msg = make_image(RGB, 'rgb8')
     mutate(msg)

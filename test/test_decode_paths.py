@@ -2,6 +2,7 @@
 identical arrays through ``vsda_ros.ros.conversions`` (rclpy messages, the node's path) and
 through a rosbag2 bag read by :class:`~vsda_ros.data.bags.BagSource` (rosbags messages of the
 same CDR bytes, the offline path)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,7 @@ def _raw(encoding: str, array: np.ndarray, pad: int = 0, bigendian: int = 0) -> 
     rows = np.ascontiguousarray(array).view(np.uint8).reshape(H, -1)
     if pad:
         rows = np.concatenate([rows, np.zeros((H, pad), np.uint8)], axis=1)
-    msg = Image(height=H, width=W, encoding=encoding, is_bigendian=bigendian,
-                step=rows.shape[1])
+    msg = Image(height=H, width=W, encoding=encoding, is_bigendian=bigendian, step=rows.shape[1])
     msg.data = rows.tobytes()
     return msg
 
@@ -72,8 +72,10 @@ def _write(out: Path, messages: dict[str, tuple[str, object]]) -> None:
 
 def test_node_path_and_bag_path_decode_every_encoding_identically(tmp_path: Path) -> None:
     cases = _cases()
-    messages = {f'/{name}': (COMPRESSED if isinstance(msg, CompressedImage) else IMAGE, msg)
-                for name, msg in cases.items()}
+    messages = {
+        f'/{name}': (COMPRESSED if isinstance(msg, CompressedImage) else IMAGE, msg)
+        for name, msg in cases.items()
+    }
     _write(tmp_path / 'bag', messages)
     for topic, (_, msg) in messages.items():
         live = message_to_rgb(msg)
@@ -87,12 +89,15 @@ def test_node_path_and_bag_path_decode_every_encoding_identically(tmp_path: Path
 
 def test_node_path_and_bag_path_decode_labels_identically(tmp_path: Path) -> None:
     labels = RNG.integers(0, 12, (H, W), dtype=np.uint8)
-    image, label = _raw('rgb8', RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)), \
-        _raw('mono8', labels, pad=2)
+    image, label = (
+        _raw('rgb8', RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)),
+        _raw('mono8', labels, pad=2),
+    )
     for msg in (image, label):
         msg.header.stamp.sec, msg.header.frame_id = 5, 'cam'
-    _write(tmp_path / 'bag', {'/camera/image_raw': (IMAGE, image),
-                              '/camera/labels': (IMAGE, label)})
+    _write(
+        tmp_path / 'bag', {'/camera/image_raw': (IMAGE, image), '/camera/labels': (IMAGE, label)}
+    )
     pairs = list(BagSource(tmp_path / 'bag', label_topic='/camera/labels').labelled())
     assert len(pairs) == 1
     recorded = pairs[0][1]

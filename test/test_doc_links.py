@@ -6,6 +6,7 @@ Anchors follow GitHub's rule: the heading text lower-cased, characters other tha
 digits, ``-``, ``_`` and spaces dropped, spaces turned into ``-``; a repeated heading gets
 ``-1``, ``-2``, …
 """
+
 from __future__ import annotations
 
 import re
@@ -85,21 +86,27 @@ def test_relative_links_resolve(path):
 
 def test_readme_is_a_manual_of_at_most_300_lines():
     n = len(README.read_text(encoding='utf-8').splitlines())
-    assert n <= README_MAX_LINES, \
+    assert n <= README_MAX_LINES, (
         f'README.md has {n} lines (limit {README_MAX_LINES}): move detail to docs/'
+    )
 
 
 def test_readme_does_not_point_at_runs():
-    hits = [f'README.md:{n}: {line.strip()}'
-            for n, line in enumerate(README.read_text(encoding='utf-8').splitlines(), 1)
-            if re.search(r'(?<![\w/.-])runs/', line)]
+    hits = [
+        f'README.md:{n}: {line.strip()}'
+        for n, line in enumerate(README.read_text(encoding='utf-8').splitlines(), 1)
+        if re.search(r'(?<![\w/.-])runs/', line)
+    ]
     assert not hits, 'README points at runs/ (ignored by git):\n' + '\n'.join(hits)
 
 
 def test_slug_follows_github():
-    assert slug('`vsda eval`: strategies × weathers → report and plots') == \
-        'vsda-eval-strategies--weathers--report-and-plots'
-    assert slug('How much i.i.d. weather can give at all') == \
-        'how-much-iid-weather-can-give-at-all'
-    assert slug('Fusion against per_frame (the shipped block, all three models)') == \
-        'fusion-against-per_frame-the-shipped-block-all-three-models'
+    assert (
+        slug('`vsda eval`: strategies × weathers → report and plots')
+        == 'vsda-eval-strategies--weathers--report-and-plots'
+    )
+    assert slug('How much i.i.d. weather can give at all') == 'how-much-iid-weather-can-give-at-all'
+    assert (
+        slug('Fusion against per_frame (the shipped block, all three models)')
+        == 'fusion-against-per_frame-the-shipped-block-all-three-models'
+    )

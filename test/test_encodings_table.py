@@ -5,6 +5,7 @@ built from a known RGB picture and decoded with ``vsda_ros.ros.conversions.messa
 node's decoder) to an H×W×3 uint8 array close to the picture; every row marked **no** must be
 rejected with a ``ValueError``; and every encoding the decoder knows is in the table.
 """
+
 from __future__ import annotations
 
 import re
@@ -47,6 +48,7 @@ def _picture() -> np.ndarray:
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
     import cv2
+
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
@@ -92,7 +94,7 @@ def _encode(encoding: str, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, flo
         grey = _grey(rgb)
         return (_u16(grey) if encoding == 'mono16' else grey), grey3, 0.5
     if encoding.startswith('bayer_'):
-        pattern = encoding[len('bayer_'):-2 if encoding.endswith('16') else -1]
+        pattern = encoding[len('bayer_') : -2 if encoding.endswith('16') else -1]
         mosaic = _bayer(rgb, pattern)
         return (_u16(mosaic) if encoding.endswith('16') else mosaic), rgb, 8.0
     if encoding in ('yuv422', 'uyvy'):

@@ -174,9 +174,24 @@ def test_eval_with_per_frame_listed_after_another_strategy(real_data, tmp_path):
     per_frame's and passed a missing agreement reference on (a TypeError); per_frame now runs
     first whatever the order given, and every strategy gets its agreement."""
     out = tmp_path / 'ev'
-    rc = main(['eval', '--backend', 'torch', '--source', str(real_data / 'camvid' / 'val'),
-               '--max-frames', '3', '--size', '64x48', '--strategy', 'fusion,per_frame',
-               '--out', str(out), '--quiet'])
+    rc = main(
+        [
+            'eval',
+            '--backend',
+            'torch',
+            '--source',
+            str(real_data / 'camvid' / 'val'),
+            '--max-frames',
+            '3',
+            '--size',
+            '64x48',
+            '--strategy',
+            'fusion,per_frame',
+            '--out',
+            str(out),
+            '--quiet',
+        ]
+    )
     assert rc == 0
     runs = json.loads((out / 'report.json').read_text())['runs']
     assert sorted(r['strategy'] for r in runs) == ['fusion', 'per_frame']

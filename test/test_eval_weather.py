@@ -274,8 +274,9 @@ def test_live_attach_to_a_running_node(real_data, tmp_path):
     """--attach: frames go to a node that was started separately (as with ros2 launch)."""
     from vsda_ros.ros.tools.launcher import node_process
 
-    with node_process({'model': 'espnet-camvid', 'publish_overlay': False,
-                       'backend': 'torch'}) as proc:
+    with node_process(
+        {'model': 'espnet-camvid', 'publish_overlay': False, 'backend': 'torch'}
+    ) as proc:
         rc = main(
             [
                 'eval',

@@ -1,4 +1,5 @@
 """Downloads: served by a local HTTP server on 127.0.0.1 from ../shared/data (no internet)."""
+
 from __future__ import annotations
 
 import functools
@@ -52,8 +53,9 @@ def server(tmp_path_factory, real_data):
 
 def test_download_verifies_sha256(server, tmp_path):
     base, entry, blob = server
-    dest = fetch_file(f'{base}/weights/{entry.filename}', tmp_path / 'w.pth', entry.sha256,
-                      progress=False)
+    dest = fetch_file(
+        f'{base}/weights/{entry.filename}', tmp_path / 'w.pth', entry.sha256, progress=False
+    )
     assert sha256_of(dest) == entry.sha256
     assert not (tmp_path / 'w.pth.part').exists()
 
@@ -61,16 +63,16 @@ def test_download_verifies_sha256(server, tmp_path):
 def test_resume_from_partial_file(server, tmp_path):
     base, entry, blob = server
     (tmp_path / 'w.pth.part').write_bytes(blob[:1000])
-    dest = fetch_file(f'{base}/weights/{entry.filename}', tmp_path / 'w.pth', entry.sha256,
-                      progress=False)
+    dest = fetch_file(
+        f'{base}/weights/{entry.filename}', tmp_path / 'w.pth', entry.sha256, progress=False
+    )
     assert dest.read_bytes() == blob
 
 
 def test_corrupt_file_is_refused_and_removed(server, tmp_path):
     base, entry, _ = server
     with pytest.raises(FetchError, match='sha256 mismatch'):
-        fetch_file(f'{base}/weights/corrupt.pth', tmp_path / 'w.pth', entry.sha256,
-                   progress=False)
+        fetch_file(f'{base}/weights/corrupt.pth', tmp_path / 'w.pth', entry.sha256, progress=False)
     assert not (tmp_path / 'w.pth').exists() and not (tmp_path / 'w.pth.part').exists()
 
 
@@ -92,6 +94,7 @@ def test_cli_fetch_into_cache(server, tmp_path, monkeypatch, capsys):
 def test_weights_resolution_order(tmp_path, monkeypatch, real_data):
     """VSDA_DATA_DIR first, then the cache; neither and no download → a clear error."""
     from vsda_ros.models.zoo import find_weights
+
     entry = ZOO['espnet-camvid']
     assert find_weights(entry, download=False) == real_data / 'weights' / entry.filename
     monkeypatch.setenv('VSDA_DATA_DIR', str(tmp_path / 'none'))
@@ -113,6 +116,6 @@ def test_fetched_weights_load_without_a_rehash(server, tmp_path, monkeypatch):
     monkeypatch.setenv('VSDA_DATA_DIR', str(tmp_path / 'none'))
     monkeypatch.setattr(fetch, '_DIGESTS', {})
     assert main(['fetch', entry.name, '--base-url', base, '--quiet']) == 0
-    fetch._DIGESTS.clear()      # a new process: only the record under VSDA_CACHE_DIR is left
+    fetch._DIGESTS.clear()  # a new process: only the record under VSDA_CACHE_DIR is left
     monkeypatch.setattr(fetch, 'sha256_of', lambda path: pytest.fail(f're-hashed {path}'))
     assert load_model(entry.name, download=False, progress=False).meta.name == entry.name

@@ -1,4 +1,5 @@
 """benchmarks/flow_under_weather.py: DIS flow on weather-degraded real frame pairs."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,12 +30,15 @@ def _load():
 def seq_clip() -> Path:
     """One real 17 Hz city clip (cityscapes_seq/seq0000); skips with the reason when absent."""
     from vsda_ros.paths import data_dir
+
     ddir = data_dir()
     clip = None if ddir is None else ddir / 'cityscapes_seq' / 'seq0000'
     if clip is None or not clip.is_dir():
-        pytest.skip(f'real data not found (set VSDA_DATA_DIR; looked for '
-                    f'{clip or "cityscapes_seq/seq0000"}): needs cityscapes_seq/ from '
-                    '../shared/data')
+        pytest.skip(
+            f'real data not found (set VSDA_DATA_DIR; looked for '
+            f'{clip or "cityscapes_seq/seq0000"}): needs cityscapes_seq/ from '
+            '../shared/data'
+        )
     return clip
 
 
@@ -63,11 +67,39 @@ def test_epe_on_three_real_pairs(seq_clip):
 
 def test_main_writes_json_plot_and_table(seq_clip, tmp_path, capsys):
     out = tmp_path / 'fuw.json'
-    assert _load().main(['--source', str(seq_clip), '--max-pairs', '2', '--size', '240x120',
-                         '--kinds', 'fog,noise', '--out', str(out), '--quiet']) == 0
+    assert (
+        _load().main(
+            [
+                '--source',
+                str(seq_clip),
+                '--max-pairs',
+                '2',
+                '--size',
+                '240x120',
+                '--kinds',
+                'fog,noise',
+                '--out',
+                str(out),
+                '--quiet',
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
-    assert set(r) == {'source', 'clips', 'pairs', 'size', 'preset', 'intensity', 'seed',
-                      'kinds', 'modes', 'clean', 'zero_flow', 'weather'}
+    assert set(r) == {
+        'source',
+        'clips',
+        'pairs',
+        'size',
+        'preset',
+        'intensity',
+        'seed',
+        'kinds',
+        'modes',
+        'clean',
+        'zero_flow',
+        'weather',
+    }
     assert r['clips'] == ['seq0000'] and r['pairs'] == 2 and r['kinds'] == ['fog', 'noise']
     assert r['clean']['epe_mean'] == 0.0
     assert out.with_suffix('.png').stat().st_size > 1000

@@ -2,6 +2,7 @@
 
 CPU only, random inputs, no data needed.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -187,12 +188,13 @@ def test_sampled_deform_conv_offset_gradient_matches_away_from_integers() -> Non
     pick different one-sided derivatives; with fractional positions they agree."""
     g = torch.Generator().manual_seed(4)
     x = torch.randn(1, C, 12, 10, generator=g, dtype=torch.float64)
-    off = (0.25 + 0.5 * torch.rand(1, 18, 12, 10, generator=g, dtype=torch.float64))
+    off = 0.25 + 0.5 * torch.rand(1, 18, 12, 10, generator=g, dtype=torch.float64)
     off.requires_grad_()
     mask = torch.rand(1, 9, 12, 10, generator=g, dtype=torch.float64)
     weight = torch.randn(C, C, 3, 3, generator=g, dtype=torch.float64)
-    ref = torch.autograd.grad(deform_conv2d(x, off, weight, None, padding=1, mask=mask).sum(),
-                              off)[0]
+    ref = torch.autograd.grad(deform_conv2d(x, off, weight, None, padding=1, mask=mask).sum(), off)[
+        0
+    ]
     got = torch.autograd.grad(deform_conv_sampled(x, off, mask, weight, None).sum(), off)[0]
     torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-9)
 
@@ -200,11 +202,17 @@ def test_sampled_deform_conv_offset_gradient_matches_away_from_integers() -> Non
 def test_sampled_deform_conv_rejects_unsupported_shapes() -> None:
     x = torch.randn(1, C, 1, 5)
     with pytest.raises(ValueError, match='H, W >= 2'):
-        deform_conv_sampled(x, torch.zeros(1, 18, 1, 5), torch.ones(1, 9, 1, 5),
-                            torch.randn(C, C, 3, 3), None)
+        deform_conv_sampled(
+            x, torch.zeros(1, 18, 1, 5), torch.ones(1, 9, 1, 5), torch.randn(C, C, 3, 3), None
+        )
     with pytest.raises(ValueError, match='unsupported shapes'):
-        deform_conv_sampled(torch.randn(1, C, 4, 4), torch.zeros(1, 18, 4, 4),
-                            torch.ones(1, 9, 4, 4), torch.randn(C, C, 2, 2), None)
+        deform_conv_sampled(
+            torch.randn(1, C, 4, 4),
+            torch.zeros(1, 18, 4, 4),
+            torch.ones(1, 9, 4, 4),
+            torch.randn(C, C, 2, 2),
+            None,
+        )
 
 
 def test_block_on_cpu_matches_torchvision_kernel() -> None:
@@ -222,9 +230,10 @@ def test_block_on_cpu_matches_torchvision_kernel() -> None:
     aligned = prev_s
     for offset_conv, deform in zip(block.offsets, block.deforms, strict=False):
         om = offset_conv(torch.cat([h, aligned], 1))
-        aligned = deform(aligned, om[:, :18], om[:, 18:].sigmoid())   # torchvision's kernel
+        aligned = deform(aligned, om[:, :18], om[:, 18:].sigmoid())  # torchvision's kernel
     fused = block.fuse(torch.cat([cur_s, aligned], 1))
-    ref = cur + torch.nn.functional.interpolate(fused - cur_s, size=cur.shape[-2:],
-                                                mode='bilinear', align_corners=False)
+    ref = cur + torch.nn.functional.interpolate(
+        fused - cur_s, size=cur.shape[-2:], mode='bilinear', align_corners=False
+    )
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(got, cur, atol=1e-3)

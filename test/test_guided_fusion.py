@@ -1,5 +1,6 @@
 """The image-guided fusion block: correlation, alignment, checkpoints, the strategy, the recipe,
 and that the fusion strategy never computes optical flow at run time."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ def test_correlation_peaks_at_the_shift():
     torch.manual_seed(0)
     a = torch.nn.functional.normalize(torch.randn(1, 8, 20, 24), dim=1)
     dy, dx, r = 1, -2, 3
-    b = torch.roll(a, shifts=(dy, dx), dims=(2, 3))     # b(p + (dy, dx)) = a(p)
+    b = torch.roll(a, shifts=(dy, dx), dims=(2, 3))  # b(p + (dy, dx)) = a(p)
     corr = correlation(a, b, r)
     assert corr.shape == (1, 49, 20, 24)
     inner = corr[..., r:-r, r:-r]
@@ -75,14 +76,14 @@ def test_frame_statistics_tell_a_degraded_frame_from_its_clean_neighbour(real_da
     def tensor(img: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
 
-    def stats(img: np.ndarray) -> torch.Tensor:      # 1/2 scale + the full-resolution pair
+    def stats(img: np.ndarray) -> torch.Tensor:  # 1/2 scale + the full-resolution pair
         x = tensor(img)
         return frame_statistics(F.avg_pool2d(x, 2), x)[0]
 
     clean, nxt = _pair(real_data)
     assert stats(clean).shape == (FRAME_STATS,)
     assert frame_statistics(tensor(clean)).shape == (1, FRAME_STATS - 2)
-    step = (stats(nxt) - stats(clean)).abs().max()          # consecutive clean frames: ~equal
+    step = (stats(nxt) - stats(clean)).abs().max()  # consecutive clean frames: ~equal
     for kind, index, sign in (('fog', 1, -1), ('night', 0, -1), ('noise', 7, +1)):
         hit = WeatherSequence(WeatherSpec(kind, 0.6), seed=0)(clean)
         change = float(stats(hit)[index] - stats(clean)[index])
@@ -99,22 +100,23 @@ def test_frame_cues_start_as_the_frame_gate_and_move_the_weight_per_frame():
     cued = GuidedFusionBlock(4, scale=0.25, num_deform=0, frame_gate=True, frame_cues=True).eval()
     cued.load_state_dict(plain.state_dict(), strict=False)
     x0, x1 = torch.rand(2, 3, 48, 64), torch.rand(2, 3, 48, 64)
-    x1[1] *= 0.3                                                 # the second pair: a dark frame
+    x1[1] *= 0.3  # the second pair: a dark frame
     cur, prev = torch.randn(2, 4, 48, 64), torch.randn(2, 4, 12, 16)
     g0, g1 = cued.guide(x0), cued.guide(x1)
     assert g0.shape == (2, 16 + FRAME_STATS + 3, 12, 16)
     with torch.no_grad():
-        same = torch.allclose(cued(cur, prev, g1, g0), plain(cur, prev, plain.guide(x1),
-                                                              plain.guide(x0)), atol=1e-6)
+        same = torch.allclose(
+            cued(cur, prev, g1, g0), plain(cur, prev, plain.guide(x1), plain.guide(x0)), atol=1e-6
+        )
         cued.frame_head[-1].weight.normal_()
         aux: dict = {}
         cued(cur, prev, g1, g0, aux=aux)
     assert same
     gate = aux['gate']
-    assert torch.allclose(gate, gate[:, :, :1, :1].expand_as(gate))   # one weight per frame
+    assert torch.allclose(gate, gate[:, :, :1, :1].expand_as(gate))  # one weight per frame
     assert not torch.allclose(gate[0], gate[1])
     with pytest.raises(ValueError):
-        GuidedFusionBlock(4, frame_cues=True)                   # needs frame_gate
+        GuidedFusionBlock(4, frame_cues=True)  # needs frame_gate
 
 
 def test_pixel_mask_starts_near_one_and_only_lowers_the_frame_weight():
@@ -132,7 +134,7 @@ def test_pixel_mask_starts_near_one_and_only_lowers_the_frame_weight():
     gate = aux['gate']
     assert float(gate.max()) <= 0.4 + 1e-6 and float(gate.std()) > 1e-3
     with pytest.raises(ValueError):
-        GuidedFusionBlock(4, pixel_mask=True)                   # needs frame_gate
+        GuidedFusionBlock(4, pixel_mask=True)  # needs frame_gate
 
 
 def test_checkpoint_round_trip_and_old_checkpoints_are_score_blocks():
@@ -142,9 +144,10 @@ def test_checkpoint_round_trip_and_old_checkpoints_are_score_blocks():
     back = TemporalModules.from_extra(TemporalModules(fusion=guided).to_extra()).fusion
     assert isinstance(back, GuidedFusionBlock) and back.num_deform == 0
     assert float(back.temperature) == 3.5
-    old = make_module('fusion', num_classes=6)                 # no variant in its args
-    assert isinstance(TemporalModules.from_extra(TemporalModules(fusion=old).to_extra()).fusion,
-                      FusionBlock)
+    old = make_module('fusion', num_classes=6)  # no variant in its args
+    assert isinstance(
+        TemporalModules.from_extra(TemporalModules(fusion=old).to_extra()).fusion, FusionBlock
+    )
     with pytest.raises(ValueError):
         make_module('fusion', variant='optical', num_classes=6)
 
@@ -153,6 +156,7 @@ def test_checkpoint_round_trip_and_old_checkpoints_are_score_blocks():
 def segmenter(real_data):
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.models.zoo import load_model
+
     model = load_model('espnet-camvid', download=False, progress=False)
     return Segmenter(model, SegmenterConfig(input_size=(240, 180)))
 
@@ -160,6 +164,7 @@ def segmenter(real_data):
 @pytest.fixture(scope='module')
 def clip(real_data):
     from vsda_ros.data.sources import FrameSource
+
     return [f.image for f in list(FrameSource(real_data / 'camvid' / 'val'))[:4]]
 
 
@@ -177,8 +182,13 @@ def test_strategy_runs_without_optical_flow(segmenter, clip, monkeypatch, recurr
     monkeypatch.setattr(flow.DISFlow, '__call__', no_flow)
     monkeypatch.setattr(cv2, 'DISOpticalFlow_create', no_flow)
     monkeypatch.setattr(cv2, 'calcOpticalFlowFarneback', no_flow)
-    block = make_module('fusion', variant='guided', num_classes=segmenter.meta.num_classes,
-                        num_deform=0, recurrent=recurrent)
+    block = make_module(
+        'fusion',
+        variant='guided',
+        num_classes=segmenter.meta.num_classes,
+        num_deform=0,
+        recurrent=recurrent,
+    )
     s = build_strategy('fusion', segmenter, modules=TemporalModules(fusion=block))
     first = s.step(clip[0], 0.0)
     assert np.array_equal(first.labels, segmenter.segment(clip[0]).labels)
@@ -193,9 +203,11 @@ def test_strategy_runs_without_optical_flow(segmenter, clip, monkeypatch, recurr
 def _pair(real_data) -> list:
     """Two consecutive real CamVid val frames at 160×120 (RGB)."""
     import cv2
+
     frames = sorted((real_data / 'camvid' / 'val').iterdir())[:2]
-    return [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120))
-            for f in frames]
+    return [
+        cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (160, 120)) for f in frames
+    ]
 
 
 def test_guided_recipe_trains_motion_and_gate(real_data):
@@ -205,23 +217,40 @@ def test_guided_recipe_trains_motion_and_gate(real_data):
 
     pair = _pair(real_data)
     torch.manual_seed(0)
-    cfg = AdaptConfig(recipe='fusion', target=['x'], fusion_variant='guided', fusion_scale=0.25,
-                      fusion_num_deform=1, transient_prob=0.5, weather_intensity=(0.5, 0.5))
+    cfg = AdaptConfig(
+        recipe='fusion',
+        target=['x'],
+        fusion_variant='guided',
+        fusion_scale=0.25,
+        fusion_num_deform=1,
+        transient_prob=0.5,
+        weather_intensity=(0.5, 0.5),
+    )
     recipe = FusionRecipe(load_model('espnet-camvid'), cfg)
     loss, logs = recipe.loss([pair, pair[::-1]])
     assert np.isfinite(float(loss)) and logs['flow'] > 0 and logs['anchor'] == 0.0
     loss.backward()
     blk = recipe.student
-    for p in (blk.encoder[0].weight, blk.motion[-1].weight, blk.gate[-1].weight,
-              blk.offsets[0].weight):
+    for p in (
+        blk.encoder[0].weight,
+        blk.motion[-1].weight,
+        blk.gate[-1].weight,
+        blk.offsets[0].weight,
+    ):
         assert p.grad is not None and float(p.grad.abs().sum()) > 0
 
 
 def test_guided_config_is_validated(tmp_path):
     from vsda_ros.adaptation.config import AdaptConfig
-    for bad in ({'fusion_variant': 'flow'}, {'fusion_blend': 0.0}, {'transient_prob': 0.9},
-                {'fusion_num_deform': -1}, {'fusion_init': str(tmp_path / 'missing.pt')},
-                {'fusion_frame_cues': True}):
+
+    for bad in (
+        {'fusion_variant': 'flow'},
+        {'fusion_blend': 0.0},
+        {'transient_prob': 0.9},
+        {'fusion_num_deform': -1},
+        {'fusion_init': str(tmp_path / 'missing.pt')},
+        {'fusion_frame_cues': True},
+    ):
         with pytest.raises(ValueError):
             AdaptConfig(recipe='fusion', target=['x'], **bad).validate()
 
@@ -232,10 +261,17 @@ def test_motion_stage_trains_only_the_motion_field(real_data):
     from vsda_ros.models.zoo import load_model
 
     pair = _pair(real_data)
-    cfg = AdaptConfig(recipe='fusion', target=['x'], fusion_variant='guided', fusion_scale=0.25,
-                      fusion_num_deform=0, fusion_stage='motion', transient_prob=0.5)
+    cfg = AdaptConfig(
+        recipe='fusion',
+        target=['x'],
+        fusion_variant='guided',
+        fusion_scale=0.25,
+        fusion_num_deform=0,
+        fusion_stage='motion',
+        transient_prob=0.5,
+    )
     recipe = FusionRecipe(load_model('espnet-camvid'), cfg)
-    recipe.model.forward = None          # the network must not run in this stage
+    recipe.model.forward = None  # the network must not run in this stage
     loss, logs = recipe.loss([pair, pair])
     assert set(logs) == {'epe', 'epe_degraded', 'epe_zero'} and logs['epe_zero'] > 0
     loss.backward()

@@ -9,6 +9,7 @@ params file + overrides + namespace + remapping (``ros2 param dump``), a failed 
 launch, and the fail-before-start checks (missing params file, bad model path, rviz:=true
 without rviz2).
 """
+
 from __future__ import annotations
 
 import ast
@@ -25,15 +26,19 @@ LAUNCH = ROOT / 'launch' / 'segment.launch.py'
 
 def _module_constant(tree: ast.Module, name: str):
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == name
-                                                for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, 'id', None) == name for t in node.targets
+        ):
             return ast.literal_eval(node.value)
     raise AssertionError(f'{name} not found in the launch file')
 
 
 def _declared_arguments(tree: ast.Module) -> set[str]:
-    return {n.args[0].value for n in ast.walk(tree)
-            if isinstance(n, ast.Call) and getattr(n.func, 'id', '') == 'DeclareLaunchArgument'}
+    return {
+        n.args[0].value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, 'id', '') == 'DeclareLaunchArgument'
+    }
 
 
 def test_launch_overrides_only_declared_parameters_and_declares_their_arguments():
@@ -45,8 +50,11 @@ def test_launch_overrides_only_declared_parameters_and_declares_their_arguments(
     assert overrides | {'params_file', 'namespace', 'image_topic', 'rviz'} <= args
     # an override left empty must not clobber the params file: their defaults are ''
     for n in ast.walk(tree):
-        if (isinstance(n, ast.Call) and getattr(n.func, 'id', '') == 'DeclareLaunchArgument'
-                and n.args[0].value in overrides):
+        if (
+            isinstance(n, ast.Call)
+            and getattr(n.func, 'id', '') == 'DeclareLaunchArgument'
+            and n.args[0].value in overrides
+        ):
             default = {k.arg: k.value for k in n.keywords}['default_value']
             assert ast.literal_eval(default) == '', n.args[0].value
 
@@ -59,8 +67,9 @@ def test_params_file_documents_every_parameter_with_its_default():
     for name, spec in PARAMETERS.items():
         assert values[name] == spec.default, name
         assert text.count(f'\n    {name}:') == 1, name
-        assert text.split(f'\n    {name}:')[0].rstrip().rsplit('\n', 1)[-1].lstrip().startswith(
-            '#'), f'{name}: no comment above it'
+        assert (
+            text.split(f'\n    {name}:')[0].rstrip().rsplit('\n', 1)[-1].lstrip().startswith('#')
+        ), f'{name}: no comment above it'
     assert set(values) == set(PARAMETERS)
     # every list parameter has a value, so `ros2 param dump` works (no typed-but-unset ones)
     assert values['image_topics'] == ['image', 'image/compressed']
@@ -74,6 +83,7 @@ def test_every_parameter_has_a_description():
 # ---- the launch file run against stand-ins for launch / launch_ros ---------------------------
 # Only the API named here exists in the stand-ins (all of it present in Humble, Jazzy, Kilted),
 # so the launch file importing anything else fails these tests.
+
 
 class _Entity:
     """A launch entity stand-in that records its constructor arguments."""
@@ -110,11 +120,20 @@ class _PackageNotFoundError(KeyError):
 class _Context:
     def __init__(self, is_shutdown: bool = False, **arguments: str) -> None:
         self.is_shutdown = is_shutdown
-        self.launch_configurations = {'params_file': '', 'model': '', 'strategy': '',
-                                      'device': '', 'backend': '', 'precision': '',
-                                      'namespace': '', 'image_topic': 'image',
-                                      'rviz': 'false', 'lifecycle': 'false',
-                                      'autostart': 'false', **arguments}
+        self.launch_configurations = {
+            'params_file': '',
+            'model': '',
+            'strategy': '',
+            'device': '',
+            'backend': '',
+            'precision': '',
+            'namespace': '',
+            'image_topic': 'image',
+            'rviz': 'false',
+            'lifecycle': 'false',
+            'autostart': 'false',
+            **arguments,
+        }
 
 
 class _ProcessExited:
@@ -142,33 +161,57 @@ def launch_file(monkeypatch):
         monkeypatch.setitem(sys.modules, name, mod)
         return mod
 
-    kinds = ('LaunchDescription', 'DeclareLaunchArgument', 'EmitEvent', 'OpaqueFunction',
-             'RegisterEventHandler', 'OnProcessExit', 'Shutdown', 'Node')
+    kinds = (
+        'LaunchDescription',
+        'DeclareLaunchArgument',
+        'EmitEvent',
+        'OpaqueFunction',
+        'RegisterEventHandler',
+        'OnProcessExit',
+        'Shutdown',
+        'Node',
+    )
     entity = {k: type(k, (_Entity,), {}) for k in kinds}
     module('ament_index_python')
-    module('ament_index_python.packages', PackageNotFoundError=_PackageNotFoundError,
-           get_package_prefix=get_package_prefix,
-           get_package_share_directory=lambda name: str(ROOT))
+    module(
+        'ament_index_python.packages',
+        PackageNotFoundError=_PackageNotFoundError,
+        get_package_prefix=get_package_prefix,
+        get_package_share_directory=lambda name: str(ROOT),
+    )
     module('launch', LaunchDescription=entity['LaunchDescription'])
-    module('launch.actions', **{k: entity[k] for k in ('DeclareLaunchArgument', 'EmitEvent',
-                                                       'OpaqueFunction',
-                                                       'RegisterEventHandler')})
+    module(
+        'launch.actions',
+        **{
+            k: entity[k]
+            for k in (
+                'DeclareLaunchArgument',
+                'EmitEvent',
+                'OpaqueFunction',
+                'RegisterEventHandler',
+            )
+        },
+    )
     module('launch.conditions', IfCondition=_IfCondition)
     module('launch.event_handlers', OnProcessExit=entity['OnProcessExit'])
     module('launch.events', Shutdown=entity['Shutdown'])
     module('launch.substitutions', LaunchConfiguration=_LaunchConfiguration)
     module('launch_ros')
-    module('launch_ros.actions', Node=entity['Node'],
-           LifecycleNode=type('LifecycleNode', (_Entity,), {}))
+    module(
+        'launch_ros.actions',
+        Node=entity['Node'],
+        LifecycleNode=type('LifecycleNode', (_Entity,), {}),
+    )
     # lifecycle:=true autostart:=true only (imported where used)
     sys.modules['launch.events'].matches_action = lambda action: ('matches', action)
-    module('launch_ros.event_handlers',
-           OnStateTransition=type('OnStateTransition', (_Entity,), {}))
+    module('launch_ros.event_handlers', OnStateTransition=type('OnStateTransition', (_Entity,), {}))
     module('launch_ros.events')
     module('launch_ros.events.lifecycle', ChangeState=type('ChangeState', (_Entity,), {}))
     module('lifecycle_msgs')
-    module('lifecycle_msgs.msg', Transition=types.SimpleNamespace(TRANSITION_CONFIGURE=1,
-                                                                  TRANSITION_ACTIVATE=3))
+    module(
+        'lifecycle_msgs.msg',
+        Transition=types.SimpleNamespace(TRANSITION_CONFIGURE=1, TRANSITION_ACTIVATE=3),
+    )
     spec = importlib.util.spec_from_file_location('segment_launch', LAUNCH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -177,8 +220,9 @@ def launch_file(monkeypatch):
 
 def _setup(mod):
     """The function of the launch description's OpaqueFunction (where the nodes are made)."""
-    (opaque,) = [e for e in mod.generate_launch_description().args[0]
-                 if type(e).__name__ == 'OpaqueFunction']
+    (opaque,) = [
+        e for e in mod.generate_launch_description().args[0] if type(e).__name__ == 'OpaqueFunction'
+    ]
     return opaque.kwargs['function']
 
 
@@ -251,11 +295,17 @@ def test_lifecycle_starts_the_managed_node_and_autostart_configures_then_activat
     (configure,) = [a for a in actions if type(a).__name__ == 'EmitEvent']
     event = configure.kwargs['event'].kwargs
     assert event == {'lifecycle_node_matcher': ('matches', node), 'transition_id': 1}
-    (on_inactive,) = [a.args[0] for a in actions if type(a).__name__ == 'RegisterEventHandler'
-                      and type(a.args[0]).__name__ == 'OnStateTransition']
+    (on_inactive,) = [
+        a.args[0]
+        for a in actions
+        if type(a).__name__ == 'RegisterEventHandler'
+        and type(a.args[0]).__name__ == 'OnStateTransition'
+    ]
     assert on_inactive.kwargs['target_lifecycle_node'] is node
-    assert (on_inactive.kwargs['start_state'], on_inactive.kwargs['goal_state']) == \
-        ('configuring', 'inactive')
+    assert (on_inactive.kwargs['start_state'], on_inactive.kwargs['goal_state']) == (
+        'configuring',
+        'inactive',
+    )
     assert on_inactive.kwargs['handle_once']  # a later deactivate is not undone
     (activate,) = on_inactive.kwargs['entities']
     assert activate.kwargs['event'].kwargs['transition_id'] == 3

@@ -6,6 +6,7 @@ exception is the applications, ``vsda_ros/apps/*`` (one module per ``vsda`` comm
 dispatch to ``vsda_ros.ros`` (its tools) inside their functions (never at module level, never
 rclpy itself). The library packages do not parse command lines: none imports argparse.
 """
+
 from __future__ import annotations
 
 import ast
@@ -83,8 +84,9 @@ def _imports(path: Path, source: str | None = None) -> list[tuple[int, str, bool
     ``from vsda_ros import ros`` and relative forms) and ``importlib.import_module('x')`` /
     ``__import__('x')`` with a literal name."""
     tree = ast.parse(path.read_text() if source is None else source, str(path))
-    package = _module_name(path) if path.name == '__init__.py' else \
-        _module_name(path).rpartition('.')[0]
+    package = (
+        _module_name(path) if path.name == '__init__.py' else _module_name(path).rpartition('.')[0]
+    )
     found: list[tuple[int, str, bool]] = []
 
     def visit(node: ast.AST, in_function: bool) -> None:
@@ -95,18 +97,23 @@ def _imports(path: Path, source: str | None = None) -> list[tuple[int, str, bool
             base = node.module or ''
             if node.level:
                 parent = package.split('.')
-                parent = parent[:len(parent) - (node.level - 1)]
+                parent = parent[: len(parent) - (node.level - 1)]
                 base = '.'.join(parent + ([base] if base else []))
             names = [base] + [f'{base}.{a.name}' for a in node.names]
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
-                and isinstance(node.args[0].value, str):
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             func = node.func
             called = func.attr if isinstance(func, ast.Attribute) else getattr(func, 'id', '')
             if called in ('import_module', '__import__'):
                 names = [node.args[0].value]
         found.extend((node.lineno, n, in_function) for n in names)
-        nested = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                  ast.Lambda))
+        nested = in_function or isinstance(
+            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+        )
         for child in ast.iter_child_nodes(node):
             visit(child, nested)
 
@@ -116,11 +123,16 @@ def _imports(path: Path, source: str | None = None) -> list[tuple[int, str, bool
 
 def test_core_imports_without_rclpy():
     """Every module outside vsda_ros/ros/ imports with rclpy unimportable."""
-    proc = subprocess.run([sys.executable, '-c', _IMPORT_ALL], capture_output=True, text=True,
-                          timeout=300, cwd=PACKAGE.parent)
+    proc = subprocess.run(
+        [sys.executable, '-c', _IMPORT_ALL],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PACKAGE.parent,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(result['modules']) > 30, result['modules']       # the walk found the package
+    assert len(result['modules']) > 30, result['modules']  # the walk found the package
     assert not any(m.startswith('vsda_ros.ros') for m in result['modules'])
     assert 'vsda_ros.evaluation.report' in result['modules']
     assert result['failed'] == {}, json.dumps(result['failed'], indent=1)
@@ -138,17 +150,22 @@ def test_no_core_module_imports_the_ros_layer():
                 continue
             if APPS_DIR in path.parents and name.startswith('vsda_ros.ros') and in_function:
                 continue
-            offences.setdefault((path, line), f'{path.relative_to(PACKAGE.parent)}:{line} '
-                                              f'imports {name}')
+            offences.setdefault(
+                (path, line), f'{path.relative_to(PACKAGE.parent)}:{line} imports {name}'
+            )
     assert not offences, '\n'.join(offences.values())
 
 
 def test_the_library_does_not_parse_command_lines():
     """No module of the library packages imports argparse (at any level): each ``vsda``
     command's options live in its module under vsda_ros/apps/."""
-    offences = [f'{path.relative_to(PACKAGE.parent)}:{line}'
-                for package in LIBRARY for path in sorted((PACKAGE / package).rglob('*.py'))
-                for line, name, _ in _imports(path) if name == 'argparse']
+    offences = [
+        f'{path.relative_to(PACKAGE.parent)}:{line}'
+        for package in LIBRARY
+        for path in sorted((PACKAGE / package).rglob('*.py'))
+        for line, name, _ in _imports(path)
+        if name == 'argparse'
+    ]
     assert not offences, offences
 
 
@@ -170,16 +187,23 @@ def test_every_command_is_an_app_module():
 
 def test_the_static_check_sees_lazy_and_relative_imports():
     """The checker itself finds imports inside functions, relative ones and import_module."""
-    src = ('import os\n'
-           'def f():\n'
-           '    from vsda_ros.ros.tools.live_eval import LiveRunner\n'
-           '    from ..ros import conversions\n'
-           '    import rclpy.node\n'
-           "    importlib.import_module('vsda_ros.ros.tools.demo')\n"
-           'from vsda_ros import ros\n')
-    found = [(n, f) for _, n, f in _imports(PACKAGE / 'evaluation' / 'probe.py', src)
-             if _is_forbidden(n)]
-    assert {n for n, f in found if f} >= {'vsda_ros.ros.tools.live_eval', 'vsda_ros.ros',
-                                          'vsda_ros.ros.conversions', 'rclpy.node',
-                                          'vsda_ros.ros.tools.demo'}
+    src = (
+        'import os\n'
+        'def f():\n'
+        '    from vsda_ros.ros.tools.live_eval import LiveRunner\n'
+        '    from ..ros import conversions\n'
+        '    import rclpy.node\n'
+        "    importlib.import_module('vsda_ros.ros.tools.demo')\n"
+        'from vsda_ros import ros\n'
+    )
+    found = [
+        (n, f) for _, n, f in _imports(PACKAGE / 'evaluation' / 'probe.py', src) if _is_forbidden(n)
+    ]
+    assert {n for n, f in found if f} >= {
+        'vsda_ros.ros.tools.live_eval',
+        'vsda_ros.ros',
+        'vsda_ros.ros.conversions',
+        'rclpy.node',
+        'vsda_ros.ros.tools.demo',
+    }
     assert [n for n, f in found if not f] == ['vsda_ros.ros']

@@ -8,6 +8,7 @@ go in on ``image`` and masks, ``/diagnostics`` and ``/rosout`` are read back. Th
 ``segmentation_lifecycle_node`` with a model that does not exist survives ``configure`` and
 exits 0 on ``shutdown``.
 """
+
 from __future__ import annotations
 
 import gc
@@ -38,8 +39,13 @@ from vsda_ros.ros.conversions import numpy_to_image  # noqa: E402
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
 MODEL = 'espnetv2-camvid-tsl'  # shipped with the package: no download
-PARAMS = {'model': MODEL, 'input_size': '64x48', 'publish_overlay': False, 'backend': 'torch',
-          'publish_confidence': False}
+PARAMS = {
+    'model': MODEL,
+    'input_size': '64x48',
+    'publish_overlay': False,
+    'backend': 'torch',
+    'publish_confidence': False,
+}
 FRAME = (72, 96)  # height, width of the synthetic camera frames
 NODE = '/segmentation_node'
 
@@ -49,10 +55,13 @@ class Bench:
 
     def __init__(self, params: dict) -> None:
         from vsda_ros.ros.lifecycle_node import LifecycleSegmentationNode
+
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.node = LifecycleSegmentationNode(context=self.context, parameter_overrides=[
-            Parameter(k, value=v) for k, v in params.items()])
+        self.node = LifecycleSegmentationNode(
+            context=self.context,
+            parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+        )
         self.client = rclpy.create_node('lifecycle_test_client', context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         for n in (self.node, self.client):
@@ -63,10 +72,15 @@ class Bench:
         self.diagnostics: list[DiagnosticArray] = []
         self.logs: list[Log] = []
         self.mask_sub = c.create_subscription(
-            Image, 'mask', lambda m: self.masks.__setitem__(m.header.stamp.nanosec, m), 10)
+            Image, 'mask', lambda m: self.masks.__setitem__(m.header.stamp.nanosec, m), 10
+        )
         c.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics.append, 10)
-        c.create_subscription(Log, '/rosout', self.logs.append, QoSProfile(
-            depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL))  # lines before the match
+        c.create_subscription(
+            Log,
+            '/rosout',
+            self.logs.append,
+            QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL),
+        )  # lines before the match
         self.change = c.create_client(ChangeState, f'{NODE}/change_state')
         self.get = c.create_client(GetState, f'{NODE}/get_state')
         self.params = c.create_client(GetParameters, f'{NODE}/get_parameters')
@@ -83,8 +97,9 @@ class Bench:
 
     def transition(self, transition_id: int) -> bool:
         """ChangeState over DDS, as ``ros2 lifecycle set`` sends it."""
-        return self.call(self.change, ChangeState.Request(
-            transition=Transition(id=transition_id))).success
+        return self.call(
+            self.change, ChangeState.Request(transition=Transition(id=transition_id))
+        ).success
 
     def state(self) -> str:
         return self.call(self.get, GetState.Request()).current_state.label
@@ -197,9 +212,13 @@ def test_bad_model_fails_configure_not_the_node(tmp_path, monkeypatch):
         assert not b.transition(Transition.TRANSITION_CONFIGURE)
         assert b.state() == 'unconfigured' and b.node.runtime.segmenter is None
         assert 'no-such-model' in b.node.last_failure
-        assert b.until(lambda: any('configure failed' in m.msg and 'no-such-model' in m.msg
-                                   and m.level == Log.ERROR for m in b.logs), 10.0), \
-            [m.msg for m in b.logs]
+        assert b.until(
+            lambda: any(
+                'configure failed' in m.msg and 'no-such-model' in m.msg and m.level == Log.ERROR
+                for m in b.logs
+            ),
+            10.0,
+        ), [m.msg for m in b.logs]
         # the node still serves: its state, another attempt, parameters
         assert b.node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert b.state() == 'unconfigured'
@@ -210,11 +229,20 @@ def test_bad_model_fails_configure_not_the_node(tmp_path, monkeypatch):
 def test_process_survives_a_bad_configure_and_exits_0_on_shutdown(tmp_path):
     """``segmentation_lifecycle_node`` as a process: a model that cannot load fails
     ``configure`` with the reason in its log, the process lives on, ``shutdown`` ends it 0."""
-    env = dict(os.environ, VSDA_CACHE_DIR=str(tmp_path), PYTHONUNBUFFERED='1',
-               RCUTILS_COLORIZED_OUTPUT='0')
-    cmd = [sys.executable, '-c', 'import sys; from vsda_ros.ros.segmentation_node import '
-           'lifecycle_main; sys.exit(lifecycle_main())',
-           '--ros-args', '-r', '__node:=lifecycle_process_node', '-p', 'model:=no-such-model']
+    env = dict(
+        os.environ, VSDA_CACHE_DIR=str(tmp_path), PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0'
+    )
+    cmd = [
+        sys.executable,
+        '-c',
+        'import sys; from vsda_ros.ros.segmentation_node import '
+        'lifecycle_main; sys.exit(lifecycle_main())',
+        '--ros-args',
+        '-r',
+        '__node:=lifecycle_process_node',
+        '-p',
+        'model:=no-such-model',
+    ]
     log = (tmp_path / 'node.log').open('w')
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     context = rclpy.Context()
@@ -226,11 +254,12 @@ def test_process_survives_a_bad_configure_and_exits_0_on_shutdown(tmp_path):
         # a name of its own: nothing left of the in-process nodes above can answer for it
         change = client.create_client(ChangeState, '/lifecycle_process_node/change_state')
         assert spin_until(executor, change.service_is_ready, 60.0), 'no change_state service'
-        for transition, expected in ((Transition.TRANSITION_CONFIGURE, False),
-                                     (Transition.TRANSITION_UNCONFIGURED_SHUTDOWN, True)):
+        for transition, expected in (
+            (Transition.TRANSITION_CONFIGURE, False),
+            (Transition.TRANSITION_UNCONFIGURED_SHUTDOWN, True),
+        ):
             assert proc.poll() is None, (tmp_path / 'node.log').read_text()
-            future = change.call_async(ChangeState.Request(
-                transition=Transition(id=transition)))
+            future = change.call_async(ChangeState.Request(transition=Transition(id=transition)))
             assert spin_until(executor, future.done, 60.0)
             assert future.result().success is expected, transition
         rc = proc.wait(timeout=20)

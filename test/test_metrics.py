@@ -1,4 +1,5 @@
 """Confusion matrix and mIoU against hand-computed cases."""
+
 import numpy as np
 import pytest
 

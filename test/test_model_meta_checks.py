@@ -1,5 +1,6 @@
 """A model file's meta is checked against its network, and bad model paths say what they are
 (issue 24, item 4): each message names the file and the field."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -4,6 +4,7 @@ The first group needs no data (random init). The ``data`` group loads the publis
 ``strict=True`` from ``VSDA_DATA_DIR/weights`` and checks one real CamVid frame; it skips with a
 reason when the data is absent. Accuracy over the whole CamVid clip is tested elsewhere.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -91,8 +92,10 @@ FRAME = '0016E5_07959.png'
 def _data() -> Path:
     ddir = data_dir()
     if ddir is None or not (ddir / 'weights').is_dir():
-        pytest.skip(f'real data not found (set VSDA_DATA_DIR; looked at {ddir}): '
-                    'needs weights/ from ../shared/data')
+        pytest.skip(
+            f'real data not found (set VSDA_DATA_DIR; looked at {ddir}): '
+            'needs weights/ from ../shared/data'
+        )
     return ddir
 
 
@@ -117,9 +120,10 @@ def _frame() -> tuple[torch.Tensor, np.ndarray]:
 
 
 @pytest.mark.data
-@pytest.mark.parametrize('name, params', [('espnetv2-cityscapes', 789_242),
-                                          ('espnet-cityscapes', 364_569),
-                                          ('espnet-camvid', 354_517)])
+@pytest.mark.parametrize(
+    'name, params',
+    [('espnetv2-cityscapes', 789_242), ('espnet-cityscapes', 364_569), ('espnet-camvid', 354_517)],
+)
 def test_published_weights_load_strictly(name: str, params: int) -> None:
     model = _load(name)
     assert sum(p.numel() for p in model.net.parameters()) == params
@@ -138,9 +142,10 @@ def test_wrong_variant_is_rejected() -> None:
 
 
 @pytest.mark.data
-@pytest.mark.parametrize('name, min_acc', [('espnet-camvid', 0.90),
-                                           ('espnetv2-cityscapes', 0.80),
-                                           ('espnet-cityscapes', 0.65)])
+@pytest.mark.parametrize(
+    'name, min_acc',
+    [('espnet-camvid', 0.90), ('espnetv2-cityscapes', 0.80), ('espnet-cityscapes', 0.65)],
+)
 def test_real_frame_prediction_is_sensible(name: str, min_acc: float) -> None:
     """One real CamVid frame (480×360): pixel accuracy and road recall against its label."""
     from vsda_ros.models.zoo import CAMVID_VOID, CITYSCAPES_TO_CAMVID

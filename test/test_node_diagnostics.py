@@ -1,5 +1,6 @@
 """The node's /diagnostics status as a pure function of a camera's period (no rclpy node or
 context), and the camera bookkeeping behind it (mailbox, counters, scheduler)."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,9 +19,15 @@ from vsda_ros.ros.diagnostics import (
     timing_status,
 )
 
-INFO = NodeInfo(name='segmentation_node', model='espnet-camvid', strategy='keyframe',
-                device='cpu', backend='openvino', precision='bf16',
-                temporal_modules='fusion,dmnet')
+INFO = NodeInfo(
+    name='segmentation_node',
+    model='espnet-camvid',
+    strategy='keyframe',
+    device='cpu',
+    backend='openvino',
+    precision='bf16',
+    temporal_modules='fusion,dmnet',
+)
 
 
 def _values(status: DiagnosticStatus) -> dict[str, str]:
@@ -30,9 +37,16 @@ def _values(status: DiagnosticStatus) -> dict[str, str]:
 def test_healthy_period_is_ok_with_rates_ratio_and_node_info():
     prev = CameraStats(t=10.0, received=100, processed=95, dropped=5, keyframes=19)
     now = CameraStats(t=12.0, received=160, processed=155, dropped=5, keyframes=31)
-    st = camera_status(CameraPeriod('/cam/image_raw', now, prev, publishers=1,
-                                    timings={'inference': [10.0, 20.0, 30.0], 'decode': []}),
-                       INFO)
+    st = camera_status(
+        CameraPeriod(
+            '/cam/image_raw',
+            now,
+            prev,
+            publishers=1,
+            timings={'inference': [10.0, 20.0, 30.0], 'decode': []},
+        ),
+        INFO,
+    )
     assert st.level == DiagnosticStatus.OK and st.message == 'OK'
     assert st.name == STATUS_NAME and st.hardware_id == 'segmentation_node'
     v = _values(st)
@@ -40,16 +54,30 @@ def test_healthy_period_is_ok_with_rates_ratio_and_node_info():
     assert v['keyframe_ratio'] == '0.200'
     assert (v['received'], v['processed'], v['dropped']) == ('160', '155', '5')
     assert v['inference_p50_ms'] == '20.00' and v['decode_p95_ms'] == 'n/a'
-    assert (v['model'], v['strategy'], v['device'], v['backend'], v['precision'],
-            v['temporal_modules']) == ('espnet-camvid', 'keyframe', 'cpu', 'openvino', 'bf16',
-                                       'fusion,dmnet')
+    assert (
+        v['model'],
+        v['strategy'],
+        v['device'],
+        v['backend'],
+        v['precision'],
+        v['temporal_modules'],
+    ) == ('espnet-camvid', 'keyframe', 'cpu', 'openvino', 'bf16', 'fusion,dmnet')
     assert v['topic'] == '/cam/image_raw' and v['publishers'] == '1'
     keys = list(v)
-    assert keys[:11] == ['topic', 'publishers', 'received', 'processed', 'dropped',
-                         'bad_frames', 'stream_resets', 'keyframes', 'keyframe_ratio',
-                         'input_hz', 'output_hz']
-    assert keys[-6:] == ['model', 'strategy', 'device', 'backend', 'precision',
-                         'temporal_modules']
+    assert keys[:11] == [
+        'topic',
+        'publishers',
+        'received',
+        'processed',
+        'dropped',
+        'bad_frames',
+        'stream_resets',
+        'keyframes',
+        'keyframe_ratio',
+        'input_hz',
+        'output_hz',
+    ]
+    assert keys[-6:] == ['model', 'strategy', 'device', 'backend', 'precision', 'temporal_modules']
 
 
 def test_no_frames_processed_gives_na_ratio_and_zero_rates():
@@ -63,8 +91,9 @@ def test_slow_output_bad_frames_and_resets_warn_with_each_reason():
     prev = CameraStats(t=0.0, received=0, processed=0, bad_frames=1)
     now = CameraStats(t=1.0, received=30, processed=10, bad_frames=3, stream_resets=5)
     reasons = [f'camera r{i}' for i in range(5)]
-    st = camera_status(CameraPeriod('/a/image', now, prev, reset_reasons=reasons,
-                                    last_bad='frame too large'), INFO)
+    st = camera_status(
+        CameraPeriod('/a/image', now, prev, reset_reasons=reasons, last_bad='frame too large'), INFO
+    )
     assert st.level == DiagnosticStatus.WARN
     assert 'output rate 10.0 Hz < 50% of input rate 30.0 Hz' in st.message
     assert '2 bad frame(s) in the last period (last: frame too large)' in st.message
@@ -100,8 +129,11 @@ def test_timing_status_has_stage_times_and_keyframe_last():
     st = timing_status({'queue_wait': 0.5, 'decode': 1.25, 'publish': 3.0}, True, 'n')
     assert st.name == f'{STATUS_NAME} timing' and st.hardware_id == 'n'
     assert [(kv.key, kv.value) for kv in st.values] == [
-        ('queue_wait', '0.500'), ('decode', '1.250'), ('publish', '3.000'),
-        ('keyframe', '1.000')]
+        ('queue_wait', '0.500'),
+        ('decode', '1.250'),
+        ('publish', '3.000'),
+        ('keyframe', '1.000'),
+    ]
 
 
 # ---- cameras: mailbox, counters, scheduling ---------------------------------------------------
@@ -115,8 +147,7 @@ def test_mailbox_keeps_the_newest_and_counts_overwrites():
     cam.bad('broken')
     cam.bad(None)
     s = cam.stats(3.0)
-    assert s == CameraStats(t=3.0, received=2, processed=1, dropped=1, bad_frames=2,
-                            keyframes=1)
+    assert s == CameraStats(t=3.0, received=2, processed=1, dropped=1, bad_frames=2, keyframes=1)
     assert cam.last_bad == 'broken' and list(cam.timings['end_to_end']) == [5.0]
 
 

@@ -7,6 +7,7 @@ same thread count and the same compiled-model cache (live = offline with the def
 sides), that headers and resolution are kept, that a bad frame is survived, and that
 ``/diagnostics`` reports the counters.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,15 +46,22 @@ class Harness:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.pub = self.node.create_publisher(Image, 'image', QoSProfile(depth=10))
-        self.cpub = self.node.create_publisher(CompressedImage, 'image/compressed',
-                                               QoSProfile(depth=10))
+        self.cpub = self.node.create_publisher(
+            CompressedImage, 'image/compressed', QoSProfile(depth=10)
+        )
         self.received: dict[str, dict[tuple, Image]] = {k: {} for k in OUTPUTS}
         self.diagnostics: list[DiagnosticArray] = []
-        self.subs = [self.node.create_subscription(
-            Image, name, lambda m, n=name: self._store(n, m), QoSProfile(depth=10))
-            for name in OUTPUTS]
-        self.subs.append(self.node.create_subscription(
-            DiagnosticArray, '/diagnostics', self.diagnostics.append, QoSProfile(depth=10)))
+        self.subs = [
+            self.node.create_subscription(
+                Image, name, lambda m, n=name: self._store(n, m), QoSProfile(depth=10)
+            )
+            for name in OUTPUTS
+        ]
+        self.subs.append(
+            self.node.create_subscription(
+                DiagnosticArray, '/diagnostics', self.diagnostics.append, QoSProfile(depth=10)
+            )
+        )
 
     def _store(self, name: str, msg: Image) -> None:
         self.received[name][(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
@@ -80,8 +88,7 @@ class Harness:
 def frames(real_data):
     paths = sorted((real_data / 'camvid' / 'val').glob('*.png'))[:5]
     assert len(paths) == 5
-    return [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            for p in paths]
+    return [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for p in paths]
 
 
 @pytest.fixture(scope='module')
@@ -95,13 +102,20 @@ def reference():
 
     from vsda_ros.apps._common import add_backend_args
     from vsda_ros.pipeline import PipelineConfig, build_pipeline
+
     torch.set_num_threads(THREADS)
     parser = argparse.ArgumentParser()
     add_backend_args(parser)
     defaults = parser.parse_args([])
-    seg = build_pipeline(PipelineConfig(model='espnet-camvid', backend=defaults.backend,
-                                        precision=defaults.precision, download=False,
-                                        progress=False)).segmenter
+    seg = build_pipeline(
+        PipelineConfig(
+            model='espnet-camvid',
+            backend=defaults.backend,
+            precision=defaults.precision,
+            download=False,
+            progress=False,
+        )
+    ).segmenter
     assert defaults.backend == 'auto' and seg.backend_reason.startswith('auto:')
     return seg
 
@@ -110,21 +124,39 @@ def reference():
 def running(real_data, tmp_path_factory, reference):
     """(harness, node process): the node started from a params file, matched both ways."""
     params = tmp_path_factory.mktemp('params') / 'segment.yaml'
-    params.write_text('segmentation_node:\n  ros__parameters:\n    model: espnet-camvid\n'
-                      "    device: cpu\n    input_size: ''\n    strategy: per_frame\n")
+    params.write_text(
+        'segmentation_node:\n  ros__parameters:\n    model: espnet-camvid\n'
+        "    device: cpu\n    input_size: ''\n    strategy: per_frame\n"
+    )
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), PYTHONUNBUFFERED='1')
     assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST' and 'ROS_DOMAIN_ID' in env
     log = open(params.parent / 'node.log', 'w+')
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'vsda_ros.ros.segmentation_node', '--ros-args',
-         '--params-file', str(params)], env=env, cwd=REPO, stdout=log,
-        stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            '-m',
+            'vsda_ros.ros.segmentation_node',
+            '--ros-args',
+            '--params-file',
+            str(params),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     harness = Harness()
     try:
         matched = harness.spin_until(
-            lambda: proc.poll() is not None or (
-                harness.pub.get_subscription_count() > 0
-                and all(s.get_publisher_count() > 0 for s in harness.subs)), 40.0)
+            lambda: (
+                proc.poll() is not None
+                or (
+                    harness.pub.get_subscription_count() > 0
+                    and all(s.get_publisher_count() > 0 for s in harness.subs)
+                )
+            ),
+            40.0,
+        )
         if proc.poll() is not None or not matched:
             log.seek(0)
             pytest.fail(f'node did not come up (rc={proc.poll()}):\n{log.read()}')
@@ -151,12 +183,16 @@ def _image(rgb: np.ndarray, index: int) -> Image:
 
 def _array(msg: Image) -> np.ndarray:
     data = np.frombuffer(msg.data, np.uint8)
-    return data.reshape(msg.height, msg.width, -1).squeeze(-1) if msg.encoding == 'mono8' \
+    return (
+        data.reshape(msg.height, msg.width, -1).squeeze(-1)
+        if msg.encoding == 'mono8'
         else image_to_rgb(msg)
+    )
 
 
 def test_masks_identical_to_offline_segmenter(running, frames, reference):
     from vsda_ros.visualize import colorize, palette_array
+
     harness, proc = running
     lut = palette_array(reference.meta.palette)
     inputs = list(frames)
@@ -174,8 +210,9 @@ def test_masks_identical_to_offline_segmenter(running, frames, reference):
         assert harness.received['mask'][key].encoding == 'mono8'
         assert np.array_equal(mask, ref.labels), f'frame {i}: {np.mean(mask != ref.labels):.2%}'
         assert np.array_equal(_array(harness.received['confidence'][key]), ref.confidence)
-        assert np.array_equal(_array(harness.received['color_mask'][key]),
-                              colorize(ref.labels, lut))
+        assert np.array_equal(
+            _array(harness.received['color_mask'][key]), colorize(ref.labels, lut)
+        )
         assert _array(harness.received['overlay'][key]).shape == rgb.shape
     assert proc.poll() is None
 
@@ -227,17 +264,32 @@ def test_bad_frame_is_survived_and_diagnostics_report_it(running, frames):
             return False
         values = {kv.key: kv.value for kv in st.values}
         return int(values['bad_frames']) >= 1 and int(values['processed']) >= 7
-    assert harness.spin_until(counted, 5.0), \
-        'no /diagnostics with bad_frames ≥ 1 and processed ≥ 7'
+
+    assert harness.spin_until(counted, 5.0), 'no /diagnostics with bad_frames ≥ 1 and processed ≥ 7'
     st = latest()
     values = {kv.key: kv.value for kv in st.values}
     assert st.hardware_id == 'segmentation_node'
-    for key in ('received', 'processed', 'dropped', 'bad_frames', 'input_hz', 'output_hz',
-                'inference_p50_ms', 'inference_p95_ms', 'end_to_end_p95_ms', 'decode_p50_ms',
-                'preprocess_p50_ms', 'postprocess_p50_ms', 'publish_p95_ms'):
+    for key in (
+        'received',
+        'processed',
+        'dropped',
+        'bad_frames',
+        'input_hz',
+        'output_hz',
+        'inference_p50_ms',
+        'inference_p95_ms',
+        'end_to_end_p95_ms',
+        'decode_p50_ms',
+        'preprocess_p50_ms',
+        'postprocess_p50_ms',
+        'publish_p95_ms',
+    ):
         assert key in values, key
-    assert (values['model'], values['strategy'], values['device']) == \
-        ('espnet-camvid', 'per_frame', 'cpu')
+    assert (values['model'], values['strategy'], values['device']) == (
+        'espnet-camvid',
+        'per_frame',
+        'cpu',
+    )
     received, processed = int(values['received']), int(values['processed'])
     dropped, bad_n = int(values['dropped']), int(values['bad_frames'])
     assert processed >= 7 and bad_n >= 1
@@ -245,16 +297,31 @@ def test_bad_frame_is_survived_and_diagnostics_report_it(running, frames):
     assert float(values['inference_p50_ms']) > 0
     # the period with the bad frame is reported as WARN
     from diagnostic_msgs.msg import DiagnosticStatus
-    assert any(s.level == DiagnosticStatus.WARN and 'bad frame' in s.message
-               for a in harness.diagnostics for s in a.status)
+
+    assert any(
+        s.level == DiagnosticStatus.WARN and 'bad frame' in s.message
+        for a in harness.diagnostics
+        for s in a.status
+    )
 
 
 def test_startup_error_exits_nonzero(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     res = subprocess.run(
-        [sys.executable, '-m', 'vsda_ros.ros.segmentation_node', '--ros-args',
-         '-p', 'model:=no-such-model'], env=env, cwd=REPO, capture_output=True, text=True,
-        timeout=60)
+        [
+            sys.executable,
+            '-m',
+            'vsda_ros.ros.segmentation_node',
+            '--ros-args',
+            '-p',
+            'model:=no-such-model',
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode != 0
     assert 'unknown model' in res.stdout + res.stderr
 
@@ -263,6 +330,7 @@ def test_stream_break_resets_and_is_reported(running, frames):
     """A resolution change and a stamp going backwards on one camera: masks still come, the
     resets are counted, and /diagnostics goes WARN naming the reason."""
     from diagnostic_msgs.msg import DiagnosticStatus
+
     harness, proc = running
     small = cv2.resize(frames[0], (320, 240), interpolation=cv2.INTER_AREA)
     for (sec, nsec), rgb in [((3000, 0), frames[0]), ((3000, 100), small), ((2999, 0), small)]:
@@ -279,10 +347,19 @@ def test_stream_break_resets_and_is_reported(running, frames):
                 if int(values.get('stream_resets', 0)) >= 2:
                     return True
         return False
+
     assert harness.spin_until(reported, 5.0), 'no /diagnostics with stream_resets ≥ 2'
+
     def warned(text):
-        return any(s.level == DiagnosticStatus.WARN and 'stream reset' in s.message
-                   and 'reset_cam' in s.message and text in s.message
-                   for a in harness.diagnostics for s in a.status)
-    assert harness.spin_until(lambda: warned('resolution changed') and warned('backwards'),
-                              5.0), [s.message for a in harness.diagnostics for s in a.status]
+        return any(
+            s.level == DiagnosticStatus.WARN
+            and 'stream reset' in s.message
+            and 'reset_cam' in s.message
+            and text in s.message
+            for a in harness.diagnostics
+            for s in a.status
+        )
+
+    assert harness.spin_until(lambda: warned('resolution changed') and warned('backwards'), 5.0), [
+        s.message for a in harness.diagnostics for s in a.status
+    ]

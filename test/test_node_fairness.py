@@ -8,6 +8,7 @@ fix the worker alternated frame by frame, so the 5 Hz camera got one frame per c
 the others: beside two 30 Hz cameras, 2.9 of 5 Hz (simulated; over DDS at half the rates about
 half its frames lost) although its frames need a fifth of the worker.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,8 +19,9 @@ import pytest
 from vsda_ros.ros.cameras import Camera, Scheduler, parse_priorities
 
 
-def simulate(costs: dict[str, float], rates: dict[str, float], duration: float = 60.0,
-             **kwargs) -> dict[str, float]:
+def simulate(
+    costs: dict[str, float], rates: dict[str, float], duration: float = 60.0, **kwargs
+) -> dict[str, float]:
     """Output rate (Hz) per camera: cameras publishing at ``rates`` whose frames take
     ``costs`` seconds of the one worker, on a virtual clock."""
     cams = {k: Camera(key=k, pubs={}, strategy=None) for k in costs}
@@ -58,16 +60,14 @@ def test_equal_costs_share_equally_and_priorities_weight_the_shares():
     # the issue's case: 5.2 frames/s of worker for 30 Hz + 5 Hz: max-min fair is 2.6 Hz each
     hz = simulate({'a': 1 / 5.2, 'b': 1 / 5.2}, {'a': 30.0, 'b': 5.0})
     assert hz['a'] == pytest.approx(2.6, abs=0.1) and hz['b'] == pytest.approx(2.6, abs=0.1)
-    hz = simulate({'a': 1 / 5.2, 'b': 1 / 5.2}, {'a': 30.0, 'b': 5.0},
-                  weights={'a': 1.0, 'b': 2.0})
+    hz = simulate({'a': 1 / 5.2, 'b': 1 / 5.2}, {'a': 30.0, 'b': 5.0}, weights={'a': 1.0, 'b': 2.0})
     assert hz['b'] == pytest.approx(5.2 * 2 / 3, abs=0.15) and hz['a'] >= 1.6
 
 
 def test_a_rate_cap_gives_the_worker_to_the_others():
     hz = simulate({'a': 1 / 5.2, 'b': 1 / 5.2}, {'a': 30.0, 'b': 5.0}, max_rate_hz=4.9)
     assert hz['a'] <= 4.9 + 1e-6
-    hz = simulate({'a': 1 / 5.2, 'b': 1 / 5.2}, {'a': 30.0, 'b': 5.0},
-                  weights={'a': 1.0, 'b': 4.0})
+    hz = simulate({'a': 1 / 5.2, 'b': 1 / 5.2}, {'a': 30.0, 'b': 5.0}, weights={'a': 1.0, 'b': 4.0})
     assert hz['b'] >= 4.0
 
 
@@ -97,15 +97,22 @@ def _slowed(step):
     def slow_step(image, *args, **kwargs):
         time.sleep(image.shape[0] * image.shape[1] * SECONDS_PER_PIXEL)
         return step(image, *args, **kwargs)
+
     return slow_step
 
 
 @pytest.mark.ros
 def test_slow_camera_keeps_its_frames_beside_a_fast_one_over_dds(real_data):
-    seg = InProcessNode({'model': 'espnet-camvid', 'input_size': '64x48',
-                         'image_topics': ['/fast/image', '/fast2/image', '/slow/image'],
-                         'publish_color_mask': False, 'publish_overlay': False,
-                         'publish_confidence': False})
+    seg = InProcessNode(
+        {
+            'model': 'espnet-camvid',
+            'input_size': '64x48',
+            'image_topics': ['/fast/image', '/fast2/image', '/slow/image'],
+            'publish_color_mask': False,
+            'publish_overlay': False,
+            'publish_confidence': False,
+        }
+    )
     for cam in seg.node._cameras.values():
         cam.strategy.step = _slowed(cam.strategy.step)
     context = rclpy.Context()
@@ -116,14 +123,17 @@ def test_slow_camera_keeps_its_frames_beside_a_fast_one_over_dds(real_data):
     try:
         rng = np.random.default_rng(0)
         big = rng.integers(0, 255, (240, 320, 3), np.uint8)  # 0.3 s of the slowed model
-        frames = {'fast': numpy_to_image(big), 'fast2': numpy_to_image(big),
-                  'slow': numpy_to_image(rng.integers(0, 255, (60, 80, 3), np.uint8))}
+        frames = {
+            'fast': numpy_to_image(big),
+            'fast2': numpy_to_image(big),
+            'slow': numpy_to_image(rng.integers(0, 255, (60, 80, 3), np.uint8)),
+        }
         rates = {'fast': 15.0, 'fast2': 15.0, 'slow': 2.5}
-        pubs = {k: client.create_publisher(Image, f'/{k}/image', QoSProfile(depth=10))
-                for k in rates}
+        pubs = {
+            k: client.create_publisher(Image, f'/{k}/image', QoSProfile(depth=10)) for k in rates
+        }
         end = time.monotonic() + 20.0
-        while time.monotonic() < end and not all(p.get_subscription_count() for p in
-                                                 pubs.values()):
+        while time.monotonic() < end and not all(p.get_subscription_count() for p in pubs.values()):
             ex.spin_once(timeout_sec=0.05)
         cams = {k: seg.node._cameras[f'/{k}'] for k in rates}
         due = {k: time.monotonic() for k in rates}
@@ -137,8 +147,7 @@ def test_slow_camera_keeps_its_frames_beside_a_fast_one_over_dds(real_data):
                     pub.publish(frames[k])
                     due[k] += 1.0 / rates[k]
             ex.spin_once(timeout_sec=0.002)
-        got = {k: (c.received - start[k][0], c.processed - start[k][1])
-               for k, c in cams.items()}
+        got = {k: (c.received - start[k][0], c.processed - start[k][1]) for k, c in cams.items()}
         # slow: ~0.07 s a frame with the model, ~0.2 s of every second (below its third): it
         # waits at most for the frame in progress (~0.35 s < its 0.4 s period), so it keeps
         # all its frames; round robin made it wait for both fast cameras and lost about half

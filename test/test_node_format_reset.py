@@ -6,6 +6,7 @@ node's mask. Over real DDS (loopback, per-run domain), the node in this process 
 its own. Before the fix nothing reset and the first mono8 mask agreed only 82–86 % with a fresh
 node's.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -29,8 +30,12 @@ SIZE = (160, 120)
 @pytest.fixture(scope='module')
 def frames(real_data):
     paths = sorted((real_data / 'camvid' / 'val').glob('*.png'))[:6]
-    return [cv2.resize(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), SIZE,
-                       interpolation=cv2.INTER_AREA) for p in paths]
+    return [
+        cv2.resize(
+            cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), SIZE, interpolation=cv2.INTER_AREA
+        )
+        for p in paths
+    ]
 
 
 def _messages(frames: list[np.ndarray]) -> list[Image]:
@@ -48,27 +53,39 @@ def _messages(frames: list[np.ndarray]) -> list[Image]:
 
 @pytest.mark.parametrize('strategy', ['fusion', 'keyframe'])
 def test_encoding_change_resets_to_a_fresh_nodes_mask(real_data, frames, strategy):
-    seg = InProcessNode({'model': 'espnet-camvid', 'input_size': '160x120',
-                         'strategy': strategy, 'keyframe_interval': 100})
+    seg = InProcessNode(
+        {
+            'model': 'espnet-camvid',
+            'input_size': '160x120',
+            'strategy': strategy,
+            'keyframe_interval': 100,
+        }
+    )
     context = rclpy.Context()
     rclpy.init(context=context)
     client = rclpy.create_node('format_reset_test', context=context)
     ex = SingleThreadedExecutor(context=context)
     ex.add_node(client)
     masks: dict[int, Image] = {}
-    sub = client.create_subscription(Image, 'mask', lambda m: masks.__setitem__(
-        m.header.stamp.nanosec, m), QoSProfile(depth=10))
+    sub = client.create_subscription(
+        Image, 'mask', lambda m: masks.__setitem__(m.header.stamp.nanosec, m), QoSProfile(depth=10)
+    )
     warnings: list[str] = []  # /diagnostics messages (each period reports its resets once)
-    client.create_subscription(DiagnosticArray, '/diagnostics', lambda a: warnings.extend(
-        st.message for st in a.status), QoSProfile(depth=10))
+    client.create_subscription(
+        DiagnosticArray,
+        '/diagnostics',
+        lambda a: warnings.extend(st.message for st in a.status),
+        QoSProfile(depth=10),
+    )
 
     def spin_until(pred, timeout):
         return spin_executor_until(ex, pred, timeout, period=0.02)
 
     try:
         pub = client.create_publisher(Image, 'image', QoSProfile(depth=10))
-        assert spin_until(lambda: pub.get_subscription_count() > 0
-                          and sub.get_publisher_count() > 0, 20.0)
+        assert spin_until(
+            lambda: pub.get_subscription_count() > 0 and sub.get_publisher_count() > 0, 20.0
+        )
         spin_until(lambda: False, 0.3)
         msgs = _messages(frames)
         for m in msgs:  # one at a time: every frame processed, in order
@@ -83,8 +100,13 @@ def test_encoding_change_resets_to_a_fresh_nodes_mask(real_data, frames, strateg
             ref = fresh.step(message_to_rgb(msgs[i]), 10 + i * 0.1, msgs[i].encoding).labels
             got = np.frombuffer(masks[msgs[i].header.stamp.nanosec].data, np.uint8)
             assert np.array_equal(got.reshape(ref.shape), ref), (strategy, msgs[i].encoding)
-        reported = lambda: all(r in ' '.join(warnings) for r in (  # noqa: E731
-            'encoding rgb8 -> mono8', 'encoding mono8 -> bgr8'))
+
+        def reported() -> bool:
+            return all(
+                r in ' '.join(warnings)
+                for r in ('encoding rgb8 -> mono8', 'encoding mono8 -> bgr8')
+            )
+
         assert spin_until(reported, 5.0), warnings
         cam = next(iter(node._cameras.values()))
         values = {kv.key: kv.value for kv in node.diagnostic_status(cam).values}

@@ -5,6 +5,7 @@ an advertised ``timing`` with timing off, startup faults that printed tracebacks
 SIGTERM with frames flowing that aborted or logged failures, 4K raw frames that never arrived,
 and frames of any size being decoded whatever the memory.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,14 @@ from vsda_ros.ros.parameters import PARAMETERS  # noqa: E402
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
 # backend torch: these tests are about the node's hardening, not its default backend (auto)
-NODE = [sys.executable, '-m', 'vsda_ros.ros.segmentation_node', '--ros-args', '-p',
-        'backend:=torch']
+NODE = [
+    sys.executable,
+    '-m',
+    'vsda_ros.ros.segmentation_node',
+    '--ros-args',
+    '-p',
+    'backend:=torch',
+]
 
 
 def _env() -> dict:
@@ -81,8 +88,9 @@ class NodeProcess:
     def __init__(self, args: list[str], log: Path) -> None:
         self.log_path = log
         self.log = open(log, 'w+')
-        self.proc = subprocess.Popen(NODE + args, env=_env(), cwd=REPO, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            NODE + args, env=_env(), cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT
+        )
 
     def text(self) -> str:
         self.log.flush()
@@ -110,23 +118,45 @@ def front(real_data, tmp_path_factory):
     """(client, node process): the node in namespace /front, its image remapped to
     /camera/image_raw, timing off, outputs and /diagnostics matched."""
     log = tmp_path_factory.mktemp('front') / 'node.log'
-    node = NodeProcess(['-r', '__ns:=/front', '-r', 'image:=/camera/image_raw',
-                        '-p', 'model:=espnet-camvid', '-p', 'publish_timing:=false'], log)
+    node = NodeProcess(
+        [
+            '-r',
+            '__ns:=/front',
+            '-r',
+            'image:=/camera/image_raw',
+            '-p',
+            'model:=espnet-camvid',
+            '-p',
+            'publish_timing:=false',
+        ],
+        log,
+    )
     client = Client('vsda_hardening_front')
     client.pub = client.node.create_publisher(Image, '/camera/image_raw', QoSProfile(depth=10))
     client.masks = {}
     client.diagnostics = []
     client.subs = [
         client.node.create_subscription(
-            Image, '/front/mask',
+            Image,
+            '/front/mask',
             lambda m: client.masks.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m),
-            QoSProfile(depth=10)),
-        client.node.create_subscription(DiagnosticArray, '/diagnostics',
-                                        client.diagnostics.append, QoSProfile(depth=10))]
+            QoSProfile(depth=10),
+        ),
+        client.node.create_subscription(
+            DiagnosticArray, '/diagnostics', client.diagnostics.append, QoSProfile(depth=10)
+        ),
+    ]
     try:
-        up = client.spin_until(lambda: node.proc.poll() is not None or (
-            client.pub.get_subscription_count() > 0
-            and client.subs[0].get_publisher_count() > 0), 60.0)
+        up = client.spin_until(
+            lambda: (
+                node.proc.poll() is not None
+                or (
+                    client.pub.get_subscription_count() > 0
+                    and client.subs[0].get_publisher_count() > 0
+                )
+            ),
+            60.0,
+        )
         if node.proc.poll() is not None or not up:
             pytest.fail(f'node did not come up (rc={node.proc.poll()}):\n{node.text()}')
         client.spin_until(lambda: 'ready:' in node.text(), 10.0)
@@ -152,11 +182,15 @@ def _set(client: Client, **values) -> None:
 def test_every_parameter_dumps(front):
     """ros2 param dump = list_parameters + get_parameters for all names: every one answers."""
     client, _ = front
-    names = client.call(ListParameters, '/front/segmentation_node/list_parameters',
-                        ListParameters.Request()).result.names
+    names = client.call(
+        ListParameters, '/front/segmentation_node/list_parameters', ListParameters.Request()
+    ).result.names
     assert set(PARAMETERS) <= set(names)
-    values = client.call(GetParameters, '/front/segmentation_node/get_parameters',
-                         GetParameters.Request(names=list(names))).values
+    values = client.call(
+        GetParameters,
+        '/front/segmentation_node/get_parameters',
+        GetParameters.Request(names=list(names)),
+    ).values
     assert len(values) == len(names)
     got = dict(zip(names, values, strict=False))
     assert list(got['image_topics'].string_array_value) == ['image', 'image/compressed']
@@ -168,8 +202,9 @@ def test_ready_log_and_diagnostics_show_resolved_topics(front, frame):
     client, node = front
     ready = next(line for line in node.text().splitlines() if 'ready:' in line)
     assert "'/camera/image_raw'" in ready and "'/front/image/compressed'" in ready, ready
-    assert ("outputs=['/front/mask', '/front/color_mask', '/front/overlay', "
-            "'/front/confidence']") in ready, ready
+    assert (
+        "outputs=['/front/mask', '/front/color_mask', '/front/overlay', '/front/confidence']"
+    ) in ready, ready
     msg = numpy_to_image(frame)
     msg.header.stamp.sec = 11
     for _ in range(3):
@@ -184,6 +219,7 @@ def test_ready_log_and_diagnostics_show_resolved_topics(front, frame):
                 if values.get('topic') == '/camera/image_raw':
                     return int(values['publishers']) >= 1
         return False
+
     assert client.spin_until(topic_reported, 5.0)
 
 
@@ -191,8 +227,8 @@ def test_timing_is_advertised_only_while_enabled(front):
     client, _ = front
 
     def advertised() -> bool:
-        return any(name == '/front/timing'
-                   for name, _ in client.node.get_topic_names_and_types())
+        return any(name == '/front/timing' for name, _ in client.node.get_topic_names_and_types())
+
     client.spin_until(lambda: False, 1.0)
     assert not advertised()
     _set(client, publish_timing=True)
@@ -211,19 +247,26 @@ def test_frame_above_max_input_pixels_is_skipped_and_reported(front, frame):
         msg = numpy_to_image(frame)
         msg.header.stamp.sec = 21
         client.pub.publish(msg)
-        cpub = client.node.create_publisher(CompressedImage, '/front/image/compressed',
-                                            QoSProfile(depth=10))
+        cpub = client.node.create_publisher(
+            CompressedImage, '/front/image/compressed', QoSProfile(depth=10)
+        )
         client.spin_until(lambda: cpub.get_subscription_count() > 0, 5.0)
         cmsg = CompressedImage(format='jpeg', data=cv2.imencode('.jpg', frame)[1].tobytes())
         cmsg.header.stamp.sec = 22
         cpub.publish(cmsg)
 
         def warned():
-            return any(st.level == DiagnosticStatus.WARN and 'frame too large' in st.message
-                       and 'max_input_pixels' in st.message
-                       for a in client.diagnostics[diag_start:] for st in a.status)
+            return any(
+                st.level == DiagnosticStatus.WARN
+                and 'frame too large' in st.message
+                and 'max_input_pixels' in st.message
+                for a in client.diagnostics[diag_start:]
+                for st in a.status
+            )
+
         assert client.spin_until(warned, 6.0), [
-            st.message for a in client.diagnostics[diag_start:] for st in a.status]
+            st.message for a in client.diagnostics[diag_start:] for st in a.status
+        ]
         assert (21, 0) not in client.masks and (22, 0) not in client.masks
         assert node.proc.poll() is None
         assert 'frame too large' in node.text()
@@ -242,10 +285,16 @@ def test_frames_too_large_for_the_transport_are_reported_not_silent(front):
     diag_start = len(client.diagnostics)
 
     def warned():
-        return any(st.level == DiagnosticStatus.WARN and (
-            ('no frame arrived' in st.message and '/camera/image_raw' in st.message)
-            or 'frame too large: 7680x4320' in st.message)
-            for a in client.diagnostics[diag_start:] for st in a.status)
+        return any(
+            st.level == DiagnosticStatus.WARN
+            and (
+                ('no frame arrived' in st.message and '/camera/image_raw' in st.message)
+                or 'frame too large: 7680x4320' in st.message
+            )
+            for a in client.diagnostics[diag_start:]
+            for st in a.status
+        )
+
     end = time.monotonic() + 12.0
     while time.monotonic() < end and not warned():
         pub.publish(huge)
@@ -256,14 +305,23 @@ def test_frames_too_large_for_the_transport_are_reported_not_silent(front):
     # the check)
 
 
-@pytest.mark.parametrize('args, reason', [
-    (['-p', 'keyframe_interval:=five'], 'keyframe_interval'),
-    (['-p', 'input_size:=20000x20000'], 'too large'),
-    (['-p', 'image_topics:=["/a/image", "/a/image2"]'], 'same outputs'),
-])
+@pytest.mark.parametrize(
+    'args, reason',
+    [
+        (['-p', 'keyframe_interval:=five'], 'keyframe_interval'),
+        (['-p', 'input_size:=20000x20000'], 'too large'),
+        (['-p', 'image_topics:=["/a/image", "/a/image2"]'], 'same outputs'),
+    ],
+)
 def test_startup_faults_give_one_fatal_line(real_data, args, reason):
-    res = subprocess.run(NODE + ['-p', 'model:=espnet-camvid'] + args, env=_env(), cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        NODE + ['-p', 'model:=espnet-camvid'] + args,
+        env=_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
     assert 'Traceback' not in out and 'Error:' not in out.replace('[FATAL]', ''), out
@@ -290,6 +348,7 @@ def test_signal_with_frames_flowing_exits_cleanly(real_data, frame, tmp_path, si
                 msg.header.stamp = client.node.get_clock().now().to_msg()
                 pub.publish(msg)
                 time.sleep(1 / 30)
+
         thread = threading.Thread(target=publish, daemon=True)
         thread.start()
         assert client.spin_until(lambda: len(masks) >= 3, 30.0), node.text()
@@ -312,16 +371,18 @@ def test_4k_raw_frame_over_best_effort_arrives_and_matches_offline(real_data, fr
 
     from vsda_ros.inference import Segmenter
     from vsda_ros.models.zoo import load_model
+
     big = cv2.resize(frame, (3840, 2160), interpolation=cv2.INTER_LINEAR)
-    node = NodeProcess(['-p', 'model:=espnet-camvid', '-p', 'publish_overlay:=false'],
-                       tmp_path / 'node.log')
+    node = NodeProcess(
+        ['-p', 'model:=espnet-camvid', '-p', 'publish_overlay:=false'], tmp_path / 'node.log'
+    )
     client = Client('vsda_4k')
     try:
         pub = client.node.create_publisher(Image, 'image', qos_profile_sensor_data)
         masks = {}
         client.node.create_subscription(
-            Image, 'mask', lambda m: masks.__setitem__(m.header.stamp.sec, m),
-            QoSProfile(depth=2))
+            Image, 'mask', lambda m: masks.__setitem__(m.header.stamp.sec, m), QoSProfile(depth=2)
+        )
         assert client.spin_until(lambda: pub.get_subscription_count() > 0, 60.0), node.text()
         msg = numpy_to_image(big)
         msg.header.stamp.sec, msg.header.frame_id = 42, 'cam_4k'
@@ -344,8 +405,10 @@ def test_4k_raw_frame_over_best_effort_arrives_and_matches_offline(real_data, fr
 
 def test_raw_and_compressed_of_one_camera_share_its_outputs():
     layout = camera_layout(['/cam/image_raw', '/cam/image_raw/compressed'])
-    assert [(t, ns) for t, _, ns in layout] == [('/cam/image_raw', '/cam'),
-                                                ('/cam/image_raw/compressed', '/cam')]
+    assert [(t, ns) for t, _, ns in layout] == [
+        ('/cam/image_raw', '/cam'),
+        ('/cam/image_raw/compressed', '/cam'),
+    ]
     with pytest.raises(ValueError, match='same outputs'):
         camera_layout(['/cam/image_raw', '/cam/image_rect'])
     with pytest.raises(ValueError, match='twice'):

@@ -6,6 +6,7 @@ Copies must agree with the table on names, defaults and read-only flags. In the 
 comment above each parameter says "read-only" or that it can be changed at run time ("run
 time", "live"); in the README the third column says ``read-only`` or ``live``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -91,8 +92,9 @@ def test_params_file_matches_the_table():
         note = comments[name].lower()
         says_read_only = 'read-only' in note
         says_live = 'run time' in note or 'live' in note
-        assert says_read_only == spec.read_only and says_live != spec.read_only, \
+        assert says_read_only == spec.read_only and says_live != spec.read_only, (
             f'{name}: the comment must say {"read-only" if spec.read_only else "live"}: {note}'
+        )
 
 
 def test_readme_table_matches_the_table():
@@ -112,21 +114,27 @@ def test_readme_table_matches_the_table():
 
 
 def test_readme_parser_reads_shared_rows_and_literals():
-    text = ('**Parameters** (x)\n\n| parameter | default | | meaning |\n'
-            '| --- | --- | --- | --- |\n'
-            "| `model` | `espnet-camvid` | read-only | m |\n"
-            "| `input_size` | `''` | read-only | s |\n"
-            '| `publish_mask`, `publish_overlay` | `true` | live | p |\n'
-            "| `image_topics` | `['a', 'b/compressed']` | read-only | t |\n\nafter\n"
-            '| `other` | `1` | live | not this table |\n')
+    text = (
+        '**Parameters** (x)\n\n| parameter | default | | meaning |\n'
+        '| --- | --- | --- | --- |\n'
+        '| `model` | `espnet-camvid` | read-only | m |\n'
+        "| `input_size` | `''` | read-only | s |\n"
+        '| `publish_mask`, `publish_overlay` | `true` | live | p |\n'
+        "| `image_topics` | `['a', 'b/compressed']` | read-only | t |\n\nafter\n"
+        '| `other` | `1` | live | not this table |\n'
+    )
     assert readme_parameters(text) == {
-        'model': ('espnet-camvid', 'read-only'), 'input_size': ('', 'read-only'),
-        'publish_mask': (True, 'live'), 'publish_overlay': (True, 'live'),
-        'image_topics': (['a', 'b/compressed'], 'read-only')}
+        'model': ('espnet-camvid', 'read-only'),
+        'input_size': ('', 'read-only'),
+        'publish_mask': (True, 'live'),
+        'publish_overlay': (True, 'live'),
+        'image_topics': (['a', 'b/compressed'], 'read-only'),
+    }
 
 
 def test_descriptors_carry_types_and_ranges():
     from rcl_interfaces.msg import ParameterType
+
     d = descriptor(PARAMETERS['keyframe_interval'])
     assert d.type == ParameterType.PARAMETER_INTEGER and not d.read_only
     assert (d.integer_range[0].from_value, d.integer_range[0].to_value) == (1, 100)
@@ -150,6 +158,7 @@ def test_declare_gives_every_parameter_a_value():
             declared[name] = (value, desc.read_only)
 
     from vsda_ros.ros.parameters import declare_parameters
+
     declare_parameters(FakeNode())
     assert declared == {n: (s.default, s.read_only) for n, s in PARAMETERS.items()}
 
@@ -158,13 +167,16 @@ def _p(name: str, value: object) -> SimpleNamespace:
     return SimpleNamespace(name=name, value=value)
 
 
-@pytest.mark.parametrize('params, ok', [
-    ([_p('publish_mask', False)], True),
-    ([_p('publish_mask', 1)], False),           # a bool switch set to an int
-    ([_p('overlay_alpha', 0.3), _p('publish_overlay', 'no')], False),
-    ([_p('model', 'x')], True),                 # read-only: rcl refuses it, not this check
-    ([_p('not_a_parameter', 3)], True),
-])
+@pytest.mark.parametrize(
+    'params, ok',
+    [
+        ([_p('publish_mask', False)], True),
+        ([_p('publish_mask', 1)], False),  # a bool switch set to an int
+        ([_p('overlay_alpha', 0.3), _p('publish_overlay', 'no')], False),
+        ([_p('model', 'x')], True),  # read-only: rcl refuses it, not this check
+        ([_p('not_a_parameter', 3)], True),
+    ],
+)
 def test_validate(params, ok):
     result = validate_parameters(params)
     assert result.successful is ok

@@ -9,6 +9,7 @@
   injected change of the key cost: it rises when keys become slow and falls back when they
   become cheap again.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,9 +27,15 @@ from ros_helpers import InProcessNode, spin_until  # noqa: E402
 from vsda_ros.ros.conversions import numpy_to_image  # noqa: E402
 
 RATE_HZ = 15.0
-BASE = {'model': 'espnet-camvid', 'input_size': '64x48', 'strategy': 'keyframe',
-        'temporal_weights': 'none', 'publish_color_mask': False, 'publish_overlay': False,
-        'publish_confidence': False}
+BASE = {
+    'model': 'espnet-camvid',
+    'input_size': '64x48',
+    'strategy': 'keyframe',
+    'temporal_weights': 'none',
+    'publish_color_mask': False,
+    'publish_overlay': False,
+    'publish_confidence': False,
+}
 
 
 def slow_keys(node: object, delay: list[float]) -> None:
@@ -40,6 +47,7 @@ def slow_keys(node: object, delay: list[float]) -> None:
     def slow(x):
         time.sleep(delay[0])
         return forward(x)
+
     model.forward_features = slow
 
 
@@ -56,9 +64,10 @@ class Client:
         self.pub = self.node.create_publisher(Image, 'image', q)
         self.masks: list[float] = []
         self.diag: dict[str, str] = {}
-        self.subs = [self.node.create_subscription(Image, 'mask', self._on_mask, q),
-                     self.node.create_subscription(DiagnosticArray, '/diagnostics',
-                                                   self._on_diag, q)]
+        self.subs = [
+            self.node.create_subscription(Image, 'mask', self._on_mask, q),
+            self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, q),
+        ]
         rng = np.random.default_rng(0)
         self.frame = numpy_to_image(rng.integers(0, 255, (120, 160, 3), np.uint8))
         self._due = time.monotonic()
@@ -71,8 +80,13 @@ class Client:
             self.diag = {kv.key: kv.value for kv in msg.status[0].values}
 
     def connect(self) -> None:
-        assert spin_until(self.executor, lambda: self.pub.get_subscription_count() > 0
-                          and self.subs[0].get_publisher_count() > 0, 20.0)
+        assert spin_until(
+            self.executor,
+            lambda: (
+                self.pub.get_subscription_count() > 0 and self.subs[0].get_publisher_count() > 0
+            ),
+            20.0,
+        )
         self._due = time.monotonic()
 
     def stream(self, seconds: float) -> None:
@@ -103,20 +117,20 @@ def test_a_stalled_keyframe_does_not_stop_the_output(real_data, background):
     try:
         slow_keys(seg.node, [0.4])
         client.connect()
-        client.stream(1.5)                       # the stream's first key runs in line
+        client.stream(1.5)  # the stream's first key runs in line
         t0, n0 = time.monotonic(), len(client.masks)
         client.stream(3.5)
         arrivals = [t0, *client.masks[n0:]]
         gaps = np.diff(arrivals)
         cam = seg.node._cameras['']
-        if not background:                       # the control: each key stops the stream
+        if not background:  # the control: each key stops the stream
             assert gaps.max() >= 0.38, gaps
             return
         assert gaps.max() <= 0.3, f'gap {gaps.max():.2f} s in {np.round(gaps, 2)}'
         assert len(arrivals) - 1 >= 0.8 * 3.5 * RATE_HZ
         kinds = {k for k, v in cam.timings.items() if k.startswith('step_') and v}
         assert {'step_pending', 'step_reanchored'} <= kinds, kinds
-        assert cam.strategy.keys_started >= 3   # keys did run (and landed) meanwhile
+        assert cam.strategy.keys_started >= 3  # keys did run (and landed) meanwhile
         # accounting stays exact: once the camera stops, every frame is accounted for
         assert spin_until(client.executor, lambda: not cam.mailbox, 3.0)
         time.sleep(0.5)
@@ -131,22 +145,23 @@ def test_a_stalled_keyframe_does_not_stop_the_output(real_data, background):
 
 @pytest.mark.ros
 def test_target_rate_interval_follows_an_injected_change_of_cost(real_data):
-    seg = InProcessNode({**BASE, 'keyframe_interval': 3, 'target_rate': RATE_HZ,
-                         'max_keyframe_interval': 10})
+    seg = InProcessNode(
+        {**BASE, 'keyframe_interval': 3, 'target_rate': RATE_HZ, 'max_keyframe_interval': 10}
+    )
     client = Client()
     delay = [0.0]
     try:
         slow_keys(seg.node, delay)
         client.connect()
-        client.stream(3.0)                       # cheap keys: the interval falls
+        client.stream(3.0)  # cheap keys: the interval falls
         cheap = int(client.diag['keyframe_interval'])
-        delay[0] = 0.25                          # keys now cost 4 frame periods
+        delay[0] = 0.25  # keys now cost 4 frame periods
         client.stream(4.0)
         slow = int(client.diag['keyframe_interval'])
         reason = client.diag['rate_control']
         assert slow > cheap and slow >= 4, (cheap, slow, reason)
         assert reason.startswith(f'interval {slow}:') and 'budget 60.0 ms' in reason, reason
-        delay[0] = 0.0                           # cheap again: it comes back down
+        delay[0] = 0.0  # cheap again: it comes back down
         client.stream(5.0)
         back = int(client.diag['keyframe_interval'])
         assert back < slow, (cheap, slow, back, client.diag['rate_control'])

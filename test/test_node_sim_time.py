@@ -7,6 +7,7 @@ in a context of its own: frames stamped two years ago as a bag replayed without 
 publishes them, then sim time before any ``/clock``, then a ``/clock`` publisher running the
 bag's time. Before the fix the first case reported ~6.3e10 ms and the second negative latencies.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,10 +23,12 @@ S = 1_000_000_000
 def test_end_to_end_only_where_clock_and_stamps_compare():
     assert end_to_end_ms(100 * S + 50_000_000, 100 * S, False) == (pytest.approx(50.0), '')
     assert end_to_end_ms(100 * S, 100 * S + 100_000_000, True)[0] == pytest.approx(-100.0)
-    for now, stamp, sim, why in [(100 * S, 0, False, 'header stamps are zero'),
-                                 (0, 100 * S, True, 'no /clock received'),
-                                 (2_000_000_000 * S, 100 * S, False, 'behind'),
-                                 (100 * S, 200 * S, True, 'ahead of')]:
+    for now, stamp, sim, why in [
+        (100 * S, 0, False, 'header stamps are zero'),
+        (0, 100 * S, True, 'no /clock received'),
+        (2_000_000_000 * S, 100 * S, False, 'behind'),
+        (100 * S, 200 * S, True, 'ahead of'),
+    ]:
         e2e, note = end_to_end_ms(now, stamp, sim)
         assert e2e is None and note.startswith(NOT_COMPARABLE) and why in note, note
 
@@ -43,17 +46,27 @@ from vsda_ros.ros.conversions import numpy_to_image  # noqa: E402
 
 @pytest.mark.ros
 def test_latency_on_the_nodes_clock_or_none(real_data):
-    seg = InProcessNode({'model': 'espnet-camvid', 'input_size': '64x48',
-                         'publish_color_mask': False, 'publish_overlay': False,
-                         'publish_confidence': False})
+    seg = InProcessNode(
+        {
+            'model': 'espnet-camvid',
+            'input_size': '64x48',
+            'publish_color_mask': False,
+            'publish_overlay': False,
+            'publish_confidence': False,
+        }
+    )
     context = rclpy.Context()
     rclpy.init(context=context)
     client = rclpy.create_node('sim_time_test', context=context)
     ex = SingleThreadedExecutor(context=context)
     ex.add_node(client)
     masks: set[int] = set()
-    sub = client.create_subscription(Image, 'mask', lambda m: masks.add(
-        m.header.stamp.sec * S + m.header.stamp.nanosec), QoSProfile(depth=10))
+    sub = client.create_subscription(
+        Image,
+        'mask',
+        lambda m: masks.add(m.header.stamp.sec * S + m.header.stamp.nanosec),
+        QoSProfile(depth=10),
+    )
     pub = client.create_publisher(Image, 'image', QoSProfile(depth=10))
     clock_pub = client.create_publisher(Clock, '/clock', QoSProfile(depth=10))
     frame = numpy_to_image(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8))
@@ -85,8 +98,9 @@ def test_latency_on_the_nodes_clock_or_none(real_data):
         return {k: values.get(k) for k in ('end_to_end_p50_ms', 'end_to_end_note')}
 
     try:
-        assert spin(20.0, lambda: pub.get_subscription_count() > 0
-                    and sub.get_publisher_count() > 0)
+        assert spin(
+            20.0, lambda: pub.get_subscription_count() > 0 and sub.get_publisher_count() > 0
+        )
         replay(5, 0)  # a bag replayed without restamping, the node on the system clock
         got = e2e()
         assert got['end_to_end_p50_ms'] == 'n/a' and 'behind' in got['end_to_end_note'], got

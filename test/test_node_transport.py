@@ -6,6 +6,7 @@ The node runs in this process in a context of its own; frames and masks go over 
 (loopback, the per-run domain from conftest). Before the fix the default ``image_topics``
 processed both copies: 10 stamps gave up to 20 masks.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -24,13 +25,17 @@ SIZE = (160, 120)
 # ---- the pure parts ---------------------------------------------------------------------------
 def test_transport_picks_the_topics_to_subscribe():
     pair = camera_layout(['/cam/image_raw', '/cam/image_raw/compressed'])
-    assert camera_inputs(pair, 'auto') == {'/cam': [
-        ('/cam/image_raw', Image, 'raw'),
-        ('/cam/image_raw/compressed', CompressedImage, 'compressed')]}
+    assert camera_inputs(pair, 'auto') == {
+        '/cam': [
+            ('/cam/image_raw', Image, 'raw'),
+            ('/cam/image_raw/compressed', CompressedImage, 'compressed'),
+        ]
+    }
     assert camera_inputs(pair, 'raw') == {'/cam': [('/cam/image_raw', Image, 'raw')]}
     only_c = camera_layout(['/b/image/compressed'])
-    assert camera_inputs(only_c, 'auto') == {'/b': [
-        ('/b/image/compressed', CompressedImage, 'compressed')]}
+    assert camera_inputs(only_c, 'auto') == {
+        '/b': [('/b/image/compressed', CompressedImage, 'compressed')]
+    }
     assert camera_inputs(only_c, 'raw') == {'/b': [('/b/image', Image, 'raw')]}
     with pytest.raises(ValueError, match='transport must be one of'):
         camera_inputs(pair, 'theora')
@@ -67,8 +72,11 @@ class Client:
         self.executor.add_node(self.node)
         self.masks: list[int] = []  # stamp (ns) of every mask received
         self.sub = self.node.create_subscription(
-            Image, 'mask', lambda m: self.masks.append(
-                m.header.stamp.sec * 10**9 + m.header.stamp.nanosec), QoSProfile(depth=50))
+            Image,
+            'mask',
+            lambda m: self.masks.append(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec),
+            QoSProfile(depth=50),
+        )
 
     def spin_until(self, predicate, timeout: float) -> bool:
         return spin_until(self.executor, predicate, timeout, period=0.02)
@@ -82,8 +90,12 @@ class Client:
 @pytest.fixture(scope='module')
 def frames(real_data):
     paths = sorted((real_data / 'camvid' / 'val').glob('*.png'))[:10]
-    return [cv2.resize(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), SIZE,
-                       interpolation=cv2.INTER_AREA) for p in paths]
+    return [
+        cv2.resize(
+            cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), SIZE, interpolation=cv2.INTER_AREA
+        )
+        for p in paths
+    ]
 
 
 def _pair(rgb: np.ndarray, sec: int) -> tuple[Image, CompressedImage]:
@@ -107,9 +119,14 @@ def test_raw_and_compressed_copies_give_one_mask_per_stamp(real_data, frames):
         q = QoSProfile(depth=10)
         raw_pub = cli.node.create_publisher(Image, 'image', q)
         comp_pub = cli.node.create_publisher(CompressedImage, 'image/compressed', q)
-        assert cli.spin_until(lambda: raw_pub.get_subscription_count() > 0
-                              and comp_pub.get_subscription_count() > 0
-                              and cli.sub.get_publisher_count() > 0, 20.0)
+        assert cli.spin_until(
+            lambda: (
+                raw_pub.get_subscription_count() > 0
+                and comp_pub.get_subscription_count() > 0
+                and cli.sub.get_publisher_count() > 0
+            ),
+            20.0,
+        )
         cli.spin_until(lambda: False, 0.5)
         for i, rgb in enumerate(frames):  # as image_transport sends them: both, one stamp
             raw, comp = _pair(rgb, 100 + i)
@@ -124,8 +141,9 @@ def test_raw_and_compressed_copies_give_one_mask_per_stamp(real_data, frames):
         v = _status(seg.node)
         assert v['transport'] == 'raw' and int(v['ignored_other_transport']) >= 8, v
         assert int(v['received']) <= 10, v  # ignored copies are not received
-        assert int(v['received']) == (int(v['processed']) + int(v['dropped'])
-                                      + int(v['bad_frames'])), v
+        assert int(v['received']) == (
+            int(v['processed']) + int(v['dropped']) + int(v['bad_frames'])
+        ), v
         # the raw publisher goes away: auto falls back to compressed, still one mask a stamp
         cli.node.destroy_publisher(raw_pub)
         for i, rgb in enumerate(frames[:5]):

@@ -10,6 +10,7 @@ missing from requirements-ros.txt, and a declared key or pin that no code import
 pins must equal requirements.lock (the versions the tests run with). setup.py must not use
 ``tests_require`` (colcon warns: "Unknown distribution option").
 """
+
 from __future__ import annotations
 
 import ast
@@ -132,8 +133,10 @@ def _used_keys() -> dict[str, set[str]]:
                 continue
             if key:
                 used.setdefault(key, set()).add(str(path.relative_to(ROOT)))
-    assert not unknown, ('imports in neither MODULE_KEYS (rosdep key, package.xml) nor MODULE_PIP '
-                         f'(requirements-ros.txt): {sorted(unknown)}')
+    assert not unknown, (
+        'imports in neither MODULE_KEYS (rosdep key, package.xml) nor MODULE_PIP '
+        f'(requirements-ros.txt): {sorted(unknown)}'
+    )
     return used
 
 
@@ -141,11 +144,13 @@ def test_every_runtime_import_is_declared():
     used = _used_keys()
     keys = declared_keys()
     pins = pinned(REQUIREMENTS_ROS)
-    missing = {k: sorted(v) for k, v in used.items()
-               if not k.startswith('pip:') and k not in keys}
+    missing = {k: sorted(v) for k, v in used.items() if not k.startswith('pip:') and k not in keys}
     assert not missing, f'imported but not in package.xml as <exec_depend>: {missing}'
-    unpinned = {k[4:]: sorted(v) for k, v in used.items()
-                if k.startswith('pip:') and _canonical(k[4:]) not in pins}
+    unpinned = {
+        k[4:]: sorted(v)
+        for k, v in used.items()
+        if k.startswith('pip:') and _canonical(k[4:]) not in pins
+    }
     assert not unpinned, f'imported but not pinned in requirements-ros.txt: {unpinned}'
 
 
@@ -155,8 +160,9 @@ def test_every_declared_runtime_dependency_is_imported():
     assert not unused, f'declared in package.xml but imported by no code: {sorted(unused)}'
     imported = {_canonical(k[4:]) for k in used if k.startswith('pip:')}
     unused_pins = set(pinned(REQUIREMENTS_ROS)) - imported
-    assert not unused_pins, f'pinned in requirements-ros.txt but imported by no code: ' \
-                            f'{sorted(unused_pins)}'
+    assert not unused_pins, (
+        f'pinned in requirements-ros.txt but imported by no code: {sorted(unused_pins)}'
+    )
 
 
 def test_pip_only_dependencies_are_not_rosdep_keys():
@@ -195,8 +201,11 @@ def test_table_covers_the_walk():
 
 def _setup_keywords() -> dict[str, ast.expr]:
     tree = ast.parse((ROOT / 'setup.py').read_text())
-    (call,) = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-               and getattr(n.func, 'id', None) == 'setup']
+    (call,) = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, 'id', None) == 'setup'
+    ]
     return {k.arg: k.value for k in call.keywords}
 
 
@@ -208,6 +217,10 @@ def test_setup_py_has_no_tests_require():
 
 def test_setup_py_installs_launch_and_config():
     text = (ROOT / 'setup.py').read_text()
-    for pattern in ("glob('launch/*.launch.py')", "glob('config/*.yaml')",
-                    "glob('config/*.rviz')", "glob('config/*.xml')"):
+    for pattern in (
+        "glob('launch/*.launch.py')",
+        "glob('config/*.yaml')",
+        "glob('config/*.rviz')",
+        "glob('config/*.xml')",
+    ):
         assert pattern in text, pattern

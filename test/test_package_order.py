@@ -14,6 +14,7 @@ function)::
 and no two modules import each other through any chain (a circle means neither can be
 understood, tested or moved alone).
 """
+
 from __future__ import annotations
 
 import ast
@@ -23,13 +24,24 @@ PACKAGE = Path(__file__).resolve().parents[1] / 'vsda_ros'
 
 #: top-level part of ``vsda_ros`` → rank; a module may import ranks ≤ its own.
 RANKS = {
-    'frames': 0, 'paths': 0, 'fetch': 0, 'runtime': 0, 'visualize': 0, 'zoo': 0,
-    'data': 1, 'weather': 1, 'models': 1,
+    'frames': 0,
+    'paths': 0,
+    'fetch': 0,
+    'runtime': 0,
+    'visualize': 0,
+    'zoo': 0,
+    'data': 1,
+    'weather': 1,
+    'models': 1,
     'inference': 2,
     'temporal': 3,
     'pipeline': 4,
-    'evaluation': 5, 'adaptation': 5,
-    'apps': 6, 'cli': 6, '__main__': 6, 'ros': 6,
+    'evaluation': 5,
+    'adaptation': 5,
+    'apps': 6,
+    'cli': 6,
+    '__main__': 6,
+    'ros': 6,
 }
 
 
@@ -55,12 +67,13 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
             base = node.module or ''
             if node.level:
                 anchor = package.split('.')
-                anchor = anchor[:len(anchor) - node.level + 1]
+                anchor = anchor[: len(anchor) - node.level + 1]
                 base = '.'.join([*anchor, base] if base else anchor)
             # ``from pkg import submodule`` depends on the submodule (its package's __init__
             # runs first, but that is no dependency of the importer's own)
-            targets = [f'{base}.{a.name}' if f'{base}.{a.name}' in known else base
-                       for a in node.names]
+            targets = [
+                f'{base}.{a.name}' if f'{base}.{a.name}' in known else base for a in node.names
+            ]
         for target in targets:
             while target and target not in known:
                 target = target.rpartition('.')[0]
@@ -82,9 +95,13 @@ def rank(module: str) -> int:
 
 
 def test_every_import_points_down_the_package_order() -> None:
-    upward = sorted(f'{src} (rank {rank(src)}) imports {dst} (rank {rank(dst)})'
-                    for src, dsts in graph().items() if src != 'vsda_ros'
-                    for dst in dsts if rank(dst) > rank(src))
+    upward = sorted(
+        f'{src} (rank {rank(src)}) imports {dst} (rank {rank(dst)})'
+        for src, dsts in graph().items()
+        if src != 'vsda_ros'
+        for dst in dsts
+        if rank(dst) > rank(src)
+    )
     assert not upward, 'imports against the package order:\n' + '\n'.join(upward)
 
 

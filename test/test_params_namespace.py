@@ -6,6 +6,7 @@ a namespace the node silently runs with its defaults. The package's params files
 ``/front`` with a params file keyed like ``config/segment.yaml``, and this process reads the
 parameters back through ``/front/segmentation_node/get_parameters``.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,12 @@ pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
 SEGMENT_YAML = REPO / 'config' / 'segment.yaml'
 #: values that differ from the node's defaults (per_frame, 5, 0.5)
-OVERRIDES = {'strategy': 'keyframe', 'keyframe_interval': 7, 'overlay_alpha': 0.25,
-             'backend': 'torch'}
+OVERRIDES = {
+    'strategy': 'keyframe',
+    'keyframe_interval': 7,
+    'overlay_alpha': 0.25,
+    'backend': 'torch',
+}
 
 
 def _config_key() -> str:
@@ -62,8 +67,9 @@ def test_node_process_writes_the_any_node_key(monkeypatch):
     assert seen['params'] == {'/**': {'ros__parameters': {'strategy': 'fusion'}}}
 
 
-def _get_parameters(node, executor, service: str, names: list[str], timeout: float,
-                    proc: subprocess.Popen) -> dict:
+def _get_parameters(
+    node, executor, service: str, names: list[str], timeout: float, proc: subprocess.Popen
+) -> dict:
     client = node.create_client(GetParameters, service)
     end = time.monotonic() + timeout
     while not client.service_is_ready() and time.monotonic() < end and proc.poll() is None:
@@ -72,26 +78,45 @@ def _get_parameters(node, executor, service: str, names: list[str], timeout: flo
     future = client.call_async(GetParameters.Request(names=names))
     executor.spin_until_future_complete(future, timeout_sec=10.0)
     assert future.done(), f'{service} did not answer'
-    return {n: rclpy.parameter.parameter_value_to_python(v)
-            for n, v in zip(names, future.result().values, strict=False)}
+    return {
+        n: rclpy.parameter.parameter_value_to_python(v)
+        for n, v in zip(names, future.result().values, strict=False)
+    }
 
 
 def test_params_file_applies_under_a_namespace(real_data, tmp_path):
     params = tmp_path / 'custom.yaml'
     params.write_text(yaml.safe_dump({_config_key(): {'ros__parameters': OVERRIDES}}))
-    env = dict(os.environ, VSDA_DATA_DIR=str(real_data), OMP_NUM_THREADS='1',
-               PYTHONUNBUFFERED='1')
+    env = dict(os.environ, VSDA_DATA_DIR=str(real_data), OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
     assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST' and 'ROS_DOMAIN_ID' in env
     log = open(tmp_path / 'node.log', 'w+')
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'vsda_ros.ros.segmentation_node', '--ros-args',
-         '-r', '__ns:=/front', '--params-file', str(params)],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            '-m',
+            'vsda_ros.ros.segmentation_node',
+            '--ros-args',
+            '-r',
+            '__ns:=/front',
+            '--params-file',
+            str(params),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         with client_node('vsda_params_ns_test') as (node, executor):
             try:
-                values = _get_parameters(node, executor, '/front/segmentation_node/get_parameters',
-                                         list(OVERRIDES), timeout=60.0, proc=proc)
+                values = _get_parameters(
+                    node,
+                    executor,
+                    '/front/segmentation_node/get_parameters',
+                    list(OVERRIDES),
+                    timeout=60.0,
+                    proc=proc,
+                )
             except AssertionError:
                 log.seek(0)
                 raise AssertionError(f'node log (rc={proc.poll()}):\n{log.read()}') from None

@@ -1,6 +1,7 @@
 """``vsda prepare``: builds the cache entry and the accuracy evidence ``backend: auto`` (the
 default of the node and the commands) decides on, and prints the choice; a later start of the
 default pipeline loads that entry instead of exporting again."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,8 @@ from vsda_ros.cli import main
 from vsda_ros.inference.backends import installed
 
 pytestmark = pytest.mark.skipif(
-    not (installed('openvino') or installed('onnxruntime')), reason='no compiled backend')
+    not (installed('openvino') or installed('onnxruntime')), reason='no compiled backend'
+)
 
 
 def test_prepare_builds_what_auto_then_loads(real_data, tmp_path, monkeypatch, capsys):
@@ -29,9 +31,17 @@ def test_prepare_builds_what_auto_then_loads(real_data, tmp_path, monkeypatch, c
 
     def no_export(*a, **k):
         raise AssertionError('the default pipeline exported again after vsda prepare')
+
     monkeypatch.setattr('vsda_ros.inference.export.export_onnx', no_export)
-    pipe = build_pipeline(PipelineConfig(model='espnet-camvid', input_size=(96, 64),
-                                         backend='auto', precision='auto', download=False))
+    pipe = build_pipeline(
+        PipelineConfig(
+            model='espnet-camvid',
+            input_size=(96, 64),
+            backend='auto',
+            precision='auto',
+            download=False,
+        )
+    )
     assert pipe.segmenter.backend_reason in out
 
 

@@ -1,4 +1,5 @@
 """Keyframe propagation pieces: DIS flow, warping, DMNet, CFNet and the FCM (CPU, fast)."""
+
 from __future__ import annotations
 
 import cv2
@@ -9,7 +10,7 @@ import torch
 from vsda_ros.temporal.correction import CFNet, DMNet, fcm, gflops
 from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
 
-SHIFT = (3, 2)   # content moves by +3 px in x, +2 px in y from src to dst
+SHIFT = (3, 2)  # content moves by +3 px in x, +2 px in y from src to dst
 
 
 def _textured(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
@@ -28,7 +29,7 @@ def _to_tensor(img: np.ndarray) -> torch.Tensor:
 @pytest.fixture(scope='module')
 def pair() -> tuple[np.ndarray, np.ndarray]:
     src = _textured()
-    dst = np.roll(src, shift=(SHIFT[1], SHIFT[0]), axis=(0, 1))   # dst(p) = src(p − shift)
+    dst = np.roll(src, shift=(SHIFT[1], SHIFT[0]), axis=(0, 1))  # dst(p) = src(p − shift)
     return src, dst
 
 
@@ -75,7 +76,7 @@ def test_warp_zero_flow_is_identity() -> None:
 def test_warp_integer_translation() -> None:
     src = _to_tensor(_textured(40, 50, seed=1))
     dx, dy = 4, -3
-    dst = torch.roll(src, shifts=(dy, dx), dims=(2, 3))   # dst(p) = src(p − (dx, dy))
+    dst = torch.roll(src, shifts=(dy, dx), dims=(2, 3))  # dst(p) = src(p − (dx, dy))
     flow = torch.empty(1, 2, 40, 50)
     flow[:, 0], flow[:, 1] = -dx, -dy
     out = warp(src, flow)
@@ -86,8 +87,8 @@ def test_warp_resizes_flow() -> None:
     src = _to_tensor(_textured(40, 60, seed=2))
     dst = torch.roll(src, shifts=(2, 4), dims=(2, 3))
     half = torch.empty(1, 2, 20, 30)
-    half[:, 0], half[:, 1] = -2.0, -1.0            # pixels of the half-resolution grid
-    out = warp(src, half)                          # → (−4, −2) px on the 40×60 grid
+    half[:, 0], half[:, 1] = -2.0, -1.0  # pixels of the half-resolution grid
+    out = warp(src, half)  # → (−4, −2) px on the 40×60 grid
     assert torch.allclose(out[..., 5:-5, 5:-5], dst[..., 5:-5, 5:-5], atol=1e-4)
     with pytest.raises(ValueError):
         warp(src, torch.zeros(1, 3, 40, 60))
@@ -139,7 +140,7 @@ def test_fcm_endpoints_and_resize() -> None:
     fw, fc = torch.randn(2, 8, 10, 12), torch.randn(2, 8, 10, 12)
     assert torch.equal(fcm(fw, fc, torch.zeros(2, 1, 10, 12)), fw)
     assert torch.equal(fcm(fw, fc, torch.ones(2, 1, 10, 12)), fc)
-    half = fcm(fw, fc, torch.full((2, 1, 5, 6), 0.5))   # resized to 10×12
+    half = fcm(fw, fc, torch.full((2, 1, 5, 6), 0.5))  # resized to 10×12
     assert torch.allclose(half, (fw + fc) / 2, atol=1e-6)
     with pytest.raises(ValueError):
         fcm(fw, fc[:, :4], torch.zeros(2, 1, 10, 12))
@@ -153,7 +154,8 @@ def test_gradients_flow_through_correction() -> None:
     d = dm(prev, cur)
     out = fcm(fw, cf(cur), d)
     loss = out.square().mean() + torch.nn.functional.binary_cross_entropy_with_logits(
-        dm(prev, cur, return_logit=True), torch.ones(2, 1, 16, 20))
+        dm(prev, cur, return_logit=True), torch.ones(2, 1, 16, 20)
+    )
     loss.backward()
     for net in (dm, cf):
         grads = [p.grad for p in net.parameters()]
@@ -171,6 +173,7 @@ def test_guided_cfnet_starts_as_the_warped_features_and_learns_a_residual():
     import torch
 
     from vsda_ros.temporal.correction import CFNet
+
     net = CFNet(out_ch=5, width=8, guide_ch=5)
     x = torch.rand(2, 3, 45, 61)
     guide = torch.randn(2, 5, 45, 61)
@@ -200,12 +203,13 @@ def test_downscaled_modules_work_at_the_pooled_resolution(downscale: int) -> Non
     cf = CFNet(5, width=8, out_stride=2, guide_ch=5, downscale=downscale).eval()
     guide = torch.randn(1, 5, 45, 61)
     with torch.no_grad():
-        pooled = -(-45 // downscale), -(-61 // downscale)          # ceil_mode pooling
+        pooled = -(-45 // downscale), -(-61 // downscale)  # ceil_mode pooling
         assert dm(x, y).shape == (1, 1, -(-pooled[0] // 2), -(-pooled[1] // 2))
         assert dm(x, y, out_size=(45, 61)).shape == (1, 1, 45, 61)
         # identical images still give the floor: pooling is applied to both sides alike
-        assert torch.allclose(dm(x, x), torch.sigmoid(dm.b).expand(1, 1, *dm(x, x).shape[-2:]),
-                              atol=1e-5)
+        assert torch.allclose(
+            dm(x, x), torch.sigmoid(dm.b).expand(1, 1, *dm(x, x).shape[-2:]), atol=1e-5
+        )
         # guided output lives on the guide's grid and starts as the guide
         assert torch.allclose(cf(x, guide=guide), guide)
     with pytest.raises(ValueError, match='downscale'):
@@ -217,6 +221,7 @@ def test_downscaled_modules_work_at_the_pooled_resolution(downscale: int) -> Non
 def test_fold_batchnorm_is_the_same_function_and_leaves_the_original_alone() -> None:
     from vsda_ros.temporal.correction import fold_batchnorm
     from vsda_ros.temporal.modules import make_module
+
     torch.manual_seed(0)
     dm = make_module('dmnet', width=8, downscale=2)
     cf = make_module('cfnet', out_ch=5, width=8, out_stride=4, guide_ch=5, downscale=2)
@@ -229,13 +234,12 @@ def test_fold_batchnorm_is_the_same_function_and_leaves_the_original_alone() -> 
     fdm, fcf = fold_batchnorm(dm), fold_batchnorm(cf)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fdm.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fcf.modules())
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in dm.modules())   # original intact
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in dm.modules())  # original intact
     assert fdm.vsda_args == dm.vsda_args and fcf.guide_ch == 5 and fcf.downscale == 2
     with torch.no_grad():
-        assert torch.allclose(fdm(x, y, return_logit=True), dm(x, y, return_logit=True),
-                              atol=1e-4)
+        assert torch.allclose(fdm(x, y, return_logit=True), dm(x, y, return_logit=True), atol=1e-4)
         ref = cf(x, guide=guide)
-        assert not torch.allclose(ref, guide)                      # the residual is not zero
+        assert not torch.allclose(ref, guide)  # the residual is not zero
         assert torch.allclose(fcf(x, guide=guide), ref, atol=1e-5)
 
 

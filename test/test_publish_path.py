@@ -7,6 +7,7 @@ The reference implementations below are the previous code, copied: Segmenter.pos
 ``cv2.addWeighted``) and numpy_to_image (``tobytes``). No timing here: speed is measured by
 benchmarks/publish_path.py.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ def ref_postprocess(logits: torch.Tensor, out_hw: tuple[int, int], max_pixels: i
         if k > 1:
             arr = np.repeat(np.repeat(arr, k, axis=0), k, axis=1)[: out_hw[0], : out_hw[1]]
         return np.ascontiguousarray(arr)
+
     total = torch.exp(logits[0] - best).sum(dim=0)
     return full(labels), full(total.reciprocal_().mul_(255.0).round_())
 
@@ -44,23 +46,26 @@ def ref_postprocess(logits: torch.Tensor, out_hw: tuple[int, int], max_pixels: i
 ENGINES = ['torch'] + (['openvino'] if installed('openvino') else [])
 
 
-def new_postprocess(logits: torch.Tensor, out_hw: tuple[int, int], max_pixels: int,
-                    engine: str = 'torch'):
-    stub = SimpleNamespace(config=SegmenterConfig(max_output_pixels=max_pixels),
-                           reducer=ScoreReducer(2, use_openvino=engine == 'openvino'))
+def new_postprocess(
+    logits: torch.Tensor, out_hw: tuple[int, int], max_pixels: int, engine: str = 'torch'
+):
+    stub = SimpleNamespace(
+        config=SegmenterConfig(max_output_pixels=max_pixels),
+        reducer=ScoreReducer(2, use_openvino=engine == 'openvino'),
+    )
     with torch.inference_mode():
         labels, confidence = Segmenter.postprocess(stub, logits, out_hw)
         return labels, confidence()
 
 
 CASES = [  # classes, logits h×w, output h×w, max_output_pixels
-    (19, 64, 128, (64, 128), 1 << 30),        # no upsampling
-    (11, 36, 48, (360, 480), 1 << 30),        # bilinear upsampling
-    (11, 37, 53, (357, 473), 1 << 30),        # odd sizes
-    (19, 40, 64, (200, 301), 20_000),         # reduced grid, repeated back (k > 1)
+    (19, 64, 128, (64, 128), 1 << 30),  # no upsampling
+    (11, 36, 48, (360, 480), 1 << 30),  # bilinear upsampling
+    (11, 37, 53, (357, 473), 1 << 30),  # odd sizes
+    (19, 40, 64, (200, 301), 20_000),  # reduced grid, repeated back (k > 1)
     (2, 33, 47, (33, 47), 1 << 30),
-    (255, 8, 9, (8, 9), 1 << 30),             # the largest class count the fast path takes
-    (300, 8, 9, (8, 9), 1 << 30),             # beyond uint8: torch's path
+    (255, 8, 9, (8, 9), 1 << 30),  # the largest class count the fast path takes
+    (300, 8, 9, (8, 9), 1 << 30),  # beyond uint8: torch's path
 ]
 
 
@@ -77,14 +82,15 @@ def assert_confidence(got: np.ndarray, want: np.ndarray, engine: str) -> None:
 @pytest.mark.parametrize('engine', ENGINES)
 @pytest.mark.parametrize('classes,h,w,out_hw,max_pixels', CASES)
 @pytest.mark.parametrize('kind', ['normal', 'wide', 'ties'])
-def test_postprocess_bit_identical_on_random_logits(classes, h, w, out_hw, max_pixels, kind,
-                                                    engine):
+def test_postprocess_bit_identical_on_random_logits(
+    classes, h, w, out_hw, max_pixels, kind, engine
+):
     g = torch.Generator().manual_seed(classes * 1000 + h)
     logits = torch.randn(1, classes, h, w, generator=g)
     if kind == 'wide':
-        logits *= 30.0                         # saturated softmax, exp underflow
+        logits *= 30.0  # saturated softmax, exp underflow
     elif kind == 'ties':
-        logits = (logits * 0.7).round()        # many exact ties: the first index must win
+        logits = (logits * 0.7).round()  # many exact ties: the first index must win
     want = ref_postprocess(logits, out_hw, max_pixels)
     got = new_postprocess(logits, out_hw, max_pixels, engine)
     assert got[0].dtype == np.uint8 and got[0].shape == out_hw
@@ -101,7 +107,7 @@ def test_postprocess_nan_and_inf_fall_back_to_torch(engine):
     want = ref_postprocess(logits, (20, 30), 1 << 30)
     got = new_postprocess(logits, (20, 30), 1 << 30, engine)
     np.testing.assert_array_equal(got[0], want[0])
-    np.testing.assert_array_equal(got[1], want[1])   # NaN: torch's path on every engine
+    np.testing.assert_array_equal(got[1], want[1])  # NaN: torch's path on every engine
 
 
 def test_postprocess_non_contiguous_and_half_logits():
@@ -115,6 +121,7 @@ def test_postprocess_non_contiguous_and_half_logits():
 
 def test_postprocess_bit_identical_on_a_real_frame(real_data):
     from vsda_ros.models.zoo import load_model
+
     model = load_model('espnet-camvid').eval()
     seg = Segmenter(model, SegmenterConfig(input_size=(240, 180)))
     path = sorted((real_data / 'camvid' / 'val').glob('*.png'))[0]
@@ -126,8 +133,12 @@ def test_postprocess_bit_identical_on_a_real_frame(real_data):
         np.testing.assert_array_equal(labels, want[0])
         assert_confidence(confidence(), want[1], seg.reducer.engine)
     result = seg.segment(rgb)
-    np.testing.assert_array_equal(result.labels, ref_postprocess(
-        seg.logits(seg.preprocess(rgb)), rgb.shape[:2], seg.config.max_output_pixels)[0])
+    np.testing.assert_array_equal(
+        result.labels,
+        ref_postprocess(
+            seg.logits(seg.preprocess(rgb)), rgb.shape[:2], seg.config.max_output_pixels
+        )[0],
+    )
 
 
 @pytest.mark.parametrize('shape', [(512, 1024), (37, 53), (1, 1)])
@@ -170,6 +181,7 @@ def _frame(h: int, w: int, seed: int):
 
 def _header(sec: int = 12, frame_id: str = 'cam_optical'):
     from std_msgs.msg import Header
+
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = sec, 345
     return header
@@ -178,17 +190,22 @@ def _header(sec: int = 12, frame_id: str = 'cam_optical'):
 def test_output_messages_bit_identical_with_header_copied():
     pytest.importorskip('sensor_msgs.msg')
     from vsda_ros.ros.outputs import OUTPUTS, OutputWriter
-    lut = palette_array([tuple(int(v) for v in c) for c in
-                         np.random.default_rng(1).integers(0, 256, (12, 3))])
+
+    lut = palette_array(
+        [tuple(int(v) for v in c) for c in np.random.default_rng(1).integers(0, 256, (12, 3))]
+    )
     writer = OutputWriter(lut)
     kept = []
     for i, (h, w) in enumerate([(36, 48), (36, 48), (20, 31)]):  # reuse, then a new size
         seg, rgb = _frame(h, w, i)
         msgs = writer.messages(seg, rgb, _header(i), 0.4)
         color = lut[seg.labels]
-        want = {'mask': seg.labels, 'color_mask': color,
-                'overlay': cv2.addWeighted(rgb, 0.6, color, 0.4, 0.0),
-                'confidence': seg.confidence}
+        want = {
+            'mask': seg.labels,
+            'color_mask': color,
+            'overlay': cv2.addWeighted(rgb, 0.6, color, 0.4, 0.0),
+            'confidence': seg.confidence,
+        }
         assert list(msgs) == list(OUTPUTS)
         for name, msg in msgs.items():
             arr = want[name]
@@ -206,6 +223,7 @@ def test_output_messages_bit_identical_with_header_copied():
 def test_publish_sends_mask_first_and_only_wanted_outputs():
     pytest.importorskip('sensor_msgs.msg')
     from vsda_ros.ros.outputs import OutputWriter
+
     sent, locked = [], []
 
     class Pub:
@@ -228,7 +246,11 @@ def test_publish_sends_mask_first_and_only_wanted_outputs():
     pubs = {n: Pub(n) for n in ('mask', 'color_mask', 'overlay', 'confidence')}
     writer = OutputWriter(palette_array([(255, 0, 0)] * 12))
     assert writer.publish(pubs, seg, rgb, _header(), 0.5, lambda n: True, rcl) == [
-        'mask', 'color_mask', 'overlay', 'confidence']
+        'mask',
+        'color_mask',
+        'overlay',
+        'confidence',
+    ]
     assert [n for n, _ in sent] == ['mask', 'color_mask', 'overlay', 'confidence']
     sent.clear()
     calls = []
@@ -240,9 +262,11 @@ def test_publish_sends_mask_first_and_only_wanted_outputs():
         def confidence(self) -> np.ndarray:
             calls.append(1)
             return seg.confidence
+
     lazy = Lazy()
     assert writer.publish(pubs, lazy, rgb, _header(), 0.5, lambda n: n == 'overlay', rcl) == [
-        'overlay']
+        'overlay'
+    ]
     assert not calls  # the confidence is not computed when nobody listens
     expected = cv2.addWeighted(rgb, 0.5, palette_array([(255, 0, 0)] * 12)[seg.labels], 0.5, 0)
     assert bytes(sent[0][1].data) == expected.tobytes()

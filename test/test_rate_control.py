@@ -1,4 +1,5 @@
 """RateController: the keyframe interval follows the observed costs, within bounds, calmly."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,9 @@ import pytest
 from vsda_ros.temporal.rate_control import RateControlConfig, RateController
 
 
-def _run(ctrl: RateController, key: float, nonkey: float, frames: int,
-         background: bool = False) -> list[int]:
+def _run(
+    ctrl: RateController, key: float, nonkey: float, frames: int, background: bool = False
+) -> list[int]:
     """Feed ``frames`` frames at the current interval's schedule; the intervals chosen."""
     out = []
     for i in range(frames):
@@ -30,7 +32,7 @@ def test_off_keeps_the_interval() -> None:
 
 
 def test_interval_follows_cost_up_and_down() -> None:
-    ctrl = _ctrl()                    # budget 100 ms per frame
+    ctrl = _ctrl()  # budget 100 ms per frame
     # key 300, non-key 20: c(N) = (300 + 20(N-1))/N; c(5) = 76 fits, c(4) = 90 fits but not
     # with the 15 % margin (≤ 85): the interval stays at 5
     assert _run(ctrl, 300, 20, 40)[-1] == 5
@@ -45,7 +47,7 @@ def test_interval_follows_cost_up_and_down() -> None:
 
 def test_clamps_to_bounds() -> None:
     ctrl = _ctrl(min_interval=2, max_interval=6)
-    assert _run(ctrl, 50, 10, 30)[-1] == 2            # the key alone fits: min_interval
+    assert _run(ctrl, 50, 10, 30)[-1] == 2  # the key alone fits: min_interval
     intervals = _run(ctrl, 5000, 20, 30)
     assert intervals[-1] == 6 and 'cannot keep up' in ctrl.last.reason
     assert ctrl.last.keeps_up is False
@@ -78,7 +80,7 @@ def test_background_keys_need_the_key_within_the_interval() -> None:
 
 def test_overhead_counts_per_frame() -> None:
     ctrl = _ctrl()
-    ctrl.observe('overhead', 30.0)    # publishing: 70 ms left → (300 + 20(N−1))/N ≤ 70 → N = 6
+    ctrl.observe('overhead', 30.0)  # publishing: 70 ms left → (300 + 20(N−1))/N ≤ 70 → N = 6
     assert _run(ctrl, 300, 20, 40)[-1] == 6
 
 

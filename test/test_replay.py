@@ -4,6 +4,7 @@ A bag written by :func:`write_bag` is replayed — by the CLI in a subprocess, a
 :func:`replay_bag` in this process — and a test node receives the messages as serialized bytes:
 they must be the bag's bytes exactly, in order, at roughly the recorded timing over ``--rate``.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,13 @@ N, FPS = 12, 20.0  # 12 frames at 20 Hz: 0.55 s recorded
 
 def make_bag(out: Path, compression: str = 'none', storage: str = 'mcap') -> Path:
     rng = np.random.default_rng(3)
-    pairs = [(Frame(rng.integers(0, 256, (36, 48, 3), dtype=np.uint8), stamp=50.0 + i / FPS),
-              rng.integers(0, 12, (36, 48), dtype=np.uint8)) for i in range(N)]
+    pairs = [
+        (
+            Frame(rng.integers(0, 256, (36, 48, 3), dtype=np.uint8), stamp=50.0 + i / FPS),
+            rng.integers(0, 12, (36, 48), dtype=np.uint8),
+        )
+        for i in range(N)
+    ]
     write_bag(out, pairs, storage=storage, compression=compression)
     return out
 
@@ -64,9 +70,16 @@ class Receiver:
         self.executor.add_node(self.node)
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.got: dict[str, list[tuple[float, bytes]]] = {t: [] for t in topics}
-        self.subs = [self.node.create_subscription(
-            cls, topic, lambda raw, t=topic: self.got[t].append((time.monotonic(), raw)), qos,
-            raw=True) for topic, cls in topics.items()]
+        self.subs = [
+            self.node.create_subscription(
+                cls,
+                topic,
+                lambda raw, t=topic: self.got[t].append((time.monotonic(), raw)),
+                qos,
+                raw=True,
+            )
+            for topic, cls in topics.items()
+        ]
 
     def spin_until(self, predicate, timeout: float) -> bool:
         return spin_until(self.executor, predicate, timeout, period=0.02)
@@ -96,14 +109,38 @@ def test_cli_replay_is_bit_identical_and_timed(tmp_path: Path, receiver_factory)
     recv = receiver_factory({'/camera/image_raw': Image, '/gt': Image})
     rate = 2.0
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'vsda_ros.apps.replay', str(bag), '--rate', str(rate),
-         '--remap', '/camera/labels:=/gt', '--wait-subscribers', '1', '--start-delay', '2.0',
-         # (the wait covers the image topic only; the delay lets /gt's subscriber match too)
-         '--quiet', '--json', str(tmp_path / 'summary.json')],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            '-m',
+            'vsda_ros.apps.replay',
+            str(bag),
+            '--rate',
+            str(rate),
+            '--remap',
+            '/camera/labels:=/gt',
+            '--wait-subscribers',
+            '1',
+            '--start-delay',
+            '2.0',
+            # (the wait covers the image topic only; the delay lets /gt's subscriber match too)
+            '--quiet',
+            '--json',
+            str(tmp_path / 'summary.json'),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        done = recv.spin_until(lambda: len(recv.got['/camera/image_raw']) >= N
-                               and len(recv.got['/gt']) >= N and proc.poll() is not None, 25)
+        done = recv.spin_until(
+            lambda: (
+                len(recv.got['/camera/image_raw']) >= N
+                and len(recv.got['/gt']) >= N
+                and proc.poll() is not None
+            ),
+            25,
+        )
         out, _ = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
@@ -119,9 +156,12 @@ def test_cli_replay_is_bit_identical_and_timed(tmp_path: Path, receiver_factory)
     assert arrivals[-1] - arrivals[0] >= 0.8 * recorded / rate
     summary = json.loads((tmp_path / 'summary.json').read_text())
     assert summary['published'] == 2 * N and not summary['interrupted']
-    assert summary['topics']['/gt'] == {'bag_topic': '/camera/labels',
-                                        'type': 'sensor_msgs/msg/Image', 'published': N,
-                                        'rate': pytest.approx(summary['topics']['/gt']['rate'])}
+    assert summary['topics']['/gt'] == {
+        'bag_topic': '/camera/labels',
+        'type': 'sensor_msgs/msg/Image',
+        'published': N,
+        'rate': pytest.approx(summary['topics']['/gt']['rate']),
+    }
     assert summary['recorded_duration'] == pytest.approx(recorded, abs=1e-6)
     assert summary['seconds'] >= 0.8 * recorded / rate
     assert 'replayed' in out and '/gt' in out
@@ -136,13 +176,24 @@ def test_replay_bag_restamp_loop_compressed(tmp_path: Path, receiver_factory) ->
     recv = receiver_factory({topic: CompressedImage, '/camera/labels': Image})
     result: dict = {}
     before = time.time()
-    thread = threading.Thread(target=lambda: result.update(replay_bag(
-        bag, rate=4.0, loop=True, max_loops=2, restamp=True, wait_subscribers=1,
-        start_delay=0.3)))
+    thread = threading.Thread(
+        target=lambda: result.update(
+            replay_bag(
+                bag,
+                rate=4.0,
+                loop=True,
+                max_loops=2,
+                restamp=True,
+                wait_subscribers=1,
+                start_delay=0.3,
+            )
+        )
+    )
     thread.start()
     try:
-        done = recv.spin_until(lambda: len(recv.got[topic]) >= 2 * N
-                               and len(recv.got['/camera/labels']) >= 2 * N, 25)
+        done = recv.spin_until(
+            lambda: len(recv.got[topic]) >= 2 * N and len(recv.got['/camera/labels']) >= 2 * N, 25
+        )
     finally:
         thread.join(timeout=15)
     assert done and not thread.is_alive()
@@ -172,8 +223,13 @@ def test_replay_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match='OLD:=NEW'):
         parse_remaps(['/a=/b'])
     assert parse_remaps(['/a:=/b', 'c:=d']) == {'/a': '/b', 'c': 'd'}
-    proc = subprocess.run([sys.executable, '-m', 'vsda_ros.apps.replay', str(bag), '--topics',
-                           '/nope'], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'vsda_ros.apps.replay', str(bag), '--topics', '/nope'],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and '/camera/labels' in proc.stderr
 
 
@@ -182,12 +238,17 @@ def test_ctrl_c_exits_cleanly(tmp_path: Path) -> None:
     import signal
 
     bag = make_bag(tmp_path / 'bag')
-    proc = subprocess.Popen([sys.executable, '-m', 'vsda_ros.apps.replay', str(bag), '--loop',
-                             '--start-delay', '0'], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'vsda_ros.apps.replay', str(bag), '--loop', '--start-delay', '0'],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen: list[str] = []
-    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stdout.read(1), '')),
-                              daemon=True)
+    reader = threading.Thread(
+        target=lambda: seen.extend(iter(lambda: proc.stdout.read(1), '')), daemon=True
+    )
     reader.start()
     try:
         # interrupt once it is publishing (the progress bar counts messages), not after a

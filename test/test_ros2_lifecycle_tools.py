@@ -9,6 +9,7 @@ with it). Skipped, with the reason, without ``VSDA_ROS2_TOOLS`` (see test_ros2_t
 workspace and camera helpers this reuses). Every command, its exit code and its first output
 line are printed (``pytest -s``).
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -62,8 +63,9 @@ class Transcript:
 
     def set(self, transition: str) -> None:
         proc = self.run(f'ros2 lifecycle set {TOOL_ARGS} {NODE} {transition}', retry_s=10.0)
-        assert proc.returncode == 0 and 'Transitioning successful' in proc.stdout, \
+        assert proc.returncode == 0 and 'Transitioning successful' in proc.stdout, (
             f'{transition}: rc={proc.returncode}\n{proc.stdout}{proc.stderr}'
+        )
 
 
 def _no_new_masks(camera: _Camera, seconds: float) -> bool:
@@ -78,9 +80,14 @@ def _no_new_masks(camera: _Camera, seconds: float) -> bool:
 def test_ros2_lifecycle_drives_the_launched_node(tools, workspace, real_data, tmp_path):
     frames = sorted((real_data / 'camvid' / 'val').glob('*.png'))[:4]
     log = tmp_path / 'launch.log'
-    launch = _start_launch(tools, workspace, f'lifecycle:=true namespace:=lc '
-                           f'image_topic:=/lc_cam/image_raw model:={SHIPPED_MODEL} '
-                           f'params_file:={_params_file(tmp_path)}', log)
+    launch = _start_launch(
+        tools,
+        workspace,
+        f'lifecycle:=true namespace:=lc '
+        f'image_topic:=/lc_cam/image_raw model:={SHIPPED_MODEL} '
+        f'params_file:={_params_file(tmp_path)}',
+        log,
+    )
     ros2 = Transcript(tools, workspace)
     camera = None
     try:

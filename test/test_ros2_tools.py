@@ -13,6 +13,7 @@ Launches are started once per scenario group: one with frames flowing that check
 file, namespace and remapping, the outputs and then SIGINT; one for SIGTERM; the fail-early
 cases (missing params file, bad model path, rviz without rviz2, default model without weights).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,16 +31,34 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = os.environ.get('VSDA_ROS2_TOOLS', '')
 #: not copied into the test workspace's src/vsda_ros
-COPY_IGNORE = shutil.ignore_patterns('.venv', '.git', 'build', 'install', 'log', 'out', 'runs',
-                                     'demo_out', '__pycache__', '*.egg-info', '.pytest_cache',
-                                     '.mypy_cache', '.ruff_cache')
+COPY_IGNORE = shutil.ignore_patterns(
+    '.venv',
+    '.git',
+    'build',
+    'install',
+    'log',
+    'out',
+    'runs',
+    'demo_out',
+    '__pycache__',
+    '*.egg-info',
+    '.pytest_cache',
+    '.mypy_cache',
+    '.ruff_cache',
+)
 SHIPPED_MODEL = 'espnetv2-camvid-tsl'  # in the package: starts without any download
-PARAMS = {'strategy': 'per_frame', 'input_size': '240x176', 'keyframe_interval': 7,
-          'overlay_alpha': 0.25, 'backend': 'torch'}
+PARAMS = {
+    'strategy': 'per_frame',
+    'input_size': '240x176',
+    'keyframe_interval': 7,
+    'overlay_alpha': 0.25,
+    'backend': 'torch',
+}
 TRACEBACK = 'Traceback (most recent call last)'
 
 
 # ---- vsda_ros.paths.vsda_command: the command named in messages (no tools needed) ------------
+
 
 def _fake_ament_prefix(tmp_path: Path, with_script: bool = True) -> Path:
     prefix = tmp_path / 'install'
@@ -60,8 +79,7 @@ def test_vsda_command_in_an_ament_install(tmp_path, monkeypatch):
     monkeypatch.setenv('AMENT_PREFIX_PATH', str(prefix))
     monkeypatch.setattr(paths.shutil, 'which', lambda name: None)
     assert paths.ament_install_prefix() == prefix
-    assert paths.vsda_command('fetch espnet-camvid') == \
-        'ros2 run vsda_ros vsda fetch espnet-camvid'
+    assert paths.vsda_command('fetch espnet-camvid') == 'ros2 run vsda_ros vsda fetch espnet-camvid'
     # a sourced workspace whose lib dir is on PATH, or a pip install: plain `vsda`
     monkeypatch.setattr(paths.shutil, 'which', lambda name: f'/somewhere/bin/{name}')
     assert paths.vsda_command('fetch espnet-camvid') == 'vsda fetch espnet-camvid'
@@ -99,15 +117,20 @@ def test_missing_weights_message_names_the_command(tmp_path, monkeypatch):
 
 # ---- the real tools ----------------------------------------------------------------------
 
+
 @pytest.fixture(scope='module')
 def tools() -> Path:
     if not TOOLS:
-        pytest.skip('VSDA_ROS2_TOOLS is not set: run through `make test` (it builds the ROS 2 '
-                    'tools with `make ros2-tools`) or export it')
+        pytest.skip(
+            'VSDA_ROS2_TOOLS is not set: run through `make test` (it builds the ROS 2 '
+            'tools with `make ros2-tools`) or export it'
+        )
     path = Path(TOOLS)
     if not (path / '.complete').is_file():
-        pytest.skip(f'ROS 2 tools not built at VSDA_ROS2_TOOLS={path} (run `make ros2-tools`; '
-                    'it needs ../shared/ros2-src)')
+        pytest.skip(
+            f'ROS 2 tools not built at VSDA_ROS2_TOOLS={path} (run `make ros2-tools`; '
+            'it needs ../shared/ros2-src)'
+        )
     return path
 
 
@@ -115,17 +138,30 @@ def _ros_env(tmp: Path) -> dict[str, str]:
     """A fresh-ROS-install-like environment: this run's network settings, no project venv."""
     env = dict(os.environ)
     assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST' and 'ROS_DOMAIN_ID' in env
-    for name in ('PYTHONPATH', 'VIRTUAL_ENV', 'AMENT_PREFIX_PATH', 'CMAKE_PREFIX_PATH',
-                 'COLCON_PREFIX_PATH', 'PYTHONHOME'):
+    for name in (
+        'PYTHONPATH',
+        'VIRTUAL_ENV',
+        'AMENT_PREFIX_PATH',
+        'CMAKE_PREFIX_PATH',
+        'COLCON_PREFIX_PATH',
+        'PYTHONHOME',
+    ):
         env.pop(name, None)
     # no `vsda` / segmentation_node on PATH (a user's activated venv or ~/.local/bin)
     env['PATH'] = os.pathsep.join(
-        p for p in env.get('PATH', '').split(os.pathsep)
-        if p and not (Path(p) / 'vsda').exists() and not (Path(p) / 'segmentation_node').exists())
+        p
+        for p in env.get('PATH', '').split(os.pathsep)
+        if p and not (Path(p) / 'vsda').exists() and not (Path(p) / 'segmentation_node').exists()
+    )
     (tmp / 'data').mkdir(exist_ok=True)
     (tmp / 'cache').mkdir(exist_ok=True)
-    env.update(VSDA_DATA_DIR=str(tmp / 'data'), VSDA_CACHE_DIR=str(tmp / 'cache'),
-               OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0')
+    env.update(
+        VSDA_DATA_DIR=str(tmp / 'data'),
+        VSDA_CACHE_DIR=str(tmp / 'cache'),
+        OMP_NUM_THREADS='1',
+        PYTHONUNBUFFERED='1',
+        RCUTILS_COLORIZED_OUTPUT='0',
+    )
     return env
 
 
@@ -140,14 +176,23 @@ def _workspace(tools: Path, base: Path, *colcon_args: str) -> Path:
     ws = base / 'ws'
     shutil.copytree(ROOT, ws / 'src' / 'vsda_ros', ignore=COPY_IGNORE, symlinks=True)
     start = time.monotonic()
-    proc = subprocess.run(_shell(tools, None, 'python -m colcon build --event-handlers '
-                                 'console_direct- ' + ' '.join(colcon_args)),
-                          cwd=ws, env=_ros_env(base), capture_output=True, text=True,
-                          timeout=300)
-    print(f'colcon build {" ".join(colcon_args)}: rc={proc.returncode} '
-          f'in {time.monotonic() - start:.1f} s')
-    assert proc.returncode == 0, \
-        f'colcon build failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}'
+    proc = subprocess.run(
+        _shell(
+            tools,
+            None,
+            'python -m colcon build --event-handlers console_direct- ' + ' '.join(colcon_args),
+        ),
+        cwd=ws,
+        env=_ros_env(base),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(
+        f'colcon build {" ".join(colcon_args)}: rc={proc.returncode} '
+        f'in {time.monotonic() - start:.1f} s'
+    )
+    assert proc.returncode == 0, f'colcon build failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}'
     assert 'Unknown distribution option' not in proc.stderr + proc.stdout
     return ws
 
@@ -166,8 +211,14 @@ def symlink_workspace(tools, tmp_path_factory) -> Path:
 
 def _run(tools: Path, ws: Path, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
     start = time.monotonic()
-    proc = subprocess.run(_shell(tools, ws, command), cwd=ws, env=_ros_env(ws.parent),
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        _shell(tools, ws, command),
+        cwd=ws,
+        env=_ros_env(ws.parent),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     print(f'$ {command}\n  rc={proc.returncode} in {time.monotonic() - start:.1f} s')
     return proc
 
@@ -179,10 +230,12 @@ def _node_pids(ws: Path) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / 'cmdline').read_bytes().replace(b'\0', b' ').decode(
-                errors='replace')
-            state = next(line for line in (entry / 'status').read_text().splitlines()
-                         if line.startswith('State:'))
+            cmdline = (entry / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
+            state = next(
+                line
+                for line in (entry / 'status').read_text().splitlines()
+                if line.startswith('State:')
+            )
         except (OSError, StopIteration):
             continue
         if 'segmentation_node' in cmdline and str(ws) in cmdline and 'zombie' not in state:
@@ -211,8 +264,10 @@ def test_symlink_install_links_the_sources(symlink_workspace):
     share = symlink_workspace / 'install' / 'vsda_ros' / 'share' / 'vsda_ros'
     launch_file = share / 'launch' / 'segment.launch.py'
     assert launch_file.is_symlink()
-    assert launch_file.resolve() == (symlink_workspace / 'src' / 'vsda_ros' / 'launch'
-                                     / 'segment.launch.py').resolve()
+    assert (
+        launch_file.resolve()
+        == (symlink_workspace / 'src' / 'vsda_ros' / 'launch' / 'segment.launch.py').resolve()
+    )
     assert (share / 'config' / 'segment.yaml').is_file()
     assert (symlink_workspace / 'install' / 'vsda_ros' / 'lib' / 'vsda_ros' / 'vsda').is_file()
 
@@ -229,6 +284,7 @@ def test_copy_install_has_scripts_config_and_shipped_model(tools, workspace):
 
 # ---- fail before anything starts -----------------------------------------------------------
 
+
 def _assert_fails_early(proc: subprocess.CompletedProcess, expected: str) -> None:
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, f'rc={proc.returncode}\n{output}'
@@ -239,12 +295,17 @@ def _assert_fails_early(proc: subprocess.CompletedProcess, expected: str) -> Non
 
 
 @pytest.mark.ros
-@pytest.mark.parametrize('argument, expected', [
-    ('params_file:=/nonexistent/segment.yaml', 'params_file:=/nonexistent/segment.yaml: no such '
-                                               'file'),
-    ('model:=/nonexistent/model.pt', 'model:=/nonexistent/model.pt: no such checkpoint'),
-    ('rviz:=true', 'rviz:=true but rviz2 is not installed'),
-])
+@pytest.mark.parametrize(
+    'argument, expected',
+    [
+        (
+            'params_file:=/nonexistent/segment.yaml',
+            'params_file:=/nonexistent/segment.yaml: no such file',
+        ),
+        ('model:=/nonexistent/model.pt', 'model:=/nonexistent/model.pt: no such checkpoint'),
+        ('rviz:=true', 'rviz:=true but rviz2 is not installed'),
+    ],
+)
 def test_launch_fails_before_starting_anything(tools, symlink_workspace, argument, expected):
     proc = _run(tools, symlink_workspace, f'ros2 launch vsda_ros segment.launch.py {argument}')
     _assert_fails_early(proc, expected)
@@ -254,8 +315,7 @@ def test_launch_fails_before_starting_anything(tools, symlink_workspace, argumen
 def test_default_model_without_weights_names_the_ros2_run_fetch(tools, symlink_workspace):
     """The default launch on a fresh install: the FATAL names the command that works there."""
     try:
-        proc = _run(tools, symlink_workspace, 'ros2 launch vsda_ros segment.launch.py',
-                    timeout=150)
+        proc = _run(tools, symlink_workspace, 'ros2 launch vsda_ros segment.launch.py', timeout=150)
     finally:
         _kill_nodes(symlink_workspace)
     output = proc.stdout + proc.stderr
@@ -265,6 +325,7 @@ def test_default_model_without_weights_names_the_ros2_run_fetch(tools, symlink_w
 
 
 # ---- a launch with frames flowing -----------------------------------------------------------
+
 
 class _Camera:
     """Publishes real CamVid frames (bgr8, sensor-data QoS) and records the node's outputs."""
@@ -286,8 +347,9 @@ class _Camera:
         self.sent: dict[tuple[int, int], tuple[int, int]] = {}  # stamp -> (height, width)
         self.received: dict[str, list] = {'mask': [], 'color_mask': []}
         for name in self.received:
-            self.node.create_subscription(Image, f'/{namespace}/{name}',
-                                          lambda msg, n=name: self.received[n].append(msg), 10)
+            self.node.create_subscription(
+                Image, f'/{namespace}/{name}', lambda msg, n=name: self.received[n].append(msg), 10
+            )
         self.mask_topic = f'/{namespace}/mask'
         self._stop = threading.Event()
         self._count = 0
@@ -329,8 +391,13 @@ class _Camera:
 def _start_launch(tools: Path, ws: Path, arguments: str, log: Path) -> subprocess.Popen:
     command = f'ros2 launch vsda_ros segment.launch.py {arguments}'
     print(f'$ {command}')
-    return subprocess.Popen(_shell(tools, ws, command), cwd=ws, env=_ros_env(ws.parent),
-                            stdout=log.open('w'), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        _shell(tools, ws, command),
+        cwd=ws,
+        env=_ros_env(ws.parent),
+        stdout=log.open('w'),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _params_file(tmp: Path) -> Path:
@@ -361,14 +428,20 @@ def test_launch_namespace_remap_params_outputs_and_sigint(tools, workspace, fram
     """params_file, namespace and image_topic reach the node; masks come out at the input size
     with the input header; SIGINT with frames flowing ends everything cleanly."""
     log = tmp_path / 'launch.log'
-    launch = _start_launch(tools, workspace, f'namespace:=front image_topic:=/cam/image_raw '
-                           f'params_file:={_params_file(tmp_path)} model:={SHIPPED_MODEL}', log)
+    launch = _start_launch(
+        tools,
+        workspace,
+        f'namespace:=front image_topic:=/cam/image_raw '
+        f'params_file:={_params_file(tmp_path)} model:={SHIPPED_MODEL}',
+        log,
+    )
     camera = None
     try:
         camera = _Camera(frames, '/cam/image_raw', 'front')
         camera.wait_masks(2, timeout=90, launch=launch)
-        assert len(camera.received['mask']) >= 2, f'no masks (rc={launch.poll()}):\n' \
-                                                  f'{log.read_text()[-4000:]}'
+        assert len(camera.received['mask']) >= 2, (
+            f'no masks (rc={launch.poll()}):\n{log.read_text()[-4000:]}'
+        )
         for mask in camera.received['mask']:
             stamp = (mask.header.stamp.sec, mask.header.stamp.nanosec)
             assert stamp in camera.sent, f'mask stamp {stamp} is not an input stamp'
@@ -376,8 +449,9 @@ def test_launch_namespace_remap_params_outputs_and_sigint(tools, workspace, fram
             assert mask.header.frame_id == 'camvid_camera' and mask.encoding == 'mono8'
         assert camera.received['color_mask'], 'no color_mask'
 
-        dump = _run(tools, workspace, 'ros2 param dump --no-daemon --timeout 10 '
-                    '/front/segmentation_node')
+        dump = _run(
+            tools, workspace, 'ros2 param dump --no-daemon --timeout 10 /front/segmentation_node'
+        )
         assert dump.returncode == 0, dump.stdout + dump.stderr
         values = yaml.safe_load(dump.stdout)['/front/segmentation_node']['ros__parameters']
         for name, value in PARAMS.items():
@@ -406,18 +480,24 @@ def test_sigterm_with_frames_flowing_leaves_no_node(tools, workspace, frames, tm
     notice that its parent died and exit by itself.
     """
     log = tmp_path / 'launch.log'
-    launch = _start_launch(tools, workspace, f'image_topic:=/cam2/image_raw namespace:=rear '
-                           f'params_file:={_params_file(tmp_path)} model:={SHIPPED_MODEL}', log)
+    launch = _start_launch(
+        tools,
+        workspace,
+        f'image_topic:=/cam2/image_raw namespace:=rear '
+        f'params_file:={_params_file(tmp_path)} model:={SHIPPED_MODEL}',
+        log,
+    )
     camera = None
     try:
         camera = _Camera(frames, '/cam2/image_raw', 'rear')
         camera.wait_masks(1, timeout=90, launch=launch)
-        assert camera.received['mask'], \
-            f'no masks (rc={launch.poll()}):\n{log.read_text()[-4000:]}'
+        assert camera.received['mask'], f'no masks (rc={launch.poll()}):\n{log.read_text()[-4000:]}'
         rc, output, left = _stop(launch, signal.SIGTERM, log, workspace)
         print(f'SIGTERM: ros2 launch rc={rc}, segmentation_node left after 10 s: {left}')
-        assert not left, (f'segmentation_node (pids {left}) still running 10 s after SIGTERM to '
-                          f'ros2 launch (rc={rc})')
+        assert not left, (
+            f'segmentation_node (pids {left}) still running 10 s after SIGTERM to '
+            f'ros2 launch (rc={rc})'
+        )
         assert rc in (0, 143, -signal.SIGTERM), f'rc={rc}\n{output}'
         assert TRACEBACK not in output, output
     finally:

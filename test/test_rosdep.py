@@ -8,6 +8,7 @@ the Kilted distribution releases that package; a system key when ``base.yaml``/`
 give it a rule for ``ubuntu`` usable on ``noble``. What has no rule is pip-installed from
 ``requirements-ros.txt`` (docs/install.md); ``test_package_deps.py`` checks that split.
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -36,8 +37,10 @@ def package_keys() -> dict[str, str]:
 def _database() -> tuple[dict, frozenset[str]]:
     """(system rules of base.yaml + python.yaml, the ROS packages Kilted releases)."""
     if not ROSDEP.is_dir():
-        pytest.skip(f'rosdep database snapshot not found at {ROSDEP} (../shared/ros2-src/rosdep '
-                    'next to the repository)')
+        pytest.skip(
+            f'rosdep database snapshot not found at {ROSDEP} (../shared/ros2-src/rosdep '
+            'next to the repository)'
+        )
     rules: dict = {}
     for name in ('base.yaml', 'python.yaml'):
         rules.update(yaml.safe_load((ROSDEP / name).read_text()))
@@ -62,7 +65,8 @@ def _installer_rule_usable(rule) -> bool:
         installers = set(rule) & INSTALLERS
         return bool(installers) and all(
             isinstance(rule[i], dict) and 'packages' in rule[i] or isinstance(rule[i], list)
-            for i in installers)
+            for i in installers
+        )
     return False
 
 
@@ -114,4 +118,5 @@ def test_every_package_xml_key_resolves_on_kilted_noble():
     assert not unresolved, (
         f'package.xml keys with no rosdep rule for ROS 2 Kilted on Ubuntu {CODENAME} '
         f'({ROSDEP}): {unresolved}; `rosdep install` fails on them. Declare a key from the '
-        'database, or pin the PyPI package in requirements-ros.txt (docs/install.md)')
+        'database, or pin the PyPI package in requirements-ros.txt (docs/install.md)'
+    )

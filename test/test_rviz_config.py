@@ -1,4 +1,5 @@
 """The generated RViz layout shows the topics the launch really uses (no rclpy, no rviz2)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,35 +19,43 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _topics(text: str) -> dict[str, str]:
     layout = yaml.safe_load(text)
-    return {d['Name']: d['Topic']['Value']
-            for d in layout['Visualization Manager']['Displays']}
+    return {d['Name']: d['Topic']['Value'] for d in layout['Visualization Manager']['Displays']}
 
 
-@pytest.mark.parametrize('image_topic, namespace, camera, outputs', [
-    ('image', '', '/image', '/'),
-    ('image', 'front', '/front/image', '/front/'),
-    ('image', '/front', '/front/image', '/front/'),
-    ('image', '/front/', '/front/image', '/front/'),
-    ('image', 'robot/front', '/robot/front/image', '/robot/front/'),
-    ('/camera/image_raw', '', '/camera/image_raw', '/'),
-    ('/camera/image_raw', 'front', '/camera/image_raw', '/front/'),
-    ('camera/image_raw', '/front', '/front/camera/image_raw', '/front/'),
-    ('~/image', 'front', '/front/segmentation_node/image', '/front/'),
-])
+@pytest.mark.parametrize(
+    'image_topic, namespace, camera, outputs',
+    [
+        ('image', '', '/image', '/'),
+        ('image', 'front', '/front/image', '/front/'),
+        ('image', '/front', '/front/image', '/front/'),
+        ('image', '/front/', '/front/image', '/front/'),
+        ('image', 'robot/front', '/robot/front/image', '/robot/front/'),
+        ('/camera/image_raw', '', '/camera/image_raw', '/'),
+        ('/camera/image_raw', 'front', '/camera/image_raw', '/front/'),
+        ('camera/image_raw', '/front', '/front/camera/image_raw', '/front/'),
+        ('~/image', 'front', '/front/segmentation_node/image', '/front/'),
+    ],
+)
 def test_displays_follow_image_topic_and_namespace(image_topic, namespace, camera, outputs):
     topics = _topics(rviz_config(image_topic, namespace))
-    assert topics == {'Camera image': camera, 'Color mask': outputs + 'color_mask',
-                      'Overlay': outputs + 'overlay'}
+    assert topics == {
+        'Camera image': camera,
+        'Color mask': outputs + 'color_mask',
+        'Overlay': outputs + 'overlay',
+    }
 
 
-@pytest.mark.parametrize('namespace, expected', [
-    ('', '/'), ('/', '/'), ('front', '/front'), ('/front/', '/front'), (' a/b ', '/a/b')])
+@pytest.mark.parametrize(
+    'namespace, expected',
+    [('', '/'), ('/', '/'), ('front', '/front'), ('/front/', '/front'), (' a/b ', '/a/b')],
+)
 def test_normalize_namespace(namespace, expected):
     assert normalize_namespace(namespace) == expected
 
 
-@pytest.mark.parametrize('name, namespace', [('', ''), ('/', 'front'), ('a b', ''),
-                                             ('image', 'a//b'), ('image', '~')])
+@pytest.mark.parametrize(
+    'name, namespace', [('', ''), ('/', 'front'), ('a b', ''), ('image', 'a//b'), ('image', '~')]
+)
 def test_bad_names_raise(name, namespace):
     with pytest.raises(ValueError):
         resolve_topic(name, namespace)
@@ -61,10 +70,11 @@ def test_image_only_layout_needs_no_tf():
 
 
 def test_camera_display_subscribes_best_effort_outputs_reliable():
-    qos = {d['Name']: d['Topic']['Reliability Policy']
-           for d in rviz_layout()['Visualization Manager']['Displays']}
-    assert qos == {'Camera image': 'Best Effort', 'Color mask': 'Reliable',
-                   'Overlay': 'Reliable'}
+    qos = {
+        d['Name']: d['Topic']['Reliability Policy']
+        for d in rviz_layout()['Visualization Manager']['Displays']
+    }
+    assert qos == {'Camera image': 'Best Effort', 'Color mask': 'Reliable', 'Overlay': 'Reliable'}
 
 
 def test_packaged_layout_is_the_generated_default():

@@ -4,6 +4,7 @@ What defines each strategy: per_frame equals the Segmenter; an untrained fusion 
 per_frame bit for bit; keyframe runs the network on keyframes only (and equals per_frame there),
 propagates in between, follows a live interval change, and resets on stream breaks.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,6 +21,7 @@ from vsda_ros.temporal.strategy import StrategyConfig
 def segmenter(real_data):
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.models.zoo import load_model
+
     torch.set_num_threads(2)
     model = load_model('espnet-camvid', download=False, progress=False)
     return Segmenter(model, SegmenterConfig(input_size=(240, 180)))
@@ -51,8 +53,11 @@ def test_trained_fusion_uses_the_previous_frame(segmenter, clip):
     block = make_module('fusion', num_classes=segmenter.meta.num_classes)
     with torch.no_grad():  # weight the aligned previous scores: output must now depend on them
         w = block.fuse.weight if hasattr(block, 'fuse') else None
-        conv = w if w is not None else [m for m in block.modules()
-                                        if isinstance(m, torch.nn.Conv2d)][-1].weight
+        conv = (
+            w
+            if w is not None
+            else [m for m in block.modules() if isinstance(m, torch.nn.Conv2d)][-1].weight
+        )
         c = segmenter.meta.num_classes
         conv[:, c:] += 0.5 * torch.eye(c).view(c, c, 1, 1)
     s = build_strategy('fusion', segmenter, modules=TemporalModules(fusion=block))
@@ -81,8 +86,7 @@ def test_keyframe_schedule_and_keyframes_equal_per_frame(segmenter, clip):
 
 
 def test_stream_break_resets_the_buffer(segmenter, clip):
-    s = build_strategy('keyframe', segmenter, StrategyConfig(keyframe_interval=10,
-                                                             max_gap_s=0.5))
+    s = build_strategy('keyframe', segmenter, StrategyConfig(keyframe_interval=10, max_gap_s=0.5))
     assert s.step(clip[0], 0.0).keyframe
     assert not s.step(clip[1], 0.1).keyframe
     seg = s.step(clip[2], 5.0)  # jump
@@ -113,8 +117,12 @@ def test_unknown_strategy_and_bad_config():
 
 def test_modules_round_trip_through_a_checkpoint(tmp_path, segmenter):
     from vsda_ros.models.checkpoint import save_checkpoint
-    mods = TemporalModules(fusion=make_module('fusion', num_classes=11),
-                           dmnet=make_module('dmnet'), cfnet=make_module('cfnet', out_ch=11))
+
+    mods = TemporalModules(
+        fusion=make_module('fusion', num_classes=11),
+        dmnet=make_module('dmnet'),
+        cfnet=make_module('cfnet', out_ch=11),
+    )
     path = save_checkpoint(segmenter.model, tmp_path / 'm.pt', extra=mods.to_extra())
     back = TemporalModules.from_checkpoint(path)
     assert back.loaded() == ['fusion', 'dmnet', 'cfnet']
@@ -130,6 +138,7 @@ def test_corrected_propagation_is_warp_dmnet_cfnet_fcm_then_the_head(segmenter, 
 
     from vsda_ros.temporal.correction import fcm
     from vsda_ros.temporal.flow import DISFlow, flow_to_tensor, warp
+
     torch.manual_seed(0)
     with torch.inference_mode():
         c = segmenter.model.forward_features(torch.zeros(1, 3, 32, 32)).shape[1]
@@ -141,10 +150,14 @@ def test_corrected_propagation_is_warp_dmnet_cfnet_fcm_then_the_head(segmenter, 
                 m.running_mean.normal_(0, 0.3)
                 m.running_var.uniform_(0.5, 1.5)
     torch.nn.init.normal_(cf.head.weight, std=0.5)
-    dm.b.data.fill_(0.0)                      # D ≥ 0.5: the correction carries real weight
+    dm.b.data.fill_(0.0)  # D ≥ 0.5: the correction carries real weight
     dm.eval(), cf.eval()
-    strategy = build_strategy('keyframe', segmenter, StrategyConfig(keyframe_interval=5),
-                              TemporalModules(dmnet=dm, cfnet=cf))
+    strategy = build_strategy(
+        'keyframe',
+        segmenter,
+        StrategyConfig(keyframe_interval=5),
+        TemporalModules(dmnet=dm, cfnet=cf),
+    )
     key = strategy.step(clip[0], stamp=0.0)
     seg = strategy.step(clip[1], stamp=1 / 15)
     assert key.keyframe and not seg.keyframe and seg.distortion is not None
@@ -158,6 +171,7 @@ def test_corrected_propagation_is_warp_dmnet_cfnet_fcm_then_the_head(segmenter, 
         def small(x):
             im = x[0].permute(1, 2, 0).mul(255).round().clamp(0, 255).byte().numpy()
             return cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
+
         s0, s1 = small(x0), small(x1)
         flow = flow_to_tensor(DISFlow(strategy.config.flow_preset)(s0, s1))
         t0, t1 = (torch.from_numpy(s).permute(2, 0, 1)[None].float() / 255 for s in (s0, s1))
@@ -169,5 +183,5 @@ def test_corrected_propagation_is_warp_dmnet_cfnet_fcm_then_the_head(segmenter, 
     ref_labels, _ = segmenter.postprocess(labels, clip[1].shape[:2])
     plain_labels, _ = segmenter.postprocess(plain, clip[1].shape[:2])
     assert abs(seg.distortion - float(d.mean())) < 1e-5
-    assert (seg.labels == ref_labels).mean() > 0.999          # float rounding of the folded BN
-    assert (seg.labels != plain_labels).mean() > 0.001        # and the correction did something
+    assert (seg.labels == ref_labels).mean() > 0.999  # float rounding of the folded BN
+    assert (seg.labels != plain_labels).mean() > 0.001  # and the correction did something

@@ -1,4 +1,5 @@
 """StreamGuard: when a camera stream's temporal buffer must be reset."""
+
 from vsda_ros.temporal.stream import StreamGuard
 
 

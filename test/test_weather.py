@@ -3,6 +3,7 @@
 Core tests use synthetic frames so they always run; one test also checks a real CamVid frame
 (skipped without ``VSDA_DATA_DIR``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,6 +57,7 @@ def scene() -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # spec and parsing
 
+
 def test_kinds_and_spec_text():
     assert WEATHER_KINDS == ('fog', 'rain', 'snow', 'night', 'glare', 'noise')
     assert str(WeatherSpec('fog', 0.6)) == 'fog:0.6'
@@ -76,20 +78,26 @@ def test_parse_weather_accepts():
     assert parse_weather('glare:1') == WeatherSpec('glare', 1.0)
     for text in ('clean', 'none', ' CLEAN ', 'None'):
         assert parse_weather(text) is None
-    assert parse_weather_list('clean,fog:0.6,snow') == [None, WeatherSpec('fog', 0.6),
-                                                        WeatherSpec('snow', 0.6)]
+    assert parse_weather_list('clean,fog:0.6,snow') == [
+        None,
+        WeatherSpec('fog', 0.6),
+        WeatherSpec('snow', 0.6),
+    ]
 
 
-@pytest.mark.parametrize('text, message', [
-    ('fog:abc', 'not a number'),
-    ('fog:1.5', 'outside [0, 1]'),
-    ('fog:-0.1', 'outside [0, 1]'),
-    ('fog:nan', 'outside [0, 1]'),
-    ('fog:', 'not a number'),
-    ('hail:0.3', "unknown weather kind 'hail'"),
-    ('', 'empty weather'),
-    ('clean:0.5', 'takes no intensity'),
-])
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        ('fog:abc', 'not a number'),
+        ('fog:1.5', 'outside [0, 1]'),
+        ('fog:-0.1', 'outside [0, 1]'),
+        ('fog:nan', 'outside [0, 1]'),
+        ('fog:', 'not a number'),
+        ('hail:0.3', "unknown weather kind 'hail'"),
+        ('', 'empty weather'),
+        ('clean:0.5', 'takes no intensity'),
+    ],
+)
 def test_parse_weather_rejects(text, message):
     with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]')):
         parse_weather(text)
@@ -111,6 +119,7 @@ def test_unknown_kind_message_lists_kinds():
 # ---------------------------------------------------------------------------------------------
 # single frames
 
+
 @pytest.mark.parametrize('kind', WEATHER_KINDS)
 def test_intensity_zero_is_exact_copy(kind, scene):
     out = apply_weather(scene, WeatherSpec(kind, 0.0), seed=3)
@@ -127,7 +136,7 @@ def test_intensity_zero_is_exact_copy(kind, scene):
 def test_output_shape_dtype_and_input_untouched(kind, scene):
     original = scene.copy()
     readonly = scene.copy()
-    readonly.setflags(write=False)                   # any in-place write would raise
+    readonly.setflags(write=False)  # any in-place write would raise
     out = apply_weather(readonly, WeatherSpec(kind, 0.7), seed=1)
     assert out.shape == scene.shape and out.dtype == np.uint8
     assert not np.shares_memory(out, readonly)
@@ -141,9 +150,16 @@ def test_output_shape_dtype_and_input_untouched(kind, scene):
     assert np.array_equal(scene, original)
 
 
-@pytest.mark.parametrize('bad', [
-    np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8, 3), np.float32),
-    np.zeros((0, 8, 3), np.uint8), [[0, 0, 0]]])
+@pytest.mark.parametrize(
+    'bad',
+    [
+        np.zeros((8, 8), np.uint8),
+        np.zeros((8, 8, 4), np.uint8),
+        np.zeros((8, 8, 3), np.float32),
+        np.zeros((0, 8, 3), np.uint8),
+        [[0, 0, 0]],
+    ],
+)
 def test_bad_images_raise(bad):
     with pytest.raises(ValueError, match='image must be'):
         apply_weather(bad, WeatherSpec('fog', 0.5))
@@ -173,8 +189,7 @@ def test_deterministic_per_seed(kind, scene):
 @pytest.mark.parametrize('kind', WEATHER_KINDS)
 @pytest.mark.parametrize('seed', [0, 1])
 def test_stronger_intensity_degrades_more(kind, seed, scene):
-    d = [mad(apply_weather(scene, WeatherSpec(kind, x), seed=seed), scene)
-         for x in (0.3, 0.6, 0.9)]
+    d = [mad(apply_weather(scene, WeatherSpec(kind, x), seed=seed), scene) for x in (0.3, 0.6, 0.9)]
     assert d[0] > 1.0, (kind, d)
     assert d[0] < d[1] < d[2], (kind, d)
 
@@ -201,15 +216,15 @@ def test_fog_uses_given_depth():
     img = textured()
     h, w = img.shape[:2]
     depth = np.full((h, w), 300.0, np.float32)
-    depth[:, : w // 2] = 2.0                                     # left half near
+    depth[:, : w // 2] = 2.0  # left half near
     left, right = (slice(None), slice(0, w // 2)), (slice(None), slice(w // 2, w))
-    for d in (depth, depth / 300.0, depth[::2, ::2]):             # metres, relative, resized
+    for d in (depth, depth / 300.0, depth[::2, ::2]):  # metres, relative, resized
         out = apply_weather(img, WeatherSpec('fog', 0.6), seed=0, depth=d)
         c_left = out[left].astype(np.float32).mean(axis=2).std()
         c_right = out[right].astype(np.float32).mean(axis=2).std()
         assert c_right < 0.3 * c_left, (c_left, c_right)
     sky = depth.copy()
-    sky[:, w // 2:] = np.inf                                      # no return = far
+    sky[:, w // 2 :] = np.inf  # no return = far
     out = apply_weather(img, WeatherSpec('fog', 0.6), seed=0, depth=sky)
     assert out[right].astype(np.float32).mean(axis=2).std() < 5
 
@@ -217,25 +232,27 @@ def test_fog_uses_given_depth():
 def test_depth_helpers():
     col = ground_plane_depth(90, 120, horizon=0.45)
     assert col.shape == (90, 1) and col.dtype == np.float32
-    assert col[0, 0] > col[40, 0] > col[60, 0] > col[-1, 0] > 0     # far at top, near at bottom
+    assert col[0, 0] > col[40, 0] > col[60, 0] > col[-1, 0] > 0  # far at top, near at bottom
     assert col[-1, 0] < 10
     d = metric_depth(np.array([[0.5, 0.0], [np.nan, 1.0]]), 2, 2)
     assert d[0, 0] == pytest.approx(500.0) and d[0, 1] == d[1, 0] == 1000.0
 
 
 def test_night_darkens_and_shifts_to_blue(scene):
-    means = [apply_weather(scene, WeatherSpec('night', x), seed=0).astype(np.float32).mean()
-             for x in (0.3, 0.6, 0.9)]
+    means = [
+        apply_weather(scene, WeatherSpec('night', x), seed=0).astype(np.float32).mean()
+        for x in (0.3, 0.6, 0.9)
+    ]
     assert scene.mean() > means[0] > means[1] > means[2]
     assert means[2] < 0.65 * scene.mean()
     grey = np.full((90, 120, 3), 140, np.uint8)
     for seed in range(3):
         seq = WeatherSequence(WeatherSpec('night', 0.6), seed=seed, temporal=False)
         out = seq(grey).astype(np.float32)
-        lamps = seq.params['light_positions'][:seq.params['light_count']]
+        lamps = seq.params['light_positions'][: seq.params['light_count']]
         yy, xx = np.mgrid[0:90, 0:120]
         dist = np.min([np.hypot(xx - x * 120, yy - y * 90) for x, y in lamps], axis=0)
-        unlit = dist > 0.4 * 90                                # away from the (warm) lamps
+        unlit = dist > 0.4 * 90  # away from the (warm) lamps
         assert unlit.sum() > 100
         blue_minus_red = (out[..., 2] - out[..., 0])[unlit]
         assert np.median(blue_minus_red) > 4, seed
@@ -266,8 +283,10 @@ def spot_fraction(img: np.ndarray) -> float:
 def test_rain_and_snow_add_bright_structures():
     flat = np.full((120, 160, 3), 60, np.uint8)
     for kind in ('rain', 'snow'):
-        cover = [spot_fraction(apply_weather(flat, WeatherSpec(kind, x), seed=0))
-                 for x in (0.3, 0.6, 0.9)]
+        cover = [
+            spot_fraction(apply_weather(flat, WeatherSpec(kind, x), seed=0))
+            for x in (0.3, 0.6, 0.9)
+        ]
         assert 0.02 < cover[0] < cover[1] < cover[2] < 0.7, (kind, cover)
     assert spot_fraction(apply_weather(flat, WeatherSpec('fog', 0.9), seed=0)) < 0.01
 
@@ -285,6 +304,7 @@ def test_noise_is_zero_mean_and_scales():
 # ---------------------------------------------------------------------------------------------
 # sequences
 
+
 def run(spec: WeatherSpec, frames: list[np.ndarray], temporal: bool, seed: int = 0):
     seq = WeatherSequence(spec, seed=seed, temporal=temporal)
     outs, params = [], []
@@ -299,8 +319,13 @@ def mean_step(params: list[dict], key: str) -> float:
     return float(np.mean([np.abs(b - a).mean() for a, b in zip(vals, vals[1:], strict=False)]))
 
 
-STATE_KEYS = {'fog': 'patch_offset', 'glare': 'center', 'night': 'light_positions',
-              'rain': 'angle', 'snow': 'wind'}
+STATE_KEYS = {
+    'fog': 'patch_offset',
+    'glare': 'center',
+    'night': 'light_positions',
+    'rain': 'angle',
+    'snow': 'wind',
+}
 
 
 @pytest.mark.parametrize('kind', WEATHER_KINDS)
@@ -336,7 +361,7 @@ def test_precipitation_falls_consistently(kind):
     for a, b in zip(params, params[1:], strict=False):
         dy = b['positions'][:, 1] - a['positions'][:, 1]
         dx = b['positions'][:, 0] - a['positions'][:, 0]
-        falling = (dy > 0) & (dy < 0.2)                      # wrap-around at the bottom excluded
+        falling = (dy > 0) & (dy < 0.2)  # wrap-around at the bottom excluded
         assert falling.mean() > 0.8
         assert np.median(np.abs(dx[falling])) < 0.05
     _, iid = run(WeatherSpec(kind, 0.6), [make_scene(48, 64)] * 2, temporal=False)
@@ -399,18 +424,28 @@ def test_intensity_walk_bounded_and_mean_reverting():
 # ---------------------------------------------------------------------------------------------
 # previews and the command line
 
+
 def test_render_grid_and_sequence(tmp_path):
     import cv2
 
     from vsda_ros.weather.preview import render_grid, render_sequence
 
     img = make_scene(48, 64)
-    out = render_grid(img, tmp_path / 'sub' / 'grid.png', intensities=(0.5, 0.9),
-                      kinds=('fog', 'night'), cell_width=64)
+    out = render_grid(
+        img,
+        tmp_path / 'sub' / 'grid.png',
+        intensities=(0.5, 0.9),
+        kinds=('fog', 'night'),
+        cell_width=64,
+    )
     grid = cv2.imread(str(out))
     assert grid is not None and grid.shape[1] > 3 * 64 and grid.shape[0] > 2 * 48
-    out = render_sequence([make_scene(48, 64, s) for s in range(3)], WeatherSpec('fog', 0.6),
-                          tmp_path / 'seq.png', cell_width=64)
+    out = render_sequence(
+        [make_scene(48, 64, s) for s in range(3)],
+        WeatherSpec('fog', 0.6),
+        tmp_path / 'seq.png',
+        cell_width=64,
+    )
     strip = cv2.imread(str(out))
     assert strip is not None and strip.shape[1] > 3 * 64
     with pytest.raises(ValueError):
@@ -435,25 +470,64 @@ def test_cli_preview(tmp_path, capsys):
     for i in range(3):
         cv2.imwrite(str(frames / f'f_{i:03d}.png'), make_scene(48, 64, i)[..., ::-1])
     parser = _parser()
-    args = parser.parse_args(['weather', 'preview', '--image', str(frames / 'f_000.png'),
-                              '--out', str(tmp_path / 'g.png'), '--size', '64x48',
-                              '--kinds', 'rain,snow', '--intensities', '0.5',
-                              '--cell-width', '64'])
+    args = parser.parse_args(
+        [
+            'weather',
+            'preview',
+            '--image',
+            str(frames / 'f_000.png'),
+            '--out',
+            str(tmp_path / 'g.png'),
+            '--size',
+            '64x48',
+            '--kinds',
+            'rain,snow',
+            '--intensities',
+            '0.5',
+            '--cell-width',
+            '64',
+        ]
+    )
     assert args.func(args) == 0 and (tmp_path / 'g.png').is_file()
-    args = parser.parse_args(['weather', 'preview', '--sequence', str(frames), '--spec',
-                              'glare:0.7', '--frames', '2', '--out', str(tmp_path / 's.png'),
-                              '--cell-width', '64', '--size', ''])
+    args = parser.parse_args(
+        [
+            'weather',
+            'preview',
+            '--sequence',
+            str(frames),
+            '--spec',
+            'glare:0.7',
+            '--frames',
+            '2',
+            '--out',
+            str(tmp_path / 's.png'),
+            '--cell-width',
+            '64',
+            '--size',
+            '',
+        ]
+    )
     assert args.func(args) == 0 and (tmp_path / 's.png').is_file()
     assert 'wrote' in capsys.readouterr().out
-    bad = parser.parse_args(['weather', 'preview', '--sequence', str(frames), '--spec',
-                             'fog:abc', '--out', str(tmp_path / 'z.png')])
+    bad = parser.parse_args(
+        [
+            'weather',
+            'preview',
+            '--sequence',
+            str(frames),
+            '--spec',
+            'fog:abc',
+            '--out',
+            str(tmp_path / 'z.png'),
+        ]
+    )
     with pytest.raises(ValueError, match='not a number'):
         bad.func(bad)
     missing = parser.parse_args(['weather', 'preview', '--image', str(tmp_path / 'no.png')])
     with pytest.raises(FileNotFoundError):
         missing.func(missing)
     with pytest.raises(SystemExit):
-        parser.parse_args(['weather', 'preview'])                 # --image or --sequence needed
+        parser.parse_args(['weather', 'preview'])  # --image or --sequence needed
     capsys.readouterr()
     with pytest.raises(SystemExit):
         parser.parse_args(['weather', 'preview', '--help'])
@@ -462,6 +536,7 @@ def test_cli_preview(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------------
 # a real frame
+
 
 @pytest.mark.data
 def test_real_camvid_frame(real_data):

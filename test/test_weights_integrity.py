@@ -1,5 +1,6 @@
 """Zoo weights found in ``VSDA_DATA_DIR`` or the cache are sha256-checked before they load —
 once per file version (memoised in the process, recorded under ``VSDA_CACHE_DIR``)."""
+
 from __future__ import annotations
 
 import json
@@ -73,10 +74,13 @@ def test_good_weights_load_and_are_hashed_once(layout):
     record = json.loads((layout['cache'] / fetch.DIGEST_FILE).read_text())
     st = path.stat()
     assert record[os.path.realpath(path)] == {
-        'size': st.st_size, 'mtime_ns': st.st_mtime_ns, 'sha256': ENTRY.sha256}
-    load_model(ENTRY.name, download=False, progress=False)      # the memo
+        'size': st.st_size,
+        'mtime_ns': st.st_mtime_ns,
+        'sha256': ENTRY.sha256,
+    }
+    load_model(ENTRY.name, download=False, progress=False)  # the memo
     assert len(layout['hashed']) == 1
-    fetch._DIGESTS.clear()                                       # a restart: the JSON record
+    fetch._DIGESTS.clear()  # a restart: the JSON record
     load_model(ENTRY.name, download=False, progress=False)
     assert len(layout['hashed']) == 1
 
@@ -86,7 +90,7 @@ def test_a_modified_file_is_hashed_again(layout):
     load_model(ENTRY.name, download=False, progress=False)
     _corrupt(path)
     st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))   # a later write
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # a later write
     with pytest.raises(ModelLoadError, match='corrupt'):
         load_model(ENTRY.name, download=False, progress=False)
     assert len(layout['hashed']) == 2

@@ -1,5 +1,6 @@
 """The checkpoints shipped in vsda_ros/zoo/: present, sha256-exact, small, loaded by default, and
 accurate on a few real dev frames (floors well below the model cards' figures, docs/models.md)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -68,12 +69,16 @@ def test_published_models_use_their_shipped_temporal_modules_by_default():
         assert set(load_temporal_modules(name).loaded()) == {'fusion', 'dmnet', 'cfnet'}
         assert load_temporal_modules(name, 'none').loaded() == []
     assert set(load_temporal_modules('espnetv2-camvid-tsl').loaded()) == {
-        'fusion', 'dmnet', 'cfnet'}
+        'fusion',
+        'dmnet',
+        'cfnet',
+    }
     assert load_temporal_modules('espnet-cityscapes').loaded() == []
 
 
 def _miou(preds, labels, mapping, num_classes=11, void=11) -> float:
     from vsda_ros.evaluation.metrics import ConfusionMatrix
+
     cm = ConfusionMatrix(num_classes, ignore_index=void)
     for pred, label in zip(preds, labels, strict=False):
         cm.update(mapping[pred] if mapping is not None else pred, label)
@@ -83,6 +88,7 @@ def _miou(preds, labels, mapping, num_classes=11, void=11) -> float:
 @pytest.fixture(scope='module')
 def dev_clip(real_data):
     from vsda_ros.data.sources import read_label
+
     paths = sorted((real_data / 'camvid' / 'val').glob('*.png'))[:12]
     images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
     labels = [read_label(real_data / 'camvid' / 'valannot' / p.name) for p in paths]
@@ -90,19 +96,23 @@ def dev_clip(real_data):
 
 
 @pytest.mark.data
-@pytest.mark.parametrize('model, strategy, floor', [
-    ('espnetv2-camvid-tsl', 'per_frame', 50.0),
-    ('espnetv2-camvid-tsl', 'fusion', 50.0),
-    ('espnet-camvid', 'keyframe', 55.0),
-    ('espnet-camvid', 'fusion', 55.0),
-    ('espnetv2-cityscapes', 'keyframe', 40.0),
-])
+@pytest.mark.parametrize(
+    'model, strategy, floor',
+    [
+        ('espnetv2-camvid-tsl', 'per_frame', 50.0),
+        ('espnetv2-camvid-tsl', 'fusion', 50.0),
+        ('espnet-camvid', 'keyframe', 55.0),
+        ('espnet-camvid', 'fusion', 55.0),
+        ('espnetv2-cityscapes', 'keyframe', 40.0),
+    ],
+)
 def test_shipped_models_reach_an_accuracy_floor_on_dev_frames(dev_clip, model, strategy, floor):
     """12 consecutive CamVid val frames at 480×360 (the dev clip; never trained on)."""
     from vsda_ros.inference import Segmenter, SegmenterConfig
     from vsda_ros.models.zoo import CITYSCAPES_TO_CAMVID, load_model
     from vsda_ros.temporal.factory import build_strategy
     from vsda_ros.temporal.strategy import StrategyConfig
+
     torch.set_num_threads(2)
     net = load_model(model, download=False, progress=False)
     seg = Segmenter(net, SegmenterConfig(input_size=(480, 360)))
@@ -111,14 +121,14 @@ def test_shipped_models_reach_an_accuracy_floor_on_dev_frames(dev_clip, model, s
     strat = build_strategy(strategy, seg, StrategyConfig(keyframe_interval=5), modules)
     images, labels = dev_clip
     preds = [strat.step(img, i / 15).labels for i, img in enumerate(images)]
-    mapping = (np.asarray(CITYSCAPES_TO_CAMVID, np.uint8) if net.meta.num_classes == 19
-               else None)
+    mapping = np.asarray(CITYSCAPES_TO_CAMVID, np.uint8) if net.meta.num_classes == 19 else None
     assert _miou(preds, labels, mapping) >= floor
 
 
 def test_vsda_models_lists_the_zoo_with_sha256_status(real_data):
-    res = subprocess.run([sys.executable, '-m', 'vsda_ros', 'models'], capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, '-m', 'vsda_ros', 'models'], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     for name in ('espnet-camvid', 'espnetv2-cityscapes', 'espnetv2-camvid-tsl'):
         assert name in res.stdout
@@ -131,8 +141,11 @@ def test_shipped_fusion_blocks_are_the_image_guided_block():
     mask, no deformable steps) for all three models; the ESPNetv2 ones are the espnet-camvid
     block fine-tuned on their own scores (19 classes, same shapes, other weights)."""
     from vsda_ros.temporal.guided_fusion import GuidedFusionBlock
-    blocks = {name: load_temporal_modules(name).fusion
-              for name in ('espnet-camvid', 'espnetv2-cityscapes', 'espnetv2-camvid-tsl')}
+
+    blocks = {
+        name: load_temporal_modules(name).fusion
+        for name in ('espnet-camvid', 'espnetv2-cityscapes', 'espnetv2-camvid-tsl')
+    }
     for name, block in blocks.items():
         assert isinstance(block, GuidedFusionBlock), name
         assert block.recurrent and block.frame_gate and block.num_deform == 0
@@ -160,8 +173,12 @@ def _zoo_build():
 def test_zoo_build_steps_come_after_what_they_need():
     zb = _zoo_build()
     order = zb.with_dependencies(['espnetv2-cityscapes.fusion_cues'])
-    assert order == ['espnet-camvid.fusion_guided1', 'espnet-camvid.fusion_guided1b',
-                     'espnet-camvid.fusion_cues', 'espnetv2-cityscapes.fusion_cues']
+    assert order == [
+        'espnet-camvid.fusion_guided1',
+        'espnet-camvid.fusion_guided1b',
+        'espnet-camvid.fusion_cues',
+        'espnetv2-cityscapes.fusion_cues',
+    ]
     for keys in zb.PACKS.values():
         assert all(k in zb.STEPS for k in keys)
     assert zb.REPO == Path(__file__).resolve().parents[1]
@@ -171,6 +188,7 @@ def test_zoo_build_steps_come_after_what_they_need():
 def test_zoo_build_is_not_in_the_installed_package():
     """The maintainer pipeline lives in tools/ (``make models``), not in vsda_ros."""
     import importlib.util
+
     assert importlib.util.find_spec('vsda_ros.models.zoo_build') is None
     package = Path(shipped.__file__).parents[1]
     assert not any(p.name == 'zoo_build.py' for p in package.rglob('*.py'))

@@ -15,6 +15,7 @@ next to the shipped one on the labelled dev clip (CamVid val at 480×360: mIoU a
 strategy) and, with ``--install``, copied into ``vsda_ros/zoo/`` with its new sha256 written
 into ``vsda_ros/models/shipped.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,62 +52,128 @@ class Step:
     needs: tuple[str, ...] = ()
 
     def command(self, data: Path, out: Path, threads: int) -> list[str]:
-        cmd = [sys.executable, '-m', 'vsda_ros', 'adapt', '--config', str(REPO / self.config),
-               '--out', str(out), '--threads', str(threads), *self.flags]
+        cmd = [
+            sys.executable,
+            '-m',
+            'vsda_ros',
+            'adapt',
+            '--config',
+            str(REPO / self.config),
+            '--out',
+            str(out),
+            '--threads',
+            str(threads),
+            *self.flags,
+        ]
         for target in self.targets:
             cmd += ['--target', str(data / target)]
         return cmd
 
 
 #: every training run behind the shipped files, in the order they run.
-STEPS: dict[str, Step] = {s.key: s for s in [
-    Step('espnet-camvid.davss', 'config/experiments/davss.yaml', ('camvid/train', DASHCAM)),
-    Step('espnet-camvid.fusion', 'config/experiments/fusion.yaml', ('camvid/train', DASHCAM)),
-    # the image-guided block: the motion field alone (2000 iterations, then 4000 more at half
-    # the rate: config/experiments/fusion_guided.yaml), then everything with the frame cues and
-    # the pixel mask (config/experiments/fusion_guided_cues.yaml)
-    Step('espnet-camvid.fusion_guided1', 'config/experiments/fusion_guided.yaml',
-         (*CITYSCAPES_SEQ, DASHCAM),
-         ('--fusion-stage', 'motion', '--batch', '8', '--iterations', '2000')),
-    Step('espnet-camvid.fusion_guided1b', 'config/experiments/fusion_guided.yaml',
-         (*CITYSCAPES_SEQ, DASHCAM),
-         ('--fusion-stage', 'motion', '--batch', '8', '--iterations', '4000', '--lr', '0.002',
-          '--seed', '3', '--fusion-init', '{work}/espnet-camvid.fusion_guided1.pt'),
-         needs=('espnet-camvid.fusion_guided1',)),
-    Step('espnet-camvid.fusion_cues', 'config/experiments/fusion_guided_cues.yaml',
-         (*CITYSCAPES_SEQ, DASHCAM), ('--fusion-init', '{work}/espnet-camvid.fusion_guided1b.pt'),
-         needs=('espnet-camvid.fusion_guided1b',)),
-    # the ESPNetv2 models: that block fine-tuned on each network's own scores (300 iterations
-    # at half the rate; the block has no class-dependent weight, so it starts from all of it).
-    # The network is the installed one (for espnetv2-camvid-tsl: the shipped file's network,
-    # as these blocks were trained), not this build's float32 tsl checkpoint.
-    *(Step(f'{m}.fusion_cues', 'config/experiments/fusion_guided_cues.yaml',
-           (*CITYSCAPES_SEQ, DASHCAM),
-           ('--model', m, '--iterations', '300', '--lr', '0.002',
-            '--fusion-init', '{work}/espnet-camvid.fusion_cues.pt'),
-           needs=('espnet-camvid.fusion_cues',))
-      for m in ('espnetv2-cityscapes', 'espnetv2-camvid-tsl')),
-    Step('espnetv2-cityscapes.davss', 'config/experiments/davss.yaml',
-         (*CITYSCAPES_SEQ, DASHCAM), ('--model', 'espnetv2-cityscapes')),
-    # ESPNetv2 costs ~2.4 s an iteration here (4× ESPNet): the fusion block gets 300
-    Step('espnetv2-cityscapes.fusion', 'config/experiments/fusion.yaml',
-         (*CITYSCAPES_SEQ, DASHCAM), ('--model', 'espnetv2-cityscapes', '--iterations', '300')),
-    # tsl's recipe evaluates on CamVid val at iterations 0, 100 and 200; here only at the end
-    Step('espnetv2-camvid-tsl', 'config/experiments/tsl.yaml', ('camvid/train', DASHCAM),
-         ('--eval-every', '0')),
-]}
+STEPS: dict[str, Step] = {
+    s.key: s
+    for s in [
+        Step('espnet-camvid.davss', 'config/experiments/davss.yaml', ('camvid/train', DASHCAM)),
+        Step('espnet-camvid.fusion', 'config/experiments/fusion.yaml', ('camvid/train', DASHCAM)),
+        # the image-guided block: the motion field alone (2000 iterations, then 4000 more at half
+        # the rate: config/experiments/fusion_guided.yaml), then everything with the frame cues and
+        # the pixel mask (config/experiments/fusion_guided_cues.yaml)
+        Step(
+            'espnet-camvid.fusion_guided1',
+            'config/experiments/fusion_guided.yaml',
+            (*CITYSCAPES_SEQ, DASHCAM),
+            ('--fusion-stage', 'motion', '--batch', '8', '--iterations', '2000'),
+        ),
+        Step(
+            'espnet-camvid.fusion_guided1b',
+            'config/experiments/fusion_guided.yaml',
+            (*CITYSCAPES_SEQ, DASHCAM),
+            (
+                '--fusion-stage',
+                'motion',
+                '--batch',
+                '8',
+                '--iterations',
+                '4000',
+                '--lr',
+                '0.002',
+                '--seed',
+                '3',
+                '--fusion-init',
+                '{work}/espnet-camvid.fusion_guided1.pt',
+            ),
+            needs=('espnet-camvid.fusion_guided1',),
+        ),
+        Step(
+            'espnet-camvid.fusion_cues',
+            'config/experiments/fusion_guided_cues.yaml',
+            (*CITYSCAPES_SEQ, DASHCAM),
+            ('--fusion-init', '{work}/espnet-camvid.fusion_guided1b.pt'),
+            needs=('espnet-camvid.fusion_guided1b',),
+        ),
+        # the ESPNetv2 models: that block fine-tuned on each network's own scores (300 iterations
+        # at half the rate; the block has no class-dependent weight, so it starts from all of it).
+        # The network is the installed one (for espnetv2-camvid-tsl: the shipped file's network,
+        # as these blocks were trained), not this build's float32 tsl checkpoint.
+        *(
+            Step(
+                f'{m}.fusion_cues',
+                'config/experiments/fusion_guided_cues.yaml',
+                (*CITYSCAPES_SEQ, DASHCAM),
+                (
+                    '--model',
+                    m,
+                    '--iterations',
+                    '300',
+                    '--lr',
+                    '0.002',
+                    '--fusion-init',
+                    '{work}/espnet-camvid.fusion_cues.pt',
+                ),
+                needs=('espnet-camvid.fusion_cues',),
+            )
+            for m in ('espnetv2-cityscapes', 'espnetv2-camvid-tsl')
+        ),
+        Step(
+            'espnetv2-cityscapes.davss',
+            'config/experiments/davss.yaml',
+            (*CITYSCAPES_SEQ, DASHCAM),
+            ('--model', 'espnetv2-cityscapes'),
+        ),
+        # ESPNetv2 costs ~2.4 s an iteration here (4× ESPNet): the fusion block gets 300
+        Step(
+            'espnetv2-cityscapes.fusion',
+            'config/experiments/fusion.yaml',
+            (*CITYSCAPES_SEQ, DASHCAM),
+            ('--model', 'espnetv2-cityscapes', '--iterations', '300'),
+        ),
+        # tsl's recipe evaluates on CamVid val at iterations 0, 100 and 200; here only at the end
+        Step(
+            'espnetv2-camvid-tsl',
+            'config/experiments/tsl.yaml',
+            ('camvid/train', DASHCAM),
+            ('--eval-every', '0'),
+        ),
+    ]
+}
 
 #: shipped file name → the steps it is packed from (a whole model comes from the first; where
 #: two steps have the same module, the later step's wins).
 PACKS: dict[str, tuple[str, ...]] = {
     'espnet-camvid.temporal.pt': ('espnet-camvid.davss', 'espnet-camvid.fusion_cues'),
-    'espnetv2-cityscapes.temporal.pt': ('espnetv2-cityscapes.davss',
-                                        'espnetv2-cityscapes.fusion_cues'),
+    'espnetv2-cityscapes.temporal.pt': (
+        'espnetv2-cityscapes.davss',
+        'espnetv2-cityscapes.fusion_cues',
+    ),
     # the adapted network, the DMNet/CFNet of the network it was adapted from
     # (docs/design/models.md: measured against plain warping) and the image-guided fusion block
     # (replacing the score block tsl trained with it: docs/design/temporal.md)
-    'espnetv2-camvid-tsl.pt': ('espnetv2-camvid-tsl', 'espnetv2-cityscapes.davss',
-                               'espnetv2-camvid-tsl.fusion_cues'),
+    'espnetv2-camvid-tsl.pt': (
+        'espnetv2-camvid-tsl',
+        'espnetv2-cityscapes.davss',
+        'espnetv2-camvid-tsl.fusion_cues',
+    ),
 }
 
 
@@ -156,13 +223,28 @@ def _provenance(ckpt: dict, key: str, seconds: float | None, work: Path) -> dict
     if summary.is_file():
         info = json.loads(summary.read_text())
         seconds = info.get('train_seconds', seconds)
-        extra = {**extra, 'summary': {k: info.get(k) for k in ('iterations', 'train_seconds',
-                                                               'weights_sha256', 'final')}}
-    return {'step': key, 'command': 'vsda ' + ' '.join(
-        ['adapt', '--config', STEPS[key].config, *STEPS[key].flags,
-         *[a for t in STEPS[key].targets for a in ('--target', f'$VSDA_DATA_DIR/{t}')]]),
-        'recipe': extra.get('recipe'), 'train_seconds': seconds,
-        'summary': extra.get('summary')}
+        extra = {
+            **extra,
+            'summary': {
+                k: info.get(k) for k in ('iterations', 'train_seconds', 'weights_sha256', 'final')
+            },
+        }
+    return {
+        'step': key,
+        'command': 'vsda '
+        + ' '.join(
+            [
+                'adapt',
+                '--config',
+                STEPS[key].config,
+                *STEPS[key].flags,
+                *[a for t in STEPS[key].targets for a in ('--target', f'$VSDA_DATA_DIR/{t}')],
+            ]
+        ),
+        'recipe': extra.get('recipe'),
+        'train_seconds': seconds,
+        'summary': extra.get('summary'),
+    }
 
 
 def pack(filename: str, work: Path, out_dir: Path, times: dict) -> Path:
@@ -185,31 +267,55 @@ def pack(filename: str, work: Path, out_dir: Path, times: dict) -> Path:
     meta['provenance'] = provenance
     if whole:
         meta['name'] = filename[:-3]
-    out = {'format': FORMAT, 'meta': meta,
-           'state_dict': compact_state(first['state_dict']) if whole else {},
-           'extra': {'temporal': compact_temporal(temporal),
-                     'kind': 'model' if whole else 'temporal'}}
+    out = {
+        'format': FORMAT,
+        'meta': meta,
+        'state_dict': compact_state(first['state_dict']) if whole else {},
+        'extra': {'temporal': compact_temporal(temporal), 'kind': 'model' if whole else 'temporal'},
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / filename
     torch.save(out, str(path))
     return path
 
 
-def evaluate(model: str, temporal_weights: str, out: Path, data: Path,
-             strategies: str = 'per_frame,fusion,keyframe') -> dict:
+def evaluate(
+    model: str,
+    temporal_weights: str,
+    out: Path,
+    data: Path,
+    strategies: str = 'per_frame,fusion,keyframe',
+) -> dict:
     """mIoU / TC / mean ms per strategy on CamVid val at 480×360 (``vsda eval``)."""
     from vsda_ros.models.shipped import SHIPPED_MODELS
     from vsda_ros.models.zoo import ZOO
-    classes = (ZOO[model].meta.num_classes if model in ZOO else 19)
-    cmd = [sys.executable, '-m', 'vsda_ros', 'eval', '--model', model, '--size', '480x360',
-           '--strategy', strategies, '--source', str(data / 'camvid/val'),
-           '--labels', str(data / 'camvid/valannot'), '--out', str(out)]
+
+    classes = ZOO[model].meta.num_classes if model in ZOO else 19
+    cmd = [
+        sys.executable,
+        '-m',
+        'vsda_ros',
+        'eval',
+        '--model',
+        model,
+        '--size',
+        '480x360',
+        '--strategy',
+        strategies,
+        '--source',
+        str(data / 'camvid/val'),
+        '--labels',
+        str(data / 'camvid/valannot'),
+        '--out',
+        str(out),
+    ]
     if temporal_weights:
         cmd += ['--temporal-weights', temporal_weights]
     if classes != 11 or model in SHIPPED_MODELS:
         cmd += ['--map', 'cityscapes-camvid']
-    res = subprocess.run(cmd, env=dict(os.environ, VSDA_DATA_DIR=str(data)),
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        cmd, env=dict(os.environ, VSDA_DATA_DIR=str(data)), capture_output=True, text=True
+    )
     if res.returncode != 0:
         raise RuntimeError(f'evaluation of {model} failed: {res.stderr.strip()[-400:]}')
     report = json.loads((out / 'report.json').read_text())
@@ -220,6 +326,7 @@ def install(path: Path) -> str:
     """Copy a packed file into ``vsda_ros/zoo/`` and write its sha256 into ``shipped.py``."""
     from vsda_ros.fetch import sha256_of
     from vsda_ros.zoo import ZOO_DIR
+
     digest = sha256_of(path)
     shutil.copyfile(path, ZOO_DIR / path.name)
     src = REPO / 'vsda_ros' / 'models' / 'shipped.py'
@@ -238,7 +345,7 @@ def entry_for(filename: str) -> ShippedFile | None:
 
 # ------------------------------------------------------------------------------ command line
 def _fmt(run: dict | None, key: str) -> str:
-    return f"{run[key]:.2f}" if run and run.get(key) is not None else 'n/a'
+    return f'{run[key]:.2f}' if run and run.get(key) is not None else 'n/a'
 
 
 def compare(packed: dict[str, Path], work: Path, data: Path) -> list[tuple[str, ...]]:
@@ -253,16 +360,26 @@ def compare(packed: dict[str, Path], work: Path, data: Path) -> list[tuple[str, 
         if f.endswith('.temporal.pt'):
             model = f[: -len('.temporal.pt')]
             new = evaluate(model, str(path), work / 'eval' / f'{f}.new', data)
-            old = (evaluate(model, '', work / 'eval' / f'{f}.shipped', data)
-                   if shipped_ok else None)
+            old = evaluate(model, '', work / 'eval' / f'{f}.shipped', data) if shipped_ok else None
         else:
             new = evaluate(str(path), '', work / 'eval' / f'{f}.new', data)
-            old = (evaluate(entry.name, '', work / 'eval' / f'{f}.shipped', data)
-                   if shipped_ok else None)
+            old = (
+                evaluate(entry.name, '', work / 'eval' / f'{f}.shipped', data)
+                if shipped_ok
+                else None
+            )
         for strategy in new:
             o = (old or {}).get(strategy)
-            rows.append((f, strategy, _fmt(new[strategy], 'miou'), _fmt(o, 'miou'),
-                         _fmt(new[strategy], 'tc'), _fmt(o, 'tc')))
+            rows.append(
+                (
+                    f,
+                    strategy,
+                    _fmt(new[strategy], 'miou'),
+                    _fmt(o, 'miou'),
+                    _fmt(new[strategy], 'tc'),
+                    _fmt(o, 'tc'),
+                )
+            )
     return rows
 
 
@@ -297,8 +414,10 @@ def build(args: argparse.Namespace) -> int:
             print('| ' + ' | '.join(row) + ' |')
     for f, path in packed.items():
         size = path.stat().st_size / 1e6
-        print(f'{f}: {path} ({size:.2f} MB)' + (f', installed, sha256 {installed[f]}'
-                                                 if f in installed else ''))
+        print(
+            f'{f}: {path} ({size:.2f} MB)'
+            + (f', installed, sha256 {installed[f]}' if f in installed else '')
+        )
     trained = sum(times.get(k, 0.0) for k in keys)
     print(f'training time of these files: {trained:.0f} s; this run: {total:.0f} s')
     return 0
@@ -309,22 +428,33 @@ def build_parser() -> argparse.ArgumentParser:
     b = argparse.ArgumentParser(
         prog='tools/zoo_build.py',
         description='Run the vsda adapt recipes behind every shipped file (fixed seeds, one '
-                    'after another, with progress bars), pack them compactly (float16 weights) '
-                    'into WORK/zoo, evaluate each next to the shipped one on CamVid val at '
-                    '480x360 and print the comparison and the total time; --install copies '
-                    'them into vsda_ros/zoo/ and writes their sha256 into '
-                    'vsda_ros/models/shipped.py. Training takes about an hour on 2 CPU threads.')
-    b.add_argument('--only', action='append', default=None, metavar='FILE',
-                   help='build only this shipped file (repeatable), e.g. '
-                        'espnet-camvid.temporal.pt')
-    b.add_argument('--work', default='runs/zoo_build',
-                   help='folder for the runs\' checkpoints and logs (default: %(default)s)')
+        'after another, with progress bars), pack them compactly (float16 weights) '
+        'into WORK/zoo, evaluate each next to the shipped one on CamVid val at '
+        '480x360 and print the comparison and the total time; --install copies '
+        'them into vsda_ros/zoo/ and writes their sha256 into '
+        'vsda_ros/models/shipped.py. Training takes about an hour on 2 CPU threads.',
+    )
+    b.add_argument(
+        '--only',
+        action='append',
+        default=None,
+        metavar='FILE',
+        help='build only this shipped file (repeatable), e.g. espnet-camvid.temporal.pt',
+    )
+    b.add_argument(
+        '--work',
+        default='runs/zoo_build',
+        help="folder for the runs' checkpoints and logs (default: %(default)s)",
+    )
     b.add_argument('--data', default=None, help='real data folder (default: VSDA_DATA_DIR)')
     b.add_argument('--threads', type=int, default=2, help='torch threads (default: 2)')
     b.add_argument('--force', action='store_true', help='retrain steps whose checkpoint exists')
     b.add_argument('--no-eval', action='store_true', help='skip the comparison on CamVid val')
-    b.add_argument('--install', action='store_true',
-                   help='copy the new files into vsda_ros/zoo/ and update their sha256')
+    b.add_argument(
+        '--install',
+        action='store_true',
+        help='copy the new files into vsda_ros/zoo/ and update their sha256',
+    )
     return b
 
 

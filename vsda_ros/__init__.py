@@ -13,6 +13,7 @@ light); ``docs/development.md`` shows them at work::
     seg = strategy.step(image_rgb, stamp=t)  # H×W×3 uint8 RGB, seconds
     seg.labels, seg.confidence               # H×W uint8 class ids, H×W uint8 max softmax × 255
 """
+
 from __future__ import annotations
 
 import importlib
@@ -34,9 +35,20 @@ _API = {
     'load_model': 'vsda_ros.models.zoo',
     'model_names': 'vsda_ros.models.zoo',
 }
-__all__ = ['__version__', 'Frame', 'Segmentation', 'PipelineConfig', 'Pipeline', 'build_pipeline',
-           'Segmenter', 'SegmenterConfig', 'StrategyConfig', 'STRATEGY_NAMES', 'load_model',
-           'model_names']
+__all__ = [
+    '__version__',
+    'Frame',
+    'Segmentation',
+    'PipelineConfig',
+    'Pipeline',
+    'build_pipeline',
+    'Segmenter',
+    'SegmenterConfig',
+    'StrategyConfig',
+    'STRATEGY_NAMES',
+    'load_model',
+    'model_names',
+]
 
 if TYPE_CHECKING:
     from vsda_ros.frames import Frame, Segmentation

@@ -1,4 +1,5 @@
 """``python -m vsda_ros`` is the ``vsda`` command."""
+
 from vsda_ros.cli import main
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """The ``vsda`` command (also ``python -m vsda_ros``): assembles the commands of
 :mod:`vsda_ros.apps` (one module each) into one parser and runs the one named."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,8 @@ __all__ = ['EPILOG', 'build_parser', 'main']
 def build_parser() -> argparse.ArgumentParser:
     """The ``vsda`` parser with every command of :data:`vsda_ros.apps.COMMANDS`."""
     parser = argparse.ArgumentParser(
-        prog='vsda', description='Domain-adaptive video semantic segmentation tools.',
-        epilog=EPILOG)
+        prog='vsda', description='Domain-adaptive video semantic segmentation tools.', epilog=EPILOG
+    )
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for name in COMMANDS:
         importlib.import_module(f'vsda_ros.apps.{name}').add_parser(sub)

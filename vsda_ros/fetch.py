@@ -7,6 +7,7 @@ Partial downloads live next to the target as ``<name>.part`` and are resumed wit
 the process and recorded in ``VSDA_CACHE_DIR/sha256.json``, so checking the weights at every
 model load (and every node restart) costs a ``stat``, not a read of the whole file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,9 +60,13 @@ def file_sha256(path: str | Path) -> str:
     if key in _DIGESTS:
         return _DIGESTS[key]
     entry = _read_record().get(real)
-    if (isinstance(entry, dict) and entry.get('size') == st.st_size
-            and entry.get('mtime_ns') == st.st_mtime_ns
-            and isinstance(entry.get('sha256'), str) and _HEX64.fullmatch(entry['sha256'])):
+    if (
+        isinstance(entry, dict)
+        and entry.get('size') == st.st_size
+        and entry.get('mtime_ns') == st.st_mtime_ns
+        and isinstance(entry.get('sha256'), str)
+        and _HEX64.fullmatch(entry['sha256'])
+    ):
         digest = entry['sha256']
     else:
         digest = sha256_of(real)
@@ -98,11 +103,12 @@ def _record(real: str, size: int, mtime_ns: int, digest: str) -> None:
             os.unlink(tmp)
             raise
     except OSError:
-        pass    # a read-only cache: the digest is still memoised in this process
+        pass  # a read-only cache: the digest is still memoised in this process
 
 
-def fetch_file(url: str, dest: str | Path, sha256: str, progress: bool = True,
-               timeout: float = 60.0) -> Path:
+def fetch_file(
+    url: str, dest: str | Path, sha256: str, progress: bool = True, timeout: float = 60.0
+) -> Path:
     """Download ``url`` to ``dest`` unless a file with the right sha256 is already there.
 
     Raises:
@@ -124,9 +130,17 @@ def fetch_file(url: str, dest: str | Path, sha256: str, progress: bool = True,
                 offset = 0
             total = response.length + offset if response.length is not None else None
             mode = 'ab' if offset else 'wb'
-            with open(part, mode) as out, tqdm(
-                    total=total, initial=offset, unit='B', unit_scale=True,
-                    desc=dest.name, disable=not progress) as bar:
+            with (
+                open(part, mode) as out,
+                tqdm(
+                    total=total,
+                    initial=offset,
+                    unit='B',
+                    unit_scale=True,
+                    desc=dest.name,
+                    disable=not progress,
+                ) as bar,
+            ):
                 for block in iter(lambda: response.read(CHUNK), b''):
                     out.write(block)
                     bar.update(len(block))
@@ -140,10 +154,11 @@ def fetch_file(url: str, dest: str | Path, sha256: str, progress: bool = True,
     digest = sha256_of(part)
     if digest != sha256:
         part.unlink()
-        raise FetchError(f'sha256 mismatch for {url}: expected {sha256}, got {digest}; '
-                         'the file was deleted')
+        raise FetchError(
+            f'sha256 mismatch for {url}: expected {sha256}, got {digest}; the file was deleted'
+        )
     part.replace(dest)
-    st = dest.stat()        # the digest of what was just checked: no re-hash at first load
+    st = dest.stat()  # the digest of what was just checked: no re-hash at first load
     real = os.path.realpath(dest)
     _DIGESTS[(real, st.st_size, st.st_mtime_ns)] = digest
     _record(real, st.st_size, st.st_mtime_ns, digest)

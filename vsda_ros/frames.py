@@ -2,6 +2,7 @@
 
 No torch and no ROS here: numpy arrays and floats only, so every layer can use them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

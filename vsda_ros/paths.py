@@ -1,5 +1,6 @@
 """Where real data and downloads live (``VSDA_DATA_DIR``, ``VSDA_CACHE_DIR``), and how to reach
 the ``vsda`` command from the install this code runs in."""
+
 from __future__ import annotations
 
 import contextlib
@@ -111,6 +112,7 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     Raises ``OSError`` (the temporary file removed) when the folder is not writable.
     """
     import tempfile
+
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
     try:

@@ -14,6 +14,7 @@ objects through :func:`build_pipeline`, so that live and offline runs are the sa
 Layer: above :mod:`vsda_ros.temporal` (strategies) and :mod:`vsda_ros.inference`, below the
 evaluation, adaptation, applications and ROS layers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -113,9 +114,16 @@ def build_pipeline(config: PipelineConfig) -> Pipeline:
     resolve_device(config.device)
     source, export_dir = resolve_model(config.model)
     model = load_model(source, download=config.download, progress=config.progress)
-    segmenter = Segmenter(model, SegmenterConfig(
-        input_size=config.input_size, device=config.device, backend=config.backend,
-        precision=config.precision, export_dir=export_dir))
+    segmenter = Segmenter(
+        model,
+        SegmenterConfig(
+            input_size=config.input_size,
+            device=config.device,
+            backend=config.backend,
+            precision=config.precision,
+            export_dir=export_dir,
+        ),
+    )
     w, h = segmenter.input_size
     for _ in range(max(0, config.warmup)):
         segmenter.segment(np.zeros((h, w, 3), np.uint8))

@@ -6,6 +6,7 @@ more than the convolutions: on a 2-core machine ESPNet-CamVid at 480×360 takes 
 frame with the defaults and 42.7 ms after :func:`tune_allocator` (measured in this repo, see
 README). Raising the mmap and trim thresholds keeps freed blocks in the heap for reuse.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -30,8 +31,10 @@ def tune_allocator(threshold_bytes: int = 1 << 30) -> bool:
         return False
     try:
         libc = ctypes.CDLL(name)
-        ok = (libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(threshold_bytes)) == 1
-              and libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(threshold_bytes)) == 1)
+        ok = (
+            libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(threshold_bytes)) == 1
+            and libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(threshold_bytes)) == 1
+        )
     except (OSError, AttributeError):
         return False
     _DONE = ok

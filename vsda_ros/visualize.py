@@ -4,6 +4,7 @@
 frame (the node's publish path, :mod:`vsda_ros.ros.outputs`) can write into buffers it keeps;
 the results are bit-identical with and without ``out``.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -39,8 +40,9 @@ def colorize(labels: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None)
     return out
 
 
-def overlay(image: np.ndarray, color: np.ndarray, alpha: float = 0.5,
-            out: np.ndarray | None = None) -> np.ndarray:
+def overlay(
+    image: np.ndarray, color: np.ndarray, alpha: float = 0.5, out: np.ndarray | None = None
+) -> np.ndarray:
     """Blend an RGB image with its colour mask: (1−alpha)·image + alpha·color (``out`` if
     given: an array of the image's shape and dtype)."""
     if out is None:
@@ -51,6 +53,12 @@ def overlay(image: np.ndarray, color: np.ndarray, alpha: float = 0.5,
 
 def strip(images: list[np.ndarray], height: int = 180) -> np.ndarray:
     """Resize RGB images to one height and put them side by side."""
-    tiles = [cv2.resize(im, (max(1, round(im.shape[1] * height / im.shape[0])), height),
-                        interpolation=cv2.INTER_AREA) for im in images]
+    tiles = [
+        cv2.resize(
+            im,
+            (max(1, round(im.shape[1] * height / im.shape[0])), height),
+            interpolation=cv2.INTER_AREA,
+        )
+        for im in images
+    ]
     return np.concatenate(tiles, axis=1)

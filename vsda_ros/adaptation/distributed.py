@@ -10,6 +10,7 @@ each rank samples its own clips (its own numpy seed), and only rank 0 writes fil
 Network rule: the rendezvous stays on the loopback interface unless the caller says otherwise
 (``MASTER_ADDR`` defaults to 127.0.0.1, gloo's ``GLOO_SOCKET_IFNAME`` to ``lo``).
 """
+
 from __future__ import annotations
 
 import os
@@ -91,8 +92,7 @@ def wrap(module: nn.Module, info: DistInfo) -> nn.Module:
         return module
     dev = next(module.parameters()).device
     ids = [dev.index] if dev.type == 'cuda' else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids,
-                                               forward_sync_buffers=False)
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
 
 
 def average_gradients(params: list[nn.Parameter], info: DistInfo) -> None:

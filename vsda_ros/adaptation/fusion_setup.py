@@ -7,6 +7,7 @@ Below both recipe modules (:mod:`vsda_ros.adaptation.recipes`,
 The config is any object with the ``fusion_*`` fields of
 :class:`~vsda_ros.adaptation.config.AdaptConfig` (only read here).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -37,8 +38,12 @@ def score_fusion_block(cfg: Any, num_classes: int, device: Any) -> nn.Module:
     Raises:
         ValueError: a non-positive scale or a negative ``fusion_offset_hidden``.
     """
-    return make_module('fusion', num_classes=num_classes, scale=cfg.fusion_scale,
-                       offset_hidden=cfg.fusion_offset_hidden).to(device)
+    return make_module(
+        'fusion',
+        num_classes=num_classes,
+        scale=cfg.fusion_scale,
+        offset_hidden=cfg.fusion_offset_hidden,
+    ).to(device)
 
 
 def guided_fusion_block(cfg: Any, num_classes: int, device: Any) -> nn.Module:
@@ -50,11 +55,18 @@ def guided_fusion_block(cfg: Any, num_classes: int, device: Any) -> nn.Module:
     Raises:
         ValueError: bad block arguments, or no weight of ``fusion_init`` fits the block.
     """
-    block = make_module('fusion', variant='guided', num_classes=num_classes,
-                        scale=cfg.fusion_scale, blend=cfg.fusion_blend,
-                        recurrent=cfg.fusion_recurrent, num_deform=cfg.fusion_num_deform,
-                        frame_gate=cfg.fusion_frame_gate, frame_cues=cfg.fusion_frame_cues,
-                        pixel_mask=cfg.fusion_pixel_mask).to(device)
+    block = make_module(
+        'fusion',
+        variant='guided',
+        num_classes=num_classes,
+        scale=cfg.fusion_scale,
+        blend=cfg.fusion_blend,
+        recurrent=cfg.fusion_recurrent,
+        num_deform=cfg.fusion_num_deform,
+        frame_gate=cfg.fusion_frame_gate,
+        frame_cues=cfg.fusion_frame_cues,
+        pixel_mask=cfg.fusion_pixel_mask,
+    ).to(device)
     if cfg.fusion_init:
         warm_start_fusion(block, cfg.fusion_init)
     return block
@@ -70,8 +82,11 @@ def warm_start_fusion(block: nn.Module, path: str) -> None:
     """
     src = TemporalModules.from_checkpoint(path).fusion
     own = block.state_dict()
-    taken = {k: v for k, v in (src.state_dict() if src is not None else {}).items()
-             if k in own and own[k].shape == v.shape}
+    taken = {
+        k: v
+        for k, v in (src.state_dict() if src is not None else {}).items()
+        if k in own and own[k].shape == v.shape
+    }
     if not taken:
         raise ValueError(f'fusion_init {path}: no fusion-block weight fits this block')
     block.load_state_dict(taken, strict=False)

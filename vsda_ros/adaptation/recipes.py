@@ -44,6 +44,7 @@ The base network is frozen (eval mode, no gradients) in both, so training is CPU
       highway dashcam has no pedestrians, poles, signs or bicyclists, and the block learned
       negative biases for exactly those).
 """
+
 from __future__ import annotations
 
 import copy
@@ -83,13 +84,18 @@ class DavssRecipe:
         with torch.no_grad():
             probe = model.forward_features(torch.zeros(1, 3, 64, 64, device=_dev(model)))
         self.feat_ch = int(probe.shape[1])
-        self.dmnet = make_module('dmnet', width=cfg.dmnet_width,
-                                 downscale=cfg.correction_downscale).to(_dev(model))
-        self.cfnet = make_module('cfnet', out_ch=self.feat_ch, width=cfg.cfnet_width,
-                                 out_stride=cfg.cfnet_stride,
-                                 guide_ch=self.feat_ch if cfg.cfnet_guided else 0,
-                                 downscale=cfg.correction_downscale).to(_dev(model))
-        self.flow = DISFlow('balanced')   # the keyframe strategy's default
+        self.dmnet = make_module(
+            'dmnet', width=cfg.dmnet_width, downscale=cfg.correction_downscale
+        ).to(_dev(model))
+        self.cfnet = make_module(
+            'cfnet',
+            out_ch=self.feat_ch,
+            width=cfg.cfnet_width,
+            out_stride=cfg.cfnet_stride,
+            guide_ch=self.feat_ch if cfg.cfnet_guided else 0,
+            downscale=cfg.correction_downscale,
+        ).to(_dev(model))
+        self.flow = DISFlow('balanced')  # the keyframe strategy's default
 
     def modules(self) -> dict[str, nn.Module]:
         return {'dmnet': self.dmnet, 'cfnet': self.cfnet}
@@ -105,42 +111,43 @@ class DavssRecipe:
         xs = [to_tensor([c[k] for c in clips], dev) for k in range(len(clips[0]))]
         h, w = xs[0].shape[-2:]
         with torch.no_grad():
-            feat = model.forward_features(xs[0])                       # keyframe features
+            feat = model.forward_features(xs[0])  # keyframe features
         fh, fw = feat.shape[-2:]
         small = [F.interpolate(x, size=(fh, fw), mode='area') for x in xs]
         total: torch.Tensor | float = 0.0
         logs: dict[str, float] = {}
         for k in range(1, len(xs)):
             with torch.no_grad():
-                y = model(xs[k]).argmax(1)                              # per-frame labels B×h×w
+                y = model(xs[k]).argmax(1)  # per-frame labels B×h×w
                 flow = batch_flow(self.flow, small[k], small[k - 1])
             f_warp = warp(feat, flow)
             with torch.no_grad():
                 y_warp = model.logits_from_features(f_warp, (h, w)).argmax(1)
-                distorted = (y_warp != y).float()[:, None]             # XOR of the two argmaxes
-                target = F.adaptive_avg_pool2d(distorted, (fh, fw))   # fraction per cell
+                distorted = (y_warp != y).float()[:, None]  # XOR of the two argmaxes
+                target = F.adaptive_avg_pool2d(distorted, (fh, fw))  # fraction per cell
                 img_warp = warp(small[k - 1], flow)
             d_logit = self.dmnet(img_warp, small[k], out_size=(fh, fw), return_logit=True)
             # calibrated BCE (no class re-weighting): D is used as a mixing weight in FCM, so
             # it should estimate the probability that the warped answer is wrong
             loss_dm = F.binary_cross_entropy_with_logits(d_logit, target)
             dmap = torch.sigmoid(d_logit).detach()
-            f_cf = self.cfnet(small[k], out_size=(fh, fw),
-                              guide=f_warp.detach() if self.cfnet.guide_ch else None)
+            f_cf = self.cfnet(
+                small[k], out_size=(fh, fw), guide=f_warp.detach() if self.cfnet.guide_ch else None
+            )
             fused = fcm(f_warp, f_cf, dmap)
-            weight = 1.0 + 4.0 * distorted[:, 0]                       # distortion-weighted CE
-            ce_fused = F.cross_entropy(model.logits_from_features(fused, (h, w)), y,
-                                       reduction='none')
-            ce_cf = F.cross_entropy(model.logits_from_features(f_cf, (h, w)), y,
-                                    reduction='none')
+            weight = 1.0 + 4.0 * distorted[:, 0]  # distortion-weighted CE
+            ce_fused = F.cross_entropy(
+                model.logits_from_features(fused, (h, w)), y, reduction='none'
+            )
+            ce_cf = F.cross_entropy(model.logits_from_features(f_cf, (h, w)), y, reduction='none')
             loss_cf = (weight * ce_fused).mean() + 0.5 * (weight * ce_cf).mean()
             total = total + loss_dm + loss_cf
             logs[f'dm{k}'] = float(loss_dm.detach())
             logs[f'cf{k}'] = float(loss_cf.detach())
             logs[f'distorted{k}'] = float(distorted.mean())
-            feat = fused.detach()                                      # propagate onward
+            feat = fused.detach()  # propagate onward
         mean = total / (len(xs) - 1)
-        assert isinstance(mean, torch.Tensor)      # steps ≥ 1: at least one step's loss added
+        assert isinstance(mean, torch.Tensor)  # steps ≥ 1: at least one step's loss added
         return mean, logs
 
     def after_step(self) -> None:
@@ -167,10 +174,14 @@ class FusionRecipe:
         self.teacher.vsda_args = dict(module_args(self.student))  # type: ignore[assignment]
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self.anchors = {n: p.detach().clone() for n, p in self.student.named_parameters()
-                        if n.startswith('deforms.')}
-        self.degrade = degrade or weather_degrade(list(cfg.weather_kinds),
-                                                  tuple(cfg.weather_intensity))
+        self.anchors = {
+            n: p.detach().clone()
+            for n, p in self.student.named_parameters()
+            if n.startswith('deforms.')
+        }
+        self.degrade = degrade or weather_degrade(
+            list(cfg.weather_kinds), tuple(cfg.weather_intensity)
+        )
         self.flow = DISFlow('medium')
 
     def modules(self) -> dict[str, nn.Module]:
@@ -192,16 +203,16 @@ class FusionRecipe:
         degraded = [self.degrade(c, self.rng) for c in clips]
         dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
         with torch.no_grad():
-            s_prev, s_cur = model(prev), model(cur)                    # clean scores
-            d_prev, d_cur = model(dprev), model(dcur)                  # weather scores
-            target = torch.softmax(self.teacher(s_cur, s_prev), 1)     # EMA teacher
+            s_prev, s_cur = model(prev), model(cur)  # clean scores
+            d_prev, d_cur = model(dprev), model(dcur)  # weather scores
+            target = torch.softmax(self.teacher(s_cur, s_prev), 1)  # EMA teacher
             lam = float(cfg.temporal_target)
             warped = flow = None
-            if lam > 0 or cfg.align_to == 'flow':                      # flow-warped previous
+            if lam > 0 or cfg.align_to == 'flow':  # flow-warped previous
                 flow = batch_flow(self.flow, cur, prev)
                 warped = warp(torch.softmax(s_prev, 1), flow)
             if lam > 0:
-                assert warped is not None       # computed above when lam > 0
+                assert warped is not None  # computed above when lam > 0
                 target = (1 - lam) * target + lam * warped
             conf, pseudo = target.max(1)
         out_deg = self.student(d_cur, d_prev)
@@ -214,20 +225,28 @@ class FusionRecipe:
             loss_deg = (conf * F.cross_entropy(out_deg, pseudo, reduction='none')).mean()
             loss_clean = (conf * F.cross_entropy(out_clean, pseudo, reduction='none')).mean()
         align_target = warped if cfg.align_to == 'flow' else target
-        assert align_target is not None         # warped is computed when align_to is flow
+        assert align_target is not None  # warped is computed when align_to is flow
         loss_align = _soft_ce(aligned, F.adaptive_avg_pool2d(align_target, aligned.shape[-2:]))
         if cfg.align_to == 'flow' and offsets:
-            assert flow is not None             # computed when align_to is flow
+            assert flow is not None  # computed when align_to is flow
             loss_align = loss_align + offset_flow_loss(offsets, flow)
         # the guided variant returned above: this is the score-only block
         loss_anchor = class_prior_penalty(cast(FusionBlock, self.student), self.anchors)
         with torch.no_grad():
             base = (d_cur.argmax(1) == pseudo).float().mean()
-        logs = {'deg': float(loss_deg.detach()), 'clean': float(loss_clean.detach()),
-                'align': float(loss_align.detach()), 'anchor': float(loss_anchor.detach()),
-                'deg_agree_per_frame': float(base)}
-        total = (loss_deg + cfg.clean_weight * loss_clean + cfg.align_weight * loss_align
-                 + cfg.anchor_weight * loss_anchor)
+        logs = {
+            'deg': float(loss_deg.detach()),
+            'clean': float(loss_clean.detach()),
+            'align': float(loss_align.detach()),
+            'anchor': float(loss_anchor.detach()),
+            'deg_agree_per_frame': float(base),
+        }
+        total = (
+            loss_deg
+            + cfg.clean_weight * loss_clean
+            + cfg.align_weight * loss_align
+            + cfg.anchor_weight * loss_anchor
+        )
         return total, logs
 
     def _degrade_pairs(self, clips: list[list[np.ndarray]]) -> tuple[list, list[str]]:
@@ -244,7 +263,7 @@ class FusionRecipe:
                 d, mode = [c[0], d[1]], 'cur'
             elif u < 1.5 * p:
                 d, mode = [d[0], c[1]], 'prev'
-            elif u < 2 * p:       # i.i.d.: each frame its own draw of the weather
+            elif u < 2 * p:  # i.i.d.: each frame its own draw of the weather
                 d, mode = [d[0], self.degrade(c, self.rng)[1]], 'iid'
             else:
                 mode = 'both'
@@ -257,19 +276,23 @@ class FusionRecipe:
         learns the clean pair's DIS flow, from the clean and from the degraded pair; the
         network is not run, so an iteration costs little more than the flow."""
         dev = _dev(self.model)
-        block = cast(GuidedFusionBlock, self.student)       # fusion_variant 'guided'
+        block = cast(GuidedFusionBlock, self.student)  # fusion_variant 'guided'
         prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
         degraded, _ = self._degrade_pairs(clips)
         dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
         with torch.no_grad():
-            flow_s = resize_flow(batch_flow(self.flow, cur, prev),
-                                 block.block_size(*cur.shape[-2:]))
+            flow_s = resize_flow(
+                batch_flow(self.flow, cur, prev), block.block_size(*cur.shape[-2:])
+            )
         m_clean, _ = block.motion_field(block.guide(cur), block.guide(prev))
         m_deg, _ = block.motion_field(block.guide(dcur), block.guide(dprev))
         epe_c = (m_clean - flow_s).norm(dim=1).mean()
         epe_d = (m_deg - flow_s).norm(dim=1).mean()
-        logs = {'epe': float(epe_c.detach()), 'epe_degraded': float(epe_d.detach()),
-                'epe_zero': float(flow_s.norm(dim=1).mean())}
+        logs = {
+            'epe': float(epe_c.detach()),
+            'epe_degraded': float(epe_d.detach()),
+            'epe_zero': float(flow_s.norm(dim=1).mean()),
+        }
         return epe_c + epe_d, logs
 
     def _guided_loss(self, clips: list[list[np.ndarray]]) -> tuple[torch.Tensor, dict]:
@@ -290,14 +313,14 @@ class FusionRecipe:
           (a recurrent block feeds them back).
         """
         model, dev, cfg = self.model, _dev(self.model), self.cfg
-        block = cast(GuidedFusionBlock, self.student)       # fusion_variant 'guided'
+        block = cast(GuidedFusionBlock, self.student)  # fusion_variant 'guided'
         prev, cur = (to_tensor([c[k] for c in clips], dev) for k in (0, 1))
         degraded, modes = self._degrade_pairs(clips)
         dprev, dcur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
         with torch.no_grad():
             s_prev, s_cur = model(prev), model(cur)
             d_prev, d_cur = model(dprev), model(dcur)
-            flow = batch_flow(self.flow, cur, prev)                    # B×2×H×W into prev
+            flow = batch_flow(self.flow, cur, prev)  # B×2×H×W into prev
             warped = warp(torch.softmax(s_prev, 1), flow)
             lam = float(cfg.temporal_target)
             target = (1 - lam) * torch.softmax(s_cur, 1) + lam * warped
@@ -309,27 +332,43 @@ class FusionRecipe:
         out_clean = block(s_cur, s_prev, block.guide(cur), block.guide(prev), aux=aux_c)
         loss_deg = _soft_ce(out_deg, target)
         loss_clean = _soft_ce(out_clean, target)
-        loss_flow = ((aux_c['motion'] - flow_s).norm(dim=1).mean()
-                     + (aux_d['motion'] - flow_s).norm(dim=1).mean())
+        loss_flow = (aux_c['motion'] - flow_s).norm(dim=1).mean() + (aux_d['motion'] - flow_s).norm(
+            dim=1
+        ).mean()
         loss_align = _soft_ce(aux_c['aligned'], F.adaptive_avg_pool2d(warped, small))
-        loss_anchor = sum((((p - self.anchors[n]) ** 2).sum()
-                           for n, p in block.named_parameters() if n in self.anchors),
-                          torch.zeros((), device=dev))
+        loss_anchor = sum(
+            (
+                ((p - self.anchors[n]) ** 2).sum()
+                for n, p in block.named_parameters()
+                if n in self.anchors
+            ),
+            torch.zeros((), device=dev),
+        )
         with torch.no_grad():
             epe = (aux_c['motion'] - flow_s).norm(dim=1).mean()
             epe0 = flow_s.norm(dim=1).mean()
             hit = torch.tensor([m == 'cur' for m in modes], device=dev)
             after = torch.tensor([m == 'prev' for m in modes], device=dev)
             gate = aux_d['gate'].mean((1, 2, 3))
-        logs = {'deg': float(loss_deg.detach()), 'clean': float(loss_clean.detach()),
-                'flow': float(loss_flow.detach()), 'align': float(loss_align.detach()),
-                'anchor': float(loss_anchor.detach()),
-                'epe': float(epe), 'epe_zero': float(epe0),
-                'gate_clean': float(aux_c['gate'].detach().mean()),
-                'gate_hit': float(gate[hit].mean()) if bool(hit.any()) else float('nan'),
-                'gate_prev_hit': float(gate[after].mean()) if bool(after.any()) else float('nan')}
-        total = (loss_deg + cfg.clean_weight * loss_clean + cfg.flow_weight * loss_flow
-                 + cfg.align_weight * loss_align + cfg.anchor_weight * loss_anchor)
+        logs = {
+            'deg': float(loss_deg.detach()),
+            'clean': float(loss_clean.detach()),
+            'flow': float(loss_flow.detach()),
+            'align': float(loss_align.detach()),
+            'anchor': float(loss_anchor.detach()),
+            'epe': float(epe),
+            'epe_zero': float(epe0),
+            'gate_clean': float(aux_c['gate'].detach().mean()),
+            'gate_hit': float(gate[hit].mean()) if bool(hit.any()) else float('nan'),
+            'gate_prev_hit': float(gate[after].mean()) if bool(after.any()) else float('nan'),
+        }
+        total = (
+            loss_deg
+            + cfg.clean_weight * loss_clean
+            + cfg.flow_weight * loss_flow
+            + cfg.align_weight * loss_align
+            + cfg.anchor_weight * loss_anchor
+        )
         return total, logs
 
     @torch.no_grad()
@@ -375,9 +414,9 @@ def offset_flow_loss(offsets: list[torch.Tensor], flow: torch.Tensor) -> torch.T
         pixels), i.e. the steps together sample the previous scores where the flow says the
         content came from.
     """
-    total = summed_offsets(offsets)                                   # B×k²×(dy, dx)×h×w
+    total = summed_offsets(offsets)  # B×k²×(dy, dx)×h×w
     size = cast('tuple[int, int]', total.shape[-2:])
-    target = resize_flow(flow, size).flip(1).unsqueeze(1)             # B×1×(dy, dx)×h×w
+    target = resize_flow(flow, size).flip(1).unsqueeze(1)  # B×1×(dy, dx)×h×w
     return F.smooth_l1_loss(total, target.expand_as(total))
 
 

@@ -6,6 +6,7 @@ Any labelled folder that :func:`vsda_ros.data.labelled.open_labelled` reads work
 the *model's* class ids once, at load time (:data:`SOURCE_MAPS`); everything that is not a model
 class becomes :data:`IGNORE`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,14 +46,16 @@ def source_lut(name: str | None, num_classes: int) -> np.ndarray:
         raise ValueError(f'unknown source_map {name!r}; known: {", ".join(SOURCE_MAPS)}')
     table, classes = SOURCE_MAPS[name]
     if classes != num_classes:
-        raise ValueError(f'source_map {name} maps to {classes} classes but the model has '
-                         f'{num_classes}')
-    lut[:len(table)] = np.asarray(table, dtype=np.uint8)
+        raise ValueError(
+            f'source_map {name} maps to {classes} classes but the model has {num_classes}'
+        )
+    lut[: len(table)] = np.asarray(table, dtype=np.uint8)
     return lut
 
 
-def resize_pair(image: np.ndarray, label: np.ndarray, height: int,
-                size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+def resize_pair(
+    image: np.ndarray, label: np.ndarray, height: int, size: tuple[int, int] | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Resize an image (area) and its label (nearest) to ``size`` = (w, h), or to ``height``
     keeping the aspect when ``size`` is ``None``."""
     if size is None:
@@ -60,8 +63,10 @@ def resize_pair(image: np.ndarray, label: np.ndarray, height: int,
         size = (int(round(image.shape[1] * h / image.shape[0])), h)
     if (image.shape[1], image.shape[0]) == tuple(size):
         return image, label
-    return (cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA),
-            cv2.resize(label, tuple(size), interpolation=cv2.INTER_NEAREST))
+    return (
+        cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA),
+        cv2.resize(label, tuple(size), interpolation=cv2.INTER_NEAREST),
+    )
 
 
 @dataclass
@@ -73,10 +78,16 @@ class LabelledSource:
     labels: list[np.ndarray]
 
     @classmethod
-    def load(cls, folder: str | Path, labels: str | Path, num_classes: int,
-             source_map: str | None = None, height: int = 360,
-             size: tuple[int, int] | None = None,
-             max_frames: int | None = None) -> 'LabelledSource':
+    def load(
+        cls,
+        folder: str | Path,
+        labels: str | Path,
+        num_classes: int,
+        source_map: str | None = None,
+        height: int = 360,
+        size: tuple[int, int] | None = None,
+        max_frames: int | None = None,
+    ) -> 'LabelledSource':
         """Read a labelled folder (see the module docstring) and map its labels.
 
         Raises ``FileNotFoundError`` (missing folder or label file) or ``ValueError`` (bad map,
@@ -97,8 +108,9 @@ class LabelledSource:
     def __len__(self) -> int:
         return len(self.images)
 
-    def sample(self, rng: np.random.Generator, batch: int, crop: tuple[int, int] | None
-               ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def sample(
+        self, rng: np.random.Generator, batch: int, crop: tuple[int, int] | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """``batch`` random frames, each randomly cropped to ``crop`` = (w, h) and flipped
         horizontally with probability ½; returns (images, labels)."""
         images, labels = [], []
@@ -109,7 +121,7 @@ class LabelledSource:
                 h, w = img.shape[:2]
                 cw, ch = min(crop[0], w), min(crop[1], h)
                 x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-                img, lab = img[y0:y0 + ch, x0:x0 + cw], lab[y0:y0 + ch, x0:x0 + cw]
+                img, lab = img[y0 : y0 + ch, x0 : x0 + cw], lab[y0 : y0 + ch, x0 : x0 + cw]
             if rng.random() < 0.5:
                 img, lab = img[:, ::-1], lab[:, ::-1]
             images.append(np.ascontiguousarray(img))

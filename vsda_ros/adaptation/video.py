@@ -4,6 +4,7 @@ Sources are image folders (split into sequences by the file-name prefix before t
 as in CamVid's ``0016E5_08079.png``) and video files. Frames are loaded once, resized so the
 short side matches ``height`` (keeping the aspect), and kept in memory as uint8.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -56,8 +57,14 @@ class TargetVideo:
     dt: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, paths: list[str | Path], height: int = 360, stride: int = 1,
-             max_frames: int | None = None, folder_fps: float = 30.0) -> 'TargetVideo':
+    def load(
+        cls,
+        paths: list[str | Path],
+        height: int = 360,
+        stride: int = 1,
+        max_frames: int | None = None,
+        folder_fps: float = 30.0,
+    ) -> 'TargetVideo':
         """Load folders/videos/rosbag2 bags; ``stride`` keeps every n-th frame of a video or
         bag.
 
@@ -95,8 +102,14 @@ class TargetVideo:
     def __len__(self) -> int:
         return sum(len(v) for v in self.sequences.values())
 
-    def sample(self, rng: np.random.Generator, length: int, max_distance: int,
-               crop: tuple[int, int] | None, max_dt: float | None = None) -> list[np.ndarray]:
+    def sample(
+        self,
+        rng: np.random.Generator,
+        length: int,
+        max_distance: int,
+        crop: tuple[int, int] | None,
+        max_dt: float | None = None,
+    ) -> list[np.ndarray]:
         """``length`` frames of one sequence, in time order, consecutive ones 1..max_distance
         apart, all cropped at the same random window ``crop`` = (w, h) (None = full frame).
 
@@ -104,11 +117,16 @@ class TargetVideo:
         enough frames and (with ``max_dt``) stored frames at most ``max_dt`` s apart.
         Raises ``ValueError`` when no sequence qualifies.
         """
-        keys = [k for k, v in self.sequences.items() if len(v) > length - 1
-                and (max_dt is None or self.dt[k] <= max_dt)]
+        keys = [
+            k
+            for k, v in self.sequences.items()
+            if len(v) > length - 1 and (max_dt is None or self.dt[k] <= max_dt)
+        ]
         if not keys:
-            raise ValueError(f'no target sequence has {length} frames at most {max_dt} s '
-                             f'apart (frame spacing: {self.dt})')
+            raise ValueError(
+                f'no target sequence has {length} frames at most {max_dt} s '
+                f'apart (frame spacing: {self.dt})'
+            )
         sizes = np.array([len(self.sequences[k]) for k in keys], dtype=np.float64)
         seq = self.sequences[keys[rng.choice(len(keys), p=sizes / sizes.sum())]]
         dists = rng.integers(1, max_distance + 1, size=length - 1)
@@ -122,12 +140,13 @@ class TargetVideo:
         h, w = frames[0].shape[:2]
         cw, ch = min(crop[0], w), min(crop[1], h)
         x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        return [np.ascontiguousarray(f[y0:y0 + ch, x0:x0 + cw]) for f in frames]
+        return [np.ascontiguousarray(f[y0 : y0 + ch, x0 : x0 + cw]) for f in frames]
 
 
 def _load_bag(path: Path, height: int, stride: int, seqs: dict, dt: dict) -> None:
     """Append a bag's image topic as one sequence (``stride``: every n-th message)."""
     from vsda_ros.data.bags import BagSource
+
     key = f'{path.name}:bag'
     stamps = []
     for i, frame in enumerate(BagSource(path)):

@@ -9,5 +9,17 @@ ROS graph (demo, bench node, replay, eval --live) import :mod:`vsda_ros.ros.tool
 """
 
 #: the modules under ``vsda_ros.apps``, in the order ``vsda --help`` lists the commands.
-COMMANDS = ('segment', 'fetch', 'demo', 'bench', 'export', 'prepare', 'adapt', 'eval', 'bag',
-            'models', 'replay', 'weather')
+COMMANDS = (
+    'segment',
+    'fetch',
+    'demo',
+    'bench',
+    'export',
+    'prepare',
+    'adapt',
+    'eval',
+    'bag',
+    'models',
+    'replay',
+    'weather',
+)

@@ -1,5 +1,6 @@
 """What the ``vsda`` command modules share: the epilog, argument groups, the generic step from
 parsed arguments to a config dataclass, and the error handling of every entry point."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, TypeVar
 
-EPILOG = ('Real data and weights are looked up in VSDA_DATA_DIR (default ../shared/data), '
-          'downloads go to VSDA_CACHE_DIR (default ~/.cache/vsda_ros).')
+EPILOG = (
+    'Real data and weights are looked up in VSDA_DATA_DIR (default ../shared/data), '
+    'downloads go to VSDA_CACHE_DIR (default ~/.cache/vsda_ros).'
+)
 
 #: the exceptions an entry point reports as one line ``vsda CMD: error: …`` and exit status 2
 #: (``OSError`` covers the file system's: a missing file, a folder that cannot be written, a
@@ -26,38 +29,50 @@ T = TypeVar('T')
 def zoo_names() -> list[str]:
     """The published model names (``vsda fetch`` choices, ``--model`` help)."""
     from vsda_ros.models.zoo import ZOO
+
     return list(ZOO)
 
 
 def label_map_choices() -> list[str]:
     """The ``--map`` choices: the label maps, sorted."""
     from vsda_ros.models.zoo import LABEL_MAPS
+
     return sorted(LABEL_MAPS)
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
     """``--backend`` / ``--precision`` (see :class:`vsda_ros.inference.SegmenterConfig`)."""
-    p.add_argument('--backend', default='auto',
-                   choices=['auto', 'torch', 'openvino', 'onnxruntime'],
-                   help='inference backend: auto = the fastest installed one whose accuracy '
-                        'check against torch passed on real frames (recorded when its graphs '
-                        'are built: once per model and size, 30 s to 5 min; vsda prepare does '
-                        'it ahead), else torch; torch = the reference (default: %(default)s)')
-    p.add_argument('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'int8'],
-                   help='fp32; bf16 (openvino); int8 (a --model folder made by vsda export '
-                        '--precision int8 --calibrate); auto = chosen with the backend: the '
-                        'fastest whose recorded accuracy check passed, else fp32 '
-                        '(default: %(default)s)')
+    p.add_argument(
+        '--backend',
+        default='auto',
+        choices=['auto', 'torch', 'openvino', 'onnxruntime'],
+        help='inference backend: auto = the fastest installed one whose accuracy '
+        'check against torch passed on real frames (recorded when its graphs '
+        'are built: once per model and size, 30 s to 5 min; vsda prepare does '
+        'it ahead), else torch; torch = the reference (default: %(default)s)',
+    )
+    p.add_argument(
+        '--precision',
+        default='auto',
+        choices=['auto', 'fp32', 'bf16', 'int8'],
+        help='fp32; bf16 (openvino); int8 (a --model folder made by vsda export '
+        '--precision int8 --calibrate); auto = chosen with the backend: the '
+        'fastest whose recorded accuracy check passed, else fp32 '
+        '(default: %(default)s)',
+    )
 
 
 def add_allow_unknown_labels(p: argparse.ArgumentParser) -> None:
     """``--allow-unknown-labels`` (dest ``allow_unknown_labels``): label ids that are neither a
     class nor an ignore value are scored as ignored and counted (``unknown_label_pixels``)
     instead of failing the run."""
-    p.add_argument('--allow-unknown-labels', action='store_true',
-                   help='score label ids that are neither a class nor an ignore value as '
-                        'ignored, and count them (unknown_label_pixels) (default: such ids '
-                        'are an error naming the label file and the values, exit 2)')
+    p.add_argument(
+        '--allow-unknown-labels',
+        action='store_true',
+        help='score label ids that are neither a class nor an ignore value as '
+        'ignored, and count them (unknown_label_pixels) (default: such ids '
+        'are an error naming the label file and the values, exit 2)',
+    )
 
 
 def add_quiet(p: argparse.ArgumentParser, help: str = 'no progress bar') -> None:
@@ -118,6 +133,7 @@ def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
         if value is None or value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f'must be an integer {bound}, got {text!r}')
         return value
+
     parse.__name__ = f'int_{low}_{high}'
     return parse
 
@@ -201,8 +217,9 @@ def config_from_args(cls: type[T], args: argparse.Namespace, **values: Any) -> T
     return cls(**kwargs)
 
 
-def execute(make_parser: Callable[[], argparse.ArgumentParser],
-            argv: list[str] | None = None) -> int:
+def execute(
+    make_parser: Callable[[], argparse.ArgumentParser], argv: list[str] | None = None
+) -> int:
     """Parse ``argv`` and run the command it names (``args.func``); returns the exit status.
 
     A user error (:data:`USER_ERRORS`, file system errors included) prints one line
@@ -213,6 +230,7 @@ def execute(make_parser: Callable[[], argparse.ArgumentParser],
     try:
         args = make_parser().parse_args(argv)
         from vsda_ros.runtime import tune_allocator
+
         tune_allocator()
         try:
             return args.func(args)
@@ -242,6 +260,7 @@ def error_text(e: BaseException) -> str:
 def standalone(app: ModuleType, name: str, argv: list[str] | None = None) -> int:
     """``python -m vsda_ros.apps.<app> …``: exactly ``vsda <name> …``, with a parser that
     holds only this command (no detour through :mod:`vsda_ros.cli`)."""
+
     def make_parser() -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(prog='vsda')
         app.add_parser(parser.add_subparsers(dest='command', required=True, metavar='COMMAND'))

@@ -4,6 +4,7 @@ user's frames, every backend/precision checked against torch; the folder loads a
 The graph export, the quantizer and the export folder format are the inference core's
 (:mod:`vsda_ros.inference.export`); this module is the command that drives them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,17 +85,23 @@ def run_export(cfg: ExportConfig, echo=print) -> dict:
 
     _check(cfg)
     # the reference: torch fp32 at the export size, with the model's own temporal modules
-    pipe = build_pipeline(PipelineConfig(model=cfg.model, input_size=cfg.size,
-                                         progress=cfg.progress))
+    pipe = build_pipeline(
+        PipelineConfig(model=cfg.model, input_size=cfg.size, progress=cfg.progress)
+    )
     model, ref = pipe.model, pipe.segmenter
-    size = ref.input_size   # (w, h)
+    size = ref.input_size  # (w, h)
     echo(f'exporting {model.meta.name} at {size[0]}x{size[1]} to {cfg.out} ...')
-    info = export_onnx(model, size, Path(cfg.out), temporal_extra=pipe.modules.to_extra()
-                       if pipe.modules.loaded() else None)
+    info = export_onnx(
+        model,
+        size,
+        Path(cfg.out),
+        temporal_extra=pipe.modules.to_extra() if pipe.modules.loaded() else None,
+    )
     if 'int8' in cfg.precisions:
-        assert cfg.calibrate is not None    # _check: int8 needs calibration frames
-        frames = _spread(load_clip(cfg.calibrate, None, model.meta, topic=cfg.topic).images,
-                         cfg.calibrate_frames)
+        assert cfg.calibrate is not None  # _check: int8 needs calibration frames
+        frames = _spread(
+            load_clip(cfg.calibrate, None, model.meta, topic=cfg.topic).images, cfg.calibrate_frames
+        )
         echo(f'int8: calibrating on {len(frames)} frames of {cfg.calibrate} ...')
         quantize_int8(info, frames, ref.preprocess)
     if 'openvino' in cfg.formats:
@@ -117,8 +124,9 @@ def _check(cfg: ExportConfig) -> None:
     if bad:
         raise ValueError(f'unknown precision(s) {sorted(bad)} (use fp32, bf16, int8)')
     if 'int8' in cfg.precisions and not cfg.calibrate:
-        raise ValueError('int8 needs --calibrate FOLDER|VIDEO|BAG: unlabelled frames of your '
-                         'own data')
+        raise ValueError(
+            'int8 needs --calibrate FOLDER|VIDEO|BAG: unlabelled frames of your own data'
+        )
 
 
 def _validation_source(cfg: ExportConfig) -> str | None:
@@ -147,19 +155,35 @@ def _validate(cfg: ExportConfig, pipe, info: ExportInfo, echo) -> bool:
     if vsource is None:
         echo('no frames to validate on (--validate FRAMES): accuracy not checked')
         return False
-    clip = load_clip(vsource, labels, pipe.meta, cfg.label_map, max_frames=None,
-                     topic=cfg.topic, allow_unknown_labels=cfg.allow_unknown_labels)
+    clip = load_clip(
+        vsource,
+        labels,
+        pipe.meta,
+        cfg.label_map,
+        max_frames=None,
+        topic=cfg.topic,
+        allow_unknown_labels=cfg.allow_unknown_labels,
+    )
     pick = _spread(list(range(len(clip.images))), cfg.validate_frames)
     images = [clip.images[i] for i in pick]
     labs = [clip.labels[i] for i in pick] if labels else None
-    echo(f'validating against torch on {len(images)} frames of {vsource}'
-         + (' (with labels)' if labs else '') + ':')
+    echo(
+        f'validating against torch on {len(images)} frames of {vsource}'
+        + (' (with labels)' if labs else '')
+        + ':'
+    )
     combos = _combos(cfg)
     reference = Reference(pipe.segmenter, images)
     for backend, precision in combos:
-        seg = Segmenter(pipe.model, SegmenterConfig(
-            input_size=tuple(pipe.segmenter.input_size), backend=backend, precision=precision,
-            export_dir=info.path))
+        seg = Segmenter(
+            pipe.model,
+            SegmenterConfig(
+                input_size=tuple(pipe.segmenter.input_size),
+                backend=backend,
+                precision=precision,
+                export_dir=info.path,
+            ),
+        )
         r = measure(seg, pipe.segmenter, images, labs, clip if labs else None, reference)
         ok, why = within_limits(precision, r)
         r.update(within_limits=ok, check=why, frames=len(images), source=str(vsource))
@@ -175,22 +199,35 @@ def _combos(cfg: ExportConfig) -> list[tuple[str, str]]:
     and int8 when exported (no bf16 on ONNX Runtime)."""
     from vsda_ros.inference.backends import installed
 
-    combos = [(b, p) for b in ('openvino', 'onnxruntime') if installed(b)
-              for p in ('fp32', 'bf16', 'int8') if p == 'fp32' or p in cfg.precisions]
+    combos = [
+        (b, p)
+        for b in ('openvino', 'onnxruntime')
+        if installed(b)
+        for p in ('fp32', 'bf16', 'int8')
+        if p == 'fp32' or p in cfg.precisions
+    ]
     return [(b, p) for b, p in combos if not (b == 'onnxruntime' and p == 'bf16')]
 
 
 def _echo_check(backend: str, precision: str, r: dict, ok: bool, why: str, echo) -> None:
     """One validation line (and the per-class IoU with labels)."""
-    miou = (f"  mIoU {r['miou']:.2f} (torch {r['ref_miou']:.2f})" if 'miou' in r else '')
-    echo(f"  {backend:>11s} {precision}: max logit error {r['max_logit_error']:.2e}  "
-         f"argmax agreement {r['argmax_agreement']:.3f} %{miou}  -> "
-         f"{'within' if ok else 'OUTSIDE'} the limits ({why})")
+    miou = f'  mIoU {r["miou"]:.2f} (torch {r["ref_miou"]:.2f})' if 'miou' in r else ''
+    echo(
+        f'  {backend:>11s} {precision}: max logit error {r["max_logit_error"]:.2e}  '
+        f'argmax agreement {r["argmax_agreement"]:.3f} %{miou}  -> '
+        f'{"within" if ok else "OUTSIDE"} the limits ({why})'
+    )
     if 'per_class_iou' in r:
-        echo('      per-class IoU: ' + ', '.join(
-            f'{n} {v:.1f}' + ('' if r['ref_per_class_iou'][n] is None else
-                              f"/{r['ref_per_class_iou'][n]:.1f}")
-            for n, v in r['per_class_iou'].items() if v is not None) + ' (this/torch)')
+        echo(
+            '      per-class IoU: '
+            + ', '.join(
+                f'{n} {v:.1f}'
+                + ('' if r['ref_per_class_iou'][n] is None else f'/{r["ref_per_class_iou"][n]:.1f}')
+                for n, v in r['per_class_iou'].items()
+                if v is not None
+            )
+            + ' (this/torch)'
+        )
 
 
 # ------------------------------------------------------------------------------ command line
@@ -202,16 +239,20 @@ EXPORT_DESCRIPTION = (
     'error, argmax agreement; mIoU and per-class IoU with --labels). OUT holds '
     'the graphs, model.pt and vsda_export.json (meta, size, weights sha256, '
     'the checks); use OUT as a model name: vsda segment --model OUT --backend '
-    'openvino, or the node\'s model: OUT. precision auto picks bf16/int8 only '
+    "openvino, or the node's model: OUT. precision auto picks bf16/int8 only "
     'when the recorded check is within the limits (fp32: 99.9 % agreement, '
-    '0.05 mIoU; bf16/int8: 1.0 mIoU).')
+    '0.05 mIoU; bf16/int8: 1.0 mIoU).'
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``vsda export``."""
     p = subparsers.add_parser(
-        'export', help='export a model to ONNX / OpenVINO (fp32, bf16, int8), checked vs torch',
-        description=EXPORT_DESCRIPTION, epilog=EPILOG)
+        'export',
+        help='export a model to ONNX / OpenVINO (fp32, bf16, int8), checked vs torch',
+        description=EXPORT_DESCRIPTION,
+        epilog=EPILOG,
+    )
     p.add_argument('--model', required=True, help='zoo name, checkpoint file or export folder')
     _add_graph_args(p)
     _add_validation_args(p)
@@ -223,31 +264,61 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _add_graph_args(p: argparse.ArgumentParser) -> None:
     """What is exported: size, format, precisions, int8 calibration frames."""
-    p.add_argument('--size', default=None,
-                   help="input WIDTHxHEIGHT of the graphs (default: the model's native)")
-    p.add_argument('--format', default='openvino', choices=['onnx', 'openvino'],
-                   help='onnx, or openvino (ONNX + OpenVINO IR) (default: %(default)s)')
-    p.add_argument('--precision', default='fp32,bf16',
-                   help='comma-separated: fp32 (always), bf16 (checked; a compile hint), int8 '
-                        '(needs --calibrate) (default: %(default)s)')
-    p.add_argument('--calibrate', default=None, metavar='FOLDER|VIDEO|BAG',
-                   help='unlabelled frames of your data for int8 calibration')
-    p.add_argument('--calibrate-frames', type=positive_int, default=32,
-                   help='calibration frames, spread over the source (default: %(default)s)')
+    p.add_argument(
+        '--size',
+        default=None,
+        help="input WIDTHxHEIGHT of the graphs (default: the model's native)",
+    )
+    p.add_argument(
+        '--format',
+        default='openvino',
+        choices=['onnx', 'openvino'],
+        help='onnx, or openvino (ONNX + OpenVINO IR) (default: %(default)s)',
+    )
+    p.add_argument(
+        '--precision',
+        default='fp32,bf16',
+        help='comma-separated: fp32 (always), bf16 (checked; a compile hint), int8 '
+        '(needs --calibrate) (default: %(default)s)',
+    )
+    p.add_argument(
+        '--calibrate',
+        default=None,
+        metavar='FOLDER|VIDEO|BAG',
+        help='unlabelled frames of your data for int8 calibration',
+    )
+    p.add_argument(
+        '--calibrate-frames',
+        type=positive_int,
+        default=32,
+        help='calibration frames, spread over the source (default: %(default)s)',
+    )
     p.add_argument('--topic', default=None, help='image topic of a bag source')
 
 
 def _add_validation_args(p: argparse.ArgumentParser) -> None:
     """The accuracy check against torch: frames, labels, label map."""
-    p.add_argument('--validate', default=None, metavar='FRAMES',
-                   help='frames for the accuracy check (default: --calibrate, else '
-                        'VSDA_DATA_DIR/camvid/val)')
+    p.add_argument(
+        '--validate',
+        default=None,
+        metavar='FRAMES',
+        help='frames for the accuracy check (default: --calibrate, else VSDA_DATA_DIR/camvid/val)',
+    )
     p.add_argument('--labels', default=None, help='labels of --validate (adds mIoU)')
-    p.add_argument('--map', dest='label_map', default=None, choices=label_map_choices(),
-                   help='map the model classes to the labels (e.g. cityscapes-camvid)')
+    p.add_argument(
+        '--map',
+        dest='label_map',
+        default=None,
+        choices=label_map_choices(),
+        help='map the model classes to the labels (e.g. cityscapes-camvid)',
+    )
     add_allow_unknown_labels(p)
-    p.add_argument('--validate-frames', type=positive_int, default=16,
-                   help='at most this many validation frames (default: %(default)s)')
+    p.add_argument(
+        '--validate-frames',
+        type=positive_int,
+        default=16,
+        help='at most this many validation frames (default: %(default)s)',
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -256,9 +327,13 @@ def run(args: argparse.Namespace) -> int:
     from vsda_ros.inference import parse_size
 
     cfg = config_from_args(
-        ExportConfig, args, out=Path(args.out), size=parse_size(args.size),
+        ExportConfig,
+        args,
+        out=Path(args.out),
+        size=parse_size(args.size),
         formats=('onnx', 'openvino') if args.format == 'openvino' else ('onnx',),
-        precisions=tuple(args.precision.split(',')))
+        precisions=tuple(args.precision.split(',')),
+    )
     check_output_dir(cfg.out, '--out')  # before the model is loaded and exported
     run_export(cfg)
     return 0

@@ -10,6 +10,7 @@ is parsed as YAML: numbers, lists, true/false; ``null`` clears a field). ``vsda 
 also detects torchrun's environment, so ``torchrun … -m vsda_ros adapt …`` works the same way.
 Give ``--master_addr 127.0.0.1`` (as above) so the rendezvous stays on the loopback interface.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,11 +48,17 @@ def with_overrides(cfg: AdaptConfig, overrides: dict) -> AdaptConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog='python -m vsda_ros.apps.train_ddp',
-                                description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(
+        prog='python -m vsda_ros.apps.train_ddp', description=__doc__.split('\n\n')[0]
+    )
     p.add_argument('--config', required=True, help='recipe YAML (config/experiments/*.yaml)')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                   help='override a config field (repeatable)')
+    p.add_argument(
+        '--set',
+        action='append',
+        default=[],
+        metavar='KEY=VALUE',
+        help='override a config field (repeatable)',
+    )
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     args = p.parse_args(argv)
     from vsda_ros.adaptation.train import train
@@ -59,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = with_overrides(AdaptConfig.from_yaml(args.config), parse_overrides(args.set))
     s = train(cfg, progress=not args.quiet)
     if s['rank'] == 0:
-        print(f"{s['recipe']}: {s['iterations']} iterations in {s['train_seconds']:.0f} s on "
-              f"{s['world_size']} process(es); checkpoint {s['out']} (summary {s['out']}.json)")
+        print(
+            f'{s["recipe"]}: {s["iterations"]} iterations in {s["train_seconds"]:.0f} s on '
+            f'{s["world_size"]} process(es); checkpoint {s["out"]} (summary {s["out"]}.json)'
+        )
     return 0
 
 

@@ -10,6 +10,7 @@ payload* in a ``.db3`` cannot be detected, only damage to its structure.
 
 Pure Python, no rclpy and no rosbags: the lowest layer of :mod:`vsda_ros.data`'s bag modules.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,18 +37,20 @@ class _Broken(Exception):
 @dataclass
 class _Chunk:
     index: int
-    offset: int           # of the chunk record (its op byte)
-    start: int            # message log times, ns
+    offset: int  # of the chunk record (its op byte)
+    start: int  # message log times, ns
     end: int
     uncompressed_size: int
     crc: int
     compression: str
-    data_offset: int      # of the (compressed) records
+    data_offset: int  # of the (compressed) records
     data_size: int
 
     def where(self) -> str:
-        return (f'chunk {self.index} at byte {self.offset} (log time {self.start * 1e-9:.3f}–'
-                f'{self.end * 1e-9:.3f} s)')
+        return (
+            f'chunk {self.index} at byte {self.offset} (log time {self.start * 1e-9:.3f}–'
+            f'{self.end * 1e-9:.3f} s)'
+        )
 
 
 def storage_files(folder: Path) -> list[Path]:
@@ -79,8 +82,10 @@ def _mcap_chunks(fh: Any, size: int) -> Iterator[_Chunk]:
         op, length = struct.unpack('<BQ', fh.read(9))
         body = pos + 9
         if op == 0 or 0x10 <= op < 0x80 or body + length > size:
-            raise _Broken(f'record structure broken at byte {pos} (type 0x{op:02x}, length '
-                          f'{length} of a {size}-byte file)')
+            raise _Broken(
+                f'record structure broken at byte {pos} (type 0x{op:02x}, length '
+                f'{length} of a {size}-byte file)'
+            )
         if op in (_OP_DATA_END, _OP_FOOTER):
             return
         if op == _OP_CHUNK:
@@ -103,6 +108,7 @@ def _decompress(data: bytes, compression: str) -> bytes:
         return data
     if compression == 'lz4':
         import lz4.frame
+
         return lz4.frame.decompress(data)
     if compression == 'zstd':
         try:
@@ -152,8 +158,7 @@ def _check_sqlite(file: Path) -> list[str]:
     if rows == ['ok']:
         return []
     lines = [line.strip() for row in rows for line in str(row).splitlines()]
-    return [f'sqlite3 quick_check: {line}' for line in lines
-            if line and not line.startswith('***')]
+    return [f'sqlite3 quick_check: {line}' for line in lines if line and not line.startswith('***')]
 
 
 def check_storage(path: str | Path) -> list[str]:

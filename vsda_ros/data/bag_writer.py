@@ -10,6 +10,7 @@ with each message logged at its header stamp. Pure Python through ``rosbags`` (m
 mcap chunks are sealed with their CRC-32 afterwards (:func:`~vsda_ros.data.bag_storage.seal_mcap`)
 so that later damage is detected.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -66,11 +67,15 @@ def _remove_bag(out: Path) -> None:
         out.unlink()
         return
     allowed = {'metadata.yaml'}
-    strangers = [p.name for p in out.iterdir()
-                 if p.name not in allowed and not (p.is_file() and p.suffix in BAG_SUFFIXES)]
+    strangers = [
+        p.name
+        for p in out.iterdir()
+        if p.name not in allowed and not (p.is_file() and p.suffix in BAG_SUFFIXES)
+    ]
     if strangers:
-        raise FileExistsError(f'{out} exists and holds more than a bag ({", ".join(strangers[:3])}'
-                              f'…); not deleting it')
+        raise FileExistsError(
+            f'{out} exists and holds more than a bag ({", ".join(strangers[:3])}…); not deleting it'
+        )
     shutil.rmtree(out)
 
 
@@ -85,8 +90,9 @@ def _to_header(store: Any, stamp: float, frame_id: str) -> tuple[Any, int]:
     ns = int(round(stamp * 1e9))
     if ns < 0:
         raise ValueError(f'negative stamp {stamp}')
-    return Header(stamp=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000),
-                  frame_id=frame_id), ns
+    return Header(
+        stamp=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id=frame_id
+    ), ns
 
 
 def _check_options(storage: str, compression: str) -> None:
@@ -94,8 +100,9 @@ def _check_options(storage: str, compression: str) -> None:
     if storage not in STORAGES:
         raise ValueError(f'storage must be one of {", ".join(STORAGES)}, not {storage!r}')
     if compression not in COMPRESSIONS:
-        raise ValueError(f'compression must be one of {", ".join(COMPRESSIONS)}, '
-                         f'not {compression!r}')
+        raise ValueError(
+            f'compression must be one of {", ".join(COMPRESSIONS)}, not {compression!r}'
+        )
 
 
 def _clear_target(out: Path, overwrite: bool) -> None:
@@ -114,13 +121,14 @@ def _checked_image(frame: Frame, index: int) -> np.ndarray:
     """``frame.image`` if it is H×W×3 uint8; else ``ValueError`` naming the frame."""
     image = frame.image
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f'frame {frame.name or index}: expected H×W×3 uint8 '
-                         f'RGB, got {image.dtype} {image.shape}')
+        raise ValueError(
+            f'frame {frame.name or index}: expected H×W×3 uint8 '
+            f'RGB, got {image.dtype} {image.shape}'
+        )
     return image
 
 
-def _image_cdr(store: Any, frame: Frame, image: np.ndarray, header: Any,
-               layout: _Layout) -> Any:
+def _image_cdr(store: Any, frame: Frame, image: np.ndarray, header: Any, layout: _Layout) -> Any:
     """The CDR bytes of ``image`` as an rgb8 Image (``compression='none'``, bit-exact) or a
     jpeg/png CompressedImage (BGR-encoded, ``format`` ``'rgb8; jpeg compressed bgr8'``).
 
@@ -129,23 +137,33 @@ def _image_cdr(store: Any, frame: Frame, image: np.ndarray, header: Any,
     """
     h, w = image.shape[:2]
     if layout.compression == 'none':
-        msg = store.types[IMAGE](header=header, height=h, width=w, encoding='rgb8',
-                                 is_bigendian=0, step=3 * w,
-                                 data=np.ascontiguousarray(image).reshape(-1))
+        msg = store.types[IMAGE](
+            header=header,
+            height=h,
+            width=w,
+            encoding='rgb8',
+            is_bigendian=0,
+            step=3 * w,
+            data=np.ascontiguousarray(image).reshape(-1),
+        )
         return store.serialize_cdr(msg, IMAGE)
-    ext, params = ('.jpg', [cv2.IMWRITE_JPEG_QUALITY, int(layout.jpeg_quality)]) \
-        if layout.compression == 'jpeg' else ('.png', [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ext, params = (
+        ('.jpg', [cv2.IMWRITE_JPEG_QUALITY, int(layout.jpeg_quality)])
+        if layout.compression == 'jpeg'
+        else ('.png', [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    )
     ok, buf = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise ValueError(f'cannot encode frame {frame.name} as {layout.compression}')
-    msg = store.types[COMPRESSED](header=header,
-                                  format=f'rgb8; {layout.compression} compressed bgr8',
-                                  data=buf.reshape(-1))
+    msg = store.types[COMPRESSED](
+        header=header, format=f'rgb8; {layout.compression} compressed bgr8', data=buf.reshape(-1)
+    )
     return store.serialize_cdr(msg, COMPRESSED)
 
 
-def _label_cdr(store: Any, frame: Frame, label: Any, header: Any, size: tuple[int, int],
-               index: int) -> Any:
+def _label_cdr(
+    store: Any, frame: Frame, label: Any, header: Any, size: tuple[int, int], index: int
+) -> Any:
     """The CDR bytes of ``label`` (H×W integer class ids in 0..255, ``size`` = (H, W)) as a
     mono8 Image with the image's ``header``.
 
@@ -155,19 +173,28 @@ def _label_cdr(store: Any, frame: Frame, label: Any, header: Any, size: tuple[in
     h, w = size
     label = np.asarray(label)
     if label.shape != (h, w) or label.dtype.kind not in 'ui':
-        raise ValueError(f'label of frame {frame.name or index}: expected '
-                         f'{h}×{w} integer class ids, got {label.dtype} '
-                         f'{label.shape}')
+        raise ValueError(
+            f'label of frame {frame.name or index}: expected '
+            f'{h}×{w} integer class ids, got {label.dtype} '
+            f'{label.shape}'
+        )
     if label.size and (label.min() < 0 or label.max() > 255):
         raise ValueError(f'label of frame {frame.name}: class ids outside 0..255')
-    msg = store.types[IMAGE](header=header, height=h, width=w, encoding='mono8',
-                             is_bigendian=0, step=w,
-                             data=np.ascontiguousarray(label, dtype=np.uint8).reshape(-1))
+    msg = store.types[IMAGE](
+        header=header,
+        height=h,
+        width=w,
+        encoding='mono8',
+        is_bigendian=0,
+        step=w,
+        data=np.ascontiguousarray(label, dtype=np.uint8).reshape(-1),
+    )
     return store.serialize_cdr(msg, IMAGE)
 
 
-def _write_frames(writer: Any, store: Any, frames: Iterable[tuple[Frame, np.ndarray | None]],
-                  layout: _Layout) -> _Tally:
+def _write_frames(
+    writer: Any, store: Any, frames: Iterable[tuple[Frame, np.ndarray | None]], layout: _Layout
+) -> _Tally:
     """Write every (frame, label) pair through the opened rosbags ``writer``; the label topic's
     connection is added with the first label. Raises what the helpers raise."""
     topic, label_topic = layout.topic, layout.label_topic
@@ -181,8 +208,7 @@ def _write_frames(writer: Any, store: Any, frames: Iterable[tuple[Frame, np.ndar
         writer.write(img_conn, ns, _image_cdr(store, frame, image, header, layout))
         tally.counts[topic] += 1
         if label is not None:
-            data = _label_cdr(store, frame, label, header, image.shape[:2],
-                              tally.counts[topic] - 1)
+            data = _label_cdr(store, frame, label, header, image.shape[:2], tally.counts[topic] - 1)
             if label_conn is None:
                 label_conn = writer.add_connection(label_topic, IMAGE, typestore=store)
             writer.write(label_conn, ns, data)
@@ -196,15 +222,30 @@ def _summary(out: Path, storage: str, layout: _Layout, tally: _Tally) -> dict:
     topics = {t: {'type': tally.msgtypes[t], 'count': n} for t, n in tally.counts.items() if n}
     start = (tally.first or 0) * 1e-9
     end = (tally.last or 0) * 1e-9
-    return {'path': str(out), 'storage': storage, 'compression': layout.compression,
-            'frames': tally.counts[layout.topic], 'labels': tally.counts[layout.label_topic],
-            'topics': topics, 'start': start, 'end': end, 'duration': end - start}
+    return {
+        'path': str(out),
+        'storage': storage,
+        'compression': layout.compression,
+        'frames': tally.counts[layout.topic],
+        'labels': tally.counts[layout.label_topic],
+        'topics': topics,
+        'start': start,
+        'end': end,
+        'duration': end - start,
+    }
 
 
-def write_bag(out: str | Path, frames: Iterable[tuple[Frame, np.ndarray | None]],
-              topic: str = '/camera/image_raw', label_topic: str = '/camera/labels',
-              storage: str = 'mcap', compression: str = 'none', frame_id: str = 'camera',
-              overwrite: bool = False, jpeg_quality: int = 95) -> dict:
+def write_bag(
+    out: str | Path,
+    frames: Iterable[tuple[Frame, np.ndarray | None]],
+    topic: str = '/camera/image_raw',
+    label_topic: str = '/camera/labels',
+    storage: str = 'mcap',
+    compression: str = 'none',
+    frame_id: str = 'camera',
+    overwrite: bool = False,
+    jpeg_quality: int = 95,
+) -> dict:
     """Write ``(frame, label or None)`` pairs as a rosbag2 bag of real ROS 2 CDR messages.
 
     Images go on ``topic`` as ``sensor_msgs/msg/Image`` rgb8 (``compression='none'``; bit-exact)

@@ -21,6 +21,7 @@ one clear :class:`~vsda_ros.data.integrity.IncompleteInputError`, and after a fu
 the messages read with the counts the bag announces. An incomplete bag is an error unless the
 caller allows it (:func:`vsda_ros.data.integrity.reading`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,10 +55,12 @@ _MAX_WARNINGS = 5
 decode_rgb = message_to_rgb
 decode_label = label_to_array
 
+
 def typestore() -> Any:
     """The rosbags typestore used for every bag here (ROS 2 Kilted message definitions;
     ``sensor_msgs/Image`` and ``CompressedImage`` are identical from Humble on)."""
     from rosbags.typesys import Stores, get_typestore
+
     return get_typestore(Stores.ROS2_KILTED)
 
 
@@ -70,6 +73,7 @@ def is_bag(path: str | Path) -> bool:
     if path.is_dir():
         return (path / 'metadata.yaml').is_file() or len(storage_files(path)) == 1
     return False
+
 
 def open_reader(path: str | Path) -> Any:
     """An opened ``rosbags.rosbag2.Reader`` for a bag folder or a single ``.mcap``/``.db3``.
@@ -89,8 +93,10 @@ def open_reader(path: str | Path) -> Any:
     if path.is_dir() and not (path / 'metadata.yaml').is_file():
         files = storage_files(path)
         if len(files) != 1:
-            raise ValueError(f'{path} is not a rosbag2 bag (no metadata.yaml, and '
-                             f'{len(files)} .mcap/.db3 files instead of one)')
+            raise ValueError(
+                f'{path} is not a rosbag2 bag (no metadata.yaml, and '
+                f'{len(files)} .mcap/.db3 files instead of one)'
+            )
         target = files[0]
     elif path.is_file() and path.suffix not in BAG_SUFFIXES:
         raise ValueError(f'{path} is not a rosbag2 bag (expected a folder, .mcap or .db3)')
@@ -116,14 +122,14 @@ def is_label_topic(topic: str) -> bool:
     return topic.rstrip('/').endswith('labels')
 
 
-
 def _damaged(path: Path, problems: list[str]) -> str:
     more = f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''
     return f'bag {path} is damaged: {problems[0]}{more}'
 
 
-def read_messages(reader: Any, connections: list, path: str | Path
-                  ) -> Iterator[tuple[Any, int, Any]]:
+def read_messages(
+    reader: Any, connections: list, path: str | Path
+) -> Iterator[tuple[Any, int, Any]]:
     """``reader.messages(connections=…)``, with any error of the storage reader (``apsw``
     ``CorruptError``, rosbags ``ReaderError``, ``struct``/overflow errors on garbage lengths …)
     turned into one clear line.
@@ -141,7 +147,8 @@ def read_messages(reader: Any, connections: list, path: str | Path
         except Exception as exc:  # noqa: BLE001 - whatever the storage reader fails with
             raise IncompleteInputError(
                 f'bag {path} is damaged: reading failed after {n} messages '
-                f'({type(exc).__name__}: {exc})') from None
+                f'({type(exc).__name__}: {exc})'
+            ) from None
         n += 1
         yield item
 
@@ -200,16 +207,21 @@ class BagSource:
         if self.topic is None:
             candidates = [t for t in images if t != self.label_topic and not is_label_topic(t)]
             if len(candidates) != 1:
-                raise ValueError(f'bag {self.path}: {"no" if not candidates else "more than one"}'
-                                 f' image topic; choose one with topic=… (image topics: '
-                                 f'{listing})')
+                raise ValueError(
+                    f'bag {self.path}: {"no" if not candidates else "more than one"}'
+                    f' image topic; choose one with topic=… (image topics: '
+                    f'{listing})'
+                )
             self.topic = candidates[0]
         elif self.topic not in images:
-            raise ValueError(f'bag {self.path} has no image topic {self.topic!r} '
-                             f'(image topics: {listing})')
+            raise ValueError(
+                f'bag {self.path} has no image topic {self.topic!r} (image topics: {listing})'
+            )
         if self.label_topic is not None and self._types.get(self.label_topic) != IMAGE:
-            raise ValueError(f'bag {self.path} has no label topic {self.label_topic!r} of type '
-                             f'{IMAGE} (image topics: {listing})')
+            raise ValueError(
+                f'bag {self.path} has no label topic {self.label_topic!r} of type '
+                f'{IMAGE} (image topics: {listing})'
+            )
         self.msgtype = images[self.topic]
 
     @property
@@ -237,8 +249,9 @@ class BagSource:
         store = typestore()
         problems = check_storage(self.path)
         if problems and not allow_incomplete():
-            raise IncompleteInputError(f'{_damaged(self.path, problems)}; {ALLOW_HINT} (the '
-                                       'messages before the damage)')
+            raise IncompleteInputError(
+                f'{_damaged(self.path, problems)}; {ALLOW_HINT} (the messages before the damage)'
+            )
         read = {t: 0 for t in topics}
         reader = open_reader(self.path)
         try:
@@ -279,8 +292,13 @@ class BagSource:
         except ValueError as exc:
             self._warn(f'{self.topic} #{index}: {exc}')
             return None
-        return Frame(image, stamp=_stamp(msg), frame_id=str(msg.header.frame_id),
-                     name=f'{index:06d}.png', camera=self._topic)
+        return Frame(
+            image,
+            stamp=_stamp(msg),
+            frame_id=str(msg.header.frame_id),
+            name=f'{index:06d}.png',
+            camera=self._topic,
+        )
 
     def __iter__(self) -> Iterator[Frame]:
         self.skipped = 0
@@ -359,8 +377,20 @@ def bag_info(path: str | Path) -> dict:
     files = [path] if path.is_file() else storage_files(path)
     storage = {'.mcap': 'mcap', '.db3': 'sqlite3'}.get(files[0].suffix if files else '', '?')
     duration = end - start
-    topics = {t: {'type': types[t], 'count': n,
-                  'rate': (n - 1) / duration if n > 1 and duration > 0 else None}
-              for t, n in sorted(counts.items())}
-    return {'path': str(path), 'storage': storage, 'messages': total, 'start': start,
-            'end': end, 'duration': duration, 'topics': topics}
+    topics = {
+        t: {
+            'type': types[t],
+            'count': n,
+            'rate': (n - 1) / duration if n > 1 and duration > 0 else None,
+        }
+        for t, n in sorted(counts.items())
+    }
+    return {
+        'path': str(path),
+        'storage': storage,
+        'messages': total,
+        'start': start,
+        'end': end,
+        'duration': duration,
+        'topics': topics,
+    }

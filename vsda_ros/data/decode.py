@@ -11,6 +11,7 @@ picture.
   :func:`image_to_rgb` / :func:`compressed_to_rgb`);
 - :func:`label_to_array`: a mono8/mono16 Image of class ids → H×W uint8/uint16.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -22,19 +23,38 @@ from rosbags.image import ImageError, compressed_image_to_cvimage, image_to_cvim
 
 #: encoding → bytes per pixel, for every raw encoding we can turn into rgb8.
 BYTES_PER_PIXEL: dict[str, int] = {
-    'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1,
-    'rgb16': 6, 'bgr16': 6, 'rgba16': 8, 'bgra16': 8, 'mono16': 2,
-    'bayer_rggb8': 1, 'bayer_bggr8': 1, 'bayer_gbrg8': 1, 'bayer_grbg8': 1,
-    'bayer_rggb16': 2, 'bayer_bggr16': 2, 'bayer_gbrg16': 2, 'bayer_grbg16': 2,
-    'yuv422': 2, 'uyvy': 2, 'yuv422_yuy2': 2, 'yuyv': 2,
+    'rgb8': 3,
+    'bgr8': 3,
+    'rgba8': 4,
+    'bgra8': 4,
+    'mono8': 1,
+    'rgb16': 6,
+    'bgr16': 6,
+    'rgba16': 8,
+    'bgra16': 8,
+    'mono16': 2,
+    'bayer_rggb8': 1,
+    'bayer_bggr8': 1,
+    'bayer_gbrg8': 1,
+    'bayer_grbg8': 1,
+    'bayer_rggb16': 2,
+    'bayer_bggr16': 2,
+    'bayer_gbrg16': 2,
+    'bayer_grbg16': 2,
+    'yuv422': 2,
+    'uyvy': 2,
+    'yuv422_yuy2': 2,
+    'yuyv': 2,
 }
 _YUV422 = {'yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv'}
 
 
 def _check_rgb(img: np.ndarray, what: str) -> np.ndarray:
     if img is None or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        raise ValueError(f'{what}: decoding did not give an H×W×3 uint8 image '
-                         f'(got {None if img is None else (img.dtype, img.shape)})')
+        raise ValueError(
+            f'{what}: decoding did not give an H×W×3 uint8 image '
+            f'(got {None if img is None else (img.dtype, img.shape)})'
+        )
     return np.ascontiguousarray(img)
 
 
@@ -50,21 +70,26 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     if h == 0 or w == 0 or n == 0:
         raise ValueError(f'empty image ({w}x{h}, {n} data bytes)')
     if enc not in BYTES_PER_PIXEL:
-        raise ValueError(f'unsupported image encoding {enc!r}; supported: '
-                         f'{", ".join(sorted(BYTES_PER_PIXEL))}')
+        raise ValueError(
+            f'unsupported image encoding {enc!r}; supported: {", ".join(sorted(BYTES_PER_PIXEL))}'
+        )
     bpp = BYTES_PER_PIXEL[enc]
     if enc in _YUV422 and w % 2:
         raise ValueError(f'{enc} image has odd width {w} (4:2:2 needs an even width)')
     if step < w * bpp:
-        raise ValueError(f'step {step} is smaller than width×bytes-per-pixel = {w}×{bpp} '
-                         f'for {enc}')
+        raise ValueError(f'step {step} is smaller than width×bytes-per-pixel = {w}×{bpp} for {enc}')
     if step * h != n:
         raise ValueError(f'data size {n} != step×height = {step}×{h} = {step * h}')
     buf = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)
     if step != w * bpp:  # drop row padding: rosbags assumes tightly packed rows
         buf = buf[:, : w * bpp]
-    packed = SimpleNamespace(encoding=enc, height=h, width=w, is_bigendian=msg.is_bigendian,
-                             data=np.ascontiguousarray(buf).data)
+    packed = SimpleNamespace(
+        encoding=enc,
+        height=h,
+        width=w,
+        is_bigendian=msg.is_bigendian,
+        data=np.ascontiguousarray(buf).data,
+    )
     try:
         # rosbags' stub names its generated Image class; it reads only the fields set above
         img = image_to_cvimage(packed, 'rgb8')  # type: ignore[arg-type]
@@ -89,8 +114,9 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
         # rosbags decodes with IMREAD_ANYCOLOR; a grey JPEG then cannot go bgr8→rgb8.
         bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise ValueError(f'cannot decode compressed image (format {msg.format!r}, '
-                             f'{len(msg.data)} bytes)') from None
+            raise ValueError(
+                f'cannot decode compressed image (format {msg.format!r}, {len(msg.data)} bytes)'
+            ) from None
         img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     return _check_rgb(img, f'compressed ({msg.format})')
 
@@ -108,13 +134,18 @@ def message_to_rgb(msg: Any) -> np.ndarray:
     try:
         return compressed_to_rgb(msg) if hasattr(msg, 'format') else image_to_rgb(msg)
     except TypeError as exc:  # rosbags-image on a message it cannot handle at all
-        raise ValueError(f'cannot convert {getattr(msg, "encoding", "image")} to rgb8: '
-                         f'{exc}') from None
+        raise ValueError(
+            f'cannot convert {getattr(msg, "encoding", "image")} to rgb8: {exc}'
+        ) from None
 
 
 #: label encodings → (canonical encoding, bytes per pixel).
-_LABEL_ENCODINGS = {'mono8': ('mono8', 1), '8UC1': ('mono8', 1),
-                    'mono16': ('mono16', 2), '16UC1': ('mono16', 2)}
+_LABEL_ENCODINGS = {
+    'mono8': ('mono8', 1),
+    '8UC1': ('mono8', 1),
+    'mono16': ('mono16', 2),
+    '16UC1': ('mono16', 2),
+}
 
 
 def label_to_array(msg: Any) -> np.ndarray:
@@ -134,5 +165,4 @@ def label_to_array(msg: Any) -> np.ndarray:
     rows = data.reshape(h, step)[:, : w * bpp]
     if bpp == 1:
         return rows.copy()
-    return np.ascontiguousarray(rows).view('>u2' if msg.is_bigendian else '<u2'
-                                           ).astype(np.uint16)
+    return np.ascontiguousarray(rows).view('>u2' if msg.is_bigendian else '<u2').astype(np.uint16)

@@ -5,6 +5,7 @@ carries it in the JPEG/PNG header, which Pillow reads without decoding the pixel
 size first lets the node refuse a frame that would need gigabytes to decode and post-process
 (an 8K JPEG is 5 MB compressed and 100 MB decoded). No rclpy here: works on rosbags messages too.
 """
+
 from __future__ import annotations
 
 import io
@@ -22,6 +23,7 @@ def message_pixels(msg: Any) -> int | None:
     if hasattr(msg, 'width') and hasattr(msg, 'height'):
         return int(msg.width) * int(msg.height)
     from PIL import Image as PILImage
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', PILImage.DecompressionBombWarning)

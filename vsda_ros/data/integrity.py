@@ -14,6 +14,7 @@ goes through :func:`report_read`:
 A pass that the caller stops early (``--max-frames``) is never checked: the source does not know
 whether the rest was readable, and claims nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,10 @@ class ReadStats:
     @property
     def short(self) -> bool:
         """Fewer frames read than announced (beyond the tolerance)."""
-        return (self.frames_expected is not None
-                and self.frames_read < self.frames_expected - self.tolerance)
+        return (
+            self.frames_expected is not None
+            and self.frames_read < self.frames_expected - self.tolerance
+        )
 
     @property
     def complete(self) -> bool:
@@ -59,15 +62,20 @@ class ReadStats:
 
     def as_dict(self) -> dict:
         """``{'frames_expected', 'frames_read', 'complete', 'problems'}`` for JSON reports."""
-        return {'frames_expected': self.frames_expected, 'frames_read': self.frames_read,
-                'complete': self.complete, 'problems': list(self.problems)}
+        return {
+            'frames_expected': self.frames_expected,
+            'frames_read': self.frames_read,
+            'complete': self.complete,
+            'problems': list(self.problems),
+        }
 
     def describe(self) -> str:
         """One line: what is wrong with the input (empty when complete)."""
         parts = list(self.problems)
         if self.short:
-            parts.append(f'read {self.frames_read} of the {self.frames_expected} frames it '
-                         'announces')
+            parts.append(
+                f'read {self.frames_read} of the {self.frames_expected} frames it announces'
+            )
         if not parts:
             return ''
         state = 'damaged' if self.problems else 'truncated'

@@ -12,6 +12,7 @@ Source kinds:
 * a **rosbag2** bag (folder, ``.mcap`` or ``.db3``): labels from the label topic named in
   ``labels``, or from the bag's one image topic whose name ends in ``labels``.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -28,16 +29,16 @@ from vsda_ros.frames import Frame
 #: cityscapesScripts' ``labels.py``); every other id (0–6 void, parking, rail track, guard
 #: rail, bridge, tunnel, polegroup, caravan, trailer, license plate) → 255.
 CITYSCAPES_TRAIN_IDS: dict[int, int] = {
-    7: 0,    # road
-    8: 1,    # sidewalk
-    11: 2,   # building
-    12: 3,   # wall
-    13: 4,   # fence
-    17: 5,   # pole
-    19: 6,   # traffic light
-    20: 7,   # traffic sign
-    21: 8,   # vegetation
-    22: 9,   # terrain
+    7: 0,  # road
+    8: 1,  # sidewalk
+    11: 2,  # building
+    12: 3,  # wall
+    13: 4,  # fence
+    17: 5,  # pole
+    19: 6,  # traffic light
+    20: 7,  # traffic sign
+    21: 8,  # vegetation
+    22: 9,  # terrain
     23: 10,  # sky
     24: 11,  # person
     25: 12,  # rider
@@ -83,17 +84,20 @@ def label_path(image: Path, labels: Path) -> tuple[Path, bool]:
         for tail in _CITYSCAPES_TRAIN_IDS:
             if (labels / f'{base}{tail}.png').is_file():
                 return labels / f'{base}{tail}.png', False
-        raise FileNotFoundError(f'no label for {image.name} in {labels} (expected '
-                                f'{candidate.name})')
+        raise FileNotFoundError(
+            f'no label for {image.name} in {labels} (expected {candidate.name})'
+        )
     for candidate in (labels / image.name, labels / f'{stem}.png'):
         if candidate.is_file():
             return candidate, False
-    raise FileNotFoundError(f'no label for {image.name} in {labels} (expected '
-                            f'{labels / image.name} or {stem}.png)')
+    raise FileNotFoundError(
+        f'no label for {image.name} in {labels} (expected {labels / image.name} or {stem}.png)'
+    )
 
 
-def _folder(frames: FrameSource, label_dir: Path | None
-            ) -> Iterator[tuple[Frame, np.ndarray | None]]:
+def _folder(
+    frames: FrameSource, label_dir: Path | None
+) -> Iterator[tuple[Frame, np.ndarray | None]]:
     for path, frame in zip(frames.files(), frames, strict=False):
         if label_dir is None:
             yield frame, None
@@ -103,8 +107,10 @@ def _folder(frames: FrameSource, label_dir: Path | None
         if convert:
             label = cityscapes_to_train_ids(label)
         if label.shape != frame.image.shape[:2]:
-            raise ValueError(f'label {lpath} is {label.shape[1]}x{label.shape[0]} but frame '
-                             f'{path.name} is {frame.size[0]}x{frame.size[1]}')
+            raise ValueError(
+                f'label {lpath} is {label.shape[1]}x{label.shape[0]} but frame '
+                f'{path.name} is {frame.size[0]}x{frame.size[1]}'
+            )
         yield frame, label
 
 
@@ -113,8 +119,10 @@ def _bag_source(source: Path, topic: str | None, labels: str | None) -> BagSourc
     if label_topic is None:
         found = [t for t in image_topics(source) if is_label_topic(t) and t != topic]
         if len(found) > 1:
-            raise ValueError(f'bag {source} has several label topics ({", ".join(found)}); '
-                             'choose one with labels=…')
+            raise ValueError(
+                f'bag {source} has several label topics ({", ".join(found)}); '
+                'choose one with labels=…'
+            )
         label_topic = found[0] if found else None
     return BagSource(source, topic=topic, label_topic=label_topic)
 
@@ -126,9 +134,13 @@ def _take(stream: Iterator, max_frames: int | None) -> Iterator:
     return stream if max_frames is None else itertools.islice(stream, max_frames)
 
 
-def open_labelled(source: str | Path, topic: str | None = None, labels: str | Path | None = None,
-                  fps: float = 15.0, max_frames: int | None = None
-                  ) -> Iterator[tuple[Frame, np.ndarray | None]]:
+def open_labelled(
+    source: str | Path,
+    topic: str | None = None,
+    labels: str | Path | None = None,
+    fps: float = 15.0,
+    max_frames: int | None = None,
+) -> Iterator[tuple[Frame, np.ndarray | None]]:
     """(frame, label or ``None``) pairs in time order from a folder, a video or a bag.
 
     Args:

@@ -5,6 +5,7 @@ is reported through :func:`vsda_ros.data.integrity.report_read` at the end of a 
 :class:`~vsda_ros.data.integrity.IncompleteInputError` unless the caller allows incomplete
 inputs (``--allow-truncated``).
 """
+
 from __future__ import annotations
 
 import re
@@ -65,8 +66,10 @@ class FrameSource:
         if not self.path.exists():
             raise FileNotFoundError(f'input {self.path} does not exist')
         if self.path.is_file() and self.path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise ValueError(f'input {self.path} is neither a folder of images nor a video '
-                             f'({", ".join(VIDEO_SUFFIXES)})')
+            raise ValueError(
+                f'input {self.path} is neither a folder of images nor a video '
+                f'({", ".join(VIDEO_SUFFIXES)})'
+            )
         if self.path.is_dir() and not self.files():
             raise ValueError(f'folder {self.path} holds no images ({", ".join(IMAGE_SUFFIXES)})')
 
@@ -76,8 +79,9 @@ class FrameSource:
 
     def files(self) -> list[Path]:
         """The image files of a folder source, in time order."""
-        return sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                      key=_natural_key)
+        return sorted(
+            (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key
+        )
 
     def stem_collisions(self) -> dict[str, list[str]]:
         """Image files of a folder source that share a stem (``f_1.png`` and ``f_1.jpg``):
@@ -113,12 +117,16 @@ class FrameSource:
                 ok, bgr = cap.read()
                 if not ok:
                     break
-                yield Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp=i / fps,
-                            name=f'{self.path.stem}_{i:06d}.png')
+                yield Frame(
+                    cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+                    stamp=i / fps,
+                    name=f'{self.path.stem}_{i:06d}.png',
+                )
                 i += 1
         finally:
             cap.release()
         # only after a full pass: a caller that stopped early never gets here
         expected = announced if announced > 0 else None
-        report_read(ReadStats(str(self.path), 'video', expected, i,
-                              tolerance=(expected or 0) // 100))
+        report_read(
+            ReadStats(str(self.path), 'video', expected, i, tolerance=(expected or 0) // 100)
+        )

@@ -7,6 +7,7 @@ fp32 backends within 0.05 mIoU of torch and ≥ 99.9 % argmax agreement; bf16 an
 (``precision: auto`` never picks them on agreement alone). :class:`Limits` and
 :func:`within_limits` are :mod:`vsda_ros.inference.evidence`'s (``backend: auto`` uses them).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,8 +36,14 @@ class Reference:
                     self.logits.append(a)
 
 
-def measure(seg, ref, images: list[np.ndarray], labels: list[np.ndarray | None] | None = None,
-            clip=None, reference: Reference | None = None) -> dict:
+def measure(
+    seg,
+    ref,
+    images: list[np.ndarray],
+    labels: list[np.ndarray | None] | None = None,
+    clip=None,
+    reference: Reference | None = None,
+) -> dict:
     """Run ``seg`` and the torch reference ``ref`` (both :class:`Segmenter`) on ``images``.
 
     Returns ``max_logit_error`` (max |logit − torch logit| at the network size, over the
@@ -62,7 +69,7 @@ def measure(seg, ref, images: list[np.ndarray], labels: list[np.ndarray | None] 
             same += int((la == lb).sum())
             total += la.size
             if cms is not None:
-                assert labels is not None       # confusion matrices only with labels
+                assert labels is not None  # confusion matrices only with labels
                 label = labels[i]
                 if label is not None:
                     cms[0].update(clip.to_label_space(lb), label)
@@ -73,6 +80,7 @@ def measure(seg, ref, images: list[np.ndarray], labels: list[np.ndarray | None] 
         for key, cm in (('', cms[0]), ('ref_', cms[1])):
             iou = cm.iou() * 100
             out[f'{key}miou'] = cm.miou() * 100
-            out[f'{key}per_class_iou'] = {n: (None if np.isnan(v) else float(v))
-                                          for n, v in zip(names, iou, strict=False)}
+            out[f'{key}per_class_iou'] = {
+                n: (None if np.isnan(v) else float(v)) for n, v in zip(names, iou, strict=False)
+            }
     return out

@@ -1,4 +1,5 @@
 """Segmentation metrics from a confusion matrix, and latency percentiles."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,9 @@ def check_label_ids(label: np.ndarray, num_classes: int, ignore_index: int, wher
         raise LabelError(
             f'{where}: label ids {", ".join(map(str, bad))} are neither classes '
             f'(0..{num_classes - 1}) nor an ignore value ({ignore_index} or {IGNORE_255}); '
-            'a label set other than the model\'s? (--map maps a model\'s classes onto '
-            'another set; --allow-unknown-labels scores them as ignored and counts them)')
+            "a label set other than the model's? (--map maps a model's classes onto "
+            'another set; --allow-unknown-labels scores them as ignored and counts them)'
+        )
 
 
 class ConfusionMatrix:
@@ -42,8 +44,9 @@ class ConfusionMatrix:
     raise ``ValueError`` (they mean a wrong class mapping).
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255,
-                 allow_unknown: bool = False) -> None:
+    def __init__(
+        self, num_classes: int, ignore_index: int = 255, allow_unknown: bool = False
+    ) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.allow_unknown = allow_unknown
@@ -59,9 +62,16 @@ class ConfusionMatrix:
             check_label_ids(label, self.num_classes, self.ignore_index, where)
         else:
             label = np.asarray(label)
-            self.unknown_pixels += int(np.count_nonzero(
-                (label < 0) | ((label >= self.num_classes) & (label != self.ignore_index)
-                               & (label != IGNORE_255))))
+            self.unknown_pixels += int(
+                np.count_nonzero(
+                    (label < 0)
+                    | (
+                        (label >= self.num_classes)
+                        & (label != self.ignore_index)
+                        & (label != IGNORE_255)
+                    )
+                )
+            )
         pred = pred.astype(np.int64).ravel()
         label = label.astype(np.int64).ravel()
         keep = (label != self.ignore_index) & (label >= 0) & (label < self.num_classes)
@@ -88,8 +98,9 @@ class ConfusionMatrix:
         return float(np.trace(self.matrix) / total) if total else float('nan')
 
 
-def percentiles_ms(samples: list[float] | np.ndarray,
-                   qs: tuple[int, ...] = (50, 95, 99)) -> dict[str, float]:
+def percentiles_ms(
+    samples: list[float] | np.ndarray, qs: tuple[int, ...] = (50, 95, 99)
+) -> dict[str, float]:
     """``{'p50': …, 'p95': …}`` of millisecond samples (NaN when empty)."""
     arr = np.asarray(samples, dtype=np.float64)
     return {f'p{q}': (float(np.percentile(arr, q)) if arr.size else float('nan')) for q in qs}

@@ -11,6 +11,7 @@
 
 Runs are named by :func:`vsda_ros.evaluation.report.run_label` (``'rain:0.6 transient p0.3'``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,10 @@ import numpy as np
 
 def _plt():
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -62,9 +65,11 @@ def _save(fig, path: Path) -> Path:
 def _plot_pda(pda: dict, path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    styles = {'per_frame': ('--', 'k', 'per-frame'),
-              'warp': ('-o', 'tab:red', 'plain warping'),
-              'keyframe': ('-o', 'tab:blue', 'keyframe + DMNet/CFNet')}
+    styles = {
+        'per_frame': ('--', 'k', 'per-frame'),
+        'warp': ('-o', 'tab:red', 'plain warping'),
+        'keyframe': ('-o', 'tab:blue', 'keyframe + DMNet/CFNet'),
+    }
     for name, curve in pda.items():
         keys = [d for d in curve if int(d) > 0]
         ls, color, label = styles[name]
@@ -80,6 +85,7 @@ def _plot_pda(pda: dict, path: Path) -> Path:
 def _plot_per_class(r: dict, path: Path) -> Path:
     """Grouped horizontal bars: classes × (clean, each weather) for the first strategy."""
     from vsda_ros.evaluation.report import run_label
+
     plt = _plt()
     first = r['runs'][0]['strategy']
     runs = [run for run in r['runs'] if run['strategy'] == first and run.get('per_class_iou')]
@@ -93,8 +99,13 @@ def _plot_per_class(r: dict, path: Path) -> Path:
     cmap = plt.get_cmap('tab10')
     for i, run in enumerate(runs):
         vals = [run['per_class_iou'][c] or 0.0 for c in classes]
-        ax.barh(y + i * h, vals, height=h, color='0.25' if i == 0 else cmap(i % 10),
-                label=run_label(run))
+        ax.barh(
+            y + i * h,
+            vals,
+            height=h,
+            color='0.25' if i == 0 else cmap(i % 10),
+            label=run_label(run),
+        )
     ax.set_yticks(y + 0.4 - h / 2, classes)
     ax.invert_yaxis()
     ax.set_xlabel(f'IoU (%), strategy {first}')
@@ -109,21 +120,33 @@ TRANSIENT_STYLES = ('--s', ':^', '-.v')
 """Line styles of the transient lines of ``miou_vs_intensity.png``, one per hit probability."""
 
 
-def _intensity_lines(runs: list[dict], kind: str, strategy: str, key: str
-                     ) -> list[tuple[str, list[tuple[float, float]]]]:
+def _intensity_lines(
+    runs: list[dict], kind: str, strategy: str, key: str
+) -> list[tuple[str, list[tuple[float, float]]]]:
     """The lines of one panel for one strategy: (suffix, points), the weather line (clean,
     temporal and i.i.d. runs) first, then one per transient hit probability; each starts at
     the clean run (intensity 0). Lines with the clean point only are left out."""
     mine = [run for run in runs if run['strategy'] == strategy]
     clean = [(0.0, run[key]) for run in mine if run['weather'] is None]
-    weather = [(run['intensity'], run[key]) for run in mine if run['weather_kind'] == kind
-               and run.get('weather_mode') != 'transient']
+    weather = [
+        (run['intensity'], run[key])
+        for run in mine
+        if run['weather_kind'] == kind and run.get('weather_mode') != 'transient'
+    ]
     lines = [('', clean + weather)] if weather else []
-    probs = dict.fromkeys(run['transient_prob'] for run in mine if run['weather_kind'] == kind
-                          and run.get('weather_mode') == 'transient')
+    probs = dict.fromkeys(
+        run['transient_prob']
+        for run in mine
+        if run['weather_kind'] == kind and run.get('weather_mode') == 'transient'
+    )
     for p in probs:
-        pts = [(run['intensity'], run[key]) for run in mine if run['weather_kind'] == kind
-               and run.get('transient_prob') == p and run.get('weather_mode') == 'transient']
+        pts = [
+            (run['intensity'], run[key])
+            for run in mine
+            if run['weather_kind'] == kind
+            and run.get('transient_prob') == p
+            and run.get('weather_mode') == 'transient'
+        ]
         lines.append((f' transient p{p:g}', clean + pts))
     return [(suffix, sorted(pts, key=lambda q: q[0])) for suffix, pts in lines]
 
@@ -136,27 +159,35 @@ def _plot_intensity(r: dict, path: Path) -> Path:
     kinds = list(dict.fromkeys(run['weather_kind'] for run in r['runs'] if run['weather_kind']))
     strategies = list(dict.fromkeys(run['strategy'] for run in r['runs']))
     colors = {s: plt.get_cmap('tab10')(i % 10) for i, s in enumerate(strategies)}
-    styles = {'': '-o'}       # line suffix → style: weather solid, transient: TRANSIENT_STYLES
+    styles = {'': '-o'}  # line suffix → style: weather solid, transient: TRANSIENT_STYLES
     cols = min(3, len(kinds))
     rows = -(-len(kinds) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, sharey=True
+    )
     for ax, kind in zip(axes.ravel(), kinds, strict=False):
         for s in strategies:
             for suffix, pts in _intensity_lines(r['runs'], kind, s, key):
-                style = styles.setdefault(suffix, TRANSIENT_STYLES[(len(styles) - 1)
-                                                                    % len(TRANSIENT_STYLES)])
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, ms=3,
-                        color=colors[s], label=s + suffix)
+                style = styles.setdefault(
+                    suffix, TRANSIENT_STYLES[(len(styles) - 1) % len(TRANSIENT_STYLES)]
+                )
+                ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    style,
+                    ms=3,
+                    color=colors[s],
+                    label=s + suffix,
+                )
         ax.set_title(kind)
         ax.set_xlabel('intensity')
         ax.grid(alpha=0.3)
-    for ax in axes.ravel()[len(kinds):]:
+    for ax in axes.ravel()[len(kinds) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel('mIoU (%)' if key == 'miou' else 'agreement with clean (%)')
-    legend: dict = {}                          # every line once, on the first panel
-    for ax in axes.ravel()[:len(kinds)]:
+    legend: dict = {}  # every line once, on the first panel
+    for ax in axes.ravel()[: len(kinds)]:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=False):
             legend.setdefault(label, handle)
     axes.ravel()[0].legend(list(legend.values()), list(legend), fontsize=7)
@@ -172,8 +203,12 @@ def plot_latency(latencies: dict[tuple[str, str], list[float]], path: Path) -> P
     hi = max((np.percentile(v, 99.5) for v in clean.values()), default=1.0)
     bins = np.linspace(0, hi * 1.05, 40)
     for s, v in clean.items():
-        ax.hist(v, bins=bins, alpha=0.55,
-                label=f'{s} (mean {np.mean(v):.1f}, p50 {np.median(v):.1f} ms)')
+        ax.hist(
+            v,
+            bins=bins,
+            alpha=0.55,
+            label=f'{s} (mean {np.mean(v):.1f}, p50 {np.median(v):.1f} ms)',
+        )
     ax.set_xlabel('latency per frame (ms)')
     ax.set_ylabel('frames')
     ax.grid(alpha=0.3)
@@ -188,21 +223,28 @@ def plot_samples(samples: dict, palette, path: Path, max_rows: int = 10) -> Path
     ``palette``). A row may carry its own ``clean`` input and ``label`` (a transient run shows
     a hit frame, not necessarily the sample frame)."""
     from vsda_ros.visualize import colorize, palette_array
+
     plt = _plt()
     lut = palette_array(palette or [])
     rows = samples['rows']
     if len(rows) > max_rows:
-        mid = [row for row in rows[1:]
-               if row['weather'].endswith(':0.6') or 'transient' in row['weather']]
+        mid = [
+            row
+            for row in rows[1:]
+            if row['weather'].endswith(':0.6') or 'transient' in row['weather']
+        ]
         rows = (rows[:1] + mid)[:max_rows]
     label = samples['label']
     fig, axes = plt.subplots(len(rows), 4, figsize=(12, 2.3 * len(rows)), squeeze=False)
     for ax_row, row in zip(axes, rows, strict=False):
         row_label = row['label'] if 'label' in row else label
-        tiles = [row.get('clean', samples['clean']), row['image'],
-                 colorize(row['prediction'], lut),
-                 colorize(row_label, lut) if row_label is not None else None]
-        titles = ['input', row['weather'], f"prediction ({row['strategy']})", 'label']
+        tiles = [
+            row.get('clean', samples['clean']),
+            row['image'],
+            colorize(row['prediction'], lut),
+            colorize(row_label, lut) if row_label is not None else None,
+        ]
+        titles = ['input', row['weather'], f'prediction ({row["strategy"]})', 'label']
         for ax, tile, title in zip(ax_row, tiles, titles, strict=False):
             ax.axis('off')
             if tile is not None:

@@ -38,6 +38,7 @@ Report keys (stable, documented in README):
 Cost is compared by ``mean_ms``, not by a percentile: a keyframe strategy's p50 is the time of
 a propagated frame and hides its key frames, which its mean includes.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
@@ -51,8 +52,9 @@ if TYPE_CHECKING:
     from vsda_ros.weather import TransientSpec, WeatherSpec
 
 
-def degrade_clip(images: list[np.ndarray], spec: WeatherSpec | TransientSpec, seed: int,
-                 temporal: bool                 ) -> tuple[list[np.ndarray], list[bool]]:
+def degrade_clip(
+    images: list[np.ndarray], spec: WeatherSpec | TransientSpec, seed: int, temporal: bool
+) -> tuple[list[np.ndarray], list[bool]]:
     """The clip's frames under ``spec``, in order, and which of them were degraded ("hit").
 
     ``spec`` is a :class:`~vsda_ros.weather.WeatherSpec`: with ``temporal`` its parameters
@@ -63,6 +65,7 @@ def degrade_clip(images: list[np.ndarray], spec: WeatherSpec | TransientSpec, se
     stay bit-identical.
     """
     from vsda_ros.weather import TransientSequence, TransientSpec, WeatherSequence
+
     if isinstance(spec, TransientSpec):
         seq = TransientSequence(spec, seed=seed)
         out = [seq(img) for img in images]
@@ -71,8 +74,9 @@ def degrade_clip(images: list[np.ndarray], spec: WeatherSpec | TransientSpec, se
     return [wseq(img) for img in images], [True] * len(images)
 
 
-def degrade(images: list[np.ndarray], spec: WeatherSpec | TransientSpec, seed: int,
-            temporal: bool) -> list[np.ndarray]:
+def degrade(
+    images: list[np.ndarray], spec: WeatherSpec | TransientSpec, seed: int, temporal: bool
+) -> list[np.ndarray]:
     """The clip's frames under ``spec`` (see :func:`degrade_clip`), in order."""
     return degrade_clip(images, spec, seed, temporal)[0]
 
@@ -81,6 +85,7 @@ def weather_mode(spec: WeatherSpec | TransientSpec | None, temporal: bool = True
     """``'clean'`` (``spec`` None), ``'transient'`` (a TransientSpec), else ``'temporal'`` or
     ``'iid'`` by ``temporal``: the ``weather_mode`` of a report row."""
     from vsda_ros.weather import TransientSpec
+
     if spec is None:
         return 'clean'
     if isinstance(spec, TransientSpec):
@@ -104,7 +109,8 @@ def hit_split(preds: list[np.ndarray], clip: Clip, hits: list[bool]) -> dict:
     labelled = [i for i in range(n) if clip.labels[i] is not None and preds]
     out: dict[str, float | None] = {
         'hit_frames': int(sum(hits)),
-        'hit_labelled_frames': sum(1 for i in range(n) if clip.labels[i] is not None and hits[i])}
+        'hit_labelled_frames': sum(1 for i in range(n) if clip.labels[i] is not None and hits[i]),
+    }
     if all(label is None for label in clip.labels):
         return out
     for key, want in (('miou_hit', True), ('miou_unhit', False)):
@@ -136,29 +142,35 @@ def mean_ms(samples: list[float]) -> float:
     return float(np.mean(samples)) if len(samples) else float('nan')
 
 
-def run_row(res: dict, spec: WeatherSpec | TransientSpec | None, latency_samples: list[float],
-            temporal: bool = True, transient: dict | None = None) -> dict:
+def run_row(
+    res: dict,
+    spec: WeatherSpec | TransientSpec | None,
+    latency_samples: list[float],
+    temporal: bool = True,
+    transient: dict | None = None,
+) -> dict:
     """One entry of the report's ``runs`` from a runner's result (``predictions`` and
     ``latency_samples`` already taken out of it): the weather keys first (``weather_mode`` by
     ``spec`` and ``temporal``; a transient spec adds ``transient_prob`` and the ``transient``
     keys of :func:`hit_split`), ``dropped``, and ``mean_ms``, the mean of the per-frame total
     times ``latency_samples``."""
-    row = {'weather': None if spec is None else str(spec),
-           'weather_kind': None if spec is None else spec.kind,
-           'intensity': 0.0 if spec is None else spec.intensity,
-           'weather_mode': weather_mode(spec, temporal)}
+    row = {
+        'weather': None if spec is None else str(spec),
+        'weather_kind': None if spec is None else spec.kind,
+        'intensity': 0.0 if spec is None else spec.intensity,
+        'weather_mode': weather_mode(spec, temporal),
+    }
     if row['weather_mode'] == 'transient':
         row['transient_prob'] = cast('TransientSpec', spec).prob  # weather_mode says so
         row.update(transient or {})
-    return {**row, 'dropped': res.pop('dropped', 0), 'mean_ms': mean_ms(latency_samples),
-            **res}
+    return {**row, 'dropped': res.pop('dropped', 0), 'mean_ms': mean_ms(latency_samples), **res}
 
 
 def run_label(run: dict) -> str:
     """How tables and plots name a run's weather: ``'clean'``, ``'fog:0.6'``, or for a
     transient run ``'rain:0.6 transient p0.3'``."""
     if run.get('weather_mode') == 'transient':
-        return f"{run['weather_kind']}:{run['intensity']:g} transient p{run['transient_prob']:g}"
+        return f'{run["weather_kind"]}:{run["intensity"]:g} transient p{run["transient_prob"]:g}'
     return run['weather'] or 'clean'
 
 
@@ -178,61 +190,89 @@ def _f(v: float | None, nd: int = 2) -> str:
 
 def markdown(r: dict) -> str:
     """The report as Markdown tables."""
-    lines = [f"# vsda eval: {r['model']} on {r['source']} ({r['frames']} frames, "
-             f"{r['labelled_frames']} labelled, {r['mode']})", '',
-             f"Temporal modules: {', '.join(r['temporal_modules']) or 'none (untrained)'}; "
-             f"keyframe interval {r['keyframe_interval']}; weather "
-             f"{'temporal' if r['weather_temporal'] else 'i.i.d. per frame'}, seed {r['seed']}.",
-             *_incomplete_note(r), '',
-             '| weather | strategy | mIoU | agreement | TC | mean ms/frame | × per_frame | '
-             'latency p50 / p95 / p99 ms | fps | keyframes | dropped |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+    lines = [
+        f'# vsda eval: {r["model"]} on {r["source"]} ({r["frames"]} frames, '
+        f'{r["labelled_frames"]} labelled, {r["mode"]})',
+        '',
+        f'Temporal modules: {", ".join(r["temporal_modules"]) or "none (untrained)"}; '
+        f'keyframe interval {r["keyframe_interval"]}; weather '
+        f'{"temporal" if r["weather_temporal"] else "i.i.d. per frame"}, seed {r["seed"]}.',
+        *_incomplete_note(r),
+        '',
+        '| weather | strategy | mIoU | agreement | TC | mean ms/frame | × per_frame | '
+        'latency p50 / p95 / p99 ms | fps | keyframes | dropped |',
+        '|---|---|---|---|---|---|---|---|---|---|---|',
+    ]
     for run in r['runs']:
         lat = run['latency_ms']
-        lines.append(f"| {run_label(run)} | {run['strategy']} | "
-                     f"{_f(run.get('miou'))} | {_f(run.get('agreement'))} | {_f(run['tc'])} | "
-                     f"{_f(run.get('mean_ms'), 1)} | {_f(run.get('time_vs_per_frame'))} | "
-                     f"{_f(lat['p50'], 1)} / {_f(lat['p95'], 1)} / {_f(lat['p99'], 1)} | "
-                     f"{_f(run['fps'], 1)} | {_f(run['keyframe_ratio'])} | {run['dropped']} |")
-    lines += ['', 'Cost is compared by the mean time per frame (key frames included); the '
-                  "latency percentiles of a keyframe strategy are mostly its propagated frames'."]
+        lines.append(
+            f'| {run_label(run)} | {run["strategy"]} | '
+            f'{_f(run.get("miou"))} | {_f(run.get("agreement"))} | {_f(run["tc"])} | '
+            f'{_f(run.get("mean_ms"), 1)} | {_f(run.get("time_vs_per_frame"))} | '
+            f'{_f(lat["p50"], 1)} / {_f(lat["p95"], 1)} / {_f(lat["p99"], 1)} | '
+            f'{_f(run["fps"], 1)} | {_f(run["keyframe_ratio"])} | {run["dropped"]} |'
+        )
+    lines += [
+        '',
+        'Cost is compared by the mean time per frame (key frames included); the '
+        "latency percentiles of a keyframe strategy are mostly its propagated frames'.",
+    ]
     table = robustness_table(r)
     if table:
-        lines += ['', '## Robustness (mIoU, or agreement with clean per-frame without labels)',
-                  ''] + table
+        lines += [
+            '',
+            '## Robustness (mIoU, or agreement with clean per-frame without labels)',
+            '',
+        ] + table
     table = transient_table(r)
     if table:
         lines += ['', '## Transient degradations (a random subset of frames hit)', ''] + table
     if 'adaptive' in r:
         a = r['adaptive']
-        lines += ['', f"## Adaptive keyframes (distortion threshold {a['threshold']})", '',
-                  '| keyframes | mIoU | TC | keyframe ratio | mean ms/frame |',
-                  '|---|---|---|---|---|']
-        for name, row in (('adaptive (interval ≤ ' + str(a['fixed']['interval']) + ')',
-                           a['adaptive']),
-                          (f"every {a['fixed']['interval']}", a['fixed']),
-                          (f"every {a['fixed_matched']['interval']} (matched ratio)",
-                           a['fixed_matched'])):
-            lines.append(f"| {name} | {_f(row.get('miou'))} | {_f(row.get('tc'))} | "
-                         f"{_f(row.get('keyframe_ratio'))} | {_f(row.get('mean_ms'), 1)} |")
+        lines += [
+            '',
+            f'## Adaptive keyframes (distortion threshold {a["threshold"]})',
+            '',
+            '| keyframes | mIoU | TC | keyframe ratio | mean ms/frame |',
+            '|---|---|---|---|---|',
+        ]
+        for name, row in (
+            ('adaptive (interval ≤ ' + str(a['fixed']['interval']) + ')', a['adaptive']),
+            (f'every {a["fixed"]["interval"]}', a['fixed']),
+            (f'every {a["fixed_matched"]["interval"]} (matched ratio)', a['fixed_matched']),
+        ):
+            lines.append(
+                f'| {name} | {_f(row.get("miou"))} | {_f(row.get("tc"))} | '
+                f'{_f(row.get("keyframe_ratio"))} | {_f(row.get("mean_ms"), 1)} |'
+            )
     if 'pda' in r:
         ds = list(r['pda']['keyframe'])
-        lines += ['', '## Propagation distance (mIoU at distance d from the keyframe)', '',
-                  '| d | ' + ' | '.join(str(d) for d in ds) + ' |',
-                  '|---|' + '---|' * len(ds)]
+        lines += [
+            '',
+            '## Propagation distance (mIoU at distance d from the keyframe)',
+            '',
+            '| d | ' + ' | '.join(str(d) for d in ds) + ' |',
+            '|---|' + '---|' * len(ds),
+        ]
         for name, curve in r['pda'].items():
             lines.append(f'| {name} | ' + ' | '.join(_f(curve[d], 1) for d in ds) + ' |')
         c = r['cost']
-        lines += ['', '## Cost', '', '| frame | mean ms | median ms | GFLOPs (torch-counted) |',
-                  '|---|---|---|---|',
-                  f"| key | {_f(c['key_ms_mean'], 1)} | {_f(c['key_ms_p50'], 1)} | "
-                  f"{_f(c['key_gflops'])} |",
-                  f"| non-key | {_f(c['nonkey_ms_mean'], 1)} | {_f(c['nonkey_ms_p50'], 1)} | "
-                  f"{_f(c['nonkey_gflops'])} |",
-                  f"| non-key, plain warp | {_f(c['warp_nonkey_ms_mean'], 1)} | "
-                  f"{_f(c['warp_nonkey_ms_p50'], 1)} | |", '',
-                  f"Non-key/key time ratio (means) {_f(c['time_ratio'], 3)}, FLOPs ratio "
-                  f"{_f(c['flops_ratio'], 3)}."]
+        lines += [
+            '',
+            '## Cost',
+            '',
+            '| frame | mean ms | median ms | GFLOPs (torch-counted) |',
+            '|---|---|---|---|',
+            f'| key | {_f(c["key_ms_mean"], 1)} | {_f(c["key_ms_p50"], 1)} | '
+            f'{_f(c["key_gflops"])} |',
+            f'| non-key | {_f(c["nonkey_ms_mean"], 1)} | {_f(c["nonkey_ms_p50"], 1)} | '
+            f'{_f(c["nonkey_gflops"])} |',
+            f'| non-key, plain warp | {_f(c["warp_nonkey_ms_mean"], 1)} | '
+            f'{_f(c["warp_nonkey_ms_p50"], 1)} | |',
+            '',
+            f'Non-key/key time ratio (means) {_f(c["time_ratio"], 3)}, FLOPs ratio '
+            f'{_f(c["flops_ratio"], 3)}.',
+        ]
     return '\n'.join(lines) + '\n'
 
 
@@ -241,8 +281,11 @@ def _incomplete_note(r: dict) -> list[str]:
     if r.get('input_complete', True):
         return []
     problems = '; '.join(r.get('input_problems') or [])
-    return ['', f"**Incomplete input:** {r.get('frames_read')} of {r.get('frames_expected')} "
-                f"frames read{': ' + problems if problems else ''}."]
+    return [
+        '',
+        f'**Incomplete input:** {r.get("frames_read")} of {r.get("frames_expected")} '
+        f'frames read{": " + problems if problems else ""}.',
+    ]
 
 
 def robustness_table(r: dict) -> list[str]:
@@ -254,8 +297,7 @@ def robustness_table(r: dict) -> list[str]:
     strategies = list(dict.fromkeys(run['strategy'] for run in r['runs']))
     cell = {(run_label(run), run['strategy']): run.get(key) for run in r['runs']}
     weathers = list(dict.fromkeys(run_label(run) for run in r['runs']))
-    lines = ['| weather | ' + ' | '.join(strategies) + ' |',
-             '|---|' + '---|' * len(strategies)]
+    lines = ['| weather | ' + ' | '.join(strategies) + ' |', '|---|' + '---|' * len(strategies)]
     for w in weathers:
         lines.append(f'| {w} | ' + ' | '.join(_f(cell.get((w, s))) for s in strategies) + ' |')
     return lines
@@ -270,18 +312,27 @@ def transient_table(r: dict) -> list[str]:
         return []
     clean = {run['strategy']: run for run in r['runs'] if run['weather'] is None}
     if rows[0].get('miou') is None:
-        lines = ['| weather | strategy | frames hit | agreement | clean agreement |',
-                 '|---|---|---|---|---|']
+        lines = [
+            '| weather | strategy | frames hit | agreement | clean agreement |',
+            '|---|---|---|---|---|',
+        ]
         for run in rows:
-            lines.append(f"| {run_label(run)} | {run['strategy']} | "
-                         f"{run['hit_frames']}/{run['frames']} | {_f(run.get('agreement'))} | "
-                         f"{_f(clean.get(run['strategy'], {}).get('agreement'))} |")
+            lines.append(
+                f'| {run_label(run)} | {run["strategy"]} | '
+                f'{run["hit_frames"]}/{run["frames"]} | {_f(run.get("agreement"))} | '
+                f'{_f(clean.get(run["strategy"], {}).get("agreement"))} |'
+            )
         return lines
-    lines = ['| weather | strategy | frames hit (labelled) | mIoU | mIoU hit | mIoU not hit | '
-             'clean mIoU |', '|---|---|---|---|---|---|---|']
+    lines = [
+        '| weather | strategy | frames hit (labelled) | mIoU | mIoU hit | mIoU not hit | '
+        'clean mIoU |',
+        '|---|---|---|---|---|---|---|',
+    ]
     for run in rows:
-        lines.append(f"| {run_label(run)} | {run['strategy']} | {run['hit_frames']}/"
-                     f"{run['frames']} ({run['hit_labelled_frames']}) | {_f(run.get('miou'))} | "
-                     f"{_f(run.get('miou_hit'))} | {_f(run.get('miou_unhit'))} | "
-                     f"{_f(clean.get(run['strategy'], {}).get('miou'))} |")
+        lines.append(
+            f'| {run_label(run)} | {run["strategy"]} | {run["hit_frames"]}/'
+            f'{run["frames"]} ({run["hit_labelled_frames"]}) | {_f(run.get("miou"))} | '
+            f'{_f(run.get("miou_hit"))} | {_f(run.get("miou_unhit"))} | '
+            f'{_f(clean.get(run["strategy"], {}).get("miou"))} |'
+        )
     return lines

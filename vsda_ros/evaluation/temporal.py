@@ -9,6 +9,7 @@
   between the prediction at t and the prediction at t+1 warped back onto t with optical flow
   (OpenCV DIS, ``medium``), computed over all pixels (no labels needed).
 """
+
 from __future__ import annotations
 
 import time
@@ -62,12 +63,14 @@ class Clip:
 
     def confusion_matrix(self) -> ConfusionMatrix:
         """An empty confusion matrix over the label classes, with the clip's ignore rule."""
-        return ConfusionMatrix(self.num_classes, self.ignore_index,
-                               allow_unknown=self.allow_unknown_labels)
+        return ConfusionMatrix(
+            self.num_classes, self.ignore_index, allow_unknown=self.allow_unknown_labels
+        )
 
 
-def temporal_consistency(preds: list[np.ndarray], images: list[np.ndarray], num_classes: int,
-                         flow: DISFlow | None = None) -> float:
+def temporal_consistency(
+    preds: list[np.ndarray], images: list[np.ndarray], num_classes: int, flow: DISFlow | None = None
+) -> float:
     """TC in percent: mean IoU of pred[t] and flow-warped pred[t+1] over consecutive pairs.
 
     Pixels that flow out of the image are left out. NaN for fewer than two frames.
@@ -79,8 +82,9 @@ def temporal_consistency(preds: list[np.ndarray], images: list[np.ndarray], num_
         h, w = f.shape[:2]
         gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         mx, my = gx + f[..., 0], gy + f[..., 1]
-        warped = cv2.remap(preds[t + 1], mx, my, cv2.INTER_NEAREST,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+        warped = cv2.remap(
+            preds[t + 1], mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=255
+        )
         valid = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
         cm = ConfusionMatrix(num_classes, ignore_index=255)
         cm.update(preds[t], np.where(valid, warped, 255))
@@ -90,13 +94,22 @@ def temporal_consistency(preds: list[np.ndarray], images: list[np.ndarray], num_
 
 def _score(cm: ConfusionMatrix, names: list[str]) -> dict:
     iou = cm.iou() * 100
-    return {'miou': cm.miou() * 100, 'pixel_accuracy': cm.pixel_accuracy() * 100,
-            'per_class_iou': {n: (None if np.isnan(v) else float(v))
-                              for n, v in zip(names, iou, strict=False)}}
+    return {
+        'miou': cm.miou() * 100,
+        'pixel_accuracy': cm.pixel_accuracy() * 100,
+        'per_class_iou': {
+            n: (None if np.isnan(v) else float(v)) for n, v in zip(names, iou, strict=False)
+        },
+    }
 
 
-def evaluate_strategy(strategy: Strategy, clip: Clip, progress: bool = True,
-                      desc: str = '', flow_images: list[np.ndarray] | None = None) -> dict:
+def evaluate_strategy(
+    strategy: Strategy,
+    clip: Clip,
+    progress: bool = True,
+    desc: str = '',
+    flow_images: list[np.ndarray] | None = None,
+) -> dict:
     """Run ``strategy`` over the clip in order and score it.
 
     ``flow_images`` are the frames TC's optical flow is computed on (default: the clip's own);
@@ -115,8 +128,11 @@ def evaluate_strategy(strategy: Strategy, clip: Clip, progress: bool = True,
     stages: dict[str, list[float]] = {}
     keys = 0
     t_start = time.perf_counter()
-    for i, img in enumerate(tqdm(clip.images, desc=desc or strategy.name, unit='frame',
-                                 disable=not progress, leave=False)):
+    for i, img in enumerate(
+        tqdm(
+            clip.images, desc=desc or strategy.name, unit='frame', disable=not progress, leave=False
+        )
+    ):
         t0 = time.perf_counter()
         seg = strategy.step(img, stamp=i / clip.fps)
         latency.append((time.perf_counter() - t0) * 1e3)
@@ -129,20 +145,25 @@ def evaluate_strategy(strategy: Strategy, clip: Clip, progress: bool = True,
         if label is not None:
             cm.update(pred, label)
     wall = time.perf_counter() - t_start
-    out = {'strategy': strategy.name, 'frames': len(preds),
-           'latency_ms': percentiles_ms(latency, (50, 95, 99)),
-           'stage_ms': {k: percentiles_ms(v, (50, 95)) for k, v in stages.items()},
-           'fps': len(preds) / wall if wall > 0 else None,
-           'keyframe_ratio': keys / max(1, len(preds)), 'latency_samples': latency,
-           'tc': temporal_consistency(preds, flow_images or clip.images, clip.num_classes)}
+    out = {
+        'strategy': strategy.name,
+        'frames': len(preds),
+        'latency_ms': percentiles_ms(latency, (50, 95, 99)),
+        'stage_ms': {k: percentiles_ms(v, (50, 95)) for k, v in stages.items()},
+        'fps': len(preds) / wall if wall > 0 else None,
+        'keyframe_ratio': keys / max(1, len(preds)),
+        'latency_samples': latency,
+        'tc': temporal_consistency(preds, flow_images or clip.images, clip.num_classes),
+    }
     if cm.matrix.sum():
         out.update(_score(cm, clip.class_names))
     out['predictions'] = preds
     return out
 
 
-def pda_curve(strategy: Strategy, clip: Clip, max_distance: int = 9, progress: bool = True,
-              desc: str = 'pda') -> dict:
+def pda_curve(
+    strategy: Strategy, clip: Clip, max_distance: int = 9, progress: bool = True, desc: str = 'pda'
+) -> dict:
     """mIoU at propagation distance d = 0 … ``max_distance`` (d = 0: the keyframes themselves).
 
     Needs a strategy with keyframes (``keyframe``); every start frame s < N−1 is a keyframe and
@@ -151,8 +172,7 @@ def pda_curve(strategy: Strategy, clip: Clip, max_distance: int = 9, progress: b
     'distortion': {d: mean D or None}}``.
     """
     n = len(clip.images)
-    cms = {d: clip.confusion_matrix()
-           for d in range(max_distance + 1)}
+    cms = {d: clip.confusion_matrix() for d in range(max_distance + 1)}
     counts = {d: 0 for d in cms}
     dist: dict[int, list[float]] = {d: [] for d in range(max_distance + 1)}
     key_ms: list[float] = []
@@ -176,10 +196,13 @@ def pda_curve(strategy: Strategy, clip: Clip, max_distance: int = 9, progress: b
                     cms[d].update(clip.to_label_space(seg.labels), label)
     finally:
         strategy.config.keyframe_interval = saved
-    return {'miou': {d: cms[d].miou() * 100 for d in cms},
-            'frames': counts,
-            'key_ms': key_ms, 'nonkey_ms': nonkey_ms,
-            'distortion': {d: (float(np.mean(v)) if v else None) for d, v in dist.items()}}
+    return {
+        'miou': {d: cms[d].miou() * 100 for d in cms},
+        'frames': counts,
+        'key_ms': key_ms,
+        'nonkey_ms': nonkey_ms,
+        'distortion': {d: (float(np.mean(v)) if v else None) for d, v in dist.items()},
+    }
 
 
 def per_frame_at_distance(preds: list[np.ndarray], clip: Clip, max_distance: int = 9) -> dict:
@@ -196,9 +219,16 @@ def per_frame_at_distance(preds: list[np.ndarray], clip: Clip, max_distance: int
     return out
 
 
-def load_clip(source: str, labels: str | None, meta: ModelMeta, label_map: str | None = None,
-              fps: float = 15.0, max_frames: int | None = None,
-              topic: str | None = None, allow_unknown_labels: bool = False) -> Clip:
+def load_clip(
+    source: str,
+    labels: str | None,
+    meta: ModelMeta,
+    label_map: str | None = None,
+    fps: float = 15.0,
+    max_frames: int | None = None,
+    topic: str | None = None,
+    allow_unknown_labels: bool = False,
+) -> Clip:
     """Any frame source (+ labels) as a :class:`Clip`, in time order.
 
     ``source`` is an image folder (``labels`` = a label folder, CamVid or Cityscapes layout), a
@@ -222,11 +252,16 @@ def load_clip(source: str, labels: str | None, meta: ModelMeta, label_map: str |
     labs: list[np.ndarray | None] = []
     stamps: list[float] = []
     unknown = 0
-    for frame, label in open_labelled(source, topic=topic, labels=labels, fps=fps,
-                                      max_frames=max_frames):
+    for frame, label in open_labelled(
+        source, topic=topic, labels=labels, fps=fps, max_frames=max_frames
+    ):
         if label is not None and not allow_unknown_labels:
-            check_label_ids(label, len(names), len(names),
-                            f'label of frame {frame.name or len(images)} ({labels or source})')
+            check_label_ids(
+                label,
+                len(names),
+                len(names),
+                f'label of frame {frame.name or len(images)} ({labels or source})',
+            )
         elif label is not None:
             unknown += int(np.count_nonzero((label > len(names)) & (label != IGNORE_255)))
         images.append(frame.image)
@@ -236,6 +271,15 @@ def load_clip(source: str, labels: str | None, meta: ModelMeta, label_map: str |
         raise ValueError(f'no frames in {source}')
     if len(stamps) > 1 and stamps[-1] > stamps[0]:  # a bag or video knows its own rate
         fps = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-    return Clip(images, labs, fps, len(names), names, ignore_index=len(names), mapping=mapping,
-                palette=label_palette(label_map, meta), unknown_label_pixels=unknown,
-                allow_unknown_labels=allow_unknown_labels)
+    return Clip(
+        images,
+        labs,
+        fps,
+        len(names),
+        names,
+        ignore_index=len(names),
+        mapping=mapping,
+        palette=label_palette(label_map, meta),
+        unknown_label_pixels=unknown,
+        allow_unknown_labels=allow_unknown_labels,
+    )

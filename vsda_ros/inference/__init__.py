@@ -5,16 +5,25 @@
 :mod:`~vsda_ros.inference.export` the exported-graph files and their verified cache. The names
 below are the package's public API (``from vsda_ros.inference import Segmenter``).
 """
+
 from vsda_ros.inference.segmenter import (
-                                          MAX_INPUT_PIXELS,
-                                          MAX_INPUT_SIDE,
-                                          MAX_OUTPUT_PIXELS,
-                                          Segmenter,
-                                          SegmenterConfig,
-                                          output_factor,
-                                          parse_size,
-                                          resolve_device,
+    MAX_INPUT_PIXELS,
+    MAX_INPUT_SIDE,
+    MAX_OUTPUT_PIXELS,
+    Segmenter,
+    SegmenterConfig,
+    output_factor,
+    parse_size,
+    resolve_device,
 )
 
-__all__ = ['MAX_INPUT_PIXELS', 'MAX_INPUT_SIDE', 'MAX_OUTPUT_PIXELS', 'Segmenter',
-           'SegmenterConfig', 'output_factor', 'parse_size', 'resolve_device']
+__all__ = [
+    'MAX_INPUT_PIXELS',
+    'MAX_INPUT_SIDE',
+    'MAX_OUTPUT_PIXELS',
+    'Segmenter',
+    'SegmenterConfig',
+    'output_factor',
+    'parse_size',
+    'resolve_device',
+]

@@ -16,6 +16,7 @@ Compiled backends run static-shape graphs exported at one input size (1×3×H×W
 come from an export folder (:mod:`vsda_ros.inference.export`). ``openvino`` and
 ``onnxruntime`` are imported only when used: the package imports without them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -55,6 +56,7 @@ def installed(backend: str) -> bool:
 def ort_providers(device: torch.device) -> list[str]:
     """ONNX Runtime execution providers for ``device``, best first (TensorRT, CUDA on cuda)."""
     import onnxruntime as ort
+
     have = set(ort.get_available_providers())
     if device.type == 'cuda':
         wanted = ['TensorrtExecutionProvider', 'CUDAExecutionProvider']
@@ -68,6 +70,7 @@ def native_bf16() -> bool:
     ignored, so bf16 is no candidate)."""
     try:
         import openvino as ov
+
         return 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
     except (ImportError, RuntimeError):
         return False
@@ -82,14 +85,19 @@ def candidates(device: torch.device, precision: str = 'auto') -> list[tuple[str,
     else:
         order = [('openvino', 'bf16')] if installed('openvino') and native_bf16() else []
         # measured (docs/design/backends.md): OV int8 ≳ OV fp32 > ORT fp32 ≥ ORT int8
-        order += [('openvino', 'int8'), ('openvino', 'fp32'), ('onnxruntime', 'fp32'),
-                  ('onnxruntime', 'int8')]
+        order += [
+            ('openvino', 'int8'),
+            ('openvino', 'fp32'),
+            ('onnxruntime', 'fp32'),
+            ('onnxruntime', 'int8'),
+        ]
         order = [(b, p) for b, p in order if installed(b)]
     return [(b, p) for b, p in order if precision in ('auto', p)]
 
 
-def resolve_backend(backend: str, precision: str, device: torch.device,
-                    validated: dict | None = None) -> tuple[str, str, str]:
+def resolve_backend(
+    backend: str, precision: str, device: torch.device, validated: dict | None = None
+) -> tuple[str, str, str]:
     """``auto`` → the concrete (backend, precision) for ``device``, plus why.
 
     ``backend='auto'``: the first of :func:`candidates` (fastest
@@ -111,20 +119,23 @@ def resolve_backend(backend: str, precision: str, device: torch.device,
         raise ValueError(f'unknown precision {precision!r} (use auto, {", ".join(PRECISIONS)})')
     why = 'requested'
     if backend == 'auto' or precision == 'auto':
-        pairs = [(b, p) for b, p in candidates(device, precision)
-                 if backend in ('auto', b)]
-        passed = [(b, p) for b, p in pairs
-                  if (validated or {}).get(f'{b}/{p}', {}).get('within_limits')]
+        pairs = [(b, p) for b, p in candidates(device, precision) if backend in ('auto', b)]
+        passed = [
+            (b, p) for b, p in pairs if (validated or {}).get(f'{b}/{p}', {}).get('within_limits')
+        ]
         if passed:
-            assert validated is not None    # the passing record is in it
+            assert validated is not None  # the passing record is in it
             rec = validated[f'{passed[0][0]}/{passed[0][1]}']
-            why = (f'auto: {passed[0][0]}/{passed[0][1]} is the fastest candidate validated '
-                   f"within the accuracy limits ({rec.get('check', 'recorded check')}; "
-                   f"{rec.get('source', 'recorded')})")
+            why = (
+                f'auto: {passed[0][0]}/{passed[0][1]} is the fastest candidate validated '
+                f'within the accuracy limits ({rec.get("check", "recorded check")}; '
+                f'{rec.get("source", "recorded")})'
+            )
             backend, precision = passed[0]
         else:
-            why = ('auto: no compiled candidate has a passing accuracy record'
-                   + ('' if validated else ' (none recorded)'))
+            why = 'auto: no compiled candidate has a passing accuracy record' + (
+                '' if validated else ' (none recorded)'
+            )
             backend = 'torch' if backend == 'auto' else backend
             precision = 'fp32' if precision == 'auto' else precision
     return (*_check_runs(backend, precision, device), why)
@@ -133,14 +144,18 @@ def resolve_backend(backend: str, precision: str, device: torch.device,
 def _check_runs(backend: str, precision: str, device: torch.device) -> tuple[str, str]:
     """``(backend, precision)`` when they can run on ``device``, else ``BackendUnavailable``."""
     if not installed(backend):
-        raise BackendUnavailable(f'backend {backend} is not installed (pip install {backend}, '
-                                 'see requirements.lock)')
+        raise BackendUnavailable(
+            f'backend {backend} is not installed (pip install {backend}, see requirements.lock)'
+        )
     if backend == 'openvino' and device.type != 'cpu':
-        raise BackendUnavailable('backend openvino runs on the CPU here (device cpu); use '
-                                 'onnxruntime or torch on cuda')
+        raise BackendUnavailable(
+            'backend openvino runs on the CPU here (device cpu); use onnxruntime or torch on cuda'
+        )
     if backend == 'torch' and precision != 'fp32':
-        raise BackendUnavailable(f'backend torch runs fp32 only; {precision} needs openvino '
-                                 '(bf16, int8) or onnxruntime (int8)')
+        raise BackendUnavailable(
+            f'backend torch runs fp32 only; {precision} needs openvino '
+            '(bf16, int8) or onnxruntime (int8)'
+        )
     if backend == 'onnxruntime' and precision == 'bf16':
         raise BackendUnavailable('onnxruntime has no bf16 on the CPU EP; use openvino for bf16')
     return backend, precision
@@ -155,6 +170,7 @@ def _ov_runner(compiled) -> Runner:
     def run(x: np.ndarray) -> np.ndarray:
         request.infer({0: x})
         return request.get_output_tensor(0).data.copy()  # the request reuses its buffer
+
     return run
 
 
@@ -163,6 +179,7 @@ def _ort_runner(session) -> Runner:
 
     def run(x: np.ndarray) -> np.ndarray:
         return session.run(None, {name: x})[0]
+
     return run
 
 
@@ -181,8 +198,13 @@ class CompileOptions:
     blob_dir: Path | None = None
 
 
-def compile_graph(backend: str, precision: str, path: Path, device: torch.device,
-                  options: CompileOptions | None = None) -> Runner:
+def compile_graph(
+    backend: str,
+    precision: str,
+    path: Path,
+    device: torch.device,
+    options: CompileOptions | None = None,
+) -> Runner:
     """One graph file (ONNX, or OpenVINO IR ``.xml``) → a runner ``np.ndarray → np.ndarray``.
 
     Raises ``BackendUnavailable`` when the backend is not installed, ``RuntimeError`` from the
@@ -194,6 +216,7 @@ def compile_graph(backend: str, precision: str, path: Path, device: torch.device
         return _ov_runner(_ov_compiled(Path(path), precision, threads, options.blob_dir))
     if backend == 'onnxruntime':
         import onnxruntime as ort
+
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
@@ -215,10 +238,14 @@ def _ov_compiled(path: Path, precision: str, threads: int, blob_dir: Path | None
     digest recorded). A blob that does not match or does not import is reported (WARN naming
     it) and replaced. Raises ``RuntimeError`` from OpenVINO when the graph does not compile."""
     import openvino as ov
+
     core = ov.Core()
-    config = {'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
-              'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY',
-              'NUM_STREAMS': 1}
+    config = {
+        'INFERENCE_PRECISION_HINT': 'bf16' if precision == 'bf16' else 'f32',
+        'INFERENCE_NUM_THREADS': threads,
+        'PERFORMANCE_HINT': 'LATENCY',
+        'NUM_STREAMS': 1,
+    }
     if blob_dir is None:
         return core.compile_model(str(path), 'CPU', config)
     blob = _blob_path(core, path, precision, threads, Path(blob_dir))
@@ -231,7 +258,7 @@ def _ov_compiled(path: Path, precision: str, threads: int, blob_dir: Path | None
     if why != 'absent':
         log.warning('%s: %s; recompiling it from %s', blob, why, path)
     compiled = core.compile_model(str(path), 'CPU', config)
-    data = compiled.export_model()      # bytes, or a BytesIO in recent OpenVINO releases
+    data = compiled.export_model()  # bytes, or a BytesIO in recent OpenVINO releases
     _save_blob(data.getvalue() if hasattr(data, 'getvalue') else bytes(data), blob)
     return compiled
 
@@ -243,12 +270,17 @@ def _blob_path(core, path: Path, precision: str, threads: int, blob_dir: Path) -
     import openvino as ov
 
     from vsda_ros.fetch import file_sha256
+
     graph = file_sha256(path)
-    if path.suffix == '.xml':   # IR: the weights are in the .bin beside it
-        graph = hashlib.sha256((graph + file_sha256(path.with_suffix('.bin'))).encode()
-                               ).hexdigest()
-    runtime = '|'.join([ov.get_version(), str(core.get_property('CPU', 'FULL_DEVICE_NAME')),
-                        ','.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))])
+    if path.suffix == '.xml':  # IR: the weights are in the .bin beside it
+        graph = hashlib.sha256((graph + file_sha256(path.with_suffix('.bin'))).encode()).hexdigest()
+    runtime = '|'.join(
+        [
+            ov.get_version(),
+            str(core.get_property('CPU', 'FULL_DEVICE_NAME')),
+            ','.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')),
+        ]
+    )
     key = hashlib.sha256(runtime.encode()).hexdigest()[:8]
     return blob_dir / f'{graph[:20]}-{precision}-t{threads}-{key}.blob'
 
@@ -259,6 +291,7 @@ def _blob_problem(blob: Path) -> str | None:
     import json
 
     from vsda_ros.fetch import file_sha256
+
     if not blob.is_file():
         return 'absent'
     record = blob.with_suffix('.json')
@@ -281,6 +314,7 @@ def _save_blob(data: bytes, blob: Path) -> None:
     import json
 
     from vsda_ros.paths import make_shared_dir, write_atomic
+
     record = {'sha256': hashlib.sha256(data).hexdigest(), 'size': len(data)}
     try:
         make_shared_dir(blob.parent)
@@ -299,8 +333,15 @@ class CompiledModel:
     (the fused graph: one call). Another input size raises ``ValueError`` (static graphs).
     """
 
-    def __init__(self, meta: ModelMeta, runners: dict[str, Runner], input_hw: tuple[int, int],
-                 backend: str, precision: str, device: torch.device) -> None:
+    def __init__(
+        self,
+        meta: ModelMeta,
+        runners: dict[str, Runner],
+        input_hw: tuple[int, int],
+        backend: str,
+        precision: str,
+        device: torch.device,
+    ) -> None:
         self.meta = meta
         self.runners = runners
         self.input_hw = tuple(input_hw)
@@ -318,8 +359,10 @@ class CompiledModel:
 
     def _check(self, x: torch.Tensor) -> None:
         if tuple(x.shape[-2:]) != self.input_hw or x.shape[0] != 1:
-            raise ValueError(f'{self.backend} graphs are exported for 1×3×{self.input_hw[0]}×'
-                             f'{self.input_hw[1]} input, got {tuple(x.shape)}')
+            raise ValueError(
+                f'{self.backend} graphs are exported for 1×3×{self.input_hw[0]}×'
+                f'{self.input_hw[1]} input, got {tuple(x.shape)}'
+            )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """1×3×H×W RGB in [0, 1] → 1×F×h×w decoder features."""
@@ -330,8 +373,7 @@ class CompiledModel:
         """1×F×h×w features → 1×C×h'×w' logits of the kept classes."""
         return self._run('head', features)
 
-    def logits_from_features(self, features: torch.Tensor, size: tuple[int, int]
-                             ) -> torch.Tensor:
+    def logits_from_features(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """1×F×h×w → 1×C×H×W at ``size`` = (H, W): the head graph + the torch model's resize."""
         logits = self.forward_head(features)
         if tuple(logits.shape[-2:]) != tuple(size):

@@ -16,6 +16,7 @@ confidences differ by at most 1 on a few pixels per million (the exp implementat
 is why one process never mixes them. NaN scores (a broken model) make :meth:`labels` return
 ``None`` and the caller use torch's own max, which returns the NaN's index.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,14 +82,17 @@ def _openvino_confidence(threads: int) -> Any | None:
         best = op.parameter([-1, -1], np.float32, name='best')
         shifted = op.subtract(scores, op.unsqueeze(best, op.constant(np.int64(0))))
         total = op.reduce_sum(op.exp(shifted), op.constant(np.int64(0)), keep_dims=False)
-        conf = op.convert(op.round(op.divide(op.constant(np.float32(255.0)), total),
-                                   'half_to_even'), 'u8')
+        conf = op.convert(
+            op.round(op.divide(op.constant(np.float32(255.0)), total), 'half_to_even'), 'u8'
+        )
         model = ov.Model([conf], [scores, best], 'vsda_confidence')
         config = {'INFERENCE_NUM_THREADS': int(threads), 'INFERENCE_PRECISION_HINT': 'f32'}
         return ov.Core().compile_model(model, 'CPU', config)
     except RuntimeError as e:  # an OpenVINO that cannot build it: the torch path
-        log.warning('OpenVINO cannot compile the confidence reduction (%s): torch path',
-                    str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+        log.warning(
+            'OpenVINO cannot compile the confidence reduction (%s): torch path',
+            str(e).splitlines()[0][:200] if str(e) else type(e).__name__,
+        )
         return None
 
 
@@ -104,8 +108,11 @@ class ScoreReducer:
     """
 
     def __init__(self, threads: int | None = None, use_openvino: bool | None = None) -> None:
-        graph = None if use_openvino is False else _openvino_confidence(
-            threads or torch.get_num_threads())
+        graph = (
+            None
+            if use_openvino is False
+            else _openvino_confidence(threads or torch.get_num_threads())
+        )
         if use_openvino and graph is None:
             raise RuntimeError('use_openvino=True but OpenVINO is not installed')
         self._graph = graph
@@ -143,4 +150,3 @@ def shared_reducer(threads: int | None = None) -> ScoreReducer:
         if n not in _SHARED:
             _SHARED[n] = ScoreReducer(n)
         return _SHARED[n]
-

@@ -12,6 +12,7 @@ the reference), ``openvino`` or ``onnxruntime`` on graphs exported by
 model contract (``forward_features``, ``forward_head``, ``logits_from_features``, ``forward``)
 so every temporal strategy runs on it unchanged.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,9 +60,11 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if w < 32 or h < 32:
         raise ValueError(f'size {text!r} is too small (each side must be ≥ 32)')
     if w > MAX_INPUT_SIDE or h > MAX_INPUT_SIDE or w * h > MAX_INPUT_PIXELS:
-        raise ValueError(f'size {text!r} is too large for a network input (at most '
-                         f'{MAX_INPUT_SIDE} a side and {MAX_INPUT_PIXELS / 1e6:.1f} Mpx; the '
-                         'outputs follow the camera resolution whatever the input size)')
+        raise ValueError(
+            f'size {text!r} is too large for a network input (at most '
+            f'{MAX_INPUT_SIDE} a side and {MAX_INPUT_PIXELS / 1e6:.1f} Mpx; the '
+            'outputs follow the camera resolution whatever the input size)'
+        )
     return w, h
 
 
@@ -141,6 +144,7 @@ class Segmenter:
 
     def __init__(self, model: SegmentationModel, config: SegmenterConfig | None = None) -> None:
         from vsda_ros.inference.backends import resolve_backend
+
         self.config = config or SegmenterConfig()
         self.device = resolve_device(self.config.device)
         self.torch_model = model
@@ -152,20 +156,26 @@ class Segmenter:
         info = None
         if self.config.export_dir is not None:
             from vsda_ros.inference.export import ExportInfo
+
             info = ExportInfo.load(self.config.export_dir)
         self._cache_info: ExportInfo | None = None
-        record = (self._evidence(model, info) if 'auto' in (self.config.backend,
-                                                             self.config.precision) else None)
+        record = (
+            self._evidence(model, info)
+            if 'auto' in (self.config.backend, self.config.precision)
+            else None
+        )
         self.backend, self.precision, self.backend_reason = resolve_backend(
-            self.config.backend, self.config.precision, self.device, record)
+            self.config.backend, self.config.precision, self.device, record
+        )
         self.model: SegmentationModel | CompiledModel
         if self.backend == 'torch':
             self.model = model.to(self.device).eval()
         else:
             self.model = self._compiled(model, info)
         if self.config.backend == 'auto' or self.config.precision == 'auto':
-            log.info('backend %s, precision %s (%s)', self.backend, self.precision,
-                     self.backend_reason)
+            log.info(
+                'backend %s, precision %s (%s)', self.backend, self.precision, self.backend_reason
+            )
 
     def _compiled(self, model: SegmentationModel, info: ExportInfo | None) -> CompiledModel:
         """The compiled graphs at the input size: from ``info`` when it was exported at that
@@ -180,8 +190,9 @@ class Segmenter:
         info, fix = self._graphs(model, info)
         options = CompileOptions(blob_dir=cache_root() / 'openvino')
         backend, precision, device = self.backend, self.precision, self.device
-        paths = {part: graph_for(info, backend, precision, part)
-                 for part in ('features', 'head', 'full')}
+        paths = {
+            part: graph_for(info, backend, precision, part) for part in ('features', 'head', 'full')
+        }
 
         class Lazy(dict):
             def __missing__(self, part: str):
@@ -189,8 +200,9 @@ class Segmenter:
                     self[part] = compile_graph(backend, precision, paths[part], device, options)
                 except RuntimeError as e:
                     first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-                    raise RuntimeError(f'{paths[part]}: {backend} cannot load it ({first}); '
-                                       f'{fix}') from None
+                    raise RuntimeError(
+                        f'{paths[part]}: {backend} cannot load it ({first}); {fix}'
+                    ) from None
                 return self[part]
 
         w, h = self.input_size
@@ -198,8 +210,7 @@ class Segmenter:
         self.export_info = info
         return compiled
 
-    def _graphs(self, model: SegmentationModel, info: ExportInfo | None
-                ) -> tuple[ExportInfo, str]:
+    def _graphs(self, model: SegmentationModel, info: ExportInfo | None) -> tuple[ExportInfo, str]:
         """The export whose graphs run (``info`` checked, or the cache entry) and the fix to
         name if one cannot be loaded."""
         from vsda_ros.inference.export import (
@@ -217,12 +228,17 @@ class Segmenter:
             check_user_export(info, used)
             return info, 'rebuild the folder: ' + rebuild_command(info)
         if info is not None:
-            log.warning('export %s is for %dx%d, not %dx%d: using the cache', info.path,
-                        *info.size, *self.input_size)
+            log.warning(
+                'export %s is for %dx%d, not %dx%d: using the cache',
+                info.path,
+                *info.size,
+                *self.input_size,
+            )
         if self.precision == 'int8':
             raise FileNotFoundError(
                 f'int8 needs graphs calibrated at {self.input_size[0]}x{self.input_size[1]}'
-                ': vsda export --precision int8 --calibrate FRAMES --out DIR, then model: DIR')
+                ': vsda export --precision int8 --calibrate FRAMES --out DIR, then model: DIR'
+            )
         info = self._cache_info or cached_export(model.cpu().eval(), self.input_size)
         return info, f'remove {info.path} and start again (the cache entry is rebuilt)'
 
@@ -234,10 +250,14 @@ class Segmenter:
         from vsda_ros.inference import evidence as ev
         from vsda_ros.inference.backends import candidates
         from vsda_ros.inference.export import cached_export
+
         if info is not None and tuple(info.size) == self.input_size:
             return info.validation
-        pairs = [(b, p) for b, p in candidates(self.device, self.config.precision)
-                 if self.config.backend in ('auto', b)]
+        pairs = [
+            (b, p)
+            for b, p in candidates(self.device, self.config.precision)
+            if self.config.backend in ('auto', b)
+        ]
         if not pairs:
             return {}
         try:
@@ -246,14 +266,16 @@ class Segmenter:
             if ev.ensure_checks(record, entry, model, self.device, pairs):
                 try:
                     entry.save()
-                except OSError as e:    # a read-only cache: checked again next start
+                except OSError as e:  # a read-only cache: checked again next start
                     log.info('evidence not saved in %s (%s)', entry.path, e)
         except (RuntimeError, OSError) as e:
             log.warning('backend auto: no compiled graphs here (%s): torch', e)
             return {}
         self._cache_info = entry
-        return {k: {**v, 'source': f"{v.get('source', '')}, recorded in {entry.path}"}
-                for k, v in record['checks'].items()}
+        return {
+            k: {**v, 'source': f'{v.get("source", "")}, recorded in {entry.path}'}
+            for k, v in record['checks'].items()
+        }
 
     @property
     def meta(self) -> ModelMeta:
@@ -266,8 +288,7 @@ class Segmenter:
         Raises ``ValueError`` for anything but a non-empty H×W×3 uint8 array.
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
-            raise ValueError(f'expected an H×W×3 uint8 RGB image, got {image.dtype} '
-                             f'{image.shape}')
+            raise ValueError(f'expected an H×W×3 uint8 RGB image, got {image.dtype} {image.shape}')
         w, h = self.input_size
         if (image.shape[1], image.shape[0]) != (w, h):
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -283,8 +304,9 @@ class Segmenter:
         return self.model(x)
 
     @torch.inference_mode()
-    def postprocess(self, logits: torch.Tensor, out_hw: tuple[int, int]
-                    ) -> tuple[np.ndarray, Callable[[], np.ndarray]]:
+    def postprocess(
+        self, logits: torch.Tensor, out_hw: tuple[int, int]
+    ) -> tuple[np.ndarray, Callable[[], np.ndarray]]:
         """1×C×h×w logits → (labels, confidence function), both H×W uint8 at ``out_hw``.
 
         The labels (argmax over C) are computed now; the confidence (round(max softmax × 255))
@@ -301,8 +323,7 @@ class Segmenter:
         scores = logits[0]
 
         def full(small: torch.Tensor | np.ndarray) -> np.ndarray:
-            arr = small.to(torch.uint8).cpu().numpy() if isinstance(small, torch.Tensor) \
-                else small
+            arr = small.to(torch.uint8).cpu().numpy() if isinstance(small, torch.Tensor) else small
             if k > 1:
                 arr = np.repeat(np.repeat(arr, k, axis=0), k, axis=1)[: out_hw[0], : out_hw[1]]
             return np.ascontiguousarray(arr)
@@ -319,6 +340,7 @@ class Segmenter:
         @torch.inference_mode()
         def torch_confidence() -> np.ndarray:
             return full(max_softmax_255(scores, best))
+
         return full(labels), torch_confidence
 
     def segment(self, image: np.ndarray) -> Segmentation:
@@ -332,6 +354,12 @@ class Segmenter:
         t2 = time.perf_counter()
         labels, confidence = self.postprocess(logits, image.shape[:2])
         t3 = time.perf_counter()
-        return Segmentation(labels, confidence, timings_ms={
-            'preprocess': (t1 - t0) * 1e3, 'inference': (t2 - t1) * 1e3,
-            'postprocess': (t3 - t2) * 1e3})
+        return Segmentation(
+            labels,
+            confidence,
+            timings_ms={
+                'preprocess': (t1 - t0) * 1e3,
+                'inference': (t2 - t1) * 1e3,
+                'postprocess': (t3 - t2) * 1e3,
+            },
+        )

@@ -1,4 +1,5 @@
 """The network architectures by name, and building an untrained model from its metadata."""
+
 from __future__ import annotations
 
 import copy
@@ -24,7 +25,8 @@ def build(meta: ModelMeta) -> SegmentationModel:
         arch = ARCHITECTURES[meta.arch]
     except KeyError:
         raise ModelNotFoundError(
-            f'unknown architecture {meta.arch!r}; known: {sorted(ARCHITECTURES)}') from None
+            f'unknown architecture {meta.arch!r}; known: {sorted(ARCHITECTURES)}'
+        ) from None
     meta = copy.deepcopy(meta)  # zoo entries are shared; each model owns its metadata
     return SegmentationModel(arch(**meta.arch_args), meta)
 
@@ -36,11 +38,14 @@ def build_for(meta: ModelMeta, where: str) -> SegmentationModel:
         ModelLoadError: unknown architecture, or ``arch_args`` its constructor does not take.
     """
     if meta.arch not in ARCHITECTURES:
-        raise ModelLoadError(f'{where}: unknown architecture {meta.arch!r}; known: '
-                             f'{", ".join(sorted(ARCHITECTURES))}')
+        raise ModelLoadError(
+            f'{where}: unknown architecture {meta.arch!r}; known: '
+            f'{", ".join(sorted(ARCHITECTURES))}'
+        )
     try:
         return build(meta)
     except (TypeError, ValueError) as e:
-        raise ModelLoadError(f'{where}: meta arch_args {meta.arch_args} do not fit '
-                             f'architecture {meta.arch!r}: {str(e).splitlines()[0][:120]}'
-                             ) from None
+        raise ModelLoadError(
+            f'{where}: meta arch_args {meta.arch_args} do not fit '
+            f'architecture {meta.arch!r}: {str(e).splitlines()[0][:120]}'
+        ) from None

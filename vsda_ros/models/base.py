@@ -6,6 +6,7 @@ input. The wrapper owns the normalisation (registered buffers), drops the backgr
 channel, and resizes logits back to the network input size. Temporal strategies use the split:
 keyframe propagation warps ``forward_features`` output and re-runs only ``forward_head``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -121,8 +122,7 @@ class SegmentationModel(nn.Module):
         """B×F×h×w features → B×C×H'×W' logits of the kept classes."""
         return raw_net(self.net).forward_head(features)[:, : self.num_classes]
 
-    def logits_from_features(self, features: torch.Tensor, size: tuple[int, int]
-                             ) -> torch.Tensor:
+    def logits_from_features(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """B×F×h×w features → B×C×H×W logits at ``size`` = (H, W), the network input size.
 
         The same head + resize :meth:`forward` uses, so a keyframe equals a per-frame result.

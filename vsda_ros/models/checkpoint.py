@@ -9,6 +9,7 @@ Every failure to use a checkpoint — unreadable or unsafe file, not a vsda chec
 unknown or mistyped meta fields, weights that do not fit the architecture — raises one
 :class:`~vsda_ros.models.safe_load.ModelLoadError` with a one-line message naming the file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,15 @@ from vsda_ros.models.architectures import build_for
 from vsda_ros.models.base import ModelMeta, SegmentationModel, raw_net
 from vsda_ros.models.safe_load import ModelLoadError, safe_torch_load
 
-__all__ = ['FORMAT', 'ModelLoadError', 'check_state_dict', 'load_checkpoint', 'meta_from_dict',
-           'read_checkpoint', 'save_checkpoint']
+__all__ = [
+    'FORMAT',
+    'ModelLoadError',
+    'check_state_dict',
+    'load_checkpoint',
+    'meta_from_dict',
+    'read_checkpoint',
+    'save_checkpoint',
+]
 
 FORMAT = 'vsda_ros/1'
 
@@ -32,8 +40,15 @@ def save_checkpoint(model: SegmentationModel, path: str | Path, extra: dict | No
     """Write ``model`` (and ``extra``) to ``path``; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({'format': FORMAT, 'meta': model.meta.to_dict(),
-                'state_dict': model.net.state_dict(), 'extra': extra or {}}, str(path))
+    torch.save(
+        {
+            'format': FORMAT,
+            'meta': model.meta.to_dict(),
+            'state_dict': model.net.state_dict(),
+            'extra': extra or {},
+        },
+        str(path),
+    )
     return path
 
 
@@ -46,8 +61,10 @@ def read_checkpoint(path: str | Path) -> dict:
     """
     ckpt = safe_torch_load(path, 'checkpoint')
     if not isinstance(ckpt, dict) or ckpt.get('format') != FORMAT:
-        raise ModelLoadError(f'checkpoint {path} is not a vsda_ros checkpoint (no format '
-                             f'{FORMAT!r}); for published weights use the zoo name instead')
+        raise ModelLoadError(
+            f'checkpoint {path} is not a vsda_ros checkpoint (no format '
+            f'{FORMAT!r}); for published weights use the zoo name instead'
+        )
     return ckpt
 
 
@@ -105,12 +122,14 @@ def check_meta_fits(model: SegmentationModel, where: str) -> None:
         raise ModelLoadError(
             f"{where}: meta field 'classes' lists {meta.num_classes} classes but the network's "
             f'head has {channels} output channels (expected {channels} classes, or '
-            f'{channels - 1} plus a void/background channel)')
+            f'{channels - 1} plus a void/background channel)'
+        )
     w, h = meta.native_size
     if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
         raise ModelLoadError(
             f"{where}: meta field 'native_size' is {w}x{h}; each side must be between "
-            f'{MIN_SIDE} and {MAX_SIDE} (width, height of the network input)')
+            f'{MIN_SIDE} and {MAX_SIDE} (width, height of the network input)'
+        )
 
 
 def _is_num(v: object) -> bool:
@@ -122,19 +141,19 @@ def _is_int(v: object) -> bool:
 
 
 def _seq(v: object, n: int | None, item: Callable[[object], bool]) -> bool:
-    return (isinstance(v, (list, tuple)) and (n is None or len(v) == n)
-            and all(item(x) for x in v))
+    return isinstance(v, (list, tuple)) and (n is None or len(v) == n) and all(item(x) for x in v)
 
 
 #: meta field → (check, what it must be)
 _META_TYPES = {
     'name': (lambda v: isinstance(v, str), 'a string'),
     'arch': (lambda v: isinstance(v, str), 'a string'),
-    'arch_args': (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
-                  'a dict of keyword arguments'),
+    'arch_args': (
+        lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+        'a dict of keyword arguments',
+    ),
     'classes': (lambda v: _seq(v, None, lambda c: isinstance(c, str)), 'a list of class names'),
-    'palette': (lambda v: _seq(v, None, lambda c: _seq(c, 3, _is_int)),
-                'a list of RGB triples'),
+    'palette': (lambda v: _seq(v, None, lambda c: _seq(c, 3, _is_int)), 'a list of RGB triples'),
     'mean': (lambda v: _seq(v, 3, _is_num), '3 numbers'),
     'std': (lambda v: _seq(v, 3, _is_num) and all(x != 0 for x in v), '3 non-zero numbers'),
     'bgr': (lambda v: isinstance(v, bool), 'true or false'),
@@ -157,8 +176,11 @@ def meta_from_dict(d: object, where: str) -> ModelMeta:
     if not isinstance(d, dict):
         raise ModelLoadError(f'{where}: meta is not a dict (got {type(d).__name__})')
     fields = {f.name: f for f in dataclasses.fields(ModelMeta)}
-    required = [n for n, f in fields.items()
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    required = [
+        n
+        for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     problems = []
     missing = [n for n in required if n not in d]
     if missing:
@@ -170,8 +192,10 @@ def meta_from_dict(d: object, where: str) -> ModelMeta:
         if name in d and not ok(d[name]):
             problems.append(f'meta field {name!r} must be {expected}, got {_short(d[name])}')
     if not problems and d.get('palette') and len(d['palette']) != len(d.get('classes', [])):
-        problems.append(f"meta field 'palette' has {len(d['palette'])} colours for "
-                        f"{len(d.get('classes', []))} classes")
+        problems.append(
+            f"meta field 'palette' has {len(d['palette'])} colours for "
+            f'{len(d.get("classes", []))} classes'
+        )
     if problems:
         raise ModelLoadError(f'{where}: ' + '; '.join(problems))
     return ModelMeta.from_dict(d)
@@ -190,29 +214,38 @@ def check_state_dict(net: nn.Module, state: object, where: str) -> None:
             shapes differ — summarised in one line (counts and the first few names).
     """
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        raise ModelLoadError(f'{where}: the weights are not a state_dict (a dict of tensors), '
-                             f'got {type(state).__name__}')
+        raise ModelLoadError(
+            f'{where}: the weights are not a state_dict (a dict of tensors), '
+            f'got {type(state).__name__}'
+        )
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise ModelLoadError(f'{where}: the weights are not a state_dict: {_names(bad)} '
-                             'are not tensors')
+        raise ModelLoadError(
+            f'{where}: the weights are not a state_dict: {_names(bad)} are not tensors'
+        )
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f'{k} {_shape(state[k])} vs {_shape(own[k])}' for k in own
-              if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f'{k} {_shape(state[k])} vs {_shape(own[k])}'
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     parts = []
     if missing:
         parts.append(f'{len(missing)} missing {_keys(missing)} ({_names(missing)})')
     if unexpected:
         parts.append(f'{len(unexpected)} unexpected {_keys(unexpected)} ({_names(unexpected)})')
     if shapes:
-        parts.append(f'{len(shapes)} shape mismatch{"es" if len(shapes) > 1 else ""} '
-                     f'(file vs model: {", ".join(shapes[:2])}'
-                     + (', ...' if len(shapes) > 2 else '') + ')')
+        parts.append(
+            f'{len(shapes)} shape mismatch{"es" if len(shapes) > 1 else ""} '
+            f'(file vs model: {", ".join(shapes[:2])}' + (', ...' if len(shapes) > 2 else '') + ')'
+        )
     if parts:
-        raise ModelLoadError(f'{where}: the weights do not fit the architecture '
-                             f'{type(net).__name__}: ' + '; '.join(parts))
+        raise ModelLoadError(
+            f'{where}: the weights do not fit the architecture '
+            f'{type(net).__name__}: ' + '; '.join(parts)
+        )
 
 
 def _keys(items: list) -> str:

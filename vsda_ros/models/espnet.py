@@ -16,6 +16,7 @@ Shapes (input B×3×H×W, already normalised; BGR for the published weights), C 
 Any input size works: each ×2 transposed-conv output is cropped to its skip's size (it is at
 most one pixel larger, and cropping keeps the stride-2 pixel alignment of training).
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,8 +49,9 @@ class Conv(nn.Module):
 
     def __init__(self, cin: int, cout: int, k: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, stride, padding=(k - 1) // 2 * dilation,
-                              dilation=dilation, bias=False)
+        self.conv = nn.Conv2d(
+            cin, cout, k, stride, padding=(k - 1) // 2 * dilation, dilation=dilation, bias=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)

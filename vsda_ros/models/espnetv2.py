@@ -14,6 +14,7 @@ Shapes (input B×3×H×W, already normalised with the ImageNet mean/std on RGB i
 Any input size works: each upsampled decoder map is resized (bilinear, align_corners=True) to
 its skip's exact size instead of a fixed ×2.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,11 +29,26 @@ from vsda_ros.models import layers
 BN_EPS = 1e-5
 
 
-def _conv(cin: int, cout: int, k: int, stride: int = 1, dilation: int = 1,
-          groups: int = 1, bias: bool = False) -> nn.Conv2d:
+def _conv(
+    cin: int,
+    cout: int,
+    k: int,
+    stride: int = 1,
+    dilation: int = 1,
+    groups: int = 1,
+    bias: bool = False,
+) -> nn.Conv2d:
     """k×k convolution with "same" padding ((k − 1) / 2 · dilation)."""
-    return nn.Conv2d(cin, cout, k, stride, padding=(k - 1) // 2 * dilation, dilation=dilation,
-                     groups=groups, bias=bias)
+    return nn.Conv2d(
+        cin,
+        cout,
+        k,
+        stride,
+        padding=(k - 1) // 2 * dilation,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+    )
 
 
 def _up(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
@@ -42,8 +58,9 @@ def _up(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
 class CBR(nn.Module):
     """conv → BN → PReLU (keys ``conv``, ``bn``, ``act``); ``act=False`` gives conv → BN."""
 
-    def __init__(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
-                 act: bool = True) -> None:
+    def __init__(
+        self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True
+    ) -> None:
         super().__init__()
         self.conv = _conv(cin, cout, k, stride, groups=groups)
         self.bn = nn.BatchNorm2d(cout, eps=BN_EPS)
@@ -69,8 +86,9 @@ class DWConv(nn.Module):
 
 def _seq_cbr(cin: int, cout: int, k: int, groups: int = 1) -> nn.Sequential:
     """The decoder's conv/BN/PReLU as an indexed Sequential (keys ``0``, ``1``, ``2``)."""
-    return nn.Sequential(_conv(cin, cout, k, groups=groups), nn.BatchNorm2d(cout, eps=BN_EPS),
-                         nn.PReLU(cout))
+    return nn.Sequential(
+        _conv(cin, cout, k, groups=groups), nn.BatchNorm2d(cout, eps=BN_EPS), nn.PReLU(cout)
+    )
 
 
 def _seq_br(ch: int) -> nn.Sequential:
@@ -99,8 +117,15 @@ class EESP(nn.Module):
     unit (``residual=False``) returns the expansion directly.
     """
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, r_lim: int = 7,
-                 branches: int = 4, residual: bool = True) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        stride: int = 1,
+        r_lim: int = 7,
+        branches: int = 4,
+        residual: bool = True,
+    ) -> None:
         super().__init__()
         n = cout // branches
         sizes = sorted(k if k <= r_lim else 3 for k in range(3, 3 + 2 * branches, 2))
@@ -195,12 +220,15 @@ class PyramidPooling(nn.Module):
         super().__init__()
         k = len(self.scales)
         self.stages = nn.ModuleList(
-            nn.Conv2d(proj, proj, 3, padding=1, groups=proj, bias=False) for _ in range(k))
+            nn.Conv2d(proj, proj, 3, padding=1, groups=proj, bias=False) for _ in range(k)
+        )
         self.projection_layer = Named('cbr', _seq_cbr(cin, proj, 1))
         self.merge_layer = nn.Sequential(
-            Named('br', _seq_br(proj * k)), ChannelShuffle(k),
+            Named('br', _seq_br(proj * k)),
+            ChannelShuffle(k),
             Named('cbr', _seq_cbr(proj * k, proj, 3, groups=proj)),
-            nn.Conv2d(proj, cout, 1, bias=not last_br))
+            nn.Conv2d(proj, cout, 1, bias=not last_br),
+        )
         self.br = Named('br', _seq_br(cout)) if last_br else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,8 +253,9 @@ class GatedProjection(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.expansion_layer = Named('cbr', _seq_cbr(cin, cout, 3, groups=math.gcd(cin, cout)))
-        self.wt_layer = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False),
-                                      nn.Sigmoid())
+        self.wt_layer = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False), nn.Sigmoid()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.expansion_layer(x) * self.wt_layer(x)

@@ -3,6 +3,7 @@
 Cityscapes (19 train ids, 255 = ignore) and CamVid-11 (11 = void); ``LABEL_MAPS`` maps a
 model's classes onto another label set for scoring (``--map cityscapes-camvid``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,23 +11,72 @@ import numpy as np
 from vsda_ros.models.base import ModelMeta
 
 CITYSCAPES_CLASSES = [
-    'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
-    'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train',
-    'motorcycle', 'bicycle',
+    'road',
+    'sidewalk',
+    'building',
+    'wall',
+    'fence',
+    'pole',
+    'traffic light',
+    'traffic sign',
+    'vegetation',
+    'terrain',
+    'sky',
+    'person',
+    'rider',
+    'car',
+    'truck',
+    'bus',
+    'train',
+    'motorcycle',
+    'bicycle',
 ]
 CITYSCAPES_PALETTE = [
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
-    (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
-    (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
-    (0, 80, 100), (0, 0, 230), (119, 11, 32),
+    (128, 64, 128),
+    (244, 35, 232),
+    (70, 70, 70),
+    (102, 102, 156),
+    (190, 153, 153),
+    (153, 153, 153),
+    (250, 170, 30),
+    (220, 220, 0),
+    (107, 142, 35),
+    (152, 251, 152),
+    (70, 130, 180),
+    (220, 20, 60),
+    (255, 0, 0),
+    (0, 0, 142),
+    (0, 0, 70),
+    (0, 60, 100),
+    (0, 80, 100),
+    (0, 0, 230),
+    (119, 11, 32),
 ]
 CAMVID_CLASSES = [
-    'sky', 'building', 'pole', 'road', 'pavement', 'tree', 'sign', 'fence', 'car',
-    'pedestrian', 'bicyclist',
+    'sky',
+    'building',
+    'pole',
+    'road',
+    'pavement',
+    'tree',
+    'sign',
+    'fence',
+    'car',
+    'pedestrian',
+    'bicyclist',
 ]
 CAMVID_PALETTE = [
-    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
-    (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+    (128, 128, 128),
+    (128, 0, 0),
+    (192, 192, 128),
+    (128, 64, 128),
+    (60, 40, 222),
+    (128, 128, 0),
+    (192, 128, 128),
+    (64, 64, 128),
+    (64, 0, 128),
+    (64, 64, 0),
+    (0, 128, 192),
 ]
 #: CamVid label value meaning "void" (ignored by metrics).
 CAMVID_VOID = 11
@@ -48,8 +98,10 @@ def label_mapping(name: str | None, meta: ModelMeta) -> tuple[np.ndarray | None,
         raise ValueError(f'unknown label map {name!r}; known: {sorted(LABEL_MAPS)}')
     mapping = np.asarray(LABEL_MAPS[name], dtype=np.uint8)
     if len(mapping) != meta.num_classes:
-        raise ValueError(f'label map {name} maps {len(mapping)} classes but model '
-                         f'{meta.name} has {meta.num_classes}')
+        raise ValueError(
+            f'label map {name} maps {len(mapping)} classes but model '
+            f'{meta.name} has {meta.num_classes}'
+        )
     return mapping, list(CAMVID_CLASSES)
 
 

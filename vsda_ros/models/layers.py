@@ -1,4 +1,5 @@
 """Small building blocks shared by the ESPNet family."""
+
 from __future__ import annotations
 
 import torch

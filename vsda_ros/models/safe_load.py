@@ -6,6 +6,7 @@ failure — unreadable, empty, truncated, not a torch file, pickled objects — 
 :class:`ModelLoadError` whose one-line message names the file and says what is wrong. torch's
 own message (which advises retrying with the unsafe loader) is never passed on.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -24,8 +25,14 @@ class ModelLoadError(RuntimeError):
 
 
 _GLOBAL = re.compile(r'GLOBAL ([\w.]+)')
-_UNSAFE_MARKERS = ('Unsupported global', 'Unsupported operand', 'Unsupported class',
-                   'unrecognized function', 'not an allowed global', 'Unsupported type')
+_UNSAFE_MARKERS = (
+    'Unsupported global',
+    'Unsupported operand',
+    'Unsupported class',
+    'unrecognized function',
+    'not an allowed global',
+    'Unsupported type',
+)
 
 
 def _reason(exc: BaseException) -> str:
@@ -55,9 +62,11 @@ def _check_signature(path: Path, what: str) -> None:
     if not head:
         raise ModelLoadError(f'{what} {path}: cannot read it: the file is empty')
     if not head.startswith(_TORCH_SIGNATURES):
-        raise ModelLoadError(f'{what} {path}: cannot read it: not a PyTorch file ('
-                             f'{path.stat().st_size} bytes '
-                             f'starting {head[:8]!r}; torch.save files are zip archives)')
+        raise ModelLoadError(
+            f'{what} {path}: cannot read it: not a PyTorch file ('
+            f'{path.stat().st_size} bytes '
+            f'starting {head[:8]!r}; torch.save files are zip archives)'
+        )
 
 
 def safe_torch_load(path: str | Path, what: str = 'file') -> object:
@@ -91,13 +100,27 @@ def safe_torch_load(path: str | Path, what: str = 'file') -> object:
             raise ModelLoadError(
                 f'{what} {path}: refusing to load: the file contains pickled Python objects'
                 f'{detail}, not plain tensors (unpickling them could run code); vsda_ros only '
-                'reads plain state_dicts and vsda checkpoints') from None
-        raise ModelLoadError(f'{what} {path}: cannot read it: not a PyTorch file, or corrupt '
-                             f'({_reason(e)})') from None
+                'reads plain state_dicts and vsda checkpoints'
+            ) from None
+        raise ModelLoadError(
+            f'{what} {path}: cannot read it: not a PyTorch file, or corrupt ({_reason(e)})'
+        ) from None
     except EOFError:
-        raise ModelLoadError(f'{what} {path}: cannot read it: the file is empty or truncated'
-                             ) from None
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError,
-            IndexError, MemoryError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f'{what} {path}: cannot read it: not a PyTorch file, or truncated '
-                             f'or corrupt ({_reason(e)})') from None
+        raise ModelLoadError(
+            f'{what} {path}: cannot read it: the file is empty or truncated'
+        ) from None
+    except (
+        OSError,
+        RuntimeError,
+        KeyError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        MemoryError,
+        UnicodeDecodeError,
+    ) as e:
+        raise ModelLoadError(
+            f'{what} {path}: cannot read it: not a PyTorch file, or truncated '
+            f'or corrupt ({_reason(e)})'
+        ) from None

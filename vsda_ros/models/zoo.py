@@ -14,6 +14,7 @@ Every failure to load a model raises :class:`~vsda_ros.models.safe_load.ModelLoa
 one-line message naming the file. The names re-exported here (``ZOO``, ``build``, label maps)
 keep one import path for callers.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,11 +39,31 @@ from vsda_ros.models.labels import (
 from vsda_ros.models.published import ZOO, ZooEntry, find_weights, load_state_dict, verify_weights
 from vsda_ros.models.shipped import SHIPPED_MODELS, verified_path
 
-__all__ = ['ARCHITECTURES', 'CAMVID_CLASSES', 'CAMVID_PALETTE', 'CAMVID_VOID',
-           'CITYSCAPES_CLASSES', 'CITYSCAPES_PALETTE', 'CITYSCAPES_TO_CAMVID', 'EXPORT_SIDECAR',
-           'LABEL_MAPS', 'ModelNotFoundError', 'ZOO', 'ZooEntry', 'build', 'build_for',
-           'find_weights', 'is_export_dir', 'label_mapping', 'label_palette', 'load_model',
-           'load_state_dict', 'model_names', 'resolve_model', 'verify_weights']
+__all__ = [
+    'ARCHITECTURES',
+    'CAMVID_CLASSES',
+    'CAMVID_PALETTE',
+    'CAMVID_VOID',
+    'CITYSCAPES_CLASSES',
+    'CITYSCAPES_PALETTE',
+    'CITYSCAPES_TO_CAMVID',
+    'EXPORT_SIDECAR',
+    'LABEL_MAPS',
+    'ModelNotFoundError',
+    'ZOO',
+    'ZooEntry',
+    'build',
+    'build_for',
+    'find_weights',
+    'is_export_dir',
+    'label_mapping',
+    'label_palette',
+    'load_model',
+    'load_state_dict',
+    'model_names',
+    'resolve_model',
+    'verify_weights',
+]
 
 #: The file that marks an export folder (written by ``vsda export``).
 EXPORT_SIDECAR = 'vsda_export.json'
@@ -68,8 +89,12 @@ def resolve_model(name_or_path: str) -> tuple[str, Path | None]:
     return name_or_path, None
 
 
-def load_model(name_or_path: str, weights: str | Path | None = None, download: bool = True,
-               progress: bool = True) -> SegmentationModel:
+def load_model(
+    name_or_path: str,
+    weights: str | Path | None = None,
+    download: bool = True,
+    progress: bool = True,
+) -> SegmentationModel:
     """A ready model (eval mode, CPU) from a zoo name or a vsda checkpoint file.
 
     Args:
@@ -94,7 +119,7 @@ def load_model(name_or_path: str, weights: str | Path | None = None, download: b
         path = Path(weights) if weights else find_weights(entry, download, progress)
         if not path.is_file():
             raise FileNotFoundError(f'weights file {path} does not exist')
-        if not weights:     # found in VSDA_DATA_DIR / the cache: must be the published file
+        if not weights:  # found in VSDA_DATA_DIR / the cache: must be the published file
             verify_weights(entry, path)
         model = build(entry.meta)
         state = load_state_dict(path)
@@ -110,10 +135,12 @@ def load_model(name_or_path: str, weights: str | Path | None = None, download: b
     if Path(name_or_path).is_dir():
         raise ModelNotFoundError(
             f'model {name_or_path!r} is a folder: not a checkpoint file, and not an export '
-            f'folder (no {EXPORT_SIDECAR}; `vsda export` writes one)')
+            f'folder (no {EXPORT_SIDECAR}; `vsda export` writes one)'
+        )
     raise ModelNotFoundError(
         f'unknown model {name_or_path!r}: not a zoo name ({", ".join(model_names())}) and no '
-        'such file')
+        'such file'
+    )
 
 
 def model_names() -> list[str]:

@@ -12,6 +12,7 @@ in ``bad_frames`` — so ``received = processed + dropped + bad_frames`` (± the
 The node guards every :class:`Camera` with one lock (its condition variable); nothing here
 locks by itself.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,15 @@ from sensor_msgs.msg import CompressedImage, Image
 TIMING_WINDOW = 200
 #: stamps remembered per camera to refuse a second output for one (camera, stamp)
 RECENT_STAMPS = 32
-FIXED_STAGES = ('queue_wait', 'decode', 'preprocess', 'inference', 'postprocess', 'publish',
-                'end_to_end')
+FIXED_STAGES = (
+    'queue_wait',
+    'decode',
+    'preprocess',
+    'inference',
+    'postprocess',
+    'publish',
+    'end_to_end',
+)
 
 
 def camera_layout(image_topics: list[str]) -> list[tuple[str, type, str]]:
@@ -39,8 +47,10 @@ def camera_layout(image_topics: list[str]) -> list[tuple[str, type, str]]:
     relative outputs.
     """
     if not image_topics:
-        raise ValueError('image_topics is empty: give at least one camera topic (default: '
-                         "['image', 'image/compressed'])")
+        raise ValueError(
+            'image_topics is empty: give at least one camera topic (default: '
+            "['image', 'image/compressed'])"
+        )
     layout: list[tuple[str, type, str]] = []
     seen: dict[str, tuple[str, str]] = {}  # namespace → (base topic, first name)
     for topic in image_topics:
@@ -51,9 +61,11 @@ def camera_layout(image_topics: list[str]) -> list[tuple[str, type, str]]:
         base = topic[: -len('/compressed')] if compressed else topic
         ns = base.rsplit('/', 1)[0] if '/' in base else ''
         if ns in seen and seen[ns][0] != base:
-            raise ValueError(f'image_topics: {seen[ns][1]!r} and {topic!r} would publish on the '
-                             f'same outputs (namespace {ns or "<node>"!r}); give each camera '
-                             'its own namespace')
+            raise ValueError(
+                f'image_topics: {seen[ns][1]!r} and {topic!r} would publish on the '
+                f'same outputs (namespace {ns or "<node>"!r}); give each camera '
+                'its own namespace'
+            )
         if any(t == topic for t, _, _ in layout):
             raise ValueError(f'image_topics: {topic!r} is listed twice')
         seen.setdefault(ns, (base, topic))
@@ -64,8 +76,9 @@ def camera_layout(image_topics: list[str]) -> list[tuple[str, type, str]]:
 TRANSPORTS = ('auto', 'raw', 'compressed')
 
 
-def camera_inputs(layout: list[tuple[str, type, str]],
-                  transport: str) -> dict[str, list[tuple[str, type, str]]]:
+def camera_inputs(
+    layout: list[tuple[str, type, str]], transport: str
+) -> dict[str, list[tuple[str, type, str]]]:
     """Camera namespace → the [(topic, message type, transport)] to subscribe, by the
     image_transport convention: a listed ``X`` or ``X/compressed`` names the camera ``X``;
     ``transport`` ``raw`` subscribes ``X`` only, ``compressed`` ``X/compressed`` only, ``auto``
@@ -81,10 +94,19 @@ def camera_inputs(layout: list[tuple[str, type, str]],
     out = {}
     for ns, topics in listed.items():
         base = topics.get('raw') or topics['compressed'][: -len('/compressed')]
-        kinds = [transport] if transport != 'auto' else [k for k in ('raw', 'compressed')
-                                                         if k in topics]
-        out[ns] = [(base if k == 'raw' else f'{base}/compressed',
-                    Image if k == 'raw' else CompressedImage, k) for k in kinds]
+        kinds = (
+            [transport]
+            if transport != 'auto'
+            else [k for k in ('raw', 'compressed') if k in topics]
+        )
+        out[ns] = [
+            (
+                base if k == 'raw' else f'{base}/compressed',
+                Image if k == 'raw' else CompressedImage,
+                k,
+            )
+            for k in kinds
+        ]
     return out
 
 
@@ -102,9 +124,11 @@ def parse_priorities(text: str, layout: list[tuple[str, type, str]]) -> dict[str
         except ValueError:
             weight = float('nan')
         if not sep or key.strip() not in names or not weight > 0 or weight == float('inf'):
-            raise ValueError(f'camera_priorities: bad item {item!r} (want CAMERA=WEIGHT, a '
-                             f'camera of image_topics, weight > 0; cameras: '
-                             f'{", ".join(repr(n) for n in names)})')
+            raise ValueError(
+                f'camera_priorities: bad item {item!r} (want CAMERA=WEIGHT, a '
+                f'camera of image_topics, weight > 0; cameras: '
+                f'{", ".join(repr(n) for n in names)})'
+            )
         weights[names[key.strip()]] = weight
     return weights
 
@@ -162,10 +186,10 @@ class Mailbox:
 class Camera:
     """One output namespace: its publishers, strategy state, mailbox and counters."""
 
-    key: str                       # output namespace ('' = the node's own)
-    pubs: dict                     # output name → publisher
-    strategy: Any                  # its temporal strategy (own frame buffer)
-    topic: str = ''                # its first input topic, resolved (for logs, diagnostics)
+    key: str  # output namespace ('' = the node's own)
+    pubs: dict  # output name → publisher
+    strategy: Any  # its temporal strategy (own frame buffer)
+    topic: str = ''  # its first input topic, resolved (for logs, diagnostics)
     mailbox: Mailbox = field(default_factory=Mailbox)
     received: int = 0
     processed: int = 0
@@ -175,20 +199,29 @@ class Camera:
     stream_resets: int = 0
     reset_reasons: list[str] = field(default_factory=list)  # since the last diagnostics period
     timings: dict[str, deque] = field(
-        default_factory=lambda: {s: deque(maxlen=TIMING_WINDOW) for s in FIXED_STAGES})
+        default_factory=lambda: {s: deque(maxlen=TIMING_WINDOW) for s in FIXED_STAGES}
+    )
     last: CameraStats = field(default_factory=CameraStats)  # at the last diagnostics period
-    last_bad: str = ''     # why the latest bad frame was skipped
+    last_bad: str = ''  # why the latest bad frame was skipped
     silent_s: float = 0.0  # how long publishers have been matched without a frame arriving
     transports: tuple[str, ...] = ('raw',)  # subscribed transports ('raw', 'compressed')
-    transport: str = ''    # the one in use ('' = not decided yet: no publisher seen)
+    transport: str = ''  # the one in use ('' = not decided yet: no publisher seen)
     ignored_other_transport: int = 0  # frames of the transport not in use, or a duplicate stamp
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_STAMPS))
-    e2e_note: str = ''     # why the end-to-end latency is not reported ('' = it is)
+    e2e_note: str = ''  # why the end-to-end latency is not reported ('' = it is)
 
     def stats(self, t: float) -> CameraStats:
         """The counters now, stamped ``t``."""
-        return CameraStats(t, self.received, self.processed, self.dropped, self.bad_frames,
-                           self.stream_resets, self.keyframes, self.ignored_other_transport)
+        return CameraStats(
+            t,
+            self.received,
+            self.processed,
+            self.dropped,
+            self.bad_frames,
+            self.stream_resets,
+            self.keyframes,
+            self.ignored_other_transport,
+        )
 
     def arrive(self, msg: Any, arrival: float) -> None:
         """A frame arrived: count it; the one it overwrote (if any) counts as dropped."""
@@ -202,8 +235,9 @@ class Camera:
         if len(self.transports) == 1:
             new = self.transports[0]
         else:
-            new = next((k for k in ('raw', 'compressed') if publishers.get(k, 0) > 0),
-                       self.transport)
+            new = next(
+                (k for k in ('raw', 'compressed') if publishers.get(k, 0) > 0), self.transport
+            )
         changed, self.transport = new != self.transport, new
         return changed
 
@@ -215,8 +249,7 @@ class Camera:
         repeated on one transport (duplicates, all-zero stamps) are admitted. Never raises."""
         if not self.transport:
             self.transport = transport  # a frame before any publisher was seen: use it
-        duplicate = stamp_ns != 0 and any(s == stamp_ns and t != transport
-                                          for s, t in self.recent)
+        duplicate = stamp_ns != 0 and any(s == stamp_ns and t != transport for s, t in self.recent)
         if transport != self.transport or duplicate:
             self.ignored_other_transport += 1
             return False
@@ -262,8 +295,12 @@ class Scheduler:
     frame arrives.
     """
 
-    def __init__(self, cameras: dict[str, Camera], weights: dict[str, float] | None = None,
-                 max_rate_hz: float = 0.0) -> None:
+    def __init__(
+        self,
+        cameras: dict[str, Camera],
+        weights: dict[str, float] | None = None,
+        max_rate_hz: float = 0.0,
+    ) -> None:
         self._cameras = cameras
         self._order = list(cameras)
         self._weights = {k: float((weights or {}).get(k, 1.0)) for k in self._order}
@@ -314,7 +351,7 @@ class Scheduler:
         self._last_start[key] = now
         self._next = (self._next + i + 1) % n
         job = self._cameras[key].mailbox.take()
-        assert job is not None      # eligible: the mailbox holds a frame (lock held)
+        assert job is not None  # eligible: the mailbox holds a frame (lock held)
         msg, arrival = job
         return self._cameras[key], msg, arrival
 
@@ -330,6 +367,9 @@ class Scheduler:
 
     def wait_s(self, now: float) -> float | None:
         """Seconds until a camera held back by the rate cap may be served; None when none is."""
-        waits = [self._last_start[k] + self._min_period - now for k in self._order
-                 if self._cameras[k].mailbox and self._min_period > 0]
+        waits = [
+            self._last_start[k] + self._min_period - now
+            for k in self._order
+            if self._cameras[k].mailbox and self._min_period > 0
+        ]
         return max(min(waits), 0.0) if waits else None

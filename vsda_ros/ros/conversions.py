@@ -4,6 +4,7 @@ Decoding is :mod:`vsda_ros.data.decode`, the one implementation shared with the 
 (:mod:`vsda_ros.data.bags`): rclpy messages go through exactly the code recorded ones do. This
 module adds the rclpy side: numpy → ``sensor_msgs/Image``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,15 @@ from vsda_ros.data.decode import (
     message_to_rgb,
 )
 
-__all__ = ['BYTES_PER_PIXEL', 'compressed_to_rgb', 'image_message', 'image_to_rgb',
-           'message_to_rgb', 'mono8_to_array', 'numpy_to_image']
+__all__ = [
+    'BYTES_PER_PIXEL',
+    'compressed_to_rgb',
+    'image_message',
+    'image_to_rgb',
+    'message_to_rgb',
+    'mono8_to_array',
+    'numpy_to_image',
+]
 
 
 def numpy_to_image(array: np.ndarray, header=None, encoding: str | None = None) -> Image:

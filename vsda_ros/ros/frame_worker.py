@@ -7,6 +7,7 @@ state (``node``, ``_cond``, ``_pub_lock``, ``_stop``, ``_live``, ``_scheduler``,
 is counted and logged (throttled), any other failure of one frame too, and a stop (or the
 context going away) ends the loop without publishing the frame in progress.
 """
+
 from __future__ import annotations
 
 import time
@@ -133,22 +134,43 @@ class FramePath:
         writer = self._writers.get(cam.key)
         if writer is None:
             writer = self._writers[cam.key] = OutputWriter(self._lut)
-        writer.publish(cam.pubs, seg, rgb, header, float(self._live['overlay_alpha']),
-                       lambda name: self._wanted(cam, name), self._rcl)
+        writer.publish(
+            cam.pubs,
+            seg,
+            rgb,
+            header,
+            float(self._live['overlay_alpha']),
+            lambda name: self._wanted(cam, name),
+            self._rcl,
+        )
 
-    def _record(self, cam: Camera, header: Any, stages: dict[str, float],
-                keyframe: bool, kind: str = '', step_ms: float = 0.0) -> None:
+    def _record(
+        self,
+        cam: Camera,
+        header: Any,
+        stages: dict[str, float],
+        keyframe: bool,
+        kind: str = '',
+        step_ms: float = 0.0,
+    ) -> None:
         """The one place a frame's stage times go: the ``timing`` topic (when on) and the
         camera's rolling windows (with the end-to-end latency from the header stamp)."""
         with self._rcl():
             timing_pub = self._timing_pubs.get(cam.key)
             if timing_pub is not None:
-                timing_pub.publish(DiagnosticArray(header=header, status=[
-                    diagnostics.timing_status(stages, keyframe, self.node.get_name(), kind)]))
+                timing_pub.publish(
+                    DiagnosticArray(
+                        header=header,
+                        status=[
+                            diagnostics.timing_status(stages, keyframe, self.node.get_name(), kind)
+                        ],
+                    )
+                )
         windows = dict(stages)
         clock = self.node.get_clock()
-        e2e, note = end_to_end_ms(clock.now().nanoseconds, stamp_ns(header),
-                                  bool(clock.ros_time_is_active))
+        e2e, note = end_to_end_ms(
+            clock.now().nanoseconds, stamp_ns(header), bool(clock.ros_time_is_active)
+        )
         if e2e is not None:
             windows['end_to_end'] = e2e
         if kind:

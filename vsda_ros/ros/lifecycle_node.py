@@ -25,6 +25,7 @@ A re-activation starts every camera's temporal state afresh. Read-only parameter
 unconfigured (``ros2 param set`` refuses them; a launch sets them) take effect at configure;
 live ones apply at once whenever a model is loaded.
 """
+
 from __future__ import annotations
 
 import threading
@@ -60,8 +61,10 @@ class LifecycleSegmentationNode(LifecycleNode):
             self._fatal(startup_failure(exc))
         self.add_on_set_parameters_callback(parameters.validate_parameters)
         self.add_post_set_parameters_callback(self.runtime.apply_parameters)
-        self.get_logger().info('unconfigured: waiting for configure (ros2 lifecycle set '
-                               f'{self.get_fully_qualified_name()} configure)')
+        self.get_logger().info(
+            'unconfigured: waiting for configure (ros2 lifecycle set '
+            f'{self.get_fully_qualified_name()} configure)'
+        )
 
     def _fatal(self, text: str) -> NoReturn:
         self.get_logger().fatal(f'cannot start: {text}')
@@ -81,15 +84,19 @@ class LifecycleSegmentationNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - any reason fails the transition, not the node
             return self._failed('configure', startup_failure(exc))
         self.last_failure = ''
-        self.get_logger().info(f'configured in {time.monotonic() - start:.1f} s: model '
-                               f'{self.runtime.model_name}, strategy {self.runtime.strategy}')
+        self.get_logger().info(
+            f'configured in {time.monotonic() - start:.1f} s: model '
+            f'{self.runtime.model_name}, strategy {self.runtime.strategy}'
+        )
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Enable the publishers, subscribe, start the worker and diagnostics."""
         if self.runtime.started and not self.runtime.stop_worker():
-            return self._failed('activate', 'the worker is still finishing a frame from '
-                                'before the last deactivate; try again')
+            return self._failed(
+                'activate',
+                'the worker is still finishing a frame from before the last deactivate; try again',
+            )
         ret = super().on_activate(state)  # the lifecycle publishers publish from now on
         if ret != TransitionCallbackReturn.SUCCESS:
             return ret

@@ -7,6 +7,7 @@ share; this class declares the parameters, runs the runtime's ``load`` and ``sta
 any failure into one FATAL line and :class:`StartupError`. The entry point and the process'
 shutdown are in :mod:`vsda_ros.ros.segmentation_node`.
 """
+
 from __future__ import annotations
 
 from typing import Any, NoReturn

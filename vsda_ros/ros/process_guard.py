@@ -16,6 +16,7 @@ printing a ``KeyboardInterrupt`` traceback from inside ``import torch``.
   *thread* that started the process: a parent starting the node from a thread that ends
   before it stops the node too.)
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -98,8 +99,7 @@ class ParentWatcher:
     """A daemon thread that calls ``on_orphaned`` once when ``os.getppid()`` differs from
     ``ppid`` (the parent's pid when the process started), checking every ``period_s``."""
 
-    def __init__(self, ppid: int, on_orphaned: Callable[[], None],
-                 period_s: float = 0.5) -> None:
+    def __init__(self, ppid: int, on_orphaned: Callable[[], None], period_s: float = 0.5) -> None:
         self.ppid = ppid
         self._on_orphaned = on_orphaned
         self._period_s = period_s

@@ -15,6 +15,7 @@
 
 No rclpy here; torch is imported only inside :func:`load_pipeline`.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,11 +37,16 @@ def check_size(msg: Any, limit: int) -> None:
     """
     pixels = message_pixels(msg)
     if pixels is not None and pixels > limit:
-        what = (f'{msg.width}x{msg.height}' if isinstance(msg, Image)
-                else f'compressed {msg.format or "image"}')
-        raise ValueError(f'frame too large: {what} = {pixels / 1e6:.1f} Mpx > '
-                         f'max_input_pixels {limit / 1e6:.1f} Mpx (raise the parameter if '
-                         'the memory is there: ~80 MB per Mpx)')
+        what = (
+            f'{msg.width}x{msg.height}'
+            if isinstance(msg, Image)
+            else f'compressed {msg.format or "image"}'
+        )
+        raise ValueError(
+            f'frame too large: {what} = {pixels / 1e6:.1f} Mpx > '
+            f'max_input_pixels {limit / 1e6:.1f} Mpx (raise the parameter if '
+            'the memory is there: ~80 MB per Mpx)'
+        )
 
 
 class StageClock:
@@ -67,8 +73,16 @@ class StageClock:
         self._mark = time.perf_counter()
 
 
-def load_pipeline(model: str, input_size: str, device: str, backend: str, precision: str,
-                  temporal_weights: str, warmup: int = 2, num_threads: int = 0) -> Any:
+def load_pipeline(
+    model: str,
+    input_size: str,
+    device: str,
+    backend: str,
+    precision: str,
+    temporal_weights: str,
+    warmup: int = 2,
+    num_threads: int = 0,
+) -> Any:
     """The node's :class:`vsda_ros.pipeline.Pipeline` from its read-only parameters (no
     downloads, warmed up ``warmup`` times at the input size: the first passes allocate and
     tune; without that the first camera frames take seconds, pile up drops and look like a
@@ -86,12 +100,22 @@ def load_pipeline(model: str, input_size: str, device: str, backend: str, precis
 
     if num_threads > 0:
         import torch
+
         torch.set_num_threads(int(num_threads))
 
-    return build_pipeline(PipelineConfig(
-        model=model, input_size=parse_size(input_size), device=device, backend=backend,
-        precision=precision, temporal_weights=temporal_weights, download=False,
-        progress=False, warmup=warmup))
+    return build_pipeline(
+        PipelineConfig(
+            model=model,
+            input_size=parse_size(input_size),
+            device=device,
+            backend=backend,
+            precision=precision,
+            temporal_weights=temporal_weights,
+            download=False,
+            progress=False,
+            warmup=warmup,
+        )
+    )
 
 
 #: an end-to-end latency above this (s) means the stamps come from another clock
@@ -128,15 +152,18 @@ def end_to_end_ms(now_ns: int, stamp_ns_: int, sim_time: bool) -> tuple[float | 
     if diff_s < -MAX_AHEAD_S or diff_s > MAX_END_TO_END_S:
         which = 'sim (/clock)' if sim_time else 'system'
         where = 'behind' if diff_s > 0 else 'ahead of'
-        return None, (f'{NOT_COMPARABLE} (stamps {abs(diff_s):.1f} s {where} the node\'s '
-                      f'{which} clock: a bag replayed without restamping? use_sim_time with '
-                      '/clock compares them)')
+        return None, (
+            f"{NOT_COMPARABLE} (stamps {abs(diff_s):.1f} s {where} the node's "
+            f'{which} clock: a bag replayed without restamping? use_sim_time with '
+            '/clock compares them)'
+        )
     return diff_s * 1e3, ''
 
 
 # ---- real time: keyframes in the background, rate control, per-kind latency -------------------
-def apply_rate_control(strategy: Any, target_rate: float, max_interval: int,
-                       interval: int, cameras: int = 1) -> None:
+def apply_rate_control(
+    strategy: Any, target_rate: float, max_interval: int, interval: int, cameras: int = 1
+) -> None:
     """Attach, retune or detach ``strategy``'s rate controller (keyframe strategies only).
 
     ``target_rate`` > 0 (Hz, each camera's rate): the controller picks the interval in
@@ -158,8 +185,12 @@ def apply_rate_control(strategy: Any, target_rate: float, max_interval: int,
         return
     rate = float(target_rate) * max(1, int(cameras))
     if ctrl is None:
-        strategy.attach_rate_controller(RateController(RateControlConfig(
-            target_rate=rate, max_interval=int(max_interval)), interval=int(interval)))
+        strategy.attach_rate_controller(
+            RateController(
+                RateControlConfig(target_rate=rate, max_interval=int(max_interval)),
+                interval=int(interval),
+            )
+        )
     else:
         ctrl.config.target_rate, ctrl.config.max_interval = rate, int(max_interval)
         strategy.config.keyframe_interval = ctrl.interval  # the controller's, not the param's

@@ -21,6 +21,7 @@ place before rclpy and torch load (seconds).
 Its old public names (``PARAMETERS``, ``camera_layout``, ``SegmentationNode``, …) still
 resolve, lazily, from those parts.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -37,10 +38,14 @@ from vsda_ros.ros.process_guard import Shutdown, StartupError
 _START_PPID = os.getppid()
 
 _LAZY = {  # name → module it lives in (imported on first use)
-    'PARAMETERS': 'vsda_ros.ros.parameters', 'Param': 'vsda_ros.ros.parameters',
-    'camera_layout': 'vsda_ros.ros.cameras', 'FIXED_STAGES': 'vsda_ros.ros.cameras',
-    'STATUS_NAME': 'vsda_ros.ros.diagnostics', 'SILENT_WARN_S': 'vsda_ros.ros.diagnostics',
-    'SegmentationNode': 'vsda_ros.ros.node', 'OUTPUTS': 'vsda_ros.ros.node',
+    'PARAMETERS': 'vsda_ros.ros.parameters',
+    'Param': 'vsda_ros.ros.parameters',
+    'camera_layout': 'vsda_ros.ros.cameras',
+    'FIXED_STAGES': 'vsda_ros.ros.cameras',
+    'STATUS_NAME': 'vsda_ros.ros.diagnostics',
+    'SILENT_WARN_S': 'vsda_ros.ros.diagnostics',
+    'SegmentationNode': 'vsda_ros.ros.node',
+    'OUTPUTS': 'vsda_ros.ros.node',
     'LifecycleSegmentationNode': 'vsda_ros.ros.lifecycle_node',
 }
 
@@ -56,6 +61,7 @@ def __getattr__(name: str) -> Any:
 def _start(args: list[str] | None, lifecycle: bool) -> Any:
     """Import rclpy and the node (seconds: torch), init the context, build the node."""
     from vsda_ros.runtime import tune_allocator
+
     tune_allocator()
     import rclpy
     from rclpy.signals import SignalHandlerOptions
@@ -63,8 +69,10 @@ def _start(args: list[str] | None, lifecycle: bool) -> Any:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     if lifecycle:
         from vsda_ros.ros.lifecycle_node import LifecycleSegmentationNode
+
         return LifecycleSegmentationNode()
     from vsda_ros.ros.node import SegmentationNode
+
     return SegmentationNode()
 
 
@@ -78,6 +86,7 @@ def _spin(node: Any) -> None:
     node) the ``shutdown`` transition."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
     finished = getattr(node, 'finished', None)
     if finished is None:
         try:
@@ -121,8 +130,7 @@ def _serve(args: list[str] | None, lifecycle: bool) -> int:
         watcher.stop()
         if node is not None:
             if not node.stop():
-                node.get_logger().warning('worker still busy after 10 s; its frame is '
-                                          'abandoned')
+                node.get_logger().warning('worker still busy after 10 s; its frame is abandoned')
             node.destroy_node()
         rclpy = sys.modules.get('rclpy')
         if rclpy is not None and hasattr(rclpy, 'try_shutdown'):

@@ -27,6 +27,7 @@ count per compiled graph (OpenVINO ``INFERENCE_NUM_THREADS``, set from torch's c
 graph is compiled). On two cores one intra-op thread each (``torch.set_num_threads(1)`` before
 building the pipeline) is the split measured in docs/design/temporal.md, *Real time*.
 """
+
 from __future__ import annotations
 
 import time
@@ -49,10 +50,10 @@ class _KeyJob:
 
     generation: int
     index: int
-    small: np.ndarray                 # h×w×3 uint8: the key frame at the feature resolution
-    future: Future | None = None      # background mode
+    small: np.ndarray  # h×w×3 uint8: the key frame at the feature resolution
+    future: Future | None = None  # background mode
     feat: torch.Tensor | None = None  # 1×F×h×w (in-line modes: computed at once)
-    ms: float = 0.0                   # the key network's wall time
+    ms: float = 0.0  # the key network's wall time
 
 
 class AsyncKeyframe(Keyframe):
@@ -73,10 +74,15 @@ class AsyncKeyframe(Keyframe):
 
     name = 'keyframe_async'
 
-    def __init__(self, segmenter: Segmenter, config: StrategyConfig | None,
-                 dmnet: nn.Module | None = None, cfnet: nn.Module | None = None,
-                 flow_downscale: int | None = None,
-                 key_delay_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        config: StrategyConfig | None,
+        dmnet: nn.Module | None = None,
+        cfnet: nn.Module | None = None,
+        flow_downscale: int | None = None,
+        key_delay_frames: int | None = None,
+    ) -> None:
         super().__init__(segmenter, config, dmnet, cfnet, flow_downscale)
         if key_delay_frames is not None and int(key_delay_frames) < 0:
             raise ValueError(f'key_delay_frames must be ≥ 0 or None, got {key_delay_frames}')
@@ -85,11 +91,11 @@ class AsyncKeyframe(Keyframe):
         self._job: _KeyJob | None = None
         self._generation = 0
         self._index = 0
-        self.keys_started = 0      # key network passes handed over (diagnostics)
-        self.keys_discarded = 0    # ... whose result a reset made useless
+        self.keys_started = 0  # key network passes handed over (diagnostics)
+        self.keys_discarded = 0  # ... whose result a reset made useless
         runners = getattr(segmenter.model, 'runners', None)
         if runners is not None and self.background:
-            runners['features'], runners['head']   # noqa: B018 - compile both before threads
+            runners['features'], runners['head']  # noqa: B018 - compile both before threads
 
     @property
     def background(self) -> bool:
@@ -117,7 +123,7 @@ class AsyncKeyframe(Keyframe):
     def _discard_job(self) -> None:
         if self._job is not None:
             if self._job.future is not None:
-                self._job.future.cancel()   # no effect once running: the result is dropped
+                self._job.future.cancel()  # no effect once running: the result is dropped
             self.keys_discarded += 1
         self._job = None
         self._generation += 1
@@ -161,7 +167,7 @@ class AsyncKeyframe(Keyframe):
             self._job = None
             job.feat, job.ms = job.future.result()
         else:
-            assert self.key_delay_frames is not None    # no future: not the background mode
+            assert self.key_delay_frames is not None  # no future: not the background mode
             if self._index - job.index < int(self.key_delay_frames):
                 return None
         self._job = None
@@ -184,19 +190,25 @@ class AsyncKeyframe(Keyframe):
 
     @torch.inference_mode()
     def _async_step(self, image: np.ndarray) -> Segmentation:
-        if self._feat is None and self._job is None:    # a stream starts: key in line
+        if self._feat is None and self._job is None:  # a stream starts: key in line
             return self._keyframe_step(image)
         timings: dict[str, float] = {}
         x = self._preprocess(image, timings)
-        assert self._feat is not None   # features exist after a stream's 1st frame
+        assert self._feat is not None  # features exist after a stream's 1st frame
         cur_small = self._small_of(x, self._feat)
         earlier = self._landed()
         if self._is_key() and self._job is None:
             return self._key_or_propagate(image, x, cur_small, earlier, timings)
         return self._propagate_frame(image, x, cur_small, earlier, timings)
 
-    def _key_or_propagate(self, image: np.ndarray, x: torch.Tensor, cur_small: np.ndarray,
-                          earlier: _KeyJob | None, timings: dict[str, float]) -> Segmentation:
+    def _key_or_propagate(
+        self,
+        image: np.ndarray,
+        x: torch.Tensor,
+        cur_small: np.ndarray,
+        earlier: _KeyJob | None,
+        timings: dict[str, float],
+    ) -> Segmentation:
         """A key is due on this frame: start it; use it now if it is ready (in-line mode)."""
         t_key = time.perf_counter()
         self._start_key(x, cur_small)
@@ -204,18 +216,24 @@ class AsyncKeyframe(Keyframe):
         # key happens to be done already), so frame kinds do not depend on thread timing
         now = None if self.background else self._landed()
         if now is not None:
-            assert now.feat is not None     # a landed key has its features
+            assert now.feat is not None  # a landed key has its features
             self._since_key = 1
             return self._output(image, x, now.feat, cur_small, 'key', timings, None, t_key)
         return self._propagate_frame(image, x, cur_small, earlier, timings)
 
-    def _propagate_frame(self, image: np.ndarray, x: torch.Tensor, cur_small: np.ndarray,
-                         earlier: _KeyJob | None, timings: dict[str, float]) -> Segmentation:
+    def _propagate_frame(
+        self,
+        image: np.ndarray,
+        x: torch.Tensor,
+        cur_small: np.ndarray,
+        earlier: _KeyJob | None,
+        timings: dict[str, float],
+    ) -> Segmentation:
         """Carry features onto this frame: from a key that just landed, else from the
         previous frame; a distortion above the threshold starts a key."""
         src = None
         if earlier is not None:
-            assert earlier.feat is not None     # a landed key has its features
+            assert earlier.feat is not None  # a landed key has its features
             src = (earlier.feat, earlier.small)
             timings['key_background'] = earlier.ms
         feat, dmap, small, t = self._propagate(x, src, cur_small)
@@ -227,10 +245,12 @@ class AsyncKeyframe(Keyframe):
             self._start_key(x, small)
             now = None if self.background else self._landed()
             if now is not None:
-                assert now.feat is not None     # a landed key has its features
+                assert now.feat is not None  # a landed key has its features
                 self._since_key = 1
-                return self._output(image, x, now.feat, small, 'key', timings, distortion,
-                                    t_key)
-        kind = 'reanchored' if earlier is not None else (
-            'pending' if self._job is not None else 'propagated')
+                return self._output(image, x, now.feat, small, 'key', timings, distortion, t_key)
+        kind = (
+            'reanchored'
+            if earlier is not None
+            else ('pending' if self._job is not None else 'propagated')
+        )
         return self._output(image, x, feat, small, kind, timings, distortion)

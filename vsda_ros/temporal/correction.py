@@ -12,6 +12,7 @@ flow was (occlusions, new content, thin objects). DAVSS repairs them with
 All images are B×3×H×W RGB in [0, 1]; both networks normalise internally with the fixed
 mean 0.5 / std 0.25.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,8 +37,7 @@ def _resize(x: Tensor, size: tuple[int, int] | None) -> Tensor:
     """Bilinear resize of B×C×h×w to ``size`` = (H, W); no-op if ``None`` or already there."""
     if size is None or tuple(x.shape[-2:]) == (int(size[0]), int(size[1])):
         return x
-    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode='bilinear',
-                         align_corners=False)
+    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode='bilinear', align_corners=False)
 
 
 def _check_downscale(k: int) -> int:
@@ -56,17 +56,20 @@ def _shrink(x: Tensor, k: int) -> Tensor:
     return x if k == 1 else F.avg_pool2d(x, k, ceil_mode=True)
 
 
-def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1
-                 ) -> nn.Sequential:
+def conv_bn_relu(
+    cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1
+) -> nn.Sequential:
     """k×k conv (same padding, no bias) + BatchNorm + ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 def ds_conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """Depthwise-separable conv: depthwise 3×3 (stride) → BN/ReLU → pointwise 1×1 → BN/ReLU."""
-    return nn.Sequential(conv_bn_relu(cin, cin, 3, stride, groups=cin),
-                         conv_bn_relu(cin, cout, 1))
+    return nn.Sequential(conv_bn_relu(cin, cin, 3, stride, groups=cin), conv_bn_relu(cin, cout, 1))
 
 
 class DMNet(nn.Module):
@@ -103,8 +106,12 @@ class DMNet(nn.Module):
         super().__init__()
         self.in_ch = in_ch
         self.downscale = _check_downscale(downscale)
-        self.features = nn.Sequential(ds_conv(in_ch, width, stride=2), ds_conv(width, width),
-                                      ds_conv(width, width), ds_conv(width, width))
+        self.features = nn.Sequential(
+            ds_conv(in_ch, width, stride=2),
+            ds_conv(width, width),
+            ds_conv(width, width),
+            ds_conv(width, width),
+        )
         self.a = nn.Parameter(torch.tensor(10.0))
         self.b = nn.Parameter(torch.tensor(-5.0))
         self.eps = 1e-6
@@ -116,20 +123,27 @@ class DMNet(nn.Module):
         Raises ``ValueError`` if the inputs are not both B×in_ch×H×W of the same shape.
         """
         if warped.shape != current.shape:
-            raise ValueError(f'warped {tuple(warped.shape)} and current '
-                             f'{tuple(current.shape)} differ in shape')
+            raise ValueError(
+                f'warped {tuple(warped.shape)} and current {tuple(current.shape)} differ in shape'
+            )
         a = _shrink(_normalise(warped, self.in_ch, 'warped'), self.downscale)
         b = _shrink(_normalise(current, self.in_ch, 'current'), self.downscale)
         # one batched pass: in training both branches share the BatchNorm batch statistics; in
         # eval (running statistics) it equals two passes and is faster on CPU (fewer ops)
         u, v = self.features(torch.cat((a, b), dim=0)).chunk(2, dim=0)
         dot = (u * v).sum(1, keepdim=True)
-        norms = ((u * u).sum(1, keepdim=True) + self.eps) * ((v * v).sum(1, keepdim=True)
-                                                             + self.eps)
+        norms = ((u * u).sum(1, keepdim=True) + self.eps) * (
+            (v * v).sum(1, keepdim=True) + self.eps
+        )
         return ((dot + self.eps) * torch.rsqrt(norms)).clamp(-1.0, 1.0)
 
-    def forward(self, warped: Tensor, current: Tensor, out_size: tuple[int, int] | None = None,
-                return_logit: bool = False) -> Tensor:
+    def forward(
+        self,
+        warped: Tensor,
+        current: Tensor,
+        out_size: tuple[int, int] | None = None,
+        return_logit: bool = False,
+    ) -> Tensor:
         """Distortion map of ``warped`` (previous image warped onto this frame) vs ``current``.
 
         Args:
@@ -174,8 +188,14 @@ class CFNet(nn.Module):
             pooled image; the guide is added back at its own resolution.
     """
 
-    def __init__(self, out_ch: int, width: int = 32, out_stride: int = 2,
-                 guide_ch: int = 0, downscale: int = 1) -> None:
+    def __init__(
+        self,
+        out_ch: int,
+        width: int = 32,
+        out_stride: int = 2,
+        guide_ch: int = 0,
+        downscale: int = 1,
+    ) -> None:
         super().__init__()
         self.downscale = _check_downscale(downscale)
         if out_stride not in (2, 4, 8):
@@ -203,8 +223,7 @@ class CFNet(nn.Module):
         x = F.interpolate(x, size=skip.shape[-2:], mode='bilinear', align_corners=False)
         return torch.cat((x, skip), dim=1)
 
-    def _output(self, x: Tensor, out_size: tuple[int, int] | None,
-                guide: Tensor | None) -> Tensor:
+    def _output(self, x: Tensor, out_size: tuple[int, int] | None, guide: Tensor | None) -> Tensor:
         """The last conv's output at ``out_size`` (default: the guide's size, else its own):
         the correction features, or the residual for a guided CFNet."""
         inp = _shrink(_normalise(x, 3), self.downscale)
@@ -222,8 +241,9 @@ class CFNet(nn.Module):
             y = self.dec2(self._up_cat(y, s2))
         return _resize(self.head(y), out_size)
 
-    def forward(self, x: Tensor, out_size: tuple[int, int] | None = None,
-                guide: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, out_size: tuple[int, int] | None = None, guide: Tensor | None = None
+    ) -> Tensor:
         """Correction features of the current image.
 
         Args:
@@ -276,8 +296,10 @@ def fcm(warped_feat: Tensor, correction_feat: Tensor, distortion: Tensor) -> Ten
         B×C×h×w corrected features.
     """
     if warped_feat.shape != correction_feat.shape:
-        raise ValueError(f'warped features {tuple(warped_feat.shape)} and correction '
-                         f'features {tuple(correction_feat.shape)} differ in shape')
+        raise ValueError(
+            f'warped features {tuple(warped_feat.shape)} and correction '
+            f'features {tuple(correction_feat.shape)} differ in shape'
+        )
     if warped_feat.dim() != 4:
         raise ValueError(f'features must be B×C×h×w, got shape {tuple(warped_feat.shape)}')
     d = distortion.unsqueeze(1) if distortion.dim() == 3 else distortion
@@ -304,10 +326,17 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
 
     def visit(parent: nn.Module) -> None:
         for name, child in parent.named_children():
-            if (isinstance(child, nn.Sequential) and len(child) >= 2
-                    and isinstance(child[0], nn.Conv2d) and isinstance(child[1], nn.BatchNorm2d)):
-                setattr(parent, name, nn.Sequential(fuse_conv_bn_eval(child[0], child[1]),
-                                                    *list(child)[2:]))
+            if (
+                isinstance(child, nn.Sequential)
+                and len(child) >= 2
+                and isinstance(child[0], nn.Conv2d)
+                and isinstance(child[1], nn.BatchNorm2d)
+            ):
+                setattr(
+                    parent,
+                    name,
+                    nn.Sequential(fuse_conv_bn_eval(child[0], child[1]), *list(child)[2:]),
+                )
             else:
                 visit(child)
 

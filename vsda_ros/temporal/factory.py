@@ -3,6 +3,7 @@
 Apart from :mod:`vsda_ros.temporal.strategy` (the contract), so that the strategy modules
 import the contract and this module imports them, and nothing imports back.
 """
+
 from __future__ import annotations
 
 from vsda_ros.inference import Segmenter
@@ -13,8 +14,12 @@ from vsda_ros.temporal.modules import TemporalModules
 from vsda_ros.temporal.strategy import STRATEGY_NAMES, PerFrame, Strategy, StrategyConfig
 
 
-def build_strategy(name: str, segmenter: Segmenter, config: StrategyConfig | None = None,
-                   modules: TemporalModules | None = None) -> Strategy:
+def build_strategy(
+    name: str,
+    segmenter: Segmenter,
+    config: StrategyConfig | None = None,
+    modules: TemporalModules | None = None,
+) -> Strategy:
     """The strategy called ``name`` (:data:`STRATEGY_NAMES`) for one camera.
 
     Args:
@@ -33,8 +38,13 @@ def build_strategy(name: str, segmenter: Segmenter, config: StrategyConfig | Non
     if name == 'fusion':
         return Fusion(segmenter, config, modules.fusion_for(segmenter))
     if name == 'keyframe' and config is not None and config.async_keyframes:
-        return AsyncKeyframe(segmenter, config, modules.dmnet, modules.cfnet,
-                             key_delay_frames=config.key_delay_frames)
+        return AsyncKeyframe(
+            segmenter,
+            config,
+            modules.dmnet,
+            modules.cfnet,
+            key_delay_frames=config.key_delay_frames,
+        )
     if name == 'keyframe':
         return Keyframe(segmenter, config, modules.dmnet, modules.cfnet)
     raise ValueError(f'unknown strategy {name!r}; available: {", ".join(STRATEGY_NAMES)}')

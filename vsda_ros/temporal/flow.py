@@ -8,6 +8,7 @@ Convention used throughout (*backward* flow): for two frames ``src`` (earlier) a
 so ``warp(src, flow)`` samples ``src`` at ``p + flow(p)`` and produces an estimate of ``dst``.
 Vectors are in pixels of the grid the flow is defined on.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -32,8 +33,9 @@ PRESETS: dict[str, tuple[int, int | None]] = {
 def _gray(image: np.ndarray, name: str) -> np.ndarray:
     """H×W×3 uint8 RGB → H×W uint8 gray; ``ValueError`` on any other layout or dtype."""
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f'{name} must be an H×W×3 RGB array, got shape '
-                         f'{getattr(image, "shape", None)}')
+        raise ValueError(
+            f'{name} must be an H×W×3 RGB array, got shape {getattr(image, "shape", None)}'
+        )
     if image.dtype != np.uint8:
         raise ValueError(f'{name} must be uint8, got {image.dtype}')
     return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
@@ -84,17 +86,19 @@ class DISFlow:
         src = _gray(src_rgb, 'src_rgb')
         dst = _gray(dst_rgb, 'dst_rgb')
         if src.shape != dst.shape:
-            raise ValueError(f'frames differ in size: src {src_rgb.shape[:2]} vs '
-                             f'dst {dst_rgb.shape[:2]}')
+            raise ValueError(
+                f'frames differ in size: src {src_rgb.shape[:2]} vs dst {dst_rgb.shape[:2]}'
+            )
         if self.size is not None and self.size != (src.shape[1], src.shape[0]):
             src = cv2.resize(src, self.size, interpolation=cv2.INTER_AREA)
             dst = cv2.resize(dst, self.size, interpolation=cv2.INTER_AREA)
         # DIS.calc(I0, I1) returns f with I0(p) ≈ I1(p + f(p)); I0 = dst, I1 = src.
         try:
             flow = self._dis.calc(dst, src, None)
-        except cv2.error as exc:   # e.g. frames under ~12 px on a side
-            raise ValueError(f'DIS cannot compute flow on {dst.shape[1]}×{dst.shape[0]} frames: '
-                             f'{exc}') from exc
+        except cv2.error as exc:  # e.g. frames under ~12 px on a side
+            raise ValueError(
+                f'DIS cannot compute flow on {dst.shape[1]}×{dst.shape[0]} frames: {exc}'
+            ) from exc
         return np.ascontiguousarray(flow, dtype=np.float32)
 
 

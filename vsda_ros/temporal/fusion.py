@@ -11,6 +11,7 @@ An image-guided block (:class:`~vsda_ros.temporal.guided_fusion.GuidedFusionBloc
 ``uses_images``) also gets the frames' guide features (computed once per frame from the network
 input, the previous frame's cached); a ``recurrent`` one is fed the previous *fused* scores.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,8 +41,9 @@ class Fusion(Strategy):
 
     name = 'fusion'
 
-    def __init__(self, segmenter: Segmenter, config: StrategyConfig | None,
-                 block: nn.Module) -> None:
+    def __init__(
+        self, segmenter: Segmenter, config: StrategyConfig | None, block: nn.Module
+    ) -> None:
         super().__init__(segmenter, config)
         self.block = block.to(segmenter.device).eval()
         self._prev: torch.Tensor | None = None  # previous frame's logits at the block size
@@ -64,18 +66,29 @@ class Fusion(Strategy):
         small = block.shrink(logits)
         if self._guided:
             guide = block.guide(x)
-            fused = logits if self._prev is None else self.block(
-                logits, self._prev, guide, self._prev_guide, cur_small=small)
+            fused = (
+                logits
+                if self._prev is None
+                else self.block(logits, self._prev, guide, self._prev_guide, cur_small=small)
+            )
             self._prev_guide = guide
         else:
-            fused = logits if self._prev is None else self.block(logits, self._prev,
-                                                                  cur_small=small)
+            fused = (
+                logits if self._prev is None else self.block(logits, self._prev, cur_small=small)
+            )
         self._prev = block.shrink(fused) if self._recurrent else small
         if seg.device.type == 'cuda':
             torch.cuda.synchronize(seg.device)
         t3 = time.perf_counter()
         labels, confidence = seg.postprocess(fused, image.shape[:2])
         t4 = time.perf_counter()
-        return Segmentation(labels, confidence, timings_ms={
-            'preprocess': (t1 - t0) * 1e3, 'inference': (t2 - t1) * 1e3,
-            'fusion': (t3 - t2) * 1e3, 'postprocess': (t4 - t3) * 1e3})
+        return Segmentation(
+            labels,
+            confidence,
+            timings_ms={
+                'preprocess': (t1 - t0) * 1e3,
+                'inference': (t2 - t1) * 1e3,
+                'fusion': (t3 - t2) * 1e3,
+                'postprocess': (t4 - t3) * 1e3,
+            },
+        )

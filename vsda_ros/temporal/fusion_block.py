@@ -13,6 +13,7 @@ The untrained block equals the per-frame prediction *exactly*, at full resolutio
 conv starts as a pass-through of the current scores and the block only adds an upsampled
 residual, which is then exactly zero (see :meth:`FusionBlock.forward`).
 """
+
 from __future__ import annotations
 
 from typing import cast
@@ -25,7 +26,7 @@ from torchvision.ops import DeformConv2d
 
 _K = 3  # kernel size of the context, offset and deformable convs
 _TAPS = _K * _K
-CENTRE_TAP = _TAPS // 2   # index of the kernel's centre tap (taps are row-major)
+CENTRE_TAP = _TAPS // 2  # index of the kernel's centre tap (taps are row-major)
 
 
 def summed_offsets(offsets: list[Tensor]) -> Tensor:
@@ -52,8 +53,9 @@ def conv_bias(conv: nn.Module) -> Tensor:
     return cast(Tensor, conv.bias)
 
 
-def deform_conv_sampled(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor,
-                        bias: Tensor | None) -> Tensor:
+def deform_conv_sampled(
+    x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None
+) -> Tensor:
     """``torchvision.ops.deform_conv2d`` for a K×K kernel, stride 1, padding K//2, dilation 1,
     one group and one offset group, computed with one ``grid_sample`` and one matmul.
 
@@ -81,11 +83,20 @@ def deform_conv_sampled(x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor,
     b, c, h, w = x.shape
     o, ci, kh, kw = weight.shape
     taps = kh * kw
-    if (h < 2 or w < 2 or kh != kw or kh % 2 == 0 or ci != c
-            or offset.shape != (b, 2 * taps, h, w) or mask.shape != (b, taps, h, w)):
-        raise ValueError(f'deform_conv_sampled: unsupported shapes x {tuple(x.shape)}, offset '
-                         f'{tuple(offset.shape)}, mask {tuple(mask.shape)}, weight '
-                         f'{tuple(weight.shape)} (needs H, W >= 2 and an odd square kernel)')
+    if (
+        h < 2
+        or w < 2
+        or kh != kw
+        or kh % 2 == 0
+        or ci != c
+        or offset.shape != (b, 2 * taps, h, w)
+        or mask.shape != (b, taps, h, w)
+    ):
+        raise ValueError(
+            f'deform_conv_sampled: unsupported shapes x {tuple(x.shape)}, offset '
+            f'{tuple(offset.shape)}, mask {tuple(mask.shape)}, weight '
+            f'{tuple(weight.shape)} (needs H, W >= 2 and an odd square kernel)'
+        )
     r = torch.arange(kh, dtype=x.dtype, device=x.device) - kh // 2
     tap_y = r.repeat_interleave(kw).view(1, taps, 1, 1)
     tap_x = r.repeat(kh).view(1, taps, 1, 1)
@@ -129,15 +140,22 @@ class FusionBlock(nn.Module):
 
     _pass_through: Tensor  # buffer, registered in __init__
 
-    def __init__(self, num_classes: int, hidden: int | None = None, num_deform: int = 4,
-                 scale: float = 0.25, offset_hidden: int = 0) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        hidden: int | None = None,
+        num_deform: int = 4,
+        scale: float = 0.25,
+        offset_hidden: int = 0,
+    ) -> None:
         super().__init__()
         hidden = num_classes if hidden is None else hidden
         if num_classes < 1 or hidden < 1:
             raise ValueError(f'num_classes and hidden must be >= 1, got {num_classes}, {hidden}')
         if num_deform < 0 or offset_hidden < 0:
-            raise ValueError(f'num_deform and offset_hidden must be >= 0, got {num_deform}, '
-                             f'{offset_hidden}')
+            raise ValueError(
+                f'num_deform and offset_hidden must be >= 0, got {num_deform}, {offset_hidden}'
+            )
         if not scale > 0:
             raise ValueError(f'scale must be > 0, got {scale}')
         c = num_classes
@@ -145,8 +163,9 @@ class FusionBlock(nn.Module):
         self.offset_hidden = offset_hidden
         self.context = nn.Sequential(nn.Conv2d(2 * c, hidden, _K, padding=1), nn.ReLU(inplace=True))
         # 3 * 9 outputs: 18 (dy, dx) offsets then 9 modulation-mask logits
-        self.offsets = nn.ModuleList(self._offset_predictor(hidden + c, offset_hidden)
-                                     for _ in range(num_deform))
+        self.offsets = nn.ModuleList(
+            self._offset_predictor(hidden + c, offset_hidden) for _ in range(num_deform)
+        )
         self.deforms = nn.ModuleList(DeformConv2d(c, c, _K, padding=1) for _ in range(num_deform))
         self.fuse = nn.Conv2d(2 * c, c, 1)
         eye = torch.zeros(c, 2 * c, 1, 1)
@@ -159,8 +178,11 @@ class FusionBlock(nn.Module):
         """cin → 27 channels (18 offsets, 9 mask logits): one 3×3 conv, or two with a ReLU."""
         if mid == 0:
             return nn.Conv2d(cin, 3 * _TAPS, _K, padding=1)
-        return nn.Sequential(nn.Conv2d(cin, mid, _K, padding=1), nn.ReLU(inplace=True),
-                             nn.Conv2d(mid, 3 * _TAPS, _K, padding=1))
+        return nn.Sequential(
+            nn.Conv2d(cin, mid, _K, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, 3 * _TAPS, _K, padding=1),
+        )
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -196,12 +218,13 @@ class FusionBlock(nn.Module):
         aligned = prev_s
         for offset_conv, deform in zip(self.offsets, self.deforms, strict=False):
             om = offset_conv(torch.cat([h, aligned], dim=1))
-            offset, mask = om[:, :2 * _TAPS], om[:, 2 * _TAPS:].sigmoid()
+            offset, mask = om[:, : 2 * _TAPS], om[:, 2 * _TAPS :].sigmoid()
             if offsets is not None:
                 offsets.append(offset)
             if aligned.device.type == 'cpu' and min(aligned.shape[-2:]) >= 2:
-                aligned = deform_conv_sampled(aligned, offset, mask, conv_weight(deform),
-                                              conv_bias(deform))
+                aligned = deform_conv_sampled(
+                    aligned, offset, mask, conv_weight(deform), conv_bias(deform)
+                )
             else:
                 aligned = deform(aligned, offset, mask)
         return aligned
@@ -213,9 +236,14 @@ class FusionBlock(nn.Module):
             return x
         return F.interpolate(x, size=small, mode='bilinear', align_corners=False)
 
-    def forward(self, cur: Tensor, prev: Tensor, return_aligned: bool = False,
-                cur_small: Tensor | None = None,
-                offsets: list[Tensor] | None = None) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        cur: Tensor,
+        prev: Tensor,
+        return_aligned: bool = False,
+        cur_small: Tensor | None = None,
+        offsets: list[Tensor] | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Fuse the current logits with the previous frame's.
 
         Args:
@@ -240,27 +268,39 @@ class FusionBlock(nn.Module):
         """
         size = cur.shape[-2:]
         small = self.block_size(*size) if cur.dim() == 4 else None
-        if (cur.dim() != 4 or prev.dim() != 4 or cur.shape[1] != self.num_classes
-                or prev.shape[:2] != cur.shape[:2]
-                or small is None or prev.shape[-2:] not in (size, torch.Size(small))):
-            raise ValueError(f'expected cur B×{self.num_classes}×H×W and prev of the same shape '
-                             f'(or at the block size), got {tuple(cur.shape)} and '
-                             f'{tuple(prev.shape)}')
+        if (
+            cur.dim() != 4
+            or prev.dim() != 4
+            or cur.shape[1] != self.num_classes
+            or prev.shape[:2] != cur.shape[:2]
+            or small is None
+            or prev.shape[-2:] not in (size, torch.Size(small))
+        ):
+            raise ValueError(
+                f'expected cur B×{self.num_classes}×H×W and prev of the same shape '
+                f'(or at the block size), got {tuple(cur.shape)} and '
+                f'{tuple(prev.shape)}'
+            )
         cur_s = self.shrink(cur) if cur_small is None else cur_small
         prev_s = prev if prev.shape[-2:] == small else self.shrink(prev)
         h = self.context(torch.cat([cur_s, prev_s], dim=1))
         aligned = self.align(h, prev_s, offsets)
         # == self.fuse(cat) - cur_s, but exactly 0 while fuse.weight is the pass-through
-        delta = F.conv2d(torch.cat([cur_s, aligned], dim=1),
-                         self.fuse.weight - self._pass_through, self.fuse.bias)
+        delta = F.conv2d(
+            torch.cat([cur_s, aligned], dim=1),
+            self.fuse.weight - self._pass_through,
+            self.fuse.bias,
+        )
         if delta.shape[-2:] != size:
             delta = F.interpolate(delta, size=size, mode='bilinear', align_corners=False)
         return (cur + delta, aligned) if return_aligned else cur + delta
 
     def extra_repr(self) -> str:
-        return (f'num_classes={self.num_classes}, hidden={self.hidden}, '
-                f'num_deform={self.num_deform}, scale={self.scale}, '
-                f'offset_hidden={self.offset_hidden}')
+        return (
+            f'num_classes={self.num_classes}, hidden={self.hidden}, '
+            f'num_deform={self.num_deform}, scale={self.scale}, '
+            f'offset_hidden={self.offset_hidden}'
+        )
 
 
 def fusion_flops(block: FusionBlock, c: int, h: int, w: int) -> float:
@@ -308,6 +348,8 @@ if __name__ == '__main__':
                 blk(a, b)
                 times.append((time.perf_counter() - t0) * 1e3)
         times.sort()
-        print(f'C={C} {H}x{W} scale={s}: block {blk.block_size(H, W)}, '
-              f'median {times[len(times) // 2]:.2f} ms (min {times[0]:.2f}), '
-              f'{fusion_flops(blk, C, H, W):.4f} GFLOPs')
+        print(
+            f'C={C} {H}x{W} scale={s}: block {blk.block_size(H, W)}, '
+            f'median {times[len(times) // 2]:.2f} ms (min {times[0]:.2f}), '
+            f'{fusion_flops(blk, C, H, W):.4f} GFLOPs'
+        )

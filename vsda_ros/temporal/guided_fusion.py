@@ -44,6 +44,7 @@ instead of the unfused ones, so one clean frame carries on through a damaged nei
 
 Unlike the score-only block this one is never a pass-through: it is meant to be trained.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,15 +73,23 @@ def correlation(a: Tensor, b: Tensor, radius: int) -> Tensor:
     Raises ``ValueError`` for shapes that differ or a negative radius.
     """
     if a.shape != b.shape or a.dim() != 4 or radius < 0:
-        raise ValueError(f'correlation: expected two equal B×G×h×w tensors and radius ≥ 0, got '
-                         f'{tuple(a.shape)}, {tuple(b.shape)}, {radius}')
+        raise ValueError(
+            f'correlation: expected two equal B×G×h×w tensors and radius ≥ 0, got '
+            f'{tuple(a.shape)}, {tuple(b.shape)}, {radius}'
+        )
     h, w = a.shape[-2:]
     k = 2 * radius + 1
     padded = F.pad(b, [radius] * 4)
     # one shifted product per displacement: the same sums as an unfold of b, without its
     # G·k²×h·w buffer (16× faster at the block's sizes on the CPU: 0.7 against 11 ms)
-    return torch.cat([(a * padded[:, :, dy:dy + h, dx:dx + w]).sum(1, keepdim=True)
-                      for dy in range(k) for dx in range(k)], 1)
+    return torch.cat(
+        [
+            (a * padded[:, :, dy : dy + h, dx : dx + w]).sum(1, keepdim=True)
+            for dy in range(k)
+            for dx in range(k)
+        ],
+        1,
+    )
 
 
 FRAME_STATS = 8
@@ -90,8 +99,17 @@ def _gradient_energy(gray: Tensor) -> tuple[Tensor, Tensor]:
     """B×1×H×W → (B,) mean gradient magnitude (|∂x| + |∂y|) and (B,) mean |Laplacian|."""
     gx = (gray[..., :, 1:] - gray[..., :, :-1]).abs().mean((1, 2, 3))
     gy = (gray[..., 1:, :] - gray[..., :-1, :]).abs().mean((1, 2, 3))
-    lap = (4 * gray[..., 1:-1, 1:-1] - gray[..., :-2, 1:-1] - gray[..., 2:, 1:-1]
-           - gray[..., 1:-1, :-2] - gray[..., 1:-1, 2:]).abs().mean((1, 2, 3))
+    lap = (
+        (
+            4 * gray[..., 1:-1, 1:-1]
+            - gray[..., :-2, 1:-1]
+            - gray[..., 2:, 1:-1]
+            - gray[..., 1:-1, :-2]
+            - gray[..., 1:-1, 2:]
+        )
+        .abs()
+        .mean((1, 2, 3))
+    )
     return gx + gy, lap
 
 
@@ -111,13 +129,18 @@ def frame_statistics(img: Tensor, full: Tensor | None = None) -> Tensor:
     """
     for t in (img, full):
         if t is not None and (t.dim() != 4 or t.shape[1] != 3 or min(t.shape[-2:]) < 3):
-            raise ValueError(f'frame_statistics: expected B×3×H×W (H, W ≥ 3), got '
-                             f'{tuple(t.shape)}')
+            raise ValueError(f'frame_statistics: expected B×3×H×W (H, W ≥ 3), got {tuple(t.shape)}')
     gray = _luminance(img)
     grad, lap = _gradient_energy(gray)
     colour = (img.amax(1) - img.amin(1)).mean((1, 2))
-    stats = [gray.mean((1, 2, 3)) + 0.01, gray.std((1, 2, 3)) + 0.01, grad + 1e-3, lap + 1e-3,
-             colour + 0.01, (gray > 0.95).float().mean((1, 2, 3)) + 0.01]
+    stats = [
+        gray.mean((1, 2, 3)) + 0.01,
+        gray.std((1, 2, 3)) + 0.01,
+        grad + 1e-3,
+        lap + 1e-3,
+        colour + 0.01,
+        (gray > 0.95).float().mean((1, 2, 3)) + 0.01,
+    ]
     if full is not None:
         stats += [v + 1e-3 for v in _gradient_energy(_luminance(full))]
     return torch.stack(stats, 1).log()
@@ -164,23 +187,36 @@ class GuidedFusionBlock(nn.Module):
 
     uses_images = True
 
-    def __init__(self, num_classes: int, scale: float = 1 / 6, guide_ch: int = 16,
-                 radius: int = 3, motion_hidden: int = 32, num_deform: int = 1,
-                 blend: float = 0.4, recurrent: bool = True, variant: str = 'guided',
-                 frame_gate: bool = False, frame_cues: bool = False,
-                 pixel_mask: bool = False) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        scale: float = 1 / 6,
+        guide_ch: int = 16,
+        radius: int = 3,
+        motion_hidden: int = 32,
+        num_deform: int = 1,
+        blend: float = 0.4,
+        recurrent: bool = True,
+        variant: str = 'guided',
+        frame_gate: bool = False,
+        frame_cues: bool = False,
+        pixel_mask: bool = False,
+    ) -> None:
         super().__init__()
         if variant != 'guided':
             raise ValueError(f"variant must be 'guided', got {variant!r}")
         if num_classes < 1 or guide_ch < 1 or motion_hidden < 1 or num_deform < 0 or radius < 0:
-            raise ValueError('num_classes, guide_ch, motion_hidden must be ≥ 1, num_deform and '
-                             f'radius ≥ 0, got {num_classes}, {guide_ch}, {motion_hidden}, '
-                             f'{num_deform}, {radius}')
+            raise ValueError(
+                'num_classes, guide_ch, motion_hidden must be ≥ 1, num_deform and '
+                f'radius ≥ 0, got {num_classes}, {guide_ch}, {motion_hidden}, '
+                f'{num_deform}, {radius}'
+            )
         if not 0 < scale <= 1 or not 0 < blend < 1:
             raise ValueError(f'scale must be in (0, 1] and blend in (0, 1), got {scale}, {blend}')
         if (frame_cues or pixel_mask) and not frame_gate:
-            raise ValueError('frame_cues and pixel_mask need frame_gate (they act on the one '
-                             'weight per frame)')
+            raise ValueError(
+                'frame_cues and pixel_mask need frame_gate (they act on the one weight per frame)'
+            )
         c = num_classes
         self.num_classes, self.scale, self.radius = c, scale, radius
         self.guide_ch, self.frame_cues = guide_ch, bool(frame_cues)
@@ -188,31 +224,46 @@ class GuidedFusionBlock(nn.Module):
         self.num_deform, self.blend, self.recurrent = num_deform, blend, bool(recurrent)
         self.frame_gate = bool(frame_gate)
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, guide_ch, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(guide_ch, guide_ch, 3, padding=1))
+            nn.Conv2d(3, guide_ch, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(guide_ch, guide_ch, 3, padding=1),
+        )
         taps = (2 * radius + 1) ** 2
         self.temperature = nn.Parameter(torch.tensor(2.0))
         self.motion = nn.Sequential(
-            nn.Conv2d(taps + guide_ch, motion_hidden, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(taps + guide_ch, motion_hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
             nn.Conv2d(motion_hidden, motion_hidden, 3, padding=2, dilation=2),
             nn.ReLU(inplace=True),
-            nn.Conv2d(motion_hidden, 2, 3, padding=1))
-        self.offsets = nn.ModuleList(nn.Conv2d(2 * c, 3 * _TAPS, _K, padding=1)
-                                     for _ in range(num_deform))
+            nn.Conv2d(motion_hidden, 2, 3, padding=1),
+        )
+        self.offsets = nn.ModuleList(
+            nn.Conv2d(2 * c, 3 * _TAPS, _K, padding=1) for _ in range(num_deform)
+        )
         self.deforms = nn.ModuleList(DeformConv2d(c, c, _K, padding=1) for _ in range(num_deform))
-        self.gate = nn.Sequential(nn.Conv2d(5, 8, 3, padding=1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(8, 1, 1))
+        self.gate = nn.Sequential(
+            nn.Conv2d(5, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(8, 1, 1)
+        )
         # frame term: [stats(cur) − stats(prev), stats(cur), mean photometric error, mean peak]
-        self.frame_head = (nn.Sequential(nn.Linear(2 * FRAME_STATS + 2, 16),
-                                         nn.ReLU(inplace=True), nn.Linear(16, 1))
-                           if frame_cues else None)
-        self.mask = (nn.Sequential(nn.Conv2d(5, 8, 3, padding=1), nn.ReLU(inplace=True),
-                                   nn.Conv2d(8, 1, 1)) if pixel_mask else None)
+        self.frame_head = (
+            nn.Sequential(
+                nn.Linear(2 * FRAME_STATS + 2, 16), nn.ReLU(inplace=True), nn.Linear(16, 1)
+            )
+            if frame_cues
+            else None
+        )
+        self.mask = (
+            nn.Sequential(nn.Conv2d(5, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(8, 1, 1))
+            if pixel_mask
+            else None
+        )
         r = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        self.register_buffer('_disp_y', r.repeat_interleave(2 * radius + 1).view(1, -1, 1, 1),
-                             persistent=False)
-        self.register_buffer('_disp_x', r.repeat(2 * radius + 1).view(1, -1, 1, 1),
-                             persistent=False)
+        self.register_buffer(
+            '_disp_y', r.repeat_interleave(2 * radius + 1).view(1, -1, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            '_disp_x', r.repeat(2 * radius + 1).view(1, -1, 1, 1), persistent=False
+        )
         self.reset_parameters()
 
     @torch.no_grad()
@@ -221,15 +272,14 @@ class GuidedFusionBlock(nn.Module):
         layer start at zero (motion = the soft-argmax, the steps a pure warp, the gate ``blend``
         everywhere), the pixel mask at sigmoid(6) = 0.998; each deformable conv starts as the
         identity on its centre tap (2·I, cancelling the 0.5 mask)."""
-        last: tuple[nn.Module, ...] = (
-            (self.frame_head[-1],) if self.frame_head is not None else ())
+        last: tuple[nn.Module, ...] = (self.frame_head[-1],) if self.frame_head is not None else ()
         if self.mask is not None:
             last += (self.mask[-1],)
         for conv in (self.motion[-1], *self.offsets, self.gate[-1], *last):
             nn.init.zeros_(conv_weight(conv))
             nn.init.zeros_(conv_bias(conv))
         if self.mask is not None:
-            conv_bias(self.mask[-1]).fill_(6.0)            # sigmoid(6) = 0.998
+            conv_bias(self.mask[-1]).fill_(6.0)  # sigmoid(6) = 0.998
         conv_bias(self.gate[-1]).fill_(math.log(self.blend / (1 - self.blend)))
         for deform in self.deforms:
             nn.init.zeros_(conv_weight(deform))
@@ -255,8 +305,9 @@ class GuidedFusionBlock(nn.Module):
         size and of ``x`` (8 constant channels), and the image (3) at the block size, for
         :meth:`forward` (cache the previous frame's)."""
         h, w = self.block_size(*x.shape[-2:])
-        img2 = F.interpolate(x, size=(2 * h, 2 * w), mode='bilinear', align_corners=False,
-                             antialias=True)
+        img2 = F.interpolate(
+            x, size=(2 * h, 2 * w), mode='bilinear', align_corners=False, antialias=True
+        )
         feat = F.normalize(self.encoder(img2 - 0.5), dim=1)
         img = F.avg_pool2d(img2, 2)
         if not self.frame_cues:
@@ -280,8 +331,9 @@ class GuidedFusionBlock(nn.Module):
         # near 1 where the frames are smooth, which hides the peak)
         corr = (corr - corr.mean(1, keepdim=True)) / (corr.std(1, keepdim=True) + 1e-3)
         p = torch.softmax(corr * self.temperature, 1)
-        coarse = torch.cat([(p * self._disp_x).sum(1, keepdim=True),
-                            (p * self._disp_y).sum(1, keepdim=True)], 1)
+        coarse = torch.cat(
+            [(p * self._disp_x).sum(1, keepdim=True), (p * self._disp_y).sum(1, keepdim=True)], 1
+        )
         return coarse + self.motion(torch.cat([corr, fc], 1)), corr
 
     def align(self, cur_s: Tensor, prev_s: Tensor, motion: Tensor) -> Tensor:
@@ -289,22 +341,30 @@ class GuidedFusionBlock(nn.Module):
         (``num_deform`` 0: warped by the motion field alone, bilinear)."""
         if self.num_deform == 0:
             return warp(prev_s, motion)
-        base = motion.flip(1).repeat(1, _TAPS, 1, 1)                    # (dy, dx) per tap
+        base = motion.flip(1).repeat(1, _TAPS, 1, 1)  # (dy, dx) per tap
         aligned = prev_s
         for i, (offset_conv, deform) in enumerate(zip(self.offsets, self.deforms, strict=False)):
             guide = warp(aligned, motion) if i == 0 else aligned
             om = offset_conv(torch.cat([cur_s, guide], 1))
-            offset = om[:, :2 * _TAPS] + (base if i == 0 else 0)
-            mask = om[:, 2 * _TAPS:].sigmoid()
+            offset = om[:, : 2 * _TAPS] + (base if i == 0 else 0)
+            mask = om[:, 2 * _TAPS :].sigmoid()
             if aligned.device.type == 'cpu':
-                aligned = deform_conv_sampled(aligned, offset, mask, conv_weight(deform),
-                                              conv_bias(deform))
+                aligned = deform_conv_sampled(
+                    aligned, offset, mask, conv_weight(deform), conv_bias(deform)
+                )
             else:
                 aligned = deform(aligned, offset, mask)
         return aligned
 
-    def forward(self, cur: Tensor, prev: Tensor, cur_guide: Tensor, prev_guide: Tensor,
-                cur_small: Tensor | None = None, aux: dict | None = None) -> Tensor:
+    def forward(
+        self,
+        cur: Tensor,
+        prev: Tensor,
+        cur_guide: Tensor,
+        prev_guide: Tensor,
+        cur_small: Tensor | None = None,
+        aux: dict | None = None,
+    ) -> Tensor:
         """Fuse the current logits with the previous frame's.
 
         Args:
@@ -320,28 +380,42 @@ class GuidedFusionBlock(nn.Module):
         """
         size = cur.shape[-2:]
         if cur.dim() != 4 or cur.shape[1] != self.num_classes or prev.shape[:2] != cur.shape[:2]:
-            raise ValueError(f'expected cur and prev B×{self.num_classes}×H×W, got '
-                             f'{tuple(cur.shape)} and {tuple(prev.shape)}')
+            raise ValueError(
+                f'expected cur and prev B×{self.num_classes}×H×W, got '
+                f'{tuple(cur.shape)} and {tuple(prev.shape)}'
+            )
         cur_s = self.shrink(cur) if cur_small is None else cur_small
         prev_s = prev if prev.shape[-2:] == cur_s.shape[-2:] else self.shrink(prev)
-        if (prev_s.shape != cur_s.shape or cur_guide.shape[-2:] != cur_s.shape[-2:]
-                or prev_guide.shape != cur_guide.shape):
-            raise ValueError(f'block-size mismatch: scores {tuple(cur_s.shape)} / '
-                             f'{tuple(prev_s.shape)}, guides {tuple(cur_guide.shape)} / '
-                             f'{tuple(prev_guide.shape)}')
+        if (
+            prev_s.shape != cur_s.shape
+            or cur_guide.shape[-2:] != cur_s.shape[-2:]
+            or prev_guide.shape != cur_guide.shape
+        ):
+            raise ValueError(
+                f'block-size mismatch: scores {tuple(cur_s.shape)} / '
+                f'{tuple(prev_s.shape)}, guides {tuple(cur_guide.shape)} / '
+                f'{tuple(prev_guide.shape)}'
+            )
         motion, corr = self.motion_field(cur_guide, prev_guide)
         aligned = self.align(cur_s, prev_s, motion)
         photo = (cur_guide[:, -3:] - warp(prev_guide[:, -3:], motion)).abs().mean(1, True)
-        cues = torch.cat([normalised_entropy(cur_s), normalised_entropy(aligned),
-                          (torch.softmax(cur_s, 1) - torch.softmax(aligned, 1)).abs().sum(1, True),
-                          photo * 4.0, corr.amax(1, keepdim=True)], 1)
+        cues = torch.cat(
+            [
+                normalised_entropy(cur_s),
+                normalised_entropy(aligned),
+                (torch.softmax(cur_s, 1) - torch.softmax(aligned, 1)).abs().sum(1, True),
+                photo * 4.0,
+                corr.amax(1, keepdim=True),
+            ],
+            1,
+        )
         z = self.gate(cues)
-        if self.frame_gate:      # one weight per frame: the mean of the per-pixel logits
+        if self.frame_gate:  # one weight per frame: the mean of the per-pixel logits
             z = z.mean((2, 3), keepdim=True)
             if self.frame_head is not None:
                 stats = slice(self.guide_ch, self.guide_ch + FRAME_STATS)
                 s_cur, s_prev = cur_guide[:, stats, 0, 0], prev_guide[:, stats, 0, 0]
-                pooled = cues[:, 3:].mean((2, 3))                      # photometric, peak
+                pooled = cues[:, 3:].mean((2, 3))  # photometric, peak
                 term = self.frame_head(torch.cat([s_cur - s_prev, s_cur, pooled], 1))
                 z = z + term[..., None, None]
             z = z.expand(-1, -1, *cur_s.shape[-2:])
@@ -356,7 +430,9 @@ class GuidedFusionBlock(nn.Module):
         return cur + delta
 
     def extra_repr(self) -> str:
-        return (f'num_classes={self.num_classes}, scale={self.scale:.4f}, radius={self.radius}, '
-                f'num_deform={self.num_deform}, blend={self.blend}, recurrent={self.recurrent}, '
-                f'frame_gate={self.frame_gate}, frame_cues={self.frame_cues}, '
-                f'pixel_mask={self.pixel_mask}')
+        return (
+            f'num_classes={self.num_classes}, scale={self.scale:.4f}, radius={self.radius}, '
+            f'num_deform={self.num_deform}, blend={self.blend}, recurrent={self.recurrent}, '
+            f'frame_gate={self.frame_gate}, frame_cues={self.frame_cues}, '
+            f'pixel_mask={self.pixel_mask}'
+        )

@@ -18,6 +18,7 @@ With ``distortion_threshold > 0`` a propagated frame whose mean ``D`` exceeds th
 turned into a keyframe instead (adaptive keyframes); DMNet then runs also without the
 correction (``correction=False``: it only decides keyframes).
 """
+
 from __future__ import annotations
 
 import time
@@ -53,9 +54,14 @@ class Keyframe(Strategy):
 
     name = 'keyframe'
 
-    def __init__(self, segmenter: Segmenter, config: StrategyConfig | None,
-                 dmnet: nn.Module | None = None, cfnet: nn.Module | None = None,
-                 flow_downscale: int | None = None) -> None:
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        config: StrategyConfig | None,
+        dmnet: nn.Module | None = None,
+        cfnet: nn.Module | None = None,
+        flow_downscale: int | None = None,
+    ) -> None:
         super().__init__(segmenter, config)
         dev = segmenter.device
         # inference copies with BatchNorm folded into the convs (same function, fewer ops)
@@ -67,8 +73,8 @@ class Keyframe(Strategy):
             raise ValueError(f'flow_downscale must be ≥ 1, got {flow_downscale}')
         self.flow_downscale = int(flow_downscale)
         self.flow = DISFlow(self.config.flow_preset)
-        self._feat: torch.Tensor | None = None   # 1×F×h×w features of the previous frame
-        self._small: np.ndarray | None = None    # previous frame at feature resolution (flow)
+        self._feat: torch.Tensor | None = None  # 1×F×h×w features of the previous frame
+        self._small: np.ndarray | None = None  # previous frame at feature resolution (flow)
         self._since_key = 0
         self.force_keyframe = False
         self.rate_controller: RateController | None = None
@@ -77,8 +83,7 @@ class Keyframe(Strategy):
     @property
     def corrects(self) -> bool:
         """Whether propagated features are corrected (DMNet + CFNet loaded and enabled)."""
-        return bool(self.config.correction and self.dmnet is not None
-                    and self.cfnet is not None)
+        return bool(self.config.correction and self.dmnet is not None and self.cfnet is not None)
 
     def attach_rate_controller(self, controller: RateController | None) -> None:
         """Let ``controller`` pick ``config.keyframe_interval`` after every frame from this
@@ -103,8 +108,11 @@ class Keyframe(Strategy):
         self._since_key = 0
 
     def _is_key(self) -> bool:
-        return (self._feat is None or self.force_keyframe
-                or self._since_key >= int(self.config.keyframe_interval))
+        return (
+            self._feat is None
+            or self.force_keyframe
+            or self._since_key >= int(self.config.keyframe_interval)
+        )
 
     def _step(self, image: np.ndarray) -> Segmentation:
         t_start = time.perf_counter()
@@ -127,9 +135,10 @@ class Keyframe(Strategy):
         t_key = time.perf_counter() if key else None
         feat = self._key_features(x) if key else feat
         self._since_key = 1 if key else self._since_key + 1
-        assert feat is not None     # key features, else the propagated ones
-        return self._output(image, x, feat, small, 'key' if key else 'propagated', timings,
-                            distortion, t_key)
+        assert feat is not None  # key features, else the propagated ones
+        return self._output(
+            image, x, feat, small, 'key' if key else 'propagated', timings, distortion, t_key
+        )
 
     def _preprocess(self, image: np.ndarray, timings: dict[str, float]) -> torch.Tensor:
         t0 = time.perf_counter()
@@ -149,9 +158,17 @@ class Keyframe(Strategy):
         """The key network's features: 1×3×H×W → 1×F×h×w (``model.forward_features``)."""
         return self.segmenter.model.forward_features(x)
 
-    def _output(self, image: np.ndarray, x: torch.Tensor, feat: torch.Tensor,
-                small: np.ndarray | None, kind: str, timings: dict[str, float],
-                distortion: float | None, t_key: float | None = None) -> Segmentation:
+    def _output(
+        self,
+        image: np.ndarray,
+        x: torch.Tensor,
+        feat: torch.Tensor,
+        small: np.ndarray | None,
+        kind: str,
+        timings: dict[str, float],
+        distortion: float | None,
+        t_key: float | None = None,
+    ) -> Segmentation:
         """Head + postprocess of ``feat``; ``feat`` and this frame's small copy become the
         previous frame's. ``t_key``: when the key network started on this frame (its time
         is then reported as ``inference``, the head included; else the head alone as
@@ -173,15 +190,20 @@ class Keyframe(Strategy):
         t3 = time.perf_counter()
         labels, confidence = seg.postprocess(logits, image.shape[:2])
         timings['postprocess'] = (time.perf_counter() - t3) * 1e3
-        return Segmentation(labels, confidence, timings_ms=timings, keyframe=kind == 'key',
-                            distortion=distortion, kind=kind)
+        return Segmentation(
+            labels,
+            confidence,
+            timings_ms=timings,
+            keyframe=kind == 'key',
+            distortion=distortion,
+            kind=kind,
+        )
 
     @staticmethod
     def _small_of(x: torch.Tensor, feat: torch.Tensor) -> np.ndarray:
         """Network input 1×3×H×W in [0, 1] → h×w×3 uint8 RGB at the feature resolution."""
         h, w = feat.shape[-2:]
-        image = (x[0].permute(1, 2, 0).mul(255.0).round().clamp(0, 255)
-                 .to(torch.uint8).cpu().numpy())
+        image = x[0].permute(1, 2, 0).mul(255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         if image.shape[:2] == (h, w):
             return image
         return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
@@ -200,9 +222,12 @@ class Keyframe(Strategy):
         self.flow.size = None if k == 1 else (max(16, w // k), max(16, h // k))
         return flow_to_tensor(self.flow(src, dst))
 
-    def _propagate(self, x: torch.Tensor, src: tuple[torch.Tensor, np.ndarray] | None = None,
-                   cur_small: np.ndarray | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray, dict[str, float]]:
+    def _propagate(
+        self,
+        x: torch.Tensor,
+        src: tuple[torch.Tensor, np.ndarray] | None = None,
+        cur_small: np.ndarray | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray, dict[str, float]]:
         """Warp (and correct) earlier features onto this frame.
 
         Args:
@@ -236,11 +261,12 @@ class Keyframe(Strategy):
             cur_t = self._small_tensor(cur_small, x)
             c = src_feat.shape[1]
             feat, prev_warped = warp(torch.cat((src_feat, prev_t), dim=1), flow).split(
-                (c, 3), dim=1)
-            assert self.dmnet is not None     # both corrects and adaptive need it
+                (c, 3), dim=1
+            )
+            assert self.dmnet is not None  # both corrects and adaptive need it
             dmap = self.dmnet(prev_warped, cur_t, out_size=(h, w))
-            if self.corrects:       # else DMNet only decides adaptive keyframes
+            if self.corrects:  # else DMNet only decides adaptive keyframes
                 assert self.cfnet is not None
-                feat = cast(CFNet, self.cfnet).correct(cur_t, feat, dmap)    # FCM
+                feat = cast(CFNet, self.cfnet).correct(cur_t, feat, dmap)  # FCM
         timings['warp_correct'] = (time.perf_counter() - t1) * 1e3
         return feat, dmap, cur_small, timings

@@ -5,6 +5,7 @@ holds ``temporal``: ``{kind: {'args': constructor kwargs, 'state_dict': weights}
 ``kind`` in ``fusion``, ``dmnet``, ``cfnet``. The node and ``vsda eval`` read them from the
 ``model`` checkpoint itself or from a separate ``temporal_weights`` checkpoint.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -37,8 +38,11 @@ def fusion_block(variant: str = 'scores', **args: Any) -> nn.Module:
     raise ValueError(f"unknown fusion variant {variant!r}; known: 'scores', 'guided'")
 
 
-KINDS: dict[str, Callable[..., nn.Module]] = {'fusion': fusion_block, 'dmnet': DMNet,
-                                              'cfnet': CFNet}
+KINDS: dict[str, Callable[..., nn.Module]] = {
+    'fusion': fusion_block,
+    'dmnet': DMNet,
+    'cfnet': CFNet,
+}
 
 
 def make_module(kind: str, **args: Any) -> nn.Module:
@@ -72,8 +76,10 @@ class TemporalModules:
         c = segmenter.meta.num_classes
         block = self.fusion if self.fusion is not None else make_module('fusion', num_classes=c)
         if module_args(block).get('num_classes') != c:
-            raise ValueError(f'the fusion block is for {module_args(block).get("num_classes")} '
-                             f'classes but model {segmenter.meta.name} has {c}')
+            raise ValueError(
+                f'the fusion block is for {module_args(block).get("num_classes")} '
+                f'classes but model {segmenter.meta.name} has {c}'
+            )
         return block
 
     def loaded(self) -> list[str]:
@@ -82,9 +88,12 @@ class TemporalModules:
 
     def to_extra(self) -> dict:
         """``{'temporal': {...}}`` for :func:`vsda_ros.models.checkpoint.save_checkpoint`."""
-        return {'temporal': {k: {'args': getattr(self, k).vsda_args,
-                                 'state_dict': getattr(self, k).state_dict()}
-                             for k in self.loaded()}}
+        return {
+            'temporal': {
+                k: {'args': getattr(self, k).vsda_args, 'state_dict': getattr(self, k).state_dict()}
+                for k in self.loaded()
+            }
+        }
 
     @classmethod
     def from_extra(cls, extra: dict, where: str = 'checkpoint') -> TemporalModules:
@@ -103,15 +112,18 @@ class TemporalModules:
         found = {}
         for kind, entry in temporal.items():
             if kind not in KINDS:
-                raise ModelLoadError(f'{where}: unknown temporal module {kind!r}; known: '
-                                     f'{", ".join(KINDS)}')
+                raise ModelLoadError(
+                    f'{where}: unknown temporal module {kind!r}; known: {", ".join(KINDS)}'
+                )
             if not isinstance(entry, dict) or not isinstance(entry.get('args'), dict):
                 raise ModelLoadError(f"{where}: temporal module {kind!r} has no 'args' dict")
             try:
                 module = make_module(kind, **entry['args'])
             except (TypeError, ValueError) as e:
-                raise ModelLoadError(f'{where}: temporal module {kind!r} args {entry["args"]} '
-                                     f'do not fit it: {str(e).splitlines()[0][:120]}') from None
+                raise ModelLoadError(
+                    f'{where}: temporal module {kind!r} args {entry["args"]} '
+                    f'do not fit it: {str(e).splitlines()[0][:120]}'
+                ) from None
             check_state_dict(module, entry.get('state_dict'), f'{where}: temporal module {kind!r}')
             module.load_state_dict(entry['state_dict'], strict=True)
             found[kind] = module.eval()
@@ -125,12 +137,17 @@ class TemporalModules:
         the file) if ``path`` is not a readable, safe vsda checkpoint or its modules do not load.
         """
         from vsda_ros.models.checkpoint import read_checkpoint
+
         return cls.from_extra(read_checkpoint(path).get('extra', {}), f'checkpoint {path}')
 
     def merged(self, other: TemporalModules) -> TemporalModules:
         """These modules, with gaps filled from ``other``."""
-        return TemporalModules(**{k: getattr(self, k) if getattr(self, k) is not None
-                                  else getattr(other, k) for k in KINDS})
+        return TemporalModules(
+            **{
+                k: getattr(self, k) if getattr(self, k) is not None else getattr(other, k)
+                for k in KINDS
+            }
+        )
 
 
 #: ``temporal_weights`` value that turns every temporal module off (also the shipped ones).
@@ -162,9 +179,11 @@ def load_temporal_modules(model: str, temporal_weights: str = '') -> TemporalMod
     if shipped is not None and (shipped.kind == 'model' or shipped.path.is_file()):
         found = found.merged(TemporalModules.from_checkpoint(verified_path(shipped)))
     elif shipped is not None:  # a source tree before `make models`: run without them
-        warnings.warn(f'the temporal modules shipped for {model} ({shipped.path}) are not '
-                      'installed: running without them (rebuild with `make models`)',
-                      stacklevel=2)
+        warnings.warn(
+            f'the temporal modules shipped for {model} ({shipped.path}) are not '
+            'installed: running without them (rebuild with `make models`)',
+            stacklevel=2,
+        )
     elif Path(model).is_file():
         found = found.merged(TemporalModules.from_checkpoint(model))
     return found

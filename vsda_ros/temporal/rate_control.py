@@ -22,6 +22,7 @@ interval that fits with a margin (``c(N) ≤ B·(1 − hysteresis)``) and not wi
 oscillate. Out-of-bounds answers are clamped to ``[min_interval, max_interval]``; when even the
 largest interval cannot keep up, the reason says so.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,10 @@ class RateControlConfig:
         if self.target_rate < 0 or not math.isfinite(self.target_rate):
             raise ValueError(f'target_rate must be ≥ 0 Hz, got {self.target_rate}')
         if not 1 <= int(self.min_interval) <= int(self.max_interval):
-            raise ValueError('need 1 ≤ min_interval ≤ max_interval, got '
-                             f'{self.min_interval}, {self.max_interval}')
+            raise ValueError(
+                'need 1 ≤ min_interval ≤ max_interval, got '
+                f'{self.min_interval}, {self.max_interval}'
+            )
         if not 0 < self.headroom <= 1:
             raise ValueError(f'headroom must be in (0, 1], got {self.headroom}')
         if not 0 <= self.hysteresis < 1:
@@ -141,7 +144,7 @@ class RateController:
         if cost is None or cost > budget:
             return False
         key = self.costs['key']
-        assert key is not None      # a frame cost needs the key cost
+        assert key is not None  # a frame cost needs the key cost
         return not background_keys or key <= interval * budget
 
     def _smallest_fitting(self, budget: float, background_keys: bool) -> int | None:
@@ -179,8 +182,9 @@ class RateController:
                 chosen, why = current, 'kept: fits'
         return self._result(chosen, why, budget, background_keys)
 
-    def _result(self, interval: int, why: str, budget: float | None,
-                background_keys: bool = False) -> RateDecision:
+    def _result(
+        self, interval: int, why: str, budget: float | None, background_keys: bool = False
+    ) -> RateDecision:
         changed = interval != self.interval
         if changed:
             self._since_change = 0
@@ -192,8 +196,10 @@ class RateController:
         if budget is not None and cost is not None:
             keeps_up = self._fits(interval, budget, background_keys)
             mode = 'background keys' if background_keys else 'keys in line'
-            reason += (f' (key {k:.1f} ms, non-key {p:.1f} ms, overhead {o or 0.0:.1f} ms, '
-                       f'{mode}: {cost:.1f} ms/frame vs budget {budget:.1f} ms at '
-                       f'{self.config.target_rate:g} Hz × {self.config.headroom:g})')
+            reason += (
+                f' (key {k:.1f} ms, non-key {p:.1f} ms, overhead {o or 0.0:.1f} ms, '
+                f'{mode}: {cost:.1f} ms/frame vs budget {budget:.1f} ms at '
+                f'{self.config.target_rate:g} Hz × {self.config.headroom:g})'
+            )
         self.last = RateDecision(interval, reason, changed, k, p, o, cost, keeps_up)
         return self.last

@@ -8,6 +8,7 @@ share one
 :class:`~vsda_ros.inference.Segmenter` (the network weights). The strategies are built by
 :func:`vsda_ros.temporal.factory.build_strategy`.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -61,8 +62,9 @@ class StrategyConfig:
         if int(self.keyframe_interval) < 1:
             raise ValueError(f'keyframe_interval must be ≥ 1, got {self.keyframe_interval}')
         if not 0.0 <= float(self.distortion_threshold) <= 1.0:
-            raise ValueError('distortion_threshold must be in [0, 1], got '
-                             f'{self.distortion_threshold}')
+            raise ValueError(
+                f'distortion_threshold must be in [0, 1], got {self.distortion_threshold}'
+            )
         if int(self.flow_downscale) < 1:
             raise ValueError(f'flow_downscale must be ≥ 1, got {self.flow_downscale}')
         if self.max_gap_s <= 0:
@@ -88,8 +90,9 @@ class Strategy(ABC):
         """Forget the temporal buffer: the next frame starts a new stream (a keyframe)."""
         self._reset()
 
-    def step(self, image: np.ndarray, stamp: float | None = None,
-             fmt: str | None = None) -> Segmentation:
+    def step(
+        self, image: np.ndarray, stamp: float | None = None, fmt: str | None = None
+    ) -> Segmentation:
         """Segment the next frame of this camera.
 
         Args:
@@ -104,8 +107,7 @@ class Strategy(ABC):
             ValueError: not an H×W×3 uint8 image (the buffer is left untouched).
         """
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
-            raise ValueError(f'expected an H×W×3 uint8 RGB image, got {image.dtype} '
-                             f'{image.shape}')
+            raise ValueError(f'expected an H×W×3 uint8 RGB image, got {image.dtype} {image.shape}')
         self.guard.max_gap_s = self.config.max_gap_s
         size = (int(image.shape[1]), int(image.shape[0]))
         if stamp is None:
@@ -118,8 +120,7 @@ class Strategy(ABC):
         return seg
 
     @abstractmethod
-    def _step(self, image: np.ndarray) -> Segmentation:
-        ...
+    def _step(self, image: np.ndarray) -> Segmentation: ...
 
     def _reset(self) -> None:  # noqa: B027 - stateless strategies need nothing
         pass

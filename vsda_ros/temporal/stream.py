@@ -7,6 +7,7 @@ mono8, a compressed stream changing its ``format``), the stamp went backwards (a
 clock reset), or it jumped forward by more than ``max_gap_s`` (dropped connection, paused
 replay).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,15 +36,18 @@ class StreamGuard:
         """
         reason = None
         if self.last_size is not None and size != self.last_size:
-            reason = (f'resolution changed from {self.last_size[0]}x{self.last_size[1]} to '
-                      f'{size[0]}x{size[1]}')
+            reason = (
+                f'resolution changed from {self.last_size[0]}x{self.last_size[1]} to '
+                f'{size[0]}x{size[1]}'
+            )
         elif fmt is not None and self.last_fmt is not None and fmt != self.last_fmt:
             reason = f'encoding {self.last_fmt} -> {fmt}'
         elif self.last_stamp is not None and stamp < self.last_stamp:
             reason = f'stamp went backwards by {self.last_stamp - stamp:.3f} s'
         elif self.last_stamp is not None and stamp - self.last_stamp > self.max_gap_s:
-            reason = (f'stamp jumped forward by {stamp - self.last_stamp:.3f} s '
-                      f'(> {self.max_gap_s} s)')
+            reason = (
+                f'stamp jumped forward by {stamp - self.last_stamp:.3f} s (> {self.max_gap_s} s)'
+            )
         if reason is not None:
             self.resets += 1
         self.last_stamp, self.last_size = stamp, size

@@ -17,26 +17,39 @@ Modules: :mod:`.spec` (what to synthesise), :mod:`.params` (a frame's parameters
 :mod:`.sequence` (temporal processes), :mod:`.apply` (single frames), :mod:`.transient`
 (randomly hit frames), :mod:`.preview` (PNG previews and the ``vsda weather`` command).
 """
+
 from vsda_ros.weather.apply import apply_weather
 from vsda_ros.weather.sequence import WeatherSequence
 from vsda_ros.weather.spec import (
-                                   DEFAULT_INTENSITY,
-                                   WEATHER_KINDS,
-                                   WeatherSpec,
-                                   parse_weather,
-                                   parse_weather_list,
+    DEFAULT_INTENSITY,
+    WEATHER_KINDS,
+    WeatherSpec,
+    parse_weather,
+    parse_weather_list,
 )
 from vsda_ros.weather.transient import (
-                                   TRANSIENT_KINDS,
-                                   TRANSIENT_ONLY_KINDS,
-                                   TransientSequence,
-                                   TransientSpec,
-                                   apply_transient,
-                                   parse_transient,
-                                   parse_transient_list,
+    TRANSIENT_KINDS,
+    TRANSIENT_ONLY_KINDS,
+    TransientSequence,
+    TransientSpec,
+    apply_transient,
+    parse_transient,
+    parse_transient_list,
 )
 
-__all__ = ['DEFAULT_INTENSITY', 'TRANSIENT_KINDS', 'TRANSIENT_ONLY_KINDS', 'TransientSequence',
-           'TransientSpec', 'WEATHER_KINDS', 'WeatherSequence', 'WeatherSpec', 'apply_transient',
-           'apply_weather', 'parse_transient', 'parse_transient_list', 'parse_weather',
-           'parse_weather_list']
+__all__ = [
+    'DEFAULT_INTENSITY',
+    'TRANSIENT_KINDS',
+    'TRANSIENT_ONLY_KINDS',
+    'TransientSequence',
+    'TransientSpec',
+    'WEATHER_KINDS',
+    'WeatherSequence',
+    'WeatherSpec',
+    'apply_transient',
+    'apply_weather',
+    'parse_transient',
+    'parse_transient_list',
+    'parse_weather',
+    'parse_weather_list',
+]

@@ -1,4 +1,5 @@
 """Single-frame weather: :func:`apply_weather`."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,9 @@ from vsda_ros.weather.params import sample_params
 from vsda_ros.weather.spec import WeatherSpec
 
 
-def apply_weather(image: np.ndarray, spec: WeatherSpec | None, seed: int = 0,
-                  depth: np.ndarray | None = None) -> np.ndarray:
+def apply_weather(
+    image: np.ndarray, spec: WeatherSpec | None, seed: int = 0, depth: np.ndarray | None = None
+) -> np.ndarray:
     """Degrade one H×W×3 uint8 RGB frame with ``spec``; returns a new H×W×3 uint8 frame.
 
     Deterministic for a given ``seed`` (which picks the layout: streaks, flakes, lamps, the

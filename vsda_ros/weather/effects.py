@@ -16,6 +16,7 @@ The transient-only effects at the end (:data:`TRANSIENT_EFFECTS`: ``wiper``, ``e
 ``effect(image, intensity, rng)``, and are used through
 :func:`vsda_ros.weather.transient.apply_transient`.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -45,8 +46,13 @@ def _depth(p: Params, h: int, w: int, depth: np.ndarray | None) -> np.ndarray:
     return fields.ground_plane_depth(h, w, p.get('horizon', 0.45))
 
 
-def _scatter(lin: np.ndarray, beta: float, depth: np.ndarray, airlight: np.ndarray,
-             modulation: np.ndarray | None = None) -> np.ndarray:
+def _scatter(
+    lin: np.ndarray,
+    beta: float,
+    depth: np.ndarray,
+    airlight: np.ndarray,
+    modulation: np.ndarray | None = None,
+) -> np.ndarray:
     """Koschmieder's law in place: I = A + t·(J − A), t = exp(−β·d·m)."""
     od = np.float32(beta) * depth
     if modulation is not None:
@@ -58,8 +64,9 @@ def _scatter(lin: np.ndarray, beta: float, depth: np.ndarray, airlight: np.ndarr
     return lin
 
 
-def fog(image: np.ndarray, p: Params, rng: np.random.Generator,
-        depth: np.ndarray | None = None) -> np.ndarray:
+def fog(
+    image: np.ndarray, p: Params, rng: np.random.Generator, depth: np.ndarray | None = None
+) -> np.ndarray:
     """Fog by atmospheric scattering, I = J·t + A·(1 − t), t = exp(−β·d).
 
     Uses ``beta`` (1/m, = 3.912 / visibility), ``airlight`` (3 values, display-encoded 0..1),
@@ -77,8 +84,9 @@ def fog(image: np.ndarray, p: Params, rng: np.random.Generator,
     return fields.to_srgb8(lin)
 
 
-def rain(image: np.ndarray, p: Params, rng: np.random.Generator,
-         depth: np.ndarray | None = None) -> np.ndarray:
+def rain(
+    image: np.ndarray, p: Params, rng: np.random.Generator, depth: np.ndarray | None = None
+) -> np.ndarray:
     """Rain: slight blur, rain haze, an overcast dim veil and bright slanted motion-blurred streaks.
 
     Uses ``blur`` (px at 360 rows), ``beta`` (haze), ``dim``, ``veil``, and the streak state:
@@ -101,9 +109,16 @@ def rain(image: np.ndarray, p: Params, rng: np.random.Generator,
     near_px = max(1, int(round(h / 360.0 * (0.8 + p['intensity']))))
     thickness = np.where(layer == 2, near_px, 1)
     values = np.minimum(p['streak_alpha'] * p['brightness'][on] * (0.45 + 0.55 * rel), 1.0)
-    streaks = fields.streak_layer(h, w, p['positions'][on],
-                                  p['streak_len'] * rel * p['length'][on],
-                                  p['angle'], values, thickness, blur=0.6 * h / 360.0 + 0.3)
+    streaks = fields.streak_layer(
+        h,
+        w,
+        p['positions'][on],
+        p['streak_len'] * rel * p['length'][on],
+        p['angle'],
+        values,
+        thickness,
+        blur=0.6 * h / 360.0 + 0.3,
+    )
     s3 = streaks[..., None]
     lin += s3 * (np.float32(0.8) - lin)
     return fields.to_srgb8(lin)
@@ -113,8 +128,9 @@ SNOW_SOFTNESS = (0.25, 0.45, 0.9)
 """Blur of the flake classes relative to their radius: near flakes are out of focus."""
 
 
-def snow(image: np.ndarray, p: Params, rng: np.random.Generator,
-         depth: np.ndarray | None = None) -> np.ndarray:
+def snow(
+    image: np.ndarray, p: Params, rng: np.random.Generator, depth: np.ndarray | None = None
+) -> np.ndarray:
     """Snow: falling flakes of three sizes (soft discs), a white haze and reduced contrast.
 
     Uses ``beta`` (haze), ``veil``, and the flake state: ``positions`` (N×2 centres),
@@ -135,17 +151,23 @@ def snow(image: np.ndarray, p: Params, rng: np.random.Generator,
         if not sel.any():
             continue
         radius = size * p['size_scale'] * h
-        layer = fields.flake_layer(h, w, p['positions'][sel], radius,
-                                   p['flake_alpha'] * p['brightness'][sel],
-                                   SNOW_SOFTNESS[cls])
+        layer = fields.flake_layer(
+            h,
+            w,
+            p['positions'][sel],
+            radius,
+            p['flake_alpha'] * p['brightness'][sel],
+            SNOW_SOFTNESS[cls],
+        )
         cover = layer if cover is None else np.maximum(cover, layer, out=cover)
     if cover is not None:
         lin += cover[..., None] * (np.float32(0.92) - lin)
     return fields.to_srgb8(lin)
 
 
-def night(image: np.ndarray, p: Params, rng: np.random.Generator,
-          depth: np.ndarray | None = None) -> np.ndarray:
+def night(
+    image: np.ndarray, p: Params, rng: np.random.Generator, depth: np.ndarray | None = None
+) -> np.ndarray:
     """Night: exposure drop, desaturation and blue shift, head-lamp light on the near road,
     street lamps / oncoming head lamps with bloom, and sensor noise.
 
@@ -165,9 +187,9 @@ def night(image: np.ndarray, p: Params, rng: np.random.Generator,
     rows = (np.arange(h, dtype=np.float32) + 0.5) / h
     start = p['horizon'] + 0.12
     ramp = np.clip((rows - start) / max(1.0 - start, 1e-3), 0.0, 1.0)
-    ramp = ramp * ramp * (3 - 2 * ramp)                       # smoothstep: lit near road
+    ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep: lit near road
     up = np.clip((p['horizon'] - rows) / max(p['horizon'], 1e-3), 0.0, 1.0)
-    ambient = 1.0 - 0.75 * b * up                             # dark sky, unlit upper floors
+    ambient = 1.0 - 0.75 * b * up  # dark sky, unlit upper floors
     gain = p['exposure'] * p['exposure_gain'] * ambient + p['headlamp'] * ramp
     illum = np.broadcast_to((gain[:, None, None] * tint).astype(np.float32), lin.shape)
     k = int(p['light_count'])
@@ -175,8 +197,7 @@ def night(image: np.ndarray, p: Params, rng: np.random.Generator,
         pos, size = p['light_positions'][:k], p['light_sizes'][:k]
         colors = p['light_colors'][:k] * (p['light_power'][:k, None] * p['lights'])
         # lamps light their surroundings (a broad pool of light on the scene) …
-        illum = illum + fields.gaussian_blobs(h, w, pos, np.full(k, 0.1, np.float32),
-                                              0.2 * colors)
+        illum = illum + fields.gaussian_blobs(h, w, pos, np.full(k, 0.1, np.float32), 0.2 * colors)
         lin *= illum
         # … and are seen directly, with bloom
         lin += fields.bloom_lights(h, w, pos, size, 2.0 * colors, spread=1.0)
@@ -186,8 +207,9 @@ def night(image: np.ndarray, p: Params, rng: np.random.Generator,
     return fields.to_srgb8(lin)
 
 
-def glare(image: np.ndarray, p: Params, rng: np.random.Generator,
-          depth: np.ndarray | None = None) -> np.ndarray:
+def glare(
+    image: np.ndarray, p: Params, rng: np.random.Generator, depth: np.ndarray | None = None
+) -> np.ndarray:
     """Glare: one bright source (sun / head lamp) with bloom, veiling glare, lens ghosts and
     reduced contrast around it.
 
@@ -199,37 +221,57 @@ def glare(image: np.ndarray, p: Params, rng: np.random.Generator,
     lin = fields.to_linear(image)
     c = np.asarray(p['center'], np.float32)
     color = np.asarray(p['color'], np.float32)
-    near = fields.gaussian_blobs(h, w, c[None], np.array([0.45], np.float32),
-                                 np.array([[p['contrast_loss']] * 3], np.float32))
+    near = fields.gaussian_blobs(
+        h,
+        w,
+        c[None],
+        np.array([0.45], np.float32),
+        np.array([[p['contrast_loss']] * 3], np.float32),
+    )
     lin *= 1.0 - near
-    light = fields.bloom_lights(h, w, c[None], np.array([p['core']], np.float32),
-                                color[None] * np.float32(p['strength']), spread=p['spread'])
+    light = fields.bloom_lights(
+        h,
+        w,
+        c[None],
+        np.array([p['core']], np.float32),
+        color[None] * np.float32(p['strength']),
+        spread=p['spread'],
+    )
     lin += light
     lin += np.float32(p['veil']) * color
     if p['ghosts'] > 0:
         steps = np.array([0.55, 1.25, 1.6], np.float32)[:, None]
         pos = c + steps * (np.array([0.5, 0.5], np.float32) - c) * 2
         tints = np.array([[0.6, 1.0, 0.7], [0.8, 0.6, 1.0], [1.0, 0.8, 0.5]], np.float32)
-        lin += fields.gaussian_blobs(h, w, pos, np.array([0.03, 0.06, 0.02], np.float32),
-                                     tints * np.float32(p['ghosts']))
+        lin += fields.gaussian_blobs(
+            h, w, pos, np.array([0.03, 0.06, 0.02], np.float32), tints * np.float32(p['ghosts'])
+        )
     return fields.to_srgb8(lin)
 
 
-def noise(image: np.ndarray, p: Params, rng: np.random.Generator,
-          depth: np.ndarray | None = None) -> np.ndarray:
+def noise(
+    image: np.ndarray, p: Params, rng: np.random.Generator, depth: np.ndarray | None = None
+) -> np.ndarray:
     """Sensor noise in linear light: σ² = ``shot``·signal + ``read``² (shot + read noise)."""
     lin = fields.to_linear(image)
     fields.add_sensor_noise(lin, p['shot'], p['read'], rng)
     return fields.to_srgb8(lin)
 
 
-EFFECTS: dict[str, Effect] = {'fog': fog, 'rain': rain, 'snow': snow, 'night': night,
-                              'glare': glare, 'noise': noise}
+EFFECTS: dict[str, Effect] = {
+    'fog': fog,
+    'rain': rain,
+    'snow': snow,
+    'night': night,
+    'glare': glare,
+    'noise': noise,
+}
 """Kind → effect function."""
 
 
-def render(image: np.ndarray, params: Params, rng: np.random.Generator,
-           depth: np.ndarray | None = None) -> np.ndarray:
+def render(
+    image: np.ndarray, params: Params, rng: np.random.Generator, depth: np.ndarray | None = None
+) -> np.ndarray:
     """Apply ``params['kind']`` to ``image``; an exact copy when ``params['intensity']`` is 0.
 
     Raises:
@@ -277,26 +319,32 @@ def wiper(image: np.ndarray, x: float, rng: np.random.Generator) -> np.ndarray:
         return image.copy()
     h, w = image.shape[:2]
     pivot = np.array([rng.uniform(0.2, 0.8) * w, rng.uniform(1.0, 1.15) * h])
-    angle = rng.uniform(-0.8, 0.8)                       # radians from vertical
+    angle = rng.uniform(-0.8, 0.8)  # radians from vertical
     sweep = _lerp(0.03, 0.25, x) * (1 if rng.random() < 0.5 else -1)
     thickness = max(1, int(round(_lerp(0.04, 0.16, x) * h)))
-    reach = 2.5 * max(h, w)                              # long enough to leave the frame
+    reach = 2.5 * max(h, w)  # long enough to leave the frame
     cover: np.ndarray = np.zeros((h, w), np.float32)
     step = np.zeros((h, w), np.uint8)
     for a in angle + sweep * np.linspace(-0.5, 0.5, WIPER_STEPS):
         tip = pivot + reach * np.array([np.sin(a), -np.cos(a)])
         step[:] = 0
-        cv2.line(step, (int(pivot[0]), int(pivot[1])), (int(tip[0]), int(tip[1])), 255,
-                 thickness, cv2.LINE_AA)
+        cv2.line(
+            step,
+            (int(pivot[0]), int(pivot[1])),
+            (int(tip[0]), int(tip[1])),
+            255,
+            thickness,
+            cv2.LINE_AA,
+        )
         cover += step
     cover *= np.float32(1.0 / (255.0 * WIPER_STEPS))
-    cover = cv2.GaussianBlur(cover, (0, 0), 0.01 * h + 0.5)   # the blade is out of focus
-    film = cv2.GaussianBlur(cover, (0, 0), 0.05 * h)          # water the blade pushes along
+    cover = cv2.GaussianBlur(cover, (0, 0), 0.01 * h + 0.5)  # the blade is out of focus
+    film = cv2.GaussianBlur(cover, (0, 0), 0.05 * h)  # water the blade pushes along
     film *= np.float32(x / max(float(film.max()), 1e-6))
     lin = fields.to_linear(image)
     lin += film[..., None] * (cv2.GaussianBlur(lin, (0, 0), 0.015 * h) - lin)
     cover *= np.float32(_lerp(0.6, 0.97, x))
-    lin += cover[..., None] * (np.float32(0.004) - lin)       # towards near-black rubber
+    lin += cover[..., None] * (np.float32(0.004) - lin)  # towards near-black rubber
     return fields.to_srgb8(lin)
 
 
@@ -317,7 +365,7 @@ def exposure(image: np.ndarray, x: float, rng: np.random.Generator) -> np.ndarra
     gamma = 1.0 - 0.3 * x if brighter else 1.0 + 0.4 * x
     balance = np.clip(1.0 + rng.normal(0.0, 0.05 * x, 3), 0.8, 1.2)
     v = np.arange(256, dtype=np.float64) / 255.0
-    lin = (v[:, None] ** fields.GAMMA) * (2.0 ** stops) * balance[None, :]
+    lin = (v[:, None] ** fields.GAMMA) * (2.0**stops) * balance[None, :]
     disp = np.clip(lin, 0.0, 1.0) ** (gamma / fields.GAMMA)
     lut = np.round(disp * 255.0).astype(np.uint8).reshape(256, 1, 3)
     return cv2.LUT(np.ascontiguousarray(image), lut)
@@ -349,7 +397,7 @@ def _damage_rows(out: np.ndarray, x: float, rng: np.random.Generator) -> None:
             out[y0:y1, x0:] = out[max(0, y0 - 1), x0:][None]
             continue
         for c in range(x0, w, MACROBLOCK):
-            block = out[y0:y1, c:c + MACROBLOCK]
+            block = out[y0:y1, c : c + MACROBLOCK]
             shift = rng.normal(0.0, 40.0 * x, 3)
             block[:] = np.clip(block.reshape(-1, 3).mean(0) + shift, 0, 255).astype(np.uint8)
 
@@ -377,6 +425,5 @@ def jpeg(image: np.ndarray, x: float, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-TRANSIENT_EFFECTS: dict[str, TransientEffect] = {'wiper': wiper, 'exposure': exposure,
-                                                 'jpeg': jpeg}
+TRANSIENT_EFFECTS: dict[str, TransientEffect] = {'wiper': wiper, 'exposure': exposure, 'jpeg': jpeg}
 """Transient-only kind → effect function."""

@@ -6,6 +6,7 @@ nominal range (values above 1 are allowed until encoding); layers are H×W float
 sizes are normalised (x by the width, y and sizes by the height) so the same parameters render
 at any resolution.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -24,6 +25,7 @@ FAR_M = 1000.0
 
 # --------------------------------------------------------------------------------------------
 # tone
+
 
 def to_linear(image: np.ndarray) -> np.ndarray:
     """H×W×3 uint8 → H×W×3 float32 linear light in [0, 1] (a fresh array)."""
@@ -53,16 +55,17 @@ SKY_DEPTH_M = 400.0
 
 
 @lru_cache(maxsize=32)
-def _ground_plane_column(height: int, width: int, horizon: float, cam_height: float,
-                         horizon_depth: float) -> np.ndarray:
+def _ground_plane_column(
+    height: int, width: int, horizon: float, cam_height: float, horizon_depth: float
+) -> np.ndarray:
     rows = np.arange(height, dtype=np.float64) + 0.5
     h_px = horizon * height
-    focal = float(width)                           # ≈ 53° horizontal field of view
+    focal = float(width)  # ≈ 53° horizontal field of view
     below = cam_height * focal / np.maximum(rows - h_px, 1e-6)
     depth = np.minimum(below, horizon_depth)
     above = rows < h_px
     frac = (h_px - rows[above]) / max(h_px, 1e-6)  # 0 at the horizon, 1 at the top row
-    depth[above] = horizon_depth + (SKY_DEPTH_M - horizon_depth) * frac ** 2
+    depth[above] = horizon_depth + (SKY_DEPTH_M - horizon_depth) * frac**2
     # Upright things (walls, cars) stand nearer than the ground behind them at the same row, and
     # a hard depth kink at the horizon draws a visible line: smooth log-depth vertically.
     sigma = max(1.0, 0.09 * height)
@@ -75,8 +78,13 @@ def _ground_plane_column(height: int, width: int, horizon: float, cam_height: fl
     return out
 
 
-def ground_plane_depth(height: int, width: int, horizon: float = 0.45,
-                       cam_height: float = 1.5, horizon_depth: float = 80.0) -> np.ndarray:
+def ground_plane_depth(
+    height: int,
+    width: int,
+    horizon: float = 0.45,
+    cam_height: float = 1.5,
+    horizon_depth: float = 80.0,
+) -> np.ndarray:
     """Depth proxy (metres) from a flat ground plane seen by a level camera: H×1 float32.
 
     Rows below the horizon row (``horizon`` × H) see the ground at
@@ -88,8 +96,9 @@ def ground_plane_depth(height: int, width: int, horizon: float = 0.45,
     so the horizon draws no line. The result is cached and read-only; broadcast it against H×W
     maps.
     """
-    return _ground_plane_column(int(height), int(width), round(float(horizon), 4),
-                                float(cam_height), float(horizon_depth))
+    return _ground_plane_column(
+        int(height), int(width), round(float(horizon), 4), float(cam_height), float(horizon_depth)
+    )
 
 
 def metric_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -119,8 +128,15 @@ def metric_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # smooth random fields
 
-def smooth_field(grid: np.ndarray, offset: np.ndarray, height: int, width: int,
-                 cells_per_width: float = 3.0, step: int = 8) -> np.ndarray:
+
+def smooth_field(
+    grid: np.ndarray,
+    offset: np.ndarray,
+    height: int,
+    width: int,
+    cells_per_width: float = 3.0,
+    step: int = 8,
+) -> np.ndarray:
     """A smooth random field of H×W float32, ≈ in [−1, 1], sampled from a periodic value grid.
 
     ``grid`` (gh×gw float32, values in [−1, 1]) is tiled periodically and read with bicubic
@@ -134,16 +150,19 @@ def smooth_field(grid: np.ndarray, offset: np.ndarray, height: int, width: int,
     xs = (np.arange(lw, dtype=np.float32) + 0.5) / lw * cells_per_width + float(offset[0])
     ys = (np.arange(lh, dtype=np.float32) + 0.5) / lh * cells_y + float(offset[1])
     mx, my = np.meshgrid(np.mod(xs, gw).astype(np.float32), np.mod(ys, gh).astype(np.float32))
-    low = cv2.remap(grid.astype(np.float32, copy=False), mx, my, cv2.INTER_CUBIC,
-                    borderMode=cv2.BORDER_WRAP)
+    low = cv2.remap(
+        grid.astype(np.float32, copy=False), mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_WRAP
+    )
     return cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
 # --------------------------------------------------------------------------------------------
 # light sources
 
-def gaussian_blobs(height: int, width: int, centers: np.ndarray, sigmas: np.ndarray,
-                   colors: np.ndarray) -> np.ndarray:
+
+def gaussian_blobs(
+    height: int, width: int, centers: np.ndarray, sigmas: np.ndarray, colors: np.ndarray
+) -> np.ndarray:
     """Sum of isotropic Gaussian blobs as H×W×3 float32 linear light.
 
     ``centers`` K×2 normalised (x/W, y/H), ``sigmas`` K (fraction of H), ``colors`` K×3 peak
@@ -156,8 +175,8 @@ def gaussian_blobs(height: int, width: int, centers: np.ndarray, sigmas: np.ndar
     s = np.maximum(np.asarray(sigmas, np.float32) * height, 0.5)[:, None]
     xs = np.arange(width, dtype=np.float32)[None, :] + 0.5
     ys = np.arange(height, dtype=np.float32)[None, :] + 0.5
-    gx = np.exp(-0.5 * ((xs - c[:, :1] * width) / s) ** 2)               # K×W
-    gy = np.exp(-0.5 * ((ys - c[:, 1:2] * height) / s) ** 2)             # K×H
+    gx = np.exp(-0.5 * ((xs - c[:, :1] * width) / s) ** 2)  # K×W
+    gy = np.exp(-0.5 * ((ys - c[:, 1:2] * height) / s) ** 2)  # K×H
     gx3 = (gx[:, :, None] * np.asarray(colors, np.float32)[:, None, :]).reshape(k, width * 3)
     return (gy.T @ gx3).reshape(height, width, 3)
 
@@ -168,8 +187,14 @@ roughly as 1/θ², approximated by Gaussians a factor 3 apart)."""
 BLOOM_WEIGHTS = np.array([1.0, 0.12, 0.025, 0.006], np.float32)
 
 
-def bloom_lights(height: int, width: int, centers: np.ndarray, core_sigmas: np.ndarray,
-                 colors: np.ndarray, spread: float = 1.0) -> np.ndarray:
+def bloom_lights(
+    height: int,
+    width: int,
+    centers: np.ndarray,
+    core_sigmas: np.ndarray,
+    colors: np.ndarray,
+    spread: float = 1.0,
+) -> np.ndarray:
     """Light sources with bloom: H×W×3 float32 linear light.
 
     Each source (normalised ``centers`` K×2, core size ``core_sigmas`` K as a fraction of H,
@@ -184,16 +209,24 @@ def bloom_lights(height: int, width: int, centers: np.ndarray, core_sigmas: np.n
     widths[1:] *= spread
     c = np.repeat(centers, n, axis=0)
     s = (np.asarray(core_sigmas, np.float32)[:, None] * widths[None, :]).ravel()
-    col = (np.asarray(colors, np.float32)[:, None, :] * BLOOM_WEIGHTS[None, :, None])
+    col = np.asarray(colors, np.float32)[:, None, :] * BLOOM_WEIGHTS[None, :, None]
     return gaussian_blobs(height, width, c, s, col.reshape(-1, 3))
 
 
 # --------------------------------------------------------------------------------------------
 # precipitation layers
 
-def streak_layer(height: int, width: int, starts: np.ndarray, lengths: np.ndarray,
-                 angle: float, values: np.ndarray, thickness: np.ndarray,
-                 blur: float = 0.7) -> np.ndarray:
+
+def streak_layer(
+    height: int,
+    width: int,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    angle: float,
+    values: np.ndarray,
+    thickness: np.ndarray,
+    blur: float = 0.7,
+) -> np.ndarray:
     """Rain streaks: anti-aliased line segments → H×W float32 layer in [0, 1].
 
     ``starts`` N×2 normalised upper ends, ``lengths`` N (fraction of H), ``angle`` the slant
@@ -206,24 +239,34 @@ def streak_layer(height: int, width: int, starts: np.ndarray, lengths: np.ndarra
     if len(starts) == 0:
         return layer
     p0 = np.asarray(starts, np.float32) * np.array([width, height], np.float32)
-    d = np.asarray(lengths, np.float32)[:, None] * height * np.array(
-        [np.sin(angle), np.cos(angle)], np.float32)
-    seg = np.stack([p0, p0 + d], axis=1)                                   # N×2×2
-    seg = np.round(seg * 16).astype(np.int32)                              # 4 fractional bits
+    d = (
+        np.asarray(lengths, np.float32)[:, None]
+        * height
+        * np.array([np.sin(angle), np.cos(angle)], np.float32)
+    )
+    seg = np.stack([p0, p0 + d], axis=1)  # N×2×2
+    seg = np.round(seg * 16).astype(np.int32)  # 4 fractional bits
     levels = np.round(np.asarray(values, np.float32) * 16).astype(np.int32)
     thick = np.asarray(thickness, np.int32)
     key = levels * 64 + thick
     for k in np.unique(key):
         sel = key == k
-        cv2.polylines(layer, seg[sel], False, float(k // 64) / 16.0, int(k % 64),
-                      cv2.LINE_AA, shift=4)
+        cv2.polylines(
+            layer, seg[sel], False, float(k // 64) / 16.0, int(k % 64), cv2.LINE_AA, shift=4
+        )
     if blur > 0:
         layer = cv2.GaussianBlur(layer, (0, 0), blur)
     return layer
 
 
-def flake_layer(height: int, width: int, centers: np.ndarray, radius: float,
-                values: np.ndarray, softness: float = 0.5) -> np.ndarray:
+def flake_layer(
+    height: int,
+    width: int,
+    centers: np.ndarray,
+    radius: float,
+    values: np.ndarray,
+    softness: float = 0.5,
+) -> np.ndarray:
     """Snow flakes of one size: soft discs → H×W float32 layer in [0, 1].
 
     ``centers`` N×2 normalised, ``radius`` in pixels, ``values`` N opacities. Flakes are stamped
@@ -238,12 +281,13 @@ def flake_layer(height: int, width: int, centers: np.ndarray, radius: float,
     c = np.asarray(centers, np.float32)
     xi = np.clip((c[:, 0] * width).astype(np.int32), 0, width - 1)
     yi = np.clip((c[:, 1] * height).astype(np.int32), 0, height - 1)
-    coverage = min(1.0, radius * radius)           # sub-pixel flakes are fainter, not bigger
+    coverage = min(1.0, radius * radius)  # sub-pixel flakes are fainter, not bigger
     np.maximum.at(layer, (yi, xi), np.asarray(values, np.float32) * np.float32(coverage))
     r = int(round(radius))
     if r >= 1:
-        layer = cv2.dilate(layer, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
-                                                            (2 * r + 1, 2 * r + 1)))
+        layer = cv2.dilate(
+            layer, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        )
     sigma = softness * radius + 0.5
     layer = cv2.GaussianBlur(layer, (0, 0), sigma)
     # A blurred disc keeps its peak only if it is wider than the blur; restore small flakes.
@@ -258,14 +302,16 @@ _CHROMA = np.array([[1.0, 0.5], [-1.0, 0.5], [0.0, -1.0]], np.float32)
 """Two colour-difference noise components (red–green, blue–yellow) → RGB."""
 _UPSAMPLED_VAR = 0.39
 """Approximate variance of unit Gaussian noise after 2× bilinear upsampling."""
-_NOISE_MIX = (np.hstack([np.ones((3, 1), np.float32), _CHROMA])
-              / np.sqrt(1.0 + _UPSAMPLED_VAR * (_CHROMA ** 2).sum(1, keepdims=True))
-              ).astype(np.float32)
+_NOISE_MIX = (
+    np.hstack([np.ones((3, 1), np.float32), _CHROMA])
+    / np.sqrt(1.0 + _UPSAMPLED_VAR * (_CHROMA**2).sum(1, keepdims=True))
+).astype(np.float32)
 """(luminance, colour difference 1, 2) → unit-variance RGB noise, one 3×3 colour transform."""
 
 
-def add_sensor_noise(linear: np.ndarray, shot: float, read: float,
-                     rng: np.random.Generator) -> np.ndarray:
+def add_sensor_noise(
+    linear: np.ndarray, shot: float, read: float, rng: np.random.Generator
+) -> np.ndarray:
     """Add sensor noise to an H×W×3 float32 linear image in place and return it.
 
     Per pixel σ² = ``shot``·signal + ``read``² (Poisson shot noise in its Gaussian limit plus
@@ -278,8 +324,9 @@ def add_sensor_noise(linear: np.ndarray, shot: float, read: float,
         return linear
     h, w = linear.shape[:2]
     luma = rng.standard_normal((h, w), dtype=np.float32)
-    chroma: np.ndarray = rng.standard_normal((max(1, (h + 1) // 2), max(1, (w + 1) // 2), 2),
-                                             dtype=np.float32)
+    chroma: np.ndarray = rng.standard_normal(
+        (max(1, (h + 1) // 2), max(1, (w + 1) // 2), 2), dtype=np.float32
+    )
     chroma = cv2.resize(chroma, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, 2)
     noise = cv2.transform(np.dstack([luma, chroma]), _NOISE_MIX).reshape(h, w, 3)
     sigma = np.maximum(linear, np.float32(0.0))

@@ -11,6 +11,7 @@ Command line (:mod:`vsda_ros.apps.weather`; also ``python -m vsda_ros.apps.weath
     vsda weather preview --image FRAME.png --kinds wiper,exposure,jpeg --out transient_grid.png
     vsda weather preview --sequence DIR --spec fog:0.6 [--out docs/weather/temporal_fog.png]
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,8 +37,13 @@ def _cell(image: np.ndarray, cell_width: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=interp)
 
 
-def _save_grid(cells: list[list[np.ndarray]], col_titles: list[list[str]],
-               row_titles: list[str], out_path: str | Path, title: str | None) -> Path:
+def _save_grid(
+    cells: list[list[np.ndarray]],
+    col_titles: list[list[str]],
+    row_titles: list[str],
+    out_path: str | Path,
+    title: str | None,
+) -> Path:
     """Lay ``cells`` (equal-size RGB images) out pixel-exactly (1:1, no resampling) with a title
     above each cell and a label left of each row; write a PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -52,16 +58,31 @@ def _save_grid(cells: list[list[np.ndarray]], col_titles: list[list[str]],
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor='white')
     FigureCanvasAgg(fig)
     for r in range(rows):
-        y0 = top + r * (ch + head) + head                       # pixels from the top
+        y0 = top + r * (ch + head) + head  # pixels from the top
         for c in range(cols):
             x0 = left + c * (cw + gap)
             ax = fig.add_axes((x0 / width, 1 - (y0 + ch) / height, cw / width, ch / height))
             ax.imshow(cells[r][c], interpolation='none', aspect='auto')
             ax.set_axis_off()
-            ax.text(0.5, 1.0 + 3 / ch, col_titles[r][c], transform=ax.transAxes, ha='center',
-                    va='bottom', fontsize=9)
-        fig.text((left - 8) / width, 1 - (y0 + ch / 2) / height, row_titles[r], rotation=90,
-                 ha='center', va='center', fontsize=11, fontweight='bold')
+            ax.text(
+                0.5,
+                1.0 + 3 / ch,
+                col_titles[r][c],
+                transform=ax.transAxes,
+                ha='center',
+                va='bottom',
+                fontsize=9,
+            )
+        fig.text(
+            (left - 8) / width,
+            1 - (y0 + ch / 2) / height,
+            row_titles[r],
+            rotation=90,
+            ha='center',
+            va='center',
+            fontsize=11,
+            fontweight='bold',
+        )
     if title:
         fig.text(0.5, 1 - 6 / height, title, ha='center', va='top', fontsize=11)
     out = Path(out_path)
@@ -70,10 +91,14 @@ def _save_grid(cells: list[list[np.ndarray]], col_titles: list[list[str]],
     return out
 
 
-def render_grid(image: np.ndarray, out_path: str | Path,
-                intensities: Sequence[float] = (0.3, 0.6, 0.9),
-                kinds: Sequence[str] = WEATHER_KINDS, seed: int = 0,
-                cell_width: int = 240) -> Path:
+def render_grid(
+    image: np.ndarray,
+    out_path: str | Path,
+    intensities: Sequence[float] = (0.3, 0.6, 0.9),
+    kinds: Sequence[str] = WEATHER_KINDS,
+    seed: int = 0,
+    cell_width: int = 240,
+) -> Path:
     """Write a PNG grid: one row per kind, columns clean + each intensity; returns the path.
 
     ``kinds`` are any of :data:`~vsda_ros.weather.transient.TRANSIENT_KINDS` (the weather kinds
@@ -92,14 +117,22 @@ def render_grid(image: np.ndarray, out_path: str | Path,
     clean = _cell(image, cell_width)
     cells, titles = [], []
     for row in specs:
-        cells.append([clean] + [_cell(apply_transient(image, s.kind, s.intensity, seed),
-                                      cell_width) for s in row])
+        cells.append(
+            [clean]
+            + [_cell(apply_transient(image, s.kind, s.intensity, seed), cell_width) for s in row]
+        )
         titles.append(['clean'] + [f'intensity {s.intensity:g}' for s in row])
     return _save_grid(cells, titles, list(kinds), out_path, None)
 
 
-def render_sequence(images: list[np.ndarray], spec: WeatherSpec, out_path: str | Path,
-                    seed: int = 0, compare_iid: bool = True, cell_width: int = 240) -> Path:
+def render_sequence(
+    images: list[np.ndarray],
+    spec: WeatherSpec,
+    out_path: str | Path,
+    seed: int = 0,
+    compare_iid: bool = True,
+    cell_width: int = 240,
+) -> Path:
     """Write a PNG strip of consecutive frames degraded by a :class:`WeatherSequence`.
 
     The first row uses temporal parameters (smooth in time); with ``compare_iid`` a second row

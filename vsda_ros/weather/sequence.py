@@ -12,6 +12,7 @@ nominal value), :func:`evolve_state` moves a kind's spatial state by one frame, 
 by frame, with these processes (``temporal=True``) or with independent per-frame parameters
 (``temporal=False``, the i.i.d. baseline).
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,9 @@ class IntensityWalk:
     from (approximately) the stationary distribution, which is what the i.i.d. mode uses.
     """
 
-    def __init__(self, nominal: float, theta: float = 0.02, rel_sigma: float = 0.025,
-                 rel_range: float = 0.25) -> None:
+    def __init__(
+        self, nominal: float, theta: float = 0.02, rel_sigma: float = 0.025, rel_range: float = 0.25
+    ) -> None:
         self.nominal = float(nominal)
         self.theta = float(theta)
         self.sigma = rel_sigma * self.nominal
@@ -70,8 +72,9 @@ def _wrap(values: np.ndarray, lo_hi: tuple[float, float]) -> np.ndarray:
     return (np.mod(values - lo, hi - lo) + lo).astype(np.float32)
 
 
-def _reflect(pos: np.ndarray, vel: np.ndarray, lo: np.ndarray, hi: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _reflect(
+    pos: np.ndarray, vel: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Keep ``pos`` inside [lo, hi] by mirroring at the walls (and flipping the velocity)."""
     pos, vel = pos.copy(), vel.copy()
     below, above = pos < lo, pos > hi
@@ -97,8 +100,7 @@ def evolve_state(kind: str, s: Params, rng: np.random.Generator) -> Params:
         s['wind'] = (0.97 * s['wind'] + rng.normal(0, 0.003, 2)).astype(np.float32)
         s['patch_offset'] = (s['patch_offset'] + s['wind']).astype(np.float32)
     elif kind == 'rain':
-        s['angle'] = float(s['angle'] + 0.08 * (s['angle_mean'] - s['angle'])
-                           + rng.normal(0, 0.01))
+        s['angle'] = float(s['angle'] + 0.08 * (s['angle_mean'] - s['angle']) + rng.normal(0, 0.01))
         fall = RAIN_FALL * np.asarray(RAIN_LAYERS, np.float32)[s['layer']]
         fall = fall * rng.uniform(0.9, 1.1)
         pos = s['positions'].copy()
@@ -117,19 +119,23 @@ def evolve_state(kind: str, s: Params, rng: np.random.Generator) -> Params:
         s['positions'] = pos
     elif kind == 'night':
         g = s['exposure_gain']
-        s['exposure_gain'] = float(np.clip(g + 0.05 * (1.0 - g) + rng.normal(0, 0.01),
-                                           0.8, 1.2))
-        vel = (0.95 * s['light_velocity']
-               + rng.normal(0, 0.0004, s['light_velocity'].shape)).astype(np.float32)
+        s['exposure_gain'] = float(np.clip(g + 0.05 * (1.0 - g) + rng.normal(0, 0.01), 0.8, 1.2))
+        vel = (
+            0.95 * s['light_velocity'] + rng.normal(0, 0.0004, s['light_velocity'].shape)
+        ).astype(np.float32)
         lo = np.array([0.02, 0.03], np.float32)
         hi = np.array([0.98, s['horizon'] + 0.15], np.float32)
-        s['light_positions'], s['light_velocity'] = _reflect(s['light_positions'] + vel, vel,
-                                                             lo, hi)
+        s['light_positions'], s['light_velocity'] = _reflect(
+            s['light_positions'] + vel, vel, lo, hi
+        )
     elif kind == 'glare':
         vel = (0.97 * s['velocity'] + rng.normal(0, 0.0012, 2)).astype(np.float32)
-        s['center'], s['velocity'] = _reflect(s['center'] + vel, vel,
-                                              np.array([0.1, 0.05], np.float32),
-                                              np.array([0.9, 0.5], np.float32))
+        s['center'], s['velocity'] = _reflect(
+            s['center'] + vel,
+            vel,
+            np.array([0.1, 0.05], np.float32),
+            np.array([0.9, 0.5], np.float32),
+        )
     elif kind != 'noise':
         raise ValueError(f'unknown weather kind {kind!r}')
     return s
@@ -159,8 +165,13 @@ class WeatherSequence:
             that is not H×W×3 uint8.
     """
 
-    def __init__(self, spec: WeatherSpec, seed: int = 0, temporal: bool = True,
-                 depth: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        spec: WeatherSpec,
+        seed: int = 0,
+        temporal: bool = True,
+        depth: np.ndarray | None = None,
+    ) -> None:
         if not isinstance(spec, WeatherSpec):
             raise ValueError(f'spec must be a WeatherSpec, got {spec!r}')
         if depth is not None and np.asarray(depth).ndim != 2:
@@ -220,8 +231,9 @@ class WeatherSequence:
         if self._shape is not None and self.temporal:
             self._state = init_state(self.spec.kind, self._param_rng)
         self._shape = (h, w)
-        self._depth = (None if self._depth_src is None
-                       else fields.metric_depth(self._depth_src, h, w))
+        self._depth = (
+            None if self._depth_src is None else fields.metric_depth(self._depth_src, h, w)
+        )
 
     # -- use -----------------------------------------------------------------------------------
 

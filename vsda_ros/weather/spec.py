@@ -4,6 +4,7 @@ The text form is what users type (``vsda eval --weather fog:0.6``): ``KIND[:INTE
 KIND one of :data:`WEATHER_KINDS` and INTENSITY in [0, 1] (default
 :data:`DEFAULT_INTENSITY`), or ``clean`` / ``none`` for no degradation.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,16 +37,19 @@ class WeatherSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in WEATHER_KINDS:
-            raise ValueError(f'unknown weather kind {self.kind!r}; expected one of '
-                             f'{", ".join(WEATHER_KINDS)}')
+            raise ValueError(
+                f'unknown weather kind {self.kind!r}; expected one of {", ".join(WEATHER_KINDS)}'
+            )
         if isinstance(self.intensity, bool):
-            raise ValueError(f'weather intensity must be a number in [0, 1], '
-                             f'got {self.intensity!r}')
+            raise ValueError(
+                f'weather intensity must be a number in [0, 1], got {self.intensity!r}'
+            )
         try:
             value = float(self.intensity)
         except (TypeError, ValueError):
-            raise ValueError(f'weather intensity must be a number in [0, 1], '
-                             f'got {self.intensity!r}') from None
+            raise ValueError(
+                f'weather intensity must be a number in [0, 1], got {self.intensity!r}'
+            ) from None
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
             raise ValueError(f'weather intensity {value:g} is outside [0, 1]')
         object.__setattr__(self, 'intensity', value)
@@ -68,8 +72,7 @@ def parse_weather(text: str) -> WeatherSpec | None:
         raise ValueError(f'weather must be a string like "fog:0.6", got {text!r}')
     raw = text.strip().lower()
     if not raw:
-        raise ValueError('empty weather; expected KIND[:INTENSITY], e.g. "fog:0.6", '
-                         'or "clean"')
+        raise ValueError('empty weather; expected KIND[:INTENSITY], e.g. "fog:0.6", or "clean"')
     kind, sep, value = raw.partition(':')
     kind, value = kind.strip(), value.strip()
     if kind in CLEAN_WORDS:
@@ -77,16 +80,20 @@ def parse_weather(text: str) -> WeatherSpec | None:
             raise ValueError(f'{text!r}: "{kind}" takes no intensity')
         return None
     if kind not in WEATHER_KINDS:
-        raise ValueError(f'unknown weather kind {kind!r} in {text!r}; expected one of '
-                         f'{", ".join(WEATHER_KINDS)} (or clean/none), optionally with '
-                         ':INTENSITY in [0, 1]')
+        raise ValueError(
+            f'unknown weather kind {kind!r} in {text!r}; expected one of '
+            f'{", ".join(WEATHER_KINDS)} (or clean/none), optionally with '
+            ':INTENSITY in [0, 1]'
+        )
     if not sep:
         return WeatherSpec(kind, DEFAULT_INTENSITY)
     try:
         intensity = float(value)
     except ValueError:
-        raise ValueError(f'weather intensity {value!r} in {text!r} is not a number; '
-                         f'expected a value in [0, 1], e.g. "{kind}:0.6"') from None
+        raise ValueError(
+            f'weather intensity {value!r} in {text!r} is not a number; '
+            f'expected a value in [0, 1], e.g. "{kind}:0.6"'
+        ) from None
     if not (math.isfinite(intensity) and 0.0 <= intensity <= 1.0):
         raise ValueError(f'weather intensity {value} in {text!r} is outside [0, 1]')
     return WeatherSpec(kind, intensity)

@@ -17,6 +17,7 @@ parameters at exactly the intensity, plus the transient-only ``wiper``, ``exposu
 Text form (``vsda eval --transient``): ``KIND:INTENSITY:PROB``, e.g. ``rain:0.6:0.3``;
 ``all:INTENSITY:PROB`` stands for the six weather kinds (:func:`parse_transient_list`).
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,9 @@ def _check_number(value: object, what: str, low_open: bool) -> float:
     try:
         v = float(value)  # type: ignore[arg-type]  # anything: the except reports the rest
     except (TypeError, ValueError):
-        raise ValueError(f'transient {what} must be a number in {interval}, '
-                         f'got {value!r}') from None
+        raise ValueError(
+            f'transient {what} must be a number in {interval}, got {value!r}'
+        ) from None
     if not math.isfinite(v) or v > 1.0 or v < 0.0 or (low_open and v == 0.0):
         raise ValueError(f'transient {what} {v:g} is outside {interval}')
     return v
@@ -79,10 +81,12 @@ class TransientSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in TRANSIENT_KINDS:
-            raise ValueError(f'unknown transient kind {self.kind!r}; expected one of '
-                             f'{_kinds_text()}')
-        object.__setattr__(self, 'intensity',
-                           _check_number(self.intensity, 'intensity', low_open=False))
+            raise ValueError(
+                f'unknown transient kind {self.kind!r}; expected one of {_kinds_text()}'
+            )
+        object.__setattr__(
+            self, 'intensity', _check_number(self.intensity, 'intensity', low_open=False)
+        )
         object.__setattr__(self, 'prob', _check_number(self.prob, 'probability', low_open=True))
 
     def __str__(self) -> str:
@@ -113,8 +117,9 @@ def _numbers(text: str, intensity: str, prob: str) -> tuple[float, float]:
         try:
             out.append(float(value))
         except ValueError:
-            raise ValueError(f'transient {what} {value!r} in {text!r} is not a number; '
-                             f'{_FORMAT}') from None
+            raise ValueError(
+                f'transient {what} {value!r} in {text!r} is not a number; {_FORMAT}'
+            ) from None
     return out[0], out[1]
 
 
@@ -131,11 +136,14 @@ def parse_transient(text: str) -> TransientSpec:
     """
     kind, intensity, prob = _fields(text)
     if kind == ALL_WORD:
-        raise ValueError(f'transient {text!r}: "all" stands for several kinds; use '
-                         'parse_transient_list')
+        raise ValueError(
+            f'transient {text!r}: "all" stands for several kinds; use parse_transient_list'
+        )
     if kind not in TRANSIENT_KINDS:
-        raise ValueError(f'unknown transient kind {kind!r} in {text!r}; expected one of '
-                         f'{_kinds_text()} (or {ALL_WORD} for the six weather kinds)')
+        raise ValueError(
+            f'unknown transient kind {kind!r} in {text!r}; expected one of '
+            f'{_kinds_text()} (or {ALL_WORD} for the six weather kinds)'
+        )
     return _spec(text, kind, intensity, prob)
 
 
@@ -175,8 +183,9 @@ def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence
     return np.random.SeedSequence(int(seed))
 
 
-def apply_transient(image: np.ndarray, kind: str, intensity: float,
-                    seed: int | np.random.SeedSequence = 0) -> np.ndarray:
+def apply_transient(
+    image: np.ndarray, kind: str, intensity: float, seed: int | np.random.SeedSequence = 0
+) -> np.ndarray:
     """Hit one H×W×3 uint8 RGB frame with ``kind`` at exactly ``intensity``; a new frame.
 
     The parameters (layout, direction, damaged rows, noise) are drawn from ``seed``; for a
@@ -189,7 +198,7 @@ def apply_transient(image: np.ndarray, kind: str, intensity: float,
             [0, 1], or a negative seed.
     """
     check_image(image)
-    spec = TransientSpec(kind, intensity, 1.0)                  # validates kind and intensity
+    spec = TransientSpec(kind, intensity, 1.0)  # validates kind and intensity
     if spec.intensity == 0.0:
         return image.copy()
     param_ss, render_ss = _seed_sequence(seed).spawn(2)
@@ -226,7 +235,7 @@ class TransientSequence:
     def __init__(self, spec: TransientSpec, seed: int = 0) -> None:
         if not isinstance(spec, TransientSpec):
             raise ValueError(f'spec must be a TransientSpec (see parse_transient), got {spec!r}')
-        _seed_sequence(seed)                                        # validates the seed
+        _seed_sequence(seed)  # validates the seed
         self.spec = spec
         self.seed = int(seed)
         self.hits: list[bool] = []

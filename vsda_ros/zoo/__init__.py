@@ -5,6 +5,7 @@ The files here are listed, with their sha256 and provenance, in
 retrains them from ``VSDA_DATA_DIR`` and ``vsda models`` lists them. Model cards:
 ``docs/design/models.md``.
 """
+
 from pathlib import Path
 
 #: the folder holding the shipped checkpoint files.

@@ -6,6 +6,7 @@ int64 with :data:`IGNORE` = 255 where there is no (pseudo-)label; flows B×2×H�
 pixels, backward convention of :mod:`vsda_ros.temporal.flow`: a flow ``f`` on frame a's grid
 "into" frame b means ``I_a(p) ≈ I_b(p + f(p))``, and ``warp(I_b, f)`` estimates ``I_a``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,6 +29,7 @@ IGNORE = 255
 
 # -- tensors ------------------------------------------------------------------------------------
 
+
 def to_tensor(frames: list[np.ndarray], device) -> torch.Tensor:
     """list of H×W×3 uint8 RGB → B×3×H×W float in [0, 1]."""
     x = torch.from_numpy(np.stack(frames)).to(device)
@@ -46,6 +48,7 @@ def labels_tensor(labels: list[np.ndarray], device) -> torch.Tensor:
 
 
 # -- network state ------------------------------------------------------------------------------
+
 
 def freeze_batchnorm(module: nn.Module) -> None:
     """Put every BatchNorm layer of ``module`` in eval mode: running statistics are used and
@@ -103,6 +106,7 @@ def copy_weights(dst: nn.Module, src: nn.Module) -> None:
 
 # -- losses and pseudo-labels ---------------------------------------------------------------------
 
+
 def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over labelled pixels (``IGNORE`` skipped); 0 (still part of the graph)
     when no pixel is labelled."""
@@ -111,9 +115,12 @@ def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels, ignore_index=IGNORE)
 
 
-def confident_labels(prob: torch.Tensor, threshold: float,
-                     valid: torch.Tensor | None = None, class_balance: float = 0.0
-                     ) -> torch.Tensor:
+def confident_labels(
+    prob: torch.Tensor,
+    threshold: float,
+    valid: torch.Tensor | None = None,
+    class_balance: float = 0.0,
+) -> torch.Tensor:
     """B×C×H×W probabilities → B×H×W argmax labels, ``IGNORE`` where the top probability is
     below ``threshold`` or ``valid`` (B×H×W bool) is false.
 
@@ -146,6 +153,7 @@ def normalised_entropy(prob: torch.Tensor) -> torch.Tensor:
 
 # -- optical flow ---------------------------------------------------------------------------------
 
+
 def batch_flow(flow: DISFlow, onto: torch.Tensor, frm: torch.Tensor) -> torch.Tensor:
     """DIS flow on ``onto``'s grid into ``frm``: ``onto(p) ≈ frm(p + f(p))``, B×2×H×W."""
     fields = [flow(src, dst) for src, dst in zip(to_u8(frm), to_u8(onto), strict=False)]
@@ -171,6 +179,7 @@ def fb_consistent(f_ab: torch.Tensor, f_ba: torch.Tensor) -> torch.Tensor:
 
 
 # -- strong augmentation --------------------------------------------------------------------------
+
 
 @dataclass
 class AugParams:
@@ -202,21 +211,29 @@ class StrongAugment:
             cw, ch = max(1, int(round(w * s))), max(1, int(round(h * s)))
             x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
             j = self.jitter
-            out.append(AugParams((x0, y0, cw, ch), bool(rng.random() < 0.5),
-                                 rng.uniform(1 - j, 1 + j), rng.uniform(1 - j, 1 + j),
-                                 rng.uniform(1 - j, 1 + j),
-                                 rng.uniform(0.1, self.blur) if self.blur > 0 and
-                                 rng.random() < 0.5 else 0.0))
+            out.append(
+                AugParams(
+                    (x0, y0, cw, ch),
+                    bool(rng.random() < 0.5),
+                    rng.uniform(1 - j, 1 + j),
+                    rng.uniform(1 - j, 1 + j),
+                    rng.uniform(1 - j, 1 + j),
+                    rng.uniform(0.1, self.blur) if self.blur > 0 and rng.random() < 0.5 else 0.0,
+                )
+            )
         return out
 
     @staticmethod
     def _geometry(x: torch.Tensor, p: AugParams, mode: str) -> torch.Tensor:
         x0, y0, cw, ch = p.box
         h, w = x.shape[-2:]
-        crop = x[..., y0:y0 + ch, x0:x0 + cw]
+        crop = x[..., y0 : y0 + ch, x0 : x0 + cw]
         if (ch, cw) != (h, w):
-            crop = (F.interpolate(crop, size=(h, w), mode='bilinear', align_corners=False)
-                    if mode == 'bilinear' else F.interpolate(crop, size=(h, w), mode='nearest'))
+            crop = (
+                F.interpolate(crop, size=(h, w), mode='bilinear', align_corners=False)
+                if mode == 'bilinear'
+                else F.interpolate(crop, size=(h, w), mode='nearest')
+            )
         return crop.flip(-1) if p.flip else crop
 
     def images(self, x: torch.Tensor, params: list[AugParams]) -> torch.Tensor:
@@ -225,11 +242,11 @@ class StrongAugment:
 
         out = []
         for i, p in enumerate(params):
-            y = self._geometry(x[i:i + 1], p, 'bilinear')
+            y = self._geometry(x[i : i + 1], p, 'bilinear')
             y = y * p.brightness
             mean = y.mean(dim=(1, 2, 3), keepdim=True)
             y = (y - mean) * p.contrast + mean
-            gray = (0.299 * y[:, 0:1] + 0.587 * y[:, 1:2] + 0.114 * y[:, 2:3])
+            gray = 0.299 * y[:, 0:1] + 0.587 * y[:, 1:2] + 0.114 * y[:, 2:3]
             y = (gray + (y - gray) * p.saturation).clamp(0, 1)
             if p.sigma > 0:
                 k = 2 * int(math.ceil(3 * p.sigma)) + 1
@@ -239,12 +256,15 @@ class StrongAugment:
 
     def labels(self, y: torch.Tensor, params: list[AugParams]) -> torch.Tensor:
         """B×H×W labels → the same geometry (nearest), B×H×W int64."""
-        out = [self._geometry(y[i:i + 1, None].float(), p, 'nearest')[:, 0]
-               for i, p in enumerate(params)]
+        out = [
+            self._geometry(y[i : i + 1, None].float(), p, 'nearest')[:, 0]
+            for i, p in enumerate(params)
+        ]
         return torch.cat(out).round().long()
 
 
 # -- adversarial ----------------------------------------------------------------------------------
+
 
 class Discriminator(nn.Sequential):
     """Fully convolutional patch discriminator on (stacked) softmax maps: three 4×4 stride-2
@@ -256,10 +276,14 @@ class Discriminator(nn.Sequential):
     def __init__(self, in_ch: int, width: int = 32) -> None:
         w = int(width)
         super().__init__(
-            nn.Conv2d(in_ch, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(4 * w, 1, 3, 1, 1))
+            nn.Conv2d(in_ch, w, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(w, 2 * w, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(4 * w, 1, 3, 1, 1),
+        )
 
 
 #: least-squares GAN labels: source = 1 ("real"), target = 0.
@@ -268,8 +292,10 @@ SOURCE_LABEL, TARGET_LABEL = 1.0, 0.0
 
 def lsgan_d_loss(d_source: torch.Tensor, d_target: torch.Tensor) -> torch.Tensor:
     """Discriminator loss: ½·[(D(source) − 1)² + (D(target) − 0)²] (means over patches)."""
-    return 0.5 * (F.mse_loss(d_source, torch.full_like(d_source, SOURCE_LABEL))
-                  + F.mse_loss(d_target, torch.full_like(d_target, TARGET_LABEL)))
+    return 0.5 * (
+        F.mse_loss(d_source, torch.full_like(d_source, SOURCE_LABEL))
+        + F.mse_loss(d_target, torch.full_like(d_target, TARGET_LABEL))
+    )
 
 
 def lsgan_g_loss(d_target: torch.Tensor) -> torch.Tensor:
@@ -286,6 +312,7 @@ def frozen_call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 # -- the recipe base class ------------------------------------------------------------------------
+
 
 class NetworkRecipe:
     """Base of the whole-network recipes; :func:`~vsda_ros.adaptation.train.train` drives it.
@@ -402,8 +429,11 @@ class AdversarialRecipe(NetworkRecipe):
         self.disc_net = self.disc
 
     def trainable(self) -> dict[str, nn.Module]:
-        return {'network': self.model, 'disc': self.disc} if self.has_source else \
-            {'network': self.model}
+        return (
+            {'network': self.model, 'disc': self.disc}
+            if self.has_source
+            else {'network': self.model}
+        )
 
     def wrap(self, fn) -> None:
         super().wrap(fn)

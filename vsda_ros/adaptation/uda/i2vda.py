@@ -20,6 +20,7 @@ Three parts:
   trained with weight ``adv_weight`` to make target outputs look like source ones; plus the
   supervised source term.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,9 +44,9 @@ from vsda_ros.adaptation.uda.common import (
 from vsda_ros.temporal.flow import warp
 
 
-def interpolation_weights(f10: torch.Tensor, f01: torch.Tensor, t: float
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                     torch.Tensor]:
+def interpolation_weights(
+    f10: torch.Tensor, f01: torch.Tensor, t: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flows and weights that carry frames 0 and 1 to time ``t``.
 
     Args:
@@ -68,8 +69,9 @@ def interpolation_weights(f10: torch.Tensor, f01: torch.Tensor, t: float
     return ft0, ft1, alpha[:, None], v0, v1
 
 
-def interpolate(x0: torch.Tensor, x1: torch.Tensor, ft0: torch.Tensor, ft1: torch.Tensor,
-                alpha: torch.Tensor) -> torch.Tensor:
+def interpolate(
+    x0: torch.Tensor, x1: torch.Tensor, ft0: torch.Tensor, ft1: torch.Tensor, alpha: torch.Tensor
+) -> torch.Tensor:
     """``α·W(x0, F_t→0) + (1 − α)·W(x1, F_t→1)`` for images or probability maps."""
     return alpha * warp(x0, ft0) + (1.0 - alpha) * warp(x1, ft1)
 
@@ -108,8 +110,9 @@ class I2vdaRecipe(AdversarialRecipe):
     def pseudo_labels(self, x0, x1, f10, f01, t: float):
         """Proxy pseudo-labels for the frame synthesised at ``t`` (with the weights used)."""
         ft0, ft1, alpha, v0, v1 = interpolation_weights(f10, f01, t)
-        prob = interpolate(torch.softmax(self.proxy(x0), 1), torch.softmax(self.proxy(x1), 1),
-                           ft0, ft1, alpha)
+        prob = interpolate(
+            torch.softmax(self.proxy(x0), 1), torch.softmax(self.proxy(x1), 1), ft0, ft1, alpha
+        )
         keep = (v0 | v1) & (normalised_entropy(prob) < self.cfg.entropy_threshold)
         return confident_labels(prob, 0.0, keep), (ft0, ft1, alpha)
 
@@ -128,8 +131,11 @@ class I2vdaRecipe(AdversarialRecipe):
             target_logits = self.net(xt)
             loss_pl = ce_loss(target_logits, pseudo)
             total = total + loss_pl
-            logs.update(proxy=float(loss_pl.detach()), t=t,
-                        pseudo_ratio=float((pseudo != 255).float().mean()))
+            logs.update(
+                proxy=float(loss_pl.detach()),
+                t=t,
+                pseudo_ratio=float((pseudo != 255).float().mean()),
+            )
         if source is not None:
             # supervised source term
             xs, ys = to_tensor(source[0], self.device), labels_tensor(source[1], self.device)
@@ -143,8 +149,11 @@ class I2vdaRecipe(AdversarialRecipe):
             # … while the discriminator learns source = 1, target = 0 (on detached outputs)
             loss_d = lsgan_d_loss(self.disc_net(p_src.detach()), self.disc_net(p_tgt.detach()))
             total = total + cfg.source_weight * loss_src + cfg.adv_weight * loss_adv + loss_d
-            logs.update(source=float(loss_src.detach()), adv=float(loss_adv.detach()),
-                        disc=float(loss_d.detach()))
+            logs.update(
+                source=float(loss_src.detach()),
+                adv=float(loss_adv.detach()),
+                disc=float(loss_d.detach()),
+            )
         if target_logits is None:  # nothing to learn this step (cannot happen: L = 0 then)
             total = total + self.net(x0).sum() * 0.0
         return total, logs

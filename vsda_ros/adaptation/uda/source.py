@@ -3,6 +3,7 @@
 The baseline every adaptation method is compared with, and the source term the others add when
 a source set is given. It needs no target video.
 """
+
 from __future__ import annotations
 
 import torch

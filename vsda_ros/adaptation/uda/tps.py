@@ -14,6 +14,7 @@ For a target pair (previous, current):
 The network must agree with its own (temporally propagated) answer on a harder view of the next
 frame: consistency across time and across appearance.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,9 +33,14 @@ from vsda_ros.temporal.flow import warp
 
 
 @torch.no_grad()
-def cross_frame_pseudo_labels(teacher, prev: torch.Tensor, cur: torch.Tensor,  # noqa: ARG001
-                              flow: torch.Tensor, threshold: float, class_balance: float = 0.0
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
+def cross_frame_pseudo_labels(
+    teacher,
+    prev: torch.Tensor,
+    cur: torch.Tensor,  # noqa: ARG001
+    flow: torch.Tensor,
+    threshold: float,
+    class_balance: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's prediction on ``prev`` carried to ``cur``.
 
     Args:
@@ -69,16 +75,18 @@ class TpsRecipe(NetworkRecipe):
         b, _, h, w = cur.shape
         # 1–3. the teacher's previous-frame prediction, warped onto the current frame
         flow = batch_flow(self.flow, cur, prev)
-        pseudo, _ = cross_frame_pseudo_labels(self.teacher, prev, cur, flow, self.cfg.confidence,
-                                              self.cfg.class_balance)
+        pseudo, _ = cross_frame_pseudo_labels(
+            self.teacher, prev, cur, flow, self.cfg.confidence, self.cfg.class_balance
+        )
         # 4. the student on a strongly augmented current frame, same geometry for the labels
         params = self.augment.draw(self.rng, b, h, w)
         x_aug, y_aug = self.augment.images(cur, params), self.augment.labels(pseudo, params)
         loss_tps = ce_loss(self.net(x_aug), y_aug)
         # 5. the source term
         loss_src, logs = self.source_term(source)
-        logs.update(tps=float(loss_tps.detach()),
-                    pseudo_ratio=float((pseudo != 255).float().mean()))
+        logs.update(
+            tps=float(loss_tps.detach()), pseudo_ratio=float((pseudo != 255).float().mean())
+        )
         return loss_tps + loss_src, logs
 
     def after_step(self) -> None:

@@ -30,6 +30,7 @@ its motion field is not taught flow here, so start it from a trained block (``fu
 e.g. ``espnet-camvid``'s shipped one: no weight depends on the classes when ``num_deform`` is
 0).
 """
+
 from __future__ import annotations
 
 from typing import cast
@@ -50,18 +51,19 @@ from vsda_ros.adaptation.uda.common import (
 from vsda_ros.temporal.guided_fusion import GuidedFusionBlock
 from vsda_ros.temporal.modules import TemporalModules
 
-Box = tuple[int, int, int, int]   # x0, y0, w, h
+Box = tuple[int, int, int, int]  # x0, y0, w, h
 __all__ = ['Box', 'Degrade', 'TslRecipe', 'crop', 'spatial_teacher', 'weather_degrade']
 
 
 def crop(x: torch.Tensor, box: Box) -> torch.Tensor:
     """…×H×W → …×h×w: the box (x0, y0, w, h)."""
     x0, y0, w, h = box
-    return x[..., y0:y0 + h, x0:x0 + w]
+    return x[..., y0 : y0 + h, x0 : x0 + w]
 
 
-def spatial_teacher(net, frame: torch.Tensor, box: Box,
-                    zoom: float | tuple[float, float]) -> torch.Tensor:
+def spatial_teacher(
+    net, frame: torch.Tensor, box: Box, zoom: float | tuple[float, float]
+) -> torch.Tensor:
     """Logits of ``box`` of ``frame`` (1×3×H×W) seen at ``zoom``× resolution, at the box size.
 
     The box is upsampled (bilinear) to ``round(h·zy)×round(w·zx)`` (``zoom`` = z or (zx, zy)),
@@ -72,8 +74,11 @@ def spatial_teacher(net, frame: torch.Tensor, box: Box,
     zx, zy = (zoom, zoom) if isinstance(zoom, (int, float)) else zoom
     patch = crop(frame, box)
     size = (max(1, round(h * zy)), max(1, round(w * zx)))
-    up = F.interpolate(patch, size=size, mode='bilinear', align_corners=False) \
-        if size != (h, w) else patch
+    up = (
+        F.interpolate(patch, size=size, mode='bilinear', align_corners=False)
+        if size != (h, w)
+        else patch
+    )
     logits = net(up)
     return F.interpolate(logits, size=(h, w), mode='area') if size != (h, w) else logits
 
@@ -90,12 +95,17 @@ class TslRecipe(NetworkRecipe):
         self.fusion_net = self.fusion
         self.teacher = frozen_copy(model)
         self.teacher_fusion = frozen_copy(self.fusion)
-        self.degrade = degrade or weather_degrade(list(cfg.weather_kinds),
-                                                  tuple(cfg.weather_intensity))
+        self.degrade = degrade or weather_degrade(
+            list(cfg.weather_kinds), tuple(cfg.weather_intensity)
+        )
 
     def modules(self):
-        return {'network': self.model, 'fusion': self.fusion, 'teacher': self.teacher,
-                'teacher_fusion': self.teacher_fusion}
+        return {
+            'network': self.model,
+            'fusion': self.fusion,
+            'teacher': self.teacher,
+            'teacher_fusion': self.teacher_fusion,
+        }
 
     def trainable(self):
         return {'network': self.model, 'fusion': self.fusion}
@@ -114,13 +124,14 @@ class TslRecipe(NetworkRecipe):
 
     def student_size(self, w: int, h: int) -> tuple[int, int]:
         cw, ch = self.cfg.tsl_crop
-        return (min(cw, w) if cw > 0 else max(1, w // 2),
-                min(ch, h) if ch > 0 else max(1, h // 2))
+        return (min(cw, w) if cw > 0 else max(1, w // 2), min(ch, h) if ch > 0 else max(1, h // 2))
 
     def draw_boxes(self, batch: int, w: int, h: int) -> list[Box]:
         cw, ch = self.student_size(w, h)
-        return [(int(self.rng.integers(0, w - cw + 1)), int(self.rng.integers(0, h - ch + 1)),
-                 cw, ch) for _ in range(batch)]
+        return [
+            (int(self.rng.integers(0, w - cw + 1)), int(self.rng.integers(0, h - ch + 1)), cw, ch)
+            for _ in range(batch)
+        ]
 
     def loss(self, clips, source):
         cfg, dev = self.cfg, self.device
@@ -133,39 +144,48 @@ class TslRecipe(NetworkRecipe):
             t_cur, t_prev = self.teacher(torch.cat([cur, prev])).chunk(2)
             tf = self.teacher_fusion
             if self.guided:
-                guided = cast(GuidedFusionBlock, tf)    # fusion_variant 'guided'
+                guided = cast(GuidedFusionBlock, tf)  # fusion_variant 'guided'
                 fused = tf(t_cur, t_prev, guided.guide(cur), guided.guide(prev))
             else:
                 fused = tf(t_cur, t_prev)
-            prob_t = torch.cat([crop(fused[i:i + 1], box) for i, box in enumerate(boxes)]
-                               ).softmax(1)
+            prob_t = torch.cat(
+                [crop(fused[i : i + 1], box) for i, box in enumerate(boxes)]
+            ).softmax(1)
             # 3. spatial teacher on the zoomed clean boxes
-            prob_s = torch.cat([spatial_teacher(self.teacher, cur[i:i + 1], box, cfg.zoom_xy)
-                                for i, box in enumerate(boxes)]).softmax(1)
+            prob_s = torch.cat(
+                [
+                    spatial_teacher(self.teacher, cur[i : i + 1], box, cfg.zoom_xy)
+                    for i, box in enumerate(boxes)
+                ]
+            ).softmax(1)
         pl_t = confident_labels(prob_t, cfg.confidence, class_balance=cfg.class_balance)
         pl_s = confident_labels(prob_s, cfg.confidence, class_balance=cfg.class_balance)
         # 4. the student: the boxes of both frames under temporal weather
         degraded = []
         for i, box in enumerate(boxes):
             x0, y0, cw, ch = box
-            pair = [np.ascontiguousarray(clips[i][k][y0:y0 + ch, x0:x0 + cw]) for k in (0, 1)]
+            pair = [np.ascontiguousarray(clips[i][k][y0 : y0 + ch, x0 : x0 + cw]) for k in (0, 1)]
             degraded.append(self.degrade(pair, self.rng))
         d_prev, d_cur = (to_tensor([d[k] for d in degraded], dev) for k in (0, 1))
         grad = torch.enable_grad() if self.cfg.trains_base else torch.no_grad()
         with grad:
             s_cur, s_prev = self.net(torch.cat([d_cur, d_prev])).chunk(2)
         if self.guided:
-            block = cast(GuidedFusionBlock, self.fusion)    # fusion_variant 'guided'
+            block = cast(GuidedFusionBlock, self.fusion)  # fusion_variant 'guided'
             s_fused = self.fusion_net(s_cur, s_prev, block.guide(d_cur), block.guide(d_prev))
         else:
             s_fused = self.fusion_net(s_cur, s_prev)
         # 5. consistency with both teachers (+ source)
         loss_t = ce_loss(s_fused, pl_t)
         loss_s = ce_loss(s_cur, pl_s) if self.cfg.trains_base else torch.zeros((), device=dev)
-        loss_src, logs = self.source_term(source) if self.cfg.trains_base else \
-            (torch.zeros((), device=dev), {})
-        logs.update(temporal=float(loss_t.detach()), spatial=float(loss_s.detach()),
-                    pseudo_ratio=float((pl_t != 255).float().mean()))
+        loss_src, logs = (
+            self.source_term(source) if self.cfg.trains_base else (torch.zeros((), device=dev), {})
+        )
+        logs.update(
+            temporal=float(loss_t.detach()),
+            spatial=float(loss_s.detach()),
+            pseudo_ratio=float((pl_t != 255).float().mean()),
+        )
         return loss_t + cfg.spatial_weight * loss_s + loss_src, logs
 
     def after_step(self) -> None:

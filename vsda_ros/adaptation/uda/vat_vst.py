@@ -16,6 +16,7 @@ inside the image: :func:`aggregate_probabilities`); pixels whose averaged confid
 ``confidence`` are ignored. The network is trained on the strongly augmented middle frame
 against these temporally aggregated pseudo-labels (+ the source term).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,8 +40,9 @@ from vsda_ros.adaptation.uda.common import (
 from vsda_ros.temporal.flow import warp
 
 
-def aggregate_probabilities(probs: list[torch.Tensor], flows: list[torch.Tensor | None]
-                            ) -> torch.Tensor:
+def aggregate_probabilities(
+    probs: list[torch.Tensor], flows: list[torch.Tensor | None]
+) -> torch.Tensor:
     """Average of softmax maps warped onto one frame.
 
     Args:
@@ -60,12 +62,13 @@ def aggregate_probabilities(probs: list[torch.Tensor], flows: list[torch.Tensor 
             p, valid = warp(prob, flow), inside(flow)[:, None].to(prob.dtype)
         total = p * valid if total is None else total + p * valid
         count = valid if count is None else count + valid
-    assert total is not None and count is not None     # the reference frame is in probs
+    assert total is not None and count is not None  # the reference frame is in probs
     return total / count.clamp_min(1.0)
 
 
-def pseudo_clip(x: torch.Tensor, frames: int, rng: np.random.Generator,
-                shift: float = 0.04, zoom: float = 0.05) -> list[torch.Tensor]:
+def pseudo_clip(
+    x: torch.Tensor, frames: int, rng: np.random.Generator, shift: float = 0.04, zoom: float = 0.05
+) -> list[torch.Tensor]:
     """``frames`` views of B×3×H×W images: the images themselves, then views shifted by up to
     ``shift`` of the size and zoomed by up to ±``zoom`` (border pixels repeated)."""
     views = [x]
@@ -79,8 +82,9 @@ def pseudo_clip(x: torch.Tensor, frames: int, rng: np.random.Generator,
         theta[:, 0, 2] = torch.as_tensor(tx, dtype=x.dtype)
         theta[:, 1, 2] = torch.as_tensor(ty, dtype=x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        views.append(F.grid_sample(x, grid, mode='bilinear', padding_mode='border',
-                                   align_corners=False))
+        views.append(
+            F.grid_sample(x, grid, mode='bilinear', padding_mode='border', align_corners=False)
+        )
     return views
 
 
@@ -99,7 +103,7 @@ class VatVstRecipe(AdversarialRecipe):
         super().__init__(model, cfg, rank)
         self.frames = int(cfg.clip_frames)
         self._add_discriminator(model.num_classes * self.frames)
-        self.labeller = frozen_copy(model)   # the VST pseudo-label network (set at the switch)
+        self.labeller = frozen_copy(model)  # the VST pseudo-label network (set at the switch)
         self.switched_at: int | None = None
 
     def modules(self):
@@ -118,7 +122,7 @@ class VatVstRecipe(AdversarialRecipe):
 
     def begin_step(self, iteration: int) -> None:
         super().begin_step(iteration)
-        if self.iteration == self.switch:      # freeze the network as the pseudo-labeller
+        if self.iteration == self.switch:  # freeze the network as the pseudo-labeller
             copy_weights(self.labeller, self.model)
             self.switched_at = self.iteration
 
@@ -128,8 +132,11 @@ class VatVstRecipe(AdversarialRecipe):
         m = len(xs) // 2
         probs = [torch.softmax(self.labeller(x), 1) for x in xs]
         flows = [None if k == m else batch_flow(self.flow, xs[m], x) for k, x in enumerate(xs)]
-        return confident_labels(aggregate_probabilities(probs, flows), self.cfg.confidence,
-                                class_balance=self.cfg.class_balance)
+        return confident_labels(
+            aggregate_probabilities(probs, flows),
+            self.cfg.confidence,
+            class_balance=self.cfg.class_balance,
+        )
 
     def loss(self, clips, source):
         xs = [to_tensor([c[k] for c in clips], self.device) for k in range(self.frames)]
@@ -140,18 +147,24 @@ class VatVstRecipe(AdversarialRecipe):
     def _vat(self, xs, source):
         cfg, b = self.cfg, len(source[0])
         src_views = pseudo_clip(to_tensor(source[0], self.device), self.frames, self.rng)
-        if src_views[0].shape == xs[0].shape:                  # one pass over both clips
+        if src_views[0].shape == xs[0].shape:  # one pass over both clips
             src_logits, tgt_logits = self.net(torch.cat(src_views + xs)).split(
-                [b * self.frames, xs[0].shape[0] * self.frames])
+                [b * self.frames, xs[0].shape[0] * self.frames]
+            )
         else:
             src_logits, tgt_logits = self.net(torch.cat(src_views)), self.net(torch.cat(xs))
-        clip_src, clip_tgt = (_stack_clip(torch.softmax(lg, 1), self.frames)
-                              for lg in (src_logits, tgt_logits))
+        clip_src, clip_tgt = (
+            _stack_clip(torch.softmax(lg, 1), self.frames) for lg in (src_logits, tgt_logits)
+        )
         loss_src = ce_loss(src_logits[:b], labels_tensor(source[1], self.device))
         loss_adv = lsgan_g_loss(frozen_call(self.disc, clip_tgt))
         loss_d = lsgan_d_loss(self.disc_net(clip_src.detach()), self.disc_net(clip_tgt.detach()))
-        logs = {'stage': 0.0, 'source': float(loss_src.detach()),
-                'adv': float(loss_adv.detach()), 'disc': float(loss_d.detach())}
+        logs = {
+            'stage': 0.0,
+            'source': float(loss_src.detach()),
+            'adv': float(loss_adv.detach()),
+            'disc': float(loss_d.detach()),
+        }
         return cfg.source_weight * loss_src + cfg.adv_weight * loss_adv + loss_d, logs
 
     def _vst(self, xs, source):
@@ -159,9 +172,13 @@ class VatVstRecipe(AdversarialRecipe):
         pseudo = self.aggregated_labels(xs)
         b, _, h, w = xs[m].shape
         params = self.augment.draw(self.rng, b, h, w)
-        loss_st = ce_loss(self.net(self.augment.images(xs[m], params)),
-                          self.augment.labels(pseudo, params))
+        loss_st = ce_loss(
+            self.net(self.augment.images(xs[m], params)), self.augment.labels(pseudo, params)
+        )
         loss_src, logs = self.source_term(source)
-        logs.update(stage=1.0, vst=float(loss_st.detach()),
-                    pseudo_ratio=float((pseudo != 255).float().mean()))
+        logs.update(
+            stage=1.0,
+            vst=float(loss_st.detach()),
+            pseudo_ratio=float((pseudo != 255).float().mean()),
+        )
         return loss_st + loss_src, logs

@@ -5,6 +5,7 @@ Both confine ROS to loopback (network rule) before rclpy starts, start the node 
 temporary params file, and clean up the process, the file and the client context whatever
 happens.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,12 @@ from typing import Iterator
 def fastdds_profile() -> str | None:
     """The package's Fast DDS profile (``config/fastdds_profile.xml``), or ``None``."""
     from pathlib import Path
+
     here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / 'config' / 'fastdds_profile.xml',     # source tree
-                      Path(sys.prefix) / 'share' / 'vsda_ros' / 'config' / 'fastdds_profile.xml'):
+    for candidate in (
+        here.parents[2] / 'config' / 'fastdds_profile.xml',  # source tree
+        Path(sys.prefix) / 'share' / 'vsda_ros' / 'config' / 'fastdds_profile.xml',
+    ):
         if candidate.is_file():
             return str(candidate)
     return None
@@ -47,9 +51,18 @@ def node_process(params: dict, stdout=None) -> Iterator[subprocess.Popen]:
     # '/**' matches the node under any name and namespace ('segmentation_node' would not)
     yaml.safe_dump({'/**': {'ros__parameters': params}}, tmp)
     tmp.close()
-    proc = subprocess.Popen([sys.executable, '-m', 'vsda_ros.ros.segmentation_node',
-                             '--ros-args', '--params-file', tmp.name], stdout=stdout,
-                            stderr=subprocess.STDOUT if stdout is not None else None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            '-m',
+            'vsda_ros.ros.segmentation_node',
+            '--ros-args',
+            '--params-file',
+            tmp.name,
+        ],
+        stdout=stdout,
+        stderr=subprocess.STDOUT if stdout is not None else None,
+    )
     try:
         yield proc
     finally:

@@ -25,6 +25,7 @@ The node is started with the evaluation's ``backend`` and ``precision`` (``vsda 
 ``precision`` the node reports it actually runs (its ``/diagnostics``; ``None`` if it reported
 none), which with ``--attach`` may differ from the options given.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,8 +65,9 @@ class LiveRunner:
         interval: keyframe interval for the ``keyframe`` strategy.
     """
 
-    def __init__(self, cfg, interval: int, attach: str | None = None,
-                 attach_gap_s: float = 1.5) -> None:
+    def __init__(
+        self, cfg, interval: int, attach: str | None = None, attach_gap_s: float = 1.5
+    ) -> None:
         self.cfg = cfg
         self.interval = interval
         self.attach = attach.rstrip('/') if attach else None
@@ -76,14 +78,29 @@ class LiveRunner:
         """The ``ros__parameters`` a started node gets for a run of ``strategy``: the
         evaluation's model, device, size, temporal weights, backend and precision, only the
         outputs the runner records."""
-        return {'model': self.cfg.model, 'strategy': strategy, 'device': self.cfg.device,
-                'backend': self.cfg.backend, 'precision': self.cfg.precision,
-                'input_size': self.cfg.size or '', 'temporal_weights': self.cfg.temporal_weights,
-                'keyframe_interval': int(self.interval), 'publish_color_mask': False,
-                'publish_overlay': False, 'publish_confidence': False, 'publish_timing': True}
+        return {
+            'model': self.cfg.model,
+            'strategy': strategy,
+            'device': self.cfg.device,
+            'backend': self.cfg.backend,
+            'precision': self.cfg.precision,
+            'input_size': self.cfg.size or '',
+            'temporal_weights': self.cfg.temporal_weights,
+            'keyframe_interval': int(self.interval),
+            'publish_color_mask': False,
+            'publish_overlay': False,
+            'publish_confidence': False,
+            'publish_timing': True,
+        }
 
-    def run(self, strategy: str, clip: Clip, clean_images: list[np.ndarray] | None = None,
-            progress: bool = True, desc: str = '') -> dict:
+    def run(
+        self,
+        strategy: str,
+        clip: Clip,
+        clean_images: list[np.ndarray] | None = None,
+        progress: bool = True,
+        desc: str = '',
+    ) -> dict:
         """Publish ``clip`` to a node running ``strategy``; same keys as ``evaluate_strategy``
         plus ``dropped``, ``backend`` and ``precision`` (what the node reports it runs).
 
@@ -104,9 +121,14 @@ class LiveRunner:
             time.sleep(self.attach_gap_s)  # a stamp gap: the node's stream guard resets
         self._runs += 1
         ns = self.attach or ''
-        with (contextlib.nullcontext() if self.attach is not None
-              else node_process(self.node_params(strategy))) as proc, \
-                client_node('vsda_eval_live') as (node, executor):
+        with (
+            (
+                contextlib.nullcontext()
+                if self.attach is not None
+                else node_process(self.node_params(strategy))
+            ) as proc,
+            client_node('vsda_eval_live') as (node, executor),
+        ):
             now_s = lambda: node.get_clock().now().nanoseconds * 1e-9  # noqa: E731
 
             def on_mask(msg: Image) -> None:
@@ -122,19 +144,24 @@ class LiveRunner:
                 reported.update(node_reported(msg, ns))
 
             pub = node.create_publisher(Image, f'{ns}/image', QoSProfile(depth=10))
-            subs = [node.create_subscription(Image, f'{ns}/mask', on_mask, QoSProfile(depth=50)),
-                    node.create_subscription(DiagnosticArray, f'{ns}/timing', on_timing,
-                                             QoSProfile(depth=50)),
-                    node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics,
-                                             QoSProfile(depth=10))]
+            subs = [
+                node.create_subscription(Image, f'{ns}/mask', on_mask, QoSProfile(depth=50)),
+                node.create_subscription(
+                    DiagnosticArray, f'{ns}/timing', on_timing, QoSProfile(depth=50)
+                ),
+                node.create_subscription(
+                    DiagnosticArray, '/diagnostics', on_diagnostics, QoSProfile(depth=10)
+                ),
+            ]
             deadline = time.monotonic() + (30 if self.attach is not None else 60)
             while pub.get_subscription_count() == 0 or subs[0].get_publisher_count() == 0:
-                if (proc is not None and proc.poll() is not None) \
-                        or time.monotonic() > deadline:
+                if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
                     raise RuntimeError(
                         f'no segmentation_node on {ns or "/"}image → {ns}/mask (is it running '
-                        f'in this ROS_DOMAIN_ID?)' if self.attach is not None else
-                        f'segmentation_node ({strategy}) did not start')
+                        f'in this ROS_DOMAIN_ID?)'
+                        if self.attach is not None
+                        else f'segmentation_node ({strategy}) did not start'
+                    )
                 executor.spin_once(timeout_sec=0.1)
             # Matching is seen from our side first; give the node's side a moment too, or the
             # first (best-effort) frame can be lost.
@@ -143,8 +170,15 @@ class LiveRunner:
                 executor.spin_once(timeout_sec=0.05)
             sent: list[tuple[tuple, float]] = []
             t0 = time.monotonic()
-            for i, img in enumerate(tqdm(clip.images, desc=desc or strategy, unit='frame',
-                                         disable=not progress, leave=False)):
+            for i, img in enumerate(
+                tqdm(
+                    clip.images,
+                    desc=desc or strategy,
+                    unit='frame',
+                    disable=not progress,
+                    leave=False,
+                )
+            ):
                 while (wait := t0 + i / rate - time.monotonic()) > 0:
                     executor.spin_once(timeout_sec=min(wait, 0.005))
                 msg = numpy_to_image(img, None, 'rgb8')
@@ -152,26 +186,28 @@ class LiveRunner:
                 msg.header.stamp = stamp.to_msg()
                 msg.header.frame_id = 'camera'
                 pub.publish(msg)
-                sent.append(((msg.header.stamp.sec, msg.header.stamp.nanosec),
-                             stamp.nanoseconds * 1e-9))
+                sent.append(
+                    ((msg.header.stamp.sec, msg.header.stamp.nanosec), stamp.nanoseconds * 1e-9)
+                )
             end = time.monotonic() + 3.0  # the last frames are still in the node
-            while time.monotonic() < end and (sent[-1][0] not in masks or (
-                    self.attach is None and sent[-1][0] not in stages)):
+            while time.monotonic() < end and (
+                sent[-1][0] not in masks or (self.attach is None and sent[-1][0] not in stages)
+            ):
                 executor.spin_once(timeout_sec=0.02)
             wall = time.monotonic() - t0
             end = time.monotonic() + DIAGNOSTICS_WAIT_S  # the node reports once a second
             while time.monotonic() < end and 'backend' not in reported:
                 executor.spin_once(timeout_sec=0.05)
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f'segmentation_node ({strategy}) exited with code '
-                                   f'{proc.returncode}')
+                raise RuntimeError(
+                    f'segmentation_node ({strategy}) exited with code {proc.returncode}'
+                )
         out = self._score(strategy, clip, sent, masks, stages, wall, clean_images)
         out.update(backend=reported.get('backend'), precision=reported.get('precision'))
         return out
 
     @staticmethod
-    def _score(strategy: str, clip: Clip, sent, masks, stages, wall: float,
-               clean_images) -> dict:
+    def _score(strategy: str, clip: Clip, sent, masks, stages, wall: float, clean_images) -> dict:
         preds, latency, keys, dropped = [], [], 0, 0
         stage_lists: dict[str, list[float]] = {}
         cm = clip.confusion_matrix()
@@ -194,13 +230,19 @@ class LiveRunner:
             if label is not None:
                 cm.update(last, label)
         received = len(sent) - dropped
-        out = {'strategy': strategy, 'frames': len(sent), 'dropped': dropped,
-               'latency_ms': percentiles_ms(latency, (50, 95, 99)),
-               'stage_ms': {k: percentiles_ms(v, (50, 95)) for k, v in stage_lists.items()
-                            if k != 'keyframe'},
-               'fps': received / wall if wall > 0 else None,
-               'keyframe_ratio': keys / max(1, received), 'latency_samples': latency,
-               'tc': temporal_consistency(preds, scored_images, clip.num_classes)}
+        out = {
+            'strategy': strategy,
+            'frames': len(sent),
+            'dropped': dropped,
+            'latency_ms': percentiles_ms(latency, (50, 95, 99)),
+            'stage_ms': {
+                k: percentiles_ms(v, (50, 95)) for k, v in stage_lists.items() if k != 'keyframe'
+            },
+            'fps': received / wall if wall > 0 else None,
+            'keyframe_ratio': keys / max(1, received),
+            'latency_samples': latency,
+            'tc': temporal_consistency(preds, scored_images, clip.num_classes),
+        }
         if cm.matrix.sum():
             out.update(_score(cm, clip.class_names))
         # align with the clip for the caller (agreement, samples): hold the first mask back

@@ -13,6 +13,7 @@ TF publisher, reports "Fixed Frame [map] does not exist" in Global Status. The l
 selects RViz's built-in identity transformer (``rviz_common/Identity``), for which every frame
 exists, instead of asking the user to publish a static transform nobody needs.
 """
+
 from __future__ import annotations
 
 import yaml
@@ -21,9 +22,11 @@ import yaml
 NODE_NAME = 'segmentation_node'
 #: (display name, topic relative to the node, QoS reliability): the node's outputs are reliable
 OUTPUT_DISPLAYS = (('Color mask', 'color_mask', 'Reliable'), ('Overlay', 'overlay', 'Reliable'))
-HEADER = ('# RViz2 layout for vsda_ros segmentation_node: '
-          'vsda_ros.ros.tools.rviz_config.rviz_config()\n'
-          '# (launch/segment.launch.py writes one for its namespace and image_topic).\n')
+HEADER = (
+    '# RViz2 layout for vsda_ros segmentation_node: '
+    'vsda_ros.ros.tools.rviz_config.rviz_config()\n'
+    '# (launch/segment.launch.py writes one for its namespace and image_topic).\n'
+)
 
 
 def normalize_namespace(namespace: str) -> str:
@@ -78,14 +81,20 @@ def _image_display(name: str, topic: str, reliability: str) -> dict:
 
 def rviz_layout(image_topic: str = 'image', namespace: str = '') -> dict:
     """The layout as a dict (see :func:`rviz_config`)."""
-    displays = [_image_display('Camera image', resolve_topic(image_topic, namespace),
-                               'Best Effort')]  # cameras publish sensor-data QoS
-    displays += [_image_display(name, resolve_topic(rel, namespace), qos)
-                 for name, rel, qos in OUTPUT_DISPLAYS]
+    displays = [
+        _image_display('Camera image', resolve_topic(image_topic, namespace), 'Best Effort')
+    ]  # cameras publish sensor-data QoS
+    displays += [
+        _image_display(name, resolve_topic(rel, namespace), qos)
+        for name, rel, qos in OUTPUT_DISPLAYS
+    ]
     return {
         'Panels': [
-            {'Class': 'rviz_common/Displays', 'Name': 'Displays',
-             'Property Tree Widget': {'Expanded': None}},
+            {
+                'Class': 'rviz_common/Displays',
+                'Name': 'Displays',
+                'Property Tree Widget': {'Expanded': None},
+            },
             {'Class': 'rviz_common/Views', 'Name': 'Views'},
         ],
         'Visualization Manager': {
@@ -116,6 +125,7 @@ def rviz_config(image_topic: str = 'image', namespace: str = '') -> str:
 
     Raises ``ValueError`` for an empty or malformed topic name or namespace.
     """
-    body = yaml.safe_dump(rviz_layout(image_topic, namespace), sort_keys=False,
-                          default_flow_style=False, width=99)
+    body = yaml.safe_dump(
+        rviz_layout(image_topic, namespace), sort_keys=False, default_flow_style=False, width=99
+    )
     return HEADER + body
