@@ -10,7 +10,7 @@ fp32 backends within 0.05 mIoU of torch and ≥ 99.9 % argmax agreement; bf16 an
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,13 +18,17 @@ import torch
 # the limits live in the inference core: backend auto decides on the same ones
 from vsda_ros.inference.evidence import Limits, within_limits  # noqa: F401 - re-exported
 
+if TYPE_CHECKING:
+    from vsda_ros.evaluation.temporal import Clip
+    from vsda_ros.inference.segmenter import Segmenter
+
 
 class Reference:
     """The torch reference's outputs on a set of frames, computed once and shared by every
     backend checked: labels of every frame, logits of the first ``keep_logits`` (for the max
     logit error; all logits of a long clip would take GBs)."""
 
-    def __init__(self, ref, images: list[np.ndarray], keep_logits: int = 8) -> None:
+    def __init__(self, ref: Segmenter, images: list[np.ndarray], keep_logits: int = 8) -> None:
         self.ref, self.images = ref, images
         self.labels: list[np.ndarray] = []
         self.logits: list[torch.Tensor] = []
@@ -37,11 +41,11 @@ class Reference:
 
 
 def measure(
-    seg,
-    ref,
+    seg: Segmenter,
+    ref: Segmenter,
     images: list[np.ndarray],
     labels: list[np.ndarray | None] | None = None,
-    clip=None,
+    clip: Clip | None = None,
     reference: Reference | None = None,
 ) -> dict:
     """Run ``seg`` and the torch reference ``ref`` (both :class:`Segmenter`) on ``images``.
@@ -69,13 +73,14 @@ def measure(
             same += int((la == lb).sum())
             total += la.size
             if cms is not None:
-                assert labels is not None  # confusion matrices only with labels
+                assert clip is not None and labels is not None  # cms only with both
                 label = labels[i]
                 if label is not None:
                     cms[0].update(clip.to_label_space(lb), label)
                     cms[1].update(clip.to_label_space(la), label)
     out: dict[str, Any] = {'max_logit_error': err, 'argmax_agreement': 100.0 * same / max(total, 1)}
     if cms is not None:
+        assert clip is not None  # cms only with a clip
         names = clip.class_names
         for key, cm in (('', cms[0]), ('ref_', cms[1])):
             iou = cm.iou() * 100

@@ -6,6 +6,8 @@ corrected, plain warping and per-frame) with the cost of a key and a propagated 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable, cast
+
 import numpy as np
 
 from vsda_ros.evaluation.report import mean_ms
@@ -16,9 +18,18 @@ from vsda_ros.evaluation.temporal import (
     per_frame_at_distance,
 )
 
+if TYPE_CHECKING:
+    from vsda_ros.temporal.keyframe import Keyframe
+    from vsda_ros.temporal.strategy import Strategy
+
 
 def adaptive_keyframes(
-    strategy, clip: Clip, threshold: float, interval: int, runs: list[dict], progress: bool
+    strategy: Callable[..., Strategy],
+    clip: Clip,
+    threshold: float,
+    interval: int,
+    runs: list[dict],
+    progress: bool,
 ) -> dict:
     """Adaptive keyframes on the clean clip next to the fixed-interval keyframe run.
 
@@ -29,7 +40,7 @@ def adaptive_keyframes(
     ``runs`` are the report rows (the clean keyframe row is the fixed-interval one). Raises
     ``ValueError`` without a trained DMNet.
     """
-    adaptive = strategy('keyframe', distortion_threshold=threshold)
+    adaptive = cast('Keyframe', strategy('keyframe', distortion_threshold=threshold))
     if adaptive.dmnet is None:
         raise ValueError('--distortion-threshold needs a trained DMNet (--temporal-weights)')
     res = evaluate_strategy(adaptive, clip, progress, 'keyframe adaptive')
@@ -53,7 +64,7 @@ def adaptive_keyframes(
 
 
 def pda_study(
-    strategy,
+    strategy: Callable[..., Strategy],
     clip: Clip,
     pda_range: tuple[int, int],
     pf_preds: list[np.ndarray] | None,
@@ -71,7 +82,7 @@ def pda_study(
     def kept(curve: dict) -> dict:
         return {d: v for d, v in curve.items() if d == 0 or low <= d <= max_d}
 
-    corrected = strategy('keyframe')
+    corrected = cast('Keyframe', strategy('keyframe'))
     pda = pda_curve(corrected, clip, max_d, progress, 'pda keyframe')
     plain = pda_curve(strategy('keyframe', correction=False), clip, max_d, progress, 'pda warp')
     if pf_preds is None:
@@ -110,7 +121,7 @@ def pda_study(
     return out
 
 
-def gflops(fn) -> float:
+def gflops(fn: Callable[[], object]) -> float:
     """GFLOPs of one call of ``fn`` as counted by torch (convs and matmuls)."""
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -16,10 +16,15 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from vsda_ros.evaluation.temporal import Clip
+    from vsda_ros.pipeline import Pipeline
 
 
 @dataclass
@@ -132,7 +137,7 @@ def _check(cfg: BenchModelConfig) -> None:
             raise ValueError(f'unknown precision {p!r} (use {", ".join(PRECISIONS)})')
 
 
-def _segmenters(pipe, size: tuple[int, int], cfg: BenchModelConfig) -> tuple[dict, list]:
+def _segmenters(pipe: Pipeline, size: tuple[int, int], cfg: BenchModelConfig) -> tuple[dict, list]:
     """``{(backend, precision): Segmenter}`` (torch fp32 first: the pipeline's own) for every
     configuration that can run here, and the ``skipped`` rows of those that cannot."""
     from vsda_ros.inference import Segmenter, SegmenterConfig
@@ -186,7 +191,7 @@ def _interleaved_rounds(segs: dict, x: torch.Tensor, cfg: BenchModelConfig) -> d
 
 
 def _results(
-    segs: dict, times: dict, flops: int, peak: float, clip, cfg: BenchModelConfig
+    segs: dict, times: dict, flops: int, peak: float, clip: Clip | None, cfg: BenchModelConfig
 ) -> list[dict]:
     """The report's ``results`` rows (with a clip: accuracy against torch fp32)."""
     from vsda_ros.evaluation.accuracy import Reference, measure

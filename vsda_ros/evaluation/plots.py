@@ -15,11 +15,15 @@ Runs are named by :func:`vsda_ros.evaluation.report.run_label` (``'rain:0.6 tran
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _plt():
+
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use('Agg')
@@ -56,7 +60,7 @@ def plot_report(r: dict, out: Path) -> list[Path]:
     return written
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     _plt().close(fig)
     return path
@@ -217,7 +221,12 @@ def plot_latency(latencies: dict[tuple[str, str], list[float]], path: Path) -> P
     return _save(fig, path)
 
 
-def plot_samples(samples: dict, palette, path: Path, max_rows: int = 10) -> Path:
+def plot_samples(
+    samples: dict,
+    palette: list[tuple[int, int, int]] | None,
+    path: Path,
+    max_rows: int = 10,
+) -> Path:
     """Rows = clean and each weather (sweeps: clean + intensity 0.6, and the transient runs);
     columns = clean input, input under the weather, prediction, label (both coloured with
     ``palette``). A row may carry its own ``clean`` input and ``label`` (a transient run shows

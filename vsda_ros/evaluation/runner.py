@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from vsda_ros.evaluation.temporal import (
     evaluate_strategy,
     load_clip,
 )
+
+if TYPE_CHECKING:
+    from vsda_ros.temporal.strategy import Strategy
 
 #: what :func:`run_eval` writes in ``out`` (a failed run removes those it wrote).
 REPORT_FILES = (
@@ -211,7 +214,7 @@ class _Evaluation:
         self.clean_predictions: dict[str, list[np.ndarray]] = {}
         cfg.out.mkdir(parents=True, exist_ok=True)
 
-    def strategy(self, name: str, **kw):
+    def strategy(self, name: str, **kw: Any) -> Strategy:
         """A fresh in-process strategy at the run's interval, flow preset and correction
         (``kw`` overrides :class:`~vsda_ros.temporal.strategy.StrategyConfig` fields)."""
         from vsda_ros.temporal.strategy import StrategyConfig
@@ -357,7 +360,7 @@ def _sample_row(
     return {**row, 'image': wclip.images[i], 'prediction': preds[i]}
 
 
-def _json(v):
+def _json(v: object) -> int | float | list:
     if isinstance(v, (np.floating, np.integer)):
         return v.item()
     if isinstance(v, torch.Tensor):

@@ -24,7 +24,7 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -164,7 +164,7 @@ def _check_runs(backend: str, precision: str, device: torch.device) -> tuple[str
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-def _ov_runner(compiled) -> Runner:
+def _ov_runner(compiled: Any) -> Runner:
     request = compiled.create_infer_request()
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -174,7 +174,7 @@ def _ov_runner(compiled) -> Runner:
     return run
 
 
-def _ort_runner(session) -> Runner:
+def _ort_runner(session: Any) -> Runner:
     name = session.get_inputs()[0].name
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -231,7 +231,7 @@ def compile_graph(
     raise ValueError(f'no compiled graphs for backend {backend!r}')
 
 
-def _ov_compiled(path: Path, precision: str, threads: int, blob_dir: Path | None):
+def _ov_compiled(path: Path, precision: str, threads: int, blob_dir: Path | None) -> Any:
     """OpenVINO's compiled model of ``path``: imported from ``blob_dir`` when a blob of this
     graph (its sha256), precision, thread count, OpenVINO version and CPU is there and matches
     the digest recorded beside it; else compiled and exported there (atomically, then its
@@ -263,7 +263,7 @@ def _ov_compiled(path: Path, precision: str, threads: int, blob_dir: Path | None
     return compiled
 
 
-def _blob_path(core, path: Path, precision: str, threads: int, blob_dir: Path) -> Path:
+def _blob_path(core: Any, path: Path, precision: str, threads: int, blob_dir: Path) -> Path:
     """``blob_dir/<graph sha256[:20]>-<precision>-t<threads>-<runtime key>.blob``."""
     import hashlib
 
@@ -387,7 +387,7 @@ class CompiledModel:
 
     __call__ = forward
 
-    def to(self, device) -> CompiledModel:
+    def to(self, device: torch.device | str) -> CompiledModel:
         """Outputs follow ``device`` (the graphs stay where they were compiled)."""
         self.device = torch.device(device)
         return self

@@ -21,9 +21,15 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from vsda_ros.inference.export_info import ExportInfo
+    from vsda_ros.models.base import ModelMeta, SegmentationModel
 
 #: frames checked per candidate at build time (start-up cost: see docs/design/backends.md).
 EVIDENCE_FRAMES = 4
@@ -76,7 +82,9 @@ def runtime_key(device: torch.device) -> str:
     return hashlib.sha256('|'.join(parts).encode()).hexdigest()[:12]
 
 
-def evidence_frames(meta, size: tuple[int, int]) -> tuple[list[np.ndarray], list | None, str]:
+def evidence_frames(
+    meta: ModelMeta, size: tuple[int, int]
+) -> tuple[list[np.ndarray], list | None, str]:
     """(images at ``size``, labels in the model's class ids or ``None``, description)."""
     import cv2
 
@@ -109,7 +117,7 @@ def evidence_frames(meta, size: tuple[int, int]) -> tuple[list[np.ndarray], list
     return images, None, f'{EVIDENCE_FRAMES} synthetic frames (no VSDA_DATA_DIR/camvid/val)'
 
 
-def _labels(meta, files: list, size: tuple[int, int]) -> list | None:
+def _labels(meta: ModelMeta, files: list[Path], size: tuple[int, int]) -> list | None:
     """CamVid-11 labels of ``files`` (``valannot``) at ``size``, as (labels, LUT model→label
     class) pairs for CamVid- or Cityscapes-class models; ``None`` otherwise or when missing."""
     import cv2
@@ -148,7 +156,11 @@ def miou(preds: list[np.ndarray], labels: list, n: int = 11) -> float:
 
 
 def ensure_checks(
-    record: dict, info, model, device: torch.device, pairs: list[tuple[str, str]]
+    record: dict,
+    info: ExportInfo,
+    model: SegmentationModel,
+    device: torch.device,
+    pairs: list[tuple[str, str]],
 ) -> bool:
     """Check ``pairs`` in order against torch on the evidence frames until one is within the
     limits (those already in ``record['checks']`` are reused); ``True`` when something was
@@ -174,9 +186,10 @@ def ensure_checks(
     return added
 
 
-def _reference(info, model) -> tuple:
+def _reference(info: ExportInfo, model: SegmentationModel) -> tuple:
     """(inputs, torch labels at the network size, labels or ``None``, frames description)."""
-    images, labels, source = evidence_frames(model.meta, tuple(info.size))
+    size = cast('tuple[int, int]', tuple(info.size))
+    images, labels, source = evidence_frames(model.meta, size)
     xs = [
         torch.from_numpy(im.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0))[None]
         for im in images
@@ -186,7 +199,9 @@ def _reference(info, model) -> tuple:
     return xs, ref, labels, source
 
 
-def _check(info, backend: str, precision: str, device: torch.device, ref: tuple) -> dict:
+def _check(
+    info: ExportInfo, backend: str, precision: str, device: torch.device, ref: tuple
+) -> dict:
     """One candidate's record: agreement, mIoU (with labels), ``within_limits``, ``check``."""
     from vsda_ros.inference.backends import CompileOptions, compile_graph
     from vsda_ros.inference.export import cache_root, graph_for

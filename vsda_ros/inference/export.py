@@ -43,6 +43,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -100,7 +101,7 @@ def _onnx_export(module: nn.Module, x: torch.Tensor, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _temporary(path: Path):
+def _temporary(path: Path) -> Iterator[Path]:
     """A temporary name next to ``path`` to write to; renamed to ``path`` (mode as the umask
     gives) when the block succeeds, removed when it fails."""
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp{path.suffix}')
@@ -304,7 +305,11 @@ def graph_for(info: ExportInfo, backend: str, precision: str, part: str) -> Path
 QUANTIZED_OPS = ('Conv',)
 
 
-def quantize_int8(info: ExportInfo, frames: list[np.ndarray], preprocess) -> ExportInfo:
+def quantize_int8(
+    info: ExportInfo,
+    frames: list[np.ndarray],
+    preprocess: Callable[[np.ndarray], torch.Tensor],
+) -> ExportInfo:
     """Post-training static int8 quantization (ONNX Runtime tooling, QDQ, per-channel weights,
     symmetric activations) of the three graphs, calibrated on ``frames`` (H×W×3 uint8 RGB,
     unlabelled, the user's own data; 16–64 frames are plenty).
@@ -328,7 +333,7 @@ def quantize_int8(info: ExportInfo, frames: list[np.ndarray], preprocess) -> Exp
         def __init__(self, tensors: list[torch.Tensor]) -> None:
             self.it = iter([{'x': t.numpy()} for t in tensors])
 
-        def get_next(self):
+        def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.it, None)
 
     files = {}
@@ -361,7 +366,12 @@ def _float_convs(path: Path) -> list[str]:
     return keep
 
 
-def _quantize_part(info: ExportInfo, part: str, data: list, reader_cls) -> None:
+def _quantize_part(
+    info: ExportInfo,
+    part: str,
+    data: list[torch.Tensor],
+    reader_cls: Callable[[list[torch.Tensor]], Any],
+) -> None:
     """Quantize the fp32 ONNX graph of ``part`` into ``<part>.int8.onnx`` (QDQ)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

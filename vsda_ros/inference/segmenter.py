@@ -31,7 +31,7 @@ from vsda_ros.inference.reduction import ScoreReducer, max_softmax_255, shared_r
 from vsda_ros.models.base import ModelMeta, SegmentationModel
 
 if TYPE_CHECKING:
-    from vsda_ros.inference.backends import CompiledModel
+    from vsda_ros.inference.backends import CompiledModel, Runner
     from vsda_ros.inference.export import ExportInfo
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class Segmenter:
         }
 
         class Lazy(dict):
-            def __missing__(self, part: str):
+            def __missing__(self, part: str) -> Runner:
                 try:
                     self[part] = compile_graph(backend, precision, paths[part], device, options)
                 except RuntimeError as e:
