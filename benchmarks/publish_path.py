@@ -187,7 +187,7 @@ def run_case(name: str, frames: int, pubs: dict | None, alpha: float = 0.5) -> d
         'after': {s: [] for s in (*STAGES, 'total')},
         'context': {'decode': [], 'preprocess': []},
     }
-    identical = True
+    identical, conf_diff = True, 0
     for i in range(frames + 3):  # 3 warm-up frames
         order = ('before', 'after') if i % 2 == 0 else ('after', 'before')
         out = {}
@@ -203,8 +203,15 @@ def run_case(name: str, frames: int, pubs: dict | None, alpha: float = 0.5) -> d
                     times[which][stage].append(v)
                 times[which]['total'].append(sum(ms.values()))
         identical &= all(
-            bytes(out['before'][n].data) == bytes(out['after'][n].data) for n in TOPICS
+            bytes(out['before'][n].data) == bytes(out['after'][n].data)
+            for n in TOPICS
+            if n != 'confidence'
         )
+        before, after = (
+            np.frombuffer(bytes(out[w]['confidence'].data), np.uint8).astype(int)
+            for w in ('before', 'after')
+        )
+        conf_diff = max(conf_diff, int(np.abs(before - after).max()))
         t0 = time.perf_counter()
         message_to_rgb(in_msg)
         t1 = time.perf_counter()
@@ -220,6 +227,7 @@ def run_case(name: str, frames: int, pubs: dict | None, alpha: float = 0.5) -> d
         'frame': list(frame_wh),
         'frames': frames,
         'identical': identical,
+        'confidence_max_diff': conf_diff,
         'ms': {w: {s: _pct(v) for s, v in st.items()} for w, st in times.items()},
     }
 
@@ -236,8 +244,9 @@ def print_table(res: dict) -> None:
     ms = res['ms']
     print(
         f'\n{res["case"]}: {res["model"]} network {res["network"][0]}x{res["network"][1]}, '
-        f'frame {res["frame"][0]}x{res["frame"][1]}, {res["frames"]} frames, outputs '
-        f'{"bit-identical" if res["identical"] else "DIFFER"}'
+        f'frame {res["frame"][0]}x{res["frame"][1]}, {res["frames"]} frames, mask/colour/'
+        f'overlay {"bit-identical" if res["identical"] else "DIFFER"}, confidence within '
+        f'{res["confidence_max_diff"]}'
     )
     print(f'{"stage":<12}{"before p50":>11}{"p95":>9}{"after p50":>11}{"p95":>9}{"x p50":>7}')
     for stage in (*STAGES, 'total'):

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from vsda_ros.frames import Segmentation
-from vsda_ros.inference.reduction import ScoreReducer, max_softmax_255, shared_reducer
+from vsda_ros.inference.reduction import argmax_first, confidence_255, max_softmax_255
 from vsda_ros.models.base import ModelMeta, SegmentationModel
 
 if TYPE_CHECKING:
@@ -151,8 +151,6 @@ class Segmenter:
         w, h = self.config.input_size or model.meta.native_size
         self.input_size: tuple[int, int] = (int(w), int(h))
         self.export_info: ExportInfo | None = None
-        #: labels and confidence from the class scores (vsda_ros.inference.reduction)
-        self.reducer: ScoreReducer = shared_reducer()
         info = None
         if self.config.export_dir is not None:
             from vsda_ros.inference.export import ExportInfo
@@ -330,10 +328,10 @@ class Segmenter:
 
         if scores.device.type == 'cpu' and scores.dtype == torch.float32 and scores.shape[0] < 256:
             scores_np = np.ascontiguousarray(scores.numpy())
-            fast = self.reducer.labels(scores_np)
+            fast = argmax_first(scores_np)
             if fast is not None:
                 labels_np, best_np = fast
-                return full(labels_np), lambda: full(self.reducer.confidence(scores_np, best_np))
+                return full(labels_np), lambda: full(confidence_255(scores_np, best_np))
         # another device or dtype, or NaN scores: torch's own max and softmax
         best, labels = scores.max(dim=0)
 
