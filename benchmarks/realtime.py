@@ -6,7 +6,9 @@ Configurations, per model (``espnetv2-cityscapes``: 1024×512 camera at 15 Hz; `
 480×360 at 30 Hz; the network input equals the camera frame):
 
 - ``default`` — the node's default when issue 26 was filed (the baseline its targets name):
-  torch fp32, ``per_frame`` (since 2026-12-07 the node defaults to ``backend: auto``);
+  torch fp32, ``per_frame``;
+- ``auto`` — the node's default since 2026-12-07: ``backend: auto``, ``precision: auto``
+  (the fastest backend whose recorded accuracy check passed), ``per_frame``;
 - ``recommended`` — the README's real-time configuration: openvino bf16, ``keyframe`` with
   ``async_keyframes`` (the key network in a background thread), ``target_rate`` = the camera
   rate, ``num_threads`` 1 (key and foreground one core each), flow at the feature
@@ -85,6 +87,7 @@ def configs(setup: Setup) -> list[Config]:
     rt = {'target_rate': setup.rate, 'max_keyframe_interval': 10, 'keyframe_interval': 5}
     return [
         Config('default', {'backend': 'torch', 'precision': 'fp32', 'strategy': 'per_frame'}),
+        Config('auto', {'backend': 'auto', 'precision': 'auto', 'strategy': 'per_frame'}),
         Config(
             'recommended',
             {
