@@ -187,10 +187,10 @@ def replay_bag(
             f'bag {path} is damaged: {problems[0]}{more}; nothing was published'
         )
 
-    if node is not None:
+    def run(on: Any) -> dict:
         return _replay(
             path,
-            node,
+            on,
             chosen,
             types,
             classes,
@@ -207,27 +207,12 @@ def replay_bag(
             on_message,
             progress,
         )
+
+    if node is not None:
+        return run(node)
     use_environment_domain()  # network rule, before rclpy starts
     with _own_node() as own:
-        return _replay(
-            path,
-            own,
-            chosen,
-            types,
-            classes,
-            renames,
-            rate,
-            loop,
-            start_delay,
-            wait_subscribers,
-            wait_timeout,
-            restamp,
-            qos_depth,
-            stop,
-            max_loops,
-            on_message,
-            progress,
-        )
+        return run(own)
 
 
 def _replay(
