@@ -48,3 +48,24 @@ def test_prepare_builds_what_auto_then_loads(real_data, tmp_path, monkeypatch, c
 def test_prepare_rejects_a_bad_size(capsys):
     assert main(['prepare', '--size', '12xq']) == 2
     assert 'size' in capsys.readouterr().err
+
+
+def test_tools_prepare_what_their_node_will_load(monkeypatch):
+    """vsda bench node / eval --live build the node's cache entry before starting it (a first
+    export outlasts their start deadline); nothing for backend torch; the node's defaults
+    (backend auto) fill what the parameters leave out."""
+    from vsda_ros.ros.tools.launcher import prepare_compiled
+
+    seen = []
+    monkeypatch.setattr('vsda_ros.pipeline.build_pipeline', seen.append)
+    prepare_compiled({'model': 'espnet-camvid', 'backend': 'torch'})
+    assert seen == []
+    prepare_compiled({'model': 'espnetv2-cityscapes', 'input_size': '1024x512'})
+    (cfg,) = seen
+    assert (cfg.model, cfg.input_size, cfg.backend, cfg.precision) == (
+        'espnetv2-cityscapes',
+        (1024, 512),
+        'auto',
+        'auto',
+    )
+    assert cfg.temporal_weights == 'none'

@@ -22,7 +22,12 @@ from vsda_ros.ros.tools.bench_report import (
     segment_ms,
     summed_counters,
 )
-from vsda_ros.ros.tools.launcher import client_node, confine_to_loopback, node_process
+from vsda_ros.ros.tools.launcher import (
+    client_node,
+    confine_to_loopback,
+    node_process,
+    prepare_compiled,
+)
 
 
 def _status(pid: int, key: str) -> float:
@@ -107,6 +112,7 @@ def run_bench(
     }
     if cameras > 1:
         params['image_topics'] = [f'{p}image' for p in prefixes]
+    prepare_compiled(params)  # a first export would outlast the node's start deadline
     with node_process(params) as proc, client_node('vsda_bench') as (node, executor):
         q = QoSProfile(depth=10)
         pubs = {p: node.create_publisher(Image, f'{p}image', q) for p in prefixes}

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 
 def fastdds_profile() -> str | None:
@@ -72,6 +72,36 @@ def node_process(params: dict, stdout=None) -> Iterator[subprocess.Popen]:
         except subprocess.TimeoutExpired:
             proc.kill()
         os.unlink(tmp.name)
+
+
+def prepare_compiled(params: dict) -> None:
+    """Build, in this process, the compiled-model cache entry and accuracy evidence that a
+    node started with ``params`` will load (what ``vsda prepare`` does): a first export takes
+    30 s to 5 min on 2 cores, longer than a tool waits for its node to come up. Nothing to do
+    for ``backend: torch``; a cached entry loads in seconds.
+
+    Raises what building the pipeline raises (an unknown model, a backend that cannot run).
+    """
+    from vsda_ros.inference import parse_size
+    from vsda_ros.pipeline import PipelineConfig, build_pipeline
+    from vsda_ros.ros.parameters import PARAMETERS
+
+    def get(name: str) -> Any:
+        return params.get(name, PARAMETERS[name].default)
+
+    if get('backend') == 'torch':
+        return
+    build_pipeline(
+        PipelineConfig(
+            model=str(get('model')),
+            input_size=parse_size(str(get('input_size')) or None),
+            device=str(get('device')),
+            backend=str(get('backend')),
+            precision=str(get('precision')),
+            temporal_weights='none',
+            progress=False,
+        )
+    )
 
 
 @contextmanager

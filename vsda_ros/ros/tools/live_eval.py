@@ -36,7 +36,12 @@ from tqdm import tqdm
 
 from vsda_ros.evaluation.metrics import percentiles_ms
 from vsda_ros.evaluation.temporal import Clip, _score, temporal_consistency
-from vsda_ros.ros.tools.launcher import client_node, confine_to_loopback, node_process
+from vsda_ros.ros.tools.launcher import (
+    client_node,
+    confine_to_loopback,
+    node_process,
+    prepare_compiled,
+)
 
 #: seconds a run waits after its frames for the node's /diagnostics (published at 1 Hz) when
 #: none has arrived yet, for the backend and precision it reports.
@@ -121,6 +126,8 @@ class LiveRunner:
             time.sleep(self.attach_gap_s)  # a stamp gap: the node's stream guard resets
         self._runs += 1
         ns = self.attach or ''
+        if self.attach is None:  # a first export would outlast the node's start deadline
+            prepare_compiled(self.node_params(strategy))
         with (
             (
                 contextlib.nullcontext()
