@@ -209,7 +209,8 @@ def cached_export(model: SegmentationModel, size: tuple[int, int]) -> ExportInfo
         log.warning('%s; rebuilding the compiled-model cache entry %s', why, path)
     else:
         log.warning(
-            'exporting %s at %dx%d to %s (once; later runs load it)',
+            'exporting %s at %dx%d to %s (once, 30 s to 5 min on 2 cores; later runs load '
+            'it; `vsda prepare` does it ahead of a start)',
             model.meta.name,
             size[0],
             size[1],
