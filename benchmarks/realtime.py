@@ -116,7 +116,6 @@ def run_rounds(
     from vsda_ros.ros.tools.bench_node import run_bench
 
     size = f'{setup.size[0]}x{setup.size[1]}'
-    warm_caches(setup, cfgs)
     for r in range(rounds):
         order = cfgs[r % len(cfgs) :] + cfgs[: r % len(cfgs)]
         for cfg in order:
@@ -136,27 +135,6 @@ def run_rounds(
                 node_params=cfg.params,
             )
             cfg.rounds.append(report)
-
-
-def warm_caches(setup: Setup, cfgs: list[Config]) -> None:
-    """Build each compiled backend once here, so the nodes load the verified compiled-model
-    cache instead of exporting (a minute on a loaded machine) inside their start deadline."""
-    from vsda_ros.pipeline import PipelineConfig, build_pipeline
-
-    for backend, precision in sorted(
-        {(c.params['backend'], c.params['precision']) for c in cfgs} - {('torch', 'fp32')}
-    ):
-        build_pipeline(
-            PipelineConfig(
-                model=setup.model,
-                input_size=setup.size,
-                backend=backend,
-                precision=precision,
-                temporal_weights='none',
-                download=False,
-                progress=False,
-            )
-        )
 
 
 def key_ms(report: dict) -> float | None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Iterator
 
 
 def fastdds_profile() -> str | None:
@@ -80,27 +80,25 @@ def prepare_compiled(params: dict) -> None:
     30 s to 5 min on 2 cores, longer than a tool waits for its node to come up. Nothing to do
     for ``backend: torch``; a cached entry loads in seconds.
 
-    Raises what building the pipeline raises (an unknown model, a backend that cannot run).
+    Raises what the node's own loading raises (:func:`vsda_ros.ros.processing.load_pipeline`,
+    which this calls with the node's defaults for what ``params`` leaves out).
     """
-    from vsda_ros.inference import parse_size
-    from vsda_ros.pipeline import PipelineConfig, build_pipeline
     from vsda_ros.ros.parameters import PARAMETERS
+    from vsda_ros.ros.processing import load_pipeline
 
-    def get(name: str) -> Any:
-        return params.get(name, PARAMETERS[name].default)
+    def get(name: str) -> str:
+        return str(params.get(name, PARAMETERS[name].default))
 
     if get('backend') == 'torch':
         return
-    build_pipeline(
-        PipelineConfig(
-            model=str(get('model')),
-            input_size=parse_size(str(get('input_size')) or None),
-            device=str(get('device')),
-            backend=str(get('backend')),
-            precision=str(get('precision')),
-            temporal_weights='none',
-            progress=False,
-        )
+    load_pipeline(
+        get('model'),
+        get('input_size'),
+        get('device'),
+        get('backend'),
+        get('precision'),
+        temporal_weights='none',
+        warmup=0,
     )
 
 

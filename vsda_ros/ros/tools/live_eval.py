@@ -126,7 +126,9 @@ class LiveRunner:
             time.sleep(self.attach_gap_s)  # a stamp gap: the node's stream guard resets
         self._runs += 1
         ns = self.attach or ''
-        if self.attach is None:  # a first export would outlast the node's start deadline
+        # once, before the first node: a first export would outlast its start deadline, and
+        # the later runs' nodes load the same cache entry
+        if self.attach is None and self._runs == 1:
             prepare_compiled(self.node_params(strategy))
         with (
             (
